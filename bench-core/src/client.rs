@@ -1,0 +1,188 @@
+//! A small blocking client for the control plane: readiness checks, INFO, preloading.
+//!
+//! It is not the load generator. It pipelines when asked (the populator sends thousands of
+//! commands per round trip) and turns replies into owned values.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::resp::{self, Frame, ParseError};
+
+/// An owned reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<Value>>),
+}
+
+impl Value {
+    fn from_frame(frame: &Frame<'_>) -> Value {
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        match frame {
+            Frame::Simple(s) => Value::Simple(text(s)),
+            Frame::Error(s) => Value::Error(text(s)),
+            Frame::Integer(n) => Value::Integer(*n),
+            Frame::Bulk(b) => Value::Bulk(b.map(<[u8]>::to_vec)),
+            Frame::Array(items) => Value::Array(
+                items
+                    .as_ref()
+                    .map(|items| items.iter().map(Value::from_frame).collect()),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{addr}: {source}")]
+    Io { addr: SocketAddr, source: io::Error },
+    #[error("{addr}: server closed the connection")]
+    Closed { addr: SocketAddr },
+    #[error("{addr}: {source}")]
+    Protocol {
+        addr: SocketAddr,
+        source: ParseError,
+    },
+    #[error("{addr}: `{command}` replied with error: {message}")]
+    Server {
+        addr: SocketAddr,
+        command: String,
+        message: String,
+    },
+    #[error("{addr}: `{command}` replied {got:?}, expected {expected}")]
+    Unexpected {
+        addr: SocketAddr,
+        command: String,
+        got: Value,
+        expected: &'static str,
+    },
+}
+
+pub struct Client {
+    addr: SocketAddr,
+    stream: TcpStream,
+    read_buf: Vec<u8>,
+    write_buf: Vec<u8>,
+}
+
+impl Client {
+    /// Connects with `timeout` applied to the connect and to every later read and write.
+    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
+        let io = |source| ClientError::Io { addr, source };
+        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+        stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        stream.set_nodelay(true).map_err(io)?;
+        Ok(Client {
+            addr,
+            stream,
+            read_buf: Vec::with_capacity(64 * 1024),
+            write_buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sends one command and returns its reply; an error reply becomes `ClientError::Server`.
+    pub fn call<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<Value, ClientError> {
+        self.queue(args);
+        let mut replies = self.flush_and_read(1)?;
+        let reply = replies.pop().expect("flush_and_read(1) returns one reply");
+        match reply {
+            Value::Error(message) => Err(ClientError::Server {
+                addr: self.addr,
+                command: command_name(args),
+                message,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Calls a command that replies with an integer.
+    pub fn call_int<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<i64, ClientError> {
+        match self.call(args)? {
+            Value::Integer(n) => Ok(n),
+            got => Err(self.unexpected(args, got, "an integer")),
+        }
+    }
+
+    /// Calls a command that replies with a bulk string, such as INFO.
+    pub fn call_text<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Result<String, ClientError> {
+        match self.call(args)? {
+            Value::Bulk(Some(bytes)) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+            Value::Simple(s) => Ok(s),
+            got => Err(self.unexpected(args, got, "a string")),
+        }
+    }
+
+    /// Appends a command to the pipeline without sending it.
+    pub fn queue<A: AsRef<[u8]>>(&mut self, args: &[A]) {
+        resp::encode_command(&mut self.write_buf, args);
+    }
+
+    /// Sends every queued command and reads exactly `count` replies, in order.
+    pub fn flush_and_read(&mut self, count: usize) -> Result<Vec<Value>, ClientError> {
+        let addr = self.addr;
+        let io = |source| ClientError::Io { addr, source };
+        self.stream.write_all(&self.write_buf).map_err(io)?;
+        self.write_buf.clear();
+        let mut replies = Vec::with_capacity(count);
+        let mut pos = 0;
+        while replies.len() < count {
+            match resp::parse(&self.read_buf[pos..]) {
+                Ok((frame, used)) => {
+                    replies.push(Value::from_frame(&frame));
+                    pos += used;
+                }
+                Err(ParseError::Incomplete) => {
+                    self.read_buf.drain(..pos);
+                    pos = 0;
+                    self.fill()?;
+                }
+                Err(source) => return Err(ClientError::Protocol { addr, source }),
+            }
+        }
+        self.read_buf.drain(..pos);
+        Ok(replies)
+    }
+
+    fn fill(&mut self) -> Result<(), ClientError> {
+        let addr = self.addr;
+        let mut chunk = [0u8; 64 * 1024];
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .map_err(|source| ClientError::Io { addr, source })?;
+        if n == 0 {
+            return Err(ClientError::Closed { addr });
+        }
+        self.read_buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    fn unexpected<A: AsRef<[u8]>>(
+        &self,
+        args: &[A],
+        got: Value,
+        expected: &'static str,
+    ) -> ClientError {
+        ClientError::Unexpected {
+            addr: self.addr,
+            command: command_name(args),
+            got,
+            expected,
+        }
+    }
+}
+
+fn command_name<A: AsRef<[u8]>>(args: &[A]) -> String {
+    args.first()
+        .map(|a| String::from_utf8_lossy(a.as_ref()).into_owned())
+        .unwrap_or_default()
+}

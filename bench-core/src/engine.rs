@@ -1,0 +1,73 @@
+//! The load-generator interface every engine implements, and what it returns.
+
+use std::net::SocketAddr;
+
+use crate::command::Command;
+use crate::shutdown::Shutdown;
+
+/// A closed-loop load: `clients` connections, each with `pipeline` requests in flight,
+/// until `requests` requests have completed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Load {
+    pub command: Command,
+    /// Value size in bytes; commands that carry no value ignore it.
+    pub value_size: u64,
+    pub pipeline: u32,
+    pub clients: u32,
+    /// Keys are drawn uniformly from `key:000000000000 .. keyspace-1`.
+    pub keyspace: u64,
+    pub requests: u64,
+    /// Client threads, where the engine has them.
+    pub threads: u32,
+}
+
+/// What one run of an engine measured. Latencies are microseconds; `None` where the
+/// engine does not report that figure.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Measurement {
+    pub requests: u64,
+    pub ops_per_sec: f64,
+    /// Wall time of the whole run as the harness saw it, connection setup included.
+    pub wall_secs: f64,
+    pub latency: Latency,
+}
+
+/// Request latency in microseconds, from send to reply.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Latency {
+    pub avg_us: Option<f64>,
+    pub min_us: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p90_us: Option<f64>,
+    pub p95_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub p99_9_us: Option<f64>,
+    pub max_us: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("interrupted")]
+    Interrupted,
+    #[error("{engine} failed: {message}")]
+    Failed {
+        engine: &'static str,
+        message: String,
+    },
+}
+
+/// A load generator. The perf suite calls it once per warmup and once per repetition.
+pub trait Engine {
+    /// Stable name written into result records.
+    fn name(&self) -> &'static str;
+    /// The engine's own version, written into result records.
+    fn version(&self) -> &str;
+    /// The exact invocation `run` would use, recorded for reproduction.
+    fn describe(&self, addr: SocketAddr, load: &Load) -> Vec<String>;
+    fn run(
+        &self,
+        addr: SocketAddr,
+        load: &Load,
+        shutdown: &Shutdown,
+    ) -> Result<Measurement, EngineError>;
+}

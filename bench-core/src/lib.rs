@@ -1,0 +1,17 @@
+//! The valkey-bench domain: everything that can be tested with a socket and a clock.
+//!
+//! This crate never spawns a process, never touches `results/`, and knows nothing about
+//! git or make. It gets addresses and specs and returns measurements and records.
+
+pub mod benchmark_csv;
+pub mod client;
+pub mod command;
+pub mod engine;
+pub mod info;
+pub mod populate;
+pub mod report;
+pub mod resp;
+pub mod result;
+pub mod shutdown;
+pub mod stats;
+pub mod suite;

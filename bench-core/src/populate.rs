@@ -1,0 +1,146 @@
+//! The pipelined populator: fills a fresh server with exactly the data a case declares,
+//! then checks that it is all there.
+//!
+//! Key names match valkey-benchmark's (`key:` + 12 zero-padded digits), so reads by either
+//! engine hit.
+
+use std::time::Instant;
+
+use crate::client::{Client, ClientError, Value};
+
+/// Commands sent per round trip.
+const BATCH: usize = 1000;
+/// List elements per RPUSH.
+const ELEMENTS_PER_PUSH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PopulateError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{what}: expected {expected} after populating, the server holds {actual}")]
+    Mismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("`{command}` during populate replied {reply:?}")]
+    Reply { command: &'static str, reply: Value },
+}
+
+/// What a populate wrote and how fast.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Populated {
+    pub items: u64,
+    pub seconds: f64,
+}
+
+impl Populated {
+    pub fn items_per_sec(&self) -> f64 {
+        self.items as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// The key valkey-benchmark uses for random index `i`.
+pub fn benchmark_key(i: u64) -> String {
+    format!("key:{i:012}")
+}
+
+/// SETs every key of `0..keyspace` to a value of `value_size` bytes, then checks DBSIZE.
+/// The server must be empty.
+pub fn strings(
+    client: &mut Client,
+    keyspace: u64,
+    value_size: u64,
+) -> Result<Populated, PopulateError> {
+    let start = Instant::now();
+    let value = vec![b'x'; value_size as usize];
+    let mut next = 0u64;
+    while next < keyspace {
+        let batch = (keyspace - next).min(BATCH as u64);
+        for i in next..next + batch {
+            let key = benchmark_key(i);
+            client.queue(&[b"SET".as_slice(), key.as_bytes(), &value]);
+        }
+        check_replies(
+            client.flush_and_read(batch as usize)?,
+            "SET",
+            |r| matches!(r, Value::Simple(s) if s == "OK"),
+        )?;
+        next += batch;
+    }
+    let actual = client.call_int(&["DBSIZE"])? as u64;
+    if actual != keyspace {
+        return Err(PopulateError::Mismatch {
+            what: "DBSIZE".into(),
+            expected: keyspace,
+            actual,
+        });
+    }
+    Ok(Populated {
+        items: keyspace,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// RPUSHes `count` elements of `value_size` bytes onto `key`, then checks LLEN.
+/// The list must not exist yet.
+pub fn list(
+    client: &mut Client,
+    key: &str,
+    count: u64,
+    value_size: u64,
+) -> Result<Populated, PopulateError> {
+    let start = Instant::now();
+    let value = vec![b'x'; value_size as usize];
+    let mut pushed = 0u64;
+    while pushed < count {
+        let mut commands = 0;
+        while pushed < count && commands < BATCH / 10 {
+            let n = (count - pushed).min(ELEMENTS_PER_PUSH as u64) as usize;
+            let mut args: Vec<&[u8]> = Vec::with_capacity(n + 2);
+            args.push(b"RPUSH");
+            args.push(key.as_bytes());
+            args.extend(std::iter::repeat_n(value.as_slice(), n));
+            client.queue(&args);
+            pushed += n as u64;
+            commands += 1;
+        }
+        check_replies(client.flush_and_read(commands)?, "RPUSH", |r| {
+            matches!(r, Value::Integer(_))
+        })?;
+    }
+    let actual = client.call_int(&["LLEN", key])? as u64;
+    if actual != count {
+        return Err(PopulateError::Mismatch {
+            what: format!("LLEN {key}"),
+            expected: count,
+            actual,
+        });
+    }
+    Ok(Populated {
+        items: count,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn check_replies(
+    replies: Vec<Value>,
+    command: &'static str,
+    ok: impl Fn(&Value) -> bool,
+) -> Result<(), PopulateError> {
+    match replies.into_iter().find(|r| !ok(r)) {
+        Some(reply) => Err(PopulateError::Reply { command, reply }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_valkey_benchmark() {
+        assert_eq!(benchmark_key(0), "key:000000000000");
+        assert_eq!(benchmark_key(99_999), "key:000000099999");
+    }
+}

@@ -1,0 +1,210 @@
+//! Pure renderers: records in, text out. The caller writes files.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::result::ResultRecord;
+use crate::stats;
+
+/// One case across its repetitions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CaseSummary {
+    pub case: String,
+    pub repetitions: usize,
+    /// Median ops/s over repetitions.
+    pub ops_per_sec: f64,
+    /// (max − min) / median of ops/s, percent; see [`stats::range_pct`].
+    pub ops_range_pct: Option<f64>,
+    /// Median over repetitions of each repetition's p50, microseconds.
+    pub p50_us: Option<f64>,
+    /// Median over repetitions of each repetition's p99, microseconds.
+    pub p99_us: Option<f64>,
+}
+
+/// Groups records by case, in the order cases first appear.
+pub fn summarize(records: &[ResultRecord]) -> Vec<CaseSummary> {
+    let mut order: Vec<&str> = Vec::new();
+    for r in records {
+        if !order.contains(&r.case.as_str()) {
+            order.push(&r.case);
+        }
+    }
+    order
+        .into_iter()
+        .map(|case| {
+            let reps: Vec<&ResultRecord> = records.iter().filter(|r| r.case == case).collect();
+            let ops: Vec<f64> = reps.iter().map(|r| r.metrics.ops_per_sec).collect();
+            let median_of = |get: fn(&ResultRecord) -> Option<f64>| {
+                let values: Vec<f64> = reps.iter().filter_map(|r| get(r)).collect();
+                stats::median(&values)
+            };
+            CaseSummary {
+                case: case.to_string(),
+                repetitions: reps.len(),
+                ops_per_sec: stats::median(&ops).unwrap_or(0.0),
+                ops_range_pct: stats::range_pct(&ops),
+                p50_us: median_of(|r| r.metrics.latency.p50_us),
+                p99_us: median_of(|r| r.metrics.latency.p99_us),
+            }
+        })
+        .collect()
+}
+
+/// A Markdown table, readable as plain text in a terminal too.
+pub fn markdown_table(summaries: &[CaseSummary]) -> String {
+    let header = [
+        "case",
+        "ops/s (median)",
+        "range",
+        "p50 µs",
+        "p99 µs",
+        "reps",
+    ];
+    let rows: Vec<[String; 6]> = summaries
+        .iter()
+        .map(|s| {
+            [
+                s.case.clone(),
+                group_thousands(s.ops_per_sec),
+                s.ops_range_pct.map_or("-".into(), |p| format!("{p:.1}%")),
+                s.p50_us.map_or("-".into(), |v| format!("{v:.0}")),
+                s.p99_us.map_or("-".into(), |v| format!("{v:.0}")),
+                s.repetitions.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        out.push('|');
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            let pad = w - cell.chars().count();
+            // The case name reads left-aligned; numbers right-aligned.
+            if i == 0 {
+                let _ = write!(out, " {cell}{} |", " ".repeat(pad));
+            } else {
+                let _ = write!(out, " {}{cell} |", " ".repeat(pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(&mut out, &header.map(String::from));
+    out.push('|');
+    for (i, w) in widths.iter().enumerate() {
+        let dashes = "-".repeat(*w);
+        if i == 0 {
+            let _ = write!(out, " {dashes} |");
+        } else {
+            let _ = write!(out, " {}: |", &dashes[1..]);
+        }
+    }
+    out.push('\n');
+    for row in &rows {
+        line(&mut out, row);
+    }
+    out
+}
+
+/// Context printed above the table in `summary.md`.
+#[derive(Clone, Debug, Default)]
+pub struct SummaryHeader {
+    pub run_id: String,
+    pub suite: String,
+    pub valkey: String,
+    pub engine: String,
+    pub host: String,
+    /// Set when the run did not finish; says why.
+    pub incomplete: Option<String>,
+}
+
+/// The run's `summary.md`.
+pub fn summary_markdown(header: &SummaryHeader, summaries: &[CaseSummary]) -> String {
+    let mut out = format!("# valkey-bench run {}\n\n", header.run_id);
+    let _ = writeln!(out, "- suite: {}", header.suite);
+    let _ = writeln!(out, "- valkey: {}", header.valkey);
+    let _ = writeln!(out, "- engine: {}", header.engine);
+    let _ = writeln!(out, "- host: {}", header.host);
+    if let Some(why) = &header.incomplete {
+        let _ = writeln!(out, "- **incomplete**: {why}");
+    }
+    out.push_str(
+        "\nops/s is the median over repetitions (fresh server each); range is (max − min) / \
+         median of ops/s; p50 and p99 are medians of each repetition's percentile.\n\n",
+    );
+    out.push_str(&markdown_table(summaries));
+    out
+}
+
+/// `1234567.8` → `1,234,568`.
+fn group_thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::tests::sample;
+
+    fn record(case: &str, ops: f64, p50: f64) -> ResultRecord {
+        let mut r = sample();
+        r.case = case.into();
+        r.metrics.ops_per_sec = ops;
+        r.metrics.latency.p50_us = Some(p50);
+        r
+    }
+
+    #[test]
+    fn summarizes_per_case_in_first_seen_order() {
+        let records = [
+            record("B", 100.0, 10.0),
+            record("A", 50.0, 5.0),
+            record("B", 120.0, 30.0),
+            record("B", 110.0, 20.0),
+        ];
+        let s = summarize(&records);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].case, "B");
+        assert_eq!(s[0].repetitions, 3);
+        assert_eq!(s[0].ops_per_sec, 110.0);
+        assert_eq!(s[0].p50_us, Some(20.0));
+        assert!((s[0].ops_range_pct.unwrap() - 20.0 / 110.0 * 100.0).abs() < 1e-9);
+        assert_eq!(s[0].p99_us, None);
+        assert_eq!(s[1].ops_per_sec, 50.0);
+    }
+
+    #[test]
+    fn table_is_aligned_markdown() {
+        let table = markdown_table(&summarize(&[
+            record("GET/32B/P1/c50/io1", 81234.4, 287.0),
+            record("PING/P16/c50/io1", 1234567.0, 700.0),
+        ]));
+        let expected = "\
+| case               | ops/s (median) | range | p50 µs | p99 µs | reps |
+| ------------------ | -------------: | ----: | -----: | -----: | ---: |
+| GET/32B/P1/c50/io1 |         81,234 |  0.0% |    287 |      - |    1 |
+| PING/P16/c50/io1   |      1,234,567 |  0.0% |    700 |      - |    1 |
+";
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(group_thousands(0.0), "0");
+        assert_eq!(group_thousands(999.6), "1,000");
+        assert_eq!(group_thousands(1234567.0), "1,234,567");
+    }
+}

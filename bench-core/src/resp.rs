@@ -1,0 +1,225 @@
+//! RESP2 encoding of commands and parsing of replies straight from a read buffer.
+//!
+//! The parser borrows from the buffer and distinguishes "need more bytes" from "this is not
+//! RESP", so a reader can keep appending to one buffer until a whole reply is there.
+
+use std::fmt;
+
+/// A reply borrowed from the read buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Simple(&'a [u8]),
+    Error(&'a [u8]),
+    Integer(i64),
+    /// `None` is the null bulk string (`$-1`) or RESP3 null (`_`).
+    Bulk(Option<&'a [u8]>),
+    /// `None` is the null array (`*-1`).
+    Array(Option<Vec<Frame<'a>>>),
+}
+
+/// Why a buffer does not (yet) hold a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseError {
+    /// The buffer ends inside a reply; read more and try again.
+    Incomplete,
+    /// The bytes at this offset are not RESP.
+    Invalid { offset: usize },
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Incomplete => f.write_str("incomplete reply"),
+            ParseError::Invalid { offset } => write!(f, "invalid RESP at byte {offset}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Appends `args` to `out` as one RESP array of bulk strings.
+pub fn encode_command<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    out.push(b'*');
+    push_decimal(out, args.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    for arg in args {
+        let arg = arg.as_ref();
+        out.push(b'$');
+        push_decimal(out, arg.len() as u64);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends the decimal digits of `n` without allocating.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// Parses one reply at the start of `buf`; returns it and the number of bytes it used.
+pub fn parse(buf: &[u8]) -> Result<(Frame<'_>, usize), ParseError> {
+    parse_at(buf, 0)
+}
+
+fn parse_at(buf: &[u8], start: usize) -> Result<(Frame<'_>, usize), ParseError> {
+    let Some(&kind) = buf.get(start) else {
+        return Err(ParseError::Incomplete);
+    };
+    let (line, after_line) = line_at(buf, start + 1)?;
+    let invalid = ParseError::Invalid { offset: start };
+    match kind {
+        b'+' => Ok((Frame::Simple(line), after_line - start)),
+        b'-' => Ok((Frame::Error(line), after_line - start)),
+        b':' => Ok((
+            Frame::Integer(parse_int(line).ok_or(invalid)?),
+            after_line - start,
+        )),
+        b'_' => Ok((Frame::Bulk(None), after_line - start)),
+        b'$' => {
+            let len = parse_int(line).ok_or(invalid)?;
+            if len < 0 {
+                return Ok((Frame::Bulk(None), after_line - start));
+            }
+            let len = len as usize;
+            let end = after_line + len;
+            if buf.len() < end + 2 {
+                return Err(ParseError::Incomplete);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ParseError::Invalid { offset: end });
+            }
+            Ok((Frame::Bulk(Some(&buf[after_line..end])), end + 2 - start))
+        }
+        b'*' => {
+            let len = parse_int(line).ok_or(invalid)?;
+            if len < 0 {
+                return Ok((Frame::Array(None), after_line - start));
+            }
+            let mut items = Vec::with_capacity((len as usize).min(1024));
+            let mut pos = after_line;
+            for _ in 0..len {
+                let (item, used) = parse_at(buf, pos)?;
+                items.push(item);
+                pos += used;
+            }
+            Ok((Frame::Array(Some(items)), pos - start))
+        }
+        _ => Err(invalid),
+    }
+}
+
+/// Returns the bytes up to the next CRLF at or after `from`, and the offset after the CRLF.
+fn line_at(buf: &[u8], from: usize) -> Result<(&[u8], usize), ParseError> {
+    let rest = buf.get(from..).ok_or(ParseError::Incomplete)?;
+    match rest.iter().position(|&b| b == b'\r') {
+        Some(i) if i + 1 < rest.len() => {
+            if rest[i + 1] != b'\n' {
+                return Err(ParseError::Invalid { offset: from + i });
+            }
+            Ok((&rest[..i], from + i + 2))
+        }
+        _ => Err(ParseError::Incomplete),
+    }
+}
+
+fn parse_int(digits: &[u8]) -> Option<i64> {
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(input: &[u8], expected: Frame<'_>) {
+        let (frame, used) = parse(input).expect("a whole reply");
+        assert_eq!(frame, expected);
+        assert_eq!(used, input.len());
+        // Every strict prefix must ask for more bytes, never misparse.
+        for cut in 0..input.len() {
+            assert_eq!(
+                parse(&input[..cut]),
+                Err(ParseError::Incomplete),
+                "prefix {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn parses_each_kind_and_every_prefix_is_incomplete() {
+        check(b"+PONG\r\n", Frame::Simple(b"PONG"));
+        check(b"-ERR no\r\n", Frame::Error(b"ERR no"));
+        check(b":-42\r\n", Frame::Integer(-42));
+        check(b"$3\r\nabc\r\n", Frame::Bulk(Some(b"abc")));
+        check(b"$0\r\n\r\n", Frame::Bulk(Some(b"")));
+        check(b"$-1\r\n", Frame::Bulk(None));
+        check(b"_\r\n", Frame::Bulk(None));
+        check(b"*-1\r\n", Frame::Array(None));
+        check(
+            b"*2\r\n$1\r\na\r\n:7\r\n",
+            Frame::Array(Some(vec![Frame::Bulk(Some(b"a")), Frame::Integer(7)])),
+        );
+        // A bulk string may contain CRLF.
+        check(b"$4\r\n\r\n\r\n\r\n", Frame::Bulk(Some(b"\r\n\r\n")));
+    }
+
+    #[test]
+    fn rejects_what_is_not_resp() {
+        assert_eq!(parse(b"?x\r\n"), Err(ParseError::Invalid { offset: 0 }));
+        assert_eq!(parse(b":x\r\n"), Err(ParseError::Invalid { offset: 0 }));
+        assert_eq!(
+            parse(b"$1\r\nab\r\n"),
+            Err(ParseError::Invalid { offset: 5 })
+        );
+        assert_eq!(parse(b"+a\rb\r\n"), Err(ParseError::Invalid { offset: 2 }));
+    }
+
+    #[test]
+    fn parses_back_to_back_replies_from_one_buffer() {
+        let buf = b"+OK\r\n:1\r\n$2\r\nhi\r\n";
+        let mut pos = 0;
+        let mut frames = Vec::new();
+        while pos < buf.len() {
+            let (frame, used) = parse(&buf[pos..]).unwrap();
+            frames.push(frame);
+            pos += used;
+        }
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Simple(b"OK"),
+                Frame::Integer(1),
+                Frame::Bulk(Some(b"hi"))
+            ]
+        );
+    }
+
+    #[test]
+    fn encodes_commands_as_arrays_of_bulk_strings() {
+        let mut out = Vec::new();
+        encode_command(&mut out, &["SET", "k", ""]);
+        assert_eq!(out, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+        let (frame, used) = parse(&out).unwrap();
+        assert_eq!(used, out.len());
+        assert!(matches!(frame, Frame::Array(Some(items)) if items.len() == 3));
+    }
+
+    #[test]
+    fn push_decimal_matches_to_string() {
+        for n in [0u64, 7, 10, 99, 100, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The result model: the one serialized boundary of valkey-bench.
+//!
+//! Every run appends one [`ResultRecord`] per measured repetition to
+//! `results/<run-id>/results.jsonl`. Every field is documented here with its unit;
+//! `results/README.md` repeats this for readers who do not read Rust. [`SCHEMA_VERSION`]
+//! changes whenever the shape changes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::Latency;
+
+/// Version of the record shape. 1: first release (perf suite).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One measured repetition of one case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Shape version of this record, [`SCHEMA_VERSION`] when written.
+    pub schema: u32,
+    /// The run this record belongs to: `YYYYMMDDTHHMMSSZ-<suite>-<4 hex>` (UTC start time).
+    pub run_id: String,
+    /// The suite: `perf`.
+    pub suite: String,
+    /// Stable case name, e.g. `GET/32B/P16/c50/io1`: the same knobs give the same name
+    /// in every run, so runs can be joined on it.
+    pub case: String,
+    /// 1-based index of the measured repetition within the case.
+    pub repetition: u32,
+    /// When the measured run ended, RFC 3339 UTC.
+    pub timestamp: String,
+    /// The server that was measured.
+    pub valkey: ValkeyInfo,
+    /// The machine the run happened on.
+    pub host: HostInfo,
+    /// Every knob of the case.
+    pub params: PerfParams,
+    /// What was measured.
+    pub metrics: Metrics,
+    /// The load generator.
+    pub engine: EngineInfo,
+}
+
+/// Which Valkey, from which source, built how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValkeyInfo {
+    /// What `valkey-server --version` reports, e.g. `8.1.1`.
+    pub version: String,
+    /// Identity of the source tree: `debian:<package version>:sha256:<orig tarball hash>`
+    /// for a pinned version, `git:<commit>` for a clean git tree (`git:<commit>-dirty-<hash>`
+    /// with local changes), `tree:<content hash>` for a plain directory.
+    pub source_id: String,
+    pub build: BuildOptions,
+}
+
+/// Build options; part of the build cache key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct BuildOptions {
+    /// Built with `BUILD_TLS=yes`.
+    pub tls: bool,
+    /// The allocator: `jemalloc` or `libc`.
+    pub malloc: Malloc,
+    /// Extra C compiler flags, appended to Valkey's own (`CFLAGS=` of its Makefile).
+    pub cflags: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Malloc {
+    Jemalloc,
+    Libc,
+}
+
+impl Malloc {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malloc::Jemalloc => "jemalloc",
+            Malloc::Libc => "libc",
+        }
+    }
+}
+
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            tls: false,
+            malloc: Malloc::Jemalloc,
+            cflags: String::new(),
+        }
+    }
+}
+
+/// The machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub hostname: String,
+    /// Logical CPUs available to the run.
+    pub cpus: u32,
+    /// CPU model name from /proc/cpuinfo.
+    pub model: String,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Total memory in bytes.
+    pub memory_bytes: u64,
+}
+
+/// The knobs of a perf case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PerfParams {
+    /// The measured command, e.g. `GET`.
+    pub command: String,
+    /// Value size in bytes; `null` for commands that carry no value (PING, INCR, SADD, ZADD).
+    pub value_size: Option<u64>,
+    /// Requests in flight per connection.
+    pub pipeline: u32,
+    /// Client connections.
+    pub clients: u32,
+    /// Client threads of the engine.
+    pub client_threads: u32,
+    /// The server's io-threads (1: main thread only).
+    pub io_threads: u32,
+    /// Distinct keys the load draws from (uniform).
+    pub keyspace: u64,
+    /// Requests in the measured run.
+    pub requests: u64,
+    /// Requests in the discarded warmup run before it, on the same server.
+    pub warmup_requests: u64,
+    /// Items written before the warmup: keys for GET, list elements for LPOP/RPOP, 0 otherwise.
+    pub preloaded_items: u64,
+    /// Extra server configuration the case set.
+    pub server_config: BTreeMap<String, String>,
+}
+
+/// Measurements of one repetition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// Completed requests per second, as the engine measured it.
+    pub ops_per_sec: f64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Wall time of the measured run as the harness saw it, in seconds, connection setup
+    /// included.
+    pub wall_secs: f64,
+    /// Latency in microseconds (`avg_us`, `min_us`, `p50_us`, `p90_us`, `p95_us`, `p99_us`,
+    /// `p99_9_us`, `max_us`); `null` where the engine does not report that figure
+    /// (valkey-benchmark gives avg, min, p50, p95, p99, max).
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
+/// The load generator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EngineInfo {
+    /// `valkey-benchmark`.
+    pub name: String,
+    /// The engine's own version string.
+    pub version: String,
+    /// The exact invocation of the measured run.
+    pub argv: Vec<String>,
+}
+
+impl ResultRecord {
+    /// The record as one JSON line, newline included.
+    pub fn to_json_line(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        let mut line = serde_json::to_string(self).expect("records serialize");
+        line.push('\n');
+        line
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> ResultRecord {
+        ResultRecord {
+            schema: SCHEMA_VERSION,
+            run_id: "20261122T223000Z-perf-1a2b".into(),
+            suite: "perf".into(),
+            case: "GET/32B/P16/c50/io1".into(),
+            repetition: 1,
+            timestamp: "2026-11-22T22:30:01Z".into(),
+            valkey: ValkeyInfo {
+                version: "8.1.1".into(),
+                source_id: "debian:8.1.1+dfsg1-3+deb13u2:sha256:d9bbd82e".into(),
+                build: BuildOptions::default(),
+            },
+            host: HostInfo {
+                hostname: "h".into(),
+                cpus: 2,
+                model: "cpu".into(),
+                kernel: "6.1".into(),
+                memory_bytes: 1 << 30,
+            },
+            params: PerfParams {
+                command: "GET".into(),
+                value_size: Some(32),
+                pipeline: 16,
+                clients: 50,
+                client_threads: 1,
+                io_threads: 1,
+                keyspace: 100_000,
+                requests: 1_000_000,
+                warmup_requests: 250_000,
+                preloaded_items: 100_000,
+                server_config: BTreeMap::new(),
+            },
+            metrics: Metrics {
+                ops_per_sec: 1_000_000.0,
+                requests: 1_000_000,
+                wall_secs: 1.01,
+                latency: Latency {
+                    p50_us: Some(700.0),
+                    max_us: Some(2000.0),
+                    ..Latency::default()
+                },
+            },
+            engine: EngineInfo {
+                name: "valkey-benchmark".into(),
+                version: "8.1.1".into(),
+                argv: vec!["valkey-benchmark".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn a_record_is_one_line_that_reads_back() {
+        let record = sample();
+        let line = record.to_json_line();
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1);
+        let back: ResultRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn latency_fields_sit_flat_in_metrics() {
+        let value: serde_json::Value = serde_json::from_str(&sample().to_json_line()).unwrap();
+        let metrics = &value["metrics"];
+        assert_eq!(metrics["p50_us"], 700.0);
+        assert!(metrics["p99_us"].is_null());
+        assert_eq!(metrics["ops_per_sec"], 1_000_000.0);
+        assert_eq!(value["valkey"]["build"]["malloc"], "jemalloc");
+        assert_eq!(value["schema"], SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,457 @@
+//! Suite definitions: the file format, its validation, and expansion into cases.
+//!
+//! A suite file is TOML. Unknown fields are rejected, and every invalid value gets an error
+//! that names the field, the value and the fix. The built-in suites are files too
+//! (`bench-core/suites/*.toml`), embedded at compile time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::Command;
+
+/// The default suite of `cargo xtask bench`.
+pub const DEFAULT_PERF: &str = include_str!("../suites/perf-default.toml");
+/// The suite of `cargo xtask bench --quick`.
+pub const QUICK_PERF: &str = include_str!("../suites/perf-quick.toml");
+
+/// Server settings the harness owns; a suite may not override them.
+pub const RESERVED_CONFIG: [&str; 9] = [
+    "port",
+    "bind",
+    "dir",
+    "logfile",
+    "daemonize",
+    "save",
+    "appendonly",
+    "protected-mode",
+    "io-threads",
+];
+
+/// The perf suite file, as written. See `perf-default.toml` for an example.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerfSpecFile {
+    /// Which suite this file defines. Only `"perf"` exists so far.
+    pub suite: String,
+    /// The load generator: `"valkey-benchmark"`.
+    #[serde(default = "default_engine")]
+    pub engine: String,
+    /// Commands to measure, case-insensitive (`"GET"`, `"set"`, ...).
+    pub commands: Vec<String>,
+    /// Value sizes in bytes, for commands that carry a value.
+    pub value_sizes: Vec<u64>,
+    /// Pipeline depths: requests each connection has in flight.
+    pub pipelines: Vec<u32>,
+    /// Client connections.
+    pub clients: Vec<u32>,
+    /// The server's `io-threads` (1 means the main thread only). Default `[1]`.
+    #[serde(default = "default_io_threads")]
+    pub io_threads: Vec<u32>,
+    /// Distinct keys the load draws from uniformly (valkey-benchmark `-r`).
+    pub keyspace: u64,
+    /// Measured repetitions per case, each on a fresh server.
+    pub repetitions: u32,
+    /// Load run before each measured repetition and discarded, in seconds.
+    pub warmup_seconds: f64,
+    /// Target length of each measured repetition, in seconds.
+    pub measure_seconds: f64,
+    /// valkey-benchmark `--threads`. Default 1.
+    #[serde(default = "default_client_threads")]
+    pub client_threads: u32,
+    /// Extra server configuration (`"maxmemory-policy" = "allkeys-lru"`).
+    #[serde(default)]
+    pub server_config: BTreeMap<String, String>,
+}
+
+fn default_engine() -> String {
+    "valkey-benchmark".to_string()
+}
+fn default_io_threads() -> Vec<u32> {
+    vec![1]
+}
+fn default_client_threads() -> u32 {
+    1
+}
+
+/// A validated perf suite.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerfSpec {
+    pub engine: EngineKind,
+    pub commands: Vec<Command>,
+    pub value_sizes: Vec<u64>,
+    pub pipelines: Vec<u32>,
+    pub clients: Vec<u32>,
+    pub io_threads: Vec<u32>,
+    pub keyspace: u64,
+    pub repetitions: u32,
+    pub warmup_seconds: f64,
+    pub measure_seconds: f64,
+    pub client_threads: u32,
+    pub server_config: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    ValkeyBenchmark,
+}
+
+/// One cell of the matrix: every knob fixed.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PerfCase {
+    /// Stable name, e.g. `GET/32B/P16/c50/io1`.
+    pub name: String,
+    pub command: Command,
+    /// `None` for commands that carry no value.
+    pub value_size: Option<u64>,
+    pub pipeline: u32,
+    pub clients: u32,
+    pub io_threads: u32,
+    pub keyspace: u64,
+    pub repetitions: u32,
+    pub warmup_seconds: f64,
+    pub measure_seconds: f64,
+    pub client_threads: u32,
+    /// Extra server configuration, `io-threads` included when above 1.
+    pub server_config: BTreeMap<String, String>,
+}
+
+/// An invalid suite: which field, which value, and how to fix it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpecError {
+    pub field: String,
+    pub value: String,
+    pub fix: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "suite field `{}`: invalid value {}; {}",
+            self.field, self.value, self.fix
+        )
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid suite file: {0}")]
+    Toml(#[from] toml::de::Error),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+}
+
+impl PerfSpec {
+    /// Parses and validates a suite file's text.
+    pub fn from_toml(text: &str) -> Result<PerfSpec, LoadError> {
+        let file: PerfSpecFile = toml::from_str(text)?;
+        Ok(file.validate()?)
+    }
+
+    /// Every case of the matrix, in a stable order. Commands that carry no value are not
+    /// multiplied by value sizes.
+    pub fn expand(&self) -> Vec<PerfCase> {
+        let mut cases = Vec::new();
+        for &command in &self.commands {
+            let sizes: Vec<Option<u64>> = if command.uses_value_size() {
+                self.value_sizes.iter().copied().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for &value_size in &sizes {
+                for &pipeline in &self.pipelines {
+                    for &clients in &self.clients {
+                        for &io_threads in &self.io_threads {
+                            let size = value_size.map(|s| format!("/{s}B")).unwrap_or_default();
+                            let mut server_config = self.server_config.clone();
+                            if io_threads > 1 {
+                                server_config.insert("io-threads".into(), io_threads.to_string());
+                            }
+                            cases.push(PerfCase {
+                                name: format!(
+                                    "{command}{size}/P{pipeline}/c{clients}/io{io_threads}"
+                                ),
+                                command,
+                                value_size,
+                                pipeline,
+                                clients,
+                                io_threads,
+                                keyspace: self.keyspace,
+                                repetitions: self.repetitions,
+                                warmup_seconds: self.warmup_seconds,
+                                measure_seconds: self.measure_seconds,
+                                client_threads: self.client_threads,
+                                server_config,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        cases
+    }
+}
+
+impl PerfSpecFile {
+    pub fn validate(self) -> Result<PerfSpec, SpecError> {
+        if self.suite != "perf" {
+            return Err(error(
+                "suite",
+                format!("{:?}", self.suite),
+                "only \"perf\" suite files exist so far",
+            ));
+        }
+        let engine = match self.engine.as_str() {
+            "valkey-benchmark" => EngineKind::ValkeyBenchmark,
+            other => {
+                return Err(error(
+                    "engine",
+                    format!("{other:?}"),
+                    "use \"valkey-benchmark\"",
+                ));
+            }
+        };
+        non_empty("commands", &self.commands)?;
+        let mut commands = Vec::new();
+        for name in &self.commands {
+            let command = name
+                .parse::<Command>()
+                .map_err(|why| error("commands", format!("{name:?}"), &why))?;
+            commands.push(command);
+        }
+        distinct("commands", &commands)?;
+        list_in_range("value_sizes", &self.value_sizes, 1, 1 << 20, "bytes")?;
+        list_in_range(
+            "pipelines",
+            &self.pipelines,
+            1,
+            10_000,
+            "requests in flight",
+        )?;
+        list_in_range("clients", &self.clients, 1, 10_000, "connections")?;
+        list_in_range("io_threads", &self.io_threads, 1, 128, "threads")?;
+        in_range("keyspace", self.keyspace, 1, 100_000_000, "keys")?;
+        in_range("repetitions", self.repetitions, 1, 1000, "repetitions")?;
+        in_range("client_threads", self.client_threads, 1, 64, "threads")?;
+        seconds_in_range("warmup_seconds", self.warmup_seconds, 0.0, 600.0)?;
+        seconds_in_range("measure_seconds", self.measure_seconds, 0.05, 3600.0)?;
+        for (key, value) in &self.server_config {
+            let field = format!("server_config.{key}");
+            let plain = |s: &str| {
+                !s.is_empty()
+                    && s.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            };
+            if !plain(key) {
+                return Err(error(
+                    &field,
+                    format!("{key:?}"),
+                    "a config name is lowercase letters, digits and '-'",
+                ));
+            }
+            if RESERVED_CONFIG.contains(&key.as_str()) {
+                return Err(error(
+                    &field,
+                    format!("{value:?}"),
+                    "the harness sets this one itself (io-threads: use the `io_threads` field)",
+                ));
+            }
+            if value.chars().any(|c| c.is_control()) {
+                return Err(error(
+                    &field,
+                    format!("{value:?}"),
+                    "a config value may not contain control characters",
+                ));
+            }
+        }
+        Ok(PerfSpec {
+            engine,
+            commands,
+            value_sizes: self.value_sizes,
+            pipelines: self.pipelines,
+            clients: self.clients,
+            io_threads: self.io_threads,
+            keyspace: self.keyspace,
+            repetitions: self.repetitions,
+            warmup_seconds: self.warmup_seconds,
+            measure_seconds: self.measure_seconds,
+            client_threads: self.client_threads,
+            server_config: self.server_config,
+        })
+    }
+}
+
+fn error(field: &str, value: String, fix: &str) -> SpecError {
+    SpecError {
+        field: field.to_string(),
+        value,
+        fix: fix.to_string(),
+    }
+}
+
+fn non_empty<T>(field: &str, list: &[T]) -> Result<(), SpecError> {
+    if list.is_empty() {
+        return Err(error(field, "[]".into(), "give at least one value"));
+    }
+    Ok(())
+}
+
+fn distinct<T: Ord + fmt::Debug>(field: &str, list: &[T]) -> Result<(), SpecError> {
+    let mut seen = BTreeSet::new();
+    for item in list {
+        if !seen.insert(item) {
+            return Err(error(field, format!("{item:?}"), "list each value once"));
+        }
+    }
+    Ok(())
+}
+
+fn in_range<T>(field: &str, value: T, min: T, max: T, unit: &str) -> Result<(), SpecError>
+where
+    T: PartialOrd + fmt::Display + Copy,
+{
+    if value < min || value > max {
+        return Err(error(
+            field,
+            value.to_string(),
+            &format!("use a whole number from {min} to {max} ({unit})"),
+        ));
+    }
+    Ok(())
+}
+
+fn list_in_range<T>(field: &str, list: &[T], min: T, max: T, unit: &str) -> Result<(), SpecError>
+where
+    T: PartialOrd + Ord + fmt::Display + fmt::Debug + Copy,
+{
+    non_empty(field, list)?;
+    for &value in list {
+        in_range(field, value, min, max, unit)?;
+    }
+    distinct(field, list)
+}
+
+fn seconds_in_range(field: &str, value: f64, min: f64, max: f64) -> Result<(), SpecError> {
+    if !(value.is_finite() && value >= min && value <= max) {
+        return Err(error(
+            field,
+            value.to_string(),
+            &format!("use a number of seconds from {min} to {max}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(replace: &str, with: &str) -> Result<PerfSpec, LoadError> {
+        let line = DEFAULT_PERF
+            .lines()
+            .find(|l| l.starts_with(replace))
+            .unwrap_or_else(|| panic!("no line starts with {replace}"));
+        PerfSpec::from_toml(&DEFAULT_PERF.replace(line, with))
+    }
+
+    fn check_error(replace: &str, with: &str, field: &str, value: &str) {
+        match spec_with(replace, with) {
+            Err(LoadError::Spec(e)) => {
+                assert_eq!(e.field, field);
+                assert_eq!(e.value, value);
+                let text = e.to_string();
+                assert!(text.contains(field) && text.contains(value), "{text}");
+            }
+            other => panic!("expected a spec error for {field}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn built_in_suites_parse() {
+        let default = PerfSpec::from_toml(DEFAULT_PERF).unwrap();
+        let quick = PerfSpec::from_toml(QUICK_PERF).unwrap();
+        assert_eq!(default.commands.len(), 10);
+        assert!(quick.repetitions <= default.repetitions);
+    }
+
+    #[test]
+    fn expansion_multiplies_only_value_carrying_commands_by_size() {
+        let spec = spec_with("commands", "commands = [\"PING\", \"GET\"]").unwrap();
+        let cases = spec.expand();
+        // PING: 1 size-less variant; GET: 2 sizes; each × 2 pipelines × 1 client count.
+        assert_eq!(cases.len(), (1 + 2) * 2);
+        let names: Vec<_> = cases.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "PING/P1/c50/io1",
+                "PING/P16/c50/io1",
+                "GET/32B/P1/c50/io1",
+                "GET/32B/P16/c50/io1",
+                "GET/1024B/P1/c50/io1",
+                "GET/1024B/P16/c50/io1",
+            ]
+        );
+        assert_eq!(cases[0].value_size, None);
+        assert_eq!(cases[5].value_size, Some(1024));
+    }
+
+    #[test]
+    fn io_threads_become_server_config() {
+        let spec = spec_with("io_threads", "io_threads = [1, 4]").unwrap();
+        let cases = spec.expand();
+        let four: Vec<_> = cases.iter().filter(|c| c.io_threads == 4).collect();
+        assert!(!four.is_empty());
+        assert!(four.iter().all(|c| c.server_config["io-threads"] == "4"));
+        assert!(
+            cases
+                .iter()
+                .filter(|c| c.io_threads == 1)
+                .all(|c| c.server_config.is_empty())
+        );
+    }
+
+    #[test]
+    fn invalid_values_name_field_and_value() {
+        check_error("pipelines", "pipelines = [1, 0]", "pipelines", "0");
+        check_error("clients", "clients = []", "clients", "[]");
+        check_error("commands", "commands = [\"GTE\"]", "commands", "\"GTE\"");
+        check_error(
+            "commands",
+            "commands = [\"GET\", \"get\"]",
+            "commands",
+            "Get",
+        );
+        check_error("keyspace", "keyspace = 0", "keyspace", "0");
+        check_error(
+            "measure_seconds",
+            "measure_seconds = -1.0",
+            "measure_seconds",
+            "-1",
+        );
+        check_error("engine", "engine = \"memtier\"", "engine", "\"memtier\"");
+        check_error(
+            "measure_seconds",
+            "measure_seconds = 1.0\n[server_config]\nport = \"1\"",
+            "server_config.port",
+            "\"1\"",
+        );
+    }
+
+    #[test]
+    fn unknown_and_mistyped_fields_are_rejected_by_name() {
+        let err = spec_with("pipelines", "pipline = [1]")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pipline"), "{err}");
+        let err = spec_with("keyspace", "keyspace = \"many\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keyspace"), "{err}");
+    }
+}

@@ -1,0 +1,336 @@
+//! End-to-end tests: real valkey-server processes from our own build, driven through the
+//! xtask binary as a user would (and through the xtask library where a panic is needed).
+//!
+//! The first test to need Valkey builds it (about 2.5 minutes on 2 cores, once per
+//! machine: the build is cached under $XDG_CACHE_HOME/valkey-bench).
+
+mod util;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bench_core::result::{ResultRecord, SCHEMA_VERSION};
+use bench_core::shutdown::Shutdown;
+use serde_json::Value;
+use util::*;
+
+#[test]
+fn build_reports_json_and_the_second_build_is_cached() {
+    let first = build_json();
+    assert_eq!(first["version"], "8.1.1");
+    assert!(
+        first["source_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("debian:8.1.1+dfsg1-3+deb13u2:sha256:")
+    );
+    for key in ["server", "cli", "benchmark"] {
+        let path = first[key].as_str().unwrap();
+        assert!(fs::metadata(path).is_ok(), "{key}: {path} missing");
+    }
+    let again = run(&["build", "--json"], None);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(again["cached"], true);
+    assert_eq!(again["server"], first["server"]);
+}
+
+#[test]
+fn perf_suite_writes_plausible_records_and_leaves_no_server() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(tmp.path(), &[]);
+    let out_dir = tmp.path().join("run");
+    let out = run(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--base-port",
+            "9100",
+            "--json",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "bench failed:\n{}", stderr(&out));
+    assert!(servers_under(tmp.path()).is_empty(), "servers left running");
+
+    let text = fs::read_to_string(out_dir.join("results.jsonl")).unwrap();
+    let records: Vec<ResultRecord> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // SET, GET, RPOP × pipelines 1 and 8 × 2 repetitions.
+    assert_eq!(records.len(), 12);
+    let raw: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    for field in [
+        "schema",
+        "run_id",
+        "suite",
+        "case",
+        "timestamp",
+        "valkey",
+        "host",
+        "params",
+        "metrics",
+        "engine",
+    ] {
+        assert!(!raw[field].is_null(), "record lacks {field}");
+    }
+    for r in &records {
+        assert_eq!(r.schema, SCHEMA_VERSION);
+        assert_eq!(r.suite, "perf");
+        assert_eq!(r.valkey.version, "8.1.1");
+        assert_eq!(r.engine.name, "valkey-benchmark");
+        assert!(r.host.cpus >= 1 && r.host.memory_bytes > 0);
+        assert!(chrono_like(&r.timestamp), "{}", r.timestamp);
+        let m = &r.metrics;
+        assert!(
+            m.ops_per_sec > 1000.0,
+            "{}: {} ops/s",
+            r.case,
+            m.ops_per_sec
+        );
+        assert!(
+            m.ops_per_sec < 50_000_000.0,
+            "{}: {} ops/s",
+            r.case,
+            m.ops_per_sec
+        );
+        let (p50, p99, max) = (
+            m.latency.p50_us.unwrap(),
+            m.latency.p99_us.unwrap(),
+            m.latency.max_us.unwrap(),
+        );
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= max,
+            "{}: p50 {p50} p99 {p99} max {max}",
+            r.case
+        );
+        assert_eq!(r.params.value_size, Some(64));
+        assert_eq!(m.requests, r.params.requests);
+        // The engine's own wall time bounds its rate from above (setup adds time).
+        assert!(
+            m.requests as f64 / m.wall_secs <= m.ops_per_sec * 1.05,
+            "{}",
+            r.case
+        );
+        match r.params.command.as_str() {
+            "GET" => assert_eq!(r.params.preloaded_items, 1000),
+            "RPOP" => {
+                assert!(r.params.preloaded_items > r.params.requests + r.params.warmup_requests)
+            }
+            _ => assert_eq!(r.params.preloaded_items, 0),
+        }
+    }
+    let run_ids: std::collections::BTreeSet<_> = records.iter().map(|r| &r.run_id).collect();
+    assert_eq!(run_ids.len(), 1);
+
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["complete"], true);
+    assert_eq!(json["cases"].as_array().unwrap().len(), 6);
+    let summary = fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("| GET/64B/P8/c10/io1 "), "{summary}");
+    assert!(!summary.contains("incomplete"));
+}
+
+fn chrono_like(ts: &str) -> bool {
+    ts.len() >= 20 && ts.as_bytes()[4] == b'-' && ts.contains('T') && ts.ends_with('Z')
+}
+
+#[test]
+fn instances_skip_a_port_in_use_and_sigterm_stops_them() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut child = xtask(
+        &[
+            "start",
+            "--count",
+            "2",
+            "--base-port",
+            &port.to_string(),
+            "--json",
+        ],
+        Some(tmp.path()),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let instances = started["instances"].as_array().unwrap();
+    assert_eq!(instances.len(), 2);
+    let ports: Vec<u64> = instances
+        .iter()
+        .map(|i| i["port"].as_u64().unwrap())
+        .collect();
+    assert!(
+        ports.iter().all(|&p| p > u64::from(port)),
+        "{ports:?} should skip {port}"
+    );
+    assert_ne!(ports[0], ports[1]);
+    let pids: Vec<u32> = instances
+        .iter()
+        .map(|i| i["pid"].as_u64().unwrap() as u32)
+        .collect();
+    let mut found = servers_under(tmp.path());
+    found.sort();
+    let mut expected = pids.clone();
+    expected.sort();
+    assert_eq!(found, expected);
+
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_limit(&mut child, Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "start should exit 0 when stopped: {status}"
+    );
+    assert!(
+        pids.iter().all(|&p| !pid_alive(p)),
+        "a server survived SIGTERM"
+    );
+    assert!(servers_under(tmp.path()).is_empty());
+    drop(taken);
+}
+
+#[test]
+fn sigint_during_a_bench_run_leaves_no_server_and_keeps_results_readable() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"SET\"]"),
+            ("pipelines", "[1]"),
+            ("repetitions", "3"),
+            ("measure_seconds", "20.0"),
+        ],
+    );
+    let out_dir = tmp.path().join("run");
+    let mut child = xtask(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--base-port",
+            "9200",
+        ],
+        Some(tmp.path()),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Wait for a measured repetition's server (the calibration server comes first).
+    assert!(
+        wait_until(Duration::from_secs(120), || servers_under(tmp.path()).len()
+            == 1
+            && fs::read_dir(tmp.path()).map(|d| d.count()).unwrap_or(0) > 0),
+        "no server appeared"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let pids = servers_under(tmp.path());
+    assert!(!pids.is_empty(), "the run should be measuring now");
+    signal(&child, libc::SIGINT);
+    let status = wait_with_limit(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    assert!(
+        pids.iter().all(|&p| !pid_alive(p)),
+        "a server survived SIGINT"
+    );
+    assert!(servers_under(tmp.path()).is_empty());
+    // Whatever was written is whole.
+    let text = fs::read_to_string(out_dir.join("results.jsonl")).unwrap_or_default();
+    for line in text.lines() {
+        serde_json::from_str::<ResultRecord>(line).expect("every line is a whole record");
+    }
+    let summary = fs::read_to_string(out_dir.join("summary.md")).unwrap();
+    assert!(summary.contains("**incomplete**: interrupted"), "{summary}");
+}
+
+#[test]
+fn sigkill_of_xtask_still_takes_its_servers_down() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = xtask(
+        &["start", "--count", "1", "--base-port", "9300", "--json"],
+        Some(tmp.path()),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(servers_under(tmp.path()).len(), 1, "{line}");
+    child.kill().unwrap(); // SIGKILL: no handler, no Drop; only PR_SET_PDEATHSIG is left
+    child.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || servers_under(tmp.path())
+            .is_empty()),
+        "the server outlived a SIGKILLed xtask"
+    );
+}
+
+#[test]
+fn a_panic_tears_down_the_instances_it_unwinds_through() {
+    let server = server_path();
+    let shutdown = Shutdown::new();
+    let options = xtask::instances::Options {
+        base_port: 9400,
+        ..Default::default()
+    };
+    let pids = std::panic::catch_unwind(|| {
+        let started = xtask::instances::start(&server, 2, &options, &shutdown).unwrap();
+        let pids: Vec<u32> = started.iter().map(|i| i.pid()).collect();
+        assert!(pids.iter().all(|&p| pid_alive(p)));
+        std::panic::panic_any(pids);
+    })
+    .unwrap_err();
+    let pids = pids.downcast::<Vec<u32>>().unwrap();
+    assert_eq!(pids.len(), 2);
+    assert!(
+        pids.iter().all(|&p| !pid_alive(p)),
+        "a server outlived the panic"
+    );
+}
+
+#[test]
+fn a_bad_suite_file_is_refused_naming_the_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    type Overrides<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(Overrides, &str, &str); 3] = [
+        (&[("pipelines", "[1, 0]")], "`pipelines`", "invalid value 0"),
+        (&[("pipline", "[1]")], "pipline", "unknown field"),
+        (&[("commands", "[\"GETT\"]")], "`commands`", "GETT"),
+    ];
+    for (overrides, field, detail) in cases {
+        let suite = suite_file(tmp.path(), overrides);
+        let out = run(
+            &["bench", "--suite-file", suite.to_str().unwrap()],
+            Some(tmp.path()),
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(field) && err.contains(detail),
+            "{field}/{detail}: {err}"
+        );
+    }
+    assert!(servers_under(tmp.path()).is_empty());
+}

@@ -1,0 +1,172 @@
+//! Helpers shared by the end-to-end tests: the xtask binary, the Valkey build, and a view
+//! of which valkey-server processes a test started.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The release xtask binary, built once per test process (what `cargo xtask` runs).
+pub fn xtask_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        #[allow(clippy::disallowed_methods)] // tests drive the binary from outside
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--release", "--package", "xtask"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "building xtask failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target"));
+        target.join("release").join("xtask")
+    })
+}
+
+/// `xtask build --json` of the default pinned version (cached after the first build).
+pub fn build_json() -> &'static Value {
+    static BUILD: OnceLock<Value> = OnceLock::new();
+    BUILD.get_or_init(|| {
+        let out = xtask(&["build", "--json"], None).output().unwrap();
+        assert!(
+            out.status.success(),
+            "xtask build failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("build --json prints JSON")
+    })
+}
+
+pub fn server_path() -> PathBuf {
+    PathBuf::from(build_json()["server"].as_str().unwrap())
+}
+
+/// An xtask command. With `tmp`, servers' directories go there (TMPDIR), which is how
+/// [`servers_under`] recognizes this test's servers.
+pub fn xtask(args: &[&str], tmp: Option<&Path>) -> Command {
+    #[allow(clippy::disallowed_methods)] // tests drive the binary from outside
+    let mut cmd = Command::new(xtask_bin());
+    cmd.args(args)
+        .current_dir(workspace_root())
+        .stdin(Stdio::null());
+    cmd.env_remove("VALKEY_SRC");
+    if let Some(tmp) = tmp {
+        cmd.env("TMPDIR", tmp);
+    }
+    cmd
+}
+
+pub fn run(args: &[&str], tmp: Option<&Path>) -> Output {
+    xtask(args, tmp).output().expect("running xtask")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Pids of live valkey-server processes whose working directory is under `dir`.
+pub fn servers_under(dir: &Path) -> Vec<u32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cwd) = fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        let state = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        if cwd.starts_with(&dir) && comm.trim() == "valkey-server" && !zombie {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    let exists = unsafe { libc::kill(pid as i32, 0) } == 0;
+    let zombie = fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false);
+    exists && !zombie
+}
+
+/// Waits until `check` holds, up to `limit`.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    check()
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Waits for `child`, killing it after `limit` (then the test fails).
+pub fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("xtask did not exit within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A small suite file: `fields` replaces the matching lines of a compact base suite.
+pub fn suite_file(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
+    let mut fields = vec![
+        ("suite", "\"perf\""),
+        ("commands", "[\"SET\", \"GET\", \"RPOP\"]"),
+        ("value_sizes", "[64]"),
+        ("pipelines", "[1, 8]"),
+        ("clients", "[10]"),
+        ("keyspace", "1000"),
+        ("repetitions", "2"),
+        ("warmup_seconds", "0.05"),
+        ("measure_seconds", "0.2"),
+    ];
+    for (key, value) in overrides {
+        match fields.iter_mut().find(|(k, _)| k == key) {
+            Some(field) => field.1 = value,
+            None => fields.push((key, value)),
+        }
+    }
+    let text: String = fields.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    let path = dir.join("suite.toml");
+    fs::write(&path, text).unwrap();
+    path
+}

@@ -1,0 +1,14 @@
+//! valkey-bench's orchestration: the CLI, Valkey builds, child processes, suites, files.
+//!
+//! `main.rs` only parses flags and dispatches to `cli`. The library form exists so the
+//! end-to-end tests in `tests/` can drive instances directly.
+
+pub mod cli;
+pub mod host;
+pub mod instances;
+pub mod perf;
+pub mod process;
+pub mod project;
+pub mod results;
+pub mod valkey;
+pub mod valkey_benchmark;

@@ -1,0 +1,56 @@
+//! `cargo xtask`: parse flags, install the signal handler, dispatch, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use bench_core::shutdown::Shutdown;
+use clap::{Parser, Subcommand};
+use xtask::cli::{self, UsageError};
+use xtask::process;
+
+/// valkey-bench: build Valkey, run instances, measure them.
+#[derive(Parser, Debug)]
+#[command(name = "cargo xtask", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a benchmark suite and write results/<run-id>/.
+    Bench(cli::bench::BenchCmd),
+    /// Fetch and build Valkey (or find the build in the cache).
+    Build(cli::build::BuildCmd),
+    /// Start local valkey-server instances and keep them up until Ctrl-C.
+    Start(cli::start::StartCmd),
+}
+
+/// Exit codes: 0 success, 1 the run failed, 2 bad input, 130 interrupted.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let shutdown = Shutdown::new();
+    if let Err(e) = process::install_signal_handler(shutdown.clone()) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    let result = match cli.command {
+        Command::Bench(cmd) => cmd.run(&shutdown),
+        Command::Build(cmd) => cmd.run(&shutdown),
+        Command::Start(cmd) => cmd.run(&shutdown),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) if shutdown.is_triggered() => {
+            eprintln!("interrupted; every server was stopped");
+            ExitCode::from(process::INTERRUPTED_EXIT as u8)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.chain().any(|c| c.is::<UsageError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

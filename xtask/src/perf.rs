@@ -1,0 +1,265 @@
+//! The perf suite: one case at a time, each repetition on a fresh server.
+//!
+//! Per case: a calibration run on its own server measures the rate, which fixes the request
+//! counts of the warmup and the measured run (the same for every repetition, so they are
+//! comparable). Per repetition: fresh server, preload what the command reads (checked),
+//! warmup (discarded), measured run, one record.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context, bail};
+use bench_core::command::{Command, Preload};
+use bench_core::engine::{Engine, EngineError, Load, Measurement};
+use bench_core::populate;
+use bench_core::result::{
+    EngineInfo, HostInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION, ValkeyInfo,
+};
+use bench_core::shutdown::Shutdown;
+use bench_core::suite::PerfCase;
+
+use crate::instances::{self, Instance};
+use crate::valkey::Binaries;
+
+/// valkey-benchmark's default value size, used for commands that carry no value.
+const DEFAULT_VALUE_SIZE: u64 = 3;
+
+/// Everything a case needs that is not the case itself.
+pub struct CaseContext<'a> {
+    pub run_id: &'a str,
+    pub binaries: &'a Binaries,
+    pub host: &'a HostInfo,
+    pub engine: &'a dyn Engine,
+    pub base_port: u16,
+    pub shutdown: &'a Shutdown,
+}
+
+/// Request counts fixed for all repetitions of a case.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Counts {
+    pub warmup: u64,
+    pub measured: u64,
+}
+
+/// Runs every repetition of `case`, handing each record to `sink` as soon as it exists.
+pub fn run_case(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    sink: &mut dyn FnMut(ResultRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let counts = calibrate(case, ctx).with_context(|| format!("calibrating {}", case.name))?;
+    for repetition in 1..=case.repetitions {
+        let record = run_repetition(case, ctx, counts, repetition)
+            .with_context(|| format!("{} repetition {repetition}", case.name))?;
+        sink(record)?;
+    }
+    Ok(())
+}
+
+fn load(case: &PerfCase, requests: u64) -> Load {
+    Load {
+        command: case.command,
+        value_size: case.value_size.unwrap_or(DEFAULT_VALUE_SIZE),
+        pipeline: case.pipeline,
+        clients: case.clients,
+        keyspace: case.keyspace,
+        requests,
+        threads: case.client_threads,
+    }
+}
+
+/// Requests in flight at once; counts are never below a few multiples of it.
+fn in_flight(case: &PerfCase) -> u64 {
+    u64::from(case.clients) * u64::from(case.pipeline)
+}
+
+/// The probe's request count: long enough for a rate, short next to the measured run.
+pub fn probe_requests(case: &PerfCase) -> u64 {
+    (in_flight(case) * 200).clamp(20_000, 500_000)
+}
+
+/// Turns a measured rate into the warmup and measured request counts.
+pub fn counts_for_rate(case: &PerfCase, ops_per_sec: f64) -> Counts {
+    let floor = in_flight(case) * 10;
+    let warmup = if case.warmup_seconds > 0.0 {
+        ((ops_per_sec * case.warmup_seconds) as u64).max(in_flight(case))
+    } else {
+        0
+    };
+    let measured = ((ops_per_sec * case.measure_seconds) as u64)
+        .max(floor)
+        .max(1000);
+    Counts { warmup, measured }
+}
+
+fn calibrate(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Counts> {
+    let probe = probe_requests(case);
+    let mut server = start_server(case, ctx)?;
+    prepare(case, &mut server, probe)?;
+    let m = measure(ctx, &mut server, &load(case, probe))?;
+    Ok(counts_for_rate(case, m.ops_per_sec))
+}
+
+fn run_repetition(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    counts: Counts,
+    repetition: u32,
+) -> anyhow::Result<ResultRecord> {
+    let mut server = start_server(case, ctx)?;
+    let preloaded_items = prepare(case, &mut server, counts.warmup + counts.measured)?;
+    if counts.warmup > 0 {
+        measure(ctx, &mut server, &load(case, counts.warmup)).context("warmup")?;
+    }
+    let measured_load = load(case, counts.measured);
+    let m = measure(ctx, &mut server, &measured_load)?;
+    check_after(case, &server)?;
+    let b = ctx.binaries;
+    Ok(ResultRecord {
+        schema: SCHEMA_VERSION,
+        run_id: ctx.run_id.to_string(),
+        suite: "perf".into(),
+        case: case.name.clone(),
+        repetition,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        valkey: ValkeyInfo {
+            version: b.version.clone(),
+            source_id: b.source_id.clone(),
+            build: b.build.clone(),
+        },
+        host: ctx.host.clone(),
+        params: PerfParams {
+            command: case.command.name().into(),
+            value_size: case.value_size,
+            pipeline: case.pipeline,
+            clients: case.clients,
+            client_threads: case.client_threads,
+            io_threads: case.io_threads,
+            keyspace: case.keyspace,
+            requests: counts.measured,
+            warmup_requests: counts.warmup,
+            preloaded_items,
+            server_config: case.server_config.clone(),
+        },
+        metrics: Metrics {
+            ops_per_sec: m.ops_per_sec,
+            requests: m.requests,
+            wall_secs: m.wall_secs,
+            latency: m.latency,
+        },
+        engine: EngineInfo {
+            name: ctx.engine.name().into(),
+            version: ctx.engine.version().into(),
+            argv: ctx.engine.describe(server.addr, &measured_load),
+        },
+    })
+}
+
+fn start_server(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Instance> {
+    let options = instances::Options {
+        base_port: ctx.base_port,
+        config: case.server_config.clone(),
+    };
+    let mut started = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?;
+    Ok(started.remove(0))
+}
+
+/// Writes what the command reads and returns how many items that was. `requests` is how
+/// many requests will run against this server (list pops need that many elements).
+fn prepare(case: &PerfCase, server: &mut Instance, requests: u64) -> anyhow::Result<u64> {
+    let value_size = case.value_size.unwrap_or(DEFAULT_VALUE_SIZE);
+    let mut client = server.client()?;
+    let items = match case.command.preload() {
+        Preload::None => 0,
+        Preload::Strings => populate::strings(&mut client, case.keyspace, value_size)?.items,
+        // A pipelined client can send up to one window past -n; keep a margin so no pop
+        // ever finds the list empty (checked after the run).
+        Preload::List => {
+            let count = requests + 2 * in_flight(case);
+            populate::list(&mut client, "mylist", count, value_size)?.items
+        }
+    };
+    Ok(items)
+}
+
+fn measure(
+    ctx: &CaseContext<'_>,
+    server: &mut Instance,
+    load: &Load,
+) -> anyhow::Result<Measurement> {
+    let addr: SocketAddr = server.addr;
+    match ctx.engine.run(addr, load, ctx.shutdown) {
+        Ok(m) => Ok(m),
+        Err(EngineError::Interrupted) => bail!("interrupted"),
+        Err(e) => {
+            if !server.is_running() {
+                bail!(
+                    "{e}\nthe server exited; last log lines:\n{}",
+                    server.log_tail(20)
+                );
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Checks that the run measured what it claims: the server survived, and list pops never
+/// found the list empty.
+fn check_after(case: &PerfCase, server: &Instance) -> anyhow::Result<()> {
+    let mut client = server
+        .client()
+        .context("the server did not survive the run")?;
+    if matches!(case.command, Command::Lpop | Command::Rpop) {
+        let left = client.call_int(&["LLEN", "mylist"])?;
+        if left <= 0 {
+            bail!("mylist ran empty during the run, so some pops measured nil replies");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_core::suite::{PerfSpec, QUICK_PERF};
+
+    fn case(pipeline: u32) -> PerfCase {
+        let mut c = PerfSpec::from_toml(QUICK_PERF).unwrap().expand().remove(0);
+        c.pipeline = pipeline;
+        c.clients = 50;
+        c.warmup_seconds = 0.5;
+        c.measure_seconds = 2.0;
+        c
+    }
+
+    #[test]
+    fn counts_follow_the_rate_with_floors() {
+        let c = case(1);
+        assert_eq!(
+            counts_for_rate(&c, 100_000.0),
+            Counts {
+                warmup: 50_000,
+                measured: 200_000
+            }
+        );
+        // A crawling server still gets several windows of requests.
+        assert_eq!(
+            counts_for_rate(&c, 10.0),
+            Counts {
+                warmup: 50,
+                measured: 1000
+            }
+        );
+        let deep = case(16);
+        assert_eq!(counts_for_rate(&deep, 10.0).measured, 8000);
+        let mut none = case(1);
+        none.warmup_seconds = 0.0;
+        assert_eq!(counts_for_rate(&none, 100_000.0).warmup, 0);
+    }
+
+    #[test]
+    fn probe_is_bounded() {
+        assert_eq!(probe_requests(&case(1)), 20_000);
+        assert_eq!(probe_requests(&case(16)), 160_000);
+        assert_eq!(probe_requests(&case(1000)), 500_000);
+    }
+}

@@ -1,0 +1,231 @@
+//! The one module that owns child processes: spawning, waiting, and guaranteed teardown.
+//!
+//! Every child is started in its own process group with `PR_SET_PDEATHSIG`, and is
+//! registered while it lives. Three layers make sure none outlives a run:
+//! 1. [`Guarded`] kills the whole group and reaps the child in `Drop` (normal end, errors,
+//!    panics);
+//! 2. the SIGINT/SIGTERM/SIGHUP handler ([`install_signal_handler`]) triggers the run's
+//!    [`Shutdown`], kills every registered group at once, and exits if the main thread has
+//!    not finished unwinding within a grace period;
+//! 3. the kernel kills the child if xtask itself dies without running either (SIGKILL).
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bench_core::shutdown::Shutdown;
+
+/// Exit code of a run stopped by a signal (128 + SIGINT, the shell convention).
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+/// How long the signal handler lets the main thread tear down before exiting itself.
+const SIGNAL_GRACE: Duration = Duration::from_secs(5);
+
+/// Process ids (= process group ids) of the children alive right now.
+static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
+
+/// A command whose child will be torn down with xtask. The only way in this crate to make
+/// a `std::process::Command`.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    #[allow(clippy::disallowed_methods)] // this module is where children are made
+    let mut cmd = Command::new(program);
+    cmd.stdin(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe system calls (setpgid, prctl, getppid).
+    unsafe {
+        cmd.pre_exec(|| {
+            // Own group: a terminal's Ctrl-C reaches xtask, which decides, and a kill of
+            // the group also reaches the server's own forks (BGSAVE, replication).
+            if libc::setpgid(0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // xtask may have died between fork and prctl.
+            if libc::getppid() == 1 {
+                return Err(io::Error::other("parent exited before the child started"));
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+/// A running child that is killed (with its process group) and reaped when dropped.
+#[derive(Debug)]
+pub struct Guarded {
+    child: Child,
+    name: String,
+}
+
+impl Guarded {
+    pub fn spawn(mut cmd: Command, name: impl Into<String>) -> anyhow::Result<Guarded> {
+        let name = name.into();
+        // Hold the registry lock across spawn so the signal handler cannot miss the child.
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {name} ({:?})", cmd.get_program()))?;
+        live.insert(child.id() as i32);
+        Ok(Guarded { child, name })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `Some(status)` once the child has exited.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    pub fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
+    }
+
+    /// Waits for the child to exit on its own, polling `shutdown`; kills it when the
+    /// shutdown triggers or `timeout` passes.
+    pub fn wait(
+        &mut self,
+        shutdown: &Shutdown,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<ExitStatus> {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if shutdown.is_triggered() {
+                self.kill_and_reap();
+                bail!("interrupted");
+            }
+            if timeout.is_some_and(|t| start.elapsed() > t) {
+                self.kill_and_reap();
+                bail!(
+                    "{} did not finish within {:?}",
+                    self.name,
+                    timeout.unwrap_or_default()
+                );
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Kills the child's process group and reaps the child. Idempotent.
+    pub fn kill_and_reap(&mut self) {
+        let pid = self.child.id() as i32;
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if live.remove(&pid) {
+            // The child is registered, hence not reaped yet: `pid` still names it and its group.
+            // SAFETY: plain syscalls on a pid we own.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        drop(live);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.kill_and_reap();
+    }
+}
+
+/// What a finished child printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion, capturing stdout and stderr; stops it on shutdown or timeout.
+pub fn output(
+    mut cmd: Command,
+    name: &str,
+    shutdown: &Shutdown,
+    timeout: Option<Duration>,
+) -> anyhow::Result<Output> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = Guarded::spawn(cmd, name)?;
+    let stdout = drain(child.take_stdout());
+    let stderr = drain(child.take_stderr());
+    let status = child.wait(shutdown, timeout)?;
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Kills every registered child's process group. Safe to call from the signal thread.
+pub fn kill_all() {
+    let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+    for &pid in live.iter() {
+        // SAFETY: registered pids are unreaped children of ours.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Number of children alive right now (for tests and diagnostics).
+pub fn live_count() -> usize {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner()).len()
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: trigger `shutdown`, kill every child at once, and give the
+/// main thread [`SIGNAL_GRACE`] to unwind (writing what it has) before exiting with 130.
+pub fn install_signal_handler(shutdown: Shutdown) -> anyhow::Result<()> {
+    ctrlc::set_handler(move || {
+        if shutdown.is_triggered() {
+            // A second signal: the user insists.
+            kill_all();
+            std::process::exit(INTERRUPTED_EXIT);
+        }
+        eprintln!("\ninterrupted: stopping servers");
+        shutdown.trigger();
+        kill_all();
+        thread::spawn(|| {
+            thread::sleep(SIGNAL_GRACE);
+            kill_all();
+            std::process::exit(INTERRUPTED_EXIT);
+        });
+    })
+    .context("installing the SIGINT/SIGTERM handler")
+}
+
+/// The last `lines` lines of a text, for error messages.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

@@ -1,0 +1,146 @@
+//! The results directory of a run: `results.jsonl` (appended atomically) and `summary.md`.
+//!
+//! "Atomically" means a reader or a crash never sees a partial line: each append writes
+//! the whole new file beside the old one, syncs it, and renames it over the old one. A
+//! run writes a few hundred records, so rewriting is cheap; a lock file serializes writers.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use bench_core::result::ResultRecord;
+
+#[derive(Debug)]
+pub struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `dir` (and its parents). A directory that already holds results is
+    /// appended to, never truncated.
+    pub fn create(dir: &Path) -> anyhow::Result<RunDir> {
+        fs::create_dir_all(dir)
+            .with_context(|| format!("creating the results directory {}", dir.display()))?;
+        Ok(RunDir {
+            path: dir.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn results_file(&self) -> PathBuf {
+        self.path.join("results.jsonl")
+    }
+
+    /// Appends one record as one line.
+    pub fn append(&self, record: &ResultRecord) -> anyhow::Result<()> {
+        let lock = File::create(self.path.join(".results.lock"))?;
+        lock.lock()?;
+        let file = self.results_file();
+        let mut bytes = match fs::read(&file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+        };
+        bytes.extend_from_slice(record.to_json_line().as_bytes());
+        write_atomically(&file, &bytes)
+    }
+
+    /// Every record in `results.jsonl`.
+    pub fn read(&self) -> anyhow::Result<Vec<ResultRecord>> {
+        read_records(&self.results_file())
+    }
+
+    pub fn write_file(&self, name: &str, text: &str) -> anyhow::Result<()> {
+        write_atomically(&self.path.join(name), text.as_bytes())
+    }
+}
+
+pub fn read_records(file: &Path) -> anyhow::Result<Vec<ResultRecord>> {
+    let text = match fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
+    };
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not a result record", file.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over `path`,
+/// and syncs the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .context("a file path has a parent directory")?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("replacing {}", path.display()))?;
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_core::result::SCHEMA_VERSION;
+
+    fn record(case: &str) -> ResultRecord {
+        let line = format!(
+            r#"{{"schema":{SCHEMA_VERSION},"run_id":"r","suite":"perf","case":"{case}","repetition":1,
+            "timestamp":"t","valkey":{{"version":"8.1.1","source_id":"s","build":{{"tls":false,"malloc":"jemalloc","cflags":""}}}},
+            "host":{{"hostname":"h","cpus":2,"model":"m","kernel":"k","memory_bytes":1}},
+            "params":{{"command":"GET","value_size":32,"pipeline":1,"clients":1,"client_threads":1,"io_threads":1,
+            "keyspace":1,"requests":1,"warmup_requests":1,"preloaded_items":1,"server_config":{{}}}},
+            "metrics":{{"ops_per_sec":1.0,"requests":1,"wall_secs":1.0,"avg_us":null,"min_us":null,"p50_us":1.0,
+            "p90_us":null,"p95_us":null,"p99_us":null,"p99_9_us":null,"max_us":null}},
+            "engine":{{"name":"e","version":"v","argv":[]}}}}"#
+        );
+        serde_json::from_str(&line.replace('\n', "")).unwrap()
+    }
+
+    #[test]
+    fn appends_keep_earlier_lines_and_leave_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&dir.path().join("run")).unwrap();
+        run.append(&record("a")).unwrap();
+        run.append(&record("b")).unwrap();
+        let cases: Vec<_> = run.read().unwrap().into_iter().map(|r| r.case).collect();
+        assert_eq!(cases, ["a", "b"]);
+        let text = fs::read_to_string(run.results_file()).unwrap();
+        assert_eq!(text.lines().count(), 2);
+        assert!(text.ends_with('\n'));
+        let names: Vec<_> = fs::read_dir(run.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}"); // results.jsonl and the lock file
+        // Reopening an existing run directory appends, never truncates.
+        let again = RunDir::create(run.path()).unwrap();
+        again.append(&record("c")).unwrap();
+        assert_eq!(again.read().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_line_is_reported_with_its_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("results.jsonl");
+        fs::write(
+            &file,
+            format!("{}{{\"schema\":", record("a").to_json_line()),
+        )
+        .unwrap();
+        let err = format!("{:#}", read_records(&file).unwrap_err());
+        assert!(err.contains("results.jsonl:2"), "{err}");
+    }
+}

@@ -1,0 +1,378 @@
+//! Where the Valkey source comes from, its identity (the cache key's first half), and how
+//! a scratch copy of it is made for building.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use walkdir::WalkDir;
+use xshell::{Shell, cmd};
+
+use super::fetch;
+use super::manifest::{Manifest, PinnedVersion};
+
+/// What the user asked for. First match wins: an explicit tree (`--valkey-src` or
+/// `VALKEY_SRC`), an explicit pinned version, a checkout at `valkey/src`, the default pin.
+#[derive(Clone, Debug, Default)]
+pub struct SourceRequest {
+    pub valkey_src: Option<PathBuf>,
+    pub git_ref: Option<String>,
+    pub valkey_version: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A pinned Debian source package.
+    Pinned(PinnedVersion),
+    /// A commit of a git repository, built through `git worktree` in a scratch directory.
+    GitCommit { repo: PathBuf, commit: String },
+    /// A directory as it is now (a git working tree included, local changes and all).
+    Tree { dir: PathBuf, id: String },
+}
+
+impl Source {
+    pub fn resolve(
+        req: &SourceRequest,
+        project_root: &Path,
+        manifest: &Manifest,
+    ) -> anyhow::Result<Source> {
+        if let Some(dir) = &req.valkey_src {
+            if let Some(version) = &req.valkey_version {
+                bail!(
+                    "both --valkey-src {} and --valkey-version {version} were given; pick one \
+                     (VALKEY_SRC in the environment counts as --valkey-src)",
+                    dir.display()
+                );
+            }
+            return Source::from_dir(dir, req.git_ref.as_deref());
+        }
+        let placed = project_root.join("valkey").join("src");
+        if let Some(version) = &req.valkey_version {
+            if req.git_ref.is_some() {
+                bail!(
+                    "--ref selects a commit of a git source tree; it does not go with --valkey-version"
+                );
+            }
+            return Ok(Source::Pinned(manifest.get(version)?.clone()));
+        }
+        if placed.is_dir() {
+            return Source::from_dir(&placed, req.git_ref.as_deref());
+        }
+        if let Some(rev) = &req.git_ref {
+            bail!(
+                "--ref {rev} needs a git source tree: pass --valkey-src DIR (or VALKEY_SRC) or \
+                 place a Valkey checkout at valkey/src"
+            );
+        }
+        Ok(Source::Pinned(manifest.get(&manifest.default)?.clone()))
+    }
+
+    fn from_dir(dir: &Path, rev: Option<&str>) -> anyhow::Result<Source> {
+        let dir = dir
+            .canonicalize()
+            .with_context(|| format!("--valkey-src {}: no such directory", dir.display()))?;
+        if !dir.join("src").join("server.c").is_file() {
+            bail!(
+                "--valkey-src {}: not a Valkey source tree (no src/server.c); point it at the \
+                 top of a Valkey checkout",
+                dir.display()
+            );
+        }
+        let sh = Shell::new()?;
+        let commit = git_head(&sh, &dir);
+        match (rev, commit) {
+            (Some(rev), Some(_)) => {
+                let spec = format!("{rev}^{{commit}}");
+                let commit = cmd!(sh, "git -C {dir} rev-parse --verify --quiet {spec}")
+                    .quiet()
+                    .read()
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .with_context(|| {
+                        format!(
+                            "--ref {rev:?}: not a commit of the git repository {}",
+                            dir.display()
+                        )
+                    })?;
+                Ok(Source::GitCommit { repo: dir, commit })
+            }
+            (Some(rev), None) => bail!(
+                "--ref {rev}: {} is not a git checkout; drop --ref to build the tree as it is",
+                dir.display()
+            ),
+            (None, Some(commit)) => {
+                let status = cmd!(
+                    sh,
+                    "git -C {dir} status --porcelain --untracked-files=normal"
+                )
+                .quiet()
+                .read()?;
+                let id = if status.trim().is_empty() {
+                    format!("git:{commit}")
+                } else {
+                    format!("git:{commit}-dirty-{}", tree_hash(&dir)?)
+                };
+                Ok(Source::Tree { dir, id })
+            }
+            (None, None) => {
+                let id = format!("tree:{}", tree_hash(&dir)?);
+                Ok(Source::Tree { dir, id })
+            }
+        }
+    }
+
+    /// Identity of the source: the same id means the same code.
+    pub fn id(&self) -> String {
+        match self {
+            Source::Pinned(p) => format!("debian:{}:sha256:{}", p.debian_version, &p.sha256[..16]),
+            Source::GitCommit { commit, .. } => format!("git:{commit}"),
+            Source::Tree { id, .. } => id.clone(),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Pinned(p) => format!(
+                "pinned Valkey {} (Debian {} {})",
+                p.version, p.package, p.debian_version
+            ),
+            Source::GitCommit { repo, commit } => {
+                format!("{} at {}", repo.display(), &commit[..12.min(commit.len())])
+            }
+            Source::Tree { dir, id } => format!("{} ({id})", dir.display()),
+        }
+    }
+
+    /// Puts a buildable copy of the source at `dest` (which must not exist). The user's
+    /// tree is never built in place; a git worktree is removed when the guard drops.
+    pub fn prepare(
+        &self,
+        dest: &Path,
+        manifest: &Manifest,
+        cache: &Path,
+    ) -> anyhow::Result<Prepared> {
+        let sh = Shell::new()?;
+        match self {
+            Source::Pinned(pinned) => {
+                let tarball = fetch::orig_tarball(pinned, manifest, cache)?;
+                fs::create_dir_all(dest)?;
+                cmd!(sh, "tar -xf {tarball} -C {dest} --strip-components=1")
+                    .quiet()
+                    .run()
+                    .with_context(|| format!("extracting {}", tarball.display()))?;
+                Ok(Prepared { worktree: None })
+            }
+            Source::GitCommit { repo, commit } => {
+                cmd!(
+                    sh,
+                    "git -C {repo} worktree add --detach --quiet {dest} {commit}"
+                )
+                .quiet()
+                .run()
+                .with_context(|| {
+                    format!("creating a git worktree of {} at {commit}", repo.display())
+                })?;
+                Ok(Prepared {
+                    worktree: Some((repo.clone(), dest.to_path_buf())),
+                })
+            }
+            Source::Tree { dir, .. } => {
+                copy_tree(dir, dest)?;
+                Ok(Prepared { worktree: None })
+            }
+        }
+    }
+}
+
+/// Removes a scratch git worktree (and its registration in the user's repository) on drop.
+#[derive(Debug)]
+pub struct Prepared {
+    worktree: Option<(PathBuf, PathBuf)>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some((repo, dest)) = self.worktree.take()
+            && let Ok(sh) = Shell::new()
+        {
+            let _ = cmd!(sh, "git -C {repo} worktree remove --force {dest}")
+                .quiet()
+                .run();
+            let _ = cmd!(sh, "git -C {repo} worktree prune").quiet().run();
+        }
+    }
+}
+
+fn git_head(sh: &Shell, dir: &Path) -> Option<String> {
+    let top = cmd!(sh, "git -C {dir} rev-parse --show-toplevel")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()?;
+    if Path::new(&top).canonicalize().ok()? != dir {
+        return None; // a directory inside some other repository is a plain tree
+    }
+    cmd!(sh, "git -C {dir} rev-parse HEAD")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .ok()
+}
+
+/// Build outputs that do not identify the source (a tree built in place hashes the same
+/// as before, as far as these go).
+fn is_build_output(rel: &Path) -> bool {
+    let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let ext = rel.extension().and_then(|e| e.to_str()).unwrap_or("");
+    matches!(ext, "o" | "d" | "a" | "so" | "log")
+        || matches!(name, ".make-settings" | ".make-prerequisites")
+        || (rel.parent() == Some(Path::new("src"))
+            && name.starts_with("valkey-")
+            && !name.contains('.'))
+}
+
+fn source_files(dir: &Path) -> impl Iterator<Item = walkdir::DirEntry> + '_ {
+    WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+        .flatten()
+        .filter(move |e| {
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            !is_build_output(rel)
+        })
+}
+
+/// Content hash of a tree: relative paths and bytes of every file but `.git` and build
+/// outputs, in sorted order. 16 hex digits.
+pub fn tree_hash(dir: &Path) -> anyhow::Result<String> {
+    let mut hasher = Sha256::new();
+    for entry in source_files(dir) {
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let rel = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        hasher.update(rel.to_string_lossy().as_bytes());
+        hasher.update([0]);
+        hasher.update(
+            fs::read(entry.path())
+                .with_context(|| format!("reading {}", entry.path().display()))?,
+        );
+        hasher.update([0]);
+    }
+    Ok(fetch::hex(&hasher.finalize()[..8]))
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in source_files(from) {
+        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
+        let target = to.join(rel);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            fs::create_dir_all(&target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+        } else {
+            fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("src")).unwrap();
+        fs::write(
+            dir.path().join("src/server.c"),
+            "int main(void) { return 0; }\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn tree_hash_follows_content_not_build_outputs() {
+        let dir = fake_tree();
+        let before = tree_hash(dir.path()).unwrap();
+        fs::write(dir.path().join("src/server.o"), "object").unwrap();
+        fs::write(dir.path().join("src/valkey-server"), "binary").unwrap();
+        assert_eq!(tree_hash(dir.path()).unwrap(), before);
+        fs::write(
+            dir.path().join("src/server.c"),
+            "int main(void) { return 1; }\n",
+        )
+        .unwrap();
+        assert_ne!(tree_hash(dir.path()).unwrap(), before);
+    }
+
+    #[test]
+    fn resolution_order_and_conflicts() {
+        let manifest = Manifest::embedded();
+        let project = tempfile::tempdir().unwrap();
+        let req = SourceRequest::default();
+        let src = Source::resolve(&req, project.path(), &manifest).unwrap();
+        assert!(matches!(&src, Source::Pinned(p) if p.version == "8.1.1"));
+        assert!(
+            src.id()
+                .starts_with("debian:8.1.1+dfsg1-3+deb13u2:sha256:d9bbd82e")
+        );
+
+        let tree = fake_tree();
+        let req = SourceRequest {
+            valkey_src: Some(tree.path().into()),
+            ..SourceRequest::default()
+        };
+        let src = Source::resolve(&req, project.path(), &manifest).unwrap();
+        assert!(src.id().starts_with("tree:"), "{}", src.id());
+
+        let both = SourceRequest {
+            valkey_version: Some("9.1.2".into()),
+            ..req.clone()
+        };
+        let err = Source::resolve(&both, project.path(), &manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--valkey-src") && err.contains("--valkey-version"),
+            "{err}"
+        );
+
+        let not_git = SourceRequest {
+            git_ref: Some("HEAD~1".into()),
+            ..req
+        };
+        let err = Source::resolve(&not_git, project.path(), &manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a git checkout"), "{err}");
+
+        let empty = tempfile::tempdir().unwrap();
+        let bad = SourceRequest {
+            valkey_src: Some(empty.path().into()),
+            ..SourceRequest::default()
+        };
+        let err = Source::resolve(&bad, project.path(), &manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("src/server.c"), "{err}");
+    }
+
+    #[test]
+    fn copies_skip_git_and_build_outputs() {
+        let dir = fake_tree();
+        fs::create_dir_all(dir.path().join(".git")).unwrap();
+        fs::write(dir.path().join(".git/HEAD"), "ref").unwrap();
+        fs::write(dir.path().join("src/server.o"), "object").unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        copy_tree(dir.path(), dest.path()).unwrap();
+        assert!(dest.path().join("src/server.c").is_file());
+        assert!(!dest.path().join(".git").exists());
+        assert!(!dest.path().join("src/server.o").exists());
+    }
+}
