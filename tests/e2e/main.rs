@@ -334,3 +334,131 @@ fn a_bad_suite_file_is_refused_naming_the_field() {
     }
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+#[test]
+fn a_git_ref_builds_through_a_worktree_without_touching_the_checkout() {
+    build_json(); // the pinned tarball is fetched and cached by now
+    let manifest = xtask::valkey::Manifest::embedded();
+    let pinned = manifest.get(&manifest.default).unwrap();
+    let tarball =
+        xtask::valkey::fetch::orig_tarball(pinned, &manifest, &xtask::project::cache_dir())
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("valkey");
+    fs::create_dir(&repo).unwrap();
+    sh(
+        &repo,
+        "tar",
+        &["-xf", tarball.to_str().unwrap(), "--strip-components=1"],
+    );
+    sh(&repo, "git", &["init", "-q"]);
+    // Upstream commits files its own .gitignore names (jemalloc's configure): force.
+    sh(&repo, "git", &["add", "-A", "--force"]);
+    // Fixed identity and dates: the same commit id every run, so CI builds it once.
+    sh(&repo, "git", &["commit", "-q", "-m", "pinned tree"]);
+    let commit = sh(&repo, "git", &["rev-parse", "HEAD"]);
+    // Local state the build must not disturb: an unstaged edit and a staged new file.
+    let server_c = repo.join("src/server.c");
+    let edited = format!(
+        "{}\n/* local edit */\n",
+        fs::read_to_string(&server_c).unwrap()
+    );
+    fs::write(&server_c, &edited).unwrap();
+    fs::write(repo.join("staged.txt"), "staged\n").unwrap();
+    sh(&repo, "git", &["add", "staged.txt"]);
+    let status_before = sh(&repo, "git", &["status", "--porcelain"]);
+
+    let out = run(
+        &[
+            "build",
+            "--json",
+            "--valkey-src",
+            repo.to_str().unwrap(),
+            "--ref",
+            "HEAD",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(built["source_id"], format!("git:{commit}"));
+    assert_eq!(built["version"], "8.1.1");
+    assert_eq!(sh(&repo, "git", &["status", "--porcelain"]), status_before);
+    assert_eq!(fs::read_to_string(&server_c).unwrap(), edited);
+    assert_eq!(
+        sh(&repo, "git", &["worktree", "list"]).lines().count(),
+        1,
+        "scratch worktree left registered"
+    );
+
+    // A revision that does not exist is refused before anything is built.
+    let out = run(
+        &[
+            "build",
+            "--json",
+            "--valkey-src",
+            repo.to_str().unwrap(),
+            "--ref",
+            "HEAD~1",
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(2), "a missing commit is bad input");
+    assert!(stderr(&out).contains("HEAD~1"), "{}", stderr(&out));
+}
+
+/// Runs a program in `dir` with a fixed git identity and dates; returns trimmed stdout.
+fn sh(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    #[allow(clippy::disallowed_methods)] // test fixture setup, not a server
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_failed_build_shows_its_log_tail_and_caches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("broken");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    fs::write(
+        tree.join("src/server.c"),
+        "#error deliberate failure for the test\n",
+    )
+    .unwrap();
+    fs::write(
+        tree.join("Makefile"),
+        ".make-prerequisites all:\n\tcc -c src/server.c -o src/server.o\n",
+    )
+    .unwrap();
+    for attempt in 1..=2 {
+        let out = run(
+            &["build", "--json", "--valkey-src", tree.to_str().unwrap()],
+            Some(tmp.path()),
+        );
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "attempt {attempt}: {err}");
+        assert!(
+            err.contains("last lines of the build log"),
+            "attempt {attempt}: {err}"
+        );
+        assert!(
+            err.contains("deliberate failure for the test"),
+            "attempt {attempt}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "no JSON for a failed build");
+    }
+}

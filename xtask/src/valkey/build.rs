@@ -91,8 +91,14 @@ pub fn build(
         let kept = builds.join(format!("{key}.failed.log"));
         let _ = fs::copy(&log_path, &kept);
         let log = fs::read_to_string(&log_path).unwrap_or_default();
+        let errors = first_errors(&log, 10);
+        let errors = if errors.is_empty() {
+            String::new()
+        } else {
+            format!("\nfirst error lines of the build log:\n{errors}")
+        };
         bail!(
-            "{e:#}\nlast lines of the build log ({}):\n{}",
+            "{e:#}{errors}\nlast lines of the build log ({}):\n{}",
             kept.display(),
             process::tail(&log, 30)
         );
@@ -103,8 +109,12 @@ pub fn build(
         fs::copy(tree.join("src").join(name), bin.join(name))
             .with_context(|| format!("the build produced no src/{name}"))?;
     }
+    // Removing a git worktree deletes its directory; other sources leave a copy.
     drop(prepared);
-    fs::remove_dir_all(&tree)?;
+    if tree.exists() {
+        fs::remove_dir_all(&tree)
+            .with_context(|| format!("removing the scratch tree {}", tree.display()))?;
+    }
     let version = server_version(&bin.join("valkey-server"), shutdown)?;
     let meta = Binaries {
         server: entry.join("bin/valkey-server"),
@@ -228,8 +238,12 @@ fn make(
     run(jobs, "all")
 }
 
+/// Dependency libraries the parallel step must have produced. Only jemalloc is checked:
+/// it is the one whose configure races, and the other dependencies differ between
+/// versions (hiredis in 8.x, libvalkey in 9.x); a missing one of those fails the link
+/// loudly in the second step.
 fn missing_deps(tree: &Path, options: &BuildOptions) -> Vec<String> {
-    let mut wanted = vec!["deps/hiredis/libhiredis.a", "deps/lua/src/liblua.a"];
+    let mut wanted = Vec::new();
     if options.malloc == bench_core::result::Malloc::Jemalloc {
         wanted.push("deps/jemalloc/lib/libjemalloc.a");
     }
@@ -238,6 +252,23 @@ fn missing_deps(tree: &Path, options: &BuildOptions) -> Vec<String> {
         .filter(|p| !tree.join(p).is_file())
         .map(String::from)
         .collect()
+}
+
+/// Lines of a build log that say what went wrong (a parallel make's tail is often
+/// other jobs' output).
+pub fn first_errors(log: &str, max: usize) -> String {
+    const MARKS: [&str; 5] = [
+        "error:",
+        "Error ",
+        "not found",
+        "No such file",
+        "undefined reference",
+    ];
+    log.lines()
+        .filter(|l| MARKS.iter().any(|m| l.contains(m)) && !l.contains("(ignored)"))
+        .take(max)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `Valkey server v=8.1.1 sha=...` → `8.1.1`.
@@ -314,6 +345,18 @@ mod tests {
                 }
             )
         );
+    }
+
+    #[test]
+    fn picks_error_lines_out_of_a_build_log() {
+        let log = "cc -c a.c\n/bin/sh: 1: ./configure: not found\nmake[2]: *** [Makefile:116: jemalloc] Error 127\n\
+                   make[1]: [Makefile:474: persist-settings] Error 2 (ignored)\ncc -c b.c\nb.c:3:1: error: boom\n";
+        assert_eq!(
+            first_errors(log, 10),
+            "/bin/sh: 1: ./configure: not found\nmake[2]: *** [Makefile:116: jemalloc] Error 127\nb.c:3:1: error: boom"
+        );
+        assert_eq!(first_errors(log, 1), "/bin/sh: 1: ./configure: not found");
+        assert_eq!(first_errors("all good\n", 10), "");
     }
 
     #[test]
