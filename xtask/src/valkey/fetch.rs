@@ -59,7 +59,15 @@ pub fn orig_tarball(
     if tarball.is_file() && sha256_file(&tarball)? == pinned.sha256 {
         return Ok(tarball);
     }
-    let apt = PrivateApt::prepare(&apt_dir, &pinned.suites)?;
+    // Every pinned version's suites, so switching versions does not refetch the lists.
+    let mut suites: Vec<String> = manifest
+        .versions
+        .iter()
+        .flat_map(|v| v.suites.clone())
+        .collect();
+    suites.sort();
+    suites.dedup();
+    let apt = PrivateApt::prepare(&apt_dir, &suites)?;
     let download = tempfile::Builder::new()
         .prefix("download-")
         .tempdir_in(&dir)?;
