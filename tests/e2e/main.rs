@@ -462,3 +462,68 @@ fn a_failed_build_shows_its_log_tail_and_caches_nothing() {
         assert!(out.stdout.is_empty(), "no JSON for a failed build");
     }
 }
+
+#[test]
+fn concurrent_builds_of_one_key_build_once() {
+    // A stand-in source tree whose make is instant and counts its runs: this tests the
+    // cache and its lock, not Valkey (the other tests build the real thing).
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tiny");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    let salt = format!("{:?}", std::time::SystemTime::now()); // a fresh cache key per test run
+    fs::write(tree.join("src/server.c"), format!("/* {salt} */\n")).unwrap();
+    let counter = tmp.path().join("make-runs");
+    let script = "#!/bin/sh\\necho \\\"Valkey server v=0.0.0-test sha=0\\\"\\n";
+    fs::write(
+        tree.join("Makefile"),
+        format!(
+            ".make-prerequisites:\n\t@true\nall:\n\techo run >> {counter}\n\tsleep 1\n\
+             \tfor b in server cli benchmark; do printf '{script}' > src/valkey-$$b; chmod +x src/valkey-$$b; done\n",
+            counter = counter.display()
+        ),
+    )
+    .unwrap();
+    let args = [
+        "build",
+        "--json",
+        "--malloc",
+        "libc",
+        "--valkey-src",
+        tree.to_str().unwrap(),
+    ];
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            xtask(&args, Some(tmp.path()))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut cached = Vec::new();
+    let mut entry = None;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(built["version"], "0.0.0-test");
+        cached.push(built["cached"].as_bool().unwrap());
+        // <cache>/builds/<key>/bin/valkey-server
+        let server = std::path::PathBuf::from(built["server"].as_str().unwrap());
+        entry = server
+            .parent()
+            .and_then(|bin| bin.parent())
+            .map(|e| e.to_path_buf());
+    }
+    if let Some(entry) = entry {
+        fs::remove_dir_all(&entry).unwrap(); // this test's salted key is never used again
+        let _ = fs::remove_file(entry.with_extension("lock"));
+    }
+    cached.sort();
+    assert_eq!(cached, [false, true, true], "one build, two cache hits");
+    assert_eq!(
+        fs::read_to_string(&counter).unwrap().lines().count(),
+        1,
+        "make ran more than once"
+    );
+}
