@@ -7,7 +7,6 @@
 mod util;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::Duration;
@@ -149,26 +148,7 @@ fn instances_skip_a_port_in_use_and_sigterm_stops_them() {
     let tmp = tempfile::tempdir().unwrap();
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let mut child = xtask(
-        &[
-            "start",
-            "--count",
-            "2",
-            "--base-port",
-            &port.to_string(),
-            "--json",
-        ],
-        Some(tmp.path()),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let (mut child, started) = start_instances(2, port, tmp.path());
     let instances = started["instances"].as_array().unwrap();
     assert_eq!(instances.len(), 2);
     let ports: Vec<u64> = instances
@@ -265,19 +245,8 @@ fn sigint_during_a_bench_run_leaves_no_server_and_keeps_results_readable() {
 fn sigkill_of_xtask_still_takes_its_servers_down() {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = xtask(
-        &["start", "--count", "1", "--base-port", "9300", "--json"],
-        Some(tmp.path()),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(servers_under(tmp.path()).len(), 1, "{line}");
+    let (mut child, started) = start_instances(1, 9300, tmp.path());
+    assert_eq!(servers_under(tmp.path()).len(), 1, "{started}");
     child.kill().unwrap(); // SIGKILL: no handler, no Drop; only PR_SET_PDEATHSIG is left
     child.wait().unwrap();
     assert!(

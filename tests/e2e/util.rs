@@ -2,6 +2,7 @@
 //! of which valkey-server processes a test started.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -169,4 +170,28 @@ pub fn suite_file(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
     let path = dir.join("suite.toml");
     fs::write(&path, text).unwrap();
     path
+}
+
+/// Runs `xtask start --count N --base-port P --json` and returns it with the JSON line it
+/// printed once its servers were ready.
+pub fn start_instances(count: usize, base_port: u16, tmp: &Path) -> (Child, Value) {
+    let args = [
+        "start",
+        "--count",
+        &count.to_string(),
+        "--base-port",
+        &base_port.to_string(),
+        "--json",
+    ];
+    let mut child = xtask(&args, Some(tmp))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let started = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    (child, started)
 }

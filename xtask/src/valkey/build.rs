@@ -315,36 +315,23 @@ mod tests {
         assert_eq!(key.len(), 16);
         assert_eq!(key, cache_key("git:abc", &base.clone()));
         assert_ne!(key, cache_key("git:abd", &base));
-        assert_ne!(
-            key,
-            cache_key(
-                "git:abc",
-                &BuildOptions {
-                    tls: true,
-                    ..base.clone()
-                }
-            )
-        );
-        assert_ne!(
-            key,
-            cache_key(
-                "git:abc",
-                &BuildOptions {
-                    malloc: Malloc::Libc,
-                    ..base.clone()
-                }
-            )
-        );
-        assert_ne!(
-            key,
-            cache_key(
-                "git:abc",
-                &BuildOptions {
-                    cflags: "-O3".into(),
-                    ..base
-                }
-            )
-        );
+        let variants = [
+            BuildOptions {
+                tls: true,
+                ..base.clone()
+            },
+            BuildOptions {
+                malloc: Malloc::Libc,
+                ..base.clone()
+            },
+            BuildOptions {
+                cflags: "-O3".into(),
+                ..base.clone()
+            },
+        ];
+        for options in variants {
+            assert_ne!(key, cache_key("git:abc", &options), "{options:?}");
+        }
     }
 
     #[test]
