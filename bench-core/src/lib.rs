@@ -6,6 +6,7 @@
 pub mod benchmark_csv;
 pub mod client;
 pub mod command;
+pub mod distribution;
 pub mod engine;
 pub mod info;
 pub mod populate;
@@ -15,3 +16,4 @@ pub mod result;
 pub mod shutdown;
 pub mod stats;
 pub mod suite;
+pub mod workload;

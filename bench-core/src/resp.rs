@@ -72,6 +72,97 @@ pub fn parse(buf: &[u8]) -> Result<(Frame<'_>, usize), ParseError> {
     parse_at(buf, 0)
 }
 
+/// What the load generator needs to know about a reply, found without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// `+`, `:`, `,`, `#`, `(`: a scalar.
+    Scalar,
+    /// `-` or `!`: an error reply.
+    Error,
+    /// `$` or `=`: a string of this many bytes.
+    Bulk(usize),
+    /// `$-1`, `*-1` or `_`: null (a miss, for reads).
+    Null,
+    /// `*`, `%`, `~`, `|`: an aggregate with this many top-level elements (map pairs count
+    /// as two).
+    Aggregate(usize),
+    /// `>`: a RESP3 push (pub/sub messages) with this many elements.
+    Push(usize),
+}
+
+/// Skips one reply at the start of `buf` without building it; returns its summary and
+/// its length in bytes. Handles RESP2 and RESP3. An error reply's first bytes can be read
+/// from `buf` by the caller (after the type byte) to classify it.
+pub fn scan(buf: &[u8]) -> Result<(Reply, usize), ParseError> {
+    let (reply, end) = scan_at(buf, 0, 0)?;
+    Ok((reply, end))
+}
+
+/// Aggregates nested deeper than this are refused rather than recursed into.
+const MAX_DEPTH: usize = 64;
+
+fn scan_at(buf: &[u8], start: usize, depth: usize) -> Result<(Reply, usize), ParseError> {
+    let Some(&kind) = buf.get(start) else {
+        return Err(ParseError::Incomplete);
+    };
+    let (line, after_line) = line_at(buf, start + 1)?;
+    let invalid = ParseError::Invalid { offset: start };
+    let count = |line: &[u8]| parse_int(line).ok_or(invalid);
+    match kind {
+        b'+' | b':' | b',' | b'#' | b'(' => Ok((Reply::Scalar, after_line)),
+        b'-' => Ok((Reply::Error, after_line)),
+        b'_' => Ok((Reply::Null, after_line)),
+        b'$' | b'=' | b'!' => {
+            let len = count(line)?;
+            if len < 0 {
+                return Ok((Reply::Null, after_line));
+            }
+            let end = after_line + len as usize;
+            if buf.len() < end + 2 {
+                return Err(ParseError::Incomplete);
+            }
+            if &buf[end..end + 2] != b"\r\n" {
+                return Err(ParseError::Invalid { offset: end });
+            }
+            let reply = if kind == b'!' {
+                Reply::Error
+            } else {
+                Reply::Bulk(len as usize)
+            };
+            Ok((reply, end + 2))
+        }
+        b'*' | b'%' | b'~' | b'|' | b'>' => {
+            let n = count(line)?;
+            if n < 0 {
+                return Ok((Reply::Null, after_line));
+            }
+            if depth >= MAX_DEPTH {
+                return Err(invalid);
+            }
+            let elements = if kind == b'%' || kind == b'|' {
+                n as usize * 2
+            } else {
+                n as usize
+            };
+            let mut pos = after_line;
+            for _ in 0..elements {
+                pos = scan_at(buf, pos, depth + 1)?.1;
+            }
+            if kind == b'|' {
+                // An attribute precedes the reply it describes.
+                return scan_at(buf, pos, depth + 1);
+            }
+            let reply = if kind == b'>' {
+                Reply::Push(elements)
+            } else {
+                Reply::Aggregate(elements)
+            };
+            Ok((reply, pos))
+        }
+        _ => Err(invalid),
+    }
+}
+
 fn parse_at(buf: &[u8], start: usize) -> Result<(Frame<'_>, usize), ParseError> {
     let Some(&kind) = buf.get(start) else {
         return Err(ParseError::Incomplete);
@@ -212,6 +303,77 @@ mod tests {
         let (frame, used) = parse(&out).unwrap();
         assert_eq!(used, out.len());
         assert!(matches!(frame, Frame::Array(Some(items)) if items.len() == 3));
+    }
+
+    fn check_scan(input: &[u8], expected: Reply) {
+        assert_eq!(
+            scan(input),
+            Ok((expected, input.len())),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        // Split anywhere, the scanner asks for more rather than misreading.
+        for cut in 0..input.len() {
+            assert_eq!(
+                scan(&input[..cut]),
+                Err(ParseError::Incomplete),
+                "prefix {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn scans_resp2_and_resp3_replies_from_every_split() {
+        check_scan(b"+OK\r\n", Reply::Scalar);
+        check_scan(b":12\r\n", Reply::Scalar);
+        check_scan(b",3.5\r\n", Reply::Scalar);
+        check_scan(b"#t\r\n", Reply::Scalar);
+        check_scan(b"-WRONGTYPE x\r\n", Reply::Error);
+        check_scan(b"!3\r\nERR\r\n", Reply::Error);
+        check_scan(b"$5\r\nhello\r\n", Reply::Bulk(5));
+        check_scan(b"=7\r\ntxt:abc\r\n", Reply::Bulk(7));
+        check_scan(b"$-1\r\n", Reply::Null);
+        check_scan(b"_\r\n", Reply::Null);
+        check_scan(b"*-1\r\n", Reply::Null);
+        check_scan(b"*2\r\n$1\r\na\r\n*1\r\n:1\r\n", Reply::Aggregate(2));
+        check_scan(b"%1\r\n+k\r\n$1\r\nv\r\n", Reply::Aggregate(2));
+        check_scan(b"~2\r\n+a\r\n+b\r\n", Reply::Aggregate(2));
+        check_scan(
+            b">3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n",
+            Reply::Push(3),
+        );
+        check_scan(b"|1\r\n+ttl\r\n:3\r\n$2\r\nhi\r\n", Reply::Bulk(2));
+    }
+
+    #[test]
+    fn scan_agrees_with_parse_on_lengths() {
+        let replies: [&[u8]; 4] = [
+            b"+PONG\r\n",
+            b"$3\r\nabc\r\n",
+            b"*2\r\n:1\r\n$-1\r\n",
+            b"-ERR x\r\n",
+        ];
+        let stream: Vec<u8> = replies.concat();
+        let (mut a, mut b) = (0, 0);
+        while a < stream.len() {
+            a += scan(&stream[a..]).unwrap().1;
+            b += parse(&stream[b..]).unwrap().1;
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn scan_refuses_garbage_and_runaway_nesting() {
+        assert_eq!(scan(b"?\r\n"), Err(ParseError::Invalid { offset: 0 }));
+        assert_eq!(
+            scan(b"$2\r\nabc\r\n"),
+            Err(ParseError::Invalid { offset: 6 })
+        );
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 1) + ":1\r\n";
+        assert!(matches!(
+            scan(deep.as_bytes()),
+            Err(ParseError::Invalid { .. })
+        ));
     }
 
     #[test]

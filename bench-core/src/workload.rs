@@ -1,0 +1,712 @@
+//! Workloads: a weighted mix of command templates over a keyspace, with key and value
+//! distributions and a master seed. Presets are workloads with a name.
+//!
+//! A template is a command line with placeholders: `{key}`, `{value}`, `{member}`,
+//! `{score}`. Keys are named per data-type family, so a mix of GET and HGET never hits a
+//! WRONGTYPE: strings are `key:NNNNNNNNNNNN` (the names valkey-benchmark and our populator
+//! use), lists `list:...`, sets `set:...`, sorted sets `zset:...`, hashes `hash:...`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::distribution::{KeyDistribution, ValueSize};
+
+/// A workload file, or a preset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadSpec {
+    /// Name, recorded with results.
+    #[serde(default = "custom")]
+    pub name: String,
+    /// Master seed: the same seed replays the same request sequence per worker.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Distinct keys per family.
+    #[serde(default = "default_keyspace")]
+    pub keyspace: u64,
+    /// Prepended to every key and member name.
+    #[serde(default)]
+    pub key_prefix: String,
+    /// Digits of the key number (zero-padded). Default 12, as valkey-benchmark.
+    #[serde(default = "default_key_digits")]
+    pub key_digits: u32,
+    #[serde(default = "default_keys")]
+    pub keys: KeyDistribution,
+    #[serde(default = "default_values")]
+    pub values: ValueSize,
+    pub commands: Vec<WeightedCommand>,
+}
+
+/// One entry of the mix: a built-in command name or a template, and its weight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedCommand {
+    /// A built-in command (`GET`, `HSET`, ...), or a template such as
+    /// `"SET {key} {value} EX 100"`.
+    pub command: String,
+    /// Relative frequency (≥ 1).
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn custom() -> String {
+    "custom".into()
+}
+fn default_seed() -> u64 {
+    1
+}
+fn default_keyspace() -> u64 {
+    100_000
+}
+fn default_key_digits() -> u32 {
+    12
+}
+fn default_keys() -> KeyDistribution {
+    KeyDistribution::Uniform
+}
+fn default_values() -> ValueSize {
+    ValueSize::Fixed { bytes: 32 }
+}
+fn one() -> u32 {
+    1
+}
+
+/// Built-in commands and their templates.
+pub const BUILTIN: [(&str, &str); 26] = [
+    ("GET", "GET {key}"),
+    ("SET", "SET {key} {value}"),
+    ("INCR", "INCR {key}"),
+    ("DEL", "DEL {key}"),
+    (
+        "MGET",
+        "MGET {key} {key} {key} {key} {key} {key} {key} {key} {key} {key}",
+    ),
+    (
+        "MSET",
+        "MSET {key} {value} {key} {value} {key} {value} {key} {value} {key} {value} {key} {value} {key} {value} {key} {value} {key} {value} {key} {value}",
+    ),
+    ("EXPIRE", "EXPIRE {key} 3600"),
+    ("LPUSH", "LPUSH {key} {value}"),
+    ("RPUSH", "RPUSH {key} {value}"),
+    ("LPOP", "LPOP {key}"),
+    ("RPOP", "RPOP {key}"),
+    ("LRANGE", "LRANGE {key} 0 99"),
+    ("SADD", "SADD {key} {member}"),
+    ("SREM", "SREM {key} {member}"),
+    ("SISMEMBER", "SISMEMBER {key} {member}"),
+    ("SCARD", "SCARD {key}"),
+    ("ZADD", "ZADD {key} {score} {member}"),
+    ("ZREM", "ZREM {key} {member}"),
+    ("ZSCORE", "ZSCORE {key} {member}"),
+    ("ZRANGE", "ZRANGE {key} 0 99"),
+    ("ZRANK", "ZRANK {key} {member}"),
+    ("HSET", "HSET {key} {member} {value}"),
+    ("HGET", "HGET {key} {member}"),
+    ("HDEL", "HDEL {key} {member}"),
+    ("HGETALL", "HGETALL {key}"),
+    ("PING", "PING"),
+];
+
+/// Named workloads. `pipeline` is the preset's suggested depth when none is given.
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub pipeline: u32,
+    pub mix: &'static [(&'static str, u32)],
+    pub keyspace: u64,
+    pub value_bytes: u32,
+}
+
+pub const PRESETS: [Preset; 7] = [
+    Preset {
+        name: "basic_rw",
+        about: "80% GET / 20% SET, 32-byte values",
+        pipeline: 1,
+        mix: &[("GET", 80), ("SET", 20)],
+        keyspace: 100_000,
+        value_bytes: 32,
+    },
+    Preset {
+        name: "high_throughput",
+        about: "90% GET / 10% SET, 8-byte values, pipeline 16",
+        pipeline: 16,
+        mix: &[("GET", 90), ("SET", 10)],
+        keyspace: 100_000,
+        value_bytes: 8,
+    },
+    Preset {
+        name: "list_operations",
+        about: "LPUSH RPUSH LPOP RPOP LRANGE over 1,000 lists",
+        pipeline: 1,
+        mix: &[
+            ("LPUSH", 30),
+            ("RPUSH", 20),
+            ("LPOP", 20),
+            ("RPOP", 20),
+            ("LRANGE", 10),
+        ],
+        keyspace: 1000,
+        value_bytes: 32,
+    },
+    Preset {
+        name: "set_operations",
+        about: "SADD SREM SISMEMBER SCARD over 1,000 sets",
+        pipeline: 1,
+        mix: &[("SADD", 40), ("SREM", 10), ("SISMEMBER", 40), ("SCARD", 10)],
+        keyspace: 1000,
+        value_bytes: 32,
+    },
+    Preset {
+        name: "sorted_set_operations",
+        about: "ZADD ZREM ZSCORE ZRANGE ZRANK over 1,000 sorted sets",
+        pipeline: 1,
+        mix: &[
+            ("ZADD", 40),
+            ("ZREM", 10),
+            ("ZSCORE", 20),
+            ("ZRANGE", 10),
+            ("ZRANK", 20),
+        ],
+        keyspace: 1000,
+        value_bytes: 32,
+    },
+    Preset {
+        name: "hash_operations",
+        about: "HSET HGET HDEL HGETALL over 1,000 hashes",
+        pipeline: 1,
+        mix: &[("HSET", 40), ("HGET", 40), ("HDEL", 10), ("HGETALL", 10)],
+        keyspace: 1000,
+        value_bytes: 32,
+    },
+    Preset {
+        name: "pipeline",
+        about: "50% GET / 50% SET at pipeline 32",
+        pipeline: 32,
+        mix: &[("GET", 50), ("SET", 50)],
+        keyspace: 100_000,
+        value_bytes: 32,
+    },
+];
+
+impl WorkloadSpec {
+    /// The preset called `name`, or an error listing them.
+    pub fn preset(name: &str) -> Result<(WorkloadSpec, u32), WorkloadError> {
+        let p = PRESETS
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| WorkloadError {
+                field: "workload".into(),
+                value: format!("{name:?}"),
+                fix: format!(
+                    "use a preset ({}) or a workload file",
+                    preset_names().join(", ")
+                ),
+            })?;
+        let spec = WorkloadSpec {
+            name: p.name.into(),
+            seed: default_seed(),
+            keyspace: p.keyspace,
+            key_prefix: String::new(),
+            key_digits: default_key_digits(),
+            keys: KeyDistribution::Uniform,
+            values: ValueSize::Fixed {
+                bytes: p.value_bytes,
+            },
+            commands: p
+                .mix
+                .iter()
+                .map(|&(command, weight)| WeightedCommand {
+                    command: command.into(),
+                    weight,
+                })
+                .collect(),
+        };
+        Ok((spec, p.pipeline))
+    }
+
+    /// One command at weight 1: `--command GET --keyspace N --value-size B`.
+    pub fn single(command: &str, keyspace: u64, value_bytes: u32) -> WorkloadSpec {
+        WorkloadSpec {
+            name: command.to_ascii_uppercase(),
+            seed: default_seed(),
+            keyspace,
+            key_prefix: String::new(),
+            key_digits: default_key_digits(),
+            keys: KeyDistribution::Uniform,
+            values: ValueSize::Fixed { bytes: value_bytes },
+            commands: vec![WeightedCommand {
+                command: command.into(),
+                weight: 1,
+            }],
+        }
+    }
+
+    pub fn from_toml(text: &str) -> Result<WorkloadSpec, WorkloadError> {
+        let spec: WorkloadSpec = toml::from_str(text).map_err(|e| WorkloadError {
+            field: "workload file".into(),
+            value: String::new(),
+            fix: e.to_string(),
+        })?;
+        spec.compile()?;
+        Ok(spec)
+    }
+
+    /// Checks every field and turns the templates into their encoded form.
+    pub fn compile(&self) -> Result<Vec<Template>, WorkloadError> {
+        let err = |field: &str, value: String, fix: &str| WorkloadError {
+            field: field.into(),
+            value,
+            fix: fix.into(),
+        };
+        if self.commands.is_empty() {
+            return Err(err("commands", "[]".into(), "give at least one command"));
+        }
+        if !(1..=100_000_000_000).contains(&self.keyspace) {
+            return Err(err(
+                "keyspace",
+                self.keyspace.to_string(),
+                "use 1 to 10^11 keys",
+            ));
+        }
+        let needed = digits(self.keyspace - 1);
+        if self.key_digits < needed || self.key_digits > 64 {
+            return Err(err(
+                "key_digits",
+                self.key_digits.to_string(),
+                &format!("use {needed} to 64 (the keyspace needs {needed} digits)"),
+            ));
+        }
+        if self.key_prefix.len() > 1024
+            || self
+                .key_prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(err(
+                "key_prefix",
+                format!("{:?}", self.key_prefix),
+                "use up to 1024 bytes without spaces or control characters",
+            ));
+        }
+        match &self.keys {
+            KeyDistribution::Zipf { s } if !(s.is_finite() && *s > 0.0) => {
+                return Err(err(
+                    "keys.s",
+                    s.to_string(),
+                    "the Zipf exponent must be > 0 (0.99 is typical)",
+                ));
+            }
+            KeyDistribution::Gaussian { mean, stddev }
+                if !(mean.is_finite() && stddev.is_finite() && *stddev > 0.0) =>
+            {
+                return Err(err(
+                    "keys.stddev",
+                    stddev.to_string(),
+                    "mean and stddev are fractions of the keyspace; stddev > 0",
+                ));
+            }
+            _ => {}
+        }
+        let max_value = 512 * 1024 * 1024;
+        match &self.values {
+            ValueSize::Fixed { bytes } if *bytes > max_value => {
+                return Err(err(
+                    "values.bytes",
+                    bytes.to_string(),
+                    "use at most 512 MiB",
+                ));
+            }
+            ValueSize::Uniform { min, max } if min > max || *max > max_value => {
+                return Err(err(
+                    "values",
+                    format!("min {min}, max {max}"),
+                    "use min ≤ max ≤ 512 MiB",
+                ));
+            }
+            ValueSize::Weighted { sizes }
+                if sizes.is_empty() || sizes.iter().any(|s| s.1 == 0 || s.0 > max_value) =>
+            {
+                return Err(err(
+                    "values.sizes",
+                    format!("{sizes:?}"),
+                    "give [bytes, weight] pairs with weight ≥ 1",
+                ));
+            }
+            _ => {}
+        }
+        self.commands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if c.weight == 0 {
+                    return Err(err(
+                        &format!("commands[{i}].weight"),
+                        "0".into(),
+                        "use a weight of at least 1",
+                    ));
+                }
+                Template::compile(&c.command, self).map_err(|why| {
+                    err(
+                        &format!("commands[{i}].command"),
+                        format!("{:?}", c.command),
+                        &why,
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+pub fn preset_names() -> Vec<&'static str> {
+    PRESETS.iter().map(|p| p.name).collect()
+}
+
+fn digits(mut n: u64) -> u32 {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// An invalid workload: which field, which value, how to fix it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadError {
+    pub field: String,
+    pub value: String,
+    pub fix: String,
+}
+
+impl fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}: {}", self.field, self.fix)
+        } else {
+            write!(
+                f,
+                "workload field `{}`: invalid value {}; {}",
+                self.field, self.value, self.fix
+            )
+        }
+    }
+}
+
+impl std::error::Error for WorkloadError {}
+
+/// One piece of an encoded request.
+#[derive(Clone, Debug, PartialEq)]
+enum Segment {
+    /// Pre-encoded bytes (array header, literal arguments, bulk headers of fixed-size keys).
+    Literal(Vec<u8>),
+    /// Key digits: `key_digits` zero-padded decimal digits of a key index, then CRLF.
+    KeyDigits,
+    /// `$len\r\n` + value bytes + CRLF.
+    Value,
+    /// Member digits (members are named like keys: a fixed prefix, then digits).
+    MemberDigits,
+    /// `$len\r\n` + score digits + CRLF.
+    Score,
+}
+
+/// A compiled command template: what `encode` writes for one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Template {
+    /// Upper-case command name, the key of per-command statistics.
+    pub name: String,
+    /// Whether a null reply counts as a miss (reads of a key or member).
+    pub is_read: bool,
+    segments: Vec<Segment>,
+    key_digits: usize,
+}
+
+impl Template {
+    fn compile(command: &str, spec: &WorkloadSpec) -> Result<Template, String> {
+        let text = BUILTIN
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(command))
+            .map_or(command, |(_, template)| template);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let Some(first) = words.first() else {
+            return Err("a command template cannot be empty".into());
+        };
+        let name = first.to_ascii_uppercase();
+        if name.contains('{') {
+            return Err("a template starts with the command name".into());
+        }
+        let family = family(&name);
+        let key_name = format!("{}{family}:", spec.key_prefix);
+        let member_name = format!("{}m:", spec.key_prefix);
+        let digits = spec.key_digits as usize;
+        let mut segments = Vec::new();
+        let mut literal = Vec::new();
+        literal.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
+        for word in &words {
+            match *word {
+                "{key}" | "{member}" => {
+                    let prefix = if *word == "{key}" {
+                        &key_name
+                    } else {
+                        &member_name
+                    };
+                    literal.extend_from_slice(
+                        format!("${}\r\n{prefix}", prefix.len() + digits).as_bytes(),
+                    );
+                    segments.push(Segment::Literal(std::mem::take(&mut literal)));
+                    segments.push(if *word == "{key}" {
+                        Segment::KeyDigits
+                    } else {
+                        Segment::MemberDigits
+                    });
+                }
+                "{value}" | "{score}" => {
+                    segments.push(Segment::Literal(std::mem::take(&mut literal)));
+                    segments.push(if *word == "{value}" {
+                        Segment::Value
+                    } else {
+                        Segment::Score
+                    });
+                }
+                w if w.contains('{') || w.contains('}') => {
+                    return Err(format!(
+                        "unknown placeholder {w:?}; use {{key}}, {{value}}, {{member}} or {{score}}"
+                    ));
+                }
+                w => literal.extend_from_slice(format!("${}\r\n{w}\r\n", w.len()).as_bytes()),
+            }
+        }
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(literal));
+        }
+        let is_read = matches!(
+            name.as_str(),
+            "GET"
+                | "MGET"
+                | "LPOP"
+                | "RPOP"
+                | "LRANGE"
+                | "SISMEMBER"
+                | "ZSCORE"
+                | "ZRANGE"
+                | "ZRANK"
+                | "HGET"
+                | "HGETALL"
+        );
+        Ok(Template {
+            name,
+            is_read,
+            segments,
+            key_digits: digits,
+        })
+    }
+
+    /// Appends one request to `out`. `key` and `member` draw indexes; `value` holds at least
+    /// the largest value size in bytes (its first `value_len` are sent).
+    pub fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        key: &mut impl FnMut() -> u64,
+        member: &mut impl FnMut() -> u64,
+        value: &[u8],
+        value_len: usize,
+        score: u64,
+    ) {
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(bytes) => out.extend_from_slice(bytes),
+                Segment::KeyDigits => push_padded(out, key(), self.key_digits),
+                Segment::MemberDigits => push_padded(out, member(), self.key_digits),
+                Segment::Value => {
+                    out.push(b'$');
+                    crate::resp::push_decimal(out, value_len as u64);
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&value[..value_len]);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Segment::Score => {
+                    let mut digits = [0u8; 20];
+                    let n = fill_decimal(&mut digits, score);
+                    out.push(b'$');
+                    crate::resp::push_decimal(out, n as u64);
+                    out.extend_from_slice(b"\r\n");
+                    out.extend_from_slice(&digits[20 - n..]);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+        }
+    }
+}
+
+/// The key family of a command: strings share `key:` with valkey-benchmark.
+fn family(command: &str) -> &'static str {
+    match command.as_bytes().first() {
+        _ if ["LPUSH", "RPUSH", "LPOP", "RPOP", "LRANGE", "LLEN", "LINDEX"].contains(&command) => {
+            "list"
+        }
+        Some(b'S')
+            if command != "SET"
+                && command != "SETEX"
+                && command != "SETNX"
+                && command != "STRLEN" =>
+        {
+            "set"
+        }
+        Some(b'Z') => "zset",
+        Some(b'H') => "hash",
+        _ => "key",
+    }
+}
+
+/// Writes `n` as exactly `width` zero-padded digits, then CRLF.
+fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    let mut n = n;
+    let mut i = start + width;
+    while n > 0 && i > start {
+        i -= 1;
+        out[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn fill_decimal(buf: &mut [u8; 20], mut n: u64) -> usize {
+    let mut i = 20;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    20 - i
+}
+
+/// Per-command weights, for reporting.
+pub fn weights(spec: &WorkloadSpec) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for c in &spec.commands {
+        *out.entry(c.command.to_ascii_uppercase()).or_default() += c.weight;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resp::{self, Frame};
+
+    fn encode(spec: &WorkloadSpec, index: usize, key: u64, value_len: usize) -> Vec<u8> {
+        let templates = spec.compile().unwrap();
+        let mut out = Vec::new();
+        let value = vec![b'v'; 64];
+        templates[index].encode(&mut out, &mut || key, &mut || 7, &value, value_len, 42);
+        out
+    }
+
+    fn args(bytes: &[u8]) -> Vec<String> {
+        let (frame, used) = resp::parse(bytes).unwrap();
+        assert_eq!(used, bytes.len());
+        let Frame::Array(Some(items)) = frame else {
+            panic!("not an array")
+        };
+        items
+            .iter()
+            .map(|f| match f {
+                Frame::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn builtins_encode_valid_resp_with_family_keys() {
+        let spec = WorkloadSpec::single("GET", 100_000, 5);
+        assert_eq!(args(&encode(&spec, 0, 123, 5)), ["GET", "key:000000000123"]);
+        let spec = WorkloadSpec::single("set", 100_000, 5);
+        assert_eq!(
+            args(&encode(&spec, 0, 0, 5)),
+            ["SET", "key:000000000000", "vvvvv"]
+        );
+        let spec = WorkloadSpec::single("ZADD", 10, 5);
+        assert_eq!(
+            args(&encode(&spec, 0, 9, 5)),
+            ["ZADD", "zset:000000000009", "42", "m:000000000007"]
+        );
+        let spec = WorkloadSpec::single("HSET", 10, 3);
+        assert_eq!(
+            args(&encode(&spec, 0, 1, 3)),
+            ["HSET", "hash:000000000001", "m:000000000007", "vvv"]
+        );
+        let spec = WorkloadSpec::single("SISMEMBER", 10, 3);
+        assert_eq!(args(&encode(&spec, 0, 1, 3))[1], "set:000000000001");
+        let spec = WorkloadSpec::single("MGET", 10, 3);
+        assert_eq!(args(&encode(&spec, 0, 1, 3)).len(), 11);
+    }
+
+    #[test]
+    fn templates_take_literals_prefixes_and_digit_widths() {
+        let mut spec = WorkloadSpec::single("SET {key} {value} EX 100", 1000, 0);
+        spec.key_prefix = "app:".into();
+        spec.key_digits = 4;
+        assert_eq!(
+            args(&encode(&spec, 0, 999, 2)),
+            ["SET", "app:key:0999", "vv", "EX", "100"]
+        );
+        assert_eq!(
+            args(&encode(&spec, 0, 0, 0)),
+            ["SET", "app:key:0000", "", "EX", "100"]
+        );
+    }
+
+    #[test]
+    fn every_preset_compiles() {
+        for name in preset_names() {
+            let (spec, pipeline) = WorkloadSpec::preset(name).unwrap();
+            assert!(pipeline >= 1);
+            assert!(!spec.compile().unwrap().is_empty(), "{name}");
+        }
+        let err = WorkloadSpec::preset("nope").err().unwrap().to_string();
+        assert!(err.contains("basic_rw"), "{err}");
+    }
+
+    #[test]
+    fn invalid_workloads_name_the_field() {
+        let check = |text: &str, field: &str| {
+            let err = WorkloadSpec::from_toml(text).unwrap_err();
+            assert!(err.to_string().contains(field), "{field}: {err}");
+        };
+        check("commands = []", "`commands`");
+        check(
+            "commands = [{ command = \"GET\", weight = 0 }]",
+            "commands[0].weight",
+        );
+        check(
+            "commands = [{ command = \"GET {nope}\" }]",
+            "commands[0].command",
+        );
+        check(
+            "keyspace = 1000\nkey_digits = 2\ncommands = [{ command = \"GET\" }]",
+            "key_digits",
+        );
+        check(
+            "commands = [{ command = \"GET\" }]\n[keys]\nkind = \"zipf\"\ns = 0.0",
+            "keys.s",
+        );
+        check(
+            "commands = [{ command = \"GET\" }]\n[values]\nkind = \"uniform\"\nmin = 5\nmax = 1",
+            "`values`",
+        );
+        check("comands = []", "comands");
+        let ok = WorkloadSpec::from_toml(
+            "seed = 9\ncommands = [{ command = \"GET\", weight = 3 }, { command = \"SET\" }]\n[keys]\nkind = \"zipf\"\ns = 0.99\n[values]\nkind = \"weighted\"\nsizes = [[8, 1], [512, 3]]",
+        )
+        .unwrap();
+        assert_eq!(ok.seed, 9);
+        assert_eq!(weights(&ok)["GET"], 3);
+    }
+}
