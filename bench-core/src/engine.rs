@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use crate::command::Command;
+use crate::loadgen::stats::SecondReport;
 use crate::shutdown::Shutdown;
 
 /// A closed-loop load: `clients` connections, each with `pipeline` requests in flight,
@@ -30,6 +31,12 @@ pub struct Measurement {
     /// Wall time of the whole run as the harness saw it, connection setup included.
     pub wall_secs: f64,
     pub latency: Latency,
+    /// All requests' latency histogram, HDR V2 + base64, where the engine records one.
+    pub histogram: Option<String>,
+    /// Per-second throughput and latency, where the engine records it.
+    pub series: Vec<SecondReport>,
+    /// The engine's own CPU time per request, µs, where it measures it.
+    pub client_cpu_us_per_request: Option<f64>,
 }
 
 /// Request latency in microseconds, from send to reply.

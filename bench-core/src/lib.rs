@@ -9,6 +9,7 @@ pub mod command;
 pub mod distribution;
 pub mod engine;
 pub mod info;
+pub mod loadgen;
 pub mod populate;
 pub mod report;
 pub mod resp;

@@ -141,6 +141,99 @@ pub fn summary_markdown(header: &SummaryHeader, summaries: &[CaseSummary]) -> St
     out
 }
 
+/// The final table of `cargo xtask loadgen`: one row per command, then ALL.
+pub fn loadgen_table(report: &crate::loadgen::Report) -> String {
+    let header = [
+        "command",
+        "ops/s",
+        "p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "errors",
+        "hit %",
+    ];
+    let row = |c: &crate::loadgen::stats::CommandReport| -> Vec<String> {
+        let l = &c.latency;
+        let reads = c.hits + c.misses;
+        vec![
+            c.command.clone(),
+            group_thousands(c.ops_per_sec),
+            l.p50_us.to_string(),
+            l.p90_us.to_string(),
+            l.p99_us.to_string(),
+            l.p99_9_us.to_string(),
+            l.max_us.to_string(),
+            c.errors.to_string(),
+            if reads == 0 {
+                "-".into()
+            } else {
+                format!("{:.1}", 100.0 * c.hits as f64 / reads as f64)
+            },
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = report.commands.iter().map(row).collect();
+    if report.commands.len() > 1 {
+        rows.push(row(&report.all));
+    }
+    let mut out = aligned(&header, &rows);
+    let _ = writeln!(
+        out,
+        "\n{} requests in {:.2} s; client CPU {:.2} µs/request",
+        report.requests, report.measured_secs, report.client_cpu_us_per_request
+    );
+    if report.rate.is_some() {
+        let _ = writeln!(
+            out,
+            "open loop: {} sends over 1 ms late; send lag p99 {} µs, max {} µs",
+            report.late_sends, report.send_lag_p99_us, report.send_lag_max_us
+        );
+    }
+    out
+}
+
+/// A Markdown table with the first column left-aligned and the rest right-aligned.
+fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[String]| {
+        out.push('|');
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let pad = " ".repeat(w - cell.chars().count());
+            let _ = if i == 0 {
+                write!(out, " {cell}{pad} |")
+            } else {
+                write!(out, " {pad}{cell} |")
+            };
+        }
+        out.push('\n');
+    };
+    line(
+        &mut out,
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
+    out.push('|');
+    for (i, w) in widths.iter().enumerate() {
+        let dashes = "-".repeat(*w);
+        let _ = if i == 0 {
+            write!(out, " {dashes} |")
+        } else {
+            write!(out, " {}: |", &dashes[1..])
+        };
+    }
+    out.push('\n');
+    for row in rows {
+        line(&mut out, row);
+    }
+    out
+}
+
 /// `1234567.8` → `1,234,568`.
 fn group_thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));

@@ -10,9 +10,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Latency;
+use crate::loadgen::stats::SecondReport;
 
-/// Version of the record shape. 1: first release (perf suite).
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the record shape. 1: first release (perf suite, valkey-benchmark).
+/// 2: the native engine: `metrics.histogram`, `metrics.series`,
+/// `metrics.client_cpu_us_per_request`.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One measured repetition of one case.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +152,19 @@ pub struct Metrics {
     /// (valkey-benchmark gives avg, min, p50, p95, p99, max).
     #[serde(flatten)]
     pub latency: Latency,
+    /// The latency histogram of every measured request, HDR V2 serialized and base64
+    /// encoded (µs, 1 µs .. 60 s, 3 significant figures): lossless and mergeable across
+    /// runs and hosts. `null` for engines that do not record one (valkey-benchmark).
+    #[serde(default)]
+    pub histogram: Option<String>,
+    /// Per second of the measured run: `{second, ops, p50_us, p99_us, errors}`. Empty for
+    /// engines that do not record one.
+    #[serde(default)]
+    pub series: Vec<SecondReport>,
+    /// The load generator's own CPU time (user + system) per request, µs; `null` where the
+    /// engine does not measure it.
+    #[serde(default)]
+    pub client_cpu_us_per_request: Option<f64>,
 }
 
 /// The load generator.
@@ -218,6 +234,9 @@ pub(crate) mod tests {
                     max_us: Some(2000.0),
                     ..Latency::default()
                 },
+                histogram: None,
+                series: Vec::new(),
+                client_cpu_us_per_request: None,
             },
             engine: EngineInfo {
                 name: "valkey-benchmark".into(),

@@ -35,7 +35,7 @@ pub const RESERVED_CONFIG: [&str; 9] = [
 pub struct PerfSpecFile {
     /// Which suite this file defines. Only `"perf"` exists so far.
     pub suite: String,
-    /// The load generator: `"valkey-benchmark"`.
+    /// The load generator: `"native"` (default) or `"valkey-benchmark"`.
     #[serde(default = "default_engine")]
     pub engine: String,
     /// Commands to measure, case-insensitive (`"GET"`, `"set"`, ...).
@@ -66,7 +66,7 @@ pub struct PerfSpecFile {
 }
 
 fn default_engine() -> String {
-    "valkey-benchmark".to_string()
+    "native".to_string()
 }
 fn default_io_threads() -> Vec<u32> {
     vec![1]
@@ -95,7 +95,18 @@ pub struct PerfSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EngineKind {
+    Native,
     ValkeyBenchmark,
+}
+
+impl EngineKind {
+    pub fn parse(name: &str) -> Option<EngineKind> {
+        match name {
+            "native" => Some(EngineKind::Native),
+            "valkey-benchmark" => Some(EngineKind::ValkeyBenchmark),
+            _ => None,
+        }
+    }
 }
 
 /// One cell of the matrix: every knob fixed.
@@ -206,16 +217,13 @@ impl PerfSpecFile {
                 "only \"perf\" suite files exist so far",
             ));
         }
-        let engine = match self.engine.as_str() {
-            "valkey-benchmark" => EngineKind::ValkeyBenchmark,
-            other => {
-                return Err(error(
-                    "engine",
-                    format!("{other:?}"),
-                    "use \"valkey-benchmark\"",
-                ));
-            }
-        };
+        let engine = EngineKind::parse(&self.engine).ok_or_else(|| {
+            error(
+                "engine",
+                format!("{:?}", self.engine),
+                "use \"native\" or \"valkey-benchmark\"",
+            )
+        })?;
         non_empty("commands", &self.commands)?;
         let mut commands = Vec::new();
         for name in &self.commands {

@@ -38,7 +38,16 @@ fn build_reports_json_and_the_second_build_is_cached() {
 }
 
 #[test]
-fn perf_suite_writes_plausible_records_and_leaves_no_server() {
+fn perf_suite_with_the_native_engine_writes_plausible_records() {
+    perf_suite_writes_plausible_records("native", 9100);
+}
+
+#[test]
+fn perf_suite_with_valkey_benchmark_writes_plausible_records() {
+    perf_suite_writes_plausible_records("valkey-benchmark", 9150);
+}
+
+fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let suite = suite_file(tmp.path(), &[]);
@@ -51,7 +60,9 @@ fn perf_suite_writes_plausible_records_and_leaves_no_server() {
             "--out",
             out_dir.to_str().unwrap(),
             "--base-port",
-            "9100",
+            &base_port.to_string(),
+            "--engine",
+            engine,
             "--json",
         ],
         Some(tmp.path()),
@@ -85,7 +96,7 @@ fn perf_suite_writes_plausible_records_and_leaves_no_server() {
         assert_eq!(r.schema, SCHEMA_VERSION);
         assert_eq!(r.suite, "perf");
         assert_eq!(r.valkey.version, "8.1.1");
-        assert_eq!(r.engine.name, "valkey-benchmark");
+        assert_eq!(r.engine.name, engine);
         assert!(r.host.cpus >= 1 && r.host.memory_bytes > 0);
         assert!(chrono_like(&r.timestamp), "{}", r.timestamp);
         let m = &r.metrics;
@@ -119,6 +130,21 @@ fn perf_suite_writes_plausible_records_and_leaves_no_server() {
             "{}",
             r.case
         );
+        if engine == "native" {
+            let h = bench_core::loadgen::stats::decode_histogram(m.histogram.as_deref().unwrap())
+                .unwrap();
+            assert_eq!(
+                h.len(),
+                m.requests,
+                "{}: the histogram holds every request",
+                r.case
+            );
+            assert!(!m.series.is_empty());
+            assert!(m.client_cpu_us_per_request.unwrap() > 0.0);
+            assert!(m.latency.p99_9_us.is_some());
+        } else {
+            assert!(m.histogram.is_none() && m.series.is_empty());
+        }
         match r.params.command.as_str() {
             "GET" => assert_eq!(r.params.preloaded_items, 1000),
             "RPOP" => {
@@ -170,8 +196,7 @@ fn instances_skip_a_port_in_use_and_sigterm_stops_them() {
     expected.sort();
     assert_eq!(found, expected);
 
-    signal(&child, libc::SIGTERM);
-    let status = wait_with_limit(&mut child, Duration::from_secs(20));
+    let status = child.stop(Duration::from_secs(20));
     assert!(
         status.success(),
         "start should exit 0 when stopped: {status}"
@@ -247,8 +272,8 @@ fn sigkill_of_xtask_still_takes_its_servers_down() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut child, started) = start_instances(1, 9300, tmp.path());
     assert_eq!(servers_under(tmp.path()).len(), 1, "{started}");
-    child.kill().unwrap(); // SIGKILL: no handler, no Drop; only PR_SET_PDEATHSIG is left
-    child.wait().unwrap();
+    child.child.kill().unwrap(); // SIGKILL: no handler, no Drop; only PR_SET_PDEATHSIG is left
+    child.child.wait().unwrap();
     assert!(
         wait_until(Duration::from_secs(5), || servers_under(tmp.path())
             .is_empty()),
@@ -495,4 +520,183 @@ fn concurrent_builds_of_one_key_build_once() {
         1,
         "make ran more than once"
     );
+}
+
+/// Runs `xtask loadgen` against `port` and returns its exit status, stderr and report.
+fn loadgen(
+    port: u16,
+    args: &[&str],
+    tmp: &std::path::Path,
+) -> (std::process::ExitStatus, String, Value) {
+    let report = tmp.join(format!(
+        "loadgen-{}.json",
+        args.join("_").replace(['/', ' '], "-")
+    ));
+    let mut all = vec!["loadgen", "--port"];
+    let port = port.to_string();
+    all.push(&port);
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", report.to_str().unwrap()]);
+    let out = run(&all, Some(tmp));
+    let json = fs::read_to_string(&report)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    (out.status, stderr(&out), json)
+}
+
+#[test]
+fn every_loadgen_preset_runs_with_sane_numbers() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, started) = start_instances(1, 9600, tmp.path());
+    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut control = bench_core::client::Client::connect(addr, Duration::from_secs(5)).unwrap();
+    for preset in bench_core::workload::preset_names() {
+        // Presets share key names (high_throughput reads 8-byte values where basic_rw
+        // wrote 32): start each from an empty server, or the size check rightly fires.
+        control.call(&["FLUSHALL"]).unwrap();
+        let args = [
+            "--workload",
+            preset,
+            "--clients",
+            "4",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+        ];
+        let (status, err, report) = loadgen(port, &args, tmp.path());
+        assert!(status.success(), "{preset}: {err}");
+        assert!(report["partial"].is_null(), "{preset}: {report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{preset}");
+        let requests = report["requests"].as_u64().unwrap();
+        assert!(requests > 500, "{preset}: {requests} requests in 0.5 s");
+        let all = &report["all"];
+        assert_eq!(all["requests"], report["requests"]);
+        let l = &all["latency"];
+        let (p50, p99, max) = (
+            l["p50_us"].as_u64().unwrap(),
+            l["p99_us"].as_u64().unwrap(),
+            l["max_us"].as_u64().unwrap(),
+        );
+        assert!(0 < p50 && p50 <= p99 && p99 <= max, "{preset}: {l}");
+        let per_command: u64 = report["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["requests"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            per_command, requests,
+            "{preset}: commands add up to the total"
+        );
+        assert!(!report["series"].as_array().unwrap().is_empty(), "{preset}");
+        assert!(
+            report["client_cpu_us_per_request"].as_f64().unwrap() > 0.0,
+            "{preset}"
+        );
+    }
+    // basic_rw reads what it wrote: the second run of the same keyspace has hits.
+    let (_, _, report) = loadgen(
+        port,
+        &[
+            "--workload",
+            "basic_rw",
+            "--clients",
+            "4",
+            "--duration",
+            "0.5",
+        ],
+        tmp.path(),
+    );
+    let get = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["command"] == "GET")
+        .unwrap();
+    assert!(
+        get["hits"].as_u64().unwrap() > 0 && get["misses"].as_u64().unwrap() > 0,
+        "{get}"
+    );
+    server.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn open_loop_holds_its_rate() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, started) = start_instances(1, 9650, tmp.path());
+    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let args = [
+        "--command",
+        "GET",
+        "--clients",
+        "10",
+        "--pipeline",
+        "16",
+        "--rate",
+        "20000",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+    ];
+    let (status, err, report) = loadgen(port, &args, tmp.path());
+    assert!(status.success(), "{err}");
+    let ops = report["ops_per_sec"].as_f64().unwrap();
+    assert!(
+        (ops - 20_000.0).abs() < 0.03 * 20_000.0,
+        "open loop at 20000/s achieved {ops}"
+    );
+    let requests = report["requests"].as_u64().unwrap();
+    assert!(
+        report["late_sends"].as_u64().unwrap() < requests / 100,
+        "{report}"
+    );
+    server.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut server, started) = start_instances(1, 9700, tmp.path());
+    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let pid = started["instances"][0]["pid"].as_u64().unwrap() as i32;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill(2) on the server our `start` child runs.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let args = [
+        "--command",
+        "SET",
+        "--clients",
+        "8",
+        "--duration",
+        "30",
+        "--warmup",
+        "0.2",
+    ];
+    let (status, err, report) = loadgen(port, &args, tmp.path());
+    killer.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ended early") && err.contains("reconnecting failed"),
+        "{err}"
+    );
+    assert!(
+        report["partial"]
+            .as_str()
+            .is_some_and(|p| p.contains(&port.to_string())),
+        "{report}"
+    );
+    assert!(
+        report["requests"].as_u64().unwrap() > 1000,
+        "what was measured before is kept"
+    );
+    assert!(report["reconnects"].as_u64().unwrap() >= 1);
+    server.stop(Duration::from_secs(20)); // start notices its server died and exits
 }

@@ -172,9 +172,36 @@ pub fn suite_file(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// A running `xtask start`, stopped with SIGTERM when dropped, so a failing test does not
+/// leave its servers behind.
+pub struct Started {
+    pub child: Child,
+}
+
+impl Started {
+    /// SIGTERM, then wait (killing after `limit`).
+    pub fn stop(&mut self, limit: Duration) -> std::process::ExitStatus {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status;
+        }
+        signal(&self.child, libc::SIGTERM);
+        wait_with_limit(&mut self.child, limit)
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Runs `xtask start --count N --base-port P --json` and returns it with the JSON line it
 /// printed once its servers were ready.
-pub fn start_instances(count: usize, base_port: u16, tmp: &Path) -> (Child, Value) {
+pub fn start_instances(count: usize, base_port: u16, tmp: &Path) -> (Started, Value) {
     let args = [
         "start",
         "--count",
@@ -193,5 +220,5 @@ pub fn start_instances(count: usize, base_port: u16, tmp: &Path) -> (Child, Valu
         .read_line(&mut line)
         .unwrap();
     let started = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    (child, started)
+    (Started { child }, started)
 }

@@ -21,6 +21,8 @@ enum Command {
     Bench(cli::bench::BenchCmd),
     /// Fetch and build Valkey (or find the build in the cache).
     Build(cli::build::BuildCmd),
+    /// Drive a server with the native load generator.
+    Loadgen(cli::loadgen::LoadgenCmd),
     /// Start local valkey-server instances and keep them up until Ctrl-C.
     Start(cli::start::StartCmd),
 }
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => cmd.run(&shutdown),
         Command::Build(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),
+        Command::Loadgen(cmd) => cmd.run(&shutdown),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

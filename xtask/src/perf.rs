@@ -145,6 +145,9 @@ fn run_repetition(
             requests: m.requests,
             wall_secs: m.wall_secs,
             latency: m.latency,
+            histogram: m.histogram,
+            series: m.series,
+            client_cpu_us_per_request: m.client_cpu_us_per_request,
         },
         engine: EngineInfo {
             name: ctx.engine.name().into(),

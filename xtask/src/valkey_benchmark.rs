@@ -161,6 +161,9 @@ impl Engine for ValkeyBenchmark {
                 max_us: Some(row.max_us),
                 ..Latency::default()
             },
+            histogram: None,
+            series: Vec::new(),
+            client_cpu_us_per_request: None,
         })
     }
 }

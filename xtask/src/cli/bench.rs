@@ -5,9 +5,11 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use bench_core::engine::Engine;
+use bench_core::loadgen::engine::NativeEngine;
 use bench_core::report::{self, SummaryHeader};
 use bench_core::shutdown::Shutdown;
-use bench_core::suite::{self, PerfSpec};
+use bench_core::suite::{self, EngineKind, PerfSpec};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -41,6 +43,9 @@ pub struct BenchCmd {
     /// `io-threads=N` replaces the suite's io_threads list.
     #[arg(long = "server-config", value_name = "NAME=VALUE")]
     pub server_config: Vec<String>,
+    /// The load generator, replacing the suite file's `engine`.
+    #[arg(long, value_parser = ["native", "valkey-benchmark"])]
+    pub engine: Option<String>,
     /// Print the run's summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -56,7 +61,12 @@ impl BenchCmd {
         let spec = self.spec()?;
         let cases = spec.expand();
         let binaries = self.valkey.binaries(shutdown)?;
-        let engine = ValkeyBenchmark::new(&binaries.benchmark, shutdown)?;
+        let engine: Box<dyn Engine> = match spec.engine {
+            EngineKind::Native => Box::new(NativeEngine),
+            EngineKind::ValkeyBenchmark => {
+                Box::new(ValkeyBenchmark::new(&binaries.benchmark, shutdown)?)
+            }
+        };
         let run_id = run_id("perf");
         let out = self
             .out
@@ -68,7 +78,7 @@ impl BenchCmd {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
-            engine: &engine,
+            engine: engine.as_ref(),
             base_port: self.base_port,
             shutdown,
         };
@@ -79,8 +89,8 @@ impl BenchCmd {
             spec.repetitions,
             binaries.version,
             binaries.source_id,
-            engine_name(&spec),
-            bench_core::engine::Engine::version(&engine),
+            engine.name(),
+            engine.version(),
         );
         eprintln!("results: {}", run_dir.results_file().display());
         let bar = progress_bar(total);
@@ -120,11 +130,7 @@ impl BenchCmd {
                 "{} ({}, {:?})",
                 binaries.version, binaries.source_id, binaries.build
             ),
-            engine: format!(
-                "{} {}",
-                engine_name(&spec),
-                bench_core::engine::Engine::version(&engine)
-            ),
+            engine: format!("{} {}", engine.name(), engine.version()),
             host: format!(
                 "{} ({} CPUs, {}, kernel {})",
                 host.hostname, host.cpus, host.model, host.kernel
@@ -167,6 +173,9 @@ impl BenchCmd {
         };
         let mut spec =
             PerfSpec::from_toml(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
+        if let Some(name) = &self.engine {
+            spec.engine = EngineKind::parse(name).expect("clap allows only known engines");
+        }
         let mut extra = super::parse_server_config(&self.server_config)?;
         if let Some(threads) = extra.remove("io-threads") {
             let n: u32 = threads
@@ -190,12 +199,6 @@ impl BenchCmd {
             spec.server_config.insert(key, value);
         }
         Ok(spec)
-    }
-}
-
-fn engine_name(spec: &PerfSpec) -> &'static str {
-    match spec.engine {
-        suite::EngineKind::ValkeyBenchmark => "valkey-benchmark",
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod loadgen;
 pub mod start;
 
 use std::collections::BTreeMap;

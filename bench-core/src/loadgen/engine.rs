@@ -1,0 +1,143 @@
+//! The native generator as a perf-suite [`Engine`]. Its templates touch the same keys as
+//! valkey-benchmark's tests (`key:N` strings, `mylist`, `myset`, `myhash`, `myzset`), so
+//! the suite's preloads serve both engines.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::{RunOptions, Stop};
+use crate::command::Command;
+use crate::distribution::{KeyDistribution, ValueSize};
+use crate::engine::{Engine, EngineError, Latency, Load, Measurement};
+use crate::shutdown::Shutdown;
+use crate::workload::{WeightedCommand, WorkloadSpec};
+
+pub struct NativeEngine;
+
+/// The template the native engine sends for a perf command.
+pub fn template(command: Command) -> &'static str {
+    match command {
+        Command::Ping => "PING",
+        Command::Set => "SET {key} {value}",
+        Command::Get => "GET {key}",
+        Command::Incr => "INCR {key}",
+        Command::Lpush => "LPUSH mylist {value}",
+        Command::Rpush => "RPUSH mylist {value}",
+        Command::Lpop => "LPOP mylist",
+        Command::Rpop => "RPOP mylist",
+        Command::Sadd => "SADD myset {member}",
+        Command::Hset => "HSET myhash {member} {value}",
+        Command::Zadd => "ZADD myzset {score} {member}",
+        Command::Mset => "MSET",
+    }
+}
+
+fn workload(load: &Load) -> WorkloadSpec {
+    WorkloadSpec {
+        name: load.command.name().to_string(),
+        seed: 1,
+        keyspace: load.keyspace,
+        key_prefix: String::new(),
+        key_digits: 12,
+        keys: KeyDistribution::Uniform,
+        values: ValueSize::Fixed {
+            bytes: load.value_size as u32,
+        },
+        commands: vec![WeightedCommand {
+            command: template(load.command).into(),
+            weight: 1,
+        }],
+    }
+}
+
+impl Engine for NativeEngine {
+    fn name(&self) -> &'static str {
+        "native"
+    }
+
+    fn version(&self) -> &str {
+        env!("CARGO_PKG_VERSION")
+    }
+
+    fn describe(&self, addr: SocketAddr, load: &Load) -> Vec<String> {
+        [
+            "native",
+            "--host",
+            &addr.ip().to_string(),
+            "--port",
+            &addr.port().to_string(),
+            "--command",
+            template(load.command),
+            "--keyspace",
+            &load.keyspace.to_string(),
+            "--value-size",
+            &load.value_size.to_string(),
+            "--clients",
+            &load.clients.to_string(),
+            "--pipeline",
+            &load.pipeline.to_string(),
+            "--threads",
+            &load.threads.to_string(),
+            "--requests",
+            &load.requests.to_string(),
+            "--warmup",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    fn run(
+        &self,
+        addr: SocketAddr,
+        load: &Load,
+        shutdown: &Shutdown,
+    ) -> Result<Measurement, EngineError> {
+        let failed = |message: String| EngineError::Failed {
+            engine: "native",
+            message,
+        };
+        let options = RunOptions {
+            connections: load.clients,
+            pipeline: load.pipeline,
+            threads: load.threads,
+            rate: None,
+            stop: Stop::Requests(load.requests),
+            warmup: Duration::ZERO,
+        };
+        let started = Instant::now();
+        let report = super::run(&[addr], &workload(load), &options, shutdown, |_| {})
+            .map_err(|e| failed(e.to_string()))?;
+        let wall_secs = started.elapsed().as_secs_f64();
+        if shutdown.is_triggered() {
+            return Err(EngineError::Interrupted);
+        }
+        if let Some(why) = report.partial {
+            return Err(failed(why));
+        }
+        let errors: u64 = report.errors.values().sum();
+        if errors > 0 {
+            return Err(failed(format!("{errors} errors: {:?}", report.errors)));
+        }
+        let l = &report.all.latency;
+        let us = |v: u64| Some(v as f64);
+        Ok(Measurement {
+            requests: report.requests,
+            ops_per_sec: report.ops_per_sec,
+            wall_secs,
+            latency: Latency {
+                avg_us: Some(l.avg_us),
+                min_us: us(l.min_us),
+                p50_us: us(l.p50_us),
+                p90_us: us(l.p90_us),
+                p95_us: None,
+                p99_us: us(l.p99_us),
+                p99_9_us: us(l.p99_9_us),
+                max_us: us(l.max_us),
+            },
+            histogram: Some(report.all.histogram),
+            series: report.series,
+            client_cpu_us_per_request: Some(report.client_cpu_us_per_request),
+        })
+    }
+}

@@ -1,0 +1,564 @@
+//! The native load generator.
+//!
+//! Shape: worker threads, each with a current-thread tokio runtime, each running one task
+//! per connection; per-worker statistics (no locks, no atomics on the per-reply path but
+//! one relaxed counter per read), merged when the run ends. One RNG stream per connection
+//! derives from the master seed, so a run can be replayed.
+//!
+//! Closed loop keeps `pipeline` requests in flight per connection. Open loop (`rate`)
+//! sends on a fixed schedule and measures latency from each request's *intended* send
+//! time, so a stalled server shows in the percentiles instead of silently slowing the
+//! sender (coordinated omission); sends that fall behind are counted.
+
+mod conn;
+pub mod engine;
+pub mod schedule;
+pub mod stats;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+use rand::rngs::SmallRng;
+use serde::{Deserialize, Serialize};
+
+use crate::distribution::{KeyDistribution, KeySampler, ValueSize};
+use crate::shutdown::Shutdown;
+use crate::workload::{Template, WorkloadError, WorkloadSpec};
+use stats::{
+    CommandReport, LatencySummary, SecondReport, WorkerStats, encode_histogram, new_histogram,
+};
+
+/// When a run stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Stop {
+    /// Measure for this long after the warmup.
+    Duration(Duration),
+    /// Send exactly this many requests (warmup included, if any).
+    Requests(u64),
+}
+
+/// How to drive the server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOptions {
+    /// Connections, spread round-robin over `threads`.
+    pub connections: u32,
+    /// Requests in flight per connection.
+    pub pipeline: u32,
+    /// Worker threads. Default 1: on a 2-core machine the other core is the server's.
+    pub threads: u32,
+    /// Open loop: total requests per second. `None` is closed loop (as fast as possible).
+    pub rate: Option<f64>,
+    pub stop: Stop,
+    /// Load before the measured window, discarded.
+    pub warmup: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
+    #[error("invalid run option: {0}")]
+    Options(String),
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("starting a worker thread: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Everything a run measured. Latencies in microseconds.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub workload: String,
+    pub seed: u64,
+    pub connections: u32,
+    pub pipeline: u32,
+    pub threads: u32,
+    /// Open-loop target rate, requests/s.
+    pub rate: Option<f64>,
+    /// Length of the measured window, seconds.
+    pub measured_secs: f64,
+    /// Replies in the measured window.
+    pub requests: u64,
+    pub ops_per_sec: f64,
+    /// All commands together.
+    pub all: CommandReport,
+    pub commands: Vec<CommandReport>,
+    /// Per second of the measured window.
+    pub series: Vec<SecondReport>,
+    /// Errors by kind: the first word of error replies (`WRONGTYPE`), `io: ...`,
+    /// `lost in flight at disconnect`, `check: ...`.
+    pub errors: BTreeMap<String, u64>,
+    pub reconnects: u64,
+    /// Open loop: sends at least 1 ms behind schedule, and how far behind they were.
+    pub late_sends: u64,
+    pub send_lag_p99_us: u64,
+    pub send_lag_max_us: u64,
+    /// The generator's CPU time (user + system) over the measured window, and per request.
+    /// In open loop this includes busy-polling for sub-millisecond send times.
+    pub client_cpu_secs: f64,
+    pub client_cpu_us_per_request: f64,
+    /// Reasons to doubt the numbers (client-bound, behind schedule, errors).
+    pub warnings: Vec<String>,
+    /// Set when the run ended early (the server went away); what was measured is kept.
+    pub partial: Option<String>,
+}
+
+/// What the workers share.
+pub(crate) struct Shared {
+    aborted: AtomicBool,
+    reason: Mutex<Option<String>>,
+    /// Requests left to send (request-count runs).
+    budget: AtomicI64,
+    completed: AtomicU64,
+    /// Latest reply, ns after `Plan::origin`.
+    last_reply_ns: AtomicU64,
+    shutdown: Shutdown,
+}
+
+impl Shared {
+    fn abort(&self, reason: String) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        r.get_or_insert(reason);
+        self.aborted.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The compiled workload and the run's clock.
+pub(crate) struct Plan {
+    templates: Vec<Template>,
+    cumulative: Vec<u32>,
+    keys: KeyDistribution,
+    keyspace: u64,
+    values: ValueSize,
+    /// Value bytes; requests send a prefix of it.
+    value: Vec<u8>,
+    /// GET/HGET replies must have this length when values have a fixed size.
+    expected_len: Vec<Option<usize>>,
+    seed: u64,
+    pipeline: usize,
+    connections: u32,
+    rate: Option<f64>,
+    origin: Instant,
+    measure_from: Instant,
+    end: Option<Instant>,
+}
+
+impl Plan {
+    fn pick(&self, rng: &mut SmallRng) -> usize {
+        if self.templates.len() == 1 {
+            return 0;
+        }
+        let total = *self.cumulative.last().expect("at least one command");
+        let x = rng.random_range(0..total);
+        self.cumulative.partition_point(|&c| c <= x)
+    }
+}
+
+/// Where connected workers wait for the run to start: opened with the plan, or with `None`
+/// when some connection failed and the run is off.
+#[derive(Default)]
+struct Gate {
+    plan: Mutex<Option<Option<Arc<Plan>>>>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn open(&self, plan: Option<Arc<Plan>>) {
+        *self.plan.lock().unwrap_or_else(|e| e.into_inner()) = Some(plan);
+        self.opened.notify_all();
+    }
+
+    fn wait(&self) -> Option<Arc<Plan>> {
+        let mut slot = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        while slot.is_none() {
+            slot = self.opened.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+        slot.clone().flatten()
+    }
+}
+
+/// Progress once per second while a run goes on.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub elapsed: Duration,
+    /// Replies in the last second (warmup included).
+    pub ops_last_second: u64,
+    pub completed: u64,
+}
+
+/// Runs `spec` against `addrs` (connections spread round-robin) and returns the report.
+/// A server that goes away mid-run gives `Ok` with `partial` set.
+pub fn run(
+    addrs: &[SocketAddr],
+    spec: &WorkloadSpec,
+    options: &RunOptions,
+    shutdown: &Shutdown,
+    mut progress: impl FnMut(Progress),
+) -> Result<Report, LoadgenError> {
+    let templates = spec.compile()?;
+    validate(addrs, spec, options)?;
+    let threads = options.threads.clamp(1, options.connections);
+    let shared = Arc::new(Shared {
+        aborted: AtomicBool::new(false),
+        reason: Mutex::new(None),
+        budget: AtomicI64::new(match options.stop {
+            Stop::Requests(n) => i64::try_from(n).unwrap_or(i64::MAX),
+            Stop::Duration(_) => i64::MAX,
+        }),
+        completed: AtomicU64::new(0),
+        last_reply_ns: AtomicU64::new(0),
+        shutdown: shutdown.clone(),
+    });
+    // Workers connect first; the clock starts when every connection is up.
+    let gate = Arc::new(Gate::default());
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), LoadgenError>>();
+    let mut handles = Vec::new();
+    for worker in 0..threads {
+        let mine: Vec<(u32, SocketAddr)> = (0..options.connections)
+            .filter(|c| c % threads == worker)
+            .map(|c| (c, addrs[c as usize % addrs.len()]))
+            .collect();
+        let (gate, ready_tx, shared) = (Arc::clone(&gate), ready_tx.clone(), Arc::clone(&shared));
+        let templates_len = templates.len();
+        let handle = thread::Builder::new()
+            .name(format!("loadgen-{worker}"))
+            .spawn(move || worker_main(mine, templates_len, gate, ready_tx, shared))
+            .map_err(LoadgenError::Runtime)?;
+        handles.push(handle);
+    }
+    drop(ready_tx);
+    let mut connect_error = None;
+    for _ in 0..threads {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => connect_error = connect_error.or(Some(e)),
+            Err(_) => {}
+        }
+    }
+    let origin = Instant::now() + Duration::from_millis(2);
+    let measure_from = origin + options.warmup;
+    let end = match options.stop {
+        Stop::Duration(d) => Some(measure_from + d),
+        Stop::Requests(_) => None,
+    };
+    let plan = (connect_error.is_none()).then(|| {
+        let max_value = spec.values.max() as usize;
+        let fixed = match spec.values {
+            ValueSize::Fixed { bytes } => Some(bytes as usize),
+            _ => None,
+        };
+        Arc::new(Plan {
+            cumulative: templates
+                .iter()
+                .zip(&spec.commands)
+                .scan(0, |acc, (_, c)| {
+                    *acc += c.weight;
+                    Some(*acc)
+                })
+                .collect(),
+            expected_len: templates
+                .iter()
+                .map(|t| {
+                    if matches!(t.name.as_str(), "GET" | "HGET") {
+                        fixed
+                    } else {
+                        None
+                    }
+                })
+                .collect(),
+            templates,
+            keys: spec.keys.clone(),
+            keyspace: spec.keyspace,
+            values: spec.values.clone(),
+            value: vec![b'x'; max_value],
+            seed: spec.seed,
+            pipeline: options.pipeline as usize,
+            connections: options.connections,
+            rate: options.rate,
+            origin,
+            measure_from,
+            end,
+        })
+    });
+    gate.open(plan.clone());
+    if let Some(e) = connect_error {
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(e);
+    }
+    let plan = plan.expect("set when every connection is up");
+    // Watch the run: progress once a second, CPU at the start of the measured window.
+    let cpu_at = |_: ()| cpu_seconds();
+    let mut cpu_start = None;
+    let mut last_completed = 0;
+    let mut next_report = origin + Duration::from_secs(1);
+    while handles.iter().any(|h| !h.is_finished()) {
+        let now = Instant::now();
+        if cpu_start.is_none() && now >= measure_from {
+            cpu_start = Some(cpu_at(()));
+        }
+        if now >= next_report {
+            let completed = shared.completed.load(Ordering::Relaxed);
+            progress(Progress {
+                elapsed: now - origin,
+                ops_last_second: completed - last_completed,
+                completed,
+            });
+            last_completed = completed;
+            next_report += Duration::from_secs(1);
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    let cpu_end = cpu_at(());
+    let workers: Vec<WorkerStats> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+    let last_reply = origin + Duration::from_nanos(shared.last_reply_ns.load(Ordering::Relaxed));
+    let window_end = match plan.end {
+        Some(end) if !shared.aborted.load(Ordering::SeqCst) && !shutdown.is_triggered() => end,
+        _ => last_reply.max(measure_from),
+    };
+    let measured_secs = window_end
+        .saturating_duration_since(measure_from)
+        .as_secs_f64();
+    let partial = shared
+        .reason
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let cpu = cpu_end - cpu_start.unwrap_or(cpu_end);
+    Ok(build_report(
+        spec,
+        options,
+        threads,
+        &plan,
+        workers,
+        measured_secs,
+        cpu,
+        partial,
+    ))
+}
+
+fn validate(addrs: &[SocketAddr], spec: &WorkloadSpec, o: &RunOptions) -> Result<(), LoadgenError> {
+    let bad = |s: String| Err(LoadgenError::Options(s));
+    if addrs.is_empty() {
+        return bad("no server address".into());
+    }
+    if !(1..=100_000).contains(&o.connections) {
+        return bad(format!("connections {}: use 1 to 100000", o.connections));
+    }
+    if !(1..=100_000).contains(&o.pipeline) {
+        return bad(format!("pipeline {}: use 1 to 100000", o.pipeline));
+    }
+    if let Some(rate) = o.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        return bad(format!(
+            "rate {rate}: use a positive number of requests per second"
+        ));
+    }
+    match o.stop {
+        Stop::Duration(d) if d.is_zero() => {
+            return bad("duration 0: give a positive duration".into());
+        }
+        Stop::Requests(0) => return bad("requests 0: give at least one request".into()),
+        _ => {}
+    }
+    KeySampler::new(&spec.keys, spec.keyspace, 0, 1).map_err(LoadgenError::Options)?;
+    Ok(())
+}
+
+fn worker_main(
+    connections: Vec<(u32, SocketAddr)>,
+    templates: usize,
+    gate: Arc<Gate>,
+    ready: mpsc::Sender<Result<(), LoadgenError>>,
+    shared: Arc<Shared>,
+) -> WorkerStats {
+    let stats = Rc::new(RefCell::new(WorkerStats::new(templates)));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(LoadgenError::Runtime(e)));
+            return unwrap_stats(stats);
+        }
+    };
+    let streams = runtime.block_on(async {
+        let mut streams = Vec::with_capacity(connections.len());
+        for &(index, addr) in &connections {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|source| LoadgenError::Connect { addr, source })?;
+            let _ = stream.set_nodelay(true);
+            streams.push((index, addr, stream));
+        }
+        Ok::<_, LoadgenError>(streams)
+    });
+    let streams = match streams {
+        Ok(s) => {
+            let _ = ready.send(Ok(()));
+            s
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return unwrap_stats(stats);
+        }
+    };
+    let Some(plan) = gate.wait() else {
+        return unwrap_stats(stats); // another worker failed to connect
+    };
+    let local = tokio::task::LocalSet::new();
+    for (index, addr, stream) in streams {
+        let connection = conn::Connection {
+            index,
+            addr,
+            stream,
+            plan: Arc::clone(&plan),
+            shared: Arc::clone(&shared),
+            stats: Rc::clone(&stats),
+        };
+        local.spawn_local(connection.run(plan.origin));
+    }
+    runtime.block_on(local);
+    unwrap_stats(stats)
+}
+
+fn unwrap_stats(stats: Rc<RefCell<WorkerStats>>) -> WorkerStats {
+    // Every connection task has ended, so this is the last reference; clone if not.
+    Rc::try_unwrap(stats).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_report(
+    spec: &WorkloadSpec,
+    options: &RunOptions,
+    threads: u32,
+    plan: &Plan,
+    workers: Vec<WorkerStats>,
+    measured_secs: f64,
+    cpu: f64,
+    partial: Option<String>,
+) -> Report {
+    let secs = measured_secs.max(1e-9);
+    let mut by_name: BTreeMap<&str, (Histogram<u64>, u64, u64, u64)> = BTreeMap::new();
+    let mut all = new_histogram();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut reconnects, mut late, mut lag) = (0, 0, new_histogram());
+    for w in &workers {
+        for (t, c) in w.commands.iter().enumerate() {
+            let entry = by_name
+                .entry(plan.templates[t].name.as_str())
+                .or_insert_with(|| (new_histogram(), 0, 0, 0));
+            entry.0.add(&c.latency).expect("same bounds");
+            entry.1 += c.errors;
+            entry.2 += c.hits;
+            entry.3 += c.misses;
+            all.add(&c.latency).expect("same bounds");
+        }
+        for (k, v) in &w.errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
+        reconnects += w.reconnects;
+        late += w.late;
+        lag.add(&w.send_lag).expect("same bounds");
+    }
+    let command_report =
+        |name: &str, h: &Histogram<u64>, errors: u64, hits: u64, misses: u64| CommandReport {
+            command: name.to_string(),
+            requests: h.len(),
+            ops_per_sec: h.len() as f64 / secs,
+            errors,
+            hits,
+            misses,
+            latency: LatencySummary::of(h),
+            histogram: encode_histogram(h),
+        };
+    let commands: Vec<CommandReport> = by_name
+        .iter()
+        .map(|(name, (h, e, hits, misses))| command_report(name, h, *e, *hits, *misses))
+        .collect();
+    let total_errors = commands.iter().map(|c| c.errors).sum();
+    let (hits, misses) = commands
+        .iter()
+        .fold((0, 0), |(h, m), c| (h + c.hits, m + c.misses));
+    let all = command_report("ALL", &all, total_errors, hits, misses);
+    let requests = all.requests;
+    let mut warnings = Vec::new();
+    // In open loop the generator busy-polls near due sends, so its CPU says nothing about
+    // saturation there; lateness does.
+    if options.rate.is_none() && cpu > 0.9 * f64::from(threads) * secs {
+        warnings.push(format!(
+            "the generator used {:.0}% of its {threads} thread(s): the client, not the server, may be the bottleneck; add --threads",
+            100.0 * cpu / (f64::from(threads) * secs)
+        ));
+    }
+    if options.rate.is_some() && late > requests / 100 {
+        warnings.push(format!("{late} sends were over 1 ms behind schedule: the client or the connections cannot keep this rate"));
+    }
+    if total_errors > 0
+        || errors
+            .keys()
+            .any(|k| k.starts_with("io") || k.starts_with("check"))
+    {
+        warnings.push(format!(
+            "{} errors; see errors",
+            errors.values().sum::<u64>()
+        ));
+    }
+    Report {
+        workload: spec.name.clone(),
+        seed: spec.seed,
+        connections: options.connections,
+        pipeline: options.pipeline,
+        threads,
+        rate: options.rate,
+        measured_secs,
+        requests,
+        ops_per_sec: requests as f64 / secs,
+        all,
+        commands,
+        series: stats::merge_series(&workers),
+        errors,
+        reconnects,
+        late_sends: late,
+        send_lag_p99_us: if lag.is_empty() {
+            0
+        } else {
+            lag.value_at_quantile(0.99)
+        },
+        send_lag_max_us: if lag.is_empty() { 0 } else { lag.max() },
+        client_cpu_secs: cpu,
+        client_cpu_us_per_request: if requests > 0 {
+            cpu * 1e6 / requests as f64
+        } else {
+            0.0
+        },
+        warnings,
+        partial,
+    }
+}
+
+/// This process's CPU time, user + system, in seconds (getrusage).
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is always valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}

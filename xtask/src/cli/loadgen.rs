@@ -1,0 +1,173 @@
+//! `cargo xtask loadgen`: drive any server with the native generator; a live line per
+//! second, then a table per command (or `--json`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bench_core::distribution::ValueSize;
+use bench_core::loadgen::{self, RunOptions, Stop};
+use bench_core::report;
+use bench_core::shutdown::Shutdown;
+use bench_core::workload::{self, WorkloadSpec};
+use clap::Args;
+
+use super::UsageError;
+
+#[derive(Args, Debug)]
+pub struct LoadgenCmd {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 6379)]
+    pub port: u16,
+    /// A preset (basic_rw, high_throughput, list_operations, set_operations,
+    /// sorted_set_operations, hash_operations, pipeline) or a workload file (TOML).
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
+    pub workload: Option<String>,
+    /// One command (GET, SET, HSET, ...) or a template ("SET {key} {value} EX 60").
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Distinct keys (overrides the workload's).
+    #[arg(long)]
+    pub keyspace: Option<u64>,
+    /// Value size in bytes (overrides the workload's).
+    #[arg(long, value_name = "BYTES")]
+    pub value_size: Option<u32>,
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// Requests in flight per connection (default: the preset's, else 1).
+    #[arg(long)]
+    pub pipeline: Option<u32>,
+    /// Open loop at this many requests per second in total (default: closed loop).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds to measure (default 10 unless --requests).
+    #[arg(long, conflicts_with = "requests")]
+    pub duration: Option<f64>,
+    /// Requests to send instead of a duration.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Seconds of discarded load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Generator threads.
+    #[arg(long, default_value_t = 1)]
+    pub threads: u32,
+    /// Master seed (overrides the workload's).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the full report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the full JSON report to this file (atomically; kept when the run ends
+    /// early, with `partial` set).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+impl LoadgenCmd {
+    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let (spec, preset_pipeline) = self.workload_spec()?;
+        let addr: SocketAddr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .with_context(|| format!("--host {}: cannot resolve", self.host))?
+            .next()
+            .with_context(|| format!("--host {}: no address", self.host))?;
+        let seconds = |flag: &str, s: f64| -> anyhow::Result<Duration> {
+            Duration::try_from_secs_f64(s)
+                .map_err(|_| UsageError(format!("{flag} {s}: give a number of seconds ≥ 0")).into())
+        };
+        let stop = match (self.requests, self.duration) {
+            (Some(n), _) => Stop::Requests(n),
+            (None, d) => Stop::Duration(seconds("--duration", d.unwrap_or(10.0))?),
+        };
+        let options = RunOptions {
+            connections: self.clients,
+            pipeline: self.pipeline.unwrap_or(preset_pipeline),
+            threads: self.threads,
+            rate: self.rate,
+            stop,
+            warmup: seconds("--warmup", self.warmup)?,
+        };
+        eprintln!(
+            "{} → {addr}: {} connections, pipeline {}, {}",
+            spec.name,
+            options.connections,
+            options.pipeline,
+            options.rate.map_or("closed loop".to_string(), |r| format!(
+                "open loop at {r:.0} req/s"
+            ))
+        );
+        let report = loadgen::run(&[addr], &spec, &options, shutdown, |p| {
+            eprintln!(
+                "{:>5.1}s {:>10} ops/s {:>12} total",
+                p.elapsed.as_secs_f64(),
+                p.ops_last_second,
+                p.completed
+            );
+        })
+        .map_err(|e| match e {
+            loadgen::LoadgenError::Workload(_) | loadgen::LoadgenError::Options(_) => {
+                UsageError(e.to_string()).into()
+            }
+            other => anyhow::Error::from(other),
+        })?;
+        let json = serde_json::to_string(&report)?;
+        if let Some(out) = &self.out {
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+            }
+            crate::results::write_atomically(out, format!("{json}\n").as_bytes())?;
+        }
+        if self.json {
+            println!("{json}");
+        } else {
+            print!("{}", report::loadgen_table(&report));
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        if let Some(why) = &report.partial {
+            bail!("the run ended early, results above are partial: {why}");
+        }
+        Ok(())
+    }
+
+    fn workload_spec(&self) -> anyhow::Result<(WorkloadSpec, u32)> {
+        let usage = |e: workload::WorkloadError| UsageError(e.to_string());
+        let (mut spec, pipeline) = match (&self.workload, &self.command) {
+            (Some(name), _) if workload::preset_names().contains(&name.as_str()) => {
+                WorkloadSpec::preset(name).map_err(usage)?
+            }
+            (Some(file), _) => {
+                let path = Path::new(file);
+                if !path.is_file() {
+                    bail!(UsageError(format!(
+                        "--workload {file:?}: neither a preset ({}) nor a file",
+                        workload::preset_names().join(", ")
+                    )));
+                }
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+                let spec = WorkloadSpec::from_toml(&text)
+                    .map_err(|e| UsageError(format!("{file}: {e}")))?;
+                (spec, 1)
+            }
+            (None, Some(command)) => (WorkloadSpec::single(command, 100_000, 32), 1),
+            (None, None) => WorkloadSpec::preset("basic_rw").map_err(usage)?,
+        };
+        if let Some(k) = self.keyspace {
+            spec.keyspace = k;
+        }
+        if let Some(b) = self.value_size {
+            spec.values = ValueSize::Fixed { bytes: b };
+        }
+        if let Some(seed) = self.seed {
+            spec.seed = seed;
+        }
+        spec.compile().map_err(usage)?;
+        Ok((spec, pipeline))
+    }
+}
