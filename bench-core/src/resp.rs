@@ -224,8 +224,28 @@ fn line_at(buf: &[u8], from: usize) -> Result<(&[u8], usize), ParseError> {
     }
 }
 
-fn parse_int(digits: &[u8]) -> Option<i64> {
-    std::str::from_utf8(digits).ok()?.parse().ok()
+/// A RESP integer line: optional `-`, then 1..=18 decimal digits (lengths and counts never
+/// need more). Hand-written: this runs for every reply on the hot path.
+fn parse_int(line: &[u8]) -> Option<i64> {
+    let (negative, digits) = match line.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, line),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return if digits.len() > 18 {
+            std::str::from_utf8(line).ok()?.parse().ok()
+        } else {
+            None
+        };
+    }
+    let mut n: i64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + i64::from(b - b'0');
+    }
+    Some(if negative { -n } else { n })
 }
 
 #[cfg(test)]
@@ -374,6 +394,24 @@ mod tests {
             scan(deep.as_bytes()),
             Err(ParseError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn integers_parse_like_the_standard_library() {
+        for text in [
+            "0",
+            "7",
+            "-1",
+            "42",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "123456789012345678",
+        ] {
+            assert_eq!(parse_int(text.as_bytes()), text.parse().ok(), "{text}");
+        }
+        for bad in ["", "-", "1a", "+1", " 1", "99999999999999999999"] {
+            assert_eq!(parse_int(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -418,6 +418,8 @@ pub struct Template {
     pub name: String,
     /// Whether a null reply counts as a miss (reads of a key or member).
     pub is_read: bool,
+    /// Whether the template has a `{score}` (so a score must be drawn).
+    pub uses_score: bool,
     segments: Vec<Segment>,
     key_digits: usize,
 }
@@ -494,9 +496,11 @@ impl Template {
                 | "HGET"
                 | "HGETALL"
         );
+        let uses_score = segments.contains(&Segment::Score);
         Ok(Template {
             name,
             is_read,
+            uses_score,
             segments,
             key_digits: digits,
         })

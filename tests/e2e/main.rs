@@ -700,3 +700,32 @@ fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
     assert!(report["reconnects"].as_u64().unwrap() >= 1);
     server.stop(Duration::from_secs(20)); // start notices its server died and exits
 }
+
+#[test]
+fn selfbench_measures_both_engines() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "selfbench",
+            "--rounds",
+            "1",
+            "--requests",
+            "20000",
+            "--base-port",
+            "9750",
+            "--json",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trials = json["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 4, "2 engines × 2 pipeline depths × 1 round");
+    for t in trials {
+        assert!(t["ops_per_sec"].as_f64().unwrap() > 1000.0, "{t}");
+        let cpu = t["cpu_us_per_request"].as_f64().unwrap();
+        assert!(cpu > 0.0 && cpu < 1000.0, "{t}");
+    }
+    assert!(servers_under(tmp.path()).is_empty());
+}

@@ -23,6 +23,8 @@ enum Command {
     Build(cli::build::BuildCmd),
     /// Drive a server with the native load generator.
     Loadgen(cli::loadgen::LoadgenCmd),
+    /// Compare the native generator's cost per request with valkey-benchmark's.
+    Selfbench(cli::selfbench::SelfbenchCmd),
     /// Start local valkey-server instances and keep them up until Ctrl-C.
     Start(cli::start::StartCmd),
 }
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Build(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),
+        Command::Selfbench(cmd) => cmd.run(&shutdown),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

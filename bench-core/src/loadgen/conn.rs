@@ -128,7 +128,11 @@ impl Connection {
                     }
                     let t = plan.pick(&mut rng);
                     let len = sizes.sample(&mut rng) as usize;
-                    let score = rng.random_range(0..plan.keyspace);
+                    let score = if plan.templates[t].uses_score {
+                        rng.random_range(0..plan.keyspace)
+                    } else {
+                        0
+                    };
                     plan.templates[t].encode(
                         &mut wbuf,
                         &mut || keys.sample(&mut key_rng),
@@ -257,6 +261,10 @@ impl Connection {
         let mut pos = 0;
         let mut stats = self.stats.borrow_mut();
         let mut done = 0u64;
+        // Replies read together arrived together: one timestamp, one second of the series.
+        let second = received
+            .saturating_duration_since(self.plan.measure_from)
+            .as_secs() as usize;
         loop {
             let (reply, used) = match resp::scan(&rbuf[pos..]) {
                 Ok(r) => r,
@@ -272,9 +280,6 @@ impl Connection {
             if p.measured {
                 let us = (received.saturating_duration_since(p.start).as_micros() as u64)
                     .clamp(1, HIGHEST_US);
-                let second = received
-                    .saturating_duration_since(self.plan.measure_from)
-                    .as_secs() as usize;
                 let error_kind = if reply == Reply::Error {
                     Some(error_kind(&rbuf[pos + 1..pos + used]))
                 } else {

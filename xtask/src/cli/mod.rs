@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 pub mod loadgen;
+pub mod selfbench;
 pub mod start;
 
 use std::collections::BTreeMap;

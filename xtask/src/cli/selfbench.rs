@@ -1,0 +1,201 @@
+//! `cargo xtask selfbench`: our generator against valkey-benchmark, same server, same
+//! load, alternating, to show what each costs per request.
+//!
+//! One fresh server, 100,000 keys of 32 bytes preloaded; GET from 50 connections at
+//! pipeline 1 and 16. Each trial runs a fixed number of requests; rounds alternate which
+//! engine goes first. Client CPU is user + system time: for the native engine this
+//! process's (`RUSAGE_SELF`), for valkey-benchmark the reaped child's (`RUSAGE_CHILDREN`),
+//! each over the whole run, setup included.
+
+use std::time::Duration;
+
+use bench_core::command::Command;
+use bench_core::engine::{Engine, Load};
+use bench_core::loadgen::cpu_seconds;
+use bench_core::loadgen::engine::NativeEngine;
+use bench_core::populate;
+use bench_core::shutdown::Shutdown;
+use bench_core::stats::median;
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+
+use super::ValkeyArgs;
+use crate::instances;
+use crate::process::reaped_children_cpu_seconds;
+use crate::valkey_benchmark::ValkeyBenchmark;
+
+const KEYSPACE: u64 = 100_000;
+const VALUE_SIZE: u64 = 32;
+const CLIENTS: u32 = 50;
+
+#[derive(Args, Debug)]
+pub struct SelfbenchCmd {
+    #[command(flatten)]
+    pub valkey: ValkeyArgs,
+    /// Trials per engine and pipeline depth.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// Requests per trial at pipeline 1 (ten times as many at pipeline 16).
+    #[arg(long, default_value_t = 300_000)]
+    pub requests: u64,
+    #[arg(long, default_value_t = 9000)]
+    pub base_port: u16,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+struct Trial {
+    engine: &'static str,
+    pipeline: u32,
+    round: u32,
+    ops_per_sec: f64,
+    cpu_us_per_request: f64,
+}
+
+impl SelfbenchCmd {
+    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let binaries = self.valkey.binaries(shutdown)?;
+        let vb = ValkeyBenchmark::new(&binaries.benchmark, shutdown)?;
+        let native = NativeEngine;
+        let options = instances::Options {
+            base_port: self.base_port,
+            ..Default::default()
+        };
+        let server = instances::start(&binaries.server, 1, &options, shutdown)?.remove(0);
+        let populated = populate::strings(&mut server.client()?, KEYSPACE, VALUE_SIZE)?;
+        eprintln!(
+            "Valkey {} on :{}; preloaded {KEYSPACE} keys of {VALUE_SIZE} B ({:.0} keys/s); {} rounds",
+            binaries.version,
+            server.port(),
+            populated.items_per_sec(),
+            self.rounds
+        );
+        let mut trials = Vec::new();
+        for pipeline in [1u32, 16] {
+            let load = Load {
+                command: Command::Get,
+                value_size: VALUE_SIZE,
+                pipeline,
+                clients: CLIENTS,
+                keyspace: KEYSPACE,
+                requests: self.requests * if pipeline > 1 { 10 } else { 1 },
+                threads: 1,
+            };
+            for round in 1..=self.rounds {
+                let engines: [&dyn Engine; 2] = if round % 2 == 1 {
+                    [&native, &vb]
+                } else {
+                    [&vb, &native]
+                };
+                for engine in engines {
+                    let trial = trial(engine, server.addr, &load, round, shutdown)?;
+                    eprintln!(
+                        "P{pipeline} round {round} {:<16} {:>12.0} ops/s {:>6.2} µs CPU/request",
+                        trial.engine, trial.ops_per_sec, trial.cpu_us_per_request
+                    );
+                    trials.push(trial);
+                }
+            }
+        }
+        drop(server);
+        let summary = summarize(&trials);
+        if self.json {
+            println!("{}", json!({"trials": trials, "summary": summary}));
+        } else {
+            println!(
+                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req | valkey-benchmark CPU µs/req | ratio |"
+            );
+            println!(
+                "| -------: | -----------: | ---------------------: | ----: | ----------------: | --------------------------: | ----: |"
+            );
+            for s in &summary {
+                println!(
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.2} |",
+                    s.pipeline,
+                    s.native_ops,
+                    s.vb_ops,
+                    s.ops_ratio,
+                    s.native_cpu,
+                    s.vb_cpu,
+                    s.cpu_ratio
+                );
+            }
+            println!(
+                "\nmedians over {} rounds; ratio = native / valkey-benchmark",
+                self.rounds
+            );
+        }
+        Ok(())
+    }
+}
+
+fn trial(
+    engine: &dyn Engine,
+    addr: std::net::SocketAddr,
+    load: &Load,
+    round: u32,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Trial> {
+    let (self_before, children_before) = (cpu_seconds(), reaped_children_cpu_seconds());
+    let m = engine.run(addr, load, shutdown)?;
+    let cpu = if engine.name() == "native" {
+        cpu_seconds() - self_before
+    } else {
+        reaped_children_cpu_seconds() - children_before
+    };
+    // Pause between trials so one engine's tail does not overlap the next one's start.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(Trial {
+        engine: engine.name(),
+        pipeline: load.pipeline,
+        round,
+        ops_per_sec: m.ops_per_sec,
+        cpu_us_per_request: cpu * 1e6 / m.requests.max(1) as f64,
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    pipeline: u32,
+    native_ops: f64,
+    vb_ops: f64,
+    ops_ratio: f64,
+    native_cpu: f64,
+    vb_cpu: f64,
+    cpu_ratio: f64,
+}
+
+fn summarize(trials: &[Trial]) -> Vec<Summary> {
+    let mut out = Vec::new();
+    for pipeline in [1, 16] {
+        let of = |engine: &str, f: fn(&Trial) -> f64| {
+            let v: Vec<f64> = trials
+                .iter()
+                .filter(|t| t.pipeline == pipeline && t.engine == engine)
+                .map(f)
+                .collect();
+            median(&v).unwrap_or(f64::NAN)
+        };
+        let (native_ops, vb_ops) = (
+            of("native", |t| t.ops_per_sec),
+            of("valkey-benchmark", |t| t.ops_per_sec),
+        );
+        let (native_cpu, vb_cpu) = (
+            of("native", |t| t.cpu_us_per_request),
+            of("valkey-benchmark", |t| t.cpu_us_per_request),
+        );
+        out.push(Summary {
+            pipeline,
+            native_ops,
+            vb_ops,
+            ops_ratio: native_ops / vb_ops,
+            native_cpu,
+            vb_cpu,
+            cpu_ratio: native_cpu / vb_cpu,
+        });
+    }
+    out
+}
