@@ -98,6 +98,30 @@ pub fn scan(buf: &[u8]) -> Result<(Reply, usize), ParseError> {
     Ok((reply, end))
 }
 
+/// The payload of a pub/sub `message` push (`*3` in RESP2, `>3` in RESP3:
+/// `message`, channel, payload), given one whole reply; `None` for anything else
+/// (subscribe confirmations, pattern messages). Allocation-free.
+pub fn message_payload(reply: &[u8]) -> Option<&[u8]> {
+    let (header, mut pos) = line_at(reply, 1).ok()?;
+    if !matches!(reply.first(), Some(b'*' | b'>')) || header != b"3" {
+        return None;
+    }
+    let bulk = |pos: &mut usize| -> Option<&[u8]> {
+        if reply.get(*pos) != Some(&b'$') {
+            return None;
+        }
+        let (len, start) = line_at(reply, *pos + 1).ok()?;
+        let end = start + usize::try_from(parse_int(len)?).ok()?;
+        *pos = end + 2;
+        reply.get(start..end)
+    };
+    if bulk(&mut pos)? != b"message" {
+        return None;
+    }
+    bulk(&mut pos)?;
+    bulk(&mut pos)
+}
+
 /// Aggregates nested deeper than this are refused rather than recursed into.
 const MAX_DEPTH: usize = 64;
 
@@ -394,6 +418,17 @@ mod tests {
             scan(deep.as_bytes()),
             Err(ParseError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn finds_message_payloads_only_in_messages() {
+        let msg = b"*3\r\n$7\r\nmessage\r\n$4\r\nch:1\r\n$5\r\nhello\r\n";
+        assert_eq!(message_payload(msg), Some(&b"hello"[..]));
+        let push = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$0\r\n\r\n";
+        assert_eq!(message_payload(push), Some(&b""[..]));
+        let confirm = b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n";
+        assert_eq!(message_payload(confirm), None);
+        assert_eq!(message_payload(b"+OK\r\n"), None);
     }
 
     #[test]

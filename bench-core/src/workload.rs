@@ -37,6 +37,11 @@ pub struct WorkloadSpec {
     #[serde(default = "default_values")]
     pub values: ValueSize,
     pub commands: Vec<WeightedCommand>,
+    /// Pub/sub: connections that SUBSCRIBE to every channel (`keyspace` channels named
+    /// `channel:N`) before the run starts, and time each message from its publish (the
+    /// payload carries the send time: `PUBLISH {key} {stamp}`). Default 0.
+    #[serde(default)]
+    pub subscribers: u32,
 }
 
 /// One entry of the mix: a built-in command name or a template, and its weight.
@@ -74,7 +79,7 @@ fn one() -> u32 {
 }
 
 /// Built-in commands and their templates.
-pub const BUILTIN: [(&str, &str); 26] = [
+pub const BUILTIN: [(&str, &str); 27] = [
     ("GET", "GET {key}"),
     ("SET", "SET {key} {value}"),
     ("INCR", "INCR {key}"),
@@ -107,6 +112,7 @@ pub const BUILTIN: [(&str, &str); 26] = [
     ("HDEL", "HDEL {key} {member}"),
     ("HGETALL", "HGETALL {key}"),
     ("PING", "PING"),
+    ("PUBLISH", "PUBLISH {key} {stamp}"),
 ];
 
 /// Named workloads. `pipeline` is the preset's suggested depth when none is given.
@@ -117,9 +123,10 @@ pub struct Preset {
     pub mix: &'static [(&'static str, u32)],
     pub keyspace: u64,
     pub value_bytes: u32,
+    pub subscribers: u32,
 }
 
-pub const PRESETS: [Preset; 7] = [
+pub const PRESETS: [Preset; 8] = [
     Preset {
         name: "basic_rw",
         about: "80% GET / 20% SET, 32-byte values",
@@ -127,6 +134,7 @@ pub const PRESETS: [Preset; 7] = [
         mix: &[("GET", 80), ("SET", 20)],
         keyspace: 100_000,
         value_bytes: 32,
+        subscribers: 0,
     },
     Preset {
         name: "high_throughput",
@@ -135,6 +143,7 @@ pub const PRESETS: [Preset; 7] = [
         mix: &[("GET", 90), ("SET", 10)],
         keyspace: 100_000,
         value_bytes: 8,
+        subscribers: 0,
     },
     Preset {
         name: "list_operations",
@@ -149,6 +158,7 @@ pub const PRESETS: [Preset; 7] = [
         ],
         keyspace: 1000,
         value_bytes: 32,
+        subscribers: 0,
     },
     Preset {
         name: "set_operations",
@@ -157,6 +167,7 @@ pub const PRESETS: [Preset; 7] = [
         mix: &[("SADD", 40), ("SREM", 10), ("SISMEMBER", 40), ("SCARD", 10)],
         keyspace: 1000,
         value_bytes: 32,
+        subscribers: 0,
     },
     Preset {
         name: "sorted_set_operations",
@@ -171,6 +182,7 @@ pub const PRESETS: [Preset; 7] = [
         ],
         keyspace: 1000,
         value_bytes: 32,
+        subscribers: 0,
     },
     Preset {
         name: "hash_operations",
@@ -179,6 +191,7 @@ pub const PRESETS: [Preset; 7] = [
         mix: &[("HSET", 40), ("HGET", 40), ("HDEL", 10), ("HGETALL", 10)],
         keyspace: 1000,
         value_bytes: 32,
+        subscribers: 0,
     },
     Preset {
         name: "pipeline",
@@ -187,6 +200,16 @@ pub const PRESETS: [Preset; 7] = [
         mix: &[("GET", 50), ("SET", 50)],
         keyspace: 100_000,
         value_bytes: 32,
+        subscribers: 0,
+    },
+    Preset {
+        name: "pub_sub",
+        about: "PUBLISH to 10 channels, 4 subscribers on each; end-to-end delivery latency",
+        pipeline: 1,
+        mix: &[("PUBLISH", 1)],
+        keyspace: 10,
+        value_bytes: 64,
+        subscribers: 4,
     },
 ];
 
@@ -222,6 +245,7 @@ impl WorkloadSpec {
                     weight,
                 })
                 .collect(),
+            subscribers: p.subscribers,
         };
         Ok((spec, p.pipeline))
     }
@@ -240,6 +264,7 @@ impl WorkloadSpec {
                 command: command.into(),
                 weight: 1,
             }],
+            subscribers: 0,
         }
     }
 
@@ -262,6 +287,13 @@ impl WorkloadSpec {
         };
         if self.commands.is_empty() {
             return Err(err("commands", "[]".into(), "give at least one command"));
+        }
+        if self.subscribers > 10_000 || (self.subscribers > 0 && self.keyspace > 10_000) {
+            return Err(err(
+                "subscribers",
+                self.subscribers.to_string(),
+                "use at most 10000 subscribers, on at most 10000 channels (keyspace)",
+            ));
         }
         if !(1..=100_000_000_000).contains(&self.keyspace) {
             return Err(err(
@@ -409,6 +441,24 @@ enum Segment {
     MemberDigits,
     /// `$len\r\n` + score digits + CRLF.
     Score,
+    /// A value whose first [`STAMP_DIGITS`] bytes are the send time (ns after the run's
+    /// origin, zero-padded), then filler up to the value size.
+    Stamp,
+}
+
+/// Digits of the send time at the start of a `{stamp}` value.
+pub const STAMP_DIGITS: usize = 20;
+
+/// The per-request values a template may need besides keys and members.
+#[derive(Clone, Copy, Debug)]
+pub struct Fill<'a> {
+    /// Value bytes, at least as long as the largest value size; the first `value_len` are sent.
+    pub value: &'a [u8],
+    pub value_len: usize,
+    /// The `{score}`.
+    pub score: u64,
+    /// The `{stamp}`: send time, ns after the run's origin.
+    pub stamp: u64,
 }
 
 /// A compiled command template: what `encode` writes for one request.
@@ -463,12 +513,12 @@ impl Template {
                         Segment::MemberDigits
                     });
                 }
-                "{value}" | "{score}" => {
+                "{value}" | "{score}" | "{stamp}" => {
                     segments.push(Segment::Literal(std::mem::take(&mut literal)));
-                    segments.push(if *word == "{value}" {
-                        Segment::Value
-                    } else {
-                        Segment::Score
+                    segments.push(match *word {
+                        "{value}" => Segment::Value,
+                        "{score}" => Segment::Score,
+                        _ => Segment::Stamp,
                     });
                 }
                 w if w.contains('{') || w.contains('}') => {
@@ -506,17 +556,21 @@ impl Template {
         })
     }
 
-    /// Appends one request to `out`. `key` and `member` draw indexes; `value` holds at least
-    /// the largest value size in bytes (its first `value_len` are sent).
+    /// Appends one request to `out`. `key` and `member` draw indexes as the template
+    /// needs them; `fill` carries the rest.
     pub fn encode(
         &self,
         out: &mut Vec<u8>,
         key: &mut impl FnMut() -> u64,
         member: &mut impl FnMut() -> u64,
-        value: &[u8],
-        value_len: usize,
-        score: u64,
+        fill: &Fill<'_>,
     ) {
+        let Fill {
+            value,
+            value_len,
+            score,
+            stamp,
+        } = *fill;
         for segment in &self.segments {
             match segment {
                 Segment::Literal(bytes) => out.extend_from_slice(bytes),
@@ -527,6 +581,16 @@ impl Template {
                     crate::resp::push_decimal(out, value_len as u64);
                     out.extend_from_slice(b"\r\n");
                     out.extend_from_slice(&value[..value_len]);
+                    out.extend_from_slice(b"\r\n");
+                }
+                Segment::Stamp => {
+                    let len = value_len.max(STAMP_DIGITS);
+                    out.push(b'$');
+                    crate::resp::push_decimal(out, len as u64);
+                    out.extend_from_slice(b"\r\n");
+                    push_padded(out, stamp, STAMP_DIGITS);
+                    out.truncate(out.len() - 2); // push_padded ends with CRLF
+                    out.extend_from_slice(&value[..len - STAMP_DIGITS]);
                     out.extend_from_slice(b"\r\n");
                 }
                 Segment::Score => {
@@ -546,6 +610,7 @@ impl Template {
 /// The key family of a command: strings share `key:` with valkey-benchmark.
 fn family(command: &str) -> &'static str {
     match command.as_bytes().first() {
+        _ if command == "PUBLISH" => "channel",
         _ if ["LPUSH", "RPUSH", "LPOP", "RPOP", "LRANGE", "LLEN", "LINDEX"].contains(&command) => {
             "list"
         }
@@ -608,7 +673,17 @@ mod tests {
         let templates = spec.compile().unwrap();
         let mut out = Vec::new();
         let value = vec![b'v'; 64];
-        templates[index].encode(&mut out, &mut || key, &mut || 7, &value, value_len, 42);
+        templates[index].encode(
+            &mut out,
+            &mut || key,
+            &mut || 7,
+            &Fill {
+                value: &value,
+                value_len,
+                score: 42,
+                stamp: 123,
+            },
+        );
         out
     }
 
@@ -650,6 +725,18 @@ mod tests {
         assert_eq!(args(&encode(&spec, 0, 1, 3))[1], "set:000000000001");
         let spec = WorkloadSpec::single("MGET", 10, 3);
         assert_eq!(args(&encode(&spec, 0, 1, 3)).len(), 11);
+    }
+
+    #[test]
+    fn publish_carries_the_send_time_in_a_value_of_the_declared_size() {
+        let spec = WorkloadSpec::single("PUBLISH", 10, 30);
+        let a = args(&encode(&spec, 0, 3, 30));
+        assert_eq!(a[0], "PUBLISH");
+        assert_eq!(a[1], "channel:000000000003");
+        assert_eq!(a[2].len(), 30);
+        assert_eq!(&a[2][..STAMP_DIGITS], "00000000000000000123");
+        // A value smaller than the stamp grows to hold it.
+        assert_eq!(args(&encode(&spec, 0, 3, 4))[2].len(), STAMP_DIGITS);
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn perf_suite_with_valkey_benchmark_writes_plausible_records() {
 }
 
 fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
+    let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let suite = suite_file(tmp.path(), &[]);
@@ -546,6 +547,7 @@ fn loadgen(
 
 #[test]
 fn every_loadgen_preset_runs_with_sane_numbers() {
+    let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let (mut server, started) = start_instances(1, 9600, tmp.path());
@@ -585,6 +587,7 @@ fn every_loadgen_preset_runs_with_sane_numbers() {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|c| c["command"] != "DELIVERY")
             .map(|c| c["requests"].as_u64().unwrap())
             .sum();
         assert_eq!(
@@ -597,6 +600,40 @@ fn every_loadgen_preset_runs_with_sane_numbers() {
             "{preset}"
         );
     }
+    // pub_sub: 4 subscribers on every channel receive every published message.
+    control.call(&["FLUSHALL"]).unwrap();
+    let args = [
+        "--workload",
+        "pub_sub",
+        "--clients",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    let (status, err, report) = loadgen(port, &args, tmp.path());
+    assert!(status.success(), "{err}");
+    let commands = report["commands"].as_array().unwrap();
+    let find = |name: &str| {
+        commands
+            .iter()
+            .find(|c| c["command"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (publish, delivery) = (find("PUBLISH"), find("DELIVERY"));
+    let published = publish["requests"].as_u64().unwrap();
+    let delivered = delivery["requests"].as_u64().unwrap();
+    assert!(published > 500, "{publish}");
+    // Messages published near the end may still be in flight when the run stops.
+    assert!(
+        delivered <= 4 * published && delivered >= 4 * published * 9 / 10,
+        "{published} published, {delivered} delivered"
+    );
+    let e2e = delivery["latency"]["p50_us"].as_u64().unwrap();
+    assert!(e2e > 0 && e2e < 1_000_000, "{delivery}");
+
     // basic_rw reads what it wrote: the second run of the same keyspace has hits.
     let (_, _, report) = loadgen(
         port,
@@ -625,6 +662,7 @@ fn every_loadgen_preset_runs_with_sane_numbers() {
 
 #[test]
 fn open_loop_holds_its_rate() {
+    let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let (mut server, started) = start_instances(1, 9650, tmp.path());
@@ -660,6 +698,7 @@ fn open_loop_holds_its_rate() {
 
 #[test]
 fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
+    let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let (mut server, started) = start_instances(1, 9700, tmp.path());
@@ -703,6 +742,7 @@ fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
 
 #[test]
 fn selfbench_measures_both_engines() {
+    let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let out = run(

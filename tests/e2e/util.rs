@@ -5,7 +5,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -221,4 +221,12 @@ pub fn start_instances(count: usize, base_port: u16, tmp: &Path) -> (Started, Va
         .unwrap();
     let started = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     (Started { child }, started)
+}
+
+/// Held by tests that put real load on the machine (suites, presets, open loop, selfbench),
+/// so they do not run at once: on 2 cores, concurrent load would starve an open-loop
+/// sender and turn a behaviour test into a timing lottery.
+pub fn heavy() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

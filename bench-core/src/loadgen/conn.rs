@@ -23,6 +23,7 @@ use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
 use super::{Plan, Shared};
 use crate::distribution::{KeySampler, SizeSampler, worker_rng};
 use crate::resp::{self, ParseError, Reply};
+use crate::workload::Fill;
 
 /// How often a waiting connection looks at the clock and the stop flags.
 const TICK: Duration = Duration::from_millis(50);
@@ -51,7 +52,14 @@ pub(super) struct Connection {
 }
 
 impl Connection {
-    pub async fn run(mut self, start: Instant) {
+    /// Runs the connection, then tells subscribers one publisher fewer is left.
+    pub async fn run(self, start: Instant) {
+        let shared = Arc::clone(&self.shared);
+        self.drive(start).await;
+        shared.publishers_left.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    async fn drive(mut self, start: Instant) {
         let plan = Arc::clone(&self.plan);
         // Three streams per connection, so a template's key draws do not shift the mix.
         let stream_id = u64::from(self.index) * 3;
@@ -137,9 +145,13 @@ impl Connection {
                         &mut wbuf,
                         &mut || keys.sample(&mut key_rng),
                         &mut || members.sample(&mut member_rng),
-                        &plan.value,
-                        len,
-                        score,
+                        &Fill {
+                            value: &plan.value,
+                            value_len: len,
+                            score,
+                            stamp: intended.saturating_duration_since(plan.origin).as_nanos()
+                                as u64,
+                        },
                     );
                     let measured = intended >= plan.measure_from;
                     if schedule.is_some() && measured {

@@ -47,6 +47,7 @@ fn workload(load: &Load) -> WorkloadSpec {
             command: template(load.command).into(),
             weight: 1,
         }],
+        subscribers: 0,
     }
 }
 

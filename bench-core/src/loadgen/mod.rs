@@ -14,12 +14,13 @@ mod conn;
 pub mod engine;
 pub mod schedule;
 pub mod stats;
+mod subscriber;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -123,6 +124,8 @@ pub(crate) struct Shared {
     completed: AtomicU64,
     /// Latest reply, ns after `Plan::origin`.
     last_reply_ns: AtomicU64,
+    /// Request connections still running (subscribers stop after the last one).
+    publishers_left: AtomicU32,
     shutdown: Shutdown,
 }
 
@@ -218,7 +221,13 @@ pub fn run(
         }),
         completed: AtomicU64::new(0),
         last_reply_ns: AtomicU64::new(0),
+        publishers_left: AtomicU32::new(options.connections),
         shutdown: shutdown.clone(),
+    });
+    let subscribe = (spec.subscribers > 0).then(|| SubscribeTo {
+        prefix: spec.key_prefix.clone(),
+        digits: spec.key_digits as usize,
+        channels: spec.keyspace,
     });
     // Workers connect first; the clock starts when every connection is up.
     let gate = Arc::new(Gate::default());
@@ -229,11 +238,17 @@ pub fn run(
             .filter(|c| c % threads == worker)
             .map(|c| (c, addrs[c as usize % addrs.len()]))
             .collect();
+        let subscribers: Vec<SocketAddr> = (0..spec.subscribers)
+            .filter(|s| s % threads == worker)
+            .map(|s| addrs[s as usize % addrs.len()])
+            .collect();
         let (gate, ready_tx, shared) = (Arc::clone(&gate), ready_tx.clone(), Arc::clone(&shared));
-        let templates_len = templates.len();
+        let subscribe = subscribe.clone();
+        // Pub/sub deliveries are counted in one more slot after the templates.
+        let slots = templates.len() + usize::from(spec.subscribers > 0);
         let handle = thread::Builder::new()
             .name(format!("loadgen-{worker}"))
-            .spawn(move || worker_main(mine, templates_len, gate, ready_tx, shared))
+            .spawn(move || worker_main(mine, subscribers, subscribe, slots, gate, ready_tx, shared))
             .map_err(LoadgenError::Runtime)?;
         handles.push(handle);
     }
@@ -378,8 +393,21 @@ fn validate(addrs: &[SocketAddr], spec: &WorkloadSpec, o: &RunOptions) -> Result
     Ok(())
 }
 
+/// What subscriber connections subscribe to.
+#[derive(Clone)]
+struct SubscribeTo {
+    prefix: String,
+    digits: usize,
+    channels: u64,
+}
+
+/// The name of the pub/sub delivery counters in reports.
+pub const DELIVERY: &str = "DELIVERY";
+
 fn worker_main(
     connections: Vec<(u32, SocketAddr)>,
+    subscribers: Vec<SocketAddr>,
+    subscribe: Option<SubscribeTo>,
     templates: usize,
     gate: Arc<Gate>,
     ready: mpsc::Sender<Result<(), LoadgenError>>,
@@ -405,9 +433,21 @@ fn worker_main(
             let _ = stream.set_nodelay(true);
             streams.push((index, addr, stream));
         }
-        Ok::<_, LoadgenError>(streams)
+        let mut subscribed = Vec::with_capacity(subscribers.len());
+        if let Some(to) = &subscribe {
+            for &addr in &subscribers {
+                let mut stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| LoadgenError::Connect { addr, source })?;
+                subscriber::subscribe(&mut stream, &to.prefix, to.digits, to.channels)
+                    .await
+                    .map_err(|source| LoadgenError::Connect { addr, source })?;
+                subscribed.push(stream);
+            }
+        }
+        Ok::<_, LoadgenError>((streams, subscribed))
     });
-    let streams = match streams {
+    let (streams, subscribed) = match streams {
         Ok(s) => {
             let _ = ready.send(Ok(()));
             s
@@ -431,6 +471,16 @@ fn worker_main(
             stats: Rc::clone(&stats),
         };
         local.spawn_local(connection.run(plan.origin));
+    }
+    for stream in subscribed {
+        let subscriber = subscriber::Subscriber {
+            stream,
+            plan: Arc::clone(&plan),
+            shared: Arc::clone(&shared),
+            stats: Rc::clone(&stats),
+            slot: templates - 1,
+        };
+        local.spawn_local(subscriber.run());
     }
     runtime.block_on(local);
     unwrap_stats(stats)
@@ -459,8 +509,17 @@ fn build_report(
     let (mut reconnects, mut late, mut lag) = (0, 0, new_histogram());
     for w in &workers {
         for (t, c) in w.commands.iter().enumerate() {
+            let Some(template) = plan.templates.get(t) else {
+                // The delivery slot: end-to-end pub/sub latency, not requests.
+                let entry = by_name
+                    .entry(DELIVERY)
+                    .or_insert_with(|| (new_histogram(), 0, 0, 0));
+                entry.0.add(&c.latency).expect("same bounds");
+                entry.2 += c.hits;
+                continue;
+            };
             let entry = by_name
-                .entry(plan.templates[t].name.as_str())
+                .entry(template.name.as_str())
                 .or_insert_with(|| (new_histogram(), 0, 0, 0));
             entry.0.add(&c.latency).expect("same bounds");
             entry.1 += c.errors;
@@ -490,10 +549,9 @@ fn build_report(
         .iter()
         .map(|(name, (h, e, hits, misses))| command_report(name, h, *e, *hits, *misses))
         .collect();
-    let total_errors = commands.iter().map(|c| c.errors).sum();
-    let (hits, misses) = commands
-        .iter()
-        .fold((0, 0), |(h, m), c| (h + c.hits, m + c.misses));
+    let requests_only = commands.iter().filter(|c| c.command != DELIVERY);
+    let total_errors = requests_only.clone().map(|c| c.errors).sum();
+    let (hits, misses) = requests_only.fold((0, 0), |(h, m), c| (h + c.hits, m + c.misses));
     let all = command_report("ALL", &all, total_errors, hits, misses);
     let requests = all.requests;
     let mut warnings = Vec::new();

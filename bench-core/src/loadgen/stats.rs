@@ -99,7 +99,8 @@ impl WorkerStats {
     }
 }
 
-/// Per-command results of a run.
+/// Per-command results of a run. The pub/sub `DELIVERY` entry counts messages received by
+/// subscribers (`requests`, `hits`) and their end-to-end latency from publish.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CommandReport {
     pub command: String,
