@@ -420,6 +420,87 @@ mod tests {
         ));
     }
 
+    /// A small deterministic generator (xorshift), so the property test needs no crate and
+    /// every failure is reproducible from its seed.
+    struct Xorshift(u64);
+
+    impl Xorshift {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % below
+        }
+    }
+
+    fn random_reply(rng: &mut Xorshift, depth: u32, out: &mut Vec<u8>) {
+        let kind = if depth > 2 { rng.next(5) } else { rng.next(7) };
+        match kind {
+            0 => out.extend_from_slice(b"+OK\r\n"),
+            1 => out.extend_from_slice(
+                format!(":{}\r\n", rng.next(1 << 40) as i64 - (1 << 39)).as_bytes(),
+            ),
+            2 => out.extend_from_slice(b"-ERR no\r\n"),
+            3 => out.extend_from_slice(b"$-1\r\n"),
+            4 => {
+                let len = rng.next(40) as usize;
+                out.extend_from_slice(format!("${len}\r\n").as_bytes());
+                out.extend((0..len).map(|i| {
+                    if i % 7 == 3 {
+                        b'\r'
+                    } else {
+                        b'a' + (i % 26) as u8
+                    }
+                }));
+                out.extend_from_slice(b"\r\n");
+            }
+            _ => {
+                let n = rng.next(4);
+                out.extend_from_slice(format!("*{n}\r\n").as_bytes());
+                for _ in 0..n {
+                    random_reply(rng, depth + 1, out);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn streams_split_at_random_points_scan_like_whole_buffers() {
+        for seed in 1..200u64 {
+            let mut rng = Xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let mut stream = Vec::new();
+            let mut lengths = Vec::new();
+            for _ in 0..1 + rng.next(20) {
+                let start = stream.len();
+                random_reply(&mut rng, 0, &mut stream);
+                lengths.push(stream.len() - start);
+            }
+            // Feed the stream in random chunks, as reads would deliver it.
+            let mut buf = Vec::new();
+            let mut fed = 0;
+            let mut seen = Vec::new();
+            while fed < stream.len() {
+                let chunk = 1 + rng.next(17) as usize;
+                let end = (fed + chunk).min(stream.len());
+                buf.extend_from_slice(&stream[fed..end]);
+                fed = end;
+                loop {
+                    match scan(&buf) {
+                        Ok((_, used)) => {
+                            assert_eq!(parse(&buf).map(|(_, n)| n), Ok(used), "seed {seed}");
+                            seen.push(used);
+                            buf.drain(..used);
+                        }
+                        Err(ParseError::Incomplete) => break,
+                        Err(e) => panic!("seed {seed}: {e}"),
+                    }
+                }
+            }
+            assert!(buf.is_empty(), "seed {seed}: bytes left over");
+            assert_eq!(seen, lengths, "seed {seed}");
+        }
+    }
+
     #[test]
     fn finds_message_payloads_only_in_messages() {
         let msg = b"*3\r\n$7\r\nmessage\r\n$4\r\nch:1\r\n$5\r\nhello\r\n";

@@ -83,6 +83,8 @@ impl Engine for NativeEngine {
             &load.requests.to_string(),
             "--warmup",
             "0",
+            "--seed",
+            "1",
         ]
         .map(String::from)
         .to_vec()
