@@ -3,6 +3,8 @@
 //! This crate never spawns a process, never touches `results/`, and knows nothing about
 //! git or make. It gets addresses and specs and returns measurements and records.
 
+#[cfg(test)]
+mod alloc_check;
 pub mod benchmark_csv;
 pub mod client;
 pub mod command;
