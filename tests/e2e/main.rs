@@ -523,6 +523,15 @@ fn concurrent_builds_of_one_key_build_once() {
     );
 }
 
+/// A fresh temp dir and one server from `xtask start` (with its JSON and port).
+fn one_server(base_port: u16) -> (tempfile::TempDir, Started, Value, u16) {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, started) = start_instances(1, base_port, tmp.path());
+    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    (tmp, server, started, port)
+}
+
 /// Runs `xtask loadgen` against `port` and returns its exit status, stderr and report.
 fn loadgen(
     port: u16,
@@ -548,10 +557,7 @@ fn loadgen(
 #[test]
 fn every_loadgen_preset_runs_with_sane_numbers() {
     let _machine = heavy();
-    build_json();
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut server, started) = start_instances(1, 9600, tmp.path());
-    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let (tmp, mut server, _, port) = one_server(9600);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let mut control = bench_core::client::Client::connect(addr, Duration::from_secs(5)).unwrap();
     for preset in bench_core::workload::preset_names() {
@@ -663,10 +669,7 @@ fn every_loadgen_preset_runs_with_sane_numbers() {
 #[test]
 fn open_loop_holds_its_rate() {
     let _machine = heavy();
-    build_json();
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut server, started) = start_instances(1, 9650, tmp.path());
-    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let (tmp, mut server, _, port) = one_server(9650);
     let args = [
         "--command",
         "GET",
@@ -699,10 +702,7 @@ fn open_loop_holds_its_rate() {
 #[test]
 fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
     let _machine = heavy();
-    build_json();
-    let tmp = tempfile::tempdir().unwrap();
-    let (mut server, started) = start_instances(1, 9700, tmp.path());
-    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let (tmp, mut server, started, port) = one_server(9700);
     let pid = started["instances"][0]["pid"].as_u64().unwrap() as i32;
     let killer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));

@@ -234,12 +234,5 @@ pub fn tail(text: &str, lines: usize) -> String {
 /// The delta around one [`output`] call is that child's CPU time, as long as nothing else
 /// is reaped meanwhile.
 pub fn reaped_children_cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_CHILDREN is always valid.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+    bench_core::loadgen::rusage_seconds(libc::RUSAGE_CHILDREN)
 }

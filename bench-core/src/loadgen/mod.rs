@@ -337,10 +337,22 @@ pub fn run(
         thread::sleep(Duration::from_millis(5));
     }
     let cpu_end = cpu_at(());
-    let workers: Vec<WorkerStats> = handles.into_iter().filter_map(|h| h.join().ok()).collect();
+    let mut workers = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.join() {
+            Ok(stats) => workers.push(stats),
+            // Its counts are lost: say so rather than report a smaller run as whole.
+            Err(_) => shared
+                .abort("a generator thread panicked; its connections' counts are missing".into()),
+        }
+    }
     let last_reply = origin + Duration::from_nanos(shared.last_reply_ns.load(Ordering::Relaxed));
     let window_end = match plan.end {
-        Some(end) if !shared.aborted.load(Ordering::SeqCst) && !shutdown.is_triggered() => end,
+        Some(end)
+            if !shutdown.is_triggered() && shared.reason.lock().is_ok_and(|r| r.is_none()) =>
+        {
+            end
+        }
         _ => last_reply.max(measure_from),
     };
     let measured_secs = window_end
@@ -609,12 +621,19 @@ fn build_report(
     }
 }
 
-/// This process's CPU time, user + system, in seconds (getrusage).
+/// This process's CPU time, user + system, in seconds.
 pub fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is always valid.
+    rusage_seconds(libc::RUSAGE_SELF)
+}
+
+/// User + system CPU seconds from `getrusage(who)`: `RUSAGE_SELF` for this process,
+/// `RUSAGE_CHILDREN` for its children that have been reaped.
+pub fn rusage_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage fills the struct we pass; callers pass RUSAGE_SELF or
+    // RUSAGE_CHILDREN, which are always valid.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        libc::getrusage(who, &mut usage);
         usage
     };
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
