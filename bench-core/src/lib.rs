@@ -12,6 +12,7 @@ pub mod distribution;
 pub mod engine;
 pub mod info;
 pub mod loadgen;
+pub mod mem;
 pub mod populate;
 pub mod report;
 pub mod resp;

@@ -123,8 +123,24 @@ pub struct SummaryHeader {
     pub incomplete: Option<String>,
 }
 
-/// The run's `summary.md`.
+/// What the perf table's columns mean.
+const PERF_NOTE: &str = "ops/s is the median over repetitions (fresh server each); range is (max − min) / \
+     median of ops/s; p50 and p99 are medians of each repetition's percentile.";
+
+/// What the mem table's columns mean.
+pub const MEM_NOTE: &str = "bytes/item is (used_memory after − before) / items, read once used_memory \
+     settled; user is the declared key + value bytes per item (members + 8 for a score; a \
+     collection's key spread over its items); overhead = bytes/item − user; efficiency = user / \
+     bytes/item (it can exceed 100% where an encoding stores less than declared, e.g. \
+     small integer scores in a listpack); frag is mem_fragmentation_ratio after populating.";
+
+/// The run's `summary.md` for the perf suite.
 pub fn summary_markdown(header: &SummaryHeader, summaries: &[CaseSummary]) -> String {
+    summary_with_table(header, PERF_NOTE, &markdown_table(summaries))
+}
+
+/// A `summary.md`: the header, what the columns mean, the table.
+pub fn summary_with_table(header: &SummaryHeader, note: &str, table: &str) -> String {
     let mut out = format!("# valkey-bench run {}\n\n", header.run_id);
     let _ = writeln!(out, "- suite: {}", header.suite);
     let _ = writeln!(out, "- valkey: {}", header.valkey);
@@ -133,12 +149,42 @@ pub fn summary_markdown(header: &SummaryHeader, summaries: &[CaseSummary]) -> St
     if let Some(why) = &header.incomplete {
         let _ = writeln!(out, "- **incomplete**: {why}");
     }
-    out.push_str(
-        "\nops/s is the median over repetitions (fresh server each); range is (max − min) / \
-         median of ops/s; p50 and p99 are medians of each repetition's percentile.\n\n",
-    );
-    out.push_str(&markdown_table(summaries));
+    let _ = write!(out, "\n{note}\n\n");
+    out.push_str(table);
     out
+}
+
+/// The mem suite's table: one row per case.
+pub fn mem_table(records: &[crate::result::MemRecord]) -> String {
+    let header = [
+        "case",
+        "items",
+        "bytes/item",
+        "user",
+        "overhead",
+        "efficiency",
+        "encoding",
+        "frag",
+        "populate items/s",
+    ];
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let m = &r.metrics;
+            vec![
+                r.case.clone(),
+                group_thousands(r.params.items as f64),
+                format!("{:.1}", m.bytes_per_item),
+                format!("{:.1}", m.user_bytes_per_item),
+                format!("{:.1}", m.overhead_bytes_per_item),
+                format!("{:.0}%", 100.0 * m.efficiency),
+                m.encoding.clone(),
+                format!("{:.2}", m.fragmentation_ratio),
+                group_thousands(m.populate_items_per_sec),
+            ]
+        })
+        .collect();
+    aligned(&header, &rows)
 }
 
 /// The final table of `cargo xtask loadgen`: one row per command, then ALL.

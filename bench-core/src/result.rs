@@ -14,17 +14,23 @@ use crate::loadgen::stats::SecondReport;
 
 /// Version of the record shape. 1: first release (perf suite, valkey-benchmark).
 /// 2: the native engine: `metrics.histogram`, `metrics.series`,
-/// `metrics.client_cpu_us_per_request`.
-pub const SCHEMA_VERSION: u32 = 2;
+/// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]).
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// One measured repetition of one case.
+/// A perf-suite record.
+pub type ResultRecord = Record<PerfParams, Metrics>;
+/// A mem-suite record.
+pub type MemRecord = Record<MemParams, MemMetrics>;
+
+/// One measured repetition of one case. The envelope is the same for every suite;
+/// `params` and `metrics` are the suite's own (`suite` says which).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ResultRecord {
+pub struct Record<P, M> {
     /// Shape version of this record, [`SCHEMA_VERSION`] when written.
     pub schema: u32,
     /// The run this record belongs to: `YYYYMMDDTHHMMSSZ-<suite>-<4 hex>` (UTC start time).
     pub run_id: String,
-    /// The suite: `perf`.
+    /// The suite: `perf` or `mem`.
     pub suite: String,
     /// Stable case name, e.g. `GET/32B/P16/c50/io1`: the same knobs give the same name
     /// in every run, so runs can be joined on it.
@@ -38,10 +44,10 @@ pub struct ResultRecord {
     /// The machine the run happened on.
     pub host: HostInfo,
     /// Every knob of the case.
-    pub params: PerfParams,
+    pub params: P,
     /// What was measured.
-    pub metrics: Metrics,
-    /// The load generator.
+    pub metrics: M,
+    /// The load generator (perf) or the populator (mem).
     pub engine: EngineInfo,
 }
 
@@ -167,6 +173,65 @@ pub struct Metrics {
     pub client_cpu_us_per_request: Option<f64>,
 }
 
+/// The knobs of a mem case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemParams {
+    /// `string`, `list`, `set`, `zset` or `hash`.
+    pub data_type: String,
+    /// Items written: string keys, or elements / members / fields of collections.
+    pub items: u64,
+    /// Keys the items are spread over (= items for strings).
+    pub keys: u64,
+    /// Key size in bytes.
+    pub key_size: u64,
+    /// Value size in bytes: string value, list element, set or sorted-set member, hash value.
+    pub value_size: u64,
+    /// Hash field size in bytes (hashes only, else 0).
+    pub field_size: u64,
+    /// Whether every key has a TTL.
+    pub expiry: bool,
+    /// Extra server configuration the case set.
+    pub server_config: BTreeMap<String, String>,
+}
+
+/// What a mem case measured. Memory figures are bytes from `INFO memory`, read when
+/// `used_memory` had settled (before: on the empty server; after: once populated).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemMetrics {
+    /// Bytes of user data per item, as declared: key + value for strings (per item),
+    /// element for lists, member for sets, member + 8 (the score as a double) for sorted
+    /// sets, field + value for hashes; collections add their key's bytes spread over
+    /// their items.
+    pub user_bytes_per_item: f64,
+    /// (used_memory after − before) / items.
+    pub bytes_per_item: f64,
+    /// bytes_per_item − user_bytes_per_item.
+    pub overhead_bytes_per_item: f64,
+    /// user_bytes_per_item / bytes_per_item (1.0 would be no overhead at all).
+    pub efficiency: f64,
+    pub used_memory_before: u64,
+    pub used_memory_after: u64,
+    pub used_memory_rss_after: u64,
+    /// `mem_fragmentation_ratio` after populating.
+    pub fragmentation_ratio: f64,
+    /// jemalloc's allocated / active / resident bytes after populating (0 for libc).
+    pub allocator_allocated: u64,
+    pub allocator_active: u64,
+    pub allocator_resident: u64,
+    /// `OBJECT ENCODING` of a sample key (e.g. `embstr`, `listpack`, `hashtable`).
+    pub encoding: String,
+    /// Items per second the populator wrote.
+    pub populate_items_per_sec: f64,
+    /// Seconds `used_memory` took to settle after populating.
+    pub settle_secs: f64,
+    /// Whether it settled (spread of the last samples ≤ 0.1%) within the bounded wait; when
+    /// false, the figures were read at the end of the wait.
+    pub settled: bool,
+    /// Scalar fields of `MEMORY STATS` after populating (`keys.bytes-per-key`,
+    /// `dataset.bytes`, `overhead.total`, ...).
+    pub memory_stats: BTreeMap<String, f64>,
+}
+
 /// The load generator.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EngineInfo {
@@ -178,7 +243,7 @@ pub struct EngineInfo {
     pub argv: Vec<String>,
 }
 
-impl ResultRecord {
+impl<P: Serialize, M: Serialize> Record<P, M> {
     /// The record as one JSON line, newline included.
     pub fn to_json_line(&self) -> String {
         // Serializing plain data with string keys cannot fail.

@@ -769,3 +769,124 @@ fn selfbench_measures_both_engines() {
     }
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+fn mem_suite_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("mem.toml");
+    fs::write(&path, format!("suite = \"mem\"\n{body}")).unwrap();
+    path
+}
+
+/// INFO used_memory once it has held still (within 0.1%) for 10 samples 20 ms apart.
+fn settled_used_memory(client: &mut bench_core::client::Client) -> u64 {
+    let mut samples = Vec::new();
+    for _ in 0..250 {
+        let info = bench_core::info::Info::parse(&client.call_text(&["INFO", "memory"]).unwrap());
+        samples.push(info.get_u64("used_memory").unwrap());
+        if bench_core::mem::is_settled(&samples, 10, 0.001) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    *samples.last().unwrap()
+}
+
+#[test]
+fn mem_suite_string_case_agrees_with_a_direct_measurement() {
+    let _machine = heavy();
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = mem_suite_file(
+        tmp.path(),
+        "data_types = [\"string\"]\nvalue_sizes = [32]\nkey_size = 16\nitems = 20000\nelements_per_key = 1\n",
+    );
+    let out_dir = tmp.path().join("run");
+    let out = run(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--base-port",
+            "9800",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records: Vec<bench_core::result::MemRecord> =
+        fs::read_to_string(out_dir.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(records.len(), 1);
+    let m = &records[0].metrics;
+    assert_eq!(records[0].suite, "mem");
+    assert_eq!(m.user_bytes_per_item, 48.0);
+    // 8.x embeds the key in the object, so a 32-byte value under a 16-byte key is `raw`.
+    assert!(
+        ["embstr", "raw"].contains(&m.encoding.as_str()),
+        "{}",
+        m.encoding
+    );
+    assert!(m.settled);
+
+    // The same data, written by this test with plain SETs on its own fresh server.
+    let shutdown = Shutdown::new();
+    let options = xtask::instances::Options {
+        base_port: 9850,
+        ..Default::default()
+    };
+    let server = xtask::instances::start(&server_path(), 1, &options, &shutdown)
+        .unwrap()
+        .remove(0);
+    let mut client = server.client().unwrap();
+    let before = settled_used_memory(&mut client);
+    for chunk in (0..20_000u64).collect::<Vec<_>>().chunks(500) {
+        for &i in chunk {
+            let key = format!("k{i:015}");
+            let value = format!("v{i:031}");
+            client.queue(&["SET", key.as_str(), value.as_str()]);
+        }
+        client.flush_and_read(chunk.len()).unwrap();
+    }
+    assert_eq!(client.call_int(&["DBSIZE"]).unwrap(), 20_000);
+    let after = settled_used_memory(&mut client);
+    let direct = (after - before) as f64 / 20_000.0;
+    assert!(
+        (m.bytes_per_item - direct).abs() <= 0.02 * direct,
+        "suite says {:.2} bytes/item, direct measurement {direct:.2}",
+        m.bytes_per_item
+    );
+}
+
+#[test]
+fn mem_suite_detects_a_cardinality_mismatch() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    // An eviction policy under a tiny maxmemory drops keys as they are written.
+    let suite = mem_suite_file(
+        tmp.path(),
+        "data_types = [\"string\"]\nvalue_sizes = [512]\nkey_size = 16\nitems = 8000\nelements_per_key = 1\n\
+         [server_config]\nmaxmemory = \"2mb\"\nmaxmemory-policy = \"allkeys-random\"\n",
+    );
+    let out = run(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--base-port",
+            "9900",
+            "--out",
+            tmp.path().join("run").to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("DBSIZE: expected 8000 after populating"),
+        "{err}"
+    );
+    assert!(servers_under(tmp.path()).is_empty());
+}

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use bench_core::result::ResultRecord;
+use bench_core::result::Record;
 
 #[derive(Debug)]
 pub struct RunDir {
@@ -36,7 +36,10 @@ impl RunDir {
     }
 
     /// Appends one record as one line.
-    pub fn append(&self, record: &ResultRecord) -> anyhow::Result<()> {
+    pub fn append<P: serde::Serialize, M: serde::Serialize>(
+        &self,
+        record: &Record<P, M>,
+    ) -> anyhow::Result<()> {
         let lock = File::create(self.path.join(".results.lock"))?;
         lock.lock()?;
         let file = self.results_file();
@@ -49,8 +52,8 @@ impl RunDir {
         write_atomically(&file, &bytes)
     }
 
-    /// Every record in `results.jsonl`.
-    pub fn read(&self) -> anyhow::Result<Vec<ResultRecord>> {
+    /// Every record in `results.jsonl`, as the suite's record type.
+    pub fn read<R: serde::de::DeserializeOwned>(&self) -> anyhow::Result<Vec<R>> {
         read_records(&self.results_file())
     }
 
@@ -59,7 +62,7 @@ impl RunDir {
     }
 }
 
-pub fn read_records(file: &Path) -> anyhow::Result<Vec<ResultRecord>> {
+pub fn read_records<R: serde::de::DeserializeOwned>(file: &Path) -> anyhow::Result<Vec<R>> {
     let text = match fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -92,7 +95,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bench_core::result::SCHEMA_VERSION;
+    use bench_core::result::{ResultRecord, SCHEMA_VERSION};
 
     fn record(case: &str) -> ResultRecord {
         let line = format!(
@@ -114,7 +117,12 @@ mod tests {
         let run = RunDir::create(&dir.path().join("run")).unwrap();
         run.append(&record("a")).unwrap();
         run.append(&record("b")).unwrap();
-        let cases: Vec<_> = run.read().unwrap().into_iter().map(|r| r.case).collect();
+        let cases: Vec<_> = run
+            .read::<ResultRecord>()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.case)
+            .collect();
         assert_eq!(cases, ["a", "b"]);
         let text = fs::read_to_string(run.results_file()).unwrap();
         assert_eq!(text.lines().count(), 2);
@@ -128,7 +136,7 @@ mod tests {
         // Reopening an existing run directory appends, never truncates.
         let again = RunDir::create(run.path()).unwrap();
         again.append(&record("c")).unwrap();
-        assert_eq!(again.read().unwrap().len(), 3);
+        assert_eq!(again.read::<ResultRecord>().unwrap().len(), 3);
     }
 
     #[test]
@@ -140,7 +148,7 @@ mod tests {
             format!("{}{{\"schema\":", record("a").to_json_line()),
         )
         .unwrap();
-        let err = format!("{:#}", read_records(&file).unwrap_err());
+        let err = format!("{:#}", read_records::<ResultRecord>(&file).unwrap_err());
         assert!(err.contains("results.jsonl:2"), "{err}");
     }
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bench_core::engine::Engine;
 use bench_core::loadgen::engine::NativeEngine;
+use bench_core::mem;
 use bench_core::report::{self, SummaryHeader};
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{self, EngineKind, PerfSpec};
@@ -24,9 +25,9 @@ use crate::{host, instances, project};
 pub struct BenchCmd {
     #[command(flatten)]
     pub valkey: ValkeyArgs,
-    /// The suite to run.
-    #[arg(long, value_enum, default_value_t = SuiteArg::Perf)]
-    pub suite: SuiteArg,
+    /// The suite to run (default perf, or what the suite file says).
+    #[arg(long, value_enum)]
+    pub suite: Option<SuiteArg>,
     /// A suite definition file (TOML) replacing the built-in matrix; see bench-core/suites/.
     #[arg(long, value_name = "FILE")]
     pub suite_file: Option<PathBuf>,
@@ -54,10 +55,14 @@ pub struct BenchCmd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SuiteArg {
     Perf,
+    Mem,
 }
 
 impl BenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        if self.which_suite()? == SuiteArg::Mem {
+            return self.run_mem(shutdown);
+        }
         let spec = self.spec()?;
         let cases = spec.expand();
         let binaries = self.valkey.binaries(shutdown)?;
@@ -116,13 +121,9 @@ impl BenchCmd {
             }
         }
         bar.finish_and_clear();
-        let records = run_dir.read()?;
+        let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
         let summaries = report::summarize(&records);
-        let incomplete = match &outcome {
-            Ok(()) => None,
-            Err(_) if shutdown.is_triggered() => Some("interrupted".to_string()),
-            Err(e) => Some(format!("failed: {e:#}")),
-        };
+        let incomplete = incomplete(&outcome, shutdown);
         let header = SummaryHeader {
             run_id: run_id.clone(),
             suite: "perf".into(),
@@ -149,6 +150,138 @@ impl BenchCmd {
             println!("{out}");
         } else {
             print!("{}", report::markdown_table(&summaries));
+            eprintln!(
+                "wrote {} records to {}",
+                records.len(),
+                run_dir.path().display()
+            );
+        }
+        outcome
+    }
+
+    /// `--suite`, else the suite file's `suite` field, else perf.
+    fn which_suite(&self) -> anyhow::Result<SuiteArg> {
+        let Some(path) = &self.suite_file else {
+            return Ok(self.suite.unwrap_or(SuiteArg::Perf));
+        };
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading suite file {}", path.display()))?;
+        let declared = toml::from_str::<toml::Table>(&text)
+            .ok()
+            .and_then(|t| t.get("suite").and_then(|v| v.as_str().map(String::from)));
+        let from_file = match declared.as_deref() {
+            Some("mem") => SuiteArg::Mem,
+            _ => SuiteArg::Perf, // the perf parser reports anything else by field
+        };
+        match self.suite {
+            Some(flag) if flag != from_file => Err(UsageError(format!(
+                "--suite {flag:?} but {} says suite = {:?}; drop --suite or use a {flag:?} suite file",
+                path.display(),
+                declared.unwrap_or_default()
+            ))
+            .into()),
+            _ => Ok(from_file),
+        }
+    }
+
+    fn run_mem(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let (text, origin) = match (&self.suite_file, self.quick) {
+            (Some(path), _) => (fs::read_to_string(path)?, path.display().to_string()),
+            (None, true) => (
+                mem::QUICK_MEM.to_string(),
+                "built-in quick mem suite".into(),
+            ),
+            (None, false) => (
+                mem::DEFAULT_MEM.to_string(),
+                "built-in default mem suite".into(),
+            ),
+        };
+        let mut cases =
+            mem::MemSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
+        let extra = super::parse_server_config(&self.server_config)?;
+        for case in &mut cases {
+            case.server_config.extend(extra.clone());
+        }
+        let binaries = self.valkey.binaries(shutdown)?;
+        let run_id = run_id("mem");
+        let out = self
+            .out
+            .clone()
+            .unwrap_or_else(|| project::root().join("results").join(&run_id));
+        let run_dir = RunDir::create(&out)?;
+        let host = host::info();
+        let ctx = crate::mem::CaseContext {
+            run_id: &run_id,
+            binaries: &binaries,
+            host: &host,
+            base_port: self.base_port,
+            shutdown,
+        };
+        eprintln!(
+            "run {run_id}: {} mem cases on Valkey {} ({})\nresults: {}",
+            cases.len(),
+            binaries.version,
+            binaries.source_id,
+            run_dir.results_file().display()
+        );
+        let bar = progress_bar(cases.len() as u64);
+        let interactive = std::io::stderr().is_terminal();
+        let mut outcome = Ok(());
+        for (i, case) in cases.iter().enumerate() {
+            bar.set_message(case.name.clone());
+            match crate::mem::run_case(case, &ctx).and_then(|r| run_dir.append(&r).map(|()| r)) {
+                Ok(r) => {
+                    bar.inc(1);
+                    if !interactive {
+                        eprintln!(
+                            "[{}/{}] {}: {:.1} bytes/item ({:.0}% efficient, {})",
+                            i + 1,
+                            cases.len(),
+                            r.case,
+                            r.metrics.bytes_per_item,
+                            100.0 * r.metrics.efficiency,
+                            r.metrics.encoding
+                        );
+                    }
+                }
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let records: Vec<bench_core::result::MemRecord> = run_dir.read()?;
+        let header = SummaryHeader {
+            run_id: run_id.clone(),
+            suite: "mem".into(),
+            valkey: format!(
+                "{} ({}, {:?})",
+                binaries.version, binaries.source_id, binaries.build
+            ),
+            engine: "our pipelined populator".into(),
+            host: format!(
+                "{} ({} CPUs, {}, kernel {})",
+                host.hostname, host.cpus, host.model, host.kernel
+            ),
+            incomplete: incomplete(&outcome, shutdown),
+        };
+        let table = report::mem_table(&records);
+        run_dir.write_file(
+            "summary.md",
+            &report::summary_with_table(&header, report::MEM_NOTE, &table),
+        )?;
+        if self.json {
+            let out = json!({
+                "run_id": run_id,
+                "dir": run_dir.path(),
+                "results": run_dir.results_file(),
+                "complete": outcome.is_ok(),
+                "cases": records.iter().map(|r| json!({"case": r.case, "metrics": r.metrics})).collect::<Vec<_>>(),
+            });
+            println!("{out}");
+        } else {
+            print!("{table}");
             eprintln!(
                 "wrote {} records to {}",
                 records.len(),
@@ -199,6 +332,15 @@ impl BenchCmd {
             spec.server_config.insert(key, value);
         }
         Ok(spec)
+    }
+}
+
+/// Why a run's summary is marked incomplete, if it is.
+fn incomplete(outcome: &anyhow::Result<()>, shutdown: &Shutdown) -> Option<String> {
+    match outcome {
+        Ok(()) => None,
+        Err(_) if shutdown.is_triggered() => Some("interrupted".to_string()),
+        Err(e) => Some(format!("failed: {e:#}")),
     }
 }
 

@@ -1,0 +1,135 @@
+//! The mem suite: one case at a time, each on a fresh server.
+//!
+//! Per case: start a server; wait until `used_memory` settles; read INFO memory; populate
+//! exactly the declared items; wait until it settles again; read INFO memory (before any
+//! verification traffic, whose buffers would count); verify the cardinality; read
+//! `MEMORY STATS` and the sample key's encoding; one record. The same connection is open
+//! for both readings, so its own buffers cancel out.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bench_core::client::Client;
+use bench_core::info::Info;
+use bench_core::mem::{self, MemCase};
+use bench_core::result::{
+    EngineInfo, HostInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION, ValkeyInfo,
+};
+use bench_core::shutdown::Shutdown;
+
+use crate::instances;
+use crate::valkey::Binaries;
+
+/// Samples of `used_memory` that must agree, and how far apart they are taken.
+const WINDOW: usize = 10;
+const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+/// Relative spread the window may have.
+const TOLERANCE: f64 = 0.001;
+/// The longest wait for memory to settle.
+const MAX_SETTLE: Duration = Duration::from_secs(5);
+
+pub struct CaseContext<'a> {
+    pub run_id: &'a str,
+    pub binaries: &'a Binaries,
+    pub host: &'a HostInfo,
+    pub base_port: u16,
+    pub shutdown: &'a Shutdown,
+}
+
+/// Reads INFO memory until `used_memory` settles; returns the last reading, the time it
+/// took and whether it settled.
+fn settle(client: &mut Client, shutdown: &Shutdown) -> anyhow::Result<(Info, f64, bool)> {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        let info = Info::parse(&client.call_text(&["INFO", "memory"])?);
+        samples.push(
+            info.get_u64("used_memory")
+                .context("INFO memory has no used_memory")?,
+        );
+        let settled = mem::is_settled(&samples, WINDOW, TOLERANCE);
+        if settled || start.elapsed() > MAX_SETTLE || shutdown.is_triggered() {
+            anyhow::ensure!(!shutdown.is_triggered(), "interrupted");
+            return Ok((info, start.elapsed().as_secs_f64(), settled));
+        }
+        std::thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemRecord> {
+    let options = instances::Options {
+        base_port: ctx.base_port,
+        config: case.server_config.clone(),
+    };
+    let server = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?.remove(0);
+    let mut client = server.client()?;
+    let (before, _, _) = settle(&mut client, ctx.shutdown)
+        .context("waiting for the empty server's memory to settle")?;
+    let populated = case
+        .populate(&mut client)
+        .with_context(|| format!("populating {}", case.name))?;
+    let (after, settle_secs, settled) = settle(&mut client, ctx.shutdown)?;
+    case.verify(&mut client)
+        .with_context(|| format!("verifying {}", case.name))?;
+    let stats = mem::memory_stats(&client.call(&["MEMORY", "STATS"])?);
+    let encoding = client.call_text(&[b"OBJECT".as_slice(), b"ENCODING", &case.sample_key()])?;
+    let used = |info: &Info| info.get_u64("used_memory").unwrap_or(0);
+    let delta = used(&after) as f64 - used(&before) as f64;
+    let bytes_per_item = delta / case.items as f64;
+    let user = case.user_bytes_per_item();
+    let b = ctx.binaries;
+    Ok(MemRecord {
+        schema: SCHEMA_VERSION,
+        run_id: ctx.run_id.to_string(),
+        suite: "mem".into(),
+        case: case.name.clone(),
+        repetition: 1,
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        valkey: ValkeyInfo {
+            version: b.version.clone(),
+            source_id: b.source_id.clone(),
+            build: b.build.clone(),
+        },
+        host: ctx.host.clone(),
+        params: MemParams {
+            data_type: case.data_type.name().into(),
+            items: case.items,
+            keys: case.keys,
+            key_size: case.key_size,
+            value_size: case.value_size,
+            field_size: case.field_size,
+            expiry: case.expiry,
+            server_config: case.server_config.clone(),
+        },
+        metrics: MemMetrics {
+            user_bytes_per_item: user,
+            bytes_per_item,
+            overhead_bytes_per_item: bytes_per_item - user,
+            efficiency: if bytes_per_item > 0.0 {
+                user / bytes_per_item
+            } else {
+                0.0
+            },
+            used_memory_before: used(&before),
+            used_memory_after: used(&after),
+            used_memory_rss_after: after.get_u64("used_memory_rss").unwrap_or(0),
+            fragmentation_ratio: after
+                .get("mem_fragmentation_ratio")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0),
+            allocator_allocated: after.get_u64("allocator_allocated").unwrap_or(0),
+            allocator_active: after.get_u64("allocator_active").unwrap_or(0),
+            allocator_resident: after.get_u64("allocator_resident").unwrap_or(0),
+            encoding,
+            populate_items_per_sec: populated.items_per_sec(),
+            settle_secs,
+            settled,
+            memory_stats: stats,
+        },
+        engine: EngineInfo {
+            name: "populate".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            argv: Vec::new(),
+        },
+    })
+}
