@@ -20,4 +20,5 @@ pub mod result;
 pub mod shutdown;
 pub mod stats;
 pub mod suite;
+pub mod sync;
 pub mod workload;

@@ -82,6 +82,59 @@ pub fn strings(
     })
 }
 
+/// Like [`strings`], but every value is a different slice of a seeded random pool, so the
+/// data does not compress (RDB files and replication transfers keep their size).
+pub fn random_strings(
+    client: &mut Client,
+    keyspace: u64,
+    value_size: u64,
+    seed: u64,
+) -> Result<Populated, PopulateError> {
+    let start = Instant::now();
+    let size = value_size as usize;
+    // A pool one MiB larger than a value: key i takes the slice at a pseudo-random offset.
+    let pool_len = (1 << 20) + size;
+    let mut pool = Vec::with_capacity(pool_len + 8);
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    while pool.len() < pool_len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        pool.extend_from_slice(&x.to_le_bytes());
+    }
+    let mut next = 0u64;
+    while next < keyspace {
+        let batch = (keyspace - next).min(BATCH as u64);
+        for i in next..next + batch {
+            let offset = (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 20) as usize % (1 << 20);
+            let key = benchmark_key(i);
+            client.queue(&[
+                b"SET".as_slice(),
+                key.as_bytes(),
+                &pool[offset..offset + size],
+            ]);
+        }
+        check_replies(
+            client.flush_and_read(batch as usize)?,
+            "SET",
+            |r| matches!(r, Value::Simple(s) if s == "OK"),
+        )?;
+        next += batch;
+    }
+    let actual = client.call_int(&["DBSIZE"])? as u64;
+    if actual != keyspace {
+        return Err(PopulateError::Mismatch {
+            what: "DBSIZE".into(),
+            expected: keyspace,
+            actual,
+        });
+    }
+    Ok(Populated {
+        items: keyspace,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
 /// RPUSHes `count` elements of `value_size` bytes onto `key`, then checks LLEN.
 /// The list must not exist yet.
 pub fn list(

@@ -154,6 +154,46 @@ pub fn summary_with_table(header: &SummaryHeader, note: &str, table: &str) -> St
     out
 }
 
+/// What the sync table's columns mean.
+pub const SYNC_NOTE: &str = "sync is from REPLICAOF to the replica reporting the link up with no sync in \
+     progress (polled every millisecond); transfer is the primary's replication output during \
+     the sync divided by the replicas (it includes the write stream when writes ran); rdb is the \
+     file a disk-based sync wrote; fork is the primary's latest_fork_usec.";
+
+/// The sync suite's table: one row per replica.
+pub fn sync_table(records: &[crate::result::SyncRecord]) -> String {
+    let header = [
+        "case",
+        "replica",
+        "data MB",
+        "sync s",
+        "transfer MB",
+        "MB/s",
+        "rdb MB",
+        "fork ms",
+        "keys",
+    ];
+    let mb = |b: f64| format!("{:.1}", b / 1e6);
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            let m = &r.metrics;
+            vec![
+                r.case.clone(),
+                r.params.replica.to_string(),
+                mb(r.params.data_bytes as f64),
+                format!("{:.3}", m.sync_secs),
+                mb(m.transfer_bytes as f64),
+                format!("{:.0}", m.throughput_bytes_per_sec / 1e6),
+                mb(m.rdb_bytes as f64),
+                format!("{:.1}", m.fork_usec as f64 / 1000.0),
+                group_thousands(m.keys_replica as f64),
+            ]
+        })
+        .collect();
+    aligned(&header, &rows)
+}
+
 /// The mem suite's table: one row per case.
 pub fn mem_table(records: &[crate::result::MemRecord]) -> String {
     let header = [

@@ -14,13 +14,16 @@ use crate::loadgen::stats::SecondReport;
 
 /// Version of the record shape. 1: first release (perf suite, valkey-benchmark).
 /// 2: the native engine: `metrics.histogram`, `metrics.series`,
-/// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]).
+/// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]) and
+/// sync-suite records ([`SyncRecord`]).
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
 /// A mem-suite record.
 pub type MemRecord = Record<MemParams, MemMetrics>;
+/// A sync-suite record (one per replica of a case).
+pub type SyncRecord = Record<SyncParams, SyncMetrics>;
 
 /// One measured repetition of one case. The envelope is the same for every suite;
 /// `params` and `metrics` are the suite's own (`suite` says which).
@@ -230,6 +233,48 @@ pub struct MemMetrics {
     /// Scalar fields of `MEMORY STATS` after populating (`keys.bytes-per-key`,
     /// `dataset.bytes`, `overhead.total`, ...).
     pub memory_stats: BTreeMap<String, f64>,
+}
+
+/// The knobs of a sync case, and which replica this record is about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncParams {
+    /// Keys on the primary before the sync, and their value size in bytes.
+    pub keys: u64,
+    pub value_size: u64,
+    /// keys × value_size.
+    pub data_bytes: u64,
+    /// Replicas syncing at once.
+    pub replicas: u32,
+    /// 1-based replica this record measures.
+    pub replica: u32,
+    /// The primary's `repl-diskless-sync`.
+    pub diskless_sync: bool,
+    /// The replicas' `repl-diskless-load`.
+    pub diskless_load: String,
+    /// Whether a write load ran on the primary during the sync.
+    pub write_load: bool,
+    pub server_config: BTreeMap<String, String>,
+}
+
+/// What a replica's full sync measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncMetrics {
+    /// From sending REPLICAOF to the replica reporting `master_link_status:up` with no
+    /// sync in progress, seconds. Polled every millisecond on a connection of its own, so
+    /// the error is about 1 ms.
+    pub sync_secs: f64,
+    /// Bytes the primary sent to replicas during the sync (`total_net_repl_output_bytes`
+    /// delta), divided by the replicas. With a write load it includes the write stream.
+    pub transfer_bytes: u64,
+    /// transfer_bytes / sync_secs.
+    pub throughput_bytes_per_sec: f64,
+    /// Size of the RDB file the primary wrote for a disk-based sync; 0 for diskless.
+    pub rdb_bytes: u64,
+    /// The primary's `latest_fork_usec` after the sync, microseconds.
+    pub fork_usec: u64,
+    /// Keys on the primary and on this replica once the replica caught up.
+    pub keys_primary: u64,
+    pub keys_replica: u64,
 }
 
 /// The load generator.

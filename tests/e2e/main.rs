@@ -890,3 +890,101 @@ fn mem_suite_detects_a_cardinality_mismatch() {
     );
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+fn sync_suite_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("sync.toml");
+    fs::write(&path, format!("suite = \"sync\"\n{body}")).unwrap();
+    path
+}
+
+#[test]
+fn sync_suite_completes_disk_and_diskless_with_two_replicas() {
+    let _machine = heavy();
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = sync_suite_file(
+        tmp.path(),
+        "data_mb = [4]\nvalue_size = 1024\nreplicas = [2]\ndiskless_sync = [false, true]\ntimeout_seconds = 60\n",
+    );
+    let out_dir = tmp.path().join("run");
+    let out = run(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--base-port",
+            "9950",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(servers_under(tmp.path()).is_empty());
+    let records: Vec<bench_core::result::SyncRecord> =
+        fs::read_to_string(out_dir.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    assert_eq!(records.len(), 4, "2 cases × 2 replicas");
+    for r in &records {
+        let (p, m) = (&r.params, &r.metrics);
+        assert_eq!(p.keys, 4096);
+        assert_eq!((m.keys_primary, m.keys_replica), (4096, 4096), "{}", r.case);
+        assert!(
+            m.sync_secs > 0.0 && m.sync_secs < 60.0,
+            "{}: {}",
+            r.case,
+            m.sync_secs
+        );
+        // Random values do not compress: the transfer carries at least the data.
+        assert!(
+            m.transfer_bytes >= p.data_bytes,
+            "{}: {} < {}",
+            r.case,
+            m.transfer_bytes,
+            p.data_bytes
+        );
+        assert_eq!(m.rdb_bytes > 0, !p.diskless_sync, "{}", r.case);
+        assert!(m.fork_usec > 0);
+    }
+    let modes: std::collections::BTreeSet<bool> =
+        records.iter().map(|r| r.params.diskless_sync).collect();
+    assert_eq!(modes.len(), 2);
+}
+
+#[test]
+fn a_replica_that_cannot_connect_times_out_cleanly() {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    // With maxclients 1, our control connection fills the primary, which then refuses
+    // the replica's link: the sync can never finish.
+    let suite = sync_suite_file(
+        tmp.path(),
+        "data_mb = [1]\nvalue_size = 1024\nreplicas = [1]\ndiskless_sync = [false]\ntimeout_seconds = 3\n\
+         [server_config]\nmaxclients = \"1\"\n",
+    );
+    let out = run(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--out",
+            tmp.path().join("run").to_str().unwrap(),
+            "--base-port",
+            "9980",
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("did not finish within 3 s"), "{err}");
+    assert!(err.contains("master_link_status: down"), "{err}");
+    assert!(
+        servers_under(tmp.path()).is_empty(),
+        "servers left after a sync timeout"
+    );
+    let summary = fs::read_to_string(tmp.path().join("run/summary.md")).unwrap();
+    assert!(summary.contains("**incomplete**: failed"), "{summary}");
+}

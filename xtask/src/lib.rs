@@ -11,5 +11,6 @@ pub mod perf;
 pub mod process;
 pub mod project;
 pub mod results;
+pub mod sync;
 pub mod valkey;
 pub mod valkey_benchmark;

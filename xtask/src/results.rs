@@ -40,6 +40,13 @@ impl RunDir {
         &self,
         record: &Record<P, M>,
     ) -> anyhow::Result<()> {
+        self.append_serialized(record)
+    }
+
+    /// Appends any serializable value as one JSON line.
+    pub fn append_serialized<T: serde::Serialize>(&self, record: &T) -> anyhow::Result<()> {
+        let mut line = serde_json::to_string(record).context("serializing a record")?;
+        line.push('\n');
         let lock = File::create(self.path.join(".results.lock"))?;
         lock.lock()?;
         let file = self.results_file();
@@ -48,7 +55,7 @@ impl RunDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
         };
-        bytes.extend_from_slice(record.to_json_line().as_bytes());
+        bytes.extend_from_slice(line.as_bytes());
         write_atomically(&file, &bytes)
     }
 

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bench_core::engine::Engine;
 use bench_core::loadgen::engine::NativeEngine;
-use bench_core::mem;
 use bench_core::report::{self, SummaryHeader};
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{self, EngineKind, PerfSpec};
+use bench_core::{mem, sync};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -56,12 +56,33 @@ pub struct BenchCmd {
 pub enum SuiteArg {
     Perf,
     Mem,
+    Sync,
+}
+
+/// What a case runner gets from the shared loop.
+pub struct RunInfo<'a> {
+    pub run_id: &'a str,
+    pub binaries: &'a crate::valkey::Binaries,
+    pub host: &'a bench_core::result::HostInfo,
+}
+
+/// Records know their case name (for progress lines).
+pub trait HasCase {
+    fn case(&self) -> &str;
+}
+
+impl<P, M> HasCase for bench_core::result::Record<P, M> {
+    fn case(&self) -> &str {
+        &self.case
+    }
 }
 
 impl BenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
-        if self.which_suite()? == SuiteArg::Mem {
-            return self.run_mem(shutdown);
+        match self.which_suite()? {
+            SuiteArg::Mem => return self.run_mem(shutdown),
+            SuiteArg::Sync => return self.run_sync(shutdown),
+            SuiteArg::Perf => {}
         }
         let spec = self.spec()?;
         let cases = spec.expand();
@@ -171,6 +192,7 @@ impl BenchCmd {
             .and_then(|t| t.get("suite").and_then(|v| v.as_str().map(String::from)));
         let from_file = match declared.as_deref() {
             Some("mem") => SuiteArg::Mem,
+            Some("sync") => SuiteArg::Sync,
             _ => SuiteArg::Perf, // the perf parser reports anything else by field
         };
         match self.suite {
@@ -184,41 +206,130 @@ impl BenchCmd {
         }
     }
 
-    fn run_mem(self, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let (text, origin) = match (&self.suite_file, self.quick) {
-            (Some(path), _) => (fs::read_to_string(path)?, path.display().to_string()),
-            (None, true) => (
-                mem::QUICK_MEM.to_string(),
-                "built-in quick mem suite".into(),
+    /// The built-in or given suite file's text, and where it came from.
+    fn suite_text(
+        &self,
+        default: &str,
+        quick: &str,
+        what: &str,
+    ) -> anyhow::Result<(String, String)> {
+        Ok(match (&self.suite_file, self.quick) {
+            (Some(path), _) => (
+                fs::read_to_string(path)
+                    .with_context(|| format!("reading suite file {}", path.display()))?,
+                path.display().to_string(),
             ),
+            (None, true) => (quick.to_string(), format!("built-in quick {what} suite")),
             (None, false) => (
-                mem::DEFAULT_MEM.to_string(),
-                "built-in default mem suite".into(),
+                default.to_string(),
+                format!("built-in default {what} suite"),
             ),
-        };
+        })
+    }
+
+    fn run_mem(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let (text, origin) = self.suite_text(mem::DEFAULT_MEM, mem::QUICK_MEM, "mem")?;
         let mut cases =
             mem::MemSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
         let extra = super::parse_server_config(&self.server_config)?;
         for case in &mut cases {
             case.server_config.extend(extra.clone());
         }
+        let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        self.run_records(
+            "mem",
+            &names,
+            shutdown,
+            |i, ctx| {
+                let c = crate::mem::CaseContext {
+                    run_id: ctx.run_id,
+                    binaries: ctx.binaries,
+                    host: ctx.host,
+                    base_port: self.base_port,
+                    shutdown,
+                };
+                crate::mem::run_case(&cases[i], &c).map(|r| vec![r])
+            },
+            |r: &bench_core::result::MemRecord| {
+                format!(
+                    "{:.1} bytes/item ({:.0}% efficient, {})",
+                    r.metrics.bytes_per_item,
+                    100.0 * r.metrics.efficiency,
+                    r.metrics.encoding
+                )
+            },
+            |records| (report::mem_table(records), report::MEM_NOTE),
+            "our pipelined populator",
+        )
+    }
+
+    fn run_sync(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let (text, origin) = self.suite_text(sync::DEFAULT_SYNC, sync::QUICK_SYNC, "sync")?;
+        let mut cases =
+            sync::SyncSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
+        let extra = super::parse_server_config(&self.server_config)?;
+        for case in &mut cases {
+            case.server_config.extend(extra.clone());
+        }
+        let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        self.run_records(
+            "sync",
+            &names,
+            shutdown,
+            |i, ctx| {
+                let c = crate::sync::CaseContext {
+                    run_id: ctx.run_id,
+                    binaries: ctx.binaries,
+                    host: ctx.host,
+                    base_port: self.base_port,
+                    shutdown,
+                };
+                crate::sync::run_case(&cases[i], &c)
+            },
+            |r: &bench_core::result::SyncRecord| {
+                format!(
+                    "replica {}: {:.3} s, {:.0} MB/s",
+                    r.params.replica,
+                    r.metrics.sync_secs,
+                    r.metrics.throughput_bytes_per_sec / 1e6
+                )
+            },
+            |records| (report::sync_table(records), report::SYNC_NOTE),
+            "REPLICAOF on every replica at once",
+        )
+    }
+
+    /// The loop shared by the mem and sync suites: build, run each case, append its
+    /// records, then write the summary and print the table (or JSON).
+    #[allow(clippy::too_many_arguments)]
+    fn run_records<R>(
+        &self,
+        suite: &str,
+        cases: &[String],
+        shutdown: &Shutdown,
+        run_case: impl Fn(usize, &RunInfo<'_>) -> anyhow::Result<Vec<R>>,
+        line: impl Fn(&R) -> String,
+        table: impl Fn(&[R]) -> (String, &'static str),
+        engine: &str,
+    ) -> anyhow::Result<()>
+    where
+        R: serde::Serialize + serde::de::DeserializeOwned + HasCase,
+    {
         let binaries = self.valkey.binaries(shutdown)?;
-        let run_id = run_id("mem");
+        let run_id = run_id(suite);
         let out = self
             .out
             .clone()
             .unwrap_or_else(|| project::root().join("results").join(&run_id));
         let run_dir = RunDir::create(&out)?;
         let host = host::info();
-        let ctx = crate::mem::CaseContext {
+        let info = RunInfo {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
-            base_port: self.base_port,
-            shutdown,
         };
         eprintln!(
-            "run {run_id}: {} mem cases on Valkey {} ({})\nresults: {}",
+            "run {run_id}: {} {suite} cases on Valkey {} ({})\nresults: {}",
             cases.len(),
             binaries.version,
             binaries.source_id,
@@ -227,49 +338,43 @@ impl BenchCmd {
         let bar = progress_bar(cases.len() as u64);
         let interactive = std::io::stderr().is_terminal();
         let mut outcome = Ok(());
-        for (i, case) in cases.iter().enumerate() {
-            bar.set_message(case.name.clone());
-            match crate::mem::run_case(case, &ctx).and_then(|r| run_dir.append(&r).map(|()| r)) {
-                Ok(r) => {
-                    bar.inc(1);
+        for (i, name) in cases.iter().enumerate() {
+            bar.set_message(name.clone());
+            let result = run_case(i, &info).and_then(|records| {
+                for r in &records {
+                    run_dir.append_serialized(r)?;
                     if !interactive {
-                        eprintln!(
-                            "[{}/{}] {}: {:.1} bytes/item ({:.0}% efficient, {})",
-                            i + 1,
-                            cases.len(),
-                            r.case,
-                            r.metrics.bytes_per_item,
-                            100.0 * r.metrics.efficiency,
-                            r.metrics.encoding
-                        );
+                        eprintln!("[{}/{}] {}: {}", i + 1, cases.len(), r.case(), line(r));
                     }
                 }
-                Err(e) => {
-                    outcome = Err(e);
-                    break;
-                }
+                Ok(())
+            });
+            bar.inc(1);
+            if let Err(e) = result {
+                outcome = Err(e);
+                break;
             }
         }
         bar.finish_and_clear();
-        let records: Vec<bench_core::result::MemRecord> = run_dir.read()?;
+        let records: Vec<R> = run_dir.read()?;
         let header = SummaryHeader {
             run_id: run_id.clone(),
-            suite: "mem".into(),
+            suite: suite.into(),
             valkey: format!(
                 "{} ({}, {:?})",
                 binaries.version, binaries.source_id, binaries.build
             ),
-            engine: "our pipelined populator".into(),
+            engine: engine.into(),
             host: format!(
                 "{} ({} CPUs, {}, kernel {})",
                 host.hostname, host.cpus, host.model, host.kernel
             ),
             incomplete: incomplete(&outcome, shutdown),
         };
-        let table = report::mem_table(&records);
+        let (table, note) = table(&records);
         run_dir.write_file(
             "summary.md",
-            &report::summary_with_table(&header, report::MEM_NOTE, &table),
+            &report::summary_with_table(&header, note, &table),
         )?;
         if self.json {
             let out = json!({
@@ -277,7 +382,7 @@ impl BenchCmd {
                 "dir": run_dir.path(),
                 "results": run_dir.results_file(),
                 "complete": outcome.is_ok(),
-                "cases": records.iter().map(|r| json!({"case": r.case, "metrics": r.metrics})).collect::<Vec<_>>(),
+                "records": records,
             });
             println!("{out}");
         } else {
