@@ -38,6 +38,42 @@ impl Info {
     pub fn get_u64(&self, field: &str) -> Option<u64> {
         self.get(field)?.parse().ok()
     }
+
+    pub fn get_f64(&self, field: &str) -> Option<f64> {
+        self.get(field)?.parse().ok()
+    }
+
+    /// Server CPU seconds so far: `used_cpu_user` + `used_cpu_sys`.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        Some(self.get_f64("used_cpu_user")? + self.get_f64("used_cpu_sys")?)
+    }
+
+    /// `INFO commandstats`: lowercase command name → (calls, usec).
+    /// Lines look like `cmdstat_get:calls=10,usec=20,usec_per_call=2.00,...`.
+    pub fn commandstats(&self) -> BTreeMap<String, (u64, u64)> {
+        let mut out = BTreeMap::new();
+        let Some(fields) = self.sections.get("commandstats") else {
+            return out;
+        };
+        for (key, value) in fields {
+            let Some(command) = key.strip_prefix("cmdstat_") else {
+                continue;
+            };
+            let mut calls = None;
+            let mut usec = None;
+            for part in value.split(',') {
+                match part.split_once('=') {
+                    Some(("calls", v)) => calls = v.parse().ok(),
+                    Some(("usec", v)) => usec = v.parse().ok(),
+                    _ => {}
+                }
+            }
+            if let (Some(c), Some(u)) = (calls, usec) {
+                out.insert(command.to_string(), (c, u));
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -47,6 +83,20 @@ mod tests {
     const SAMPLE: &str = "# Server\r\nvalkey_version:8.1.1\r\nio_threads_active:0\r\n\r\n\
                           # Memory\r\nused_memory:1015000\r\nused_memory_human:991.21K\r\n\
                           \r\n# Keyspace\r\ndb0:keys=3,expires=0,avg_ttl=0\r\n";
+
+    #[test]
+    fn reads_commandstats_and_cpu() {
+        let info = Info::parse(
+            "# CPU\r\nused_cpu_sys:1.500000\r\nused_cpu_user:2.250000\r\n\r\n# Commandstats\r\n\
+             cmdstat_get:calls=10,usec=25,usec_per_call=2.50,rejected_calls=0,failed_calls=0\r\n\
+             cmdstat_config|get:calls=1,usec=3,usec_per_call=3.00\r\n",
+        );
+        assert_eq!(info.cpu_seconds(), Some(3.75));
+        let stats = info.commandstats();
+        assert_eq!(stats["get"], (10, 25));
+        assert_eq!(stats["config|get"], (1, 3));
+        assert!(Info::parse("").commandstats().is_empty());
+    }
 
     #[test]
     fn finds_fields_by_section_and_by_name() {

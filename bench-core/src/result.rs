@@ -14,8 +14,9 @@ use crate::loadgen::stats::SecondReport;
 
 /// Version of the record shape. 1: first release (perf suite, valkey-benchmark).
 /// 2: the native engine: `metrics.histogram`, `metrics.series`,
-/// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]) and
-/// sync-suite records ([`SyncRecord`]).
+/// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]),
+/// sync-suite records ([`SyncRecord`]), `monitor` samples, and perf
+/// `metrics.server_cpu_us_per_request` and `metrics.usec_per_call`.
 pub const SCHEMA_VERSION: u32 = 3;
 
 /// A perf-suite record.
@@ -52,6 +53,58 @@ pub struct Record<P, M> {
     pub metrics: M,
     /// The load generator (perf) or the populator (mem).
     pub engine: EngineInfo,
+    /// 1 Hz samples of the servers and the host during the measured window (perf: the
+    /// measured run; mem: populate and settle; sync: the sync). Absent in older records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub monitor: Vec<MonitorSample>,
+}
+
+/// One monitor sample.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MonitorSample {
+    /// Seconds since the monitor started.
+    pub t_secs: f64,
+    pub servers: Vec<ServerSample>,
+    pub host: HostSample,
+}
+
+/// One server at one instant, from INFO.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerSample {
+    /// `primary`, `replica1`, ... or `server`.
+    pub role: String,
+    pub port: u16,
+    /// Bytes.
+    pub used_memory: u64,
+    pub used_memory_rss: u64,
+    /// Cumulative server CPU, seconds (`used_cpu_user`, `used_cpu_sys`).
+    pub used_cpu_user: f64,
+    pub used_cpu_sys: f64,
+    pub instantaneous_ops_per_sec: u64,
+    pub connected_clients: u64,
+    /// `master_repl_offset` (primary) or `slave_repl_offset` (replica), bytes; 0 if none.
+    pub repl_offset: u64,
+    /// `INFO commandstats`: command → cumulative calls and microseconds.
+    pub commandstats: BTreeMap<String, CommandStat>,
+}
+
+/// Cumulative figures of one command from `INFO commandstats`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommandStat {
+    pub calls: u64,
+    /// Total microseconds spent in the command.
+    pub usec: u64,
+}
+
+/// The host at one instant, from /proc.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSample {
+    /// Busy share of each CPU since the previous sample, percent (empty in the first).
+    pub cpu_busy_pct: Vec<f64>,
+    /// `MemAvailable`, bytes.
+    pub mem_available_bytes: u64,
+    /// 1-minute load average.
+    pub load1: f64,
 }
 
 /// Which Valkey, from which source, built how.
@@ -174,6 +227,14 @@ pub struct Metrics {
     /// engine does not measure it.
     #[serde(default)]
     pub client_cpu_us_per_request: Option<f64>,
+    /// The server's CPU time (`used_cpu_user` + `used_cpu_sys` delta over the measured run)
+    /// per request, µs. A strong regression signal: it does not depend on the client.
+    #[serde(default)]
+    pub server_cpu_us_per_request: Option<f64>,
+    /// `INFO commandstats` for the measured command over the measured run: Δusec / Δcalls,
+    /// µs. The server's own cost of the command, without I/O.
+    #[serde(default)]
+    pub usec_per_call: Option<f64>,
 }
 
 /// The knobs of a mem case.
@@ -347,12 +408,15 @@ pub(crate) mod tests {
                 histogram: None,
                 series: Vec::new(),
                 client_cpu_us_per_request: None,
+                server_cpu_us_per_request: Some(3.5),
+                usec_per_call: Some(0.8),
             },
             engine: EngineInfo {
                 name: "valkey-benchmark".into(),
                 version: "8.1.1".into(),
                 argv: vec!["valkey-benchmark".into()],
             },
+            monitor: Vec::new(),
         }
     }
 

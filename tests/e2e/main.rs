@@ -131,6 +131,40 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
             "{}",
             r.case
         );
+        // The server's own signals, from INFO deltas around the measured run.
+        let server_cpu = m.server_cpu_us_per_request.unwrap();
+        assert!(
+            server_cpu > 0.0 && server_cpu < 1000.0,
+            "{}: {server_cpu}",
+            r.case
+        );
+        let per_call = m.usec_per_call.unwrap();
+        assert!(
+            per_call > 0.0 && per_call < 1000.0,
+            "{}: {per_call}",
+            r.case
+        );
+        // The monitor sampled the server at least at the start and the end of the run.
+        assert!(
+            r.monitor.len() >= 2,
+            "{}: {} samples",
+            r.case,
+            r.monitor.len()
+        );
+        let (first, last) = (
+            &r.monitor[0].servers[0],
+            &r.monitor[r.monitor.len() - 1].servers[0],
+        );
+        let command = r.params.command.to_ascii_lowercase();
+        assert!(
+            last.commandstats[&command].calls
+                - first.commandstats.get(&command).map_or(0, |c| c.calls)
+                >= m.requests,
+            "{}: commandstats saw fewer calls than requests",
+            r.case
+        );
+        assert!(last.used_cpu_user + last.used_cpu_sys > first.used_cpu_user + first.used_cpu_sys);
+        assert!(!r.monitor[1].host.cpu_busy_pct.is_empty());
         if engine == "native" {
             let h = bench_core::loadgen::stats::decode_histogram(m.histogram.as_deref().unwrap())
                 .unwrap();
@@ -823,6 +857,10 @@ fn mem_suite_string_case_agrees_with_a_direct_measurement() {
     let m = &records[0].metrics;
     assert_eq!(records[0].suite, "mem");
     assert_eq!(m.user_bytes_per_item, 48.0);
+    assert!(records[0].monitor.len() >= 2);
+    let grew = records[0].monitor.last().unwrap().servers[0].used_memory
+        > records[0].monitor[0].servers[0].used_memory;
+    assert!(grew, "the monitor saw used_memory grow while populating");
     // 8.x embeds the key in the object, so a 32-byte value under a 16-byte key is `raw`.
     assert!(
         ["embstr", "raw"].contains(&m.encoding.as_str()),
@@ -948,6 +986,12 @@ fn sync_suite_completes_disk_and_diskless_with_two_replicas() {
         );
         assert_eq!(m.rdb_bytes > 0, !p.diskless_sync, "{}", r.case);
         assert!(m.fork_usec > 0);
+        let roles: Vec<&str> = r.monitor[0]
+            .servers
+            .iter()
+            .map(|s| s.role.as_str())
+            .collect();
+        assert_eq!(roles, ["primary", "replica1", "replica2"], "{}", r.case);
     }
     let modes: std::collections::BTreeSet<bool> =
         records.iter().map(|r| r.params.diskless_sync).collect();

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod host;
 pub mod instances;
 pub mod mem;
+pub mod monitor;
 pub mod perf;
 pub mod process;
 pub mod project;

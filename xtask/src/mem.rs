@@ -18,6 +18,7 @@ use bench_core::result::{
 use bench_core::shutdown::Shutdown;
 
 use crate::instances;
+use crate::monitor::Monitor;
 use crate::valkey::Binaries;
 
 /// Samples of `used_memory` that must agree, and how far apart they are taken.
@@ -65,10 +66,14 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
     let mut client = server.client()?;
     let (before, _, _) = settle(&mut client, ctx.shutdown)
         .context("waiting for the empty server's memory to settle")?;
+    let monitor = Monitor::start(vec![("server".into(), server.addr)]);
     let populated = case
         .populate(&mut client)
-        .with_context(|| format!("populating {}", case.name))?;
-    let (after, settle_secs, settled) = settle(&mut client, ctx.shutdown)?;
+        .with_context(|| format!("populating {}", case.name));
+    let settled_after = populated.is_ok().then(|| settle(&mut client, ctx.shutdown));
+    let samples = monitor.stop();
+    let populated = populated?;
+    let (after, settle_secs, settled) = settled_after.expect("populated")?;
     case.verify(&mut client)
         .with_context(|| format!("verifying {}", case.name))?;
     let stats = mem::memory_stats(&client.call(&["MEMORY", "STATS"])?);
@@ -131,5 +136,6 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
             version: env!("CARGO_PKG_VERSION").into(),
             argv: Vec::new(),
         },
+        monitor: samples,
     })
 }

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use anyhow::{Context, bail};
 use bench_core::command::{Command, Preload};
 use bench_core::engine::{Engine, EngineError, Load, Measurement};
+use bench_core::info::Info;
 use bench_core::populate;
 use bench_core::result::{
     EngineInfo, HostInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION, ValkeyInfo,
@@ -18,6 +19,7 @@ use bench_core::shutdown::Shutdown;
 use bench_core::suite::PerfCase;
 
 use crate::instances::{self, Instance};
+use crate::monitor::Monitor;
 use crate::valkey::Binaries;
 
 /// valkey-benchmark's default value size, used for commands that carry no value.
@@ -111,7 +113,14 @@ fn run_repetition(
         measure(ctx, &mut server, &load(case, counts.warmup)).context("warmup")?;
     }
     let measured_load = load(case, counts.measured);
-    let m = measure(ctx, &mut server, &measured_load)?;
+    let mut control = server.client()?;
+    let before = Info::parse(&control.call_text(&["INFO", "everything"])?);
+    let monitor = Monitor::start(vec![("server".into(), server.addr)]);
+    let measured = measure(ctx, &mut server, &measured_load);
+    let samples = monitor.stop();
+    let m = measured?;
+    let after = Info::parse(&control.call_text(&["INFO", "everything"])?);
+    let (server_cpu, usec_per_call) = server_costs(&before, &after, case.command, m.requests);
     check_after(case, &server)?;
     let b = ctx.binaries;
     Ok(ResultRecord {
@@ -148,13 +157,37 @@ fn run_repetition(
             histogram: m.histogram,
             series: m.series,
             client_cpu_us_per_request: m.client_cpu_us_per_request,
+            server_cpu_us_per_request: server_cpu,
+            usec_per_call,
         },
         engine: EngineInfo {
             name: ctx.engine.name().into(),
             version: ctx.engine.version().into(),
             argv: ctx.engine.describe(server.addr, &measured_load),
         },
+        monitor: samples,
     })
+}
+
+/// The server's CPU per request (µs) and the command's usec_per_call over a run, from INFO
+/// read just before and just after it.
+pub fn server_costs(
+    before: &Info,
+    after: &Info,
+    command: Command,
+    requests: u64,
+) -> (Option<f64>, Option<f64>) {
+    let cpu = match (before.cpu_seconds(), after.cpu_seconds()) {
+        (Some(b), Some(a)) if requests > 0 => Some((a - b) * 1e6 / requests as f64),
+        _ => None,
+    };
+    let name = command.name().to_ascii_lowercase();
+    let (b, a) = (before.commandstats(), after.commandstats());
+    let usec_per_call = a.get(&name).and_then(|&(calls, usec)| {
+        let (calls0, usec0) = b.get(&name).copied().unwrap_or((0, 0));
+        (calls > calls0).then(|| (usec - usec0) as f64 / (calls - calls0) as f64)
+    });
+    (cpu, usec_per_call)
 }
 
 fn start_server(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Instance> {
@@ -257,6 +290,25 @@ mod tests {
         let mut none = case(1);
         none.warmup_seconds = 0.0;
         assert_eq!(counts_for_rate(&none, 100_000.0).warmup, 0);
+    }
+
+    #[test]
+    fn server_costs_come_from_info_deltas() {
+        let info = |cpu: f64, calls: u64, usec: u64| {
+            Info::parse(&format!(
+                "# CPU\r\nused_cpu_sys:0\r\nused_cpu_user:{cpu}\r\n# Commandstats\r\ncmdstat_get:calls={calls},usec={usec},usec_per_call=1\r\n"
+            ))
+        };
+        let (cpu, per_call) = server_costs(
+            &info(1.0, 100, 50),
+            &info(1.5, 1100, 1050),
+            Command::Get,
+            1000,
+        );
+        assert!((cpu.unwrap() - 500.0).abs() < 1e-6);
+        assert_eq!(per_call, Some(1.0));
+        let (_, none) = server_costs(&info(1.0, 100, 50), &info(1.5, 100, 50), Command::Set, 1000);
+        assert_eq!(none, None);
     }
 
     #[test]

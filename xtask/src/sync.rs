@@ -24,6 +24,7 @@ use bench_core::sync::{SyncCase, sync_done};
 use bench_core::workload::WorkloadSpec;
 
 use crate::instances;
+use crate::monitor::Monitor;
 use crate::valkey::Binaries;
 
 /// How often each replica is polled during its sync.
@@ -77,6 +78,14 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
         thread::spawn(move || write_load(addr, &stop))
     });
     let timeout = Duration::from_secs(case.timeout_seconds);
+    let mut watched = vec![("primary".to_string(), primary.addr)];
+    watched.extend(
+        replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("replica{}", i + 1), r.addr)),
+    );
+    let monitor = Monitor::start(watched);
     let syncs: Vec<_> = replicas
         .iter()
         .map(|r| {
@@ -105,6 +114,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
             }
         }
     }
+    let samples = monitor.stop();
     load_stop.trigger();
     if let Some(handle) = load {
         let _ = handle.join();
@@ -178,6 +188,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
                     primary.port().to_string(),
                 ],
             },
+            monitor: samples.clone(),
         });
     }
     Ok(records)
