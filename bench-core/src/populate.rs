@@ -52,34 +52,8 @@ pub fn strings(
     keyspace: u64,
     value_size: u64,
 ) -> Result<Populated, PopulateError> {
-    let start = Instant::now();
     let value = vec![b'x'; value_size as usize];
-    let mut next = 0u64;
-    while next < keyspace {
-        let batch = (keyspace - next).min(BATCH as u64);
-        for i in next..next + batch {
-            let key = benchmark_key(i);
-            client.queue(&[b"SET".as_slice(), key.as_bytes(), &value]);
-        }
-        check_replies(
-            client.flush_and_read(batch as usize)?,
-            "SET",
-            |r| matches!(r, Value::Simple(s) if s == "OK"),
-        )?;
-        next += batch;
-    }
-    let actual = client.call_int(&["DBSIZE"])? as u64;
-    if actual != keyspace {
-        return Err(PopulateError::Mismatch {
-            what: "DBSIZE".into(),
-            expected: keyspace,
-            actual,
-        });
-    }
-    Ok(Populated {
-        items: keyspace,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    set_keys(client, keyspace, |_| &value)
 }
 
 /// Like [`strings`], but every value is a different slice of a seeded random pool, so the
@@ -90,7 +64,6 @@ pub fn random_strings(
     value_size: u64,
     seed: u64,
 ) -> Result<Populated, PopulateError> {
-    let start = Instant::now();
     let size = value_size as usize;
     // A pool one MiB larger than a value: key i takes the slice at a pseudo-random offset.
     let pool_len = (1 << 20) + size;
@@ -102,17 +75,25 @@ pub fn random_strings(
         x ^= x << 17;
         pool.extend_from_slice(&x.to_le_bytes());
     }
+    set_keys(client, keyspace, |i| {
+        let offset = (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 20) as usize % (1 << 20);
+        &pool[offset..offset + size]
+    })
+}
+
+/// SETs `key:N` to `value(N)` for every N in `0..keyspace`, pipelined, then checks DBSIZE.
+fn set_keys<'v>(
+    client: &mut Client,
+    keyspace: u64,
+    value: impl Fn(u64) -> &'v [u8],
+) -> Result<Populated, PopulateError> {
+    let start = Instant::now();
     let mut next = 0u64;
     while next < keyspace {
         let batch = (keyspace - next).min(BATCH as u64);
         for i in next..next + batch {
-            let offset = (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 20) as usize % (1 << 20);
             let key = benchmark_key(i);
-            client.queue(&[
-                b"SET".as_slice(),
-                key.as_bytes(),
-                &pool[offset..offset + size],
-            ]);
+            client.queue(&[b"SET".as_slice(), key.as_bytes(), value(i)]);
         }
         check_replies(
             client.flush_and_read(batch as usize)?,

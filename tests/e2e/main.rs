@@ -804,6 +804,15 @@ fn selfbench_measures_both_engines() {
     assert!(servers_under(tmp.path()).is_empty());
 }
 
+/// Every record of a results file, as the suite's record type.
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<T> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn mem_suite_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("mem.toml");
     fs::write(&path, format!("suite = \"mem\"\n{body}")).unwrap();
@@ -847,12 +856,7 @@ fn mem_suite_string_case_agrees_with_a_direct_measurement() {
         Some(tmp.path()),
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let records: Vec<bench_core::result::MemRecord> =
-        fs::read_to_string(out_dir.join("results.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    let records: Vec<bench_core::result::MemRecord> = read_jsonl(&out_dir.join("results.jsonl"));
     assert_eq!(records.len(), 1);
     let m = &records[0].metrics;
     assert_eq!(records[0].suite, "mem");
@@ -959,12 +963,7 @@ fn sync_suite_completes_disk_and_diskless_with_two_replicas() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(servers_under(tmp.path()).is_empty());
-    let records: Vec<bench_core::result::SyncRecord> =
-        fs::read_to_string(out_dir.join("results.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+    let records: Vec<bench_core::result::SyncRecord> = read_jsonl(&out_dir.join("results.jsonl"));
     assert_eq!(records.len(), 4, "2 cases × 2 replicas");
     for r in &records {
         let (p, m) = (&r.params, &r.metrics);

@@ -12,9 +12,7 @@ use anyhow::Context;
 use bench_core::client::Client;
 use bench_core::info::Info;
 use bench_core::mem::{self, MemCase};
-use bench_core::result::{
-    EngineInfo, HostInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION, ValkeyInfo,
-};
+use bench_core::result::{EngineInfo, HostInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 
 use crate::instances;
@@ -89,12 +87,8 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         suite: "mem".into(),
         case: case.name.clone(),
         repetition: 1,
-        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        valkey: ValkeyInfo {
-            version: b.version.clone(),
-            source_id: b.source_id.clone(),
-            build: b.build.clone(),
-        },
+        timestamp: crate::results::timestamp(),
+        valkey: b.info(),
         host: ctx.host.clone(),
         params: MemParams {
             data_type: case.data_type.name().into(),

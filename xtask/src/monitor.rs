@@ -52,49 +52,46 @@ fn run(servers: Vec<(String, SocketAddr)>, stop: &AtomicBool) -> Vec<MonitorSamp
     let mut cpu = CpuTimes::read();
     let mut samples = Vec::new();
     loop {
-        let servers = clients
-            .iter_mut()
-            .filter_map(|(role, addr, client)| server_sample(role, *addr, client.as_mut()?))
-            .collect();
-        let now = CpuTimes::read();
-        let host = HostSample {
-            cpu_busy_pct: if samples.is_empty() {
-                Vec::new()
-            } else {
-                now.busy_pct_since(&cpu)
-            },
-            mem_available_bytes: mem_available(),
-            load1: load1(),
-        };
-        cpu = now;
-        samples.push(MonitorSample {
-            t_secs: started.elapsed().as_secs_f64(),
-            servers,
-            host,
-        });
+        let first = samples.is_empty();
+        samples.push(sample(&mut clients, started, &mut cpu, first));
         let next = started + PERIOD * samples.len() as u32;
         while Instant::now() < next {
             if stop.load(Ordering::SeqCst) {
                 // One last sample at the end of the window.
-                let servers = clients
-                    .iter_mut()
-                    .filter_map(|(role, addr, client)| server_sample(role, *addr, client.as_mut()?))
-                    .collect();
-                let now = CpuTimes::read();
-                let host = HostSample {
-                    cpu_busy_pct: now.busy_pct_since(&cpu),
-                    mem_available_bytes: mem_available(),
-                    load1: load1(),
-                };
-                samples.push(MonitorSample {
-                    t_secs: started.elapsed().as_secs_f64(),
-                    servers,
-                    host,
-                });
+                samples.push(sample(&mut clients, started, &mut cpu, false));
                 return samples;
             }
             thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+/// Every server and the host now; `cpu` moves on to this sample's CPU times.
+fn sample(
+    clients: &mut [(String, SocketAddr, Option<Client>)],
+    started: Instant,
+    cpu: &mut CpuTimes,
+    first: bool,
+) -> MonitorSample {
+    let servers = clients
+        .iter_mut()
+        .filter_map(|(role, addr, client)| server_sample(role, *addr, client.as_mut()?))
+        .collect();
+    let now = CpuTimes::read();
+    let host = HostSample {
+        cpu_busy_pct: if first {
+            Vec::new()
+        } else {
+            now.busy_pct_since(cpu)
+        },
+        mem_available_bytes: mem_available(),
+        load1: load1(),
+    };
+    *cpu = now;
+    MonitorSample {
+        t_secs: started.elapsed().as_secs_f64(),
+        servers,
+        host,
     }
 }
 

@@ -12,9 +12,7 @@ use bench_core::command::{Command, Preload};
 use bench_core::engine::{Engine, EngineError, Load, Measurement};
 use bench_core::info::Info;
 use bench_core::populate;
-use bench_core::result::{
-    EngineInfo, HostInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION, ValkeyInfo,
-};
+use bench_core::result::{EngineInfo, HostInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::PerfCase;
 
@@ -129,12 +127,8 @@ fn run_repetition(
         suite: "perf".into(),
         case: case.name.clone(),
         repetition,
-        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        valkey: ValkeyInfo {
-            version: b.version.clone(),
-            source_id: b.source_id.clone(),
-            build: b.build.clone(),
-        },
+        timestamp: crate::results::timestamp(),
+        valkey: b.info(),
         host: ctx.host.clone(),
         params: PerfParams {
             command: case.command.name().into(),

@@ -69,6 +69,11 @@ impl RunDir {
     }
 }
 
+/// Now, as records write it: RFC 3339, UTC, milliseconds.
+pub fn timestamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn read_records<R: serde::de::DeserializeOwned>(file: &Path) -> anyhow::Result<Vec<R>> {
     let text = match fs::read_to_string(file) {
         Ok(text) => text,

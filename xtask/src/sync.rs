@@ -17,7 +17,7 @@ use bench_core::info::Info;
 use bench_core::loadgen::{self, RunOptions, Stop};
 use bench_core::populate;
 use bench_core::result::{
-    EngineInfo, HostInfo, SCHEMA_VERSION, SyncMetrics, SyncParams, SyncRecord, ValkeyInfo,
+    EngineInfo, HostInfo, SCHEMA_VERSION, SyncMetrics, SyncParams, SyncRecord,
 };
 use bench_core::shutdown::Shutdown;
 use bench_core::sync::{SyncCase, sync_done};
@@ -152,12 +152,8 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
             suite: "sync".into(),
             case: case.name.clone(),
             repetition: 1,
-            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            valkey: ValkeyInfo {
-                version: b.version.clone(),
-                source_id: b.source_id.clone(),
-                build: b.build.clone(),
-            },
+            timestamp: crate::results::timestamp(),
+            valkey: b.info(),
             host: ctx.host.clone(),
             params: SyncParams {
                 keys: case.keys,

@@ -38,6 +38,17 @@ pub struct Binaries {
     pub cached: bool,
 }
 
+impl Binaries {
+    /// What records say about the measured server.
+    pub fn info(&self) -> bench_core::result::ValkeyInfo {
+        bench_core::result::ValkeyInfo {
+            version: self.version.clone(),
+            source_id: self.source_id.clone(),
+            build: self.build.clone(),
+        }
+    }
+}
+
 /// The cache key: the same source and options give the same key.
 pub fn cache_key(source_id: &str, options: &BuildOptions) -> String {
     let mut hasher = Sha256::new();
