@@ -1001,12 +1001,13 @@ fn sync_suite_completes_disk_and_diskless_with_two_replicas() {
 fn a_replica_that_cannot_connect_times_out_cleanly() {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    // With maxclients 1, our control connection fills the primary, which then refuses
-    // the replica's link: the sync can never finish.
+    // With maxclients 2, our control connection and the monitor's fill the primary (both
+    // open before REPLICAOF is sent), so it refuses the replica's link: the sync can never
+    // finish. On the replica, the monitor and the REPLICAOF poller take its two slots.
     let suite = sync_suite_file(
         tmp.path(),
         "data_mb = [1]\nvalue_size = 1024\nreplicas = [1]\ndiskless_sync = [false]\ntimeout_seconds = 3\n\
-         [server_config]\nmaxclients = \"1\"\n",
+         [server_config]\nmaxclients = \"2\"\n",
     );
     let out = run(
         &[

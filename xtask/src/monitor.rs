@@ -22,11 +22,19 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts sampling `servers` (role, address).
+    /// Starts sampling `servers` (role, address). Its connections are open when this
+    /// returns, so what a caller does next is never racing the monitor for a client slot.
     pub fn start(servers: Vec<(String, SocketAddr)>) -> Monitor {
+        let clients: Vec<(String, SocketAddr, Option<Client>)> = servers
+            .into_iter()
+            .map(|(role, addr)| {
+                let client = Client::connect(addr, Duration::from_secs(2)).ok();
+                (role, addr, client)
+            })
+            .collect();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let handle = thread::spawn(move || run(servers, &flag));
+        let handle = thread::spawn(move || run(clients, &flag));
         Monitor { stop, handle }
     }
 
@@ -37,18 +45,11 @@ impl Monitor {
     }
 }
 
-fn run(servers: Vec<(String, SocketAddr)>, stop: &AtomicBool) -> Vec<MonitorSample> {
+fn run(
+    mut clients: Vec<(String, SocketAddr, Option<Client>)>,
+    stop: &AtomicBool,
+) -> Vec<MonitorSample> {
     let started = Instant::now();
-    let mut clients: Vec<(String, SocketAddr, Option<Client>)> = servers
-        .into_iter()
-        .map(|(role, addr)| {
-            (
-                role,
-                addr,
-                Client::connect(addr, Duration::from_secs(2)).ok(),
-            )
-        })
-        .collect();
     let mut cpu = CpuTimes::read();
     let mut samples = Vec::new();
     loop {
