@@ -12,6 +12,7 @@ pub mod perf;
 pub mod process;
 pub mod project;
 pub mod results;
+pub mod suite;
 pub mod sync;
 pub mod valkey;
 pub mod valkey_benchmark;

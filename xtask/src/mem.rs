@@ -12,12 +12,12 @@ use anyhow::Context;
 use bench_core::client::Client;
 use bench_core::info::Info;
 use bench_core::mem::{self, MemCase};
-use bench_core::result::{EngineInfo, HostInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION};
+use bench_core::result::{EngineInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 
 use crate::instances;
 use crate::monitor::Monitor;
-use crate::valkey::Binaries;
+pub use crate::suite::CaseContext;
 
 /// Samples of `used_memory` that must agree, and how far apart they are taken.
 const WINDOW: usize = 10;
@@ -26,14 +26,6 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 const TOLERANCE: f64 = 0.001;
 /// The longest wait for memory to settle.
 const MAX_SETTLE: Duration = Duration::from_secs(5);
-
-pub struct CaseContext<'a> {
-    pub run_id: &'a str,
-    pub binaries: &'a Binaries,
-    pub host: &'a HostInfo,
-    pub base_port: u16,
-    pub shutdown: &'a Shutdown,
-}
 
 /// Reads INFO memory until `used_memory` settles; returns the last reading, the time it
 /// took and whether it settled.

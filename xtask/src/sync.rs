@@ -16,29 +16,19 @@ use bench_core::distribution::ValueSize;
 use bench_core::info::Info;
 use bench_core::loadgen::{self, RunOptions, Stop};
 use bench_core::populate;
-use bench_core::result::{
-    EngineInfo, HostInfo, SCHEMA_VERSION, SyncMetrics, SyncParams, SyncRecord,
-};
+use bench_core::result::{EngineInfo, SCHEMA_VERSION, SyncMetrics, SyncParams, SyncRecord};
 use bench_core::shutdown::Shutdown;
 use bench_core::sync::{SyncCase, sync_done};
 use bench_core::workload::WorkloadSpec;
 
 use crate::instances;
 use crate::monitor::Monitor;
-use crate::valkey::Binaries;
+pub use crate::suite::CaseContext;
 
 /// How often each replica is polled during its sync.
 const POLL: Duration = Duration::from_millis(1);
 /// The write load during a sync: open loop, so its pressure is the same on every build.
 const WRITE_RATE: f64 = 10_000.0;
-
-pub struct CaseContext<'a> {
-    pub run_id: &'a str,
-    pub binaries: &'a Binaries,
-    pub host: &'a HostInfo,
-    pub base_port: u16,
-    pub shutdown: &'a Shutdown,
-}
 
 pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<SyncRecord>> {
     let mut config = std::collections::BTreeMap::new();

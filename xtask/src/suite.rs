@@ -1,0 +1,15 @@
+//! What every suite's `run_case` gets besides its case: the run, the binaries, the host,
+//! where ports start, and the stop handle. (Perf adds its engine: `perf::CaseContext`.)
+
+use bench_core::result::HostInfo;
+use bench_core::shutdown::Shutdown;
+
+use crate::valkey::Binaries;
+
+pub struct CaseContext<'a> {
+    pub run_id: &'a str,
+    pub binaries: &'a Binaries,
+    pub host: &'a HostInfo,
+    pub base_port: u16,
+    pub shutdown: &'a Shutdown,
+}
