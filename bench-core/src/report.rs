@@ -61,10 +61,10 @@ pub fn markdown_table(summaries: &[CaseSummary]) -> String {
         "p99 µs",
         "reps",
     ];
-    let rows: Vec<[String; 6]> = summaries
+    let rows: Vec<Vec<String>> = summaries
         .iter()
         .map(|s| {
-            [
+            vec![
                 s.case.clone(),
                 group_thousands(s.ops_per_sec),
                 s.ops_range_pct.map_or("-".into(), |p| format!("{p:.1}%")),
@@ -74,41 +74,7 @@ pub fn markdown_table(summaries: &[CaseSummary]) -> String {
             ]
         })
         .collect();
-    let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, cells: &[String]| {
-        out.push('|');
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let pad = w - cell.chars().count();
-            // The case name reads left-aligned; numbers right-aligned.
-            if i == 0 {
-                let _ = write!(out, " {cell}{} |", " ".repeat(pad));
-            } else {
-                let _ = write!(out, " {}{cell} |", " ".repeat(pad));
-            }
-        }
-        out.push('\n');
-    };
-    line(&mut out, &header.map(String::from));
-    out.push('|');
-    for (i, w) in widths.iter().enumerate() {
-        let dashes = "-".repeat(*w);
-        if i == 0 {
-            let _ = write!(out, " {dashes} |");
-        } else {
-            let _ = write!(out, " {}: |", &dashes[1..]);
-        }
-    }
-    out.push('\n');
-    for row in &rows {
-        line(&mut out, row);
-    }
-    out
+    aligned(&header, &rows)
 }
 
 /// Context printed above the table in `summary.md`.

@@ -804,6 +804,30 @@ fn selfbench_measures_both_engines() {
     assert!(servers_under(tmp.path()).is_empty());
 }
 
+/// Writes a suite file (`suite = "<suite>"` + `body`) and runs `xtask bench` on it with
+/// results in `<tmp>/run`; returns the output and that directory.
+fn run_suite_file(
+    tmp: &std::path::Path,
+    suite: &str,
+    body: &str,
+    base_port: u16,
+) -> (std::process::Output, std::path::PathBuf) {
+    let file = tmp.join(format!("{suite}.toml"));
+    fs::write(&file, format!("suite = \"{suite}\"\n{body}")).unwrap();
+    let out_dir = tmp.join("run");
+    let port = base_port.to_string();
+    let args = [
+        "bench",
+        "--suite-file",
+        file.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--base-port",
+        &port,
+    ];
+    (run(&args, Some(tmp)), out_dir)
+}
+
 /// Every record of a results file, as the suite's record type.
 fn read_jsonl<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<T> {
     fs::read_to_string(path)
@@ -811,12 +835,6 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<T> 
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn mem_suite_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let path = dir.join("mem.toml");
-    fs::write(&path, format!("suite = \"mem\"\n{body}")).unwrap();
-    path
 }
 
 /// INFO used_memory once it has held still (within 0.1%) for 10 samples 20 ms apart.
@@ -838,22 +856,11 @@ fn mem_suite_string_case_agrees_with_a_direct_measurement() {
     let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let suite = mem_suite_file(
+    let (out, out_dir) = run_suite_file(
         tmp.path(),
+        "mem",
         "data_types = [\"string\"]\nvalue_sizes = [32]\nkey_size = 16\nitems = 20000\nelements_per_key = 1\n",
-    );
-    let out_dir = tmp.path().join("run");
-    let out = run(
-        &[
-            "bench",
-            "--suite-file",
-            suite.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--base-port",
-            "9800",
-        ],
-        Some(tmp.path()),
+        9800,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let records: Vec<bench_core::result::MemRecord> = read_jsonl(&out_dir.join("results.jsonl"));
@@ -907,22 +914,12 @@ fn mem_suite_detects_a_cardinality_mismatch() {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     // An eviction policy under a tiny maxmemory drops keys as they are written.
-    let suite = mem_suite_file(
+    let (out, _) = run_suite_file(
         tmp.path(),
+        "mem",
         "data_types = [\"string\"]\nvalue_sizes = [512]\nkey_size = 16\nitems = 8000\nelements_per_key = 1\n\
          [server_config]\nmaxmemory = \"2mb\"\nmaxmemory-policy = \"allkeys-random\"\n",
-    );
-    let out = run(
-        &[
-            "bench",
-            "--suite-file",
-            suite.to_str().unwrap(),
-            "--base-port",
-            "9900",
-            "--out",
-            tmp.path().join("run").to_str().unwrap(),
-        ],
-        Some(tmp.path()),
+        9900,
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -933,33 +930,16 @@ fn mem_suite_detects_a_cardinality_mismatch() {
     assert!(servers_under(tmp.path()).is_empty());
 }
 
-fn sync_suite_file(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let path = dir.join("sync.toml");
-    fs::write(&path, format!("suite = \"sync\"\n{body}")).unwrap();
-    path
-}
-
 #[test]
 fn sync_suite_completes_disk_and_diskless_with_two_replicas() {
     let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let suite = sync_suite_file(
+    let (out, out_dir) = run_suite_file(
         tmp.path(),
+        "sync",
         "data_mb = [4]\nvalue_size = 1024\nreplicas = [2]\ndiskless_sync = [false, true]\ntimeout_seconds = 60\n",
-    );
-    let out_dir = tmp.path().join("run");
-    let out = run(
-        &[
-            "bench",
-            "--suite-file",
-            suite.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--base-port",
-            "9950",
-        ],
-        Some(tmp.path()),
+        9950,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(servers_under(tmp.path()).is_empty());
@@ -1004,22 +984,12 @@ fn a_replica_that_cannot_connect_times_out_cleanly() {
     // With maxclients 2, our control connection and the monitor's fill the primary (both
     // open before REPLICAOF is sent), so it refuses the replica's link: the sync can never
     // finish. On the replica, the monitor and the REPLICAOF poller take its two slots.
-    let suite = sync_suite_file(
+    let (out, _) = run_suite_file(
         tmp.path(),
+        "sync",
         "data_mb = [1]\nvalue_size = 1024\nreplicas = [1]\ndiskless_sync = [false]\ntimeout_seconds = 3\n\
          [server_config]\nmaxclients = \"2\"\n",
-    );
-    let out = run(
-        &[
-            "bench",
-            "--suite-file",
-            suite.to_str().unwrap(),
-            "--out",
-            tmp.path().join("run").to_str().unwrap(),
-            "--base-port",
-            "9980",
-        ],
-        Some(tmp.path()),
+        9980,
     );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");

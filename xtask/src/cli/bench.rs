@@ -18,6 +18,7 @@ use serde_json::json;
 use super::{UsageError, ValkeyArgs};
 use crate::perf;
 use crate::results::RunDir;
+use crate::suite::CaseContext;
 use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, instances, project};
 
@@ -57,13 +58,6 @@ pub enum SuiteArg {
     Perf,
     Mem,
     Sync,
-}
-
-/// What a case runner gets from the shared loop.
-pub struct RunInfo<'a> {
-    pub run_id: &'a str,
-    pub binaries: &'a crate::valkey::Binaries,
-    pub host: &'a bench_core::result::HostInfo,
 }
 
 /// Records know their case name (for progress lines).
@@ -232,24 +226,15 @@ impl BenchCmd {
         let mut cases =
             mem::MemSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
         let extra = super::parse_server_config(&self.server_config)?;
-        for case in &mut cases {
-            case.server_config.extend(extra.clone());
-        }
+        cases
+            .iter_mut()
+            .for_each(|c| c.server_config.extend(extra.clone()));
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
         self.run_records(
             "mem",
             &names,
             shutdown,
-            |i, ctx| {
-                let c = crate::mem::CaseContext {
-                    run_id: ctx.run_id,
-                    binaries: ctx.binaries,
-                    host: ctx.host,
-                    base_port: self.base_port,
-                    shutdown,
-                };
-                crate::mem::run_case(&cases[i], &c).map(|r| vec![r])
-            },
+            |i, ctx| crate::mem::run_case(&cases[i], ctx).map(|r| vec![r]),
             |r: &bench_core::result::MemRecord| {
                 format!(
                     "{:.1} bytes/item ({:.0}% efficient, {})",
@@ -268,24 +253,15 @@ impl BenchCmd {
         let mut cases =
             sync::SyncSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
         let extra = super::parse_server_config(&self.server_config)?;
-        for case in &mut cases {
-            case.server_config.extend(extra.clone());
-        }
+        cases
+            .iter_mut()
+            .for_each(|c| c.server_config.extend(extra.clone()));
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
         self.run_records(
             "sync",
             &names,
             shutdown,
-            |i, ctx| {
-                let c = crate::sync::CaseContext {
-                    run_id: ctx.run_id,
-                    binaries: ctx.binaries,
-                    host: ctx.host,
-                    base_port: self.base_port,
-                    shutdown,
-                };
-                crate::sync::run_case(&cases[i], &c)
-            },
+            |i, ctx| crate::sync::run_case(&cases[i], ctx),
             |r: &bench_core::result::SyncRecord| {
                 format!(
                     "replica {}: {:.3} s, {:.0} MB/s",
@@ -307,7 +283,7 @@ impl BenchCmd {
         suite: &str,
         cases: &[String],
         shutdown: &Shutdown,
-        run_case: impl Fn(usize, &RunInfo<'_>) -> anyhow::Result<Vec<R>>,
+        run_case: impl Fn(usize, &CaseContext<'_>) -> anyhow::Result<Vec<R>>,
         line: impl Fn(&R) -> String,
         table: impl Fn(&[R]) -> (String, &'static str),
         engine: &str,
@@ -323,10 +299,12 @@ impl BenchCmd {
             .unwrap_or_else(|| project::root().join("results").join(&run_id));
         let run_dir = RunDir::create(&out)?;
         let host = host::info();
-        let info = RunInfo {
+        let info = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
+            base_port: self.base_port,
+            shutdown,
         };
         eprintln!(
             "run {run_id}: {} {suite} cases on Valkey {} ({})\nresults: {}",
