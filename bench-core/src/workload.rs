@@ -607,6 +607,93 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The request with every length fixed, for templates without a `{score}` (whose digit
+    /// count varies) when values have one size (`value_len`, or `None` if they vary and the
+    /// template has a value): the bytes once, and where the digits go. `None` when a length
+    /// varies; `encode` handles every template.
+    pub fn prepare(&self, value: &[u8], value_len: Option<usize>) -> Option<Prepared> {
+        let has_value = self
+            .segments
+            .iter()
+            .any(|s| matches!(s, Segment::Value | Segment::Stamp));
+        if self.uses_score || (has_value && value_len.is_none()) {
+            return None;
+        }
+        let fill = Fill {
+            value,
+            value_len: value_len.unwrap_or(0),
+            score: 0,
+            stamp: 0,
+        };
+        let mut bytes = Vec::new();
+        let mut patches = Vec::new();
+        for segment in &self.segments {
+            let at = bytes.len();
+            let patch = match segment {
+                Segment::KeyDigits => Some((Patch::Key, at, self.key_digits)),
+                Segment::MemberDigits => Some((Patch::Member, at, self.key_digits)),
+                // `$len\r\n` comes before the stamp's digits.
+                Segment::Stamp => {
+                    let header = 3 + fill.value_len.max(STAMP_DIGITS).to_string().len();
+                    Some((Patch::Stamp, at + header, STAMP_DIGITS))
+                }
+                _ => None,
+            };
+            let one = Template {
+                segments: vec![segment.clone()],
+                ..self.clone()
+            };
+            one.encode(&mut bytes, &mut || 0, &mut || 0, &fill);
+            if let Some((patch, at, width)) = patch {
+                // Digits beyond a u64's 20 are always the zeros already in place.
+                let skip = width.saturating_sub(MAX_DIGITS);
+                patches.push((patch, at + skip, width - skip));
+            }
+        }
+        Some(Prepared { bytes, patches })
+    }
+}
+
+/// A template with fixed lengths, pre-encoded: a request is one copy and its digits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prepared {
+    bytes: Vec<u8>,
+    /// What to write where: (which number, offset, digits).
+    patches: Vec<(Patch, usize, usize)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Patch {
+    Key,
+    Member,
+    Stamp,
+}
+
+impl Prepared {
+    /// Appends one request: the bytes `Template::encode` writes for these numbers.
+    pub fn encode(
+        &self,
+        out: &mut Vec<u8>,
+        key: &mut impl FnMut() -> u64,
+        member: &mut impl FnMut() -> u64,
+        stamp: u64,
+    ) {
+        let start = out.len();
+        out.extend_from_slice(&self.bytes);
+        for &(patch, at, width) in &self.patches {
+            let n = match patch {
+                Patch::Key => key(),
+                Patch::Member => member(),
+                Patch::Stamp => stamp,
+            };
+            let mut digits = [b'0'; MAX_DIGITS];
+            write_digits(&mut digits, n);
+            out[start + at..start + at + width].copy_from_slice(&digits[MAX_DIGITS - width..]);
+        }
+    }
+}
+
 /// The key family of a command: strings share `key:` with valkey-benchmark.
 fn family(command: &str) -> &'static str {
     match command.as_bytes().first() {
@@ -628,19 +715,44 @@ fn family(command: &str) -> &'static str {
     }
 }
 
-/// Writes `n` as exactly `width` zero-padded digits, then CRLF.
+/// Writes `n` as exactly `width` zero-padded digits (its low digits if it has more), then
+/// CRLF. This runs once per key of every request.
 fn push_padded(out: &mut Vec<u8>, n: u64, width: usize) {
-    let start = out.len();
-    out.resize(start + width, b'0');
-    let mut n = n;
-    let mut i = start + width;
-    while n > 0 && i > start {
-        i -= 1;
-        out[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+    let mut digits = [b'0'; MAX_DIGITS];
+    write_digits(&mut digits, n);
+    if width > MAX_DIGITS {
+        out.resize(out.len() + width - MAX_DIGITS, b'0');
     }
+    out.extend_from_slice(&digits[MAX_DIGITS - width.min(MAX_DIGITS)..]);
     out.extend_from_slice(b"\r\n");
 }
+
+/// Digits of a u64: `u64::MAX` has 20.
+const MAX_DIGITS: usize = 20;
+
+/// Writes the decimal digits of `n` right-aligned into `buf` (leaving the rest as it was),
+/// two digits per division.
+fn write_digits(buf: &mut [u8; MAX_DIGITS], n: u64) {
+    let (mut n, mut i) = (n, MAX_DIGITS);
+    while n >= 10 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n > 0 {
+        i -= 1;
+        buf[i] = b'0' + n as u8;
+    }
+}
+
+/// "00", "01", .. "99".
+const DIGIT_PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
 
 fn fill_decimal(buf: &mut [u8; 20], mut n: u64) -> usize {
     let mut i = 20;
@@ -668,6 +780,7 @@ pub fn weights(spec: &WorkloadSpec) -> BTreeMap<String, u32> {
 mod tests {
     use super::*;
     use crate::resp::{self, Frame};
+    use rand::Rng;
 
     fn encode(spec: &WorkloadSpec, index: usize, key: u64, value_len: usize) -> Vec<u8> {
         let templates = spec.compile().unwrap();
@@ -700,6 +813,74 @@ mod tests {
                 other => panic!("{other:?}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn prepared_requests_match_encode_for_every_template() {
+        let mut rng = crate::distribution::worker_rng(7, 0);
+        let value = vec![b'v'; 1024];
+        let mut commands: Vec<String> = BUILTIN.iter().map(|(n, _)| n.to_string()).collect();
+        commands.push("SET {key} {value} EX 60".into());
+        commands.push("HSET {key} {member} {value} f2 {stamp}".into());
+        let mut prepared_some = 0;
+        for command in &commands {
+            for (digits, value_len) in [(12, 32), (3, 5), (20, 0), (64, 1000)] {
+                let mut spec = WorkloadSpec::single(command, 1000, value_len as u32);
+                spec.key_digits = digits;
+                spec.key_prefix = "p:".into();
+                let template = &spec.compile().unwrap()[0];
+                let Some(prepared) = template.prepare(&value, Some(value_len)) else {
+                    assert!(template.uses_score, "{command} is not prepared");
+                    continue;
+                };
+                prepared_some += 1;
+                for _ in 0..50 {
+                    let (key, member, stamp) = (
+                        rng.random::<u64>() >> rng.random_range(0..64),
+                        rng.random::<u64>() >> 40,
+                        rng.random::<u64>() >> 3,
+                    );
+                    let fill = Fill {
+                        value: &value,
+                        value_len,
+                        score: 0,
+                        stamp,
+                    };
+                    let (mut want, mut got) = (b"prefix".to_vec(), b"prefix".to_vec());
+                    template.encode(&mut want, &mut || key, &mut || member, &fill);
+                    prepared.encode(&mut got, &mut || key, &mut || member, stamp);
+                    assert_eq!(
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&want),
+                        "{command} digits {digits} value {value_len}"
+                    );
+                }
+            }
+        }
+        assert!(prepared_some > 80, "only {prepared_some} prepared");
+        // Variable value sizes cannot be prepared for templates that carry a value.
+        let spec = WorkloadSpec::single("SET", 10, 5);
+        assert_eq!(spec.compile().unwrap()[0].prepare(&value, None), None);
+        let spec = WorkloadSpec::single("GET", 10, 5);
+        assert!(spec.compile().unwrap()[0].prepare(&value, None).is_some());
+    }
+
+    #[test]
+    fn push_padded_writes_exactly_width_low_digits() {
+        let mut rng = crate::distribution::worker_rng(1, 0);
+        let mut numbers: Vec<u64> = vec![0, 1, 9, 10, 99, 100, 101, 999, 1000, u64::MAX];
+        numbers.extend((0..2000).map(|_| {
+            rand::Rng::random::<u64>(&mut rng) >> (rand::Rng::random_range(&mut rng, 0..64))
+        }));
+        for n in numbers {
+            for width in [1, 2, 3, 7, 12, 19, 20, 21, 64] {
+                let mut out = b"x".to_vec();
+                push_padded(&mut out, n, width);
+                let full = format!("{n:064}");
+                let want = format!("x{}\r\n", &full[64 - width..]);
+                assert_eq!(String::from_utf8(out).unwrap(), want, "n={n} width={width}");
+            }
+        }
     }
 
     #[test]

@@ -230,9 +230,9 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// CPU time (user + system, seconds) of this process's children that have been reaped.
+/// CPU time (user and system, seconds) of this process's children that have been reaped.
 /// The delta around one [`output`] call is that child's CPU time, as long as nothing else
 /// is reaped meanwhile.
-pub fn reaped_children_cpu_seconds() -> f64 {
-    bench_core::loadgen::rusage_seconds(libc::RUSAGE_CHILDREN)
+pub fn reaped_children_cpu() -> bench_core::loadgen::CpuTime {
+    bench_core::loadgen::CpuTime::of(libc::RUSAGE_CHILDREN)
 }

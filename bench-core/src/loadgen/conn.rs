@@ -118,18 +118,22 @@ impl Connection {
 
             // Fill the window.
             let mut next_due = None;
+            // Closed loop sends the whole pass "now": its time arithmetic is done once.
+            let now_ns = now.saturating_duration_since(plan.origin).as_nanos() as u64;
+            let now_measured = now >= plan.measure_from;
             if sending {
                 while inflight.len() < plan.pipeline {
-                    let intended = match &schedule {
+                    let (intended, intended_ns, measured) = match &schedule {
                         Some(s) => {
                             let due = start + s.due(sent_k);
                             if due > now {
                                 next_due = Some(due);
                                 break;
                             }
-                            due
+                            let ns = due.saturating_duration_since(plan.origin).as_nanos() as u64;
+                            (due, ns, due >= plan.measure_from)
                         }
-                        None => now,
+                        None => (now, now_ns, now_measured),
                     };
                     if plan.end.is_some_and(|end| intended >= end) || !self.claim() {
                         sending = false;
@@ -137,25 +141,32 @@ impl Connection {
                         break;
                     }
                     let t = plan.pick(&mut rng);
-                    let len = sizes.sample(&mut rng) as usize;
-                    let score = if plan.templates[t].uses_score {
-                        rng.random_range(0..plan.keyspace)
+                    if let Some(prepared) = &plan.prepared[t] {
+                        prepared.encode(
+                            &mut wbuf,
+                            &mut || keys.sample(&mut key_rng),
+                            &mut || members.sample(&mut member_rng),
+                            intended_ns,
+                        );
                     } else {
-                        0
-                    };
-                    plan.templates[t].encode(
-                        &mut wbuf,
-                        &mut || keys.sample(&mut key_rng),
-                        &mut || members.sample(&mut member_rng),
-                        &Fill {
-                            value: &plan.value,
-                            value_len: len,
-                            score,
-                            stamp: intended.saturating_duration_since(plan.origin).as_nanos()
-                                as u64,
-                        },
-                    );
-                    let measured = intended >= plan.measure_from;
+                        let len = sizes.sample(&mut rng) as usize;
+                        let score = if plan.templates[t].uses_score {
+                            rng.random_range(0..plan.keyspace)
+                        } else {
+                            0
+                        };
+                        plan.templates[t].encode(
+                            &mut wbuf,
+                            &mut || keys.sample(&mut key_rng),
+                            &mut || members.sample(&mut member_rng),
+                            &Fill {
+                                value: &plan.value,
+                                value_len: len,
+                                score,
+                                stamp: intended_ns,
+                            },
+                        );
+                    }
                     if schedule.is_some() && measured {
                         let lag = now.saturating_duration_since(intended).as_micros() as u64;
                         let mut stats = self.stats.borrow_mut();
@@ -165,7 +176,7 @@ impl Connection {
                         }
                     }
                     inflight.push_back(Pending {
-                        start_ns: intended.saturating_duration_since(plan.origin).as_nanos() as u64,
+                        start_ns: intended_ns,
                         template: t as u16,
                         measured,
                     });
@@ -286,6 +297,9 @@ impl Connection {
         let second = received
             .saturating_duration_since(self.plan.measure_from)
             .as_secs() as usize;
+        // Requests sent in one pass share a start, so consecutive replies mostly share a
+        // latency: record runs of equal (template, µs) with one histogram update each.
+        let mut run = Run::default();
         loop {
             let (reply, used) = match resp::scan(&rbuf[pos..]) {
                 Ok(r) => r,
@@ -300,34 +314,33 @@ impl Connection {
             let t = usize::from(p.template);
             if p.measured {
                 let us = (received_ns.saturating_sub(p.start_ns) / 1000).clamp(1, HIGHEST_US);
-                let error_kind = if reply == Reply::Error {
-                    Some(error_kind(&rbuf[pos + 1..pos + used]))
-                } else {
-                    None
-                };
-                let c = &mut stats.commands[t];
-                c.latency.saturating_record(us);
+                if run.count > 0 && (run.template, run.us) != (t, us) {
+                    run.flush(&mut stats, second);
+                }
+                run.template = t;
+                run.us = us;
+                run.count += 1;
+                let template = &self.plan.templates[t];
                 match reply {
-                    Reply::Error => c.errors += 1,
-                    Reply::Null if self.plan.templates[t].is_read => c.misses += 1,
-                    _ if self.plan.templates[t].is_read => c.hits += 1,
+                    Reply::Error => {
+                        let kind = error_kind(&rbuf[pos + 1..pos + used]);
+                        stats.commands[t].errors += 1;
+                        stats.second(second).errors += 1;
+                        stats.error(kind);
+                    }
+                    Reply::Null if template.is_read => stats.commands[t].misses += 1,
+                    _ if template.is_read => stats.commands[t].hits += 1,
                     _ => {}
                 }
-                let bad_size = matches!((reply, self.plan.expected_len[t]), (Reply::Bulk(n), Some(want)) if n != want);
-                let s = stats.second(second);
-                s.ops += 1;
-                s.latency.saturating_record(us);
-                if let Some(kind) = error_kind {
-                    s.errors += 1;
-                    stats.error(kind);
-                }
-                if bad_size {
+                if matches!((reply, self.plan.expected_len[t]), (Reply::Bulk(n), Some(want)) if n != want)
+                {
                     stats.error("check: value of unexpected size");
                 }
                 done += 1;
             }
             pos += used;
         }
+        run.flush(&mut stats, second);
         drop(stats);
         if done > 0 {
             self.shared.completed.fetch_add(done, Ordering::Relaxed);
@@ -388,6 +401,29 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// Consecutive measured replies of one template with one latency, recorded together.
+#[derive(Default)]
+struct Run {
+    template: usize,
+    us: u64,
+    count: u64,
+}
+
+impl Run {
+    fn flush(&mut self, stats: &mut WorkerStats, second: usize) {
+        if self.count == 0 {
+            return;
+        }
+        stats.commands[self.template]
+            .latency
+            .saturating_record_n(self.us, self.count);
+        let s = stats.second(second);
+        s.ops += self.count;
+        s.latency.saturating_record_n(self.us, self.count);
+        self.count = 0;
     }
 }
 

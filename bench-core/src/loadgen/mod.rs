@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distribution::{KeyDistribution, KeySampler, ValueSize};
 use crate::shutdown::Shutdown;
-use crate::workload::{Template, WorkloadError, WorkloadSpec};
+use crate::workload::{Prepared, Template, WorkloadError, WorkloadSpec};
 use stats::{
     CommandReport, LatencySummary, SecondReport, WorkerStats, encode_histogram, new_histogram,
 };
@@ -146,6 +146,8 @@ pub(crate) struct Plan {
     values: ValueSize,
     /// Value bytes; requests send a prefix of it.
     value: Vec<u8>,
+    /// Per template, its pre-encoded form when every length is fixed (the fast path).
+    prepared: Vec<Option<Prepared>>,
     /// GET/HGET replies must have this length when values have a fixed size.
     expected_len: Vec<Option<usize>>,
     seed: u64,
@@ -268,7 +270,7 @@ pub fn run(
         Stop::Requests(_) => None,
     };
     let plan = (connect_error.is_none()).then(|| {
-        let max_value = spec.values.max() as usize;
+        let value = vec![b'x'; spec.values.max() as usize];
         let fixed = match spec.values {
             ValueSize::Fixed { bytes } => Some(bytes as usize),
             _ => None,
@@ -292,11 +294,12 @@ pub fn run(
                     }
                 })
                 .collect(),
+            prepared: templates.iter().map(|t| t.prepare(&value, fixed)).collect(),
             templates,
             keys: spec.keys.clone(),
             keyspace: spec.keyspace,
             values: spec.values.clone(),
-            value: vec![b'x'; max_value],
+            value,
             seed: spec.seed,
             pipeline: options.pipeline as usize,
             connections: options.connections,
@@ -623,19 +626,44 @@ fn build_report(
 
 /// This process's CPU time, user + system, in seconds.
 pub fn cpu_seconds() -> f64 {
-    rusage_seconds(libc::RUSAGE_SELF)
+    CpuTime::of(libc::RUSAGE_SELF).total()
 }
 
-/// User + system CPU seconds from `getrusage(who)`: `RUSAGE_SELF` for this process,
-/// `RUSAGE_CHILDREN` for its children that have been reaped.
-pub fn rusage_seconds(who: libc::c_int) -> f64 {
-    // SAFETY: getrusage fills the struct we pass; callers pass RUSAGE_SELF or
-    // RUSAGE_CHILDREN, which are always valid.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(who, &mut usage);
-        usage
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
+/// User and system CPU seconds from `getrusage`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CpuTime {
+    pub user: f64,
+    pub system: f64,
+}
+
+impl CpuTime {
+    /// `RUSAGE_SELF` for this process, `RUSAGE_CHILDREN` for its reaped children.
+    pub fn of(who: libc::c_int) -> CpuTime {
+        // SAFETY: getrusage fills the struct we pass; callers pass RUSAGE_SELF or
+        // RUSAGE_CHILDREN, which are always valid.
+        let usage = unsafe {
+            let mut usage: libc::rusage = std::mem::zeroed();
+            libc::getrusage(who, &mut usage);
+            usage
+        };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        CpuTime {
+            user: secs(usage.ru_utime),
+            system: secs(usage.ru_stime),
+        }
+    }
+
+    pub fn total(self) -> f64 {
+        self.user + self.system
+    }
+}
+
+impl std::ops::Sub for CpuTime {
+    type Output = CpuTime;
+    fn sub(self, rhs: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user - rhs.user,
+            system: self.system - rhs.system,
+        }
+    }
 }

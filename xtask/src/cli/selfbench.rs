@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bench_core::command::Command;
 use bench_core::engine::{Engine, Load};
-use bench_core::loadgen::cpu_seconds;
+use bench_core::loadgen::CpuTime;
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::populate;
 use bench_core::shutdown::Shutdown;
@@ -22,7 +22,7 @@ use serde_json::json;
 
 use super::ValkeyArgs;
 use crate::instances;
-use crate::process::reaped_children_cpu_seconds;
+use crate::process::reaped_children_cpu;
 use crate::valkey_benchmark::ValkeyBenchmark;
 
 const KEYSPACE: u64 = 100_000;
@@ -53,6 +53,8 @@ struct Trial {
     round: u32,
     ops_per_sec: f64,
     cpu_us_per_request: f64,
+    user_us_per_request: f64,
+    system_us_per_request: f64,
 }
 
 impl SelfbenchCmd {
@@ -93,8 +95,12 @@ impl SelfbenchCmd {
                 for engine in engines {
                     let trial = trial(engine, server.addr, &load, round, shutdown)?;
                     eprintln!(
-                        "P{pipeline} round {round} {:<16} {:>12.0} ops/s {:>6.2} µs CPU/request",
-                        trial.engine, trial.ops_per_sec, trial.cpu_us_per_request
+                        "P{pipeline} round {round} {:<16} {:>12.0} ops/s {:>6.3} µs CPU/request (user {:.3}, system {:.3})",
+                        trial.engine,
+                        trial.ops_per_sec,
+                        trial.cpu_us_per_request,
+                        trial.user_us_per_request,
+                        trial.system_us_per_request
                     );
                     trials.push(trial);
                 }
@@ -106,20 +112,24 @@ impl SelfbenchCmd {
             println!("{}", json!({"trials": trials, "summary": summary}));
         } else {
             println!(
-                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req | valkey-benchmark CPU µs/req | ratio |"
+                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio |"
             );
             println!(
-                "| -------: | -----------: | ---------------------: | ----: | ----------------: | --------------------------: | ----: |"
+                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: |"
             );
             for s in &summary {
                 println!(
-                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} | {:.3} | {:.2} |",
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} |",
                     s.pipeline,
                     s.native_ops,
                     s.vb_ops,
                     s.ops_ratio,
                     s.native_cpu,
+                    s.native_user,
+                    s.native_system,
                     s.vb_cpu,
+                    s.vb_user,
+                    s.vb_system,
                     s.cpu_ratio
                 );
             }
@@ -139,13 +149,14 @@ fn trial(
     round: u32,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Trial> {
-    let (self_before, children_before) = (cpu_seconds(), reaped_children_cpu_seconds());
+    let (self_before, children_before) = (CpuTime::of(libc::RUSAGE_SELF), reaped_children_cpu());
     let m = engine.run(addr, load, shutdown)?;
     let cpu = if engine.name() == "native" {
-        cpu_seconds() - self_before
+        CpuTime::of(libc::RUSAGE_SELF) - self_before
     } else {
-        reaped_children_cpu_seconds() - children_before
+        reaped_children_cpu() - children_before
     };
+    let per_request = |s: f64| s * 1e6 / m.requests.max(1) as f64;
     // Pause between trials so one engine's tail does not overlap the next one's start.
     std::thread::sleep(Duration::from_millis(200));
     Ok(Trial {
@@ -153,7 +164,9 @@ fn trial(
         pipeline: load.pipeline,
         round,
         ops_per_sec: m.ops_per_sec,
-        cpu_us_per_request: cpu * 1e6 / m.requests.max(1) as f64,
+        cpu_us_per_request: per_request(cpu.total()),
+        user_us_per_request: per_request(cpu.user),
+        system_us_per_request: per_request(cpu.system),
     })
 }
 
@@ -166,6 +179,10 @@ struct Summary {
     native_cpu: f64,
     vb_cpu: f64,
     cpu_ratio: f64,
+    native_user: f64,
+    native_system: f64,
+    vb_user: f64,
+    vb_system: f64,
 }
 
 fn summarize(trials: &[Trial]) -> Vec<Summary> {
@@ -188,6 +205,10 @@ fn summarize(trials: &[Trial]) -> Vec<Summary> {
             of("valkey-benchmark", |t| t.cpu_us_per_request),
         );
         out.push(Summary {
+            native_user: of("native", |t| t.user_us_per_request),
+            native_system: of("native", |t| t.system_us_per_request),
+            vb_user: of("valkey-benchmark", |t| t.user_us_per_request),
+            vb_system: of("valkey-benchmark", |t| t.system_us_per_request),
             pipeline,
             native_ops,
             vb_ops,
