@@ -8,6 +8,7 @@ mod alloc_check;
 pub mod benchmark_csv;
 pub mod client;
 pub mod command;
+pub mod compare;
 pub mod distribution;
 pub mod engine;
 pub mod info;

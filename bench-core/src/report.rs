@@ -246,7 +246,7 @@ pub fn loadgen_table(report: &crate::loadgen::Report) -> String {
 }
 
 /// A Markdown table with the first column left-aligned and the rest right-aligned.
-fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -287,7 +287,7 @@ fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// `1234567.8` → `1,234,568`.
-fn group_thousands(value: f64) -> String {
+pub(crate) fn group_thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {

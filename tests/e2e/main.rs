@@ -1002,3 +1002,135 @@ fn a_replica_that_cannot_connect_times_out_cleanly() {
     let summary = fs::read_to_string(tmp.path().join("run/summary.md")).unwrap();
     assert!(summary.contains("**incomplete**: failed"), "{summary}");
 }
+
+#[test]
+fn compare_a_against_a_finds_no_regression() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let markdown = tmp.path().join("pr.md");
+    // A threshold of 5%: this tests the plumbing and the exit code; the false-alarm rate at
+    // the default 2% is measured by the detector benchmark (README).
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--quick",
+            "--cases",
+            "GET/32B/P16",
+            "--slice-seconds",
+            "0.05",
+            "--max-time",
+            "20s",
+            "--threshold",
+            "5",
+            "--json",
+            "--out",
+            out_dir.to_str().unwrap(),
+            "--markdown",
+            markdown.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1);
+    let case = &cases[0];
+    assert_eq!(case["case"], "GET/32B/P16/c50/io1");
+    assert_ne!(case["verdict"], "regression");
+    // At least the minimum of trials, each of six slice pairs, orders rotating.
+    let trials = case["trials"].as_array().unwrap();
+    let trial_count = trials.last().unwrap()["trial"].as_u64().unwrap();
+    assert!(trial_count >= 6, "{trial_count} trials");
+    assert_eq!(trials.len() as u64, trial_count * 6);
+    let orders: std::collections::BTreeSet<&str> = trials
+        .iter()
+        .map(|t| t["order"].as_str().unwrap())
+        .collect();
+    assert_eq!(orders.len(), 2, "both AB and BA orders ran");
+    let ops = &case["metrics"][0];
+    assert_eq!(ops["metric"], "ops_per_sec");
+    let c = &ops["comparison"];
+    assert_eq!(c["pairs"].as_u64(), Some(trial_count));
+    let (low, high) = (
+        c["ci_low"].as_f64().unwrap(),
+        c["ci_high"].as_f64().unwrap(),
+    );
+    assert!(low <= c["ratio"].as_f64().unwrap() && c["ratio"].as_f64().unwrap() <= high);
+    assert!(
+        case["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["metric"] == "server_cpu_us_per_request")
+    );
+    // Every slice is a result record on its side; the summaries are on disk.
+    for side in ["baseline", "candidate"] {
+        let records: Vec<bench_core::result::ResultRecord> =
+            read_jsonl(&out_dir.join(side).join("results.jsonl"));
+        assert_eq!(records.len() as u64, trial_count * 6, "{side}");
+        assert!(records.iter().all(|r| r.metrics.ops_per_sec > 1000.0));
+    }
+    let md = fs::read_to_string(&markdown).unwrap();
+    assert!(
+        md.starts_with("## valkey-bench compare: **no regression**"),
+        "{md}"
+    );
+    assert!(!md.contains('<'), "no raw HTML in the PR summary");
+    assert_eq!(md, fs::read_to_string(out_dir.join("compare.md")).unwrap());
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+}
+
+#[test]
+fn compare_with_an_unbuildable_candidate_exits_2_with_the_build_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("broken");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    fs::write(
+        tree.join("src/server.c"),
+        "#error deliberately unbuildable candidate\n",
+    )
+    .unwrap();
+    fs::write(
+        tree.join("Makefile"),
+        ".make-prerequisites all:\n\tcc -c src/server.c -o src/server.o\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            tree.to_str().unwrap(),
+            "--out",
+            tmp.path().join("out").to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("could not run"), "{err}");
+    assert!(err.contains("building the candidate"), "{err}");
+    assert!(err.contains("last lines of the build log"), "{err}");
+    assert!(err.contains("deliberately unbuildable candidate"), "{err}");
+    // A spec that is neither a version, a directory nor a revision: exit 2, naming it.
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "no-such-thing",
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--candidate \"no-such-thing\""), "{err}");
+}

@@ -33,6 +33,10 @@ pub struct Options {
     pub base_port: u16,
     /// `--name value` pairs passed to every server, after the harness's own.
     pub config: BTreeMap<String, String>,
+    /// A program (and its arguments) the server runs under, e.g. valgrind; empty for none.
+    pub wrapper: Vec<String>,
+    /// How long a server may take to answer PING after it starts.
+    pub ready_timeout: Duration,
 }
 
 impl Default for Options {
@@ -40,6 +44,8 @@ impl Default for Options {
         Options {
             base_port: 9000,
             config: BTreeMap::new(),
+            wrapper: Vec::new(),
+            ready_timeout: READY_TIMEOUT,
         }
     }
 }
@@ -137,7 +143,14 @@ fn start_one(
         .tempdir()
         .context("creating the instance directory")?;
     let log = dir.path().join("valkey.log");
-    let mut cmd = process::command(server);
+    let mut cmd = match options.wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = process::command(program);
+            cmd.args(args).arg(server);
+            cmd
+        }
+        None => process::command(server),
+    };
     cmd.current_dir(dir.path())
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])
@@ -180,9 +193,10 @@ fn start_one(
         {
             return Ok(Some(instance));
         }
-        if started.elapsed() > READY_TIMEOUT {
+        if started.elapsed() > options.ready_timeout {
             bail!(
-                "valkey-server on port {port} did not answer PING within {READY_TIMEOUT:?}; last log lines:\n{}",
+                "valkey-server on port {port} did not answer PING within {:?}; last log lines:\n{}",
+                options.ready_timeout,
                 instance.log_tail(20)
             );
         }

@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod host;
 pub mod instances;
+pub mod instructions;
 pub mod mem;
 pub mod monitor;
 pub mod perf;

@@ -19,6 +19,9 @@ struct Cli {
 enum Command {
     /// Run a benchmark suite and write results/<run-id>/.
     Bench(cli::bench::BenchCmd),
+    /// Baseline against candidate: interleaved trials, statistics, a verdict.
+    /// Exit 0 no regression, 1 regression, 2 could not run.
+    Compare(cli::compare::CompareCmd),
     /// Fetch and build Valkey (or find the build in the cache).
     Build(cli::build::BuildCmd),
     /// Drive a server with the native load generator.
@@ -29,7 +32,8 @@ enum Command {
     Start(cli::start::StartCmd),
 }
 
-/// Exit codes: 0 success, 1 the run failed, 2 bad input, 130 interrupted.
+/// Exit codes: 0 success, 1 the run failed (compare: a regression), 2 bad input (compare:
+/// could not run), 130 interrupted.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let shutdown = Shutdown::new();
@@ -40,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(cmd) => cmd.run(&shutdown),
         Command::Build(cmd) => cmd.run(&shutdown),
+        Command::Compare(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
@@ -50,9 +55,15 @@ fn main() -> ExitCode {
             eprintln!("interrupted; every server was stopped");
             ExitCode::from(process::INTERRUPTED_EXIT as u8)
         }
+        Err(e) if e.is::<cli::compare::RegressionFound>() => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.chain().any(|c| c.is::<UsageError>()) {
+            if e.chain()
+                .any(|c| c.is::<UsageError>() || c.is::<cli::compare::CouldNotRun>())
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -51,6 +51,7 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
     let options = instances::Options {
         base_port: ctx.base_port,
         config: case.server_config.clone(),
+        ..Default::default()
     };
     let server = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?.remove(0);
     let mut client = server.client()?;

@@ -55,7 +55,7 @@ pub fn run_case(
     Ok(())
 }
 
-fn load(case: &PerfCase, requests: u64) -> Load {
+pub fn load(case: &PerfCase, requests: u64) -> Load {
     Load {
         command: case.command,
         value_size: case.value_size.unwrap_or(DEFAULT_VALUE_SIZE),
@@ -91,7 +91,7 @@ pub fn counts_for_rate(case: &PerfCase, ops_per_sec: f64) -> Counts {
     Counts { warmup, measured }
 }
 
-fn calibrate(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Counts> {
+pub fn calibrate(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Counts> {
     let probe = probe_requests(case);
     let mut server = start_server(case, ctx)?;
     prepare(case, &mut server, probe)?;
@@ -99,7 +99,7 @@ fn calibrate(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Counts> {
     Ok(counts_for_rate(case, m.ops_per_sec))
 }
 
-fn run_repetition(
+pub fn run_repetition(
     case: &PerfCase,
     ctx: &CaseContext<'_>,
     counts: Counts,
@@ -110,16 +110,38 @@ fn run_repetition(
     if counts.warmup > 0 {
         measure(ctx, &mut server, &load(case, counts.warmup)).context("warmup")?;
     }
+    measured_run(
+        case,
+        ctx,
+        &mut server,
+        counts,
+        preloaded_items,
+        repetition,
+        true,
+    )
+}
+
+/// One measured run on a prepared server: INFO before and after (server CPU per request,
+/// usec_per_call), the monitor if asked, the post-run checks, one record.
+pub fn measured_run(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    server: &mut Instance,
+    counts: Counts,
+    preloaded_items: u64,
+    repetition: u32,
+    monitored: bool,
+) -> anyhow::Result<ResultRecord> {
     let measured_load = load(case, counts.measured);
     let mut control = server.client()?;
     let before = Info::parse(&control.call_text(&["INFO", "everything"])?);
-    let monitor = Monitor::start(vec![("server".into(), server.addr)]);
-    let measured = measure(ctx, &mut server, &measured_load);
-    let samples = monitor.stop();
+    let monitor = monitored.then(|| Monitor::start(vec![("server".into(), server.addr)]));
+    let measured = measure(ctx, server, &measured_load);
+    let samples = monitor.map(Monitor::stop).unwrap_or_default();
     let m = measured?;
     let after = Info::parse(&control.call_text(&["INFO", "everything"])?);
     let (server_cpu, usec_per_call) = server_costs(&before, &after, case.command, m.requests);
-    check_after(case, &server)?;
+    check_after(case, server)?;
     let b = ctx.binaries;
     Ok(ResultRecord {
         schema: SCHEMA_VERSION,
@@ -184,10 +206,11 @@ pub fn server_costs(
     (cpu, usec_per_call)
 }
 
-fn start_server(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Instance> {
+pub fn start_server(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Instance> {
     let options = instances::Options {
         base_port: ctx.base_port,
         config: case.server_config.clone(),
+        ..Default::default()
     };
     let mut started = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?;
     Ok(started.remove(0))
@@ -195,7 +218,7 @@ fn start_server(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Instan
 
 /// Writes what the command reads and returns how many items that was. `requests` is how
 /// many requests will run against this server (list pops need that many elements).
-fn prepare(case: &PerfCase, server: &mut Instance, requests: u64) -> anyhow::Result<u64> {
+pub fn prepare(case: &PerfCase, server: &mut Instance, requests: u64) -> anyhow::Result<u64> {
     let value_size = case.value_size.unwrap_or(DEFAULT_VALUE_SIZE);
     let mut client = server.client()?;
     let items = match case.command.preload() {
@@ -211,7 +234,7 @@ fn prepare(case: &PerfCase, server: &mut Instance, requests: u64) -> anyhow::Res
     Ok(items)
 }
 
-fn measure(
+pub fn measure(
     ctx: &CaseContext<'_>,
     server: &mut Instance,
     load: &Load,

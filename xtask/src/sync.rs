@@ -47,6 +47,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
     let options = instances::Options {
         base_port: ctx.base_port,
         config,
+        ..Default::default()
     };
     let servers = instances::start(
         &ctx.binaries.server,

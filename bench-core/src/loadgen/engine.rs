@@ -32,7 +32,8 @@ pub fn template(command: Command) -> &'static str {
     }
 }
 
-fn workload(load: &Load) -> WorkloadSpec {
+/// The workload of a perf load: one command, uniform keys, fixed value size, seed 1.
+pub fn workload(load: &Load) -> WorkloadSpec {
     WorkloadSpec {
         name: load.command.name().to_string(),
         seed: 1,

@@ -14,6 +14,7 @@ mod conn;
 pub mod engine;
 pub mod schedule;
 pub mod stats;
+pub mod stream;
 mod subscriber;
 
 use std::cell::RefCell;

@@ -429,14 +429,14 @@ fn incomplete(outcome: &anyhow::Result<()>, shutdown: &Shutdown) -> Option<Strin
 
 /// `20261122T223000Z-perf-1a2b`: sorts by time; the suffix separates runs started in the
 /// same second.
-fn run_id(suite: &str) -> String {
+pub(crate) fn run_id(suite: &str) -> String {
     let now = chrono::Utc::now();
     let salt =
         (now.timestamp_subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
     format!("{}-{suite}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
 }
 
-fn progress_bar(total: u64) -> ProgressBar {
+pub(crate) fn progress_bar(total: u64) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} repetitions [{elapsed}<{eta}] {msg}")

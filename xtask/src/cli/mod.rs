@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod compare;
 pub mod loadgen;
 pub mod selfbench;
 pub mod start;

@@ -38,6 +38,7 @@ impl StartCmd {
         let options = instances::Options {
             base_port: self.base_port,
             config: super::parse_server_config(&self.server_config)?,
+            ..Default::default()
         };
         let mut running = instances::start(&binaries.server, self.count, &options, shutdown)?;
         if self.json {
