@@ -458,21 +458,23 @@ fn sh(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-#[test]
-fn a_failed_build_shows_its_log_tail_and_caches_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("broken");
+/// A source tree whose build fails with `message` in its compiler error.
+fn broken_tree(dir: &std::path::Path, message: &str) -> std::path::PathBuf {
+    let tree = dir.join("broken");
     fs::create_dir_all(tree.join("src")).unwrap();
-    fs::write(
-        tree.join("src/server.c"),
-        "#error deliberate failure for the test\n",
-    )
-    .unwrap();
+    fs::write(tree.join("src/server.c"), format!("#error {message}\n")).unwrap();
     fs::write(
         tree.join("Makefile"),
         ".make-prerequisites all:\n\tcc -c src/server.c -o src/server.o\n",
     )
     .unwrap();
+    tree
+}
+
+#[test]
+fn a_failed_build_shows_its_log_tail_and_caches_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = broken_tree(tmp.path(), "deliberate failure for the test");
     for attempt in 1..=2 {
         let out = run(
             &["build", "--json", "--valkey-src", tree.to_str().unwrap()],
@@ -1003,6 +1005,28 @@ fn a_replica_that_cannot_connect_times_out_cleanly() {
     assert!(summary.contains("**incomplete**: failed"), "{summary}");
 }
 
+/// `compare` of the pinned build against itself on GET/32B/P16 of the quick matrix: exit 0
+/// and the JSON report.
+fn compare_a_with_a(tmp: &std::path::Path, out_dir: &std::path::Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "compare",
+        "--baseline",
+        "8.1.1",
+        "--candidate",
+        "8.1.1",
+        "--quick",
+        "--cases",
+        "GET/32B/P16",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args, Some(tmp));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn compare_a_against_a_finds_no_regression() {
     let _machine = heavy();
@@ -1011,33 +1035,20 @@ fn compare_a_against_a_finds_no_regression() {
     let markdown = tmp.path().join("pr.md");
     // A threshold of 5%: this tests the plumbing and the exit code; the false-alarm rate at
     // the default 2% is measured by the detector benchmark (README).
-    let out = run(
+    let report = compare_a_with_a(
+        tmp.path(),
+        &out_dir,
         &[
-            "compare",
-            "--baseline",
-            "8.1.1",
-            "--candidate",
-            "8.1.1",
-            "--quick",
-            "--cases",
-            "GET/32B/P16",
             "--slice-seconds",
             "0.05",
             "--max-time",
             "20s",
             "--threshold",
             "5",
-            "--json",
-            "--out",
-            out_dir.to_str().unwrap(),
             "--markdown",
             markdown.to_str().unwrap(),
         ],
-        Some(tmp.path()),
     );
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1);
     let case = &cases[0];
@@ -1089,18 +1100,7 @@ fn compare_a_against_a_finds_no_regression() {
 #[test]
 fn compare_with_an_unbuildable_candidate_exits_2_with_the_build_log() {
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("broken");
-    fs::create_dir_all(tree.join("src")).unwrap();
-    fs::write(
-        tree.join("src/server.c"),
-        "#error deliberately unbuildable candidate\n",
-    )
-    .unwrap();
-    fs::write(
-        tree.join("Makefile"),
-        ".make-prerequisites all:\n\tcc -c src/server.c -o src/server.o\n",
-    )
-    .unwrap();
+    let tree = broken_tree(tmp.path(), "deliberately unbuildable candidate");
     let out = run(
         &[
             "compare",
@@ -1133,4 +1133,46 @@ fn compare_with_an_unbuildable_candidate_exits_2_with_the_build_log() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--candidate \"no-such-thing\""), "{err}");
+}
+
+#[test]
+fn compare_instructions_mode_counts_the_same_build_alike() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let report = compare_a_with_a(tmp.path(), &out_dir, &["--mode", "instructions"]);
+    let case = &report["cases"][0];
+    assert_eq!(case["verdict"], "no_change", "{case}");
+    let c = &case["metrics"][0]["comparison"];
+    // A GET costs the server thousands of instructions, not tens or millions.
+    let base = c["baseline_median"].as_f64().unwrap();
+    assert!((1_000.0..20_000.0).contains(&base), "{base}");
+    // Every process of either side counts within 1% of the others.
+    let mut all = Vec::new();
+    for side in ["baseline", "candidate"] {
+        let trial = &case["trials"][0][side];
+        for run in 1..=3 {
+            all.push(
+                trial[format!("run{run}_instructions_per_request")]
+                    .as_f64()
+                    .unwrap(),
+            );
+        }
+    }
+    let (min, max) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let mut pinned = true;
+    for side in ["baseline", "candidate"] {
+        let lines = fs::read_to_string(out_dir.join(side).join("results.jsonl")).unwrap();
+        let record: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(record["mode"], "instructions");
+        assert_eq!(record["instructions"].as_array().unwrap().len(), 3);
+        pinned &= record["hash_seed_pinned"] == true;
+    }
+    // With the hash seed pinned (root) the counts repeat almost exactly; without, the
+    // seed moves them by a few tenths of a percent.
+    let tolerance = if pinned { 1.0001 } else { 1.01 };
+    assert!(max / min < tolerance, "pinned {pinned}: {all:?}");
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
 }

@@ -37,6 +37,8 @@ pub struct Options {
     pub wrapper: Vec<String>,
     /// How long a server may take to answer PING after it starts.
     pub ready_timeout: Duration,
+    /// Serve the server's `/dev/urandom` from this file (see [`process::fix_urandom`]).
+    pub fixed_urandom: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             config: BTreeMap::new(),
             wrapper: Vec::new(),
             ready_timeout: READY_TIMEOUT,
+            fixed_urandom: None,
         }
     }
 }
@@ -168,6 +171,9 @@ fn start_one(
         cmd.args(value.split_whitespace());
     }
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    if let Some(file) = &options.fixed_urandom {
+        process::fix_urandom(&mut cmd, file)?;
+    }
     let process = Guarded::spawn(cmd, format!("valkey-server :{port}"))?;
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let mut instance = Instance {
@@ -188,10 +194,16 @@ fn start_one(
             }
             bail!("valkey-server on port {port} exited during startup; last log lines:\n{tail}");
         }
+        // The server that answers must be ours: with several runs on one machine, another
+        // run's server can take the port while ours (slow under valgrind) is starting.
         if let Ok(mut client) = Client::connect(addr, Duration::from_millis(200))
             && client.call(&["PING"]).is_ok()
+            && let Ok(info) = client.call_text(&["INFO", "server"])
         {
-            return Ok(Some(instance));
+            let pid = bench_core::info::Info::parse(&info).get_u64("process_id");
+            if pid == Some(u64::from(instance.pid())) {
+                return Ok(Some(instance));
+            }
         }
         if started.elapsed() > options.ready_timeout {
             bail!(

@@ -5,15 +5,16 @@
 //! the preload, `callgrind_control --zero` resets the counters; then [`REQUESTS`] requests
 //! run; `callgrind_control --dump` writes what they cost. Determinism comes from: one
 //! connection, batches written whole and answered before the next one
-//! (`loadgen::stream`), `hz 1` (timer work that scales with wall time, which callgrind
-//! stretches, is a few calls), `activerehashing no` (serverCron's rehashing runs for a time
+//! (`loadgen::stream`), `hz 1` and serverCron's inclusive cost subtracted from the count
+//! (its calls follow the wall clock, which callgrind stretches), `activerehashing no` (serverCron's rehashing runs for a time
 //! budget) and `jemalloc-bg-thread no` (no purging thread driven by time).
 //!
-//! What stays: Valkey seeds its hash function from /dev/urandom at startup, so the buckets
-//! keys land in, and a lookup's probes, differ between processes. That is why a side is
-//! counted in [`RUNS`] processes and the median taken (we first subtracted a short run
-//! from a long one, which let the preload's seed-dependent cost leak in: A/A differed by
-//! up to 5.7%).
+//! Last, Valkey seeds its hash function from /dev/urandom at startup, so the buckets keys
+//! land in, and a lookup's probes, differ between processes (±0.3% of the count). Where we
+//! are root, the server reads a fixed `/dev/urandom` (`process::fix_urandom`) and counts
+//! repeat to 0.0003%; elsewhere we warn. Either way a side is counted in [`RUNS`] processes
+//! and the median taken. (We first subtracted a short run from a long one, which let the
+//! preload's seed-dependent cost leak in: A/A differed by up to 5.7%.)
 
 use std::path::Path;
 use std::time::Duration;
@@ -60,6 +61,8 @@ pub struct InstructionsRecord {
     pub instructions_per_request: f64,
     pub pipeline: u32,
     pub server_config: std::collections::BTreeMap<String, String>,
+    /// Whether the servers read a fixed `/dev/urandom` (same hash seed every process).
+    pub hash_seed_pinned: bool,
 }
 
 pub fn compare_cases(
@@ -69,11 +72,27 @@ pub fn compare_cases(
     threshold: f64,
 ) -> anyhow::Result<Vec<CaseResult>> {
     check_valgrind()?;
+    // A fixed "/dev/urandom" for the servers, so both sides hash with the same seed.
+    let seed_dir = tempfile::Builder::new()
+        .prefix("valkey-bench-seed-")
+        .tempdir()?;
+    let seed_file = seed_dir.path().join("urandom");
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&seed_file, bytes)?;
+    let pinned = crate::process::fixed_urandom_works(&seed_file).then_some(seed_file.as_path());
+    if pinned.is_none() {
+        eprintln!(
+            "warning: cannot pin Valkey's hash seed here (needs root for a private mount \
+             namespace); counts of one build vary by about ±0.3% between processes"
+        );
+    }
     let mut results = Vec::new();
     for case in cases {
         let trial = |side: Side| -> anyhow::Result<Trial> {
             eprintln!("{}: counting the {side:?} under callgrind", case.name);
-            let record = count(case, sides.binaries(side), side, ctx)
+            let record = count(case, sides.binaries(side), side, ctx, pinned)
                 .with_context(|| format!("{} on the {side:?} under callgrind", case.name))?;
             sides.dir(side).append_serialized(&record)?;
             let mut trial = Trial::from([(
@@ -150,9 +169,10 @@ fn count(
     binaries: &Binaries,
     side: Side,
     ctx: &CaseContext<'_>,
+    fixed_urandom: Option<&Path>,
 ) -> anyhow::Result<InstructionsRecord> {
     let instructions = (0..RUNS)
-        .map(|_| run_once(case, binaries, ctx))
+        .map(|_| run_once(case, binaries, ctx, fixed_urandom))
         .collect::<anyhow::Result<Vec<u64>>>()?;
     let per_run: Vec<f64> = instructions.iter().map(|&i| i as f64).collect();
     let median = bench_core::stats::median(&per_run).expect("RUNS > 0");
@@ -169,6 +189,7 @@ fn count(
         instructions_per_request: median / REQUESTS as f64,
         pipeline: case.pipeline,
         server_config: server_config(case),
+        hash_seed_pinned: fixed_urandom.is_some(),
     })
 }
 
@@ -183,11 +204,17 @@ fn server_config(case: &PerfCase) -> std::collections::BTreeMap<String, String> 
 
 /// Starts the server under callgrind, preloads, zeroes the counters, sends [`REQUESTS`],
 /// dumps, and returns the dump's instruction total.
-fn run_once(case: &PerfCase, binaries: &Binaries, ctx: &CaseContext<'_>) -> anyhow::Result<u64> {
+fn run_once(
+    case: &PerfCase,
+    binaries: &Binaries,
+    ctx: &CaseContext<'_>,
+    fixed_urandom: Option<&Path>,
+) -> anyhow::Result<u64> {
     let scratch = tempfile::Builder::new()
         .prefix("valkey-bench-callgrind-")
         .tempdir()?;
     let out_file = scratch.path().join("callgrind.out");
+    let vgdb_prefix = scratch.path().join("vgdb");
     let options = instances::Options {
         base_port: ctx.base_port,
         config: server_config(case),
@@ -197,13 +224,17 @@ fn run_once(case: &PerfCase, binaries: &Binaries, ctx: &CaseContext<'_>) -> anyh
             format!("--callgrind-out-file={}", out_file.display()),
             "--dump-instr=no".into(),
             "--dump-line=no".into(),
+            // callgrind_control finds the server through these FIFOs; in the scratch
+            // directory they go away with it even though the server is killed.
+            format!("--vgdb-prefix={}", vgdb_prefix.display()),
         ],
         ready_timeout: READY_UNDER_VALGRIND,
+        fixed_urandom: fixed_urandom.map(Path::to_path_buf),
     };
     let server = instances::start(&binaries.server, 1, &options, ctx.shutdown)?.remove(0);
     let addr = server.addr;
     preload(case, addr)?;
-    callgrind_control("--zero", server.pid(), ctx)?;
+    callgrind_control("--zero", server.pid(), &vgdb_prefix, ctx)?;
     let outcome = stream::run(
         addr,
         &spec(case, REQUESTS),
@@ -217,7 +248,7 @@ fn run_once(case: &PerfCase, binaries: &Binaries, ctx: &CaseContext<'_>) -> anyh
             outcome.error_replies
         );
     }
-    callgrind_control("--dump", server.pid(), ctx)?;
+    callgrind_control("--dump", server.pid(), &vgdb_prefix, ctx)?;
     let dump = dump_file(scratch.path())?;
     if let Some(keep) = std::env::var_os("VALKEY_BENCH_KEEP_CALLGRIND") {
         // For callgrind_annotate: where the instructions went.
@@ -237,14 +268,21 @@ fn run_once(case: &PerfCase, binaries: &Binaries, ctx: &CaseContext<'_>) -> anyh
 }
 
 /// `callgrind_control --zero|--dump PID`: talks to the running server's callgrind.
-fn callgrind_control(action: &str, pid: u32, ctx: &CaseContext<'_>) -> anyhow::Result<()> {
+fn callgrind_control(
+    action: &str,
+    pid: u32,
+    vgdb_prefix: &Path,
+    ctx: &CaseContext<'_>,
+) -> anyhow::Result<()> {
     let mut cmd = crate::process::command("callgrind_control");
-    cmd.arg(action).arg(pid.to_string());
+    cmd.arg(format!("--vgdb-prefix={}", vgdb_prefix.display()))
+        .arg(action)
+        .arg(pid.to_string());
     let out = crate::process::output(
         cmd,
         "callgrind_control",
         ctx.shutdown,
-        Some(Duration::from_secs(60)),
+        Some(Duration::from_secs(180)),
     )?;
     if !out.status.success() || !out.stdout.contains("OK") {
         bail!(
@@ -309,16 +347,57 @@ fn preload(case: &PerfCase, addr: std::net::SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `summary:` (or `totals:`) line of a callgrind output file: total instructions.
+/// Instructions in a callgrind dump, less what `serverCron` cost: its calls follow the
+/// wall clock (hz), not the requests, and callgrind's slowdown varies with the machine's
+/// load.
 pub fn total_instructions(file: &Path) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("reading callgrind's output {}", file.display()))?;
-    parse_total(&text).with_context(|| {
+    let total = parse_total(&text).with_context(|| {
         format!(
             "{} has no `summary:` or `totals:` line; is it a callgrind output file?",
             file.display()
         )
-    })
+    })?;
+    Ok(total.saturating_sub(inclusive_cost(&text, "serverCron")))
+}
+
+/// The summed inclusive cost of every call to `function` in a callgrind dump: the cost
+/// line that follows each `calls=` line under a `cfn=` naming it. Names are given once
+/// with their id (`(12) serverCron`), later by id alone.
+fn inclusive_cost(text: &str, function: &str) -> u64 {
+    let mut names = std::collections::HashMap::new();
+    let mut name_of = |spec: &str| -> String {
+        let spec = spec.trim();
+        match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
+            Some((id, rest)) if !rest.trim().is_empty() => {
+                names.insert(id.to_string(), rest.trim().to_string());
+                rest.trim().to_string()
+            }
+            Some((id, _)) => names.get(id).cloned().unwrap_or_default(),
+            None => spec.to_string(),
+        }
+    };
+    let (mut callee, mut after_calls, mut sum) = (String::new(), false, 0u64);
+    for line in text.lines() {
+        if after_calls {
+            after_calls = false;
+            if callee == function {
+                sum += line
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        } else if let Some(spec) = line.strip_prefix("cfn=") {
+            callee = name_of(spec);
+        } else if let Some(spec) = line.strip_prefix("fn=") {
+            name_of(spec);
+        } else if line.starts_with("calls=") {
+            after_calls = true;
+        }
+    }
+    sum
 }
 
 fn parse_total(text: &str) -> Option<u64> {
@@ -341,5 +420,17 @@ mod tests {
         assert_eq!(parse_total(text), Some(123_456_789));
         assert_eq!(parse_total("events: Ir\ntotals: 42 7\n"), Some(42));
         assert_eq!(parse_total("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn server_cron_inclusive_cost() {
+        // Two calls of serverCron from processTimeEvents (named once, then by id), one of
+        // another function, and serverCron's own lines (self cost, not counted again).
+        let text = "events: Ir\nfn=(1) processTimeEvents\n0 10\ncfn=(2) serverCron\ncalls=1 0\n0 5000\n\
+                    cfn=(3) beforeSleep\ncalls=1 0\n0 700\ncfn=(2)\ncalls=1 0\n0 4000\n\
+                    fn=(2)\n0 300\ncfn=(4) clientsCron\ncalls=1 0\n0 200\nsummary: 100000\n";
+        assert_eq!(inclusive_cost(text, "serverCron"), 9000);
+        assert_eq!(inclusive_cost(text, "beforeSleep"), 700);
+        assert_eq!(inclusive_cost(text, "nothing"), 0);
     }
 }

@@ -58,6 +58,65 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
     cmd
 }
 
+/// Makes the child's `/dev/urandom` read the bytes of `file`, and its address space
+/// unrandomized: a private mount namespace with `file` bind-mounted over `/dev/urandom`,
+/// and `ADDR_NO_RANDOMIZE`. For counting instructions, where Valkey's hash seed (read
+/// from `/dev/urandom` at startup) would otherwise change the work of every lookup.
+/// Needs CAP_SYS_ADMIN (root); without it the child fails to start, which
+/// [`fixed_urandom_works`] tells in advance.
+pub fn fix_urandom(cmd: &mut Command, file: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let source = std::ffi::CString::new(file.as_os_str().as_bytes())?;
+    let target = c"/dev/urandom";
+    let root = c"/";
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (unshare, mount, personality) on strings allocated before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Keep our mounts from propagating back to the host's namespace.
+            let flags = libc::MS_REC | libc::MS_PRIVATE;
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// Whether [`fix_urandom`] works here: runs `true` with it and checks it started.
+pub fn fixed_urandom_works(file: &std::path::Path) -> bool {
+    let mut cmd = command("true");
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    if fix_urandom(&mut cmd, file).is_err() {
+        return false;
+    }
+    cmd.status().is_ok_and(|s| s.success())
+}
+
 /// A running child that is killed (with its process group) and reaped when dropped.
 #[derive(Debug)]
 pub struct Guarded {

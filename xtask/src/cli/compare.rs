@@ -62,7 +62,7 @@ pub struct CompareCmd {
     pub max_time: Duration,
     /// Seconds per measured slice of a perf trial; a trial alternates
     /// [`SLICES`] slices per side on a fresh server pair.
-    #[arg(long, default_value_t = 0.15, value_name = "SECS")]
+    #[arg(long, default_value_t = 0.3, value_name = "SECS")]
     pub slice_seconds: f64,
     /// Results directory (default: results/<run-id>).
     #[arg(long, value_name = "DIR")]
@@ -318,17 +318,12 @@ impl CompareCmd {
                 )?
             }
             (Mode::Time, SuiteArg::Mem) => {
-                let text = if self.quick {
-                    mem::QUICK_MEM
-                } else {
-                    mem::DEFAULT_MEM
-                };
-                let cases: Vec<_> = mem::MemSpecFile::parse(text)
-                    .map_err(|e| anyhow::anyhow!("built-in mem suite: {e}"))?
-                    .into_iter()
-                    .filter(|c| self.selected(&c.name))
-                    .collect();
-                let names = self.nonempty(cases.iter().map(|c| c.name.clone()).collect())?;
+                let cases = self.built_in(
+                    [mem::DEFAULT_MEM, mem::QUICK_MEM],
+                    |t| mem::MemSpecFile::parse(t).map_err(|e| e.to_string()),
+                    |c| &c.name,
+                )?;
+                let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
                 let mut one = |i: usize, side: Side| -> anyhow::Result<Trial> {
                     let record = crate::mem::run_case(&cases[i], &ctx(side))?;
                     sides.dir(side).append(&record)?;
@@ -342,17 +337,12 @@ impl CompareCmd {
                 self.interleave(&names, &MEM_METRICS, None, threshold, shutdown, &mut trial)?
             }
             (Mode::Time, SuiteArg::Sync) => {
-                let text = if self.quick {
-                    sync::QUICK_SYNC
-                } else {
-                    sync::DEFAULT_SYNC
-                };
-                let cases: Vec<_> = sync::SyncSpecFile::parse(text)
-                    .map_err(|e| anyhow::anyhow!("built-in sync suite: {e}"))?
-                    .into_iter()
-                    .filter(|c| self.selected(&c.name))
-                    .collect();
-                let names = self.nonempty(cases.iter().map(|c| c.name.clone()).collect())?;
+                let cases = self.built_in(
+                    [sync::DEFAULT_SYNC, sync::QUICK_SYNC],
+                    sync::SyncSpecFile::parse,
+                    |c| &c.name,
+                )?;
+                let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
                 let mut one = |i: usize, side: Side| -> anyhow::Result<Trial> {
                     let records = crate::sync::run_case(&cases[i], &ctx(side))?;
                     let mut sync_secs = Vec::new();
@@ -440,6 +430,23 @@ impl CompareCmd {
             .into());
         }
         Ok(names)
+    }
+
+    /// The built-in suite's cases (default or `--quick`) that `--cases` selects.
+    fn built_in<T, E: std::fmt::Display>(
+        &self,
+        [default, quick]: [&str; 2],
+        parse: impl Fn(&str) -> Result<Vec<T>, E>,
+        name: impl Fn(&T) -> &String,
+    ) -> anyhow::Result<Vec<T>> {
+        let text = if self.quick { quick } else { default };
+        let cases: Vec<T> = parse(text)
+            .map_err(|e| anyhow::anyhow!("built-in suite: {e}"))?
+            .into_iter()
+            .filter(|c| self.selected(name(c)))
+            .collect();
+        self.nonempty(cases.iter().map(|c| name(c).clone()).collect())?;
+        Ok(cases)
     }
 
     fn perf_cases(&self) -> anyhow::Result<Vec<PerfCase>> {
