@@ -65,29 +65,50 @@ pub struct InstructionsRecord {
     pub hash_seed_pinned: bool,
 }
 
+/// A fixed "/dev/urandom" for the servers, so both sides hash with the same seed.
+pub struct SeedFile {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+/// Default thresholds (percent): with the seed pinned counts repeat to 0.0003%; without,
+/// the seed moves a process's count by about ±0.3% (median of 3: ±0.2%).
+pub const THRESHOLD_PINNED_PCT: f64 = 0.5;
+pub const THRESHOLD_UNPINNED_PCT: f64 = 1.5;
+
+impl SeedFile {
+    /// The seed file, if servers can be made to read it here (root); else a warning and
+    /// `None`.
+    pub fn pinned() -> anyhow::Result<Option<SeedFile>> {
+        let dir = tempfile::Builder::new()
+            .prefix("valkey-bench-seed-")
+            .tempdir()?;
+        let path = dir.path().join("urandom");
+        let bytes: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        std::fs::write(&path, bytes)?;
+        if crate::process::fixed_urandom_works(&path) {
+            return Ok(Some(SeedFile { _dir: dir, path }));
+        }
+        eprintln!(
+            "warning: cannot pin Valkey's hash seed here (needs root for a private mount \
+             namespace); counts of one build vary by about ±0.3% between processes, so the \
+             default threshold is {THRESHOLD_UNPINNED_PCT}%"
+        );
+        Ok(None)
+    }
+}
+
 pub fn compare_cases(
     cases: &[PerfCase],
     sides: &Sides,
     ctx: &CaseContext<'_>,
     threshold: f64,
+    seed: Option<&SeedFile>,
 ) -> anyhow::Result<Vec<CaseResult>> {
     check_valgrind()?;
-    // A fixed "/dev/urandom" for the servers, so both sides hash with the same seed.
-    let seed_dir = tempfile::Builder::new()
-        .prefix("valkey-bench-seed-")
-        .tempdir()?;
-    let seed_file = seed_dir.path().join("urandom");
-    let bytes: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    std::fs::write(&seed_file, bytes)?;
-    let pinned = crate::process::fixed_urandom_works(&seed_file).then_some(seed_file.as_path());
-    if pinned.is_none() {
-        eprintln!(
-            "warning: cannot pin Valkey's hash seed here (needs root for a private mount \
-             namespace); counts of one build vary by about ±0.3% between processes"
-        );
-    }
+    let pinned = seed.map(|s| s.path.as_path());
     let mut results = Vec::new();
     for case in cases {
         let trial = |side: Side| -> anyhow::Result<Trial> {

@@ -54,7 +54,7 @@ pub struct CompareCmd {
     #[arg(long, value_enum, default_value_t = Mode::Time)]
     pub mode: Mode,
     /// Smallest change called a regression or improvement, percent (default 2 in time
-    /// mode, 0.5 in instructions mode).
+    /// mode; 0.5 in instructions mode, 1.5 where the hash seed cannot be pinned).
     #[arg(long, value_name = "PCT")]
     pub threshold: Option<f64>,
     /// Stop adding trials after this long (e.g. 90s, 5m); the first pairs always run.
@@ -190,9 +190,14 @@ impl CompareCmd {
     }
 
     fn compare(&self, shutdown: &Shutdown) -> anyhow::Result<CompareReport> {
-        let threshold_pct = self.threshold.unwrap_or(match self.mode {
-            Mode::Time => 2.0,
-            Mode::Instructions => 0.5,
+        let seed = match self.mode {
+            Mode::Instructions => crate::instructions::SeedFile::pinned()?,
+            Mode::Time => None,
+        };
+        let threshold_pct = self.threshold.unwrap_or(match (self.mode, &seed) {
+            (Mode::Time, _) => 2.0,
+            (Mode::Instructions, Some(_)) => crate::instructions::THRESHOLD_PINNED_PCT,
+            (Mode::Instructions, None) => crate::instructions::THRESHOLD_UNPINNED_PCT,
         });
         if !(threshold_pct > 0.0 && threshold_pct < 100.0) {
             return Err(UsageError(format!(
@@ -286,6 +291,7 @@ impl CompareCmd {
                     &sides,
                     &ctx(Side::Baseline),
                     threshold,
+                    seed.as_ref(),
                 )?;
                 (results, "exact counts".to_string())
             }
