@@ -1176,3 +1176,42 @@ fn compare_instructions_mode_counts_the_same_build_alike() {
     assert!(max / min < tolerance, "pinned {pinned}: {all:?}");
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
 }
+
+#[test]
+fn compare_mem_suite_of_one_build_is_no_change() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = run(
+        &[
+            "compare",
+            "--suite",
+            "mem",
+            "--quick",
+            "--cases",
+            "string/k16/v16",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--json",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["suite"], "mem");
+    let case = &report["cases"][0];
+    assert_eq!(case["case"], "string/k16/v16");
+    assert_eq!(case["verdict"], "no_change", "{case}");
+    let c = &case["metrics"][0]["comparison"];
+    assert_eq!(case["metrics"][0]["metric"], "bytes_per_item");
+    // The same build stores the same items in (almost) the same bytes.
+    assert!((c["ratio"].as_f64().unwrap() - 1.0).abs() < 0.005, "{c}");
+    let records: Vec<bench_core::result::MemRecord> =
+        read_jsonl(&out_dir.join("candidate").join("results.jsonl"));
+    assert_eq!(records.len(), 6, "one record per trial");
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+}
