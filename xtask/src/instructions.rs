@@ -23,7 +23,6 @@ use anyhow::{Context, bail};
 use bench_core::command::Preload;
 use bench_core::compare::{self, Better, CaseResult, MetricResult, Trial, TrialPair};
 use bench_core::distribution::{KeyDistribution, ValueSize};
-use bench_core::engine::Load;
 use bench_core::loadgen::{engine, stream};
 use bench_core::suite::PerfCase;
 use bench_core::workload::{WeightedCommand, WorkloadSpec};
@@ -40,9 +39,6 @@ pub const REQUESTS: u64 = 40_000;
 pub const RUNS: usize = 3;
 /// valkey-server under callgrind starts ~50× slower.
 const READY_UNDER_VALGRIND: Duration = Duration::from_secs(180);
-
-/// valkey-benchmark's default value size, for commands without a value.
-const DEFAULT_VALUE_SIZE: u64 = 3;
 
 /// One counted side of one case, also written as a result record.
 #[derive(Clone, Debug, Serialize)]
@@ -172,17 +168,9 @@ fn check_valgrind() -> anyhow::Result<()> {
     }
 }
 
-/// The workload a perf case sends, with this process's seed.
+/// The workload a perf case sends (the native engine's, seed 1), on one connection.
 fn spec(case: &PerfCase, requests: u64) -> WorkloadSpec {
-    engine::workload(&Load {
-        command: case.command,
-        value_size: case.value_size.unwrap_or(DEFAULT_VALUE_SIZE),
-        pipeline: case.pipeline,
-        clients: 1,
-        keyspace: case.keyspace,
-        requests,
-        threads: 1,
-    })
+    engine::workload(&crate::perf::load(case, requests))
 }
 
 fn count(
@@ -335,7 +323,7 @@ fn dump_file(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
 
 /// What the command reads.
 fn preload(case: &PerfCase, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let value_size = case.value_size.unwrap_or(DEFAULT_VALUE_SIZE);
+    let value_size = case.value_size.unwrap_or(crate::perf::DEFAULT_VALUE_SIZE);
     let (template, count) = match case.command.preload() {
         Preload::None => return Ok(()),
         Preload::Strings => ("SET {key} {value}", case.keyspace),

@@ -21,7 +21,7 @@ use crate::monitor::Monitor;
 use crate::valkey::Binaries;
 
 /// valkey-benchmark's default value size, used for commands that carry no value.
-const DEFAULT_VALUE_SIZE: u64 = 3;
+pub const DEFAULT_VALUE_SIZE: u64 = 3;
 
 /// Everything a case needs that is not the case itself.
 pub struct CaseContext<'a> {
