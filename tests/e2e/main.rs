@@ -777,7 +777,7 @@ fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
 }
 
 #[test]
-fn selfbench_measures_both_engines() {
+fn selfbench_measures_both_engines_and_the_floor() {
     let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
@@ -797,8 +797,17 @@ fn selfbench_measures_both_engines() {
     assert!(out.status.success(), "{}", stderr(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     let trials = json["trials"].as_array().unwrap();
-    assert_eq!(trials.len(), 4, "2 engines × 2 pipeline depths × 1 round");
+    assert_eq!(trials.len(), 6, "3 clients × 2 pipeline depths × 1 round");
+    let mut engines: Vec<&str> = trials
+        .iter()
+        .map(|t| t["engine"].as_str().unwrap())
+        .collect();
+    engines.sort_unstable();
+    engines.dedup();
+    assert_eq!(engines, ["floor", "native", "valkey-benchmark"]);
     for t in trials {
+        let want = if t["pipeline"] == 1 { 20_000 } else { 200_000 };
+        assert_eq!(t["requests"], want, "every reply counted: {t}");
         assert!(t["ops_per_sec"].as_f64().unwrap() > 1000.0, "{t}");
         let cpu = t["cpu_us_per_request"].as_f64().unwrap();
         assert!(cpu > 0.0 && cpu < 1000.0, "{t}");

@@ -12,6 +12,7 @@
 
 mod conn;
 pub mod engine;
+pub mod floor;
 pub mod schedule;
 pub mod stats;
 pub mod stream;

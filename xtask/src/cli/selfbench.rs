@@ -3,7 +3,9 @@
 //!
 //! One fresh server, 100,000 keys of 32 bytes preloaded; GET from 50 connections at
 //! pipeline 1 and 16. Each trial runs a fixed number of requests; rounds alternate which
-//! engine goes first. Client CPU is user + system time: for the native engine this
+//! engine goes first. A third client, the floor (`loadgen/floor.rs`: epoll, one send and
+//! one read per batch, nothing timed or recorded), shows what the kernel's loopback TCP work
+//! and a minimum of user work cost, so each engine's overhead over it is visible. Client CPU is user + system time: for the native engine this
 //! process's (`RUSAGE_SELF`), for valkey-benchmark the reaped child's (`RUSAGE_CHILDREN`),
 //! each over the whole run, setup included.
 
@@ -13,6 +15,7 @@ use bench_core::command::Command;
 use bench_core::engine::{Engine, Load};
 use bench_core::loadgen::CpuTime;
 use bench_core::loadgen::engine::NativeEngine;
+use bench_core::loadgen::floor::FloorEngine;
 use bench_core::populate;
 use bench_core::shutdown::Shutdown;
 use bench_core::stats::median;
@@ -51,6 +54,7 @@ struct Trial {
     engine: &'static str,
     pipeline: u32,
     round: u32,
+    requests: u64,
     ops_per_sec: f64,
     cpu_us_per_request: f64,
     user_us_per_request: f64,
@@ -62,6 +66,7 @@ impl SelfbenchCmd {
         let binaries = self.valkey.binaries(shutdown)?;
         let vb = ValkeyBenchmark::new(&binaries.benchmark, shutdown)?;
         let native = NativeEngine;
+        let floor = FloorEngine;
         let options = instances::Options {
             base_port: self.base_port,
             ..Default::default()
@@ -87,11 +92,9 @@ impl SelfbenchCmd {
                 threads: 1,
             };
             for round in 1..=self.rounds {
-                let engines: [&dyn Engine; 2] = if round % 2 == 1 {
-                    [&native, &vb]
-                } else {
-                    [&vb, &native]
-                };
+                // Rotate which engine goes first.
+                let mut engines: [&dyn Engine; 3] = [&native, &vb, &floor];
+                engines.rotate_left(round as usize % 3);
                 for engine in engines {
                     let trial = trial(engine, server.addr, &load, round, shutdown)?;
                     eprintln!(
@@ -112,14 +115,14 @@ impl SelfbenchCmd {
             println!("{}", json!({"trials": trials, "summary": summary}));
         } else {
             println!(
-                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio |"
+                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio | floor CPU µs/req (user + sys) | floor / valkey-benchmark |"
             );
             println!(
-                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: |"
+                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: | ----------------------------: | -----------------------: |"
             );
             for s in &summary {
                 println!(
-                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} |",
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} | {:.3} ({:.3} + {:.3}) | {:.2} |",
                     s.pipeline,
                     s.native_ops,
                     s.vb_ops,
@@ -130,11 +133,15 @@ impl SelfbenchCmd {
                     s.vb_cpu,
                     s.vb_user,
                     s.vb_system,
-                    s.cpu_ratio
+                    s.cpu_ratio,
+                    s.floor_cpu,
+                    s.floor_user,
+                    s.floor_system,
+                    s.floor_cpu / s.vb_cpu
                 );
             }
             println!(
-                "\nmedians over {} rounds; ratio = native / valkey-benchmark",
+                "\nmedians over {} rounds; ratio = native / valkey-benchmark; floor = a bare epoll client that only sends and counts replies",
                 self.rounds
             );
         }
@@ -151,7 +158,7 @@ fn trial(
 ) -> anyhow::Result<Trial> {
     let (self_before, children_before) = (CpuTime::of(libc::RUSAGE_SELF), reaped_children_cpu());
     let m = engine.run(addr, load, shutdown)?;
-    let cpu = if engine.name() == "native" {
+    let cpu = if engine.name() != "valkey-benchmark" {
         CpuTime::of(libc::RUSAGE_SELF) - self_before
     } else {
         reaped_children_cpu() - children_before
@@ -163,6 +170,7 @@ fn trial(
         engine: engine.name(),
         pipeline: load.pipeline,
         round,
+        requests: m.requests,
         ops_per_sec: m.ops_per_sec,
         cpu_us_per_request: per_request(cpu.total()),
         user_us_per_request: per_request(cpu.user),
@@ -183,6 +191,9 @@ struct Summary {
     native_system: f64,
     vb_user: f64,
     vb_system: f64,
+    floor_cpu: f64,
+    floor_user: f64,
+    floor_system: f64,
 }
 
 fn summarize(trials: &[Trial]) -> Vec<Summary> {
@@ -209,6 +220,9 @@ fn summarize(trials: &[Trial]) -> Vec<Summary> {
             native_system: of("native", |t| t.system_us_per_request),
             vb_user: of("valkey-benchmark", |t| t.user_us_per_request),
             vb_system: of("valkey-benchmark", |t| t.system_us_per_request),
+            floor_cpu: of("floor", |t| t.cpu_us_per_request),
+            floor_user: of("floor", |t| t.user_us_per_request),
+            floor_system: of("floor", |t| t.system_us_per_request),
             pipeline,
             native_ops,
             vb_ops,
