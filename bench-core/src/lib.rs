@@ -15,6 +15,7 @@ pub mod info;
 pub mod loadgen;
 pub mod mem;
 pub mod populate;
+pub mod profile;
 pub mod report;
 pub mod resp;
 pub mod result;

@@ -38,7 +38,7 @@ pub const REQUESTS: u64 = 40_000;
 /// Server processes per side; the median of their counts is the side's figure.
 pub const RUNS: usize = 3;
 /// valkey-server under callgrind starts ~50× slower.
-const READY_UNDER_VALGRIND: Duration = Duration::from_secs(180);
+pub(crate) const READY_UNDER_VALGRIND: Duration = Duration::from_secs(180);
 
 /// One counted side of one case, also written as a result record.
 #[derive(Clone, Debug, Serialize)]
@@ -103,7 +103,7 @@ pub fn compare_cases(
     threshold: f64,
     seed: Option<&SeedFile>,
 ) -> anyhow::Result<Vec<CaseResult>> {
-    check_valgrind()?;
+    check_valgrind("--mode instructions", "--mode time")?;
     let pinned = seed.map(|s| s.path.as_path());
     let mut results = Vec::new();
     for case in cases {
@@ -155,16 +155,17 @@ pub fn compare_cases(
     Ok(results)
 }
 
-fn check_valgrind() -> anyhow::Result<()> {
+/// Fails with how to fix it when valgrind is missing; `what` needs it, `instead` does not.
+pub(crate) fn check_valgrind(what: &str, instead: &str) -> anyhow::Result<()> {
     let out = crate::process::command("valgrind")
         .arg("--version")
         .output();
     match out {
         Ok(o) if o.status.success() => Ok(()),
-        _ => bail!(
-            "--mode instructions runs the server under valgrind, which is not installed; \
-             install it (apt-get install valgrind) or use --mode time"
-        ),
+        _ => bail!(crate::cli::UsageError(format!(
+            "{what} runs the server under valgrind, which is not installed; \
+             install it (apt-get install valgrind) or use {instead}"
+        ))),
     }
 }
 
@@ -243,7 +244,7 @@ fn run_once(
     let server = instances::start(&binaries.server, 1, &options, ctx.shutdown)?.remove(0);
     let addr = server.addr;
     preload(case, addr)?;
-    callgrind_control("--zero", server.pid(), &vgdb_prefix, ctx)?;
+    callgrind_control("--zero", server.pid(), &vgdb_prefix, ctx.shutdown)?;
     let outcome = stream::run(
         addr,
         &spec(case, REQUESTS),
@@ -257,7 +258,7 @@ fn run_once(
             outcome.error_replies
         );
     }
-    callgrind_control("--dump", server.pid(), &vgdb_prefix, ctx)?;
+    callgrind_control("--dump", server.pid(), &vgdb_prefix, ctx.shutdown)?;
     let dump = dump_file(scratch.path())?;
     if let Some(keep) = std::env::var_os("VALKEY_BENCH_KEEP_CALLGRIND") {
         // For callgrind_annotate: where the instructions went.
@@ -277,11 +278,11 @@ fn run_once(
 }
 
 /// `callgrind_control --zero|--dump PID`: talks to the running server's callgrind.
-fn callgrind_control(
+pub(crate) fn callgrind_control(
     action: &str,
     pid: u32,
     vgdb_prefix: &Path,
-    ctx: &CaseContext<'_>,
+    shutdown: &bench_core::shutdown::Shutdown,
 ) -> anyhow::Result<()> {
     let mut cmd = crate::process::command("callgrind_control");
     cmd.arg(format!("--vgdb-prefix={}", vgdb_prefix.display()))
@@ -290,7 +291,7 @@ fn callgrind_control(
     let out = crate::process::output(
         cmd,
         "callgrind_control",
-        ctx.shutdown,
+        shutdown,
         Some(Duration::from_secs(180)),
     )?;
     if !out.status.success() || !out.stdout.contains("OK") {
@@ -305,7 +306,7 @@ fn callgrind_control(
 }
 
 /// The dump callgrind wrote: `callgrind.out.N` beside the output file.
-fn dump_file(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn dump_file(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let mut dumps: Vec<_> = std::fs::read_dir(dir)?
         .filter_map(Result::ok)
         .map(|e| e.path())

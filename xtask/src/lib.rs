@@ -4,6 +4,7 @@
 //! end-to-end tests in `tests/` can drive instances directly.
 
 pub mod cli;
+pub mod flamegraph;
 pub mod host;
 pub mod instances;
 pub mod instructions;

@@ -24,6 +24,9 @@ enum Command {
     Compare(cli::compare::CompareCmd),
     /// Fetch and build Valkey (or find the build in the cache).
     Build(cli::build::BuildCmd),
+    /// Profile a server under a workload: a flame graph (perf or callgrind), top functions,
+    /// and with --diff a differential flame graph against a baseline.
+    Flamegraph(cli::flamegraph::FlamegraphCmd),
     /// Drive a server with the native load generator.
     Loadgen(cli::loadgen::LoadgenCmd),
     /// Compare the native generator's cost per request with valkey-benchmark's.
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
         Command::Compare(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),
+        Command::Flamegraph(cmd) => cmd.run(&shutdown),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
     };
     match result {

@@ -185,6 +185,17 @@ impl Guarded {
         }
     }
 
+    /// Sends SIGINT to the child alone (e.g. `perf record`, which then writes its data
+    /// and exits). A no-op once the child is reaped.
+    pub fn interrupt(&self) {
+        let pid = self.child.id() as i32;
+        let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if live.contains(&pid) {
+            // SAFETY: a plain syscall on a registered, not yet reaped, child.
+            unsafe { libc::kill(pid, libc::SIGINT) };
+        }
+    }
+
     /// Kills the child's process group and reaps the child. Idempotent.
     pub fn kill_and_reap(&mut self) {
         let pid = self.child.id() as i32;

@@ -137,27 +137,8 @@ impl LoadgenCmd {
 
     fn workload_spec(&self) -> anyhow::Result<(WorkloadSpec, u32)> {
         let usage = |e: workload::WorkloadError| UsageError(e.to_string());
-        let (mut spec, pipeline) = match (&self.workload, &self.command) {
-            (Some(name), _) if workload::preset_names().contains(&name.as_str()) => {
-                WorkloadSpec::preset(name).map_err(usage)?
-            }
-            (Some(file), _) => {
-                let path = Path::new(file);
-                if !path.is_file() {
-                    bail!(UsageError(format!(
-                        "--workload {file:?}: neither a preset ({}) nor a file",
-                        workload::preset_names().join(", ")
-                    )));
-                }
-                let text =
-                    std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
-                let spec = WorkloadSpec::from_toml(&text)
-                    .map_err(|e| UsageError(format!("{file}: {e}")))?;
-                (spec, 1)
-            }
-            (None, Some(command)) => (WorkloadSpec::single(command, 100_000, 32), 1),
-            (None, None) => WorkloadSpec::preset("basic_rw").map_err(usage)?,
-        };
+        let (mut spec, pipeline) =
+            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
         if let Some(k) = self.keyspace {
             spec.keyspace = k;
         }
@@ -170,4 +151,34 @@ impl LoadgenCmd {
         spec.compile().map_err(usage)?;
         Ok((spec, pipeline))
     }
+}
+
+/// The workload a `--workload NAME|FILE` or `--command CMD` flag names (default
+/// `basic_rw`), and its default pipeline depth. Errors are usage errors naming the flag.
+pub fn resolve_workload(
+    name_or_file: Option<&str>,
+    command: Option<&str>,
+) -> anyhow::Result<(WorkloadSpec, u32)> {
+    let usage = |e: workload::WorkloadError| UsageError(e.to_string());
+    let resolved = match (name_or_file, command) {
+        (Some(name), _) if workload::preset_names().contains(&name) => {
+            WorkloadSpec::preset(name).map_err(usage)?
+        }
+        (Some(file), _) => {
+            let path = Path::new(file);
+            if !path.is_file() {
+                bail!(UsageError(format!(
+                    "--workload {file:?}: neither a preset ({}) nor a file",
+                    workload::preset_names().join(", ")
+                )));
+            }
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+            let spec =
+                WorkloadSpec::from_toml(&text).map_err(|e| UsageError(format!("{file}: {e}")))?;
+            (spec, 1)
+        }
+        (None, Some(command)) => (WorkloadSpec::single(command, 100_000, 32), 1),
+        (None, None) => WorkloadSpec::preset("basic_rw").map_err(usage)?,
+    };
+    Ok(resolved)
 }

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 pub mod compare;
+pub mod flamegraph;
 pub mod loadgen;
 pub mod selfbench;
 pub mod start;

@@ -1,0 +1,324 @@
+//! `cargo xtask flamegraph`: profile a server under a workload and render a flame graph,
+//! or with `--diff` a differential one of a baseline against it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use bench_core::distribution::ValueSize;
+use bench_core::profile::{self, Title};
+use bench_core::shutdown::Shutdown;
+use clap::Args;
+use serde_json::json;
+
+use super::UsageError;
+use super::compare::side_args;
+use super::loadgen::resolve_workload;
+use crate::flamegraph::{self, Profile, Profiler, Setup};
+use crate::project;
+use crate::results::write_atomically;
+use crate::valkey::{Binaries, Manifest};
+
+#[derive(Args, Debug)]
+pub struct FlamegraphCmd {
+    /// The server to profile: a pinned version, a source directory, or a revision of
+    /// --valkey-src (default: the pinned default version).
+    #[arg(long, value_name = "SPEC")]
+    pub valkey: Option<String>,
+    /// Also profile this baseline under the same workload and render a differential
+    /// flame graph (red: grew in --valkey, blue: shrank).
+    #[arg(long, value_name = "BASELINE_SPEC")]
+    pub diff: Option<String>,
+    /// The git repository revisions are taken from.
+    #[arg(long, env = "VALKEY_SRC", value_name = "DIR")]
+    pub valkey_src: Option<PathBuf>,
+    /// A preset or a workload file (TOML); default basic_rw.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
+    pub workload: Option<String>,
+    /// One command (GET, SET, ...) or a template instead of a workload.
+    #[arg(long)]
+    pub command: Option<String>,
+    #[arg(long)]
+    pub keyspace: Option<u64>,
+    #[arg(long, value_name = "BYTES")]
+    pub value_size: Option<u32>,
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// Requests in flight per connection (default: the preset's, else 1).
+    #[arg(long)]
+    pub pipeline: Option<u32>,
+    /// The server's io-threads; with more than 1 the main thread and the I/O threads are
+    /// separate towers.
+    #[arg(long, default_value_t = 1)]
+    pub io_threads: u32,
+    /// Seconds profiled.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds of load before profiling starts.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// perf's sampling frequency, Hz.
+    #[arg(long, default_value_t = 999)]
+    pub frequency: u32,
+    /// perf (sampling) or callgrind (exact instruction counts, slower, no perf needed).
+    #[arg(long, value_enum, default_value_t = Profiler::Perf)]
+    pub profiler: Profiler,
+    /// The SVG to write; the folded stacks and top-function table go beside it
+    /// (default results/flamegraph-<time>/flamegraph.svg).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Functions listed by self time.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    #[arg(long, default_value_t = 9400)]
+    pub base_port: u16,
+    /// Print what was written and the top functions as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl FlamegraphCmd {
+    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let seconds = |flag: &str, s: f64, min: f64| -> anyhow::Result<Duration> {
+            Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| d.as_secs_f64() >= min)
+                .ok_or_else(|| {
+                    UsageError(format!("{flag} {s}: give a number of seconds ≥ {min}")).into()
+                })
+        };
+        let duration = seconds("--duration", self.duration, 0.1)?;
+        let warmup = seconds("--warmup", self.warmup, 0.0)?;
+        if self.frequency == 0 || self.frequency > 50_000 {
+            return Err(UsageError(format!(
+                "--frequency {}: give a sampling rate in Hz, 1 to 50000",
+                self.frequency
+            ))
+            .into());
+        }
+        if self.io_threads == 0 || self.io_threads > 128 {
+            return Err(
+                UsageError(format!("--io-threads {}: give 1 to 128", self.io_threads)).into(),
+            );
+        }
+        // Check the profiler before building anything.
+        let event = match self.profiler {
+            Profiler::Perf => flamegraph::perf_event(shutdown)?,
+            Profiler::Callgrind => {
+                crate::instructions::check_valgrind("--profiler callgrind", "--profiler perf")?;
+                "instructions"
+            }
+        };
+        let (mut spec, preset_pipeline) =
+            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
+        if let Some(k) = self.keyspace {
+            spec.keyspace = k;
+        }
+        if let Some(b) = self.value_size {
+            spec.values = ValueSize::Fixed { bytes: b };
+        }
+        spec.compile().map_err(|e| UsageError(e.to_string()))?;
+        let manifest = Manifest::embedded();
+        let build = |flag: &str, spec: Option<&str>| -> anyhow::Result<Binaries> {
+            let default = manifest.default.clone();
+            let spec = spec.unwrap_or(&default);
+            side_args(flag, spec, self.valkey_src.as_deref(), &manifest)?
+                .binaries(shutdown)
+                .with_context(|| format!("building {flag} {spec}"))
+        };
+        let candidate = build("--valkey", self.valkey.as_deref())?;
+        let baseline = match &self.diff {
+            Some(spec) => Some(build("--diff", Some(spec))?),
+            None => None,
+        };
+        let setup = Setup {
+            spec: &spec,
+            clients: self.clients,
+            pipeline: self.pipeline.unwrap_or(preset_pipeline),
+            io_threads: self.io_threads,
+            warmup,
+            duration,
+            frequency: self.frequency,
+            base_port: self.base_port,
+            shutdown,
+        };
+        let out = self.out.clone().unwrap_or_else(|| {
+            project::root()
+                .join("results")
+                .join(format!(
+                    "{}-flamegraph",
+                    crate::results::timestamp().replace([':', '-'], "")
+                ))
+                .join("flamegraph.svg")
+        });
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let what = format!(
+            "{}: {} connections × pipeline {}, io-threads {}",
+            spec.name, setup.clients, setup.pipeline, setup.io_threads
+        );
+
+        let record = |binaries: &Binaries| -> anyhow::Result<Profile> {
+            eprintln!(
+                "profiling valkey-server {} ({}) with {} for {:.1} s under {what}",
+                binaries.version,
+                short_source(&binaries.source_id),
+                match self.profiler {
+                    Profiler::Perf => format!("perf ({event})"),
+                    Profiler::Callgrind => "callgrind".into(),
+                },
+                duration.as_secs_f64()
+            );
+            flamegraph::record(binaries, &setup, self.profiler, event)
+        };
+        let profile = record(&candidate)?;
+        let written = write_profile(&out, &profile, &candidate, &what)?;
+        let mut report = json!({
+            "svg": written,
+            "folded": sibling(&out, "folded"),
+            "count_name": profile.count_name,
+            "ops_per_sec": profile.ops_per_sec,
+            "threads": profile::threads(&profile.folded),
+            "top": profile::top_functions(&profile.folded, self.top),
+        });
+        if let (Some(baseline), Some(spec)) = (&baseline, &self.diff) {
+            let before = record(baseline)?;
+            let base_out = sibling(&out, "baseline.svg");
+            write_profile(&base_out, &before, baseline, &what)?;
+            let diff = profile::differential_folded(&before.folded, &profile.folded)?;
+            let title = format!(
+                "{} ({}) against {} ({}): {what}",
+                candidate.version,
+                short_source(&candidate.source_id),
+                baseline.version,
+                short_source(&baseline.source_id)
+            );
+            let subtitle = format!(
+                "widths: --valkey; red grew, blue shrank against --diff {spec} (scaled to the same total); {}",
+                profile.method
+            );
+            let svg = profile::differential_svg(
+                &diff,
+                &Title {
+                    title: &title,
+                    subtitle: &subtitle,
+                    count_name: profile.count_name,
+                },
+            )?;
+            let diff_out = sibling(&out, "diff.svg");
+            write_atomically(&diff_out, svg.as_bytes())?;
+            write_atomically(&sibling(&out, "diff.folded"), diff.as_bytes())?;
+            report["baseline_svg"] = json!(base_out);
+            report["diff_svg"] = json!(diff_out);
+            report["baseline_top"] = json!(profile::top_functions(&before.folded, self.top));
+        }
+        if self.json {
+            println!("{report}");
+            return Ok(());
+        }
+        println!("threads ({}):", profile.count_name);
+        let total: u64 = profile::threads(&profile.folded).iter().map(|t| t.1).sum();
+        for (thread, n) in profile::threads(&profile.folded) {
+            println!(
+                "  {thread:<20} {:>6.2}%",
+                100.0 * n as f64 / total.max(1) as f64
+            );
+        }
+        println!("\ntop functions by self time:\n");
+        print!(
+            "{}",
+            profile::top_table(
+                &profile::top_functions(&profile.folded, self.top),
+                profile.count_name
+            )
+        );
+        println!("\nflame graph: {}", out.display());
+        if let Some(diff) = report.get("diff_svg") {
+            println!(
+                "differential flame graph: {}",
+                diff.as_str().unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes the SVG, the folded stacks and the top table; returns the SVG's path.
+fn write_profile(
+    out: &Path,
+    profile: &Profile,
+    binaries: &Binaries,
+    what: &str,
+) -> anyhow::Result<PathBuf> {
+    let title = format!(
+        "valkey-server {} ({}): {what}",
+        binaries.version,
+        short_source(&binaries.source_id)
+    );
+    let subtitle = format!(
+        "{}; {:.0} ops/s; width = {}",
+        profile.method, profile.ops_per_sec, profile.count_name
+    );
+    let svg = profile::flamegraph_svg(
+        &profile.folded,
+        &Title {
+            title: &title,
+            subtitle: &subtitle,
+            count_name: profile.count_name,
+        },
+    )?;
+    write_atomically(out, svg.as_bytes())?;
+    write_atomically(&sibling(out, "folded"), profile.folded.as_bytes())?;
+    let top = profile::top_table(
+        &profile::top_functions(&profile.folded, 50),
+        profile.count_name,
+    );
+    write_atomically(
+        &sibling(out, "top.md"),
+        format!("# {title}\n\n{subtitle}\n\n{top}").as_bytes(),
+    )?;
+    Ok(out.to_path_buf())
+}
+
+/// `dir/name.svg` → `dir/name.<ext>`.
+fn sibling(out: &Path, ext: &str) -> PathBuf {
+    out.with_extension(ext)
+}
+
+/// `git:0123456789abcdef...` → `git:0123456789ab`; pinned sources keep their version part.
+fn short_source(source_id: &str) -> String {
+    match source_id.split_once(':') {
+        Some(("debian", rest)) => format!("debian:{}", rest.split(':').next().unwrap_or(rest)),
+        Some((kind, rest)) => format!("{kind}:{}", &rest[..rest.len().min(12)]),
+        None => source_id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_shortened_for_titles() {
+        assert_eq!(
+            short_source("debian:8.1.1+dfsg1-1:sha256:abcdef"),
+            "debian:8.1.1+dfsg1-1"
+        );
+        assert_eq!(
+            short_source("git:0123456789abcdef0123-dirty-ff"),
+            "git:0123456789ab"
+        );
+        assert_eq!(short_source("tree:abc"), "tree:abc");
+    }
+
+    #[test]
+    fn siblings_share_the_stem() {
+        let out = Path::new("/r/flamegraph.svg");
+        assert_eq!(sibling(out, "folded"), Path::new("/r/flamegraph.folded"));
+        assert_eq!(
+            sibling(out, "diff.svg"),
+            Path::new("/r/flamegraph.diff.svg")
+        );
+    }
+}

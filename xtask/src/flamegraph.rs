@@ -1,0 +1,351 @@
+//! Recording a server's profile under a workload, only during the measured window.
+//!
+//! A fresh server is started (with the requested io-threads) and preloaded; the native
+//! generator runs the workload on a thread of its own; after the warmup the profiler
+//! starts, and it stops before the load does. Two profilers:
+//!
+//! - `perf record -g -p PID` (the default): sampling, with frame-pointer stacks (Valkey's
+//!   default build keeps them). The `cycles` event where the machine has hardware counters,
+//!   else the `cpu-clock` software event, as on most VMs. Folded counts are the samples'
+//!   periods: nanoseconds of CPU for `cpu-clock`, cycles for `cycles`.
+//! - callgrind: the server runs under valgrind; `callgrind_control --zero` and `--dump`
+//!   bracket the window. Deterministic instruction counts, ~50× slower, no perf needed.
+//!
+//! Folding and rendering are in `bench_core::profile`.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bench_core::loadgen::{self, RunOptions, Stop};
+use bench_core::populate;
+use bench_core::profile;
+use bench_core::shutdown::Shutdown;
+use bench_core::workload::WorkloadSpec;
+
+use crate::cli::UsageError;
+use crate::instances::{self, Instance};
+use crate::process::{self, Guarded};
+use crate::valkey::Binaries;
+
+/// How long the load keeps going after the profiler stopped, so the window never sees
+/// the load wind down.
+const TAIL: Duration = Duration::from_millis(500);
+/// Callgrind paths worth less than this share of the total are cut (self costs stay
+/// exact; see `profile::fold_callgrind`).
+const CALLGRIND_MIN_SHARE: f64 = 0.0005;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Profiler {
+    Perf,
+    Callgrind,
+}
+
+/// What to run while profiling.
+#[derive(Clone, Debug)]
+pub struct Setup<'a> {
+    pub spec: &'a WorkloadSpec,
+    pub clients: u32,
+    pub pipeline: u32,
+    pub io_threads: u32,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// perf's sampling frequency, Hz.
+    pub frequency: u32,
+    pub base_port: u16,
+    pub shutdown: &'a Shutdown,
+}
+
+/// A recorded profile as folded stacks.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub folded: String,
+    /// The unit of the counts: `ns` (cpu-clock), `cycles`, `instructions`.
+    pub count_name: &'static str,
+    /// How it was recorded, for the flame graph's subtitle.
+    pub method: String,
+    /// Throughput of the load over the whole run, ops/s.
+    pub ops_per_sec: f64,
+}
+
+/// The perf event to sample, after checking perf can run here. Errors say how to fix it.
+pub fn perf_event(shutdown: &Shutdown) -> anyhow::Result<&'static str> {
+    let version = process::command("perf").arg("--version").output();
+    if !matches!(&version, Ok(o) if o.status.success()) {
+        bail!(UsageError(
+            "perf is not installed (or not on PATH). Install it: `apt-get install linux-perf` on \
+             Debian, `apt-get install linux-tools-common linux-tools-$(uname -r)` on Ubuntu. \
+             Or profile without it: --profiler callgrind"
+                .into()
+        ));
+    }
+    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok());
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if let Some(level) = paranoid.filter(|&l| l > 1 && !root) {
+        bail!(UsageError(format!(
+            "kernel.perf_event_paranoid is {level}: perf may not profile another process as \
+             this user. Allow it with `sudo sysctl kernel.perf_event_paranoid=1` (until reboot), \
+             run as root, or profile without perf: --profiler callgrind"
+        )));
+    }
+    let mut cmd = process::command("perf");
+    cmd.args(["stat", "-x,", "-e", "cycles", "--", "true"]);
+    let out = process::output(cmd, "perf stat", shutdown, Some(Duration::from_secs(30)))?;
+    let hardware = out.status.success()
+        && !out.stderr.contains("<not supported>")
+        && !out.stderr.contains("<not counted>");
+    Ok(if hardware { "cycles" } else { "cpu-clock" })
+}
+
+/// Starts a server, runs the workload, and profiles the server over `setup.duration`.
+pub fn record(
+    binaries: &Binaries,
+    setup: &Setup<'_>,
+    profiler: Profiler,
+    perf_event: &'static str,
+) -> anyhow::Result<Profile> {
+    let scratch = tempfile::Builder::new()
+        .prefix("valkey-bench-profile-")
+        .tempdir()?;
+    let mut options = instances::Options {
+        base_port: setup.base_port,
+        ..Default::default()
+    };
+    if setup.io_threads > 1 {
+        options
+            .config
+            .insert("io-threads".into(), setup.io_threads.to_string());
+    }
+    let vgdb_prefix = scratch.path().join("vgdb");
+    if profiler == Profiler::Callgrind {
+        options.wrapper = vec![
+            "valgrind".into(),
+            "--tool=callgrind".into(),
+            format!(
+                "--callgrind-out-file={}",
+                scratch.path().join("callgrind.out").display()
+            ),
+            "--dump-instr=no".into(),
+            format!("--vgdb-prefix={}", vgdb_prefix.display()),
+        ];
+        options.ready_timeout = crate::instructions::READY_UNDER_VALGRIND;
+    }
+    let server = instances::start(&binaries.server, 1, &options, setup.shutdown)?.remove(0);
+    preload(&server, setup.spec)?;
+
+    let mut load = Load::start(server.addr, setup)?;
+    sleep(setup.warmup, setup.shutdown)?;
+    let window = Instant::now();
+    let (folded, count_name, method) = match profiler {
+        Profiler::Perf => {
+            let data = scratch.path().join("perf.data");
+            let perf = start_perf(&server, &data, perf_event, setup.frequency, scratch.path())?;
+            let waited = sleep(setup.duration, setup.shutdown);
+            let window = window.elapsed();
+            let running = load.check_running();
+            stop_perf(perf, scratch.path(), setup.shutdown)?;
+            waited?;
+            running?;
+            let folded = fold_perf(&data, setup.shutdown)?;
+            let unit = if perf_event == "cpu-clock" {
+                "ns"
+            } else {
+                "cycles"
+            };
+            let method = format!(
+                "perf record -e {perf_event} -F {} -g over {:.1} s",
+                setup.frequency,
+                window.as_secs_f64()
+            );
+            (folded, unit, method)
+        }
+        Profiler::Callgrind => {
+            let pid = server.pid();
+            crate::instructions::callgrind_control("--zero", pid, &vgdb_prefix, setup.shutdown)?;
+            sleep(setup.duration, setup.shutdown)?;
+            let window = window.elapsed();
+            load.check_running()?;
+            crate::instructions::callgrind_control("--dump", pid, &vgdb_prefix, setup.shutdown)?;
+            let dump = crate::instructions::dump_file(scratch.path())?;
+            let text = std::fs::read_to_string(&dump)
+                .with_context(|| format!("reading {}", dump.display()))?;
+            let folded = profile::fold_callgrind(&text, CALLGRIND_MIN_SHARE)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", dump.display()))?;
+            let method = format!(
+                "callgrind over {:.1} s (all threads; stacks rebuilt from the call graph)",
+                window.as_secs_f64()
+            );
+            (
+                profile::with_root(&folded, "valkey-server"),
+                "instructions",
+                method,
+            )
+        }
+    };
+    let ops_per_sec = load.finish()?;
+    drop(server);
+    if folded.trim().is_empty() {
+        bail!("the profiler recorded no samples of the server");
+    }
+    Ok(Profile {
+        folded,
+        count_name,
+        method,
+        ops_per_sec,
+    })
+}
+
+/// Writes the string keys the workload reads, so GETs hit.
+fn preload(server: &Instance, spec: &WorkloadSpec) -> anyhow::Result<()> {
+    let mut client = server.client()?;
+    populate::strings(&mut client, spec.keyspace, u64::from(spec.values.max()))
+        .context("preloading the keyspace")?;
+    Ok(())
+}
+
+/// The generator, running on its own thread until the window (and a tail) is over.
+struct Load {
+    handle: Option<thread::JoinHandle<Result<loadgen::Report, loadgen::LoadgenError>>>,
+    stop: Shutdown,
+}
+
+impl Load {
+    fn start(addr: SocketAddr, setup: &Setup<'_>) -> anyhow::Result<Load> {
+        let spec = setup.spec.clone();
+        let options = RunOptions {
+            connections: setup.clients,
+            pipeline: setup.pipeline,
+            threads: 1,
+            rate: None,
+            stop: Stop::Duration(setup.warmup + setup.duration + TAIL),
+            warmup: Duration::ZERO,
+        };
+        // Its own stop handle, tripped by ours: the load ends with the run either way.
+        let stop = Shutdown::new();
+        let theirs = stop.clone();
+        let handle = thread::Builder::new()
+            .name("profile-load".into())
+            .spawn(move || loadgen::run(&[addr], &spec, &options, &theirs, |_| {}))?;
+        Ok(Load {
+            handle: Some(handle),
+            stop,
+        })
+    }
+
+    /// Fails if the generator already ended, which means the load stopped early.
+    fn check_running(&mut self) -> anyhow::Result<()> {
+        if self.handle.as_ref().is_some_and(|h| !h.is_finished()) {
+            return Ok(());
+        }
+        let why = match self.handle.take().map(thread::JoinHandle::join) {
+            Some(Ok(Ok(report))) => report
+                .partial
+                .unwrap_or_else(|| "it finished its requests".into()),
+            Some(Ok(Err(e))) => e.to_string(),
+            Some(Err(_)) => "the generator panicked".into(),
+            None => "it was already stopped".into(),
+        };
+        bail!("the load ended before the profile window did: {why}")
+    }
+
+    fn finish(mut self) -> anyhow::Result<f64> {
+        let report = self
+            .handle
+            .take()
+            .context("the load was already finished")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the load generator panicked"))??;
+        if let Some(why) = report.partial {
+            bail!("the load ended early: {why}");
+        }
+        let errors: u64 = report.errors.values().sum();
+        if errors > 0 {
+            bail!("the load got {errors} errors: {:?}", report.errors);
+        }
+        Ok(report.ops_per_sec)
+    }
+}
+
+impl Drop for Load {
+    /// On an early return: stop the generator and wait for it, before the server goes.
+    fn drop(&mut self) {
+        self.stop.trigger();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn start_perf(
+    server: &Instance,
+    data: &Path,
+    event: &str,
+    frequency: u32,
+    scratch: &Path,
+) -> anyhow::Result<Guarded> {
+    let mut cmd = process::command("perf");
+    cmd.args(["record", "-e", event, "-F"])
+        .arg(frequency.to_string())
+        .args(["-g", "--no-buildid-cache", "-p"])
+        .arg(server.pid().to_string())
+        .arg("-o")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(File::create(scratch.join("perf-record.log"))?);
+    let perf = Guarded::spawn(cmd, "perf record")?;
+    // perf attaches within milliseconds; give it that before the window counts.
+    thread::sleep(Duration::from_millis(50));
+    Ok(perf)
+}
+
+fn stop_perf(mut perf: Guarded, scratch: &Path, shutdown: &Shutdown) -> anyhow::Result<()> {
+    perf.interrupt();
+    let status = perf.wait(shutdown, Some(Duration::from_secs(60)))?;
+    let log = std::fs::read_to_string(scratch.join("perf-record.log")).unwrap_or_default();
+    // perf exits 0 (or as interrupted) after writing its data.
+    use std::os::unix::process::ExitStatusExt;
+    let interrupted = status.code() == Some(130) || status.signal() == Some(libc::SIGINT);
+    if !status.success() && !interrupted {
+        bail!(
+            "perf record failed ({status}):\n{}",
+            process::tail(&log, 15)
+        );
+    }
+    Ok(())
+}
+
+fn fold_perf(data: &Path, shutdown: &Shutdown) -> anyhow::Result<String> {
+    if !data.exists() {
+        bail!("perf record wrote no data file");
+    }
+    let mut cmd = process::command("perf");
+    cmd.args(["script", "-i"]).arg(data);
+    let out = process::output(cmd, "perf script", shutdown, Some(Duration::from_secs(600)))?;
+    if !out.status.success() {
+        bail!(
+            "perf script failed ({}):\n{}",
+            out.status,
+            process::tail(&out.stderr, 15)
+        );
+    }
+    Ok(profile::fold_perf_script(out.stdout.as_bytes())?)
+}
+
+/// Sleeps `d`, returning early with an error if the run is interrupted.
+fn sleep(d: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    while Instant::now() < end {
+        if shutdown.is_triggered() {
+            bail!("interrupted");
+        }
+        thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
+    }
+    Ok(())
+}
