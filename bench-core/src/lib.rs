@@ -6,6 +6,7 @@
 #[cfg(test)]
 mod alloc_check;
 pub mod benchmark_csv;
+pub mod charts;
 pub mod client;
 pub mod command;
 pub mod compare;
@@ -17,6 +18,7 @@ pub mod mem;
 pub mod populate;
 pub mod profile;
 pub mod report;
+pub mod report_page;
 pub mod resp;
 pub mod result;
 pub mod shutdown;

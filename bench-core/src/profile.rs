@@ -168,6 +168,70 @@ pub fn top_table(top: &[FunctionCost], count_name: &str) -> String {
     out
 }
 
+/// A function whose share of the profile moved between a baseline and a candidate.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Mover {
+    pub function: String,
+    /// Self share of all counts, percent, in each profile.
+    pub baseline_percent: f64,
+    pub candidate_percent: f64,
+}
+
+impl Mover {
+    pub fn delta(&self) -> f64 {
+        self.candidate_percent - self.baseline_percent
+    }
+}
+
+/// The `limit` functions whose self share moved most (either way), largest move first.
+/// Shares, not counts: two profiles of different length compare directly.
+pub fn top_movers(baseline: &str, candidate: &str, limit: usize) -> Vec<Mover> {
+    let shares = |folded: &str| -> HashMap<String, f64> {
+        top_functions(folded, usize::MAX)
+            .into_iter()
+            .map(|f| (f.function, f.self_percent))
+            .collect()
+    };
+    let (before, after) = (shares(baseline), shares(candidate));
+    let mut names: Vec<&String> = before.keys().chain(after.keys()).collect();
+    names.sort();
+    names.dedup();
+    let mut movers: Vec<Mover> = names
+        .into_iter()
+        .map(|name| Mover {
+            function: name.clone(),
+            baseline_percent: before.get(name).copied().unwrap_or(0.0),
+            candidate_percent: after.get(name).copied().unwrap_or(0.0),
+        })
+        .collect();
+    movers.sort_by(|a, b| {
+        b.delta()
+            .abs()
+            .total_cmp(&a.delta().abs())
+            .then_with(|| a.function.cmp(&b.function))
+    });
+    movers.truncate(limit);
+    movers
+}
+
+/// A Markdown table of [`top_movers`].
+pub fn movers_table(movers: &[Mover]) -> String {
+    let mut out = String::from(
+        "| function | baseline self % | candidate self % | change (points) |\n| :------- | --------------: | ---------------: | --------------: |\n",
+    );
+    for m in movers {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {:.2} | {:+.2} |",
+            crate::compare::escape_markdown(&m.function),
+            m.baseline_percent,
+            m.candidate_percent,
+            m.delta()
+        );
+    }
+    out
+}
+
 /// What the flame graph says about itself.
 #[derive(Clone, Debug)]
 pub struct Title<'a> {
@@ -574,6 +638,19 @@ bio_lazy_free;bioProcessBackgroundJobs 1
             table.contains("| readQueryFromClient | 40.70 | 40.70 | 35 |"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn movers_compare_shares_not_counts() {
+        // The candidate ran twice as long; only c's share moved (a from 50% to 25%).
+        let movers = top_movers("t;a 50\nt;b 50\n", "t;a 50\nt;b 100\nt;c 50\n", 10);
+        assert_eq!(movers[0].function, "a");
+        assert!((movers[0].delta() + 25.0).abs() < 1e-9);
+        assert_eq!(movers[1].function, "c");
+        assert!((movers[1].delta() - 25.0).abs() < 1e-9);
+        assert_eq!(movers[2].function, "b");
+        assert!(movers[2].delta().abs() < 1e-9);
+        assert!(movers_table(&movers[..1]).contains("| a | 50.00 | 25.00 | -25.00 |"));
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub struct SummaryHeader {
 }
 
 /// What the perf table's columns mean.
-const PERF_NOTE: &str = "ops/s is the median over repetitions (fresh server each); range is (max − min) / \
+pub const PERF_NOTE: &str = "ops/s is the median over repetitions (fresh server each); range is (max − min) / \
      median of ops/s; p50 and p99 are medians of each repetition's percentile.";
 
 /// What the mem table's columns mean.

@@ -16,8 +16,9 @@ use crate::loadgen::stats::SecondReport;
 /// 2: the native engine: `metrics.histogram`, `metrics.series`,
 /// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]),
 /// sync-suite records ([`SyncRecord`]), `monitor` samples, and perf
-/// `metrics.server_cpu_us_per_request` and `metrics.usec_per_call`.
-pub const SCHEMA_VERSION: u32 = 3;
+/// `metrics.server_cpu_us_per_request` and `metrics.usec_per_call`. 4: perf
+/// `metrics.warmup_series`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
@@ -223,6 +224,10 @@ pub struct Metrics {
     /// engines that do not record one.
     #[serde(default)]
     pub series: Vec<SecondReport>,
+    /// The same per-second figures for the discarded warmup run before it (`second` counts
+    /// from the warmup's start); empty where there was none or the engine records none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warmup_series: Vec<SecondReport>,
     /// The load generator's own CPU time (user + system) per request, µs; `null` where the
     /// engine does not measure it.
     #[serde(default)]
@@ -407,6 +412,7 @@ pub(crate) mod tests {
                 },
                 histogram: None,
                 series: Vec::new(),
+                warmup_series: Vec::new(),
                 client_cpu_us_per_request: None,
                 server_cpu_us_per_request: Some(3.5),
                 usec_per_call: Some(0.8),

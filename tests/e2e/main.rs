@@ -70,6 +70,13 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
     );
     assert!(out.status.success(), "bench failed:\n{}", stderr(&out));
     assert!(servers_under(tmp.path()).is_empty(), "servers left running");
+    // The report is written at the end of the run; only the native engine saves histograms.
+    let charts = assert_report(&out_dir, &["throughput"]);
+    assert_eq!(
+        charts.iter().any(|c| c.starts_with("latency-get")),
+        engine == "native",
+        "{charts:?}"
+    );
 
     let text = fs::read_to_string(out_dir.join("results.jsonl")).unwrap();
     let records: Vec<ResultRecord> = text
@@ -197,6 +204,44 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
     let summary = fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(summary.contains("| GET/64B/P8/c10/io1 "), "{summary}");
     assert!(!summary.contains("incomplete"));
+}
+
+/// The report a run wrote into `dir`: the page, the Markdown and a PNG + SVG per chart,
+/// with a chart whose name starts with each of `expected`. Returns the chart names.
+fn assert_report(dir: &std::path::Path, expected: &[&str]) -> Vec<String> {
+    let html = fs::read_to_string(dir.join("report.html")).expect("report.html");
+    let markdown = fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(html.starts_with("<!DOCTYPE html>") && !html.contains("<script"));
+    let mut names: Vec<String> = fs::read_dir(dir.join("charts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".png").map(str::to_string))
+        .collect();
+    names.sort();
+    for name in &names {
+        let png = fs::read(dir.join(format!("charts/{name}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+            "{name}.png"
+        );
+        let svg = fs::read_to_string(dir.join(format!("charts/{name}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{name}.svg");
+        assert!(
+            markdown.contains(&format!("(charts/{name}.png)")),
+            "{name} not in report.md"
+        );
+        assert!(
+            html.contains(&format!("<figure id=\"{name}\">")),
+            "{name} not in report.html"
+        );
+    }
+    for prefix in expected {
+        assert!(
+            names.iter().any(|n| n.starts_with(prefix)),
+            "no {prefix}* chart in {names:?}"
+        );
+    }
+    names
 }
 
 fn chrono_like(ts: &str) -> bool {
@@ -986,6 +1031,7 @@ fn sync_suite_completes_disk_and_diskless_with_two_replicas() {
     let modes: std::collections::BTreeSet<bool> =
         records.iter().map(|r| r.params.diskless_sync).collect();
     assert_eq!(modes.len(), 2);
+    assert_report(&out_dir, &["sync"]);
 }
 
 #[test]
@@ -1104,6 +1150,10 @@ fn compare_a_against_a_finds_no_regression() {
     assert!(!md.contains('<'), "no raw HTML in the PR summary");
     assert_eq!(md, fs::read_to_string(out_dir.join("compare.md")).unwrap());
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+    // The compare's report: verdicts and both sides' records.
+    assert_report(&out_dir, &["compare-", "throughput", "latency-get"]);
+    let html = fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("out/baseline") && html.contains("out/candidate"));
 }
 
 #[test]
@@ -1223,6 +1273,58 @@ fn compare_mem_suite_of_one_build_is_no_change() {
         read_jsonl(&out_dir.join("candidate").join("results.jsonl"));
     assert_eq!(records.len(), 6, "one record per trial");
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+    assert_report(&out_dir, &["compare-", "memory"]);
+}
+
+#[test]
+fn report_draws_several_runs_together_and_refuses_a_bad_directory() {
+    // Two runs of the recorded fixtures: one colour each, one page.
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = workspace_root().join("bench-core/tests/fixtures/report");
+    for (run, file) in [
+        ("perf-a", "perf.jsonl"),
+        ("perf-b", "perf.jsonl"),
+        ("mem", "mem.jsonl"),
+    ] {
+        let dir = tmp.path().join(run);
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(fixtures.join(file), dir.join("results.jsonl")).unwrap();
+    }
+    let out_dir = tmp.path().join("report");
+    let dirs = ["perf-a", "perf-b", "mem"].map(|d| tmp.path().join(d));
+    let mut args = vec!["report", "--json", "--out", out_dir.to_str().unwrap()];
+    args.extend(dirs.iter().map(|d| d.to_str().unwrap()));
+    let out = run(&args, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let written: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        written["charts"].as_array().unwrap().len() % 2,
+        0,
+        "svg + png"
+    );
+    assert_report(
+        &out_dir,
+        &["throughput", "latency-get", "series-", "memory"],
+    );
+    let svg = fs::read_to_string(out_dir.join("charts/throughput.svg")).unwrap();
+    assert!(
+        svg.contains("8.1.1 (perf-a)") && svg.contains("8.1.1 (perf-b)"),
+        "a legend entry per run"
+    );
+
+    let missing = tmp.path().join("nope");
+    let out = run(&["report", missing.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not a directory"), "{}", stderr(&out));
+    let empty = tmp.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let out = run(&["report", empty.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no results.jsonl"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Whether `perf` can record here; the reason when it cannot.

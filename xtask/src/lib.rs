@@ -13,6 +13,7 @@ pub mod monitor;
 pub mod perf;
 pub mod process;
 pub mod project;
+pub mod report;
 pub mod results;
 pub mod suite;
 pub mod sync;

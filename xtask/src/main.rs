@@ -27,6 +27,9 @@ enum Command {
     /// Profile a server under a workload: a flame graph (perf or callgrind), top functions,
     /// and with --diff a differential flame graph against a baseline.
     Flamegraph(cli::flamegraph::FlamegraphCmd),
+    /// Render the HTML report, Markdown and charts of one or more runs (also written at
+    /// the end of bench and compare).
+    Report(cli::report::ReportCmd),
     /// Drive a server with the native load generator.
     Loadgen(cli::loadgen::LoadgenCmd),
     /// Compare the native generator's cost per request with valkey-benchmark's.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Start(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),
         Command::Flamegraph(cmd) => cmd.run(&shutdown),
+        Command::Report(cmd) => cmd.run(),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
     };
     match result {

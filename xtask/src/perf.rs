@@ -107,10 +107,14 @@ pub fn run_repetition(
 ) -> anyhow::Result<ResultRecord> {
     let mut server = start_server(case, ctx)?;
     let preloaded_items = prepare(case, &mut server, counts.warmup + counts.measured)?;
-    if counts.warmup > 0 {
-        measure(ctx, &mut server, &load(case, counts.warmup)).context("warmup")?;
-    }
-    measured_run(
+    let warmup_series = if counts.warmup > 0 {
+        measure(ctx, &mut server, &load(case, counts.warmup))
+            .context("warmup")?
+            .series
+    } else {
+        Vec::new()
+    };
+    let mut record = measured_run(
         case,
         ctx,
         &mut server,
@@ -118,7 +122,9 @@ pub fn run_repetition(
         preloaded_items,
         repetition,
         true,
-    )
+    )?;
+    record.metrics.warmup_series = warmup_series;
+    Ok(record)
 }
 
 /// One measured run on a prepared server: INFO before and after (server CPU per request,
@@ -172,6 +178,7 @@ pub fn measured_run(
             latency: m.latency,
             histogram: m.histogram,
             series: m.series,
+            warmup_series: Vec::new(),
             client_cpu_us_per_request: m.client_cpu_us_per_request,
             server_cpu_us_per_request: server_cpu,
             usec_per_call,

@@ -154,6 +154,9 @@ impl BenchCmd {
             incomplete,
         };
         run_dir.write_file("summary.md", &report::summary_markdown(&header, &summaries))?;
+        if !records.is_empty() {
+            crate::report::write_after_run(run_dir.path());
+        }
         if self.json {
             let out = json!({
                 "run_id": run_id,
@@ -354,6 +357,9 @@ impl BenchCmd {
             "summary.md",
             &report::summary_with_table(&header, note, &table),
         )?;
+        if !records.is_empty() {
+            crate::report::write_after_run(run_dir.path());
+        }
         if self.json {
             let out = json!({
                 "run_id": run_id,

@@ -394,6 +394,7 @@ impl CompareCmd {
             crate::results::write_atomically(path, markdown.as_bytes())
                 .with_context(|| format!("writing --markdown {}", path.display()))?;
         }
+        crate::report::write_after_run(&out);
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {

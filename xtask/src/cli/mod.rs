@@ -5,6 +5,7 @@ pub mod build;
 pub mod compare;
 pub mod flamegraph;
 pub mod loadgen;
+pub mod report;
 pub mod selfbench;
 pub mod start;
 
