@@ -168,6 +168,35 @@ pub fn top_table(top: &[FunctionCost], count_name: &str) -> String {
     out
 }
 
+/// GCC's names for the copies it makes of a function (`findBucket.lto_priv.0`,
+/// `sdsfree.part.0`, `f.constprop.0.isra.0`) differ between builds of the same source.
+/// Comparing two builds, each frame goes back to the function's own name.
+pub fn strip_clone_suffixes(folded: &str) -> String {
+    const CLONES: [&str; 5] = [".lto_priv.", ".constprop.", ".part.", ".isra.", ".cold"];
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for (stack, n) in parse(folded) {
+        let frames: Vec<&str> = stack
+            .split(';')
+            .map(|frame| {
+                let cut = CLONES
+                    .iter()
+                    .filter_map(|c| frame.find(c))
+                    .min()
+                    .unwrap_or(frame.len());
+                &frame[..cut]
+            })
+            .collect();
+        *counts.entry(frames.join(";")).or_default() += n;
+    }
+    let mut lines: Vec<_> = counts.into_iter().collect();
+    lines.sort();
+    let mut out = String::new();
+    for (stack, n) in lines {
+        let _ = writeln!(out, "{stack} {n}");
+    }
+    out
+}
+
 /// A function whose share of the profile moved between a baseline and a candidate.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Mover {
@@ -184,10 +213,11 @@ impl Mover {
 }
 
 /// The `limit` functions whose self share moved most (either way), largest move first.
-/// Shares, not counts: two profiles of different length compare directly.
+/// Shares, not counts: two profiles of different length compare directly. Compiler clone
+/// suffixes are stripped first ([`strip_clone_suffixes`]).
 pub fn top_movers(baseline: &str, candidate: &str, limit: usize) -> Vec<Mover> {
     let shares = |folded: &str| -> HashMap<String, f64> {
-        top_functions(folded, usize::MAX)
+        top_functions(&strip_clone_suffixes(folded), usize::MAX)
             .into_iter()
             .map(|f| (f.function, f.self_percent))
             .collect()
@@ -250,7 +280,8 @@ pub fn flamegraph_svg(folded: &str, title: &Title<'_>) -> io::Result<String> {
 
 /// Inferno's differential folding: `before after` counts per stack, the baseline scaled
 /// to the candidate's total so the colours show where the share moved, not that one
-/// profile had more samples.
+/// profile had more samples. Compiler clone suffixes are stripped first, so a function
+/// GCC cloned differently in the two builds is still one frame.
 pub fn differential_folded(baseline: &str, candidate: &str) -> io::Result<String> {
     let mut out = Vec::new();
     differential::from_readers(
@@ -258,8 +289,8 @@ pub fn differential_folded(baseline: &str, candidate: &str) -> io::Result<String
             normalize: true,
             strip_hex: true,
         },
-        baseline.as_bytes(),
-        candidate.as_bytes(),
+        strip_clone_suffixes(baseline).as_bytes(),
+        strip_clone_suffixes(candidate).as_bytes(),
         &mut out,
     )?;
     String::from_utf8(out).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
@@ -637,6 +668,15 @@ bio_lazy_free;bioProcessBackgroundJobs 1
         assert!(
             table.contains("| readQueryFromClient | 40.70 | 40.70 | 35 |"),
             "{table}"
+        );
+    }
+
+    #[test]
+    fn clone_suffixes_go_and_equal_stacks_merge() {
+        let folded = "t;findBucket.lto_priv.0 3\nt;findBucket.constprop.0 2\nt;f.constprop.0.isra.0 1\nt;a.b 1\n";
+        assert_eq!(
+            strip_clone_suffixes(folded),
+            "t;a.b 1\nt;f 1\nt;findBucket 5\n"
         );
     }
 

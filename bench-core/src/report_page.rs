@@ -28,6 +28,16 @@ pub struct Run {
     pub sync: Vec<SyncRecord>,
     /// A compare run's `compare.json`.
     pub compare: Option<CompareReport>,
+    /// A compare run's `--flamegraph` profiles, with each one's movers table.
+    pub flamegraphs: Vec<(FlameGraphs, String)>,
+}
+
+/// One case profiled on both sides by `compare --flamegraph`: files `flamegraphs/<stem>.*`
+/// (`.baseline.svg`, `.svg` for the candidate, `.diff.svg`, `.movers.md`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FlameGraphs {
+    pub case: String,
+    pub stem: String,
 }
 
 impl Run {
@@ -59,6 +69,8 @@ pub enum Block {
     Table(String),
     /// Index into the charts.
     Chart(usize),
+    /// (text, relative link) pairs.
+    Links(Vec<(String, String)>),
 }
 
 /// Builds the report of `runs`; `chart_dir` is where the caller writes the chart files,
@@ -71,6 +83,7 @@ pub fn build(runs: &[Run], chart_dir: &str) -> Result<Rendered, String> {
     for run in runs {
         if let Some(c) = &run.compare {
             compare_section(c, &run.run_id, &mut blocks, &mut charts)?;
+            flamegraph_section(&run.flamegraphs, &mut blocks);
         }
     }
     if runs.iter().any(|r| !r.perf.is_empty()) {
@@ -545,6 +558,32 @@ fn compare_section(
     )
 }
 
+fn flamegraph_section(profiled: &[(FlameGraphs, String)], blocks: &mut Vec<Block>) {
+    if profiled.is_empty() {
+        return;
+    }
+    blocks.push(Block::Heading(
+        3,
+        "Where the time moved (flame graphs)".into(),
+    ));
+    blocks.push(Block::Paragraph(
+        "Each case was profiled on both sides (perf, after the verdicts). In the differential \
+         flame graph widths are the candidate's; red grew and blue shrank against the \
+         baseline. The table lists the functions whose share of the server's CPU moved most."
+            .into(),
+    ));
+    for (f, movers) in profiled {
+        blocks.push(Block::Heading(4, f.case.clone()));
+        let file = |suffix: &str| format!("flamegraphs/{}{suffix}", f.stem);
+        blocks.push(Block::Links(vec![
+            ("differential flame graph".into(), file(".diff.svg")),
+            ("baseline".into(), file(".baseline.svg")),
+            ("candidate".into(), file(".svg")),
+        ]));
+        blocks.push(Block::Table(movers.clone()));
+    }
+}
+
 /// The seconds of a series that were whole: all but the last, unless `wall_secs` shows the
 /// run lasted through the end of its last second.
 fn whole_seconds(
@@ -599,6 +638,12 @@ fn markdown(blocks: &[Block], charts: &[Chart], chart_dir: &str) -> String {
                 let _ = writeln!(out, "{}", table.trim_end());
                 out.push('\n');
             }
+            Block::Links(links) => {
+                for (text, href) in links {
+                    let _ = writeln!(out, "- [{}]({href})", compare::escape_markdown(text));
+                }
+                out.push('\n');
+            }
             Block::Chart(i) => {
                 let c = &charts[*i];
                 let _ = writeln!(
@@ -649,6 +694,18 @@ fn html(blocks: &[Block], charts: &[Chart]) -> String {
                 out.push_str("</ul>\n");
             }
             Block::Table(table) => out.push_str(&table_html(table)),
+            Block::Links(links) => {
+                out.push_str("<ul>\n");
+                for (text, href) in links {
+                    let _ = writeln!(
+                        out,
+                        "<li><a href=\"{}\">{}</a></li>",
+                        escape_html(href),
+                        escape_html(text)
+                    );
+                }
+                out.push_str("</ul>\n");
+            }
             Block::Chart(i) => {
                 let c = &charts[*i];
                 let _ = writeln!(

@@ -1090,20 +1090,25 @@ fn compare_a_against_a_finds_no_regression() {
     let markdown = tmp.path().join("pr.md");
     // A threshold of 5%: this tests the plumbing and the exit code; the false-alarm rate at
     // the default 2% is measured by the detector benchmark (README).
-    let report = compare_a_with_a(
-        tmp.path(),
-        &out_dir,
-        &[
-            "--slice-seconds",
-            "0.05",
-            "--max-time",
-            "20s",
-            "--threshold",
-            "5",
-            "--markdown",
-            markdown.to_str().unwrap(),
-        ],
-    );
+    // Where perf can record, the compare also profiles its case on both sides.
+    let perf = perf_unusable();
+    if let Some(why) = &perf {
+        println!("SKIPPED compare --flamegraph: {why}");
+    }
+    let mut args = vec![
+        "--slice-seconds",
+        "0.05",
+        "--max-time",
+        "20s",
+        "--threshold",
+        "5",
+        "--markdown",
+        markdown.to_str().unwrap(),
+    ];
+    if perf.is_none() {
+        args.extend(["--flamegraph", "all"]);
+    }
+    let report = compare_a_with_a(tmp.path(), &out_dir, &args);
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1);
     let case = &cases[0];
@@ -1154,6 +1159,45 @@ fn compare_a_against_a_finds_no_regression() {
     assert_report(&out_dir, &["compare-", "throughput", "latency-get"]);
     let html = fs::read_to_string(out_dir.join("report.html")).unwrap();
     assert!(html.contains("out/baseline") && html.contains("out/candidate"));
+    if perf.is_none() {
+        let flames = out_dir.join("flamegraphs");
+        let index: Value =
+            serde_json::from_str(&fs::read_to_string(flames.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index[0]["case"], "GET/32B/P16/c50/io1");
+        let stem = index[0]["stem"].as_str().unwrap();
+        let diff = fs::read_to_string(flames.join(format!("{stem}.diff.svg"))).unwrap();
+        assert!(
+            diff.contains("processCommand"),
+            "Valkey's frames in the diff"
+        );
+        let movers = fs::read_to_string(flames.join(format!("{stem}.movers.md"))).unwrap();
+        assert!(movers.lines().count() > 3, "{movers}");
+        assert!(html.contains(&format!("href=\"flamegraphs/{stem}.diff.svg\"")));
+        assert!(html.contains("Where the time moved"));
+    }
+}
+
+#[test]
+fn compare_flamegraph_outside_the_perf_suite_is_refused() {
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--suite",
+            "mem",
+            "--flamegraph",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--flamegraph profiles perf cases"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //!
 //! Folding and rendering are in `bench_core::profile`.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -30,6 +31,7 @@ use bench_core::workload::WorkloadSpec;
 use crate::cli::UsageError;
 use crate::instances::{self, Instance};
 use crate::process::{self, Guarded};
+use crate::results::write_atomically;
 use crate::valkey::Binaries;
 
 /// How long the load keeps going after the profiler stopped, so the window never sees
@@ -46,12 +48,14 @@ pub enum Profiler {
 }
 
 /// What to run while profiling.
-#[derive(Clone, Debug)]
 pub struct Setup<'a> {
     pub spec: &'a WorkloadSpec,
     pub clients: u32,
     pub pipeline: u32,
-    pub io_threads: u32,
+    /// Server configuration (`io-threads` among it).
+    pub config: BTreeMap<String, String>,
+    /// Writes what the workload reads, on the fresh server.
+    pub preload: &'a dyn Fn(&mut Instance) -> anyhow::Result<()>,
     pub warmup: Duration,
     pub duration: Duration,
     /// perf's sampling frequency, Hz.
@@ -116,13 +120,9 @@ pub fn record(
         .tempdir()?;
     let mut options = instances::Options {
         base_port: setup.base_port,
+        config: setup.config.clone(),
         ..Default::default()
     };
-    if setup.io_threads > 1 {
-        options
-            .config
-            .insert("io-threads".into(), setup.io_threads.to_string());
-    }
     let vgdb_prefix = scratch.path().join("vgdb");
     if profiler == Profiler::Callgrind {
         options.wrapper = vec![
@@ -137,8 +137,8 @@ pub fn record(
         ];
         options.ready_timeout = crate::instructions::READY_UNDER_VALGRIND;
     }
-    let server = instances::start(&binaries.server, 1, &options, setup.shutdown)?.remove(0);
-    preload(&server, setup.spec)?;
+    let mut server = instances::start(&binaries.server, 1, &options, setup.shutdown)?.remove(0);
+    (setup.preload)(&mut server).context("preloading")?;
 
     let mut load = Load::start(server.addr, setup)?;
     sleep(setup.warmup, setup.shutdown)?;
@@ -202,8 +202,8 @@ pub fn record(
     })
 }
 
-/// Writes the string keys the workload reads, so GETs hit.
-fn preload(server: &Instance, spec: &WorkloadSpec) -> anyhow::Result<()> {
+/// Writes the workload's keyspace as strings, so GETs hit.
+pub fn preload_strings(server: &mut Instance, spec: &WorkloadSpec) -> anyhow::Result<()> {
     let mut client = server.client()?;
     populate::strings(&mut client, spec.keyspace, u64::from(spec.values.max()))
         .context("preloading the keyspace")?;
@@ -348,4 +348,130 @@ fn sleep(d: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
         thread::sleep((end - Instant::now()).min(Duration::from_millis(50)));
     }
     Ok(())
+}
+
+/// Writes `out` (the SVG), `<stem>.folded` and `<stem>.top.md` for one profile; `what` is
+/// the workload's description for the title.
+pub fn write_profile(
+    out: &Path,
+    profile: &Profile,
+    binaries: &Binaries,
+    what: &str,
+) -> anyhow::Result<()> {
+    let title = format!(
+        "valkey-server {} ({}): {what}",
+        binaries.version,
+        short_source(&binaries.source_id)
+    );
+    let subtitle = format!(
+        "{}; {:.0} ops/s; width = {}",
+        profile.method, profile.ops_per_sec, profile.count_name
+    );
+    let svg = profile::flamegraph_svg(
+        &profile.folded,
+        &profile::Title {
+            title: &title,
+            subtitle: &subtitle,
+            count_name: profile.count_name,
+        },
+    )?;
+    write_atomically(out, svg.as_bytes())?;
+    write_atomically(&out.with_extension("folded"), profile.folded.as_bytes())?;
+    let top = profile::top_table(
+        &profile::top_functions(&profile.folded, 50),
+        profile.count_name,
+    );
+    write_atomically(
+        &out.with_extension("top.md"),
+        format!("# {title}\n\n{subtitle}\n\n{top}").as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Two profiles of one workload, baseline then candidate, as files beside `out`:
+/// `<stem>.baseline.svg`, `out` (the candidate), `<stem>.diff.svg` (inferno's differential
+/// flame graph) and `<stem>.movers.md` (the functions whose self share moved most).
+/// Returns the diff SVG's path.
+pub fn write_diff(
+    out: &Path,
+    (baseline, before): (&Binaries, &Profile),
+    (candidate, after): (&Binaries, &Profile),
+    baseline_spec: &str,
+    what: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    write_profile(&out.with_extension("baseline.svg"), before, baseline, what)?;
+    write_profile(out, after, candidate, what)?;
+    let diff = profile::differential_folded(&before.folded, &after.folded)?;
+    let title = format!(
+        "{} ({}) against {} ({}): {what}",
+        candidate.version,
+        short_source(&candidate.source_id),
+        baseline.version,
+        short_source(&baseline.source_id)
+    );
+    let subtitle = format!(
+        "widths: the candidate; red grew, blue shrank against {baseline_spec} (scaled to the same total); {}",
+        after.method
+    );
+    let svg = profile::differential_svg(
+        &diff,
+        &profile::Title {
+            title: &title,
+            subtitle: &subtitle,
+            count_name: after.count_name,
+        },
+    )?;
+    let diff_out = out.with_extension("diff.svg");
+    write_atomically(&diff_out, svg.as_bytes())?;
+    write_atomically(&out.with_extension("diff.folded"), diff.as_bytes())?;
+    let movers = profile::top_movers(&before.folded, &after.folded, 15);
+    write_atomically(
+        &out.with_extension("movers.md"),
+        profile::movers_table(&movers).as_bytes(),
+    )?;
+    Ok(diff_out)
+}
+
+/// `git:0123456789abcdef...` → `git:0123456789ab`; pinned sources keep their version part.
+pub fn short_source(source_id: &str) -> String {
+    match source_id.split_once(':') {
+        Some(("debian", rest)) => format!("debian:{}", rest.split(':').next().unwrap_or(rest)),
+        Some((kind, rest)) => format!("{kind}:{}", &rest[..rest.len().min(12)]),
+        None => source_id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_shortened_for_titles() {
+        assert_eq!(
+            short_source("debian:8.1.1+dfsg1-1:sha256:abcdef"),
+            "debian:8.1.1+dfsg1-1"
+        );
+        assert_eq!(
+            short_source("git:0123456789abcdef0123-dirty-ff"),
+            "git:0123456789ab"
+        );
+        assert_eq!(short_source("tree:abc"), "tree:abc");
+    }
+
+    #[test]
+    fn companion_files_share_the_stem() {
+        let out = Path::new("/r/flamegraph.svg");
+        assert_eq!(
+            out.with_extension("folded"),
+            Path::new("/r/flamegraph.folded")
+        );
+        assert_eq!(
+            out.with_extension("diff.svg"),
+            Path::new("/r/flamegraph.diff.svg")
+        );
+        assert_eq!(
+            out.with_extension("baseline.svg"),
+            Path::new("/r/flamegraph.baseline.svg")
+        );
+    }
 }

@@ -92,6 +92,7 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
         runs.push(Run {
             run_id: name.clone(),
             compare: Some(compare),
+            flamegraphs: read_flamegraphs(&dir.join("flamegraphs"))?,
             ..Run::default()
         });
         for side in ["baseline", "candidate"] {
@@ -112,6 +113,39 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
     }
     runs.push(run);
     Ok(runs)
+}
+
+/// `compare --flamegraph`'s index and each case's movers table; none without an index.
+fn read_flamegraphs(dir: &Path) -> anyhow::Result<Vec<(report_page::FlameGraphs, String)>> {
+    let index = dir.join("index.json");
+    let text = match std::fs::read_to_string(&index) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", index.display())),
+    };
+    let entries: Vec<report_page::FlameGraphs> = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a flame graph index", index.display()))?;
+    entries
+        .into_iter()
+        .map(|f| {
+            if f.stem.is_empty()
+                || !f
+                    .stem
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            {
+                bail!(
+                    "{}: stem {:?} is not a file stem compare writes",
+                    index.display(),
+                    f.stem
+                );
+            }
+            let movers = dir.join(format!("{}.movers.md", f.stem));
+            let table = std::fs::read_to_string(&movers)
+                .with_context(|| format!("reading {}", movers.display()))?;
+            Ok((f, table))
+        })
+        .collect()
 }
 
 /// Records of `dir/results.jsonl` by suite. Lines of other shapes (instruction counts)

@@ -75,7 +75,29 @@ pub struct CompareCmd {
     pub json: bool,
     #[arg(long, default_value_t = instances::Options::default().base_port)]
     pub base_port: u16,
+    /// After the verdicts, profile cases on both sides with perf and put differential
+    /// flame graphs (and the functions whose share moved) in the report: the
+    /// `regressions` (the default) or `all` cases. Perf suite only.
+    #[arg(
+        long,
+        value_enum,
+        num_args = 0..=1,
+        default_missing_value = "regressions",
+        value_name = "WHICH"
+    )]
+    pub flamegraph: Option<FlameCases>,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum FlameCases {
+    Regressions,
+    All,
+}
+
+/// How long each side of a case is profiled for `--flamegraph`, after a warmup of
+/// [`FLAME_WARMUP`].
+const FLAME_SECONDS: Duration = Duration::from_secs(3);
+const FLAME_WARMUP: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -219,6 +241,17 @@ impl CompareCmd {
             )
             .into());
         }
+        if self.flamegraph.is_some() && self.suite != SuiteArg::Perf {
+            return Err(UsageError(
+                "--flamegraph profiles perf cases; drop it or use --suite perf".into(),
+            )
+            .into());
+        }
+        // Before building anything: fail now, saying how to fix it, if perf cannot run.
+        let perf_event = match self.flamegraph {
+            Some(_) => Some(crate::flamegraph::perf_event(shutdown)?),
+            None => None,
+        };
         let started = Instant::now();
         let manifest = Manifest::embedded();
         let baseline_args = side_args(
@@ -394,6 +427,9 @@ impl CompareCmd {
             crate::results::write_atomically(path, markdown.as_bytes())
                 .with_context(|| format!("writing --markdown {}", path.display()))?;
         }
+        if let (Some(which), Some(event)) = (self.flamegraph, perf_event) {
+            self.flamegraphs(which, event, &report, &sides, &out, shutdown)?;
+        }
         crate::report::write_after_run(&out);
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
@@ -454,6 +490,83 @@ impl CompareCmd {
             .collect();
         self.nonempty(cases.iter().map(|c| name(c).clone()).collect())?;
         Ok(cases)
+    }
+
+    /// Profiles the chosen cases on both sides and writes `out/flamegraphs/`: per case the
+    /// two flame graphs, the differential one and the movers table, and `index.json`. A
+    /// case that fails to profile is reported and skipped: the verdicts stand without it.
+    fn flamegraphs(
+        &self,
+        which: FlameCases,
+        event: &'static str,
+        report: &CompareReport,
+        sides: &Sides,
+        out: &Path,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        use crate::flamegraph::{self, Profiler, Setup};
+        let chosen: Vec<PerfCase> = self
+            .perf_cases()?
+            .into_iter()
+            .filter(|c| {
+                which == FlameCases::All
+                    || report
+                        .cases
+                        .iter()
+                        .any(|r| r.case == c.name && r.verdict == Verdict::Regression)
+            })
+            .collect();
+        if chosen.is_empty() {
+            eprintln!("--flamegraph: no regression to profile");
+            return Ok(());
+        }
+        let dir = out.join("flamegraphs");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut index = Vec::new();
+        for case in &chosen {
+            let spec = bench_core::loadgen::engine::workload(&perf::load(case, 0));
+            // Pops need a list that outlasts the window: ~5M elements is > 4 s at 1M pops/s.
+            let preload =
+                |server: &mut instances::Instance| perf::prepare(case, server, 5_000_000).map(drop);
+            let setup = Setup {
+                spec: &spec,
+                clients: case.clients,
+                pipeline: case.pipeline,
+                config: case.server_config.clone(),
+                preload: &preload,
+                warmup: FLAME_WARMUP,
+                duration: FLAME_SECONDS,
+                frequency: 999,
+                base_port: self.base_port,
+                shutdown,
+            };
+            let stem = bench_core::report_page::slug(&case.name);
+            eprintln!("--flamegraph: profiling {} on both sides", case.name);
+            let profiled = (|| -> anyhow::Result<()> {
+                let before = flamegraph::record(&sides.baseline, &setup, Profiler::Perf, event)?;
+                let after = flamegraph::record(&sides.candidate, &setup, Profiler::Perf, event)?;
+                flamegraph::write_diff(
+                    &dir.join(format!("{stem}.svg")),
+                    (&sides.baseline, &before),
+                    (&sides.candidate, &after),
+                    &self.baseline,
+                    &case.name,
+                )?;
+                Ok(())
+            })();
+            match profiled {
+                Ok(()) => index.push(bench_core::report_page::FlameGraphs {
+                    case: case.name.clone(),
+                    stem,
+                }),
+                Err(_) if shutdown.is_triggered() => anyhow::bail!("interrupted"),
+                Err(e) => eprintln!("warning: --flamegraph {}: {e:#}", case.name),
+            }
+        }
+        crate::results::write_atomically(
+            &dir.join("index.json"),
+            serde_json::to_string_pretty(&index)?.as_bytes(),
+        )
     }
 
     fn perf_cases(&self) -> anyhow::Result<Vec<PerfCase>> {

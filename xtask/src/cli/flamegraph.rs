@@ -1,12 +1,12 @@
 //! `cargo xtask flamegraph`: profile a server under a workload and render a flame graph,
 //! or with `--diff` a differential one of a baseline against it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use bench_core::distribution::ValueSize;
-use bench_core::profile::{self, Title};
+use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
 use serde_json::json;
@@ -16,7 +16,6 @@ use super::compare::side_args;
 use super::loadgen::resolve_workload;
 use crate::flamegraph::{self, Profile, Profiler, Setup};
 use crate::project;
-use crate::results::write_atomically;
 use crate::valkey::{Binaries, Manifest};
 
 #[derive(Args, Debug)]
@@ -131,11 +130,18 @@ impl FlamegraphCmd {
             Some(spec) => Some(build("--diff", Some(spec))?),
             None => None,
         };
+        let mut config = std::collections::BTreeMap::new();
+        if self.io_threads > 1 {
+            config.insert("io-threads".to_string(), self.io_threads.to_string());
+        }
+        let preload =
+            |server: &mut crate::instances::Instance| flamegraph::preload_strings(server, &spec);
         let setup = Setup {
             spec: &spec,
             clients: self.clients,
             pipeline: self.pipeline.unwrap_or(preset_pipeline),
-            io_threads: self.io_threads,
+            config,
+            preload: &preload,
             warmup,
             duration,
             frequency: self.frequency,
@@ -156,14 +162,14 @@ impl FlamegraphCmd {
         }
         let what = format!(
             "{}: {} connections × pipeline {}, io-threads {}",
-            spec.name, setup.clients, setup.pipeline, setup.io_threads
+            spec.name, setup.clients, setup.pipeline, self.io_threads
         );
 
         let record = |binaries: &Binaries| -> anyhow::Result<Profile> {
             eprintln!(
                 "profiling valkey-server {} ({}) with {} for {:.1} s under {what}",
                 binaries.version,
-                short_source(&binaries.source_id),
+                flamegraph::short_source(&binaries.source_id),
                 match self.profiler {
                     Profiler::Perf => format!("perf ({event})"),
                     Profiler::Callgrind => "callgrind".into(),
@@ -173,45 +179,34 @@ impl FlamegraphCmd {
             flamegraph::record(binaries, &setup, self.profiler, event)
         };
         let profile = record(&candidate)?;
-        let written = write_profile(&out, &profile, &candidate, &what)?;
         let mut report = json!({
-            "svg": written,
-            "folded": sibling(&out, "folded"),
+            "svg": out,
+            "folded": out.with_extension("folded"),
             "count_name": profile.count_name,
             "ops_per_sec": profile.ops_per_sec,
             "threads": profile::threads(&profile.folded),
             "top": profile::top_functions(&profile.folded, self.top),
         });
-        if let (Some(baseline), Some(spec)) = (&baseline, &self.diff) {
-            let before = record(baseline)?;
-            let base_out = sibling(&out, "baseline.svg");
-            write_profile(&base_out, &before, baseline, &what)?;
-            let diff = profile::differential_folded(&before.folded, &profile.folded)?;
-            let title = format!(
-                "{} ({}) against {} ({}): {what}",
-                candidate.version,
-                short_source(&candidate.source_id),
-                baseline.version,
-                short_source(&baseline.source_id)
-            );
-            let subtitle = format!(
-                "widths: --valkey; red grew, blue shrank against --diff {spec} (scaled to the same total); {}",
-                profile.method
-            );
-            let svg = profile::differential_svg(
-                &diff,
-                &Title {
-                    title: &title,
-                    subtitle: &subtitle,
-                    count_name: profile.count_name,
-                },
-            )?;
-            let diff_out = sibling(&out, "diff.svg");
-            write_atomically(&diff_out, svg.as_bytes())?;
-            write_atomically(&sibling(&out, "diff.folded"), diff.as_bytes())?;
-            report["baseline_svg"] = json!(base_out);
-            report["diff_svg"] = json!(diff_out);
-            report["baseline_top"] = json!(profile::top_functions(&before.folded, self.top));
+        match (&baseline, &self.diff) {
+            (Some(baseline), Some(spec)) => {
+                let before = record(baseline)?;
+                let diff = flamegraph::write_diff(
+                    &out,
+                    (baseline, &before),
+                    (&candidate, &profile),
+                    spec,
+                    &what,
+                )?;
+                report["baseline_svg"] = json!(out.with_extension("baseline.svg"));
+                report["diff_svg"] = json!(diff);
+                report["baseline_top"] = json!(profile::top_functions(&before.folded, self.top));
+                report["movers"] = json!(profile::top_movers(
+                    &before.folded,
+                    &profile.folded,
+                    self.top
+                ));
+            }
+            _ => flamegraph::write_profile(&out, &profile, &candidate, &what)?,
         }
         if self.json {
             println!("{report}");
@@ -241,84 +236,5 @@ impl FlamegraphCmd {
             );
         }
         Ok(())
-    }
-}
-
-/// Writes the SVG, the folded stacks and the top table; returns the SVG's path.
-fn write_profile(
-    out: &Path,
-    profile: &Profile,
-    binaries: &Binaries,
-    what: &str,
-) -> anyhow::Result<PathBuf> {
-    let title = format!(
-        "valkey-server {} ({}): {what}",
-        binaries.version,
-        short_source(&binaries.source_id)
-    );
-    let subtitle = format!(
-        "{}; {:.0} ops/s; width = {}",
-        profile.method, profile.ops_per_sec, profile.count_name
-    );
-    let svg = profile::flamegraph_svg(
-        &profile.folded,
-        &Title {
-            title: &title,
-            subtitle: &subtitle,
-            count_name: profile.count_name,
-        },
-    )?;
-    write_atomically(out, svg.as_bytes())?;
-    write_atomically(&sibling(out, "folded"), profile.folded.as_bytes())?;
-    let top = profile::top_table(
-        &profile::top_functions(&profile.folded, 50),
-        profile.count_name,
-    );
-    write_atomically(
-        &sibling(out, "top.md"),
-        format!("# {title}\n\n{subtitle}\n\n{top}").as_bytes(),
-    )?;
-    Ok(out.to_path_buf())
-}
-
-/// `dir/name.svg` → `dir/name.<ext>`.
-fn sibling(out: &Path, ext: &str) -> PathBuf {
-    out.with_extension(ext)
-}
-
-/// `git:0123456789abcdef...` → `git:0123456789ab`; pinned sources keep their version part.
-fn short_source(source_id: &str) -> String {
-    match source_id.split_once(':') {
-        Some(("debian", rest)) => format!("debian:{}", rest.split(':').next().unwrap_or(rest)),
-        Some((kind, rest)) => format!("{kind}:{}", &rest[..rest.len().min(12)]),
-        None => source_id.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sources_are_shortened_for_titles() {
-        assert_eq!(
-            short_source("debian:8.1.1+dfsg1-1:sha256:abcdef"),
-            "debian:8.1.1+dfsg1-1"
-        );
-        assert_eq!(
-            short_source("git:0123456789abcdef0123-dirty-ff"),
-            "git:0123456789ab"
-        );
-        assert_eq!(short_source("tree:abc"), "tree:abc");
-    }
-
-    #[test]
-    fn siblings_share_the_stem() {
-        let out = Path::new("/r/flamegraph.svg");
-        assert_eq!(sibling(out, "folded"), Path::new("/r/flamegraph.folded"));
-        assert_eq!(
-            sibling(out, "diff.svg"),
-            Path::new("/r/flamegraph.diff.svg")
-        );
     }
 }
