@@ -399,8 +399,9 @@ impl Draw for Percentiles {
             .curves
             .iter()
             .flat_map(|c| c.points.iter().map(|p| nines(p.0)))
-            .fold(2.0f64, f64::max)
-            .ceil();
+            .fold(2.0f64, f64::max);
+        // Float noise must not add a whole empty nine.
+        let x_max = (x_max - 1e-6).ceil();
         // The y axis is logarithmic by hand (log10 of µs), so the mesh stays f64.
         let (ylo, yhi) = ((lo * 0.8).log10(), (hi * 1.25).log10());
         let mut chart = ChartBuilder::on(root)
@@ -421,14 +422,29 @@ impl Draw for Percentiles {
                     format!("p{}", trim_float(p))
                 }
             })
-            .y_labels(8)
-            .y_label_formatter(&|y| micros(10f64.powf(*y)))
+            // Latency ticks at 1, 2 and 5 of each decade, drawn below.
+            .y_labels(0)
             .x_desc("percentile (each step right is one more nine)")
             .y_desc("latency (log scale)")
             .axis_desc_style(label_font())
             .label_style(label_font())
             .draw()
             .map_err(text)?;
+        let style = label_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        for tick in decade_ticks(ylo, yhi) {
+            let y = tick.log10();
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(0.0, y), (x_max + 0.2, y)],
+                    BLACK.mix(0.25).stroke_width(1),
+                )))
+                .map_err(text)?;
+            let (px, py) = chart.backend_coord(&(0.0, y));
+            root.draw(&Text::new(micros(tick), (px - 6, py), style.clone()))
+                .map_err(text)?;
+        }
         for (i, curve) in self.curves.iter().enumerate() {
             let c = color(i);
             chart
@@ -445,6 +461,20 @@ impl Draw for Percentiles {
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
+}
+
+/// 1, 2 and 5 times each power of ten whose log10 lies in `lo..=hi`.
+fn decade_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    for e in (lo.floor() as i32)..=(hi.ceil() as i32) {
+        for m in [1.0, 2.0, 5.0] {
+            let v = m * 10f64.powi(e);
+            if (lo..=hi).contains(&v.log10()) {
+                ticks.push(v);
+            }
+        }
+    }
+    ticks
 }
 
 fn trim_float(v: f64) -> String {
@@ -949,6 +979,11 @@ mod tests {
         assert_eq!(micros(1250.0), "1.2ms");
         assert_eq!(trim_float(99.9), "99.9");
         assert_eq!(trim_float(50.0), "50");
+    }
+
+    #[test]
+    fn latency_ticks_are_one_two_five() {
+        assert_eq!(decade_ticks(1.9, 3.1), [100.0, 200.0, 500.0, 1000.0]);
     }
 
     #[test]
