@@ -663,6 +663,7 @@ max-width:1060px;margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}\
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
 th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}\
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f6}\
+td:not(:last-child){white-space:nowrap}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}\
 figcaption{font-size:0.85em;color:#555}";
 
