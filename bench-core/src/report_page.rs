@@ -380,16 +380,12 @@ fn mem_section(
 ) -> Result<(), String> {
     blocks.push(Block::Heading(2, "Memory efficiency (mem)".into()));
     blocks.push(Block::Paragraph(report::MEM_NOTE.into()));
-    let many = runs.iter().filter(|r| !r.mem.is_empty()).count() > 1;
-    let mut groups: BTreeMap<(String, u64), Vec<&MemRecord>> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for (run, label) in runs.iter().zip(labels) {
-        if run.mem.is_empty() {
-            continue;
-        }
-        blocks.push(Block::Heading(3, run_heading(label, run)));
-        blocks.push(Block::Table(report::mem_table(&run.mem)));
-        for r in &run.mem {
+    let groups = per_run_then_grouped(
+        runs,
+        labels,
+        |run| &run.mem,
+        report::mem_table,
+        |r: &MemRecord| {
             let p = &r.params;
             let mut line = format!("{} k{}", p.data_type, p.key_size);
             if p.field_size > 0 {
@@ -398,32 +394,19 @@ fn mem_section(
             if p.expiry {
                 line.push_str(" ttl");
             }
-            if many {
-                let _ = write!(line, " ({label})");
-            }
-            if !order.contains(&line) {
-                order.push(line.clone());
-            }
-            groups.entry((line, p.value_size)).or_default().push(r);
-        }
-    }
-    let mut points = Vec::new();
-    for line in &order {
-        for ((l, value_size), records) in &groups {
-            if l != line {
-                continue;
-            }
-            let med = |f: fn(&MemRecord) -> f64| {
-                stats::median(&records.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
-            };
-            points.push(charts::MemPoint {
-                line: line.clone(),
-                value_size: *value_size as f64,
-                bytes_per_item: med(|r| r.metrics.bytes_per_item),
-                overhead_bytes_per_item: med(|r| r.metrics.overhead_bytes_per_item),
-            });
-        }
-    }
+            (line, p.value_size)
+        },
+        blocks,
+    );
+    let points = groups
+        .into_iter()
+        .map(|(line, value_size, records)| charts::MemPoint {
+            line,
+            value_size: value_size as f64,
+            bytes_per_item: median_of(&records, |r| r.metrics.bytes_per_item),
+            overhead_bytes_per_item: median_of(&records, |r| r.metrics.overhead_bytes_per_item),
+        })
+        .collect();
     push_chart("memory", &charts::Memory { points }, blocks, charts)
 }
 
@@ -435,16 +418,12 @@ fn sync_section(
 ) -> Result<(), String> {
     blocks.push(Block::Heading(2, "Full sync (sync)".into()));
     blocks.push(Block::Paragraph(report::SYNC_NOTE.into()));
-    let many = runs.iter().filter(|r| !r.sync.is_empty()).count() > 1;
-    let mut groups: BTreeMap<(String, u64), Vec<&SyncRecord>> = BTreeMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for (run, label) in runs.iter().zip(labels) {
-        if run.sync.is_empty() {
-            continue;
-        }
-        blocks.push(Block::Heading(3, run_heading(label, run)));
-        blocks.push(Block::Table(report::sync_table(&run.sync)));
-        for r in &run.sync {
+    let groups = per_run_then_grouped(
+        runs,
+        labels,
+        |run| &run.sync,
+        report::sync_table,
+        |r: &SyncRecord| {
             let p = &r.params;
             let mut line = if p.diskless_sync { "diskless" } else { "disk" }.to_string();
             if p.diskless_load != "disabled" {
@@ -456,33 +435,66 @@ fn sync_section(
             if p.write_load {
                 line.push_str(" + writes");
             }
+            (line, p.data_bytes)
+        },
+        blocks,
+    );
+    let points = groups
+        .into_iter()
+        .map(|(line, data_bytes, records)| charts::SyncPoint {
+            line,
+            data_bytes: data_bytes as f64,
+            sync_secs: median_of(&records, |r| r.metrics.sync_secs),
+            throughput_bytes_per_sec: median_of(&records, |r| r.metrics.throughput_bytes_per_sec),
+        })
+        .collect();
+    push_chart("sync", &charts::Sync { points }, blocks, charts)
+}
+
+/// A suite's records: a heading and `table` per run, then the records of all runs grouped
+/// by `key` = (chart line, x), lines in first-seen order (suffixed with the run's label when
+/// several runs have records), x ascending.
+fn per_run_then_grouped<'a, R>(
+    runs: &'a [Run],
+    labels: &[String],
+    records: fn(&Run) -> &Vec<R>,
+    table: fn(&[R]) -> String,
+    key: impl Fn(&R) -> (String, u64),
+    blocks: &mut Vec<Block>,
+) -> Vec<(String, u64, Vec<&'a R>)> {
+    let many = runs.iter().filter(|r| !records(r).is_empty()).count() > 1;
+    let mut groups: BTreeMap<(String, u64), Vec<&R>> = BTreeMap::new();
+    let mut order: Vec<String> = Vec::new();
+    for (run, label) in runs.iter().zip(labels) {
+        if records(run).is_empty() {
+            continue;
+        }
+        blocks.push(Block::Heading(3, run_heading(label, run)));
+        blocks.push(Block::Table(table(records(run))));
+        for r in records(run) {
+            let (mut line, x) = key(r);
             if many {
                 let _ = write!(line, " ({label})");
             }
             if !order.contains(&line) {
                 order.push(line.clone());
             }
-            groups.entry((line, p.data_bytes)).or_default().push(r);
+            groups.entry((line, x)).or_default().push(r);
         }
     }
-    let mut points = Vec::new();
-    for line in &order {
-        for ((l, data_bytes), records) in &groups {
-            if l != line {
-                continue;
+    let mut out = Vec::new();
+    for line in order {
+        for ((l, x), rs) in &groups {
+            if *l == line {
+                out.push((line.clone(), *x, rs.clone()));
             }
-            let med = |f: fn(&SyncRecord) -> f64| {
-                stats::median(&records.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
-            };
-            points.push(charts::SyncPoint {
-                line: line.clone(),
-                data_bytes: *data_bytes as f64,
-                sync_secs: med(|r| r.metrics.sync_secs),
-                throughput_bytes_per_sec: med(|r| r.metrics.throughput_bytes_per_sec),
-            });
         }
     }
-    push_chart("sync", &charts::Sync { points }, blocks, charts)
+    out
+}
+
+fn median_of<R>(records: &[&R], f: fn(&R) -> f64) -> f64 {
+    stats::median(&records.iter().map(|r| f(r)).collect::<Vec<_>>()).unwrap_or(0.0)
 }
 
 fn compare_section(

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use bench_core::distribution::ValueSize;
 use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
@@ -13,7 +12,7 @@ use serde_json::json;
 
 use super::UsageError;
 use super::compare::side_args;
-use super::loadgen::resolve_workload;
+use super::loadgen::WorkloadArgs;
 use crate::flamegraph::{self, Profile, Profiler, Setup};
 use crate::project;
 use crate::valkey::{Binaries, Manifest};
@@ -31,21 +30,8 @@ pub struct FlamegraphCmd {
     /// The git repository revisions are taken from.
     #[arg(long, env = "VALKEY_SRC", value_name = "DIR")]
     pub valkey_src: Option<PathBuf>,
-    /// A preset or a workload file (TOML); default basic_rw.
-    #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
-    pub workload: Option<String>,
-    /// One command (GET, SET, ...) or a template instead of a workload.
-    #[arg(long)]
-    pub command: Option<String>,
-    #[arg(long)]
-    pub keyspace: Option<u64>,
-    #[arg(long, value_name = "BYTES")]
-    pub value_size: Option<u32>,
-    #[arg(long, default_value_t = 50)]
-    pub clients: u32,
-    /// Requests in flight per connection (default: the preset's, else 1).
-    #[arg(long)]
-    pub pipeline: Option<u32>,
+    #[command(flatten)]
+    pub load: WorkloadArgs,
     /// The server's io-threads; with more than 1 the main thread and the I/O threads are
     /// separate towers.
     #[arg(long, default_value_t = 1)]
@@ -63,7 +49,7 @@ pub struct FlamegraphCmd {
     #[arg(long, value_enum, default_value_t = Profiler::Perf)]
     pub profiler: Profiler,
     /// The SVG to write; the folded stacks and top-function table go beside it
-    /// (default results/flamegraph-<time>/flamegraph.svg).
+    /// (default results/<time>-flamegraph/flamegraph.svg).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Functions listed by self time.
@@ -108,15 +94,7 @@ impl FlamegraphCmd {
                 "instructions"
             }
         };
-        let (mut spec, preset_pipeline) =
-            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
-        if let Some(k) = self.keyspace {
-            spec.keyspace = k;
-        }
-        if let Some(b) = self.value_size {
-            spec.values = ValueSize::Fixed { bytes: b };
-        }
-        spec.compile().map_err(|e| UsageError(e.to_string()))?;
+        let (spec, pipeline) = self.load.resolve(None)?;
         let manifest = Manifest::embedded();
         let build = |flag: &str, spec: Option<&str>| -> anyhow::Result<Binaries> {
             let default = manifest.default.clone();
@@ -138,8 +116,8 @@ impl FlamegraphCmd {
             |server: &mut crate::instances::Instance| flamegraph::preload_strings(server, &spec);
         let setup = Setup {
             spec: &spec,
-            clients: self.clients,
-            pipeline: self.pipeline.unwrap_or(preset_pipeline),
+            clients: self.load.clients,
+            pipeline,
             config,
             preload: &preload,
             warmup,

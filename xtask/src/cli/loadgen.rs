@@ -15,12 +15,9 @@ use clap::Args;
 
 use super::UsageError;
 
+/// The workload flags `loadgen` and `flamegraph` share.
 #[derive(Args, Debug)]
-pub struct LoadgenCmd {
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    #[arg(long, default_value_t = 6379)]
-    pub port: u16,
+pub struct WorkloadArgs {
     /// A preset (basic_rw, high_throughput, list_operations, set_operations,
     /// sorted_set_operations, hash_operations, pipeline) or a workload file (TOML).
     #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
@@ -39,6 +36,37 @@ pub struct LoadgenCmd {
     /// Requests in flight per connection (default: the preset's, else 1).
     #[arg(long)]
     pub pipeline: Option<u32>,
+}
+
+impl WorkloadArgs {
+    /// The workload with the flags' overrides (and `seed`), checked, and the pipeline
+    /// depth to use.
+    pub fn resolve(&self, seed: Option<u64>) -> anyhow::Result<(WorkloadSpec, u32)> {
+        let usage = |e: workload::WorkloadError| UsageError(e.to_string());
+        let (mut spec, preset_pipeline) =
+            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
+        if let Some(k) = self.keyspace {
+            spec.keyspace = k;
+        }
+        if let Some(b) = self.value_size {
+            spec.values = ValueSize::Fixed { bytes: b };
+        }
+        if let Some(seed) = seed {
+            spec.seed = seed;
+        }
+        spec.compile().map_err(usage)?;
+        Ok((spec, self.pipeline.unwrap_or(preset_pipeline)))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct LoadgenCmd {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 6379)]
+    pub port: u16,
+    #[command(flatten)]
+    pub load: WorkloadArgs,
     /// Open loop at this many requests per second in total (default: closed loop).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -68,7 +96,7 @@ pub struct LoadgenCmd {
 
 impl LoadgenCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let (spec, preset_pipeline) = self.workload_spec()?;
+        let (spec, pipeline) = self.load.resolve(self.seed)?;
         let addr: SocketAddr = (self.host.as_str(), self.port)
             .to_socket_addrs()
             .with_context(|| format!("--host {}: cannot resolve", self.host))?
@@ -83,8 +111,8 @@ impl LoadgenCmd {
             (None, d) => Stop::Duration(seconds("--duration", d.unwrap_or(10.0))?),
         };
         let options = RunOptions {
-            connections: self.clients,
-            pipeline: self.pipeline.unwrap_or(preset_pipeline),
+            connections: self.load.clients,
+            pipeline,
             threads: self.threads,
             rate: self.rate,
             stop,
@@ -133,23 +161,6 @@ impl LoadgenCmd {
             bail!("the run ended early, results above are partial: {why}");
         }
         Ok(())
-    }
-
-    fn workload_spec(&self) -> anyhow::Result<(WorkloadSpec, u32)> {
-        let usage = |e: workload::WorkloadError| UsageError(e.to_string());
-        let (mut spec, pipeline) =
-            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
-        if let Some(k) = self.keyspace {
-            spec.keyspace = k;
-        }
-        if let Some(b) = self.value_size {
-            spec.values = ValueSize::Fixed { bytes: b };
-        }
-        if let Some(seed) = self.seed {
-            spec.seed = seed;
-        }
-        spec.compile().map_err(usage)?;
-        Ok((spec, pipeline))
     }
 }
 
