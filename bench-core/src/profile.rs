@@ -45,18 +45,23 @@ pub fn merge_threads(folded: &str) -> String {
         };
         *counts.entry(stack).or_default() += count;
     }
-    let mut lines: Vec<_> = counts.into_iter().collect();
-    lines.sort();
-    let mut out = String::new();
-    for (stack, count) in lines {
-        let _ = writeln!(out, "{stack} {count}");
-    }
-    out
+    folded_text(counts)
 }
 
 fn is_io_thread(comm: &str) -> bool {
     comm.strip_prefix("io_thd_")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Folded text of stack counts, sorted by stack.
+fn folded_text(counts: HashMap<String, u64>) -> String {
+    let mut lines: Vec<_> = counts.into_iter().collect();
+    lines.sort();
+    let mut out = String::new();
+    for (stack, n) in lines {
+        let _ = writeln!(out, "{stack} {n}");
+    }
+    out
 }
 
 /// Puts `root` under every stack: callgrind merges threads, so its stacks get the process
@@ -188,13 +193,7 @@ pub fn strip_clone_suffixes(folded: &str) -> String {
             .collect();
         *counts.entry(frames.join(";")).or_default() += n;
     }
-    let mut lines: Vec<_> = counts.into_iter().collect();
-    lines.sort();
-    let mut out = String::new();
-    for (stack, n) in lines {
-        let _ = writeln!(out, "{stack} {n}");
-    }
-    out
+    folded_text(counts)
 }
 
 /// A function whose share of the profile moved between a baseline and a candidate.
@@ -375,13 +374,7 @@ pub fn fold_callgrind(text: &str, min_share: f64) -> Result<String, String> {
             *counts.entry(f.to_string()).or_default() += own;
         }
     }
-    let mut lines: Vec<_> = counts.into_iter().collect();
-    lines.sort();
-    let mut folded = String::new();
-    for (stack, n) in lines {
-        let _ = writeln!(folded, "{stack} {n}");
-    }
-    Ok(folded)
+    Ok(folded_text(counts))
 }
 
 struct Walk<'a> {
