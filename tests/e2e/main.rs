@@ -1523,3 +1523,40 @@ fn flamegraph_without_perf_says_how_to_install_it() {
     assert!(err.contains("apt-get install linux-perf"), "{err}");
     assert!(err.contains("--profiler callgrind"), "{err}");
 }
+
+#[test]
+fn flamegraph_where_perf_event_paranoid_forbids_it_says_how_to_allow_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let paranoid: i32 = fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(-1);
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || paranoid <= 1 || !std::path::Path::new("/usr/sbin/runuser").exists() {
+        let why = format!("needs root, runuser and perf_event_paranoid > 1 (it is {paranoid})");
+        println!("SKIPPED paranoid check: {why}");
+        return;
+    }
+    // Run as `nobody` from a copy it can read; the check comes before any build.
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("xtask");
+    fs::copy(xtask_bin(), &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    #[allow(clippy::disallowed_methods)] // running xtask as another user
+    let out = std::process::Command::new("/usr/sbin/runuser")
+        .args(["-u", "nobody", "--"])
+        .arg(&bin)
+        .args(["flamegraph", "--duration", "1"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("perf_event_paranoid is {paranoid}")),
+        "{err}"
+    );
+    assert!(err.contains("sysctl kernel.perf_event_paranoid=1"), "{err}");
+}
