@@ -787,7 +787,7 @@ impl Draw for Sync {
 pub struct CompareRow {
     /// `GET/32B/P16/c50/io1 · throughput`.
     pub label: String,
-    /// `1.02M → 0.98M ops/s`.
+    /// `1.02M → 0.98M` (the unit is in the label).
     pub values: String,
     pub change_pct: f64,
     pub ci_pct: Option<(f64, f64)>,

@@ -534,11 +534,11 @@ fn compare_section(
             let pct = |r: Option<f64>| r.map(|r| (r - 1.0) * 100.0);
             Some(charts::CompareRow {
                 label: format!("{} · {}", case.case, m.label),
+                // The unit is in the row's label.
                 values: format!(
-                    "{} → {} {}",
+                    "{} → {}",
                     charts::si(cmp.baseline_median),
-                    charts::si(cmp.candidate_median),
-                    m.label
+                    charts::si(cmp.candidate_median)
                 ),
                 change_pct: cmp.change_pct(),
                 ci_pct: pct(cmp.ci_low).zip(pct(cmp.ci_high)),
