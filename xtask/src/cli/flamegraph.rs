@@ -49,7 +49,7 @@ pub struct FlamegraphCmd {
     #[arg(long, value_enum, default_value_t = Profiler::Perf)]
     pub profiler: Profiler,
     /// The SVG to write; the folded stacks and top-function table go beside it
-    /// (default results/<time>-flamegraph/flamegraph.svg).
+    /// (default results/<time>-flamegraph-<salt>/flamegraph.svg).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Functions listed by self time.
@@ -129,10 +129,7 @@ impl FlamegraphCmd {
         let out = self.out.clone().unwrap_or_else(|| {
             project::root()
                 .join("results")
-                .join(format!(
-                    "{}-flamegraph",
-                    crate::results::timestamp().replace([':', '-'], "")
-                ))
+                .join(super::bench::run_id("flamegraph"))
                 .join("flamegraph.svg")
         });
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

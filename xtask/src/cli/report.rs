@@ -13,8 +13,8 @@ pub struct ReportCmd {
     /// under results/. Several are drawn together, one colour per run.
     #[arg(value_name = "RUN_DIR")]
     pub dirs: Vec<PathBuf>,
-    /// Where to write (default: the run directory itself, or results/<time>-report for
-    /// several).
+    /// Where to write (default: the run directory itself, or results/<time>-report-<salt>
+    /// for several).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the written paths as JSON.
@@ -32,14 +32,9 @@ impl ReportCmd {
         let out = match (&self.out, dirs.as_slice()) {
             (Some(out), _) => out.clone(),
             (None, [one]) => one.clone(),
-            (None, _) => project::root().join("results").join(format!(
-                "{}-report",
-                crate::results::timestamp()
-                    .replace([':', '-'], "")
-                    .split('.')
-                    .next()
-                    .unwrap_or_default()
-            )),
+            (None, _) => project::root()
+                .join("results")
+                .join(super::bench::run_id("report")),
         };
         let written = crate::report::write(&dirs, &out)?;
         if self.json {
