@@ -1371,6 +1371,60 @@ fn report_draws_several_runs_together_and_refuses_a_bad_directory() {
     );
 }
 
+#[test]
+fn compare_sync_suite_of_one_build_finds_no_regression() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    // A 10% threshold: this checks the plumbing; full-sync times of one build vary by a
+    // few percent between trials.
+    let out = run(
+        &[
+            "compare",
+            "--suite",
+            "sync",
+            "--quick",
+            "--cases",
+            "16MiB/r1/disk/",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--threshold",
+            "10",
+            "--max-time",
+            "30s",
+            "--json",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["suite"], "sync");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_ne!(cases[0]["verdict"], "regression", "{}", cases[0]);
+    assert_eq!(cases[0]["metrics"][0]["metric"], "sync_secs");
+    let pairs = cases[0]["metrics"][0]["comparison"]["pairs"]
+        .as_u64()
+        .unwrap();
+    assert!(pairs >= 6, "{pairs} pairs");
+    for side in ["baseline", "candidate"] {
+        let records: Vec<bench_core::result::SyncRecord> =
+            read_jsonl(&out_dir.join(side).join("results.jsonl"));
+        assert_eq!(records.len() as u64, pairs, "{side}: one record per trial");
+        assert!(
+            records
+                .iter()
+                .all(|r| r.metrics.keys_replica == r.metrics.keys_primary)
+        );
+    }
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+    assert_report(&out_dir, &["compare-", "sync"]);
+}
+
 /// Whether `perf` can record here; the reason when it cannot.
 fn perf_unusable() -> Option<String> {
     #[allow(clippy::disallowed_methods)] // a probe of the machine, not of xtask
