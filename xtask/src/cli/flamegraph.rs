@@ -104,8 +104,8 @@ impl FlamegraphCmd {
                 .with_context(|| format!("building {flag} {spec}"))
         };
         let candidate = build("--valkey", self.valkey.as_deref())?;
-        let baseline = match &self.diff {
-            Some(spec) => Some(build("--diff", Some(spec))?),
+        let baseline = match self.diff.as_deref() {
+            Some(spec) => Some((build("--diff", Some(spec))?, spec)),
             None => None,
         };
         let mut config = std::collections::BTreeMap::new();
@@ -154,16 +154,18 @@ impl FlamegraphCmd {
             flamegraph::record(binaries, &setup, self.profiler, event)
         };
         let profile = record(&candidate)?;
+        let threads = profile::threads(&profile.folded);
+        let top = profile::top_functions(&profile.folded, self.top);
         let mut report = json!({
             "svg": out,
             "folded": out.with_extension("folded"),
             "count_name": profile.count_name,
             "ops_per_sec": profile.ops_per_sec,
-            "threads": profile::threads(&profile.folded),
-            "top": profile::top_functions(&profile.folded, self.top),
+            "threads": threads,
+            "top": top,
         });
-        match (&baseline, &self.diff) {
-            (Some(baseline), Some(spec)) => {
+        match &baseline {
+            Some((baseline, spec)) => {
                 let before = record(baseline)?;
                 let diff = flamegraph::write_diff(
                     &out,
@@ -181,28 +183,22 @@ impl FlamegraphCmd {
                     self.top
                 ));
             }
-            _ => flamegraph::write_profile(&out, &profile, &candidate, &what)?,
+            None => flamegraph::write_profile(&out, &profile, &candidate, &what)?,
         }
         if self.json {
             println!("{report}");
             return Ok(());
         }
         println!("threads ({}):", profile.count_name);
-        let total: u64 = profile::threads(&profile.folded).iter().map(|t| t.1).sum();
-        for (thread, n) in profile::threads(&profile.folded) {
+        let total: u64 = threads.iter().map(|t| t.1).sum();
+        for (thread, n) in &threads {
             println!(
                 "  {thread:<20} {:>6.2}%",
-                100.0 * n as f64 / total.max(1) as f64
+                100.0 * *n as f64 / total.max(1) as f64
             );
         }
         println!("\ntop functions by self time:\n");
-        print!(
-            "{}",
-            profile::top_table(
-                &profile::top_functions(&profile.folded, self.top),
-                profile.count_name
-            )
-        );
+        print!("{}", profile::top_table(&top, profile.count_name));
         println!("\nflame graph: {}", out.display());
         if let Some(diff) = report.get("diff_svg") {
             println!(
