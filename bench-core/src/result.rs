@@ -113,8 +113,8 @@ pub struct HostSample {
 pub struct ValkeyInfo {
     /// What `valkey-server --version` reports, e.g. `8.1.1`.
     pub version: String,
-    /// Identity of the source tree: `debian:<package version>:sha256:<orig tarball hash>`
-    /// for a pinned version, `git:<commit>` for a clean git tree (`git:<commit>-dirty-<hash>`
+    /// Identity of the source tree: `pinned:<version>:sha256:<orig tarball hash>` for a
+    /// pinned version, `tarball:<sha256>` for `--valkey-tarball`, `git:<commit>` for a clean git tree (`git:<commit>-dirty-<hash>`
     /// with local changes), `tree:<content hash>` for a plain directory.
     pub source_id: String,
     pub build: BuildOptions,
@@ -378,7 +378,7 @@ pub(crate) mod tests {
             timestamp: "2026-11-22T22:30:01Z".into(),
             valkey: ValkeyInfo {
                 version: "8.1.1".into(),
-                source_id: "debian:8.1.1+dfsg1-3+deb13u2:sha256:d9bbd82e".into(),
+                source_id: "pinned:8.1.1:sha256:d9bbd82eecb82f35".into(),
                 build: BuildOptions::default(),
             },
             host: HostInfo {

@@ -435,7 +435,9 @@ pub fn write_diff(
 /// `git:0123456789abcdef...` → `git:0123456789ab`; pinned sources keep their version part.
 pub fn short_source(source_id: &str) -> String {
     match source_id.split_once(':') {
-        Some(("debian", rest)) => format!("debian:{}", rest.split(':').next().unwrap_or(rest)),
+        Some((kind @ ("pinned" | "debian"), rest)) => {
+            format!("{kind}:{}", rest.split(':').next().unwrap_or(rest))
+        }
         Some((kind, rest)) => format!("{kind}:{}", &rest[..rest.len().min(12)]),
         None => source_id.to_string(),
     }
@@ -450,6 +452,14 @@ mod tests {
         assert_eq!(
             short_source("debian:8.1.1+dfsg1-1:sha256:abcdef"),
             "debian:8.1.1+dfsg1-1"
+        );
+        assert_eq!(
+            short_source("pinned:8.1.1:sha256:d9bbd82eecb82f35"),
+            "pinned:8.1.1"
+        );
+        assert_eq!(
+            short_source("tarball:d9bbd82eecb82f35"),
+            "tarball:d9bbd82eecb8"
         );
         assert_eq!(
             short_source("git:0123456789abcdef0123-dirty-ff"),

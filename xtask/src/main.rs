@@ -24,6 +24,8 @@ enum Command {
     Compare(cli::compare::CompareCmd),
     /// Fetch and build Valkey (or find the build in the cache).
     Build(cli::build::BuildCmd),
+    /// Download and verify pinned Valkey sources into the cache without building them.
+    Fetch(cli::fetch::FetchCmd),
     /// Profile a server under a workload: a flame graph (perf or callgrind), top functions,
     /// and with --diff a differential flame graph against a baseline.
     Flamegraph(cli::flamegraph::FlamegraphCmd),
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bench(cmd) => cmd.run(&shutdown),
         Command::Build(cmd) => cmd.run(&shutdown),
+        Command::Fetch(cmd) => cmd.run(),
         Command::Compare(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),

@@ -802,7 +802,7 @@ fn perf_ctx<'a>(c: &CaseContext<'a>, engine: &'a NativeEngine) -> perf::CaseCont
 }
 
 /// How one side's SPEC becomes build arguments: a pinned version, an existing directory,
-/// or a revision of `--valkey-src`.
+/// an existing file (a release tarball), or a revision of `--valkey-src`.
 pub fn side_args(
     flag: &str,
     spec: &str,
@@ -829,6 +829,12 @@ pub fn side_args(
             ..ValkeyArgs::default()
         });
     }
+    if path.is_file() {
+        return Ok(ValkeyArgs {
+            valkey_tarball: Some(path.to_path_buf()),
+            ..ValkeyArgs::default()
+        });
+    }
     if let Some(src) = valkey_src {
         return Ok(ValkeyArgs {
             valkey_src: Some(src.to_path_buf()),
@@ -837,7 +843,7 @@ pub fn side_args(
         });
     }
     Err(UsageError(format!(
-        "{flag} {spec:?} is not a pinned version ({}), not a directory, and there is no \
+        "{flag} {spec:?} is not a pinned version ({}), not a directory or tarball, and there is no \
          --valkey-src (or VALKEY_SRC) repository to find it in as a revision",
         manifest.known().join(", ")
     ))

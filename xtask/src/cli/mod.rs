@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod build;
 pub mod compare;
+pub mod fetch;
 pub mod flamegraph;
 pub mod loadgen;
 pub mod report;
@@ -31,6 +32,9 @@ pub struct ValkeyArgs {
     /// A Valkey source tree to build instead of the pinned version.
     #[arg(long, env = "VALKEY_SRC", value_name = "DIR")]
     pub valkey_src: Option<PathBuf>,
+    /// A Valkey release tarball to build (offline machines); its sha256 is the source id.
+    #[arg(long, value_name = "FILE")]
+    pub valkey_tarball: Option<PathBuf>,
     /// With a git source tree: build this commit (through a scratch git worktree).
     #[arg(long = "ref", value_name = "REV")]
     pub git_ref: Option<String>,
@@ -72,6 +76,7 @@ impl ValkeyArgs {
         let manifest = Manifest::embedded();
         let request = SourceRequest {
             valkey_src: self.valkey_src.clone(),
+            valkey_tarball: self.valkey_tarball.clone(),
             git_ref: self.git_ref.clone(),
             valkey_version: self.valkey_version.clone(),
         };

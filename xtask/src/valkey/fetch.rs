@@ -1,4 +1,5 @@
-//! Fetching a pinned Valkey: Debian's source package, through a private apt configuration.
+//! Fetching a pinned Valkey: the orig tarball of Debian's source package, through a
+//! private apt configuration, whatever Debian revision currently lists it.
 //!
 //! The system's apt setup is read, never changed. Its Debian mirrors (URIs and keyrings)
 //! are reused in `deb-src` entries for the suites the manifest names, written under the
@@ -22,6 +23,9 @@ pub struct AptEntry {
     pub signed_by: Option<String>,
 }
 
+/// apt's helper that downloads one URI and checks its hash.
+const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
+
 /// Debian suite names; entries for other archives (vendor repositories) are not used.
 const DEBIAN_SUITES: [&str; 13] = [
     "buster",
@@ -39,16 +43,32 @@ const DEBIAN_SUITES: [&str; 13] = [
     "experimental",
 ];
 
+/// A verified orig tarball in the cache, and the Debian revision it came with.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub tarball: PathBuf,
+    /// The Debian revision whose source listed the tarball; `None` when it was cached.
+    pub revision: Option<String>,
+}
+
 /// Returns the path of the verified orig tarball, downloading it if it is not cached.
 pub fn orig_tarball(
     pinned: &PinnedVersion,
     manifest: &Manifest,
     cache: &Path,
-) -> anyhow::Result<PathBuf> {
-    let dir = cache.join("sources").join(&pinned.debian_version);
+) -> anyhow::Result<Fetched> {
+    let dir = cache.join("sources").join(&pinned.version);
     let tarball = dir.join(&pinned.orig_tarball);
-    if tarball.is_file() && sha256_file(&tarball)? == pinned.sha256 {
-        return Ok(tarball);
+    let cached = || -> anyhow::Result<Option<Fetched>> {
+        Ok(
+            (tarball.is_file() && sha256_file(&tarball)? == pinned.sha256).then(|| Fetched {
+                tarball: tarball.clone(),
+                revision: None,
+            }),
+        )
+    };
+    if let Some(hit) = cached()? {
+        return Ok(hit);
     }
     fs::create_dir_all(&dir)?;
     let apt_dir = cache.join("apt");
@@ -56,8 +76,8 @@ pub fn orig_tarball(
     // Serialize fetches: apt's lists and our download directory are shared.
     let lock = File::create(apt_dir.join("lock"))?;
     lock.lock().context("locking the apt cache")?;
-    if tarball.is_file() && sha256_file(&tarball)? == pinned.sha256 {
-        return Ok(tarball);
+    if let Some(hit) = cached()? {
+        return Ok(hit);
     }
     // Every pinned version's suites, so switching versions does not refetch the lists.
     let mut suites: Vec<String> = manifest
@@ -71,16 +91,10 @@ pub fn orig_tarball(
     let download = tempfile::Builder::new()
         .prefix("download-")
         .tempdir_in(&dir)?;
-    apt.download_source(pinned, manifest, download.path())?;
     let fetched = download.path().join(&pinned.orig_tarball);
-    if !fetched.is_file() {
-        bail!(
-            "apt-get source fetched {} {} but no {} came with it",
-            pinned.package,
-            pinned.debian_version,
-            pinned.orig_tarball
-        );
-    }
+    let revision = apt.download_orig(pinned, manifest, &fetched)?;
+    // apt-helper checked the hash already; check it again with our own code, so the
+    // guarantee does not rest on a flag of another tool.
     let actual = sha256_file(&fetched)?;
     if actual != pinned.sha256 {
         bail!(
@@ -90,7 +104,100 @@ pub fn orig_tarball(
         );
     }
     fs::rename(&fetched, &tarball)?;
-    Ok(tarball)
+    Ok(Fetched {
+        tarball,
+        revision: Some(revision),
+    })
+}
+
+/// One source package paragraph of `apt-cache showsrc`: its version and its files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceRecord {
+    pub version: String,
+    /// `(sha256, file name)` from `Checksums-Sha256`.
+    pub files: Vec<(String, String)>,
+}
+
+impl SourceRecord {
+    fn carries(&self, pinned: &PinnedVersion) -> bool {
+        self.files
+            .iter()
+            .any(|(hash, name)| *name == pinned.orig_tarball && *hash == pinned.sha256)
+    }
+
+    /// The orig tarball(s) this revision lists, for error messages.
+    fn origs(&self) -> Vec<&str> {
+        self.files
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .filter(|n| n.contains(".orig."))
+            .collect()
+    }
+}
+
+/// Parses `apt-cache showsrc` output: paragraphs with `Version:` and a
+/// `Checksums-Sha256:` block of ` HASH SIZE NAME` lines.
+pub fn parse_showsrc(text: &str) -> Vec<SourceRecord> {
+    let mut records = Vec::new();
+    for paragraph in text.split("\n\n") {
+        let mut version = None;
+        let mut files = Vec::new();
+        let mut in_sha256 = false;
+        for line in paragraph.lines() {
+            if let Some(rest) = line.strip_prefix(' ') {
+                if in_sha256
+                    && let [hash, _size, name] = rest.split_whitespace().collect::<Vec<_>>()[..]
+                {
+                    files.push((hash.to_ascii_lowercase(), name.to_string()));
+                }
+                continue;
+            }
+            in_sha256 = line.starts_with("Checksums-Sha256:");
+            if let Some(v) = line.strip_prefix("Version:") {
+                version = Some(v.trim().to_string());
+            }
+        }
+        if let Some(version) = version {
+            records.push(SourceRecord { version, files });
+        }
+    }
+    records
+}
+
+/// The URI `apt-get source --print-uris` gives for `file`: lines of
+/// `'URI' NAME SIZE HASH`.
+pub fn uri_for(print_uris: &str, file: &str) -> Option<String> {
+    print_uris.lines().find_map(|line| {
+        let (uri, rest) = line.strip_prefix('\'')?.split_once('\'')?;
+        (rest.split_whitespace().next() == Some(file)).then(|| uri.to_string())
+    })
+}
+
+/// The error for a pin no served revision carries: what is served, and the ways out.
+pub fn not_served(pinned: &PinnedVersion, manifest: &Manifest, served: &[SourceRecord]) -> String {
+    let served = if served.is_empty() {
+        "none".to_string()
+    } else {
+        served
+            .iter()
+            .map(|r| format!("{} ({})", r.version, r.origs().join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    format!(
+        "no Debian revision served for suites {} lists the pinned {} with sha256 {} \
+         (Valkey {} in valkey/source.toml)\n\
+         revisions of {} served: {served}\n\
+         fix: build offline from a copy of that tarball or an upstream release tarball with \
+         --valkey-tarball FILE, build a source tree with --valkey-src DIR, pick another pinned \
+         version with --valkey-version ({}), or pin a served tarball in valkey/source.toml",
+        pinned.suites.join(", "),
+        pinned.orig_tarball,
+        pinned.sha256,
+        pinned.version,
+        pinned.package,
+        manifest.known().join(", "),
+    )
 }
 
 struct PrivateApt {
@@ -158,22 +265,26 @@ impl PrivateApt {
             .context("apt-get update with the private source list failed")
     }
 
-    fn download_source(
+    /// Finds a served revision whose source lists the pinned orig tarball and downloads
+    /// only that file to `dest`, its hash checked by apt-helper. Returns the revision.
+    fn download_orig(
         &self,
         pinned: &PinnedVersion,
         manifest: &Manifest,
-        into: &Path,
-    ) -> anyhow::Result<()> {
+        dest: &Path,
+    ) -> anyhow::Result<String> {
         let sh = Shell::new()?;
         if cmd!(sh, "apt-get --version")
             .quiet()
             .ignore_stdout()
             .run()
             .is_err()
+            || !Path::new(APT_HELPER).is_file()
         {
             bail!(
-                "apt-get is not available, so pinned Valkey {} cannot be fetched; pass \
-                 --valkey-src DIR (or VALKEY_SRC) or place a Valkey checkout at valkey/src",
+                "apt-get (and {APT_HELPER}) is not available, so pinned Valkey {} cannot be \
+                 fetched; pass --valkey-tarball FILE, --valkey-src DIR (or VALKEY_SRC), or place \
+                 a Valkey checkout at valkey/src",
                 pinned.version
             );
         }
@@ -182,55 +293,71 @@ impl PrivateApt {
             self.update(&sh)?;
             updated = true;
         }
-        sh.change_dir(into);
         let options = &self.options;
-        let spec = format!("{}={}", pinned.package, pinned.debian_version);
+        let package = &pinned.package;
         loop {
-            let out = cmd!(sh, "apt-get -q {options...} source --download-only {spec}")
+            let served = self.source_records(&sh, package);
+            let Some(record) = served.iter().find(|r| r.carries(pinned)) else {
+                if !updated {
+                    // The lists may be older than the revision that carries it.
+                    self.update(&sh)?;
+                    updated = true;
+                    continue;
+                }
+                bail!(not_served(pinned, manifest, &served));
+            };
+            let spec = format!("{package}={}", record.version);
+            let uris = cmd!(sh, "apt-get -q {options...} source --print-uris {spec}")
                 .quiet()
-                .ignore_status()
-                .output()?;
+                .ignore_stderr()
+                .read()
+                .with_context(|| format!("apt-get source --print-uris {spec} failed"))?;
+            let uri = uri_for(&uris, &pinned.orig_tarball).with_context(|| {
+                format!(
+                    "apt-get source --print-uris {spec} lists no URI for {}",
+                    pinned.orig_tarball
+                )
+            })?;
+            let hash = format!("SHA256:{}", pinned.sha256);
+            let out = cmd!(
+                sh,
+                "{APT_HELPER} {options...} download-file {uri} {dest} {hash}"
+            )
+            .quiet()
+            .ignore_status()
+            .output()?;
             if out.status.success() {
-                return Ok(());
+                eprintln!(
+                    "fetched {} (Debian {spec}, sha256 checked)",
+                    pinned.orig_tarball
+                );
+                return Ok(record.version.clone());
             }
             if !updated {
-                // The lists may be older than the version; refresh once.
+                // Old lists can name a revision whose files the mirror dropped.
                 self.update(&sh)?;
                 updated = true;
                 continue;
             }
-            let served = self.served_versions(&sh, &pinned.package);
             bail!(
-                "Debian's mirrors no longer serve {spec} (suites {}): {}\n\
-                 versions they do serve: {}\n\
-                 fix: pick another pinned version with --valkey-version ({}), add a served \
-                 version to valkey/source.toml, or build a source tree with --valkey-src DIR",
-                pinned.suites.join(", "),
+                "downloading {uri} (Debian {spec}) failed: {}\n\
+                 fix: build offline from a copy of {} with --valkey-tarball FILE, or a source \
+                 tree with --valkey-src DIR",
                 String::from_utf8_lossy(&out.stderr).trim(),
-                if served.is_empty() {
-                    "none".to_string()
-                } else {
-                    served.join(", ")
-                },
-                manifest.known().join(", "),
+                pinned.orig_tarball
             );
         }
     }
 
-    fn served_versions(&self, sh: &Shell, package: &str) -> Vec<String> {
+    fn source_records(&self, sh: &Shell, package: &str) -> Vec<SourceRecord> {
         let options = &self.options;
         let text = cmd!(sh, "apt-cache {options...} showsrc {package}")
             .quiet()
             .ignore_status()
+            .ignore_stderr()
             .read()
             .unwrap_or_default();
-        let mut versions: Vec<String> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("Version: "))
-            .map(str::to_string)
-            .collect();
-        versions.dedup();
-        versions
+        parse_showsrc(&text)
     }
 }
 
@@ -443,6 +570,74 @@ mod tests {
             )
         );
         assert_eq!(private_sources(&entries[3..], &["sid".into()]), "");
+    }
+
+    const SHOWSRC: &str = "Package: valkey\nVersion: 8.1.1+dfsg1-3+deb13u3\nFiles:\n \
+        0123 2271 valkey_8.1.1+dfsg1-3+deb13u3.dsc\nChecksums-Sha256:\n \
+        317246ffea280a14427d83f059a0696f1aef51247b30d7f1675f45849ea5d774 2271 valkey_8.1.1+dfsg1-3+deb13u3.dsc\n \
+        D9BBD82EECB82F359E649A0007AD3DC1B47CC15AFA626348CA86B73C4AE2C7EE 2726128 valkey_8.1.1+dfsg1.orig.tar.xz\n\
+        Package-List:\n valkey-server deb database optional arch=any\n\n\
+        Package: valkey\nVersion: 9.1.2-1\nChecksums-Sha256:\n \
+        8e8557da7426a51b4e0fb514a65ef6241dc7c85cb408243af389070abf379cec 4418246 valkey_9.1.2.orig.tar.gz\n\n";
+
+    fn pinned(tarball: &str, sha256: &str) -> PinnedVersion {
+        PinnedVersion {
+            version: "8.1.1".into(),
+            package: "valkey".into(),
+            suites: vec!["trixie".into()],
+            orig_tarball: tarball.into(),
+            sha256: sha256.into(),
+        }
+    }
+
+    #[test]
+    fn any_served_revision_listing_the_pinned_tarball_will_do() {
+        let records = parse_showsrc(SHOWSRC);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].version, "8.1.1+dfsg1-3+deb13u3");
+        assert_eq!(
+            records[0].files.len(),
+            2,
+            "Files: and Package-List: are not hashes"
+        );
+        let pin = pinned(
+            "valkey_8.1.1+dfsg1.orig.tar.xz",
+            "d9bbd82eecb82f359e649a0007ad3dc1b47cc15afa626348ca86b73c4ae2c7ee",
+        );
+        let found: Vec<_> = records.iter().filter(|r| r.carries(&pin)).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].version, "8.1.1+dfsg1-3+deb13u3");
+        // The same name with another hash is not the pinned tarball.
+        let other = pinned("valkey_8.1.1+dfsg1.orig.tar.xz", &"0".repeat(64));
+        assert!(!records.iter().any(|r| r.carries(&other)));
+    }
+
+    #[test]
+    fn an_unserved_pin_lists_what_is_served_and_the_offline_way_out() {
+        let pin = pinned("valkey_8.0.0.orig.tar.gz", &"0".repeat(64));
+        let text = not_served(&pin, &Manifest::embedded(), &parse_showsrc(SHOWSRC));
+        for part in [
+            "valkey_8.0.0.orig.tar.gz",
+            "8.1.1+dfsg1-3+deb13u3 (valkey_8.1.1+dfsg1.orig.tar.xz)",
+            "9.1.2-1 (valkey_9.1.2.orig.tar.gz)",
+            "--valkey-tarball FILE",
+            "--valkey-src DIR",
+        ] {
+            assert!(text.contains(part), "{part:?} missing from: {text}");
+        }
+        assert!(not_served(&pin, &Manifest::embedded(), &[]).contains("served: none"));
+    }
+
+    #[test]
+    fn print_uris_give_the_file_uri() {
+        let text = "Need to get 2766 kB of source archives.\n\
+            'http://m.example/debian/pool/main/v/valkey/valkey_8.1.1%2bdfsg1-3%2bdeb13u3.dsc' valkey_8.1.1+dfsg1-3+deb13u3.dsc 2271 SHA256:31\n\
+            'http://m.example/debian/pool/main/v/valkey/valkey_8.1.1%2bdfsg1.orig.tar.xz' valkey_8.1.1+dfsg1.orig.tar.xz 2726128 SHA256:d9\n";
+        assert_eq!(
+            uri_for(text, "valkey_8.1.1+dfsg1.orig.tar.xz").as_deref(),
+            Some("http://m.example/debian/pool/main/v/valkey/valkey_8.1.1%2bdfsg1.orig.tar.xz")
+        );
+        assert_eq!(uri_for(text, "valkey_8.1.1+dfsg1"), None);
     }
 
     #[test]

@@ -14,7 +14,8 @@ pub struct Manifest {
     pub versions: Vec<PinnedVersion>,
 }
 
-/// One pinned version: a Debian source package and its checked orig tarball.
+/// One pinned version: an orig tarball of a Debian source package, by name and hash. Any
+/// Debian revision whose source lists this tarball is acceptable.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PinnedVersion {
@@ -22,9 +23,7 @@ pub struct PinnedVersion {
     pub version: String,
     /// Debian source package name.
     pub package: String,
-    /// Debian source package version, e.g. `8.1.1+dfsg1-3+deb13u2`.
-    pub debian_version: String,
-    /// Debian suites that carry it, e.g. `trixie`.
+    /// Debian suites to look for it in, e.g. `trixie`.
     pub suites: Vec<String>,
     /// File name of the orig tarball.
     pub orig_tarball: String,
@@ -51,7 +50,7 @@ impl Manifest {
                     && s.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b"+-.~_".contains(&b))
             };
-            if ![&v.version, &v.package, &v.debian_version, &v.orig_tarball]
+            if ![&v.version, &v.package, &v.orig_tarball]
                 .iter()
                 .all(|s| safe(s))
                 || !v.suites.iter().all(|s| safe(s))
@@ -80,7 +79,8 @@ impl Manifest {
         self.find(version).with_context(|| {
             format!(
                 "--valkey-version {version:?} is not pinned; pinned versions: {} \
-                 (valkey/source.toml), or build any tree with --valkey-src DIR",
+                 (valkey/source.toml), or build any tree with --valkey-src DIR or a \
+                 release tarball with --valkey-tarball FILE",
                 self.known().join(", ")
             )
         })
@@ -100,8 +100,8 @@ mod tests {
         let m = Manifest::embedded();
         assert_eq!(m.default, "8.1.1");
         assert_eq!(
-            m.get("8.1.1").unwrap().debian_version,
-            "8.1.1+dfsg1-3+deb13u2"
+            m.get("8.1.1").unwrap().orig_tarball,
+            "valkey_8.1.1+dfsg1.orig.tar.xz"
         );
         assert_eq!(
             m.get("9.1.2").unwrap().orig_tarball,

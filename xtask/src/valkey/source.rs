@@ -13,18 +13,22 @@ use super::fetch;
 use super::manifest::{Manifest, PinnedVersion};
 
 /// What the user asked for. First match wins: an explicit tree (`--valkey-src` or
-/// `VALKEY_SRC`), an explicit pinned version, a checkout at `valkey/src`, the default pin.
+/// `VALKEY_SRC`) or tarball (`--valkey-tarball`), an explicit pinned version, a checkout at
+/// `valkey/src`, the default pin.
 #[derive(Clone, Debug, Default)]
 pub struct SourceRequest {
     pub valkey_src: Option<PathBuf>,
+    pub valkey_tarball: Option<PathBuf>,
     pub git_ref: Option<String>,
     pub valkey_version: Option<String>,
 }
 
 #[derive(Clone, Debug)]
 pub enum Source {
-    /// A pinned Debian source package.
+    /// A pinned orig tarball of a Debian source package, fetched into the cache.
     Pinned(PinnedVersion),
+    /// A release tarball the user has (offline machines); `sha256` is of its bytes.
+    Tarball { path: PathBuf, sha256: String },
     /// A commit of a git repository, built through `git worktree` in a scratch directory.
     GitCommit { repo: PathBuf, commit: String },
     /// A directory as it is now (a git working tree included, local changes and all).
@@ -37,6 +41,16 @@ impl Source {
         project_root: &Path,
         manifest: &Manifest,
     ) -> anyhow::Result<Source> {
+        if let Some(tarball) = &req.valkey_tarball {
+            if req.valkey_src.is_some() || req.valkey_version.is_some() || req.git_ref.is_some() {
+                bail!(
+                    "--valkey-tarball {} goes alone: drop --valkey-src (and VALKEY_SRC), \
+                     --valkey-version and --ref",
+                    tarball.display()
+                );
+            }
+            return Source::from_tarball(tarball);
+        }
         if let Some(dir) = &req.valkey_src {
             if let Some(version) = &req.valkey_version {
                 bail!(
@@ -66,6 +80,51 @@ impl Source {
             );
         }
         Ok(Source::Pinned(manifest.get(&manifest.default)?.clone()))
+    }
+
+    fn from_tarball(path: &Path) -> anyhow::Result<Source> {
+        let path = path.canonicalize().with_context(|| {
+            format!(
+                "--valkey-tarball {}: no such file; give a Valkey release tarball \
+                 (valkey-X.Y.Z.tar.gz)",
+                path.display()
+            )
+        })?;
+        if !path.is_file() {
+            bail!(
+                "--valkey-tarball {}: not a file; for a source directory use --valkey-src DIR",
+                path.display()
+            );
+        }
+        // Listing reads the whole archive once; it is cheap next to a build and lets bad
+        // input be refused before anything starts.
+        let sh = Shell::new()?;
+        let listing = cmd!(sh, "tar -tf {path}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "--valkey-tarball {}: tar cannot read it; give a Valkey release tarball \
+                     (.tar.gz or .tar.xz)",
+                    path.display()
+                )
+            })?;
+        let has_server_c = listing.lines().any(|member| {
+            member
+                .trim_start_matches("./")
+                .split_once('/')
+                .is_some_and(|(_, rest)| rest == "src/server.c")
+        });
+        if !has_server_c {
+            bail!(
+                "--valkey-tarball {}: not a Valkey source tarball (no TOP/src/server.c under \
+                 one top directory)",
+                path.display()
+            );
+        }
+        let sha256 = fetch::sha256_file(&path)?;
+        Ok(Source::Tarball { path, sha256 })
     }
 
     fn from_dir(dir: &Path, rev: Option<&str>) -> anyhow::Result<Source> {
@@ -125,7 +184,8 @@ impl Source {
     /// Identity of the source: the same id means the same code.
     pub fn id(&self) -> String {
         match self {
-            Source::Pinned(p) => format!("debian:{}:sha256:{}", p.debian_version, &p.sha256[..16]),
+            Source::Pinned(p) => format!("pinned:{}:sha256:{}", p.version, &p.sha256[..16]),
+            Source::Tarball { sha256, .. } => format!("tarball:{}", &sha256[..16]),
             Source::GitCommit { commit, .. } => format!("git:{commit}"),
             Source::Tree { id, .. } => id.clone(),
         }
@@ -133,10 +193,8 @@ impl Source {
 
     pub fn describe(&self) -> String {
         match self {
-            Source::Pinned(p) => format!(
-                "pinned Valkey {} (Debian {} {})",
-                p.version, p.package, p.debian_version
-            ),
+            Source::Pinned(p) => format!("pinned Valkey {} ({})", p.version, p.orig_tarball),
+            Source::Tarball { path, .. } => format!("{} ({})", path.display(), self.id()),
             Source::GitCommit { repo, commit } => {
                 format!("{} at {}", repo.display(), &commit[..12.min(commit.len())])
             }
@@ -155,12 +213,12 @@ impl Source {
         let sh = Shell::new()?;
         match self {
             Source::Pinned(pinned) => {
-                let tarball = fetch::orig_tarball(pinned, manifest, cache)?;
-                fs::create_dir_all(dest)?;
-                cmd!(sh, "tar -xf {tarball} -C {dest} --strip-components=1")
-                    .quiet()
-                    .run()
-                    .with_context(|| format!("extracting {}", tarball.display()))?;
+                let fetched = fetch::orig_tarball(pinned, manifest, cache)?;
+                extract(&sh, &fetched.tarball, dest)?;
+                Ok(Prepared { worktree: None })
+            }
+            Source::Tarball { path, .. } => {
+                extract(&sh, path, dest)?;
                 Ok(Prepared { worktree: None })
             }
             Source::GitCommit { repo, commit } => {
@@ -202,6 +260,27 @@ impl Drop for Prepared {
             let _ = cmd!(sh, "git -C {repo} worktree prune").quiet().run();
         }
     }
+}
+
+/// Extracts a tarball with one top directory (as releases and Debian's orig tarballs have)
+/// into `dest`, and checks that it is a Valkey tree. GNU tar refuses members with `..`.
+fn extract(sh: &Shell, tarball: &Path, dest: &Path) -> anyhow::Result<()> {
+    fs::create_dir_all(dest)?;
+    cmd!(
+        sh,
+        "tar -xf {tarball} -C {dest} --strip-components=1 --no-same-owner"
+    )
+    .quiet()
+    .run()
+    .with_context(|| format!("extracting {}", tarball.display()))?;
+    if !dest.join("src").join("server.c").is_file() {
+        bail!(
+            "{} is not a Valkey source tarball: after stripping its top directory there is \
+             no src/server.c",
+            tarball.display()
+        );
+    }
+    Ok(())
 }
 
 fn git_head(sh: &Shell, dir: &Path) -> Option<String> {
@@ -318,10 +397,7 @@ mod tests {
         let req = SourceRequest::default();
         let src = Source::resolve(&req, project.path(), &manifest).unwrap();
         assert!(matches!(&src, Source::Pinned(p) if p.version == "8.1.1"));
-        assert!(
-            src.id()
-                .starts_with("debian:8.1.1+dfsg1-3+deb13u2:sha256:d9bbd82e")
-        );
+        assert!(src.id().starts_with("pinned:8.1.1:sha256:d9bbd82eecb82f35"));
 
         let tree = fake_tree();
         let req = SourceRequest {

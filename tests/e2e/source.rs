@@ -1,0 +1,172 @@
+//! Where Valkey comes from: pinned tarballs fetched into an empty cache, and a release
+//! tarball the user already has (`--valkey-tarball`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// The break this catches: Debian replaced the pinned revision, and a warm cache hid it.
+/// Every pinned version is fetched (not built) into a cache directory that starts empty.
+#[test]
+fn every_pinned_version_fetches_into_an_empty_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = xtask(&["fetch", "--json"], None)
+        .env("XDG_CACHE_HOME", cache.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "fetch failed: {}", stderr(&out));
+    let fetched: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let manifest = xtask::valkey::Manifest::embedded();
+    assert_eq!(fetched.len(), manifest.versions.len(), "{fetched:?}");
+    for (pinned, got) in manifest.versions.iter().zip(&fetched) {
+        assert_eq!(got["version"], pinned.version.as_str());
+        assert!(
+            got["revision"].is_string(),
+            "{}: the cache was empty, so it came from a Debian revision: {got}",
+            pinned.version
+        );
+        let tarball = PathBuf::from(got["tarball"].as_str().unwrap());
+        assert!(tarball.starts_with(cache.path()), "{}", tarball.display());
+        assert_eq!(
+            xtask::valkey::fetch::sha256_file(&tarball).unwrap(),
+            pinned.sha256,
+            "{}",
+            pinned.version
+        );
+    }
+    // Nothing but the verified tarballs is left in the sources directory.
+    for pinned in &manifest.versions {
+        let dir = cache
+            .path()
+            .join("valkey-bench/sources")
+            .join(&pinned.version);
+        let names: Vec<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            vec![pinned.orig_tarball.as_str()],
+            "{}",
+            dir.display()
+        );
+    }
+}
+
+/// A tarball of a stand-in tree whose make is instant and writes version-printing
+/// binaries: this tests the tarball path and its cache key, not Valkey.
+fn tiny_tarball(dir: &Path, salt: &str) -> PathBuf {
+    let tree = dir.join("valkey-0.0.0");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    fs::write(tree.join("src/server.c"), format!("/* {salt} */\n")).unwrap();
+    let script = "#!/bin/sh\\necho \\\"Valkey server v=0.0.0-tarball sha=0\\\"\\n";
+    fs::write(
+        tree.join("Makefile"),
+        format!(
+            ".make-prerequisites:\n\t@true\nall:\n\
+             \tfor b in server cli benchmark; do printf '{script}' > src/valkey-$$b; chmod +x src/valkey-$$b; done\n"
+        ),
+    )
+    .unwrap();
+    let tarball = dir.join("valkey-0.0.0.tar.gz");
+    tar(dir, &["-czf", "valkey-0.0.0.tar.gz", "valkey-0.0.0"]);
+    fs::remove_dir_all(&tree).unwrap();
+    tarball
+}
+
+fn tar(dir: &Path, args: &[&str]) {
+    #[allow(clippy::disallowed_methods)] // test fixture setup, not a server
+    let status = Command::new("tar")
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "tar {args:?}");
+}
+
+#[test]
+fn a_release_tarball_builds_offline_under_its_content_hash() {
+    let tmp = tempfile::tempdir().unwrap();
+    let salt = format!("{:?}", std::time::SystemTime::now()); // a fresh cache key per run
+    let tarball = tiny_tarball(tmp.path(), &salt);
+    let sha256 = xtask::valkey::fetch::sha256_file(&tarball).unwrap();
+    let args = [
+        "build",
+        "--json",
+        "--malloc",
+        "libc",
+        "--valkey-tarball",
+        tarball.to_str().unwrap(),
+    ];
+    let out = run(&args, Some(tmp.path()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(built["version"], "0.0.0-tarball");
+    assert_eq!(built["source_id"], format!("tarball:{}", &sha256[..16]));
+    assert_eq!(built["cached"], false);
+    let again: Value = serde_json::from_slice(&run(&args, Some(tmp.path())).stdout).unwrap();
+    assert_eq!(again["cached"], true, "the same bytes are the same build");
+    let entry = Path::new(built["server"].as_str().unwrap())
+        .ancestors()
+        .nth(2)
+        .unwrap()
+        .to_path_buf();
+    fs::remove_dir_all(&entry).unwrap(); // this test's salted key is never used again
+    let _ = fs::remove_file(entry.with_extension("lock"));
+}
+
+#[test]
+fn a_tarball_that_is_not_valkey_or_comes_with_another_source_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir_all(tmp.path().join("other/docs")).unwrap();
+    fs::write(tmp.path().join("other/docs/README"), "not valkey\n").unwrap();
+    tar(tmp.path(), &["-czf", "other.tar.gz", "other"]);
+    fs::write(tmp.path().join("garbage.tar.gz"), "not a tarball\n").unwrap();
+    let tiny = tiny_tarball(tmp.path(), "conflict");
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec!["--valkey-tarball", "other.tar.gz"],
+            "not a Valkey source tarball",
+        ),
+        (
+            vec!["--valkey-tarball", "garbage.tar.gz"],
+            "tar cannot read it",
+        ),
+        (vec!["--valkey-tarball", "missing.tar.gz"], "no such file"),
+        (
+            vec![
+                "--valkey-tarball",
+                tiny.to_str().unwrap(),
+                "--valkey-version",
+                "8.1.1",
+            ],
+            "goes alone",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let flags: Vec<String> = flags
+            .iter()
+            .map(|f| {
+                if f.ends_with(".tar.gz") && !f.starts_with('/') {
+                    tmp.path().join(f).to_string_lossy().into_owned()
+                } else {
+                    f.to_string()
+                }
+            })
+            .collect();
+        let mut args = vec!["build", "--json"];
+        args.extend(flags.iter().map(String::as_str));
+        let out = run(&args, Some(tmp.path()));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(expected), "{flags:?}: {err}");
+        assert!(out.stdout.is_empty(), "{flags:?}: nothing was built");
+    }
+}
