@@ -21,6 +21,7 @@ pub mod report;
 pub mod report_page;
 pub mod resp;
 pub mod result;
+pub mod server_config;
 pub mod shutdown;
 pub mod stats;
 pub mod suite;

@@ -137,6 +137,10 @@ impl MemSpecFile {
             value,
             fix: fix.into(),
         };
+        for (key, value) in &self.server_config {
+            crate::server_config::check(key, value)
+                .map_err(|why| err(&format!("server_config.{key}"), format!("{value:?}"), &why))?;
+        }
         if self.suite != "mem" {
             return Err(err(
                 "suite",

@@ -18,7 +18,7 @@ use crate::loadgen::stats::SecondReport;
 /// sync-suite records ([`SyncRecord`]), `monitor` samples, and perf
 /// `metrics.server_cpu_us_per_request` and `metrics.usec_per_call`. 4: perf
 /// `metrics.warmup_series`.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
@@ -118,6 +118,10 @@ pub struct ValkeyInfo {
     /// with local changes), `tree:<content hash>` for a plain directory.
     pub source_id: String,
     pub build: BuildOptions,
+    /// The C compiler that built it: resolved path and the first line of its `--version`
+    /// (schema 5; empty in older records).
+    #[serde(default)]
+    pub compiler: String,
 }
 
 /// Build options; part of the build cache key.
@@ -380,6 +384,7 @@ pub(crate) mod tests {
                 version: "8.1.1".into(),
                 source_id: "pinned:8.1.1:sha256:d9bbd82eecb82f35".into(),
                 build: BuildOptions::default(),
+                compiler: "/usr/bin/gcc-12 (gcc 12.2.0)".into(),
             },
             host: HostInfo {
                 hostname: "h".into(),

@@ -16,18 +16,9 @@ pub const DEFAULT_PERF: &str = include_str!("../suites/perf-default.toml");
 /// The suite of `cargo xtask bench --quick`.
 pub const QUICK_PERF: &str = include_str!("../suites/perf-quick.toml");
 
-/// Server settings the harness owns; a suite may not override them.
-pub const RESERVED_CONFIG: [&str; 9] = [
-    "port",
-    "bind",
-    "dir",
-    "logfile",
-    "daemonize",
-    "save",
-    "appendonly",
-    "protected-mode",
-    "io-threads",
-];
+/// Settings the perf suite fixes as measurement conditions (no persistence, I/O threads
+/// from the matrix), besides the ones no suite may set (`server_config::RESERVED`).
+pub const PERF_RESERVED: [&str; 3] = ["save", "appendonly", "io-threads"];
 
 /// The perf suite file, as written. See `perf-default.toml` for an example.
 #[derive(Clone, Debug, Deserialize)]
@@ -250,30 +241,13 @@ impl PerfSpecFile {
         seconds_in_range("measure_seconds", self.measure_seconds, 0.05, 3600.0)?;
         for (key, value) in &self.server_config {
             let field = format!("server_config.{key}");
-            let plain = |s: &str| {
-                !s.is_empty()
-                    && s.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            };
-            if !plain(key) {
-                return Err(error(
-                    &field,
-                    format!("{key:?}"),
-                    "a config name is lowercase letters, digits and '-'",
-                ));
-            }
-            if RESERVED_CONFIG.contains(&key.as_str()) {
+            crate::server_config::check(key, value)
+                .map_err(|why| error(&field, format!("{value:?}"), &why))?;
+            if PERF_RESERVED.contains(&key.as_str()) {
                 return Err(error(
                     &field,
                     format!("{value:?}"),
-                    "the harness sets this one itself (io-threads: use the `io_threads` field)",
-                ));
-            }
-            if value.chars().any(|c| c.is_control()) {
-                return Err(error(
-                    &field,
-                    format!("{value:?}"),
-                    "a config value may not contain control characters",
+                    "the perf suite sets this one itself (io-threads: use the `io_threads` field)",
                 ));
             }
         }

@@ -81,6 +81,11 @@ impl SyncSpecFile {
                 "suite field `{field}`: invalid value {value}; {fix}"
             ))
         };
+        for (key, value) in &self.server_config {
+            if let Err(why) = crate::server_config::check(key, value) {
+                return err(&format!("server_config.{key}"), format!("{value:?}"), &why);
+            }
+        }
         if self.suite != "sync" {
             return err(
                 "suite",

@@ -4,6 +4,7 @@
 //! The first test to need Valkey builds it (about 2.5 minutes on 2 cores, once per
 //! machine: the build is cached under $XDG_CACHE_HOME/valkey-bench).
 
+mod hostile;
 mod source;
 mod util;
 

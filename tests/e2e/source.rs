@@ -170,3 +170,106 @@ fn a_tarball_that_is_not_valkey_or_comes_with_another_source_is_refused() {
         assert!(out.stdout.is_empty(), "{flags:?}: nothing was built");
     }
 }
+
+/// Exported build variables never reach make (so they cannot hide under a plain cache
+/// key), and the compiler is part of the key: another `CC` is another build.
+#[test]
+fn make_ignores_exported_build_variables_and_the_compiler_is_in_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("envtree");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    let salt = format!("{:?}", std::time::SystemTime::now()); // a fresh cache key per run
+    fs::write(tree.join("src/server.c"), format!("/* {salt} */\n")).unwrap();
+    let log = tmp.path().join("make-env");
+    let script = "#!/bin/sh\\necho \\\"Valkey server v=0.0.0-env sha=0\\\"\\n";
+    fs::write(
+        tree.join("Makefile"),
+        format!(
+            ".make-prerequisites:\n\t@true\nall:\n\
+             \techo \"CFLAGS=[$$CFLAGS] OPTIMIZATION=[$$OPTIMIZATION] SANITIZER=[$$SANITIZER] CC=[$(CC)]\" >> {log}\n\
+             \tfor b in server cli benchmark; do printf '{script}' > src/valkey-$$b; chmod +x src/valkey-$$b; done\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let wrapper = tmp.path().join("my-cc");
+    fs::write(&wrapper, "#!/bin/sh\nexec cc \"$@\"\n").unwrap();
+    #[allow(clippy::disallowed_methods)] // test fixture setup, not a server
+    let status = Command::new("chmod")
+        .args(["+x", wrapper.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let args = [
+        "build",
+        "--json",
+        "--malloc",
+        "libc",
+        "--valkey-src",
+        tree.to_str().unwrap(),
+    ];
+    let build = |env: &[(&str, &str)]| {
+        let mut cmd = xtask(&args, Some(tmp.path()));
+        cmd.env_remove("CC");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{env:?}: {}", stderr(&out));
+        let built: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (built, stderr(&out))
+    };
+    let (first, err) = build(&[
+        ("CFLAGS", "-O0"),
+        ("OPTIMIZATION", "-O0"),
+        ("SANITIZER", "address"),
+    ]);
+    assert_eq!(first["cached"], false);
+    assert!(
+        err.contains("CFLAGS, OPTIMIZATION, SANITIZER from the environment not passed"),
+        "{err}"
+    );
+    let seen = fs::read_to_string(&log).unwrap();
+    assert!(
+        seen.starts_with("CFLAGS=[] OPTIMIZATION=[] SANITIZER=[] CC=[/"),
+        "{seen}"
+    );
+    let compiler = first["compiler"].as_str().unwrap();
+    assert!(
+        compiler.starts_with('/') && compiler.contains(" ("),
+        "{compiler}"
+    );
+
+    let (plain, _) = build(&[]);
+    assert_eq!(
+        plain["cached"], true,
+        "the environment is not part of the build"
+    );
+    assert_eq!(plain["server"], first["server"]);
+
+    let (other, _) = build(&[("CC", wrapper.to_str().unwrap())]);
+    assert_eq!(other["cached"], false, "another compiler is another build");
+    assert_ne!(other["server"], first["server"]);
+    let wrapper = wrapper.canonicalize().unwrap();
+    assert!(
+        other["compiler"]
+            .as_str()
+            .unwrap()
+            .starts_with(wrapper.to_str().unwrap()),
+        "{other}"
+    );
+    assert!(
+        fs::read_to_string(&log)
+            .unwrap()
+            .contains(&format!("CC=[{}]", wrapper.display()))
+    );
+    for built in [&first, &other] {
+        let entry = Path::new(built["server"].as_str().unwrap())
+            .ancestors()
+            .nth(2)
+            .unwrap()
+            .to_path_buf();
+        fs::remove_dir_all(&entry).unwrap(); // salted keys are never used again
+        let _ = fs::remove_file(entry.with_extension("lock"));
+    }
+}

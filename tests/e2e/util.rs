@@ -55,8 +55,9 @@ pub fn server_path() -> PathBuf {
     PathBuf::from(build_json()["server"].as_str().unwrap())
 }
 
-/// An xtask command. With `tmp`, servers' directories go there (TMPDIR), which is how
-/// [`servers_under`] recognizes this test's servers.
+/// An xtask command. With `tmp`, servers' directories go there (VALKEY_BENCH_SCRATCH, and
+/// TMPDIR for everything else), which is how [`servers_under`] recognizes this test's
+/// servers.
 pub fn xtask(args: &[&str], tmp: Option<&Path>) -> Command {
     #[allow(clippy::disallowed_methods)] // tests drive the binary from outside
     let mut cmd = Command::new(xtask_bin());
@@ -65,7 +66,7 @@ pub fn xtask(args: &[&str], tmp: Option<&Path>) -> Command {
         .stdin(Stdio::null());
     cmd.env_remove("VALKEY_SRC");
     if let Some(tmp) = tmp {
-        cmd.env("TMPDIR", tmp);
+        cmd.env("TMPDIR", tmp).env("VALKEY_BENCH_SCRATCH", tmp);
     }
     cmd
 }

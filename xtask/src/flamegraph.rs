@@ -78,8 +78,7 @@ pub struct Profile {
 
 /// The perf event to sample, after checking perf can run here. Errors say how to fix it.
 pub fn perf_event(shutdown: &Shutdown) -> anyhow::Result<&'static str> {
-    let version = process::command("perf").arg("--version").output();
-    if !matches!(&version, Ok(o) if o.status.success()) {
+    if !process::runs("perf") {
         bail!(UsageError(
             "perf is not installed (or not on PATH). Install it: `apt-get install linux-perf` on \
              Debian, `apt-get install linux-tools-common linux-tools-$(uname -r)` on Ubuntu. \
@@ -115,9 +114,7 @@ pub fn record(
     profiler: Profiler,
     perf_event: &'static str,
 ) -> anyhow::Result<Profile> {
-    let scratch = tempfile::Builder::new()
-        .prefix("valkey-bench-profile-")
-        .tempdir()?;
+    let scratch = instances::scratch_dir("profile")?;
     let mut options = instances::Options {
         base_port: setup.base_port,
         config: setup.config.clone(),

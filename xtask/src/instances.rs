@@ -2,6 +2,12 @@
 //!
 //! An [`Instance`] owns its process (through [`Guarded`]) and its temporary directory;
 //! dropping it kills the server and removes the directory.
+//!
+//! Instance directories live under the scratch root ([`scratch_root`]): a real disk by
+//! default (`$XDG_CACHE_HOME/valkey-bench/scratch`), not `$TMPDIR`, which is tmpfs on
+//! current Debian and would turn the sync suite's disk mode into a memory copy. Each
+//! directory's name carries the pid of the xtask that made it, so one killed outright
+//! (destructors skipped) is swept by the next run ([`sweep_stale`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,9 +22,6 @@ use bench_core::client::Client;
 use bench_core::shutdown::Shutdown;
 
 use crate::process::{self, Guarded};
-
-/// Server settings the harness owns. Everything else may be passed through.
-pub const RESERVED: [&str; 5] = ["port", "bind", "dir", "logfile", "daemonize"];
 
 /// How long a server may take to answer PING after it starts.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -39,6 +42,95 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// Serve the server's `/dev/urandom` from this file (see [`process::fix_urandom`]).
     pub fixed_urandom: Option<PathBuf>,
+    /// Where instance directories are made. Default [`scratch_root`].
+    pub scratch: PathBuf,
+}
+
+/// `VALKEY_BENCH_SCRATCH` if set, else `<cache>/scratch`: where servers keep their files.
+pub fn scratch_root() -> PathBuf {
+    std::env::var_os("VALKEY_BENCH_SCRATCH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project::cache_dir().join("scratch"))
+}
+
+/// The prefix of our instance directories: `valkey-bench-<xtask pid>-<port>-`.
+const DIR_PREFIX: &str = "valkey-bench-";
+
+/// A scratch directory of ours (`<kind>` names what it holds: `profile`, `callgrind`,
+/// ...), under [`scratch_root`] and named for this process, so [`sweep_stale`] finds it if
+/// we are killed before it is removed.
+pub fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
+    let root = scratch_root();
+    fs::create_dir_all(&root)
+        .with_context(|| format!("creating the scratch directory {}", root.display()))?;
+    tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-{kind}-", std::process::id()))
+        .tempdir_in(&root)
+        .with_context(|| format!("creating a {kind} directory under {}", root.display()))
+}
+
+/// Removes instance directories left by xtask processes that no longer exist (killed
+/// outright, so their destructors never ran). A directory whose owner is alive, or whose
+/// name is not ours, is left alone. Returns how many were removed.
+pub fn sweep_stale(root: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if owner as u32 == std::process::id() || process_exists(owner) {
+            continue;
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// Whether a process with this pid exists (signal 0 delivers nothing).
+fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// The file system type of `path` (`ext4`, `tmpfs`, ...), for records: a disk-mode sync on
+/// tmpfs measures memory, not a disk.
+pub fn fs_type(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return "unknown".into();
+    };
+    // SAFETY: statfs fills the zeroed struct for a NUL-terminated path.
+    let magic = unsafe {
+        let mut buf: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c_path.as_ptr(), &mut buf) != 0 {
+            return "unknown".into();
+        }
+        buf.f_type as u64
+    };
+    match magic {
+        0xEF53 => "ext4".into(), // ext2/3/4 share the magic
+        0x0102_1994 => "tmpfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x9123_683E => "btrfs".into(),
+        0x794C_7630 => "overlayfs".into(),
+        0x2FC1_2FC1 => "zfs".into(),
+        0x6969 => "nfs".into(),
+        0x0102_1997 => "9p".into(),
+        other => format!("0x{other:x}"),
+    }
 }
 
 impl Default for Options {
@@ -49,6 +141,7 @@ impl Default for Options {
             wrapper: Vec::new(),
             ready_timeout: READY_TIMEOUT,
             fixed_urandom: None,
+            scratch: scratch_root(),
         }
     }
 }
@@ -99,9 +192,11 @@ pub fn start(
     options: &Options,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Vec<Instance>> {
-    for key in options.config.keys() {
-        if RESERVED.contains(&key.as_str()) {
-            bail!("--server-config {key}=...: the harness sets `{key}` itself; leave it out");
+    // The parsers refuse bad settings first (exit 2, naming the field); this is the one
+    // place every setting passes before it reaches a server, whoever built the options.
+    for (key, value) in &options.config {
+        if let Err(why) = bench_core::server_config::check(key, value) {
+            bail!("server setting {key}={value:?} refused: {why}");
         }
     }
     let mut instances: Vec<Instance> = Vec::with_capacity(count);
@@ -141,9 +236,15 @@ fn start_one(
     options: &Options,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Instance>> {
+    fs::create_dir_all(&options.scratch).with_context(|| {
+        format!(
+            "creating the scratch directory {} (VALKEY_BENCH_SCRATCH)",
+            options.scratch.display()
+        )
+    })?;
     let dir = tempfile::Builder::new()
-        .prefix(&format!("valkey-bench-{port}-"))
-        .tempdir()
+        .prefix(&format!("{DIR_PREFIX}{}-{port}-", std::process::id()))
+        .tempdir_in(&options.scratch)
         .context("creating the instance directory")?;
     let log = dir.path().join("valkey.log");
     let mut cmd = match options.wrapper.split_first() {
@@ -166,11 +267,15 @@ fn start_one(
         .arg("--logfile")
         .arg(&log);
     for (key, value) in &options.config {
-        cmd.arg(format!("--{key}"));
-        // A multi-word value ("900 1") is several arguments to valkey-server.
-        cmd.args(value.split_whitespace());
+        // One argv item per value, whatever it contains: valkey-server quotes it into one
+        // config value (a multi-argument setting such as `save "900 1"` splits it itself),
+        // so no word of it can become an option of its own.
+        cmd.arg(format!("--{key}")).arg(value);
     }
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    // Configuration errors are printed on stderr before the log file is open.
+    let stderr_path = dir.path().join("stderr.log");
+    let stderr = fs::File::create(&stderr_path).context("creating the server's stderr file")?;
+    cmd.stdout(Stdio::null()).stderr(Stdio::from(stderr));
     if let Some(file) = &options.fixed_urandom {
         process::fix_urandom(&mut cmd, file)?;
     }
@@ -192,7 +297,15 @@ fn start_one(
             if tail.contains("Address already in use") {
                 return Ok(None);
             }
-            bail!("valkey-server on port {port} exited during startup; last log lines:\n{tail}");
+            let stderr = process::tail(&fs::read_to_string(&stderr_path).unwrap_or_default(), 20);
+            bail!(
+                "valkey-server on port {port} exited during startup; last log lines:\n{tail}{}",
+                if stderr.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("\nwhat it printed:\n{stderr}")
+                }
+            );
         }
         // The server that answers must be ours: with several runs on one machine, another
         // run's server can take the port while ours (slow under valgrind) is starting.
@@ -213,5 +326,36 @@ fn start_one(
             );
         }
         thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweeps_only_dirs_of_dead_owners() {
+        let root = tempfile::tempdir().unwrap();
+        // A pid above the kernel's maximum (4194304) cannot exist.
+        let dead = root.path().join("valkey-bench-99999999-9000-abc");
+        let ours = root
+            .path()
+            .join(format!("valkey-bench-{}-9001-abc", std::process::id()));
+        let init = root.path().join("valkey-bench-1-9002-abc"); // pid 1 is alive
+        let other = root.path().join("someone-elses-99999999");
+        for dir in [&dead, &ours, &init, &other] {
+            fs::create_dir_all(dir.join("sub")).unwrap();
+        }
+        assert_eq!(sweep_stale(root.path()), 1);
+        assert!(!dead.exists());
+        assert!(ours.exists() && init.exists() && other.exists());
+        assert_eq!(sweep_stale(&root.path().join("missing")), 0);
+    }
+
+    #[test]
+    fn names_file_systems() {
+        assert_eq!(fs_type(Path::new("/proc/self")), "0x9fa0"); // procfs
+        assert_eq!(fs_type(Path::new("/dev/shm")), "tmpfs");
+        assert_eq!(fs_type(Path::new("/no/such/path")), "unknown");
     }
 }

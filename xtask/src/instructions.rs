@@ -76,9 +76,7 @@ impl SeedFile {
     /// The seed file, if servers can be made to read it here (root); else a warning and
     /// `None`.
     pub fn pinned() -> anyhow::Result<Option<SeedFile>> {
-        let dir = tempfile::Builder::new()
-            .prefix("valkey-bench-seed-")
-            .tempdir()?;
+        let dir = instances::scratch_dir("seed")?;
         let path = dir.path().join("urandom");
         let bytes: Vec<u8> = (0..4096u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -157,16 +155,13 @@ pub fn compare_cases(
 
 /// Fails with how to fix it when valgrind is missing; `what` needs it, `instead` does not.
 pub(crate) fn check_valgrind(what: &str, instead: &str) -> anyhow::Result<()> {
-    let out = crate::process::command("valgrind")
-        .arg("--version")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Ok(()),
-        _ => bail!(crate::cli::UsageError(format!(
+    if !crate::process::runs("valgrind") {
+        bail!(crate::cli::UsageError(format!(
             "{what} runs the server under valgrind, which is not installed; \
              install it (apt-get install valgrind) or use {instead}"
-        ))),
+        )));
     }
+    Ok(())
 }
 
 /// The workload a perf case sends (the native engine's, seed 1), on one connection.
@@ -220,9 +215,7 @@ fn run_once(
     ctx: &CaseContext<'_>,
     fixed_urandom: Option<&Path>,
 ) -> anyhow::Result<u64> {
-    let scratch = tempfile::Builder::new()
-        .prefix("valkey-bench-callgrind-")
-        .tempdir()?;
+    let scratch = instances::scratch_dir("callgrind")?;
     let out_file = scratch.path().join("callgrind.out");
     let vgdb_prefix = scratch.path().join("vgdb");
     let options = instances::Options {
@@ -240,6 +233,7 @@ fn run_once(
         ],
         ready_timeout: READY_UNDER_VALGRIND,
         fixed_urandom: fixed_urandom.map(Path::to_path_buf),
+        ..Default::default()
     };
     let server = instances::start(&binaries.server, 1, &options, ctx.shutdown)?.remove(0);
     let addr = server.addr;

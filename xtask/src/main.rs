@@ -49,6 +49,8 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::FAILURE;
     }
+    // Leftovers of runs that were killed outright (their destructors never ran).
+    xtask::instances::sweep_stale(&xtask::instances::scratch_root());
     let result = match cli.command {
         Command::Bench(cmd) => cmd.run(&shutdown),
         Command::Build(cmd) => cmd.run(&shutdown),

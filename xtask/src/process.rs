@@ -48,9 +48,10 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            // xtask may have died between fork and prctl.
+            // xtask may have died between fork and prctl. No allocation after fork: a raw
+            // OS error, not a message.
             if libc::getppid() == 1 {
-                return Err(io::Error::other("parent exited before the child started"));
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             Ok(())
         });
@@ -110,11 +111,24 @@ pub fn fix_urandom(cmd: &mut Command, file: &std::path::Path) -> anyhow::Result<
 /// Whether [`fix_urandom`] works here: runs `true` with it and checks it started.
 pub fn fixed_urandom_works(file: &std::path::Path) -> bool {
     let mut cmd = command("true");
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
     if fix_urandom(&mut cmd, file).is_err() {
         return false;
     }
-    cmd.status().is_ok_and(|s| s.success())
+    output(cmd, "true", &Shutdown::new(), Some(Duration::from_secs(10)))
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether `program --version` runs and succeeds (a tool is installed), through the guard.
+pub fn runs(program: &str) -> bool {
+    let mut cmd = command(program);
+    cmd.arg("--version");
+    output(
+        cmd,
+        program,
+        &Shutdown::new(),
+        Some(Duration::from_secs(30)),
+    )
+    .is_ok_and(|o| o.status.success())
 }
 
 /// A running child that is killed (with its process group) and reaped when dropped.
@@ -144,9 +158,26 @@ impl Guarded {
         &self.name
     }
 
-    /// `Some(status)` once the child has exited.
+    /// `Some(status)` once the child has exited. An exited child is first seen without
+    /// being reaped (`waitid` with `WNOWAIT`): while it is a zombie its pid and group id are
+    /// still ours, so its group (forks it left behind) is killed then, and it leaves the
+    /// registry before the reap, under the registry's lock. After the reap no signal of
+    /// ours can reach that pid, which the kernel may give to another process.
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        self.child.try_wait()
+        let pid = self.child.id() as i32;
+        let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
+        if !live.contains(&pid) {
+            drop(live);
+            return self.child.try_wait(); // already reaped: std keeps the status
+        }
+        if !exited_unreaped(pid)? {
+            return Ok(None);
+        }
+        // SAFETY: a plain syscall on the group of an unreaped child of ours.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        live.remove(&pid);
+        drop(live);
+        self.child.wait().map(Some)
     }
 
     pub fn take_stdout(&mut self) -> Option<std::process::ChildStdout> {
@@ -166,7 +197,7 @@ impl Guarded {
     ) -> anyhow::Result<ExitStatus> {
         let start = Instant::now();
         loop {
-            if let Some(status) = self.child.try_wait()? {
+            if let Some(status) = self.try_wait()? {
                 return Ok(status);
             }
             if shutdown.is_triggered() {
@@ -216,6 +247,19 @@ impl Guarded {
 impl Drop for Guarded {
     fn drop(&mut self) {
         self.kill_and_reap();
+    }
+}
+
+/// Whether child `pid` has exited, leaving it unreaped (a zombie) so its pid stays ours.
+fn exited_unreaped(pid: i32) -> io::Result<bool> {
+    // SAFETY: siginfo_t is plain data; waitid fills it. WNOWAIT leaves the child waitable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        if libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, flags) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(info.si_pid() != 0)
     }
 }
 

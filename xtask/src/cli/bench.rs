@@ -412,7 +412,7 @@ impl BenchCmd {
             spec.io_threads = vec![n];
         }
         for (key, value) in extra {
-            if suite::RESERVED_CONFIG.contains(&key.as_str()) {
+            if suite::PERF_RESERVED.contains(&key.as_str()) {
                 return Err(UsageError(format!(
                     "--server-config {key}={value}: the harness sets `{key}` itself"
                 ))

@@ -10,7 +10,7 @@ use super::ValkeyArgs;
 pub struct BuildCmd {
     #[command(flatten)]
     pub valkey: ValkeyArgs,
-    /// Print {"server","cli","benchmark","version","source_id","cached"} as JSON.
+    /// Print {"server","cli","benchmark","version","source_id","compiler","cached"} as JSON.
     #[arg(long)]
     pub json: bool,
 }
@@ -25,6 +25,7 @@ impl BuildCmd {
                 "benchmark": b.benchmark,
                 "version": b.version,
                 "source_id": b.source_id,
+                "compiler": b.compiler,
                 "cached": b.cached,
             });
             println!("{out}");
@@ -38,6 +39,7 @@ impl BuildCmd {
             println!("  server    {}", b.server.display());
             println!("  cli       {}", b.cli.display());
             println!("  benchmark {}", b.benchmark.display());
+            println!("  compiler  {}", b.compiler);
         }
         Ok(())
     }

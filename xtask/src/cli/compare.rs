@@ -427,10 +427,6 @@ impl CompareCmd {
             crate::results::write_atomically(path, markdown.as_bytes())
                 .with_context(|| format!("writing --markdown {}", path.display()))?;
         }
-        if let (Some(which), Some(event)) = (self.flamegraph, perf_event) {
-            self.flamegraphs(which, event, &report, &sides, &out, shutdown)?;
-        }
-        crate::report::write_after_run(&out);
         if self.json {
             println!("{}", serde_json::to_string(&report)?);
         } else {
@@ -449,6 +445,17 @@ impl CompareCmd {
                 out.join("compare.md").display()
             );
         }
+        // The verdict, its table and its JSON are out before anything optional runs: a
+        // failure while profiling is a warning and never changes the exit code.
+        if let (Some(which), Some(event)) = (self.flamegraph, perf_event)
+            && let Err(e) = self.flamegraphs(which, event, &report, &sides, &out, shutdown)
+        {
+            if shutdown.is_triggered() {
+                return Err(e);
+            }
+            eprintln!("warning: --flamegraph failed, the verdict stands: {e:#}");
+        }
+        crate::report::write_after_run(&out);
         Ok(report)
     }
 

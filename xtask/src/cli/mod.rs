@@ -80,6 +80,8 @@ impl ValkeyArgs {
             git_ref: self.git_ref.clone(),
             valkey_version: self.valkey_version.clone(),
         };
+        valkey::build::check_cflags(self.cflags.trim())
+            .map_err(|e| UsageError(format!("{e:#}")))?;
         let source = Source::resolve(&request, &project::root(), &manifest)
             .map_err(|e| UsageError(format!("{e:#}")))?;
         valkey::build(
@@ -101,22 +103,11 @@ pub fn parse_server_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, 
                 "--server-config {pair:?}: expected name=value, e.g. io-threads=4"
             )));
         };
-        let key = key.trim();
-        if key.is_empty()
-            || !key
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        {
-            bail!(UsageError(format!(
-                "--server-config {pair:?}: {key:?} is not a config name (lowercase letters, digits, '-')"
-            )));
+        let (key, value) = (key.trim(), value.trim());
+        if let Err(why) = bench_core::server_config::check(key, value) {
+            bail!(UsageError(format!("--server-config {pair:?}: {why}")));
         }
-        if value.chars().any(char::is_control) {
-            bail!(UsageError(format!(
-                "--server-config {pair:?}: the value has control characters"
-            )));
-        }
-        config.insert(key.to_string(), value.trim().to_string());
+        config.insert(key.to_string(), value.to_string());
     }
     Ok(config)
 }
@@ -138,5 +129,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"IO\""), "{err}");
+        for (pair, why) in [
+            ("BIND=0.0.0.0", "lowercase"),
+            ("pidfile=/etc/passwd", "set by the harness"),
+            ("maxclients=--bind 0.0.0.0", "starts with '-'"),
+        ] {
+            let err = parse_server_config(&[pair.into()]).unwrap_err();
+            assert!(err.is::<UsageError>(), "{pair}");
+            assert!(err.to_string().contains(why), "{pair}: {err}");
+        }
     }
 }

@@ -22,7 +22,27 @@ use super::source::Source;
 use crate::process::{self, Guarded};
 
 /// Bumped when the cache layout or the build recipe changes.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
+
+/// The environment make runs with: nothing else of the caller's. Valkey's Makefiles read
+/// `CFLAGS`, `LDFLAGS`, `OPTIMIZATION`, `SANITIZER`, `MALLOC`, `BUILD_TLS`, `USE_*` and
+/// more from the environment, and none of them is in the cache key; so make gets only
+/// these, and every knob that changes the binary is a flag of ours and part of the key.
+const MAKE_ENV: [&str; 4] = ["PATH", "HOME", "TMPDIR", "TERM"];
+
+/// Variables that would have changed the binary had make seen them; a user who exported
+/// one is told it was ignored and which flag to use.
+const IGNORED_ENV: [&str; 9] = [
+    "CFLAGS",
+    "CPPFLAGS",
+    "LDFLAGS",
+    "OPTIMIZATION",
+    "SANITIZER",
+    "MALLOC",
+    "BUILD_TLS",
+    "REDIS_CFLAGS",
+    "SERVER_CFLAGS",
+];
 
 /// Built binaries and what they are.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -34,6 +54,8 @@ pub struct Binaries {
     pub version: String,
     pub source_id: String,
     pub build: BuildOptions,
+    /// The C compiler that built it: resolved path and the first line of `--version`.
+    pub compiler: String,
     /// Whether this came from the cache.
     pub cached: bool,
 }
@@ -45,15 +67,16 @@ impl Binaries {
             version: self.version.clone(),
             source_id: self.source_id.clone(),
             build: self.build.clone(),
+            compiler: self.compiler.clone(),
         }
     }
 }
 
-/// The cache key: the same source and options give the same key.
-pub fn cache_key(source_id: &str, options: &BuildOptions) -> String {
+/// The cache key: the same source, options and compiler give the same key.
+pub fn cache_key(source_id: &str, options: &BuildOptions, compiler: &str) -> String {
     let mut hasher = Sha256::new();
     let text = format!(
-        "format={CACHE_FORMAT}\nsource={source_id}\ntls={}\nmalloc={}\ncflags={}\n",
+        "format={CACHE_FORMAT}\nsource={source_id}\ntls={}\nmalloc={}\ncflags={}\ncompiler={compiler}\n",
         options.tls,
         options.malloc.as_str(),
         options.cflags
@@ -70,8 +93,10 @@ pub fn build(
     cache: &Path,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Binaries> {
+    check_cflags(&options.cflags)?;
     let source_id = source.id();
-    let key = cache_key(&source_id, options);
+    let (cc, compiler) = compiler_identity(&c_compiler(), shutdown)?;
+    let key = cache_key(&source_id, options, &compiler);
     let builds = cache.join("builds");
     let entry = builds.join(&key);
     if let Some(hit) = read_entry(&entry)? {
@@ -95,7 +120,18 @@ pub fn build(
         .with_context(|| format!("preparing {}", source.describe()))?;
     let started = Instant::now();
     let bar = spinner(format!("building {}", source.describe()));
-    let made = make(&tree, options, &log_path, shutdown);
+    let ignored: Vec<&str> = IGNORED_ENV
+        .into_iter()
+        .filter(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        .collect();
+    if !ignored.is_empty() {
+        eprintln!(
+            "note: {} from the environment not passed to make (the build cache could not \
+             tell such builds apart); use --cflags, --malloc or --tls",
+            ignored.join(", ")
+        );
+    }
+    let made = make(&tree, options, &cc, &log_path, shutdown);
     bar.finish_and_clear();
     if let Err(e) = made {
         // Keep the log of the failure beside the cache for inspection.
@@ -134,6 +170,7 @@ pub fn build(
         version,
         source_id,
         build: options.clone(),
+        compiler,
         cached: false,
     };
     fs::write(
@@ -163,16 +200,43 @@ fn read_entry(entry: &Path) -> anyhow::Result<Option<Binaries>> {
     Ok(Some(binaries))
 }
 
-/// Attempts left behind by a killed xtask (their directories, not their logs).
+/// Attempts left behind by a killed xtask (their directories, not their logs): those of
+/// `key`, whose lock we hold, and those of any other key whose lock nobody holds (a
+/// build in progress holds its key's lock, so its attempt is never touched).
 fn remove_stale_attempts(builds: &Path, key: &str) {
-    let prefix = format!("{key}.tmp-");
-    if let Ok(entries) = fs::read_dir(builds) {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&prefix) {
-                let _ = fs::remove_dir_all(e.path());
-            }
+    let Ok(entries) = fs::read_dir(builds) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some((other, _)) = name.split_once(".tmp-") else {
+            continue;
+        };
+        if other == key {
+            let _ = fs::remove_dir_all(e.path());
+        } else if let Ok(lock) = File::open(builds.join(format!("{other}.lock")))
+            && lock.try_lock().is_ok()
+        {
+            // Held while removing: a build of `other` starting now waits for it.
+            let _ = fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// Characters `--cflags` may hold. Make passes CFLAGS to `sh -c` in its recipes, so
+/// anything a shell would interpret (`;`, `$`, quotes, backticks, `|`, `&`, redirections,
+/// globs, newlines) is refused rather than escaped: flags need none of them.
+pub fn check_cflags(cflags: &str) -> anyhow::Result<()> {
+    if let Some(bad) = cflags
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || " -_=.,+/:@%".contains(*c)))
+    {
+        bail!(
+            "--cflags {cflags:?}: {bad:?} is not allowed (make hands CFLAGS to a shell); \
+             flags use letters, digits, spaces and - _ = . , + / : @ %"
+        );
+    }
+    Ok(())
 }
 
 /// The C compiler, found the way Rust build scripts find it (`CC`, then `cc`).
@@ -187,6 +251,42 @@ fn c_compiler() -> PathBuf {
         .to_path_buf()
 }
 
+/// What the build cache and the records call the compiler: its resolved path (through
+/// `PATH` and symlinks: `/usr/bin/cc` is really `x86_64-linux-gnu-gcc-12`) and the first
+/// line of its `--version`, so `CC=clang` or an upgraded gcc is another cache entry.
+/// Returns the path make is given (found on `PATH`, not canonicalized: a ccache symlink
+/// must keep its name) and the identity.
+fn compiler_identity(cc: &Path, shutdown: &Shutdown) -> anyhow::Result<(PathBuf, String)> {
+    let found = if cc.components().count() > 1 {
+        Some(cc.to_path_buf())
+    } else {
+        std::env::var_os("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(cc))
+                .find(|p| p.is_file())
+        })
+    };
+    let found = found
+        .filter(|p| p.is_file())
+        .with_context(|| format!("the C compiler {} is not on PATH", cc.display()))?;
+    let resolved = found
+        .canonicalize()
+        .with_context(|| format!("resolving the C compiler {}", found.display()))?;
+    let mut cmd = process::command(&resolved);
+    cmd.arg("--version").env("LC_ALL", "C");
+    let out = process::output(cmd, "cc --version", shutdown, Some(Duration::from_secs(30)))?;
+    let version = out.stdout.lines().next().unwrap_or("").trim().to_string();
+    if !out.status.success() || version.is_empty() {
+        bail!(
+            "{} --version failed ({}): {}",
+            resolved.display(),
+            out.status,
+            out.stderr.trim()
+        );
+    }
+    Ok((found, format!("{} ({version})", resolved.display())))
+}
+
 /// Runs make in two steps. Valkey's src/Makefile builds deps/ from a recipe that ignores
 /// failures (`-(cd ../deps && make ...)`), and jemalloc's configure can race under a
 /// parallel top-level make; so the dependencies are built first on their own and checked,
@@ -194,12 +294,13 @@ fn c_compiler() -> PathBuf {
 fn make(
     tree: &Path,
     options: &BuildOptions,
+    cc: &Path,
     log_path: &Path,
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let jobs = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut vars = vec![
-        format!("CC={}", c_compiler().display()),
+        format!("CC={}", cc.display()),
         format!("BUILD_TLS={}", if options.tls { "yes" } else { "no" }),
         format!("MALLOC={}", options.malloc.as_str()),
     ];
@@ -213,9 +314,13 @@ fn make(
             .arg(format!("-j{jobs}"))
             .args(&vars)
             .arg(target)
-            .env_remove("MAKEFLAGS")
-            .env_remove("MFLAGS")
-            .env_remove("MAKELEVEL")
+            .env_clear()
+            .envs(
+                MAKE_ENV
+                    .iter()
+                    .filter_map(|k| Some((k, std::env::var_os(k)?))),
+            )
+            .env("LC_ALL", "C")
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log.try_clone()?));
         let mut child = Guarded::spawn(cmd, "make")?;
@@ -322,10 +427,13 @@ mod tests {
     #[test]
     fn cache_key_covers_source_and_every_option() {
         let base = BuildOptions::default();
-        let key = cache_key("git:abc", &base);
+        let gcc = "/usr/bin/x86_64-linux-gnu-gcc-12 (gcc (Debian 12.2.0-14) 12.2.0)";
+        let key = cache_key("git:abc", &base, gcc);
         assert_eq!(key.len(), 16);
-        assert_eq!(key, cache_key("git:abc", &base.clone()));
-        assert_ne!(key, cache_key("git:abd", &base));
+        assert_eq!(key, cache_key("git:abc", &base.clone(), gcc));
+        assert_ne!(key, cache_key("git:abd", &base, gcc));
+        let clang = "/usr/lib/llvm-14/bin/clang (Debian clang version 14.0.6)";
+        assert_ne!(key, cache_key("git:abc", &base, clang));
         let variants = [
             BuildOptions {
                 tls: true,
@@ -341,7 +449,7 @@ mod tests {
             },
         ];
         for options in variants {
-            assert_ne!(key, cache_key("git:abc", &options), "{options:?}");
+            assert_ne!(key, cache_key("git:abc", &options, gcc), "{options:?}");
         }
     }
 
@@ -366,6 +474,38 @@ mod tests {
             Some("8.1.1".into())
         );
         assert_eq!(parse_version("garbage"), None);
+    }
+
+    #[test]
+    fn cflags_that_a_shell_would_interpret_are_refused() {
+        for ok in [
+            "",
+            "-O3 -march=native",
+            "-DFOO=1 -fno-omit-frame-pointer",
+            "-I/opt/x",
+        ] {
+            check_cflags(ok).unwrap();
+        }
+        for bad in [
+            "-O2; rm -rf ~",
+            "$(id)",
+            "`id`",
+            "-O2 | cat",
+            "-DX='1'",
+            "-O2\n",
+            "-O2 > f",
+        ] {
+            let err = check_cflags(bad).unwrap_err().to_string();
+            assert!(err.contains("not allowed"), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_compiler_identity_is_a_resolved_path_and_a_version() {
+        let (path, id) = compiler_identity(&c_compiler(), &Shutdown::new()).unwrap();
+        assert!(path.is_absolute(), "{}", path.display());
+        assert!(id.starts_with('/'), "{id}");
+        assert!(id.contains(" ("), "{id}");
     }
 
     #[test]

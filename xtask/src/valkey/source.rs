@@ -222,6 +222,9 @@ impl Source {
                 Ok(Prepared { worktree: None })
             }
             Source::GitCommit { repo, commit } => {
+                // Registrations of our scratch worktrees whose directories a killed run's
+                // successor swept (or that were deleted) go first.
+                let _ = cmd!(sh, "git -C {repo} worktree prune").quiet().run();
                 cmd!(
                     sh,
                     "git -C {repo} worktree add --detach --quiet {dest} {commit}"
