@@ -83,10 +83,26 @@ impl KeySampler {
             KeyDistribution::Zipf { s } => KeyKind::Zipf(
                 Zipf::new(keyspace as f64, *s).map_err(|e| format!("zipf s = {s}: {e}"))?,
             ),
-            KeyDistribution::Gaussian { mean, stddev } => KeyKind::Gaussian(
-                Normal::new(mean * keyspace as f64, stddev * keyspace as f64)
-                    .map_err(|e| format!("gaussian stddev = {stddev}: {e}"))?,
-            ),
+            KeyDistribution::Gaussian { mean, stddev } => {
+                // Both are fractions of the keyspace. A mean far outside it would make
+                // almost every draw a rejection: the sampler would spin.
+                if !(0.0..=1.0).contains(mean) {
+                    return Err(format!(
+                        "gaussian mean = {mean}: the mean is a fraction of the keyspace, from 0 \
+                         to 1 (0.5 is the middle key)"
+                    ));
+                }
+                if !(*stddev > 0.0 && *stddev <= 1.0) {
+                    return Err(format!(
+                        "gaussian stddev = {stddev}: a fraction of the keyspace, above 0 and at \
+                         most 1 (0.1 puts 68% of requests on a fifth of the keys)"
+                    ));
+                }
+                KeyKind::Gaussian(
+                    Normal::new(mean * keyspace as f64, stddev * keyspace as f64)
+                        .map_err(|e| format!("gaussian stddev = {stddev}: {e}"))?,
+                )
+            }
         };
         let next = keyspace / workers.max(1) * worker % keyspace;
         Ok(KeySampler {
@@ -108,12 +124,20 @@ impl KeySampler {
             KeyKind::Zipf(z) => (z.sample(rng) as u64)
                 .saturating_sub(1)
                 .min(self.keyspace - 1),
-            KeyKind::Gaussian(n) => loop {
-                let x = n.sample(rng);
-                if x >= 0.0 && x < self.keyspace as f64 {
-                    break x as u64;
+            // Draws outside the keyspace are redrawn. With the mean inside it and stddev at
+            // most the keyspace, at least a third land inside (the half-normal's mass within
+            // one stddev), so 64 misses in a row (odds below 1e-11) end in a clamped draw:
+            // this always ends.
+            KeyKind::Gaussian(n) => {
+                let top = self.keyspace as f64;
+                for _ in 0..64 {
+                    let x = n.sample(rng);
+                    if (0.0..top).contains(&x) {
+                        return x as u64;
+                    }
                 }
-            },
+                (n.sample(rng).max(0.0) as u64).min(self.keyspace - 1)
+            }
         }
     }
 }
@@ -191,6 +215,32 @@ mod tests {
                 "key {i}: {observed} vs {expected:.0}"
             );
         }
+    }
+
+    #[test]
+    fn a_gaussian_outside_the_keyspace_is_refused_not_spun_on() {
+        for (mean, stddev, why) in [
+            (50.0, 0.1, "mean = 50"),
+            (-0.1, 0.1, "mean = -0.1"),
+            (0.5, 0.0, "stddev = 0"),
+            (0.5, 5.0, "stddev = 5"),
+            (f64::NAN, 0.1, "mean = NaN"),
+        ] {
+            let err = KeySampler::new(&KeyDistribution::Gaussian { mean, stddev }, 100, 0, 1)
+                .err()
+                .unwrap_or_else(|| panic!("mean {mean} stddev {stddev} accepted"));
+            assert!(err.contains(why), "{err}");
+        }
+        // The edges are allowed and end: half the draws fall outside and are redrawn.
+        let c = counts(
+            &KeyDistribution::Gaussian {
+                mean: 1.0,
+                stddev: 1.0,
+            },
+            10,
+            10_000,
+        );
+        assert_eq!(c.iter().sum::<u64>(), 10_000);
     }
 
     #[test]

@@ -53,7 +53,27 @@ pub fn strings(
     value_size: u64,
 ) -> Result<Populated, PopulateError> {
     let value = vec![b'x'; value_size as usize];
-    set_keys(client, keyspace, |_| &value)
+    set_keys(client, keyspace, benchmark_key, |_| &value)
+}
+
+/// SETs every string key a workload reads, named as its generator names them (its
+/// `key_prefix` and `key_digits`), with values of its largest size, or `0` when a command
+/// of the mix needs integers (INCR). The server must be empty.
+pub fn workload_strings(
+    client: &mut Client,
+    spec: &crate::workload::WorkloadSpec,
+) -> Result<Populated, PopulateError> {
+    let value = if spec.needs_integers() {
+        b"0".to_vec()
+    } else {
+        vec![b'x'; spec.values.max() as usize]
+    };
+    set_keys(
+        client,
+        spec.keyspace,
+        |i| spec.key_name("key", i),
+        |_| &value,
+    )
 }
 
 /// Like [`strings`], but every value is a different slice of a seeded random pool, so the
@@ -75,16 +95,17 @@ pub fn random_strings(
         x ^= x << 17;
         pool.extend_from_slice(&x.to_le_bytes());
     }
-    set_keys(client, keyspace, |i| {
+    set_keys(client, keyspace, benchmark_key, |i| {
         let offset = (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 20) as usize % (1 << 20);
         &pool[offset..offset + size]
     })
 }
 
-/// SETs `key:N` to `value(N)` for every N in `0..keyspace`, pipelined, then checks DBSIZE.
+/// SETs `name(N)` to `value(N)` for every N in `0..keyspace`, pipelined, then checks DBSIZE.
 fn set_keys<'v>(
     client: &mut Client,
     keyspace: u64,
+    name: impl Fn(u64) -> String,
     value: impl Fn(u64) -> &'v [u8],
 ) -> Result<Populated, PopulateError> {
     let start = Instant::now();
@@ -92,7 +113,7 @@ fn set_keys<'v>(
     while next < keyspace {
         let batch = (keyspace - next).min(BATCH as u64);
         for i in next..next + batch {
-            let key = benchmark_key(i);
+            let key = name(i);
             client.queue(&[b"SET".as_slice(), key.as_bytes(), value(i)]);
         }
         check_replies(

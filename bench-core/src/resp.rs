@@ -98,6 +98,186 @@ pub fn scan(buf: &[u8]) -> Result<(Reply, usize), ParseError> {
     Ok((reply, end))
 }
 
+/// How a read command's reply says whether it found what it asked for. Each command has
+/// its own way: a null (`GET`), an empty aggregate (`LRANGE`, `HGETALL`: an absent key
+/// reads as empty), an integer 0 (`SISMEMBER`), or a null per key (`MGET`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadKind {
+    /// Not a read: no hits or misses.
+    NotRead,
+    /// A null reply is a miss, anything else a hit.
+    Null,
+    /// An empty array or map is a miss.
+    Empty,
+    /// `:0` is a miss, any other integer a hit.
+    Zero,
+    /// Each null element of the array is a miss and each other element a hit: hits and
+    /// misses count keys, not requests.
+    PerElement,
+}
+
+impl ReadKind {
+    /// The kind for an upper-case command name.
+    pub fn of(name: &str) -> ReadKind {
+        match name {
+            "GET" | "LPOP" | "RPOP" | "ZSCORE" | "ZRANK" | "HGET" => ReadKind::Null,
+            "LRANGE" | "ZRANGE" | "HGETALL" | "SMEMBERS" => ReadKind::Empty,
+            "SISMEMBER" | "EXISTS" => ReadKind::Zero,
+            "MGET" => ReadKind::PerElement,
+            _ => ReadKind::NotRead,
+        }
+    }
+}
+
+/// A reply scanner that resumes where the last call stopped. `scan` starts every call at
+/// the reply's first byte, so a large aggregate (LRANGE, HGETALL) arriving over many reads
+/// is rescanned from its start each time: quadratic in its size. `Scanner` keeps the
+/// position and the open aggregates between calls, so each byte is looked at about once.
+/// Give it the same reply (its first byte at `buf[0]`, more bytes appended) until it
+/// returns `Ok`; it is then ready for the next reply. Allocation-free after the first
+/// nested aggregate (its stack keeps its capacity).
+#[derive(Debug, Default)]
+pub struct Scanner {
+    /// Where the next element starts, relative to the reply's first byte.
+    pos: usize,
+    /// Open aggregates, outermost first.
+    open: Vec<Open>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    /// Elements still to come (map pairs count as two).
+    remaining: usize,
+    elements: usize,
+    kind: u8,
+}
+
+impl Scanner {
+    /// Like [`scan`], resuming a reply that was incomplete last time.
+    pub fn scan(&mut self, buf: &[u8]) -> Result<(Reply, usize), ParseError> {
+        loop {
+            let start = self.pos;
+            let Some(&kind) = buf.get(start) else {
+                return Err(ParseError::Incomplete);
+            };
+            let mut value = match kind {
+                b'*' | b'%' | b'~' | b'|' | b'>' => {
+                    let (line, after_line) = line_at(buf, start + 1)?;
+                    let invalid = ParseError::Invalid { offset: start };
+                    let n = parse_int(line).ok_or(invalid)?;
+                    self.pos = after_line;
+                    if n < 0 {
+                        Reply::Null
+                    } else {
+                        let elements = if kind == b'%' || kind == b'|' {
+                            n as usize * 2
+                        } else {
+                            n as usize
+                        };
+                        if elements > 0 || kind == b'|' {
+                            if self.open.len() >= MAX_DEPTH {
+                                self.reset();
+                                return Err(invalid);
+                            }
+                            self.open.push(Open {
+                                remaining: elements,
+                                elements,
+                                kind,
+                            });
+                            if elements > 0 {
+                                continue;
+                            }
+                        }
+                        if kind == b'>' {
+                            Reply::Push(0)
+                        } else {
+                            Reply::Aggregate(0)
+                        }
+                    }
+                }
+                _ => match scan_at(buf, start, MAX_DEPTH) {
+                    Ok((reply, end)) => {
+                        self.pos = end;
+                        reply
+                    }
+                    Err(e) => {
+                        if matches!(e, ParseError::Invalid { .. }) {
+                            self.reset();
+                        }
+                        return Err(e);
+                    }
+                },
+            };
+            // Close every aggregate this element completed.
+            loop {
+                let Some(top) = self.open.last_mut() else {
+                    let end = self.pos;
+                    self.reset();
+                    return Ok((value, end));
+                };
+                if top.kind == b'|' && top.remaining == 0 {
+                    // An attribute is done: the reply it describes follows, in its place.
+                    self.open.pop();
+                    break;
+                }
+                top.remaining -= 1;
+                if top.remaining > 0 {
+                    break;
+                }
+                if top.kind == b'|' {
+                    self.open.pop();
+                    break;
+                }
+                let done = self.open.pop().expect("an open aggregate was just seen");
+                value = if done.kind == b'>' {
+                    Reply::Push(done.elements)
+                } else {
+                    Reply::Aggregate(done.elements)
+                };
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.pos = 0;
+        self.open.clear();
+    }
+}
+
+/// Hits and misses of one reply to a read, by the command's own rule (`reply` and its
+/// bytes `raw`, as [`scan`] returned them). For `PerElement` (MGET) they count keys.
+pub fn hits_and_misses(kind: ReadKind, reply: Reply, raw: &[u8]) -> (u64, u64) {
+    match (kind, reply) {
+        (ReadKind::NotRead, _) | (_, Reply::Error) => (0, 0),
+        (ReadKind::Null, Reply::Null) => (0, 1),
+        (ReadKind::Null, _) => (1, 0),
+        (ReadKind::Empty, Reply::Null | Reply::Aggregate(0)) => (0, 1),
+        (ReadKind::Empty, _) => (1, 0),
+        (ReadKind::Zero, _) if raw.starts_with(b":0\r\n") => (0, 1),
+        (ReadKind::Zero, Reply::Null) => (0, 1),
+        (ReadKind::Zero, _) => (1, 0),
+        (ReadKind::PerElement, Reply::Aggregate(n)) => {
+            let Ok((_, mut pos)) = line_at(raw, 1) else {
+                return (0, 0);
+            };
+            let mut misses = 0;
+            for _ in 0..n {
+                match scan_at(raw, pos, 1) {
+                    Ok((Reply::Null, end)) => {
+                        misses += 1;
+                        pos = end;
+                    }
+                    Ok((_, end)) => pos = end,
+                    Err(_) => break,
+                }
+            }
+            (n as u64 - misses, misses)
+        }
+        (ReadKind::PerElement, Reply::Null) => (0, 1),
+        (ReadKind::PerElement, _) => (1, 0),
+    }
+}
+
 /// The payload of a pub/sub `message` push (`*3` in RESP2, `>3` in RESP3:
 /// `message`, channel, payload), given one whole reply; `None` for anything else
 /// (subscribe confirmations, pattern messages). Allocation-free.
@@ -537,5 +717,88 @@ mod tests {
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
+    }
+
+    /// Replies of every shape, each fed to a `Scanner` split at every byte (one more byte
+    /// per call), must give what `scan` gives on the whole reply.
+    #[test]
+    fn the_resuming_scanner_agrees_with_scan_at_every_split() {
+        let replies: [&[u8]; 12] = [
+            b"+OK\r\n",
+            b"$5\r\nhello\r\n",
+            b"$-1\r\n",
+            b"*0\r\n",
+            b"*-1\r\n",
+            b"*3\r\n$1\r\na\r\n$-1\r\n:7\r\n",
+            b"*2\r\n*2\r\n+a\r\n+b\r\n*0\r\n",
+            b"%2\r\n+k\r\n:1\r\n+l\r\n*1\r\n+x\r\n",
+            b"|1\r\n+key\r\n+val\r\n*2\r\n:1\r\n:2\r\n",
+            b"*2\r\n|1\r\n+a\r\n+b\r\n:5\r\n:6\r\n",
+            b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\np\r\n",
+            b"-ERR wrong\r\n",
+        ];
+        for reply in replies {
+            let whole = scan(reply).unwrap();
+            let mut scanner = Scanner::default();
+            for cut in 1..reply.len() {
+                assert_eq!(
+                    scanner.scan(&reply[..cut]),
+                    Err(ParseError::Incomplete),
+                    "{:?} cut at {cut}",
+                    String::from_utf8_lossy(reply)
+                );
+            }
+            assert_eq!(
+                scanner.scan(reply),
+                Ok(whole),
+                "{:?}",
+                String::from_utf8_lossy(reply)
+            );
+            // Ready for the next reply, from its first byte.
+            assert_eq!(scanner.scan(b":1\r\n"), Ok((Reply::Scalar, 4)));
+        }
+    }
+
+    #[test]
+    fn the_resuming_scanner_refuses_what_scan_refuses() {
+        let mut scanner = Scanner::default();
+        assert!(matches!(
+            scanner.scan(b"*2\r\n?x\r\n"),
+            Err(ParseError::Invalid { .. })
+        ));
+        assert_eq!(
+            scanner.scan(b"+OK\r\n"),
+            Ok((Reply::Scalar, 5)),
+            "reset after an error"
+        );
+        let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
+        assert!(matches!(
+            scanner.scan(deep.as_bytes()),
+            Err(ParseError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn hits_and_misses_follow_each_command() {
+        let check = |command: &str, raw: &[u8], expected: (u64, u64)| {
+            let (reply, _) = scan(raw).unwrap();
+            assert_eq!(
+                hits_and_misses(ReadKind::of(command), reply, raw),
+                expected,
+                "{command} {:?}",
+                String::from_utf8_lossy(raw)
+            );
+        };
+        check("GET", b"$3\r\nabc\r\n", (1, 0));
+        check("GET", b"$-1\r\n", (0, 1));
+        check("GET", b"_\r\n", (0, 1));
+        check("SISMEMBER", b":1\r\n", (1, 0));
+        check("SISMEMBER", b":0\r\n", (0, 1));
+        check("LRANGE", b"*0\r\n", (0, 1));
+        check("LRANGE", b"*1\r\n$1\r\na\r\n", (1, 0));
+        check("HGETALL", b"%0\r\n", (0, 1));
+        check("MGET", b"*3\r\n$1\r\na\r\n$-1\r\n_\r\n", (1, 2));
+        check("SET", b"+OK\r\n", (0, 0));
+        check("GET", b"-ERR x\r\n", (0, 0));
     }
 }

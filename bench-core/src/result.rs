@@ -324,6 +324,10 @@ pub struct SyncParams {
     /// Whether a write load ran on the primary during the sync.
     pub write_load: bool,
     pub server_config: BTreeMap<String, String>,
+    /// File system of the servers' directories, where disk mode writes and reads the RDB
+    /// (`ext4`, `tmpfs`, ...; tmpfs makes "disk" a memory copy). Schema 5; empty before.
+    #[serde(default)]
+    pub dir_fs: String,
 }
 
 /// What a replica's full sync measured.

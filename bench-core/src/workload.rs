@@ -214,6 +214,27 @@ pub const PRESETS: [Preset; 8] = [
 ];
 
 impl WorkloadSpec {
+    /// The name the generator gives key `i` of `family` (`key`, `list`, `set`, `zset`,
+    /// `hash`): what a preload must write for the workload's reads to hit. Like the
+    /// encoder, it keeps the low `key_digits` digits.
+    pub fn key_name(&self, family: &str, i: u64) -> String {
+        let digits = self.key_digits as usize;
+        let full = format!("{i:0digits$}");
+        let low = &full[full.len() - digits.min(full.len())..];
+        format!("{}{family}:{low}", self.key_prefix)
+    }
+
+    /// Whether a command of the mix needs its string values to be integers (`INCR` on
+    /// `xxxx` would measure the error path).
+    pub fn needs_integers(&self) -> bool {
+        self.commands.iter().any(|c| {
+            let name = c.command.split_whitespace().next().unwrap_or("");
+            ["INCR", "DECR", "INCRBY", "DECRBY", "INCRBYFLOAT"]
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+        })
+    }
+
     /// The preset called `name`, or an error listing them.
     pub fn preset(name: &str) -> Result<(WorkloadSpec, u32), WorkloadError> {
         let p = PRESETS
@@ -466,8 +487,8 @@ pub struct Fill<'a> {
 pub struct Template {
     /// Upper-case command name, the key of per-command statistics.
     pub name: String,
-    /// Whether a null reply counts as a miss (reads of a key or member).
-    pub is_read: bool,
+    /// How a reply tells a hit from a miss (for reads of a key or member).
+    pub read: crate::resp::ReadKind,
     /// Whether the template has a `{score}` (so a score must be drawn).
     pub uses_score: bool,
     segments: Vec<Segment>,
@@ -532,24 +553,11 @@ impl Template {
         if !literal.is_empty() {
             segments.push(Segment::Literal(literal));
         }
-        let is_read = matches!(
-            name.as_str(),
-            "GET"
-                | "MGET"
-                | "LPOP"
-                | "RPOP"
-                | "LRANGE"
-                | "SISMEMBER"
-                | "ZSCORE"
-                | "ZRANGE"
-                | "ZRANK"
-                | "HGET"
-                | "HGETALL"
-        );
+        let read = crate::resp::ReadKind::of(&name);
         let uses_score = segments.contains(&Segment::Score);
         Ok(Template {
             name,
-            is_read,
+            read,
             uses_score,
             segments,
             key_digits: digits,
@@ -881,6 +889,22 @@ mod tests {
                 assert_eq!(String::from_utf8(out).unwrap(), want, "n={n} width={width}");
             }
         }
+    }
+
+    #[test]
+    fn key_names_are_the_ones_the_encoder_writes() {
+        let mut spec = WorkloadSpec::single("GET", 100_000, 5);
+        assert_eq!(
+            args(&encode(&spec, 0, 123, 5))[1],
+            spec.key_name("key", 123)
+        );
+        spec.key_prefix = "bench:".into();
+        spec.key_digits = 4;
+        assert_eq!(args(&encode(&spec, 0, 123, 5))[1], "bench:key:0123");
+        assert_eq!(spec.key_name("key", 123), "bench:key:0123");
+        assert_eq!(spec.key_name("key", 1_234_567), "bench:key:4567");
+        assert!(!spec.needs_integers());
+        assert!(WorkloadSpec::single("incr", 10, 5).needs_integers());
     }
 
     #[test]

@@ -133,7 +133,11 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
             r.case
         );
         assert_eq!(r.params.value_size, Some(64));
-        assert_eq!(m.requests, r.params.requests);
+        if engine == "native" {
+            // The native engine counts its requests itself (for valkey-benchmark this is
+            // the -n it was given: the server's count below checks that one).
+            assert_eq!(m.requests, r.params.requests);
+        }
         // The engine's own wall time bounds its rate from above (setup adds time).
         assert!(
             m.requests as f64 / m.wall_secs <= m.ops_per_sec * 1.05,
@@ -165,12 +169,21 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
             &r.monitor[r.monitor.len() - 1].servers[0],
         );
         let command = r.params.command.to_ascii_lowercase();
+        let calls = last.commandstats[&command].calls
+            - first.commandstats.get(&command).map_or(0, |c| c.calls);
         assert!(
-            last.commandstats[&command].calls
-                - first.commandstats.get(&command).map_or(0, |c| c.calls)
-                >= m.requests,
-            "{}: commandstats saw fewer calls than requests",
-            r.case
+            calls >= m.requests,
+            "{}: commandstats saw {calls} calls, fewer than {} requests",
+            r.case,
+            m.requests
+        );
+        // The server saw about what the engine says it sent: a check independent of the
+        // engine's own counting (the window may also hold the end of the warmup).
+        assert!(
+            calls <= m.requests + r.params.warmup_requests + m.requests / 10,
+            "{}: commandstats saw {calls} calls for {} requests",
+            r.case,
+            m.requests
         );
         assert!(last.used_cpu_user + last.used_cpu_sys > first.used_cpu_user + first.used_cpu_sys);
         assert!(!r.monitor[1].host.cpu_busy_pct.is_empty());
@@ -775,10 +788,22 @@ fn open_loop_holds_its_rate() {
         (ops - 20_000.0).abs() < 0.03 * 20_000.0,
         "open loop at 20000/s achieved {ops}"
     );
+    // Whether every send is on time depends on what else the machine runs (a benchmark's
+    // business, not a test's). What must hold either way: lateness is counted and warned
+    // about, and it shows in the latency, which is measured from the intended send time.
     let requests = report["requests"].as_u64().unwrap();
+    let late = report["late_sends"].as_u64().unwrap();
+    let warned = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("behind schedule"));
+    assert_eq!(warned, late > requests / 100, "{report}");
+    let lag_max = report["send_lag_max_us"].as_u64().unwrap();
+    let latency_max = report["all"]["latency"]["max_us"].as_u64().unwrap();
     assert!(
-        report["late_sends"].as_u64().unwrap() < requests / 100,
-        "{report}"
+        latency_max >= lag_max,
+        "a send {lag_max} µs late was timed from when it went out ({latency_max} µs max)"
     );
     server.stop(Duration::from_secs(20));
 }
@@ -1096,7 +1121,7 @@ fn compare_a_against_a_finds_no_regression() {
     // Where perf can record, the compare also profiles its case on both sides.
     let perf = perf_unusable();
     if let Some(why) = &perf {
-        println!("SKIPPED compare --flamegraph: {why}");
+        cannot_run("perf", &format!("compare --flamegraph: {why}"));
     }
     let mut args = vec![
         "--slice-seconds",
@@ -1447,8 +1472,7 @@ fn perf_unusable() -> Option<String> {
 #[test]
 fn flamegraph_with_io_threads_and_a_diff_shows_valkey_functions() {
     if let Some(why) = perf_unusable() {
-        println!("SKIPPED flamegraph (perf): {why}");
-        eprintln!("SKIPPED flamegraph (perf): {why}");
+        cannot_run("perf", &format!("flamegraph: {why}"));
         return;
     }
     let _machine = heavy();
@@ -1592,7 +1616,7 @@ fn flamegraph_where_perf_event_paranoid_forbids_it_says_how_to_allow_it() {
     let root = unsafe { libc::geteuid() } == 0;
     if !root || paranoid <= 1 || !std::path::Path::new("/usr/sbin/runuser").exists() {
         let why = format!("needs root, runuser and perf_event_paranoid > 1 (it is {paranoid})");
-        println!("SKIPPED paranoid check: {why}");
+        cannot_run("paranoid", &why);
         return;
     }
     // Run as `nobody` from a copy it can read; the check comes before any build.

@@ -231,3 +231,21 @@ pub fn heavy() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A test that cannot run on this machine (`why`). That fails the test, unless the person
+/// running it said this kind of test may be skipped here: `VALKEY_BENCH_SKIP` lists kinds
+/// (`perf`, `paranoid`, comma-separated). So a skip is always someone's decision, printed,
+/// and never CI's silence: CI installs every tool and sets nothing.
+/// Returns (for the caller to `return`) only when the skip was allowed.
+pub fn cannot_run(kind: &str, why: &str) {
+    let allowed = std::env::var("VALKEY_BENCH_SKIP").unwrap_or_default();
+    if allowed.split(',').any(|k| k.trim() == kind) {
+        eprintln!("SKIPPED ({kind}, allowed by VALKEY_BENCH_SKIP): {why}");
+        println!("SKIPPED ({kind}, allowed by VALKEY_BENCH_SKIP): {why}");
+        return;
+    }
+    panic!(
+        "this test cannot run here: {why}\nfix the machine (see README: Tests), or allow the \
+         skip explicitly with VALKEY_BENCH_SKIP={kind}"
+    );
+}

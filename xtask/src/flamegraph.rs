@@ -37,6 +37,9 @@ use crate::valkey::Binaries;
 /// How long the load keeps going after the profiler stopped, so the window never sees
 /// the load wind down.
 const TAIL: Duration = Duration::from_millis(500);
+
+/// How long callgrind_control's zero and dump may take on top of the window.
+const CONTROL_ALLOWANCE: Duration = Duration::from_secs(120);
 /// Callgrind paths worth less than this share of the total are cut (self costs stay
 /// exact; see `profile::fold_callgrind`).
 const CALLGRIND_MIN_SHARE: f64 = 0.0005;
@@ -137,7 +140,7 @@ pub fn record(
     let mut server = instances::start(&binaries.server, 1, &options, setup.shutdown)?.remove(0);
     (setup.preload)(&mut server).context("preloading")?;
 
-    let mut load = Load::start(server.addr, setup)?;
+    let mut load = Load::start(server.addr, setup, profiler)?;
     sleep(setup.warmup, setup.shutdown)?;
     let window = Instant::now();
     let (folded, count_name, method) = match profiler {
@@ -164,12 +167,17 @@ pub fn record(
             (folded, unit, method)
         }
         Profiler::Callgrind => {
+            // callgrind_control can take seconds under valgrind: the window is bracketed by
+            // the calls themselves (from --zero's return to --dump's start), and the load
+            // runs past both (it is stopped once the dump is taken).
             let pid = server.pid();
             crate::instructions::callgrind_control("--zero", pid, &vgdb_prefix, setup.shutdown)?;
+            let window = Instant::now();
             sleep(setup.duration, setup.shutdown)?;
-            let window = window.elapsed();
             load.check_running()?;
+            let window = window.elapsed();
             crate::instructions::callgrind_control("--dump", pid, &vgdb_prefix, setup.shutdown)?;
+            load.stop.trigger();
             let dump = crate::instructions::dump_file(scratch.path())?;
             let text = std::fs::read_to_string(&dump)
                 .with_context(|| format!("reading {}", dump.display()))?;
@@ -199,11 +207,12 @@ pub fn record(
     })
 }
 
-/// Writes the workload's keyspace as strings, so GETs hit.
+/// Writes the workload's string keys as its generator names them (prefix, digits), with
+/// integer values where the mix has INCR, so reads hit and INCR counts: the profile is of
+/// the path the workload means, not of misses or errors.
 pub fn preload_strings(server: &mut Instance, spec: &WorkloadSpec) -> anyhow::Result<()> {
     let mut client = server.client()?;
-    populate::strings(&mut client, spec.keyspace, u64::from(spec.values.max()))
-        .context("preloading the keyspace")?;
+    populate::workload_strings(&mut client, spec).context("preloading the keyspace")?;
     Ok(())
 }
 
@@ -214,14 +223,19 @@ struct Load {
 }
 
 impl Load {
-    fn start(addr: SocketAddr, setup: &Setup<'_>) -> anyhow::Result<Load> {
+    fn start(addr: SocketAddr, setup: &Setup<'_>, profiler: Profiler) -> anyhow::Result<Load> {
         let spec = setup.spec.clone();
         let options = RunOptions {
             connections: setup.clients,
             pipeline: setup.pipeline,
             threads: 1,
             rate: None,
-            stop: Stop::Duration(setup.warmup + setup.duration + TAIL),
+            // Under callgrind the control calls' time comes on top; the load is stopped
+            // by us once the dump is taken.
+            stop: Stop::Duration(match profiler {
+                Profiler::Perf => setup.warmup + setup.duration + TAIL,
+                Profiler::Callgrind => setup.warmup + setup.duration + CONTROL_ALLOWANCE,
+            }),
             warmup: Duration::ZERO,
         };
         // Its own stop handle, tripped by ours: the load ends with the run either way.

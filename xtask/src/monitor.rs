@@ -2,7 +2,9 @@
 //! commandstats) and host figures from /proc, sampled while a suite measures.
 //!
 //! It runs on its own thread with its own connections, samples at start, every second,
-//! and once more at stop, so even a short window has a first and a last sample.
+//! and once more at stop, so even a short window has a first and a last sample. The first
+//! sample is taken before `start` returns: taken on the thread, it could land after the
+//! measured run began, and its counters (commandstats calls) would then miss requests.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,19 +24,23 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Starts sampling `servers` (role, address). Its connections are open when this
-    /// returns, so what a caller does next is never racing the monitor for a client slot.
+    /// Starts sampling `servers` (role, address). Its connections are open and its first
+    /// sample is taken when this returns, so what a caller does next is never racing the
+    /// monitor for a client slot, and the first sample precedes it.
     pub fn start(servers: Vec<(String, SocketAddr)>) -> Monitor {
-        let clients: Vec<(String, SocketAddr, Option<Client>)> = servers
+        let mut clients: Vec<(String, SocketAddr, Option<Client>)> = servers
             .into_iter()
             .map(|(role, addr)| {
                 let client = Client::connect(addr, Duration::from_secs(2)).ok();
                 (role, addr, client)
             })
             .collect();
+        let started = Instant::now();
+        let mut cpu = CpuTimes::read();
+        let first = sample(&mut clients, started, &mut cpu, true);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let handle = thread::spawn(move || run(clients, &flag));
+        let handle = thread::spawn(move || run(clients, started, cpu, first, &flag));
         Monitor { stop, handle }
     }
 
@@ -47,14 +53,13 @@ impl Monitor {
 
 fn run(
     mut clients: Vec<(String, SocketAddr, Option<Client>)>,
+    started: Instant,
+    mut cpu: CpuTimes,
+    first: MonitorSample,
     stop: &AtomicBool,
 ) -> Vec<MonitorSample> {
-    let started = Instant::now();
-    let mut cpu = CpuTimes::read();
-    let mut samples = Vec::new();
+    let mut samples = vec![first];
     loop {
-        let first = samples.is_empty();
-        samples.push(sample(&mut clients, started, &mut cpu, first));
         let next = started + PERIOD * samples.len() as u32;
         while Instant::now() < next {
             if stop.load(Ordering::SeqCst) {
@@ -64,6 +69,7 @@ fn run(
             }
             thread::sleep(Duration::from_millis(10));
         }
+        samples.push(sample(&mut clients, started, &mut cpu, false));
     }
 }
 

@@ -1,8 +1,9 @@
 //! The results directory of a run: `results.jsonl` (appended atomically) and `summary.md`.
 //!
-//! "Atomically" means a reader or a crash never sees a partial line: each append writes
-//! the whole new file beside the old one, syncs it, and renames it over the old one. A
-//! run writes a few hundred records, so rewriting is cheap; a lock file serializes writers.
+//! "Atomically" means a reader never sees a partial line: each record is one `write` of a
+//! whole line to the file opened with `O_APPEND`, under a lock file that serializes
+//! writers, then one `fdatasync`. A line a crash tore (no final newline) is cut off before
+//! the next append and skipped by readers, so the file only ever holds whole records.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -17,9 +18,13 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// Creates `dir` (and its parents). A directory that already holds results is
-    /// appended to, never truncated.
+    /// Creates `dir` (and its parents) for a new run. A directory that already holds
+    /// results is refused ([`check_unused`]): its records would be mixed into this run's
+    /// medians. Nothing is ever truncated.
     pub fn create(dir: &Path) -> anyhow::Result<RunDir> {
+        if let Err(why) = check_unused(dir) {
+            anyhow::bail!(why);
+        }
         fs::create_dir_all(dir)
             .with_context(|| format!("creating the results directory {}", dir.display()))?;
         Ok(RunDir {
@@ -49,14 +54,20 @@ impl RunDir {
         line.push('\n');
         let lock = File::create(self.path.join(".results.lock"))?;
         lock.lock()?;
-        let file = self.results_file();
-        let mut bytes = match fs::read(&file) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
-        };
-        bytes.extend_from_slice(line.as_bytes());
-        write_atomically(&file, &bytes)
+        let path = self.results_file();
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        cut_torn_tail(&mut file).with_context(|| format!("repairing {}", path.display()))?;
+        // One write of the whole line: with O_APPEND it lands at the end, in one piece.
+        file.write_all(line.as_bytes())
+            .with_context(|| format!("appending to {}", path.display()))?;
+        file.sync_data()
+            .with_context(|| format!("syncing {}", path.display()))?;
+        Ok(())
     }
 
     /// Every record in `results.jsonl`, as the suite's record type.
@@ -67,6 +78,44 @@ impl RunDir {
     pub fn write_file(&self, name: &str, text: &str) -> anyhow::Result<()> {
         write_atomically(&self.path.join(name), text.as_bytes())
     }
+}
+
+/// Whether `dir` may hold a new run: it must not exist, or hold no results yet.
+pub fn check_unused(dir: &Path) -> Result<(), String> {
+    let results = dir.join("results.jsonl");
+    let lines = fs::read_to_string(&results)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    if lines > 0 {
+        return Err(format!(
+            "--out {}: already holds {lines} record(s) of an earlier run ({}), which would be \
+             mixed into this run's figures; give a new directory or remove that one",
+            dir.display(),
+            results.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Cuts a last line a crash left without its newline: it never was a whole record.
+fn cut_torn_tail(file: &mut File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Find the end of the last whole line (rare: only after a crash mid-write).
+    file.seek(SeekFrom::Start(0))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    file.set_len(keep as u64)
 }
 
 /// Now, as records write it: RFC 3339, UTC, milliseconds.
@@ -80,7 +129,11 @@ pub fn read_records<R: serde::de::DeserializeOwned>(file: &Path) -> anyhow::Resu
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("reading {}", file.display())),
     };
-    text.lines()
+    // A last line without its newline is being written, or was torn by a crash: not a
+    // record yet.
+    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    whole
+        .lines()
         .enumerate()
         .map(|(i, line)| {
             serde_json::from_str(line)
@@ -145,10 +198,32 @@ mod tests {
             .map(|e| e.file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}"); // results.jsonl and the lock file
-        // Reopening an existing run directory appends, never truncates.
-        let again = RunDir::create(run.path()).unwrap();
-        again.append(&record("c")).unwrap();
-        assert_eq!(again.read::<ResultRecord>().unwrap().len(), 3);
+        // A directory that holds results is not a new run's.
+        let err = RunDir::create(run.path()).unwrap_err().to_string();
+        assert!(err.contains("already holds 2 record(s)"), "{err}");
+        assert_eq!(
+            run.read::<ResultRecord>().unwrap().len(),
+            2,
+            "nothing was lost"
+        );
+    }
+
+    #[test]
+    fn a_line_torn_by_a_crash_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&dir.path().join("run")).unwrap();
+        run.append(&record("a")).unwrap();
+        let mut torn = fs::read_to_string(run.results_file()).unwrap();
+        torn.push_str("{\"schema\":5,\"run_id\"");
+        fs::write(run.results_file(), torn).unwrap();
+        run.append(&record("b")).unwrap();
+        let cases: Vec<_> = run
+            .read::<ResultRecord>()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.case)
+            .collect();
+        assert_eq!(cases, ["a", "b"]);
     }
 
     #[test]
@@ -157,7 +232,7 @@ mod tests {
         let file = dir.path().join("results.jsonl");
         fs::write(
             &file,
-            format!("{}{{\"schema\":", record("a").to_json_line()),
+            format!("{}{{\"schema\":\n", record("a").to_json_line()),
         )
         .unwrap();
         let err = format!("{:#}", read_records::<ResultRecord>(&file).unwrap_err());

@@ -156,6 +156,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
                 diskless_load: case.diskless_load.clone(),
                 write_load: case.write_load,
                 server_config: case.server_config.clone(),
+                dir_fs: instances::fs_type(primary.dir()),
             },
             metrics: SyncMetrics {
                 sync_secs: *secs,

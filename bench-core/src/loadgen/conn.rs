@@ -51,6 +51,8 @@ pub(super) struct Connection {
     pub plan: Arc<Plan>,
     pub shared: Arc<Shared>,
     pub stats: Rc<RefCell<WorkerStats>>,
+    /// Resumes a reply that arrived in part (a large LRANGE over many reads).
+    pub scanner: RefCell<resp::Scanner>,
 }
 
 impl Connection {
@@ -301,7 +303,7 @@ impl Connection {
         // latency: record runs of equal (template, µs) with one histogram update each.
         let mut run = Run::default();
         loop {
-            let (reply, used) = match resp::scan(&rbuf[pos..]) {
+            let (reply, used) = match self.scanner.borrow_mut().scan(&rbuf[pos..]) {
                 Ok(r) => r,
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::Invalid { offset }) => return Err(pos + offset),
@@ -328,9 +330,12 @@ impl Connection {
                         stats.second(second).errors += 1;
                         stats.error(kind);
                     }
-                    Reply::Null if template.is_read => stats.commands[t].misses += 1,
-                    _ if template.is_read => stats.commands[t].hits += 1,
-                    _ => {}
+                    reply => {
+                        let (hits, misses) =
+                            resp::hits_and_misses(template.read, reply, &rbuf[pos..pos + used]);
+                        stats.commands[t].hits += hits;
+                        stats.commands[t].misses += misses;
+                    }
                 }
                 if matches!((reply, self.plan.expected_len[t]), (Reply::Bulk(n), Some(want)) if n != want)
                 {
@@ -353,6 +358,7 @@ impl Connection {
         }
         if pos == rbuf.len() {
             rbuf.clear();
+            *self.scanner.borrow_mut() = resp::Scanner::default();
         } else if pos > 0 {
             rbuf.drain(..pos);
         }

@@ -486,6 +486,7 @@ fn worker_main(
             plan: Arc::clone(&plan),
             shared: Arc::clone(&shared),
             stats: Rc::clone(&stats),
+            scanner: RefCell::default(),
         };
         local.spawn_local(connection.run(plan.origin));
     }

@@ -73,6 +73,9 @@ impl<P, M> HasCase for bench_core::result::Record<P, M> {
 
 impl BenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        if let Some(out) = &self.out {
+            crate::results::check_unused(out).map_err(UsageError)?;
+        }
         match self.which_suite()? {
             SuiteArg::Mem => return self.run_mem(shutdown),
             SuiteArg::Sync => return self.run_sync(shutdown),

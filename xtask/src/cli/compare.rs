@@ -212,6 +212,11 @@ impl CompareCmd {
     }
 
     fn compare(&self, shutdown: &Shutdown) -> anyhow::Result<CompareReport> {
+        if let Some(out) = &self.out {
+            for side in ["baseline", "candidate"] {
+                crate::results::check_unused(&out.join(side)).map_err(UsageError)?;
+            }
+        }
         let seed = match self.mode {
             Mode::Instructions => crate::instructions::SeedFile::pinned()?,
             Mode::Time => None,
@@ -857,7 +862,7 @@ pub fn side_args(
     .into())
 }
 
-/// `90`, `90s`, `5m`, `1h`, `1m30s`.
+/// `90`, `90s`, `5m`, `1h`, `1m30s`; at most [`super::MAX_SECONDS`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration; use e.g. 90s, 5m or 1h30m");
     let mut total = 0.0;
@@ -881,6 +886,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     if total <= 0.0 || !total.is_finite() {
         return Err(bad());
+    }
+    if total > super::MAX_SECONDS {
+        return Err(format!(
+            "{text:?} is longer than the longest run we accept (7 days, 168h)"
+        ));
     }
     Ok(Duration::from_secs_f64(total))
 }

@@ -67,9 +67,13 @@ impl FlamegraphCmd {
         let seconds = |flag: &str, s: f64, min: f64| -> anyhow::Result<Duration> {
             Duration::try_from_secs_f64(s)
                 .ok()
-                .filter(|d| d.as_secs_f64() >= min)
+                .filter(|d| d.as_secs_f64() >= min && d.as_secs_f64() <= super::MAX_SECONDS)
                 .ok_or_else(|| {
-                    UsageError(format!("{flag} {s}: give a number of seconds ≥ {min}")).into()
+                    UsageError(format!(
+                        "{flag} {s}: give a number of seconds from {min} to {} (7 days)",
+                        super::MAX_SECONDS
+                    ))
+                    .into()
                 })
         };
         let duration = seconds("--duration", self.duration, 0.1)?;

@@ -104,7 +104,15 @@ impl LoadgenCmd {
             .with_context(|| format!("--host {}: no address", self.host))?;
         let seconds = |flag: &str, s: f64| -> anyhow::Result<Duration> {
             Duration::try_from_secs_f64(s)
-                .map_err(|_| UsageError(format!("{flag} {s}: give a number of seconds ≥ 0")).into())
+                .ok()
+                .filter(|d| d.as_secs_f64() <= super::MAX_SECONDS)
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "{flag} {s}: give a number of seconds from 0 to {} (7 days)",
+                        super::MAX_SECONDS
+                    ))
+                    .into()
+                })
         };
         let stop = match (self.requests, self.duration) {
             (Some(n), _) => Stop::Requests(n),

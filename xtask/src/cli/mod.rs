@@ -21,6 +21,10 @@ use clap::{Args, ValueEnum};
 use crate::project;
 use crate::valkey::{self, Binaries, Manifest, Source, SourceRequest};
 
+/// The longest duration a flag may ask for: 7 days. Far beyond any benchmark, and far
+/// below where `Instant + Duration` overflows.
+pub const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+
 /// An error in what the user asked for (flags, files): exit code 2, not 1.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
