@@ -899,10 +899,10 @@ mod tests {
             spec.key_name("key", 123)
         );
         spec.key_prefix = "bench:".into();
-        spec.key_digits = 4;
-        assert_eq!(args(&encode(&spec, 0, 123, 5))[1], "bench:key:0123");
-        assert_eq!(spec.key_name("key", 123), "bench:key:0123");
-        assert_eq!(spec.key_name("key", 1_234_567), "bench:key:4567");
+        spec.key_digits = 6;
+        assert_eq!(args(&encode(&spec, 0, 123, 5))[1], "bench:key:000123");
+        assert_eq!(spec.key_name("key", 123), "bench:key:000123");
+        assert_eq!(spec.key_name("key", 1_234_567), "bench:key:234567");
         assert!(!spec.needs_integers());
         assert!(WorkloadSpec::single("incr", 10, 5).needs_integers());
     }
