@@ -3,8 +3,6 @@
 //! This crate never spawns a process, never touches `results/`, and knows nothing about
 //! git or make. It gets addresses and specs and returns measurements and records.
 
-#[cfg(test)]
-mod alloc_check;
 pub mod benchmark_csv;
 pub mod charts;
 pub mod client;

@@ -238,7 +238,8 @@ impl Scanner {
         }
     }
 
-    fn reset(&mut self) {
+    /// Forgets a partly scanned reply (its bytes are gone), keeping the stack's capacity.
+    pub fn reset(&mut self) {
         self.pos = 0;
         self.open.clear();
     }
@@ -776,6 +777,22 @@ mod tests {
             scanner.scan(deep.as_bytes()),
             Err(ParseError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn a_reset_scanner_forgets_the_cut_reply() {
+        let mut scanner = Scanner::default();
+        assert_eq!(
+            scanner.scan(b"*3\r\n$1\r\na\r\n"),
+            Err(ParseError::Incomplete)
+        );
+        // The connection dropped: the rest of that reply never comes.
+        scanner.reset();
+        assert_eq!(scanner.scan(b"+OK\r\n"), Ok((Reply::Scalar, 5)));
+        // Without the reset it would resume inside the old array and misread the reply.
+        let mut stale = Scanner::default();
+        let _ = stale.scan(b"*3\r\n$1\r\na\r\n");
+        assert_ne!(stale.scan(b"+OK\r\n"), Ok((Reply::Scalar, 5)));
     }
 
     #[test]

@@ -356,9 +356,11 @@ impl Connection {
                 Ordering::Relaxed,
             );
         }
+        // The scanner is between replies here (it resets itself after each whole one) or
+        // inside the reply that starts at `pos`: either way it stays as it is, and keeps its
+        // stack's capacity (a fresh one would allocate again at the next aggregate).
         if pos == rbuf.len() {
             rbuf.clear();
-            *self.scanner.borrow_mut() = resp::Scanner::default();
         } else if pos > 0 {
             rbuf.drain(..pos);
         }
@@ -382,6 +384,8 @@ impl Connection {
             stats.reconnects += 1;
         }
         rbuf.clear();
+        // A reply cut by the disconnect is gone with its bytes.
+        self.scanner.borrow_mut().reset();
         let began = Instant::now();
         let mut delay = Duration::from_millis(10);
         loop {
