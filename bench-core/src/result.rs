@@ -17,8 +17,10 @@ use crate::loadgen::stats::SecondReport;
 /// `metrics.client_cpu_us_per_request`. 3: mem-suite records ([`MemRecord`]),
 /// sync-suite records ([`SyncRecord`]), `monitor` samples, and perf
 /// `metrics.server_cpu_us_per_request` and `metrics.usec_per_call`. 4: perf
-/// `metrics.warmup_series`.
-pub const SCHEMA_VERSION: u32 = 5;
+/// `metrics.warmup_series`. 5: `valkey.compiler`, sync `params.dir_fs`. 6: mem
+/// `metrics.mem_clients_before`/`after`, and `bytes_per_item` leaves client buffers and
+/// the server's first-call allocations out.
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
@@ -276,7 +278,8 @@ pub struct MemMetrics {
     /// sets, field + value for hashes; collections add their key's bytes spread over
     /// their items.
     pub user_bytes_per_item: f64,
-    /// (used_memory after − before) / items.
+    /// The data's memory (`used_memory − mem_clients_normal`), after − before, / items.
+    /// Client buffers are left out: the server resizes them on its own clock.
     pub bytes_per_item: f64,
     /// bytes_per_item − user_bytes_per_item.
     pub overhead_bytes_per_item: f64,
@@ -284,6 +287,12 @@ pub struct MemMetrics {
     pub efficiency: f64,
     pub used_memory_before: u64,
     pub used_memory_after: u64,
+    /// `mem_clients_normal` at the two readings (our connection's and the monitor's
+    /// buffers), left out of `bytes_per_item`. *v6*
+    #[serde(default)]
+    pub mem_clients_before: u64,
+    #[serde(default)]
+    pub mem_clients_after: u64,
     pub used_memory_rss_after: u64,
     /// `mem_fragmentation_ratio` after populating.
     pub fragmentation_ratio: f64,
