@@ -621,7 +621,7 @@ impl Draw for Memory {
                 from_zero: false,
             },
             [
-                ("bytes per item (used_memory / items)", si),
+                ("bytes per item (data memory / items)", si),
                 ("overhead bytes per item (beyond user data)", si),
             ],
         )

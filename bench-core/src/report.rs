@@ -94,8 +94,8 @@ pub const PERF_NOTE: &str = "ops/s is the median over repetitions (fresh server 
      median of ops/s; p50 and p99 are medians of each repetition's percentile.";
 
 /// What the mem table's columns mean.
-pub const MEM_NOTE: &str = "bytes/item is (used_memory after − before) / items, read once used_memory \
-     settled; user is the declared key + value bytes per item (members + 8 for a score; a \
+pub const MEM_NOTE: &str = "bytes/item is the data's memory (used_memory − mem_clients_normal) after − before, / \
+     items, each read once it settled; user is the declared key + value bytes per item (members + 8 for a score; a \
      collection's key spread over its items); overhead = bytes/item − user; efficiency = user / \
      bytes/item (it can exceed 100% where an encoding stores less than declared, e.g. \
      small integer scores in a listpack); frag is mem_fragmentation_ratio after populating.";

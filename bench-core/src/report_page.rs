@@ -372,6 +372,9 @@ fn perf_section(
     Ok(())
 }
 
+/// The first record schema whose mem `bytes_per_item` is the data's memory alone.
+const MEM_SCHEMA: u32 = 6;
+
 fn mem_section(
     runs: &[Run],
     labels: &[String],
@@ -380,6 +383,20 @@ fn mem_section(
 ) -> Result<(), String> {
     blocks.push(Block::Heading(2, "Memory efficiency (mem)".into()));
     blocks.push(Block::Paragraph(report::MEM_NOTE.into()));
+    let older: Vec<&str> = runs
+        .iter()
+        .filter(|run| run.mem.iter().any(|r| r.schema < MEM_SCHEMA))
+        .map(|run| run.run_id.as_str())
+        .collect();
+    if !older.is_empty() {
+        blocks.push(Block::Paragraph(format!(
+            "Warning: {} measured with record schema < {MEM_SCHEMA}, whose bytes/item also \
+             counts client buffers resized between its readings and the server's first-call \
+             allocations (each 1 to 2 bytes/item at 20,000 items, more with fewer items): \
+             compare those runs with each other, not with newer ones.",
+            older.join(", ")
+        )));
+    }
     let groups = per_run_then_grouped(
         runs,
         labels,

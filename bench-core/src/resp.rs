@@ -162,9 +162,20 @@ impl Scanner {
             };
             let mut value = match kind {
                 b'*' | b'%' | b'~' | b'|' | b'>' => {
-                    let (line, after_line) = line_at(buf, start + 1)?;
                     let invalid = ParseError::Invalid { offset: start };
-                    let n = parse_int(line).ok_or(invalid)?;
+                    let (line, after_line) = match line_at(buf, start + 1) {
+                        Ok(found) => found,
+                        Err(e) => {
+                            if matches!(e, ParseError::Invalid { .. }) {
+                                self.reset();
+                            }
+                            return Err(e);
+                        }
+                    };
+                    let Some(n) = parse_int(line) else {
+                        self.reset();
+                        return Err(invalid);
+                    };
                     self.pos = after_line;
                     if n < 0 {
                         Reply::Null
@@ -772,6 +783,14 @@ mod tests {
             Ok((Reply::Scalar, 5)),
             "reset after an error"
         );
+        // A bad count inside an aggregate, and a bad line end in a header: reset too.
+        for bad in [b"*1\r\n*x\r\n".as_slice(), b"*1\r\n*1\rx"] {
+            assert!(
+                matches!(scanner.scan(bad), Err(ParseError::Invalid { .. })),
+                "{bad:?}"
+            );
+            assert_eq!(scanner.scan(b"+OK\r\n"), Ok((Reply::Scalar, 5)), "{bad:?}");
+        }
         let deep = "*1\r\n".repeat(MAX_DEPTH + 1);
         assert!(matches!(
             scanner.scan(deep.as_bytes()),

@@ -269,8 +269,9 @@ pub struct MemParams {
     pub server_config: BTreeMap<String, String>,
 }
 
-/// What a mem case measured. Memory figures are bytes from `INFO memory`, read when
-/// `used_memory` had settled (before: on the empty server; after: once populated).
+/// What a mem case measured. Memory figures are bytes from `INFO memory`, read when the
+/// data's memory (`used_memory − mem_clients_normal`) had settled (before: on the empty
+/// server, after warming up each command; after: once populated).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MemMetrics {
     /// Bytes of user data per item, as declared: key + value for strings (per item),
@@ -304,7 +305,7 @@ pub struct MemMetrics {
     pub encoding: String,
     /// Items per second the populator wrote.
     pub populate_items_per_sec: f64,
-    /// Seconds `used_memory` took to settle after populating.
+    /// Seconds the data's memory took to settle after populating.
     pub settle_secs: f64,
     /// Whether it settled (spread of the last samples ≤ 0.1%) within the bounded wait; when
     /// false, the figures were read at the end of the wait.

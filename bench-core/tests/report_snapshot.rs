@@ -8,6 +8,7 @@ use std::path::Path;
 
 use bench_core::charts;
 use bench_core::report_page::{self, Run};
+use bench_core::result::{MemRecord, SCHEMA_VERSION};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -105,4 +106,27 @@ fn the_page_is_self_contained() {
             "{prefix}: {names:?}"
         );
     }
+}
+
+#[test]
+fn mem_records_of_an_older_schema_are_flagged() {
+    font();
+    let record: MemRecord = lines("mem.jsonl").remove(0);
+    let run = |id: &str, schema: u32| Run {
+        run_id: id.into(),
+        mem: vec![MemRecord {
+            schema,
+            ..record.clone()
+        }],
+        ..Run::default()
+    };
+    let markdown = |runs: &[Run]| report_page::build(runs, "charts").unwrap().markdown;
+    let new = markdown(&[run("new", SCHEMA_VERSION)]);
+    assert!(!new.contains("Warning:"), "{new}");
+    let both = markdown(&[run("old", 5), run("new", SCHEMA_VERSION)]);
+    assert!(
+        both.contains("Warning: old measured with record schema < 6"),
+        "{both}"
+    );
+    assert!(!both.contains("Warning: old, new"), "{both}");
 }

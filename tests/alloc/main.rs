@@ -14,9 +14,11 @@
 mod util;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bench_core::client::Client;
 use bench_core::distribution::{KeyDistribution, ValueSize};
 use bench_core::loadgen::{self, RunOptions, Stop};
 use bench_core::shutdown::Shutdown;
@@ -55,10 +57,10 @@ fn allocations() -> u64 {
     ALLOCATIONS.load(Ordering::Relaxed)
 }
 
-/// Every read command's reply kind (null, empty aggregate, `:0`, MGET's elements), large
-/// LRANGE/HGETALL replies that arrive over several reads, writes of every shape.
+/// Every read command's reply kind (null, empty aggregate, `:0`, MGET's elements), LRANGE
+/// replies larger than the read buffer (see [`preload_lists`]), writes of every shape.
 fn mix(prefix: &str, values: ValueSize) -> WorkloadSpec {
-    let mut spec = WorkloadSpec::single("GET", 200, 64);
+    let mut spec = WorkloadSpec::single("GET", KEYSPACE, 64);
     spec.name = "alloc-mix".into();
     spec.key_prefix = prefix.into();
     spec.keys = KeyDistribution::Zipf { s: 0.99 };
@@ -67,8 +69,9 @@ fn mix(prefix: &str, values: ValueSize) -> WorkloadSpec {
         ("GET", 20),
         ("SET", 20),
         ("MGET", 5),
-        ("LPUSH", 10),
-        ("LRANGE", 5),
+        // RPUSH appends: LRANGE 0 99 keeps reading the preloaded head.
+        ("RPUSH", 10),
+        ("LRANGE", 2),
         ("SADD", 5),
         ("SISMEMBER", 5),
         ("HSET", 5),
@@ -87,28 +90,46 @@ fn mix(prefix: &str, values: ValueSize) -> WorkloadSpec {
     spec
 }
 
+const KEYSPACE: u64 = 100;
+
+/// 100 elements of 1 KiB at the head of every list the workload reads: each LRANGE 0 99
+/// reply is ~100 KiB, more than the engine's 64 KiB read buffer, so replies arrive over
+/// several reads and the scanner resumes them.
+fn preload_lists(addr: SocketAddr, spec: &WorkloadSpec) {
+    let mut client = Client::connect(addr, Duration::from_secs(5)).unwrap();
+    let element = vec![b'e'; 1024];
+    for i in 0..spec.keyspace {
+        let key = spec.key_name("list", i);
+        let mut args: Vec<&[u8]> = vec![b"RPUSH", key.as_bytes()];
+        args.extend(std::iter::repeat_n(element.as_slice(), 100));
+        assert_eq!(client.call_int(&args).unwrap(), 100);
+    }
+}
+
 struct Case {
     name: &'static str,
     spec: WorkloadSpec,
     options: RunOptions,
-    /// N: the short run's requests.
-    requests: u64,
+    /// The short run, and the long one that sends about 6 times as many requests.
+    short: Stop,
+    long: Stop,
 }
 
-/// Allocations during a run of `requests` requests, and the report's request count.
-fn allocations_for(addr: std::net::SocketAddr, case: &Case, requests: u64) -> (u64, u64) {
+/// Allocations during one run, and the requests it measured.
+fn allocations_for(addr: SocketAddr, case: &Case, stop: Stop) -> (u64, u64) {
     let options = RunOptions {
-        stop: Stop::Requests(requests),
+        stop,
         ..case.options.clone()
     };
     let shutdown = Shutdown::new();
-    let (before, began) = (allocations(), std::time::Instant::now());
+    let (before, began) = (allocations(), Instant::now());
     let report = loadgen::run(&[addr], &case.spec, &options, &shutdown, |_| {})
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
     let used = allocations() - before;
     eprintln!(
-        "{}: {requests} requests in {:?}",
+        "{}: {} requests in {:?}",
         case.name,
+        report.requests,
         began.elapsed()
     );
     assert!(
@@ -118,6 +139,14 @@ fn allocations_for(addr: std::net::SocketAddr, case: &Case, requests: u64) -> (u
         report.partial,
         report.errors
     );
+    if case.spec.subscribers > 0 {
+        let delivered = report.commands.iter().find(|c| c.command == "DELIVERY");
+        assert!(
+            delivered.is_some_and(|d| d.requests > 0),
+            "{}: no message reached a subscriber",
+            case.name
+        );
+    }
     (used, report.requests)
 }
 
@@ -136,40 +165,76 @@ fn the_engine_allocates_nothing_per_request() {
         stop: Stop::Requests(0),
         warmup: Duration::ZERO,
     };
+    let (short, long) = (Stop::Requests(20_000), Stop::Requests(120_000));
+    let mut pubsub = mix("pubsub:", ValueSize::Fixed { bytes: 64 });
+    pubsub.subscribers = 2;
+    for c in &mut pubsub.commands {
+        if c.command == "PUBLISH" {
+            c.weight = 20;
+        }
+    }
     let cases = [
         Case {
-            // Fixed sizes: requests are assembled from pre-encoded segments.
+            // Fixed sizes: most requests are assembled from pre-encoded segments.
             name: "closed loop, fixed values",
             spec: mix("fixed:", ValueSize::Fixed { bytes: 64 }),
             options: closed.clone(),
-            requests: 20_000,
+            short,
+            long,
         },
         Case {
             // Varying sizes: requests are encoded from templates.
             name: "closed loop, values of 16 to 1024 bytes",
             spec: mix("uniform:", ValueSize::Uniform { min: 16, max: 1024 }),
             options: closed.clone(),
-            requests: 20_000,
+            short,
+            long,
         },
         Case {
-            // The schedule, send lag and the busy poll before due sends.
+            // Two subscribers time every message.
+            name: "closed loop, pub/sub",
+            spec: pubsub,
+            options: closed.clone(),
+            short,
+            long,
+        },
+        Case {
+            // Sends 200 µs apart per connection: the busy poll before due sends.
             name: "open loop at 20,000 requests/s",
             spec: mix("open:", ValueSize::Fixed { bytes: 64 }),
             options: RunOptions {
-                connections: 4,
                 pipeline: 4,
                 rate: Some(20_000.0),
                 ..closed.clone()
             },
-            requests: 4_000,
+            short: Stop::Requests(4_000),
+            long: Stop::Requests(24_000),
+        },
+        Case {
+            // Sends 2.5 ms apart per connection: the timer between them, and the perf
+            // suite's way of running (a warmup, then a measured duration).
+            name: "open loop at 6,400 requests/s for a duration",
+            spec: mix("timer:", ValueSize::Fixed { bytes: 64 }),
+            options: RunOptions {
+                connections: 16,
+                pipeline: 1,
+                rate: Some(6_400.0),
+                warmup: Duration::from_millis(300),
+                ..closed.clone()
+            },
+            short: Stop::Duration(Duration::from_millis(500)),
+            long: Stop::Duration(Duration::from_secs(3)),
         },
     ];
     for case in &cases {
-        // The first run also grows the server's lists, sets and hashes for the next ones.
-        let (short, short_requests) = allocations_for(addr, case, case.requests);
-        let (long, long_requests) = allocations_for(addr, case, case.requests * 6);
-        assert_eq!(short_requests, case.requests, "{}", case.name);
-        assert_eq!(long_requests, case.requests * 6, "{}", case.name);
+        preload_lists(addr, &case.spec);
+        // The first run also grows the sets and hashes for the second.
+        let (short, short_requests) = allocations_for(addr, case, case.short);
+        let (long, long_requests) = allocations_for(addr, case, case.long);
+        if let (Stop::Requests(s), Stop::Requests(l)) = (case.short, case.long) {
+            assert_eq!((short_requests, long_requests), (s, l), "{}", case.name);
+        }
+        assert!(long_requests >= 5 * short_requests, "{}", case.name);
         let extra_requests = long_requests - short_requests;
         let extra = long.saturating_sub(short);
         let per_request = extra as f64 / extra_requests as f64;

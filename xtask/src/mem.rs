@@ -25,9 +25,9 @@ use crate::instances;
 use crate::monitor::Monitor;
 pub use crate::suite::CaseContext;
 
-/// Samples of `used_memory` that must agree, and how far apart they are taken.
+/// Samples of the data's memory that must agree, and the least time between two.
 const WINDOW: usize = 10;
-const SAMPLE_EVERY: Duration = Duration::from_millis(20);
+const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(20);
 /// Relative spread the window may have.
 const TOLERANCE: f64 = 0.001;
 /// The longest wait for memory to settle.
@@ -44,9 +44,21 @@ fn data_memory(info: &Info) -> anyhow::Result<u64> {
     Ok(used.saturating_sub(clients))
 }
 
+/// How far apart settle samples are taken: the window spans at least two `serverCron`
+/// ticks, so what the server changes on its own clock (it accounts client memory and
+/// resizes buffers there) lands inside a window, not after it. 20 ms at the default `hz`.
+fn sample_every(hz: u64) -> Duration {
+    let two_ticks = Duration::from_millis(2000 / hz.max(1));
+    (two_ticks / WINDOW as u32).max(MIN_SAMPLE_EVERY)
+}
+
 /// Reads INFO memory until the data's memory settles; returns the last reading, the time
 /// it took and whether it settled.
-fn settle(client: &mut Client, shutdown: &Shutdown) -> anyhow::Result<(Info, f64, bool)> {
+fn settle(
+    client: &mut Client,
+    every: Duration,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Info, f64, bool)> {
     let start = Instant::now();
     let mut samples = Vec::new();
     loop {
@@ -57,7 +69,7 @@ fn settle(client: &mut Client, shutdown: &Shutdown) -> anyhow::Result<(Info, f64
             anyhow::ensure!(!shutdown.is_triggered(), "interrupted");
             return Ok((info, start.elapsed().as_secs_f64(), settled));
         }
-        std::thread::sleep(SAMPLE_EVERY);
+        std::thread::sleep(every);
     }
 }
 
@@ -69,17 +81,24 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
     };
     let server = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?.remove(0);
     let mut client = server.client()?;
-    // The monitor's connection is open for both readings: a client costs the server ~20 KB
-    // of buffers, which would otherwise land in the delta.
+    // The monitor's connection is open for both readings (its buffers are left out with
+    // ours, as mem_clients_normal).
     let monitor = Monitor::start(vec![("server".into(), server.addr)]);
+    // INFO is warmed up by the monitor's first sample; `hz` may come from server_config.
+    let hz = Info::parse(&client.call_text(&["INFO", "server"])?)
+        .get_u64("hz")
+        .context("INFO server has no hz")?;
+    let every = sample_every(hz);
     case.warm_up(&mut client)
         .with_context(|| format!("warming up {}", case.name))?;
-    let (before, _, _) = settle(&mut client, ctx.shutdown)
+    let (before, _, _) = settle(&mut client, every, ctx.shutdown)
         .context("waiting for the empty server's memory to settle")?;
     let populated = case
         .populate(&mut client)
         .with_context(|| format!("populating {}", case.name));
-    let settled_after = populated.is_ok().then(|| settle(&mut client, ctx.shutdown));
+    let settled_after = populated
+        .is_ok()
+        .then(|| settle(&mut client, every, ctx.shutdown));
     let samples = monitor.stop();
     let populated = populated?;
     let (after, settle_secs, settled) = settled_after.expect("populated")?;
@@ -146,4 +165,18 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         },
         monitor: samples,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settle_window_spans_two_server_ticks() {
+        assert_eq!(sample_every(10), Duration::from_millis(20));
+        assert_eq!(sample_every(100), MIN_SAMPLE_EVERY);
+        // hz 1: a tick a second, a 2 s window.
+        assert_eq!(sample_every(1) * WINDOW as u32, Duration::from_secs(2));
+        assert_eq!(sample_every(0), sample_every(1));
+    }
 }
