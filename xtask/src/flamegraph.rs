@@ -28,7 +28,7 @@ use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use bench_core::workload::WorkloadSpec;
 
-use crate::cli::UsageError;
+use crate::error::UsageError;
 use crate::instances::{self, Instance};
 use crate::process::{self, Guarded};
 use crate::results::write_atomically;

@@ -28,8 +28,8 @@ use bench_core::suite::PerfCase;
 use bench_core::workload::{WeightedCommand, WorkloadSpec};
 use serde::Serialize;
 
-use crate::cli::compare::{Side, Sides};
 use crate::instances;
+use crate::sides::{Side, Sides};
 use crate::suite::CaseContext;
 use crate::valkey::Binaries;
 
@@ -156,7 +156,7 @@ pub fn compare_cases(
 /// Fails with how to fix it when valgrind is missing; `what` needs it, `instead` does not.
 pub(crate) fn check_valgrind(what: &str, instead: &str) -> anyhow::Result<()> {
     if !crate::process::runs("valgrind") {
-        bail!(crate::cli::UsageError(format!(
+        bail!(crate::error::UsageError(format!(
             "{what} runs the server under valgrind, which is not installed; \
              install it (apt-get install valgrind) or use {instead}"
         )));

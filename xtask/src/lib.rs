@@ -4,6 +4,7 @@
 //! end-to-end tests in `tests/` can drive instances directly.
 
 pub mod cli;
+pub mod error;
 pub mod flamegraph;
 pub mod host;
 pub mod instances;
@@ -15,6 +16,7 @@ pub mod process;
 pub mod project;
 pub mod report;
 pub mod results;
+pub mod sides;
 pub mod suite;
 pub mod sync;
 pub mod valkey;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use bench_core::shutdown::Shutdown;
 use clap::{Parser, Subcommand};
-use xtask::cli::{self, UsageError};
+use xtask::cli;
 use xtask::process;
 
 /// valkey-bench: build Valkey, run instances, measure them.
@@ -62,25 +62,9 @@ fn main() -> ExitCode {
         Command::Report(cmd) => cmd.run(),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) if shutdown.is_triggered() => {
-            eprintln!("interrupted; every server was stopped");
-            ExitCode::from(process::INTERRUPTED_EXIT as u8)
-        }
-        Err(e) if e.is::<cli::compare::RegressionFound>() => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.chain()
-                .any(|c| c.is::<UsageError>() || c.is::<cli::compare::CouldNotRun>())
-            {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+    let (code, message) = xtask::error::outcome(&result, shutdown.is_triggered());
+    if let Some(message) = message {
+        eprintln!("{message}");
     }
+    ExitCode::from(code)
 }

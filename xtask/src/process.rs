@@ -22,7 +22,7 @@ use anyhow::{Context, bail};
 use bench_core::shutdown::Shutdown;
 
 /// Exit code of a run stopped by a signal (128 + SIGINT, the shell convention).
-pub const INTERRUPTED_EXIT: i32 = 130;
+pub const INTERRUPTED_EXIT: i32 = crate::error::INTERRUPTED as i32;
 
 /// How long the signal handler lets the main thread tear down before exiting itself.
 const SIGNAL_GRACE: Duration = Duration::from_secs(5);

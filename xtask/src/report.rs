@@ -73,7 +73,7 @@ pub fn write_after_run(dir: &Path) {
 /// (`compare.json`, `baseline/`, `candidate/`).
 pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
     if !dir.is_dir() {
-        bail!(crate::cli::UsageError(format!(
+        bail!(crate::error::UsageError(format!(
             "{}: not a directory; give run directories such as results/<run-id>",
             dir.display()
         )));
@@ -106,7 +106,7 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
     }
     let run = read_records(dir, &name)?;
     if run.perf.is_empty() && run.mem.is_empty() && run.sync.is_empty() {
-        bail!(crate::cli::UsageError(format!(
+        bail!(crate::error::UsageError(format!(
             "{}: no results.jsonl with records (and no compare.json)",
             dir.display()
         )));

@@ -157,6 +157,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `20261122T223000Z-perf-1a2b`: sorts by time; the suffix separates runs started in the
+/// same second.
+pub fn run_id(suite: &str) -> String {
+    let now = chrono::Utc::now();
+    let salt =
+        (now.timestamp_subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
+    format!("{}-{suite}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

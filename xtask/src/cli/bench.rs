@@ -11,13 +11,14 @@ use bench_core::report::{self, SummaryHeader};
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{self, EngineKind, PerfSpec};
 use bench_core::{mem, sync};
-use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use clap::Args;
 use serde_json::json;
 
-use super::{UsageError, ValkeyArgs};
+use super::{SuiteArg, ValkeyArgs, progress_bar};
+use crate::error::UsageError;
 use crate::perf;
 use crate::results::RunDir;
+use crate::results::run_id;
 use crate::suite::CaseContext;
 use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, instances, project};
@@ -51,13 +52,6 @@ pub struct BenchCmd {
     /// Print the run's summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SuiteArg {
-    Perf,
-    Mem,
-    Sync,
 }
 
 /// Records know their case name (for progress lines).
@@ -434,22 +428,4 @@ fn incomplete(outcome: &anyhow::Result<()>, shutdown: &Shutdown) -> Option<Strin
         Err(_) if shutdown.is_triggered() => Some("interrupted".to_string()),
         Err(e) => Some(format!("failed: {e:#}")),
     }
-}
-
-/// `20261122T223000Z-perf-1a2b`: sorts by time; the suffix separates runs started in the
-/// same second.
-pub(crate) fn run_id(suite: &str) -> String {
-    let now = chrono::Utc::now();
-    let salt =
-        (now.timestamp_subsec_nanos() ^ std::process::id().wrapping_mul(2_654_435_761)) & 0xffff;
-    format!("{}-{suite}-{salt:04x}", now.format("%Y%m%dT%H%M%SZ"))
-}
-
-pub(crate) fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} repetitions [{elapsed}<{eta}] {msg}")
-            .expect("the template is valid"),
-    );
-    bar
 }

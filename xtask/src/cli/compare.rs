@@ -22,9 +22,10 @@ use bench_core::suite::{PerfCase, PerfSpec};
 use bench_core::{mem, sync};
 use clap::{Args, ValueEnum};
 
-use super::bench::SuiteArg;
-use super::{UsageError, ValkeyArgs};
+use super::{SuiteArg, side_args};
+use crate::error::{CouldNotRun, RegressionFound, UsageError};
 use crate::results::RunDir;
+use crate::sides::{MEM_METRICS, PERF_CONFIRM, PERF_METRICS, SYNC_METRICS, Side, Sides};
 use crate::suite::CaseContext;
 use crate::valkey::{Binaries, Manifest};
 use crate::{host, instances, perf, project};
@@ -103,96 +104,6 @@ const FLAME_WARMUP: Duration = Duration::from_secs(1);
 pub enum Mode {
     Time,
     Instructions,
-}
-
-/// The comparison ran and found a regression: exit code 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} regression(s) found")]
-pub struct RegressionFound(pub usize);
-
-/// The comparison could not run (bad spec, failed build, server failure): exit code 2.
-#[derive(Debug, thiserror::Error)]
-#[error("the comparison could not run: {0:#}")]
-pub struct CouldNotRun(pub anyhow::Error);
-
-/// The perf metrics: throughput decides, the server's CPU per request confirms.
-pub const PERF_METRICS: [Metric; 5] = [
-    Metric {
-        key: "ops_per_sec",
-        label: "ops/s",
-        better: compare::Better::Higher,
-    },
-    Metric {
-        key: "server_cpu_us_per_request",
-        label: "server CPU µs/req",
-        better: compare::Better::Lower,
-    },
-    Metric {
-        key: "usec_per_call",
-        label: "usec_per_call",
-        better: compare::Better::Lower,
-    },
-    Metric {
-        key: "p50_us",
-        label: "p50 µs",
-        better: compare::Better::Lower,
-    },
-    Metric {
-        key: "p99_us",
-        label: "p99 µs",
-        better: compare::Better::Lower,
-    },
-];
-const PERF_CONFIRM: &str = "server_cpu_us_per_request";
-
-const MEM_METRICS: [Metric; 1] = [Metric {
-    key: "bytes_per_item",
-    label: "bytes/item",
-    better: compare::Better::Lower,
-}];
-
-const SYNC_METRICS: [Metric; 2] = [
-    Metric {
-        key: "sync_secs",
-        label: "full sync s",
-        better: compare::Better::Lower,
-    },
-    Metric {
-        key: "fork_usec",
-        label: "fork µs",
-        better: compare::Better::Lower,
-    },
-];
-
-/// Which side a trial is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Baseline,
-    Candidate,
-}
-
-/// Both sides' builds and result directories.
-pub struct Sides {
-    pub baseline: Binaries,
-    pub candidate: Binaries,
-    pub baseline_dir: RunDir,
-    pub candidate_dir: RunDir,
-}
-
-impl Sides {
-    pub fn binaries(&self, side: Side) -> &Binaries {
-        match side {
-            Side::Baseline => &self.baseline,
-            Side::Candidate => &self.candidate,
-        }
-    }
-
-    pub fn dir(&self, side: Side) -> &RunDir {
-        match side {
-            Side::Baseline => &self.baseline_dir,
-            Side::Candidate => &self.candidate_dir,
-        }
-    }
 }
 
 impl CompareCmd {
@@ -282,7 +193,7 @@ impl CompareCmd {
             SuiteArg::Mem => "mem",
             SuiteArg::Sync => "sync",
         };
-        let run_id = format!("{}-compare", super::bench::run_id(suite_name));
+        let run_id = format!("{}-compare", crate::results::run_id(suite_name));
         let out = self
             .out
             .clone()
@@ -617,7 +528,7 @@ impl CompareCmd {
         let mut pairs: Vec<Vec<TrialPair>> = vec![Vec::new(); names.len()];
         let mut trials = vec![0usize; names.len()];
         let mut results: Vec<Option<CaseResult>> = vec![None; names.len()];
-        let bar = super::bench::progress_bar(0);
+        let bar = super::progress_bar(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {pos} trials [{elapsed}] {msg}")
                 .expect("the template is valid"),
@@ -811,55 +722,6 @@ fn perf_ctx<'a>(c: &CaseContext<'a>, engine: &'a NativeEngine) -> perf::CaseCont
         base_port: c.base_port,
         shutdown: c.shutdown,
     }
-}
-
-/// How one side's SPEC becomes build arguments: a pinned version, an existing directory,
-/// an existing file (a release tarball), or a revision of `--valkey-src`.
-pub fn side_args(
-    flag: &str,
-    spec: &str,
-    valkey_src: Option<&Path>,
-    manifest: &Manifest,
-) -> anyhow::Result<ValkeyArgs> {
-    let spec = spec.trim();
-    if spec.is_empty() {
-        return Err(UsageError(format!(
-            "{flag} is empty; give a version, a directory or a revision"
-        ))
-        .into());
-    }
-    if manifest.find(spec).is_some() {
-        return Ok(ValkeyArgs {
-            valkey_version: Some(spec.to_string()),
-            ..ValkeyArgs::default()
-        });
-    }
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(ValkeyArgs {
-            valkey_src: Some(path.to_path_buf()),
-            ..ValkeyArgs::default()
-        });
-    }
-    if path.is_file() {
-        return Ok(ValkeyArgs {
-            valkey_tarball: Some(path.to_path_buf()),
-            ..ValkeyArgs::default()
-        });
-    }
-    if let Some(src) = valkey_src {
-        return Ok(ValkeyArgs {
-            valkey_src: Some(src.to_path_buf()),
-            git_ref: Some(spec.to_string()),
-            ..ValkeyArgs::default()
-        });
-    }
-    Err(UsageError(format!(
-        "{flag} {spec:?} is not a pinned version ({}), not a directory or tarball, and there is no \
-         --valkey-src (or VALKEY_SRC) repository to find it in as a revision",
-        manifest.known().join(", ")
-    ))
-    .into())
 }
 
 /// `90`, `90s`, `5m`, `1h`, `1m30s`; at most [`super::MAX_SECONDS`].

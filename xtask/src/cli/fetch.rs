@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
-use super::UsageError;
+use crate::error::UsageError;
 use crate::project;
 use crate::valkey::{Manifest, fetch};
 

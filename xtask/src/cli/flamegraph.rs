@@ -10,9 +10,9 @@ use bench_core::shutdown::Shutdown;
 use clap::Args;
 use serde_json::json;
 
-use super::UsageError;
-use super::compare::side_args;
-use super::loadgen::WorkloadArgs;
+use super::WorkloadArgs;
+use super::side_args;
+use crate::error::UsageError;
 use crate::flamegraph::{self, Profile, Profiler, Setup};
 use crate::project;
 use crate::valkey::{Binaries, Manifest};
@@ -133,7 +133,7 @@ impl FlamegraphCmd {
         let out = self.out.clone().unwrap_or_else(|| {
             project::root()
                 .join("results")
-                .join(super::bench::run_id("flamegraph"))
+                .join(crate::results::run_id("flamegraph"))
                 .join("flamegraph.svg")
         });
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

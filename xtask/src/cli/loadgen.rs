@@ -2,62 +2,17 @@
 //! second, then a table per command (or `--json`).
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bench_core::distribution::ValueSize;
 use bench_core::loadgen::{self, RunOptions, Stop};
 use bench_core::report;
 use bench_core::shutdown::Shutdown;
-use bench_core::workload::{self, WorkloadSpec};
 use clap::Args;
 
-use super::UsageError;
-
-/// The workload flags `loadgen` and `flamegraph` share.
-#[derive(Args, Debug)]
-pub struct WorkloadArgs {
-    /// A preset (basic_rw, high_throughput, list_operations, set_operations,
-    /// sorted_set_operations, hash_operations, pipeline) or a workload file (TOML).
-    #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
-    pub workload: Option<String>,
-    /// One command (GET, SET, HSET, ...) or a template ("SET {key} {value} EX 60").
-    #[arg(long)]
-    pub command: Option<String>,
-    /// Distinct keys (overrides the workload's).
-    #[arg(long)]
-    pub keyspace: Option<u64>,
-    /// Value size in bytes (overrides the workload's).
-    #[arg(long, value_name = "BYTES")]
-    pub value_size: Option<u32>,
-    #[arg(long, default_value_t = 50)]
-    pub clients: u32,
-    /// Requests in flight per connection (default: the preset's, else 1).
-    #[arg(long)]
-    pub pipeline: Option<u32>,
-}
-
-impl WorkloadArgs {
-    /// The workload with the flags' overrides (and `seed`), checked, and the pipeline
-    /// depth to use.
-    pub fn resolve(&self, seed: Option<u64>) -> anyhow::Result<(WorkloadSpec, u32)> {
-        let usage = |e: workload::WorkloadError| UsageError(e.to_string());
-        let (mut spec, preset_pipeline) =
-            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
-        if let Some(k) = self.keyspace {
-            spec.keyspace = k;
-        }
-        if let Some(b) = self.value_size {
-            spec.values = ValueSize::Fixed { bytes: b };
-        }
-        if let Some(seed) = seed {
-            spec.seed = seed;
-        }
-        spec.compile().map_err(usage)?;
-        Ok((spec, self.pipeline.unwrap_or(preset_pipeline)))
-    }
-}
+use super::WorkloadArgs;
+use crate::error::UsageError;
 
 #[derive(Args, Debug)]
 pub struct LoadgenCmd {
@@ -170,34 +125,4 @@ impl LoadgenCmd {
         }
         Ok(())
     }
-}
-
-/// The workload a `--workload NAME|FILE` or `--command CMD` flag names (default
-/// `basic_rw`), and its default pipeline depth. Errors are usage errors naming the flag.
-pub fn resolve_workload(
-    name_or_file: Option<&str>,
-    command: Option<&str>,
-) -> anyhow::Result<(WorkloadSpec, u32)> {
-    let usage = |e: workload::WorkloadError| UsageError(e.to_string());
-    let resolved = match (name_or_file, command) {
-        (Some(name), _) if workload::preset_names().contains(&name) => {
-            WorkloadSpec::preset(name).map_err(usage)?
-        }
-        (Some(file), _) => {
-            let path = Path::new(file);
-            if !path.is_file() {
-                bail!(UsageError(format!(
-                    "--workload {file:?}: neither a preset ({}) nor a file",
-                    workload::preset_names().join(", ")
-                )));
-            }
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
-            let spec =
-                WorkloadSpec::from_toml(&text).map_err(|e| UsageError(format!("{file}: {e}")))?;
-            (spec, 1)
-        }
-        (None, Some(command)) => (WorkloadSpec::single(command, 100_000, 32), 1),
-        (None, None) => WorkloadSpec::preset("basic_rw").map_err(usage)?,
-    };
-    Ok(resolved)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::UsageError;
+use crate::error::UsageError;
 use crate::project;
 
 #[derive(Args, Debug)]
@@ -34,7 +34,7 @@ impl ReportCmd {
             (None, [one]) => one.clone(),
             (None, _) => project::root()
                 .join("results")
-                .join(super::bench::run_id("report")),
+                .join(crate::results::run_id("report")),
         };
         let written = crate::report::write(&dirs, &out)?;
         if self.json {

@@ -32,7 +32,9 @@ pub struct StartCmd {
 impl StartCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         if self.count == 0 {
-            return Err(super::UsageError("--count 0: start at least one instance".into()).into());
+            return Err(
+                crate::error::UsageError("--count 0: start at least one instance".into()).into(),
+            );
         }
         let binaries = self.valkey.binaries(shutdown)?;
         let options = instances::Options {

@@ -1,0 +1,276 @@
+//! The flag groups several subcommands share: which Valkey to build, which workload to
+//! run, which suite, a compare SPEC, `--server-config`, and the progress bar.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bench_core::distribution::ValueSize;
+use bench_core::result::{BuildOptions, Malloc};
+use bench_core::shutdown::Shutdown;
+use bench_core::workload::{self, WorkloadSpec};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::UsageError;
+use crate::project;
+use crate::valkey::{self, Binaries, Manifest, Source, SourceRequest};
+
+/// The longest duration a flag may ask for: 7 days. Far beyond any benchmark, and far
+/// below where `Instant + Duration` overflows.
+pub const MAX_SECONDS: f64 = 7.0 * 86_400.0;
+
+/// Which Valkey to build and how. Shared by every subcommand that needs binaries.
+#[derive(Args, Clone, Debug, Default)]
+pub struct ValkeyArgs {
+    /// A Valkey source tree to build instead of the pinned version.
+    #[arg(long, env = "VALKEY_SRC", value_name = "DIR")]
+    pub valkey_src: Option<PathBuf>,
+    /// A Valkey release tarball to build (offline machines); its sha256 is the source id.
+    #[arg(long, value_name = "FILE")]
+    pub valkey_tarball: Option<PathBuf>,
+    /// With a git source tree: build this commit (through a scratch git worktree).
+    #[arg(long = "ref", value_name = "REV")]
+    pub git_ref: Option<String>,
+    /// A pinned version from valkey/source.toml (default: its `default`).
+    #[arg(long, value_name = "VERSION")]
+    pub valkey_version: Option<String>,
+    /// Build with TLS support (BUILD_TLS=yes; needs libssl-dev).
+    #[arg(long)]
+    pub tls: bool,
+    /// The allocator Valkey is built with.
+    #[arg(long, value_enum, default_value_t = MallocArg::Jemalloc)]
+    pub malloc: MallocArg,
+    /// Extra C compiler flags, appended to Valkey's own.
+    #[arg(long, default_value = "", value_name = "FLAGS")]
+    pub cflags: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum MallocArg {
+    #[default]
+    Jemalloc,
+    Libc,
+}
+
+impl ValkeyArgs {
+    pub fn options(&self) -> BuildOptions {
+        BuildOptions {
+            tls: self.tls,
+            malloc: match self.malloc {
+                MallocArg::Jemalloc => Malloc::Jemalloc,
+                MallocArg::Libc => Malloc::Libc,
+            },
+            cflags: self.cflags.trim().to_string(),
+        }
+    }
+
+    /// Resolves the source and returns its binaries, building them if they are not cached.
+    pub fn binaries(&self, shutdown: &Shutdown) -> anyhow::Result<Binaries> {
+        let manifest = Manifest::embedded();
+        let request = SourceRequest {
+            valkey_src: self.valkey_src.clone(),
+            valkey_tarball: self.valkey_tarball.clone(),
+            git_ref: self.git_ref.clone(),
+            valkey_version: self.valkey_version.clone(),
+        };
+        valkey::build::check_cflags(self.cflags.trim())
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+        let source = Source::resolve(&request, &project::root(), &manifest)
+            .map_err(|e| UsageError(format!("{e:#}")))?;
+        valkey::build(
+            &source,
+            &self.options(),
+            &manifest,
+            &project::cache_dir(),
+            shutdown,
+        )
+    }
+}
+
+/// Parses repeated `--server-config name=value` flags.
+pub fn parse_server_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut config = BTreeMap::new();
+    for pair in pairs {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!(UsageError(format!(
+                "--server-config {pair:?}: expected name=value, e.g. io-threads=4"
+            )));
+        };
+        let (key, value) = (key.trim(), value.trim());
+        if let Err(why) = bench_core::server_config::check(key, value) {
+            bail!(UsageError(format!("--server-config {pair:?}: {why}")));
+        }
+        config.insert(key.to_string(), value.to_string());
+    }
+    Ok(config)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SuiteArg {
+    Perf,
+    Mem,
+    Sync,
+}
+
+/// The workload flags `loadgen` and `flamegraph` share.
+#[derive(Args, Debug)]
+pub struct WorkloadArgs {
+    /// A preset (basic_rw, high_throughput, list_operations, set_operations,
+    /// sorted_set_operations, hash_operations, pipeline) or a workload file (TOML).
+    #[arg(long, value_name = "NAME|FILE", conflicts_with = "command")]
+    pub workload: Option<String>,
+    /// One command (GET, SET, HSET, ...) or a template ("SET {key} {value} EX 60").
+    #[arg(long)]
+    pub command: Option<String>,
+    /// Distinct keys (overrides the workload's).
+    #[arg(long)]
+    pub keyspace: Option<u64>,
+    /// Value size in bytes (overrides the workload's).
+    #[arg(long, value_name = "BYTES")]
+    pub value_size: Option<u32>,
+    #[arg(long, default_value_t = 50)]
+    pub clients: u32,
+    /// Requests in flight per connection (default: the preset's, else 1).
+    #[arg(long)]
+    pub pipeline: Option<u32>,
+}
+
+impl WorkloadArgs {
+    /// The workload with the flags' overrides (and `seed`), checked, and the pipeline
+    /// depth to use.
+    pub fn resolve(&self, seed: Option<u64>) -> anyhow::Result<(WorkloadSpec, u32)> {
+        let usage = |e: workload::WorkloadError| UsageError(e.to_string());
+        let (mut spec, preset_pipeline) =
+            resolve_workload(self.workload.as_deref(), self.command.as_deref())?;
+        if let Some(k) = self.keyspace {
+            spec.keyspace = k;
+        }
+        if let Some(b) = self.value_size {
+            spec.values = ValueSize::Fixed { bytes: b };
+        }
+        if let Some(seed) = seed {
+            spec.seed = seed;
+        }
+        spec.compile().map_err(usage)?;
+        Ok((spec, self.pipeline.unwrap_or(preset_pipeline)))
+    }
+}
+
+/// The workload a `--workload NAME|FILE` or `--command CMD` flag names (default
+/// `basic_rw`), and its default pipeline depth. Errors are usage errors naming the flag.
+pub fn resolve_workload(
+    name_or_file: Option<&str>,
+    command: Option<&str>,
+) -> anyhow::Result<(WorkloadSpec, u32)> {
+    let usage = |e: workload::WorkloadError| UsageError(e.to_string());
+    let resolved = match (name_or_file, command) {
+        (Some(name), _) if workload::preset_names().contains(&name) => {
+            WorkloadSpec::preset(name).map_err(usage)?
+        }
+        (Some(file), _) => {
+            let path = Path::new(file);
+            if !path.is_file() {
+                bail!(UsageError(format!(
+                    "--workload {file:?}: neither a preset ({}) nor a file",
+                    workload::preset_names().join(", ")
+                )));
+            }
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {file}"))?;
+            let spec =
+                WorkloadSpec::from_toml(&text).map_err(|e| UsageError(format!("{file}: {e}")))?;
+            (spec, 1)
+        }
+        (None, Some(command)) => (WorkloadSpec::single(command, 100_000, 32), 1),
+        (None, None) => WorkloadSpec::preset("basic_rw").map_err(usage)?,
+    };
+    Ok(resolved)
+}
+
+/// How one side's SPEC becomes build arguments: a pinned version, an existing directory,
+/// an existing file (a release tarball), or a revision of `--valkey-src`.
+pub fn side_args(
+    flag: &str,
+    spec: &str,
+    valkey_src: Option<&Path>,
+    manifest: &Manifest,
+) -> anyhow::Result<ValkeyArgs> {
+    let spec = spec.trim();
+    if spec.is_empty() {
+        return Err(UsageError(format!(
+            "{flag} is empty; give a version, a directory or a revision"
+        ))
+        .into());
+    }
+    if manifest.find(spec).is_some() {
+        return Ok(ValkeyArgs {
+            valkey_version: Some(spec.to_string()),
+            ..ValkeyArgs::default()
+        });
+    }
+    let path = Path::new(spec);
+    if path.is_dir() {
+        return Ok(ValkeyArgs {
+            valkey_src: Some(path.to_path_buf()),
+            ..ValkeyArgs::default()
+        });
+    }
+    if path.is_file() {
+        return Ok(ValkeyArgs {
+            valkey_tarball: Some(path.to_path_buf()),
+            ..ValkeyArgs::default()
+        });
+    }
+    if let Some(src) = valkey_src {
+        return Ok(ValkeyArgs {
+            valkey_src: Some(src.to_path_buf()),
+            git_ref: Some(spec.to_string()),
+            ..ValkeyArgs::default()
+        });
+    }
+    Err(UsageError(format!(
+        "{flag} {spec:?} is not a pinned version ({}), not a directory or tarball, and there is no \
+         --valkey-src (or VALKEY_SRC) repository to find it in as a revision",
+        manifest.known().join(", ")
+    ))
+    .into())
+}
+
+/// The progress bar of a run's repetitions.
+pub fn progress_bar(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} repetitions [{elapsed}<{eta}] {msg}")
+            .expect("the template is valid"),
+    );
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_config_pairs() {
+        let c = parse_server_config(&["io-threads=4".into(), "save=900 1".into()]).unwrap();
+        assert_eq!(c["io-threads"], "4");
+        assert_eq!(c["save"], "900 1");
+        let err = parse_server_config(&["io-threads".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("name=value"), "{err}");
+        let err = parse_server_config(&["IO=4".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"IO\""), "{err}");
+        for (pair, why) in [
+            ("BIND=0.0.0.0", "lowercase"),
+            ("pidfile=/etc/passwd", "set by the harness"),
+            ("maxclients=--bind 0.0.0.0", "starts with '-'"),
+        ] {
+            let err = parse_server_config(&[pair.into()]).unwrap_err();
+            assert!(err.is::<UsageError>(), "{pair}");
+            assert!(err.to_string().contains(why), "{pair}: {err}");
+        }
+    }
+}

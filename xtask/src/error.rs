@@ -1,0 +1,67 @@
+//! The errors that decide an exit code, and the mapping: 0 success, 1 the run failed
+//! (compare: a regression), 2 bad input (compare: could not run), 130 interrupted.
+//!
+//! Any layer may return these; only `main` turns them into a process exit code.
+
+/// An error in what the user asked for (flags, files): exit code 2, not 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// The comparison ran and found a regression: exit code 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} regression(s) found")]
+pub struct RegressionFound(pub usize);
+
+/// The comparison could not run (bad spec, failed build, server failure): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("the comparison could not run: {0:#}")]
+pub struct CouldNotRun(pub anyhow::Error);
+
+/// A command ended early because the user interrupted it (SIGINT/SIGTERM).
+pub const INTERRUPTED: u8 = 130;
+
+/// How a command's outcome is reported: the exit code, and what to print on stderr.
+pub fn outcome(result: &anyhow::Result<()>, interrupted: bool) -> (u8, Option<String>) {
+    match result {
+        Ok(()) => (0, None),
+        Err(_) if interrupted => (
+            INTERRUPTED,
+            Some("interrupted; every server was stopped".into()),
+        ),
+        Err(e) if e.is::<RegressionFound>() => (1, Some(e.to_string())),
+        Err(e) => {
+            let usage = e
+                .chain()
+                .any(|c| c.is::<UsageError>() || c.is::<CouldNotRun>());
+            (if usage { 2 } else { 1 }, Some(format!("error: {e:#}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_has_its_exit_code() {
+        assert_eq!(outcome(&Ok(()), false), (0, None));
+        let usage: anyhow::Result<()> =
+            Err(anyhow::Error::new(UsageError("--count 0".into())).context("starting"));
+        assert_eq!(
+            outcome(&usage, false),
+            (2, Some("error: starting: --count 0".into()))
+        );
+        let regression: anyhow::Result<()> = Err(RegressionFound(2).into());
+        assert_eq!(
+            outcome(&regression, false),
+            (1, Some("2 regression(s) found".into()))
+        );
+        let could_not: anyhow::Result<()> = Err(CouldNotRun(anyhow::anyhow!("no build")).into());
+        assert_eq!(outcome(&could_not, false).0, 2);
+        let failed: anyhow::Result<()> = Err(anyhow::anyhow!("server died"));
+        assert_eq!(outcome(&failed, false).0, 1);
+        assert_eq!(outcome(&failed, true).0, INTERRUPTED);
+        assert_eq!(outcome(&usage, true).0, INTERRUPTED);
+    }
+}
