@@ -23,7 +23,7 @@ use bench_core::distribution::{KeyDistribution, ValueSize};
 use bench_core::loadgen::{self, RunOptions, Stop};
 use bench_core::shutdown::Shutdown;
 use bench_core::workload::{WeightedCommand, WorkloadSpec};
-use util::{build_json, start_instances};
+use util::{build_json, ports, start_instances};
 
 struct Counting;
 
@@ -154,7 +154,7 @@ fn allocations_for(addr: SocketAddr, case: &Case, stop: Stop) -> (u64, u64) {
 fn the_engine_allocates_nothing_per_request() {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut server, started) = start_instances(1, 9990, tmp.path());
+    let (mut server, started) = start_instances(1, ports(1), tmp.path());
     let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
     let addr = ([127, 0, 0, 1], port).into();
     let closed = RunOptions {

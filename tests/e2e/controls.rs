@@ -36,7 +36,7 @@ fn a_server_stall_shows_in_open_loop_latency() {
     let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut server, started) = start_instances(1, 9870, tmp.path());
+    let (mut server, started) = start_instances(1, ports(1), tmp.path());
     let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
     let pauser = thread::spawn(move || {
         thread::sleep(Duration::from_millis(1500));
@@ -94,7 +94,7 @@ fn pipelined_requests_are_timed_one_by_one() {
          { command = \"BLPOP {key} 0.02\", weight = 1 }]\n",
     )
     .unwrap();
-    let (mut server, started) = start_instances(1, 9880, tmp.path());
+    let (mut server, started) = start_instances(1, ports(1), tmp.path());
     let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
     let args = [
         "--workload",
@@ -140,22 +140,7 @@ fn pipelined_requests_are_timed_one_by_one() {
 /// `VB_SLOWDOWN_ITERS` (read once from the server's environment) says: the same patch as
 /// scripts/detector-bench.sh. Its content hash is stable, so it builds once per machine.
 fn slowed_tree(dir: &std::path::Path) -> std::path::PathBuf {
-    build_json(); // the pinned tarball is fetched and cached by now
-    let manifest = xtask::valkey::Manifest::embedded();
-    let pinned = manifest.get(&manifest.default).unwrap();
-    let tarball =
-        xtask::valkey::fetch::orig_tarball(pinned, &manifest, &xtask::project::cache_dir())
-            .unwrap()
-            .tarball;
-    let tree = dir.join("valkey-slow");
-    fs::create_dir_all(&tree).unwrap();
-    #[allow(clippy::disallowed_methods)] // test fixture setup, not a server
-    let status = std::process::Command::new("tar")
-        .args(["-xf", tarball.to_str().unwrap(), "--strip-components=1"])
-        .current_dir(&tree)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let tree = pinned_tree(&dir.join("valkey-slow"));
     let server_c = tree.join("src/server.c");
     let text = fs::read_to_string(&server_c).unwrap();
     let call = "    c->cmd->proc(c);\n";

@@ -99,7 +99,7 @@ fn a_server_config_value_is_one_argument() {
             "start",
             "--json",
             "--base-port",
-            "9960",
+            &ports(8).to_string(),
             "--server-config",
             "save=900 1",
         ],
@@ -137,7 +137,7 @@ fn a_server_config_value_is_one_argument() {
         &[
             "start",
             "--base-port",
-            "9960",
+            &ports(8).to_string(),
             "--server-config",
             "maxclients=100 --bind 0.0.0.0 --protected-mode no",
         ],

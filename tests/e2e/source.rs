@@ -63,18 +63,7 @@ fn every_pinned_version_fetches_into_an_empty_cache() {
 /// A tarball of a stand-in tree whose make is instant and writes version-printing
 /// binaries: this tests the tarball path and its cache key, not Valkey.
 fn tiny_tarball(dir: &Path, salt: &str) -> PathBuf {
-    let tree = dir.join("valkey-0.0.0");
-    fs::create_dir_all(tree.join("src")).unwrap();
-    fs::write(tree.join("src/server.c"), format!("/* {salt} */\n")).unwrap();
-    let script = "#!/bin/sh\\necho \\\"Valkey server v=0.0.0-tarball sha=0\\\"\\n";
-    fs::write(
-        tree.join("Makefile"),
-        format!(
-            ".make-prerequisites:\n\t@true\nall:\n\
-             \tfor b in server cli benchmark; do printf '{script}' > src/valkey-$$b; chmod +x src/valkey-$$b; done\n"
-        ),
-    )
-    .unwrap();
+    let tree = stand_in_tree(&dir.join("valkey-0.0.0"), "tarball", salt, "");
     let tarball = dir.join("valkey-0.0.0.tar.gz");
     tar(dir, &["-czf", "valkey-0.0.0.tar.gz", "valkey-0.0.0"]);
     fs::remove_dir_all(&tree).unwrap();
@@ -176,22 +165,17 @@ fn a_tarball_that_is_not_valkey_or_comes_with_another_source_is_refused() {
 #[test]
 fn make_ignores_exported_build_variables_and_the_compiler_is_in_the_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let tree = tmp.path().join("envtree");
-    fs::create_dir_all(tree.join("src")).unwrap();
     let salt = format!("{:?}", std::time::SystemTime::now()); // a fresh cache key per run
-    fs::write(tree.join("src/server.c"), format!("/* {salt} */\n")).unwrap();
     let log = tmp.path().join("make-env");
-    let script = "#!/bin/sh\\necho \\\"Valkey server v=0.0.0-env sha=0\\\"\\n";
-    fs::write(
-        tree.join("Makefile"),
-        format!(
-            ".make-prerequisites:\n\t@true\nall:\n\
-             \techo \"CFLAGS=[$$CFLAGS] OPTIMIZATION=[$$OPTIMIZATION] SANITIZER=[$$SANITIZER] CC=[$(CC)]\" >> {log}\n\
-             \tfor b in server cli benchmark; do printf '{script}' > src/valkey-$$b; chmod +x src/valkey-$$b; done\n",
-            log = log.display()
+    let tree = stand_in_tree(
+        &tmp.path().join("envtree"),
+        "env",
+        &salt,
+        &format!(
+            "\techo \"CFLAGS=[$$CFLAGS] OPTIMIZATION=[$$OPTIMIZATION] SANITIZER=[$$SANITIZER] CC=[$(CC)]\" >> {}\n",
+            log.display()
         ),
-    )
-    .unwrap();
+    );
     let wrapper = tmp.path().join("my-cc");
     fs::write(&wrapper, "#!/bin/sh\nexec cc \"$@\"\n").unwrap();
     #[allow(clippy::disallowed_methods)] // test fixture setup, not a server

@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -248,4 +249,153 @@ pub fn cannot_run(kind: &str, why: &str) {
         "this test cannot run here: {why}\nfix the machine (see README: Tests), or allow the \
          skip explicitly with VALKEY_BENCH_SKIP={kind}"
     );
+}
+
+/// The report a run wrote into `dir`: the page, the Markdown and a PNG + SVG per chart,
+/// with a chart whose name starts with each of `expected`. Returns the chart names.
+pub fn assert_report(dir: &std::path::Path, expected: &[&str]) -> Vec<String> {
+    let html = fs::read_to_string(dir.join("report.html")).expect("report.html");
+    let markdown = fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(html.starts_with("<!DOCTYPE html>") && !html.contains("<script"));
+    let mut names: Vec<String> = fs::read_dir(dir.join("charts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".png").map(str::to_string))
+        .collect();
+    names.sort();
+    for name in &names {
+        let png = fs::read(dir.join(format!("charts/{name}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+            "{name}.png"
+        );
+        let svg = fs::read_to_string(dir.join(format!("charts/{name}.svg"))).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{name}.svg");
+        assert!(
+            markdown.contains(&format!("(charts/{name}.png)")),
+            "{name} not in report.md"
+        );
+        assert!(
+            html.contains(&format!("<figure id=\"{name}\">")),
+            "{name} not in report.html"
+        );
+    }
+    for prefix in expected {
+        assert!(
+            names.iter().any(|n| n.starts_with(prefix)),
+            "no {prefix}* chart in {names:?}"
+        );
+    }
+    names
+}
+
+/// A source tree whose build fails with `message` in its compiler error.
+pub fn broken_tree(dir: &std::path::Path, message: &str) -> std::path::PathBuf {
+    let tree = dir.join("broken");
+    fs::create_dir_all(tree.join("src")).unwrap();
+    fs::write(tree.join("src/server.c"), format!("#error {message}\n")).unwrap();
+    fs::write(
+        tree.join("Makefile"),
+        ".make-prerequisites all:\n\tcc -c src/server.c -o src/server.o\n",
+    )
+    .unwrap();
+    tree
+}
+
+/// Every record of a results file, as the suite's record type.
+pub fn read_jsonl<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Vec<T> {
+    fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Whether `perf` can record here; the reason when it cannot.
+pub fn perf_unusable() -> Option<String> {
+    #[allow(clippy::disallowed_methods)] // a probe of the machine, not of xtask
+    let out = std::process::Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-o", "/dev/null", "--", "true"])
+        .output();
+    match out {
+        Err(e) => Some(format!("perf cannot run: {e}")),
+        Ok(o) if !o.status.success() => Some(format!(
+            "perf record fails here: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// The first of `count` ports that no other test of this process is handed: tests run in
+/// parallel, and two of them starting servers from one base port would race for it.
+/// Blocks start at 21000, below Linux's ephemeral range (32768 and up), and leave 16
+/// ports of slack for ports something else holds (instances skip those).
+pub fn ports(count: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(21_000);
+    let base = NEXT.fetch_add(count + 16, Ordering::Relaxed);
+    assert!(base < 32_000, "the test port range is used up");
+    base
+}
+
+/// Runs `program` in `dir` with a fixed git identity and dates (so commits made from the
+/// same files have the same id every run) and returns its trimmed stdout; panics with its
+/// stderr when it fails.
+pub fn sh(dir: &Path, program: &str, args: &[&str]) -> String {
+    #[allow(clippy::disallowed_methods)] // test fixture setup, not a server
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The pinned version's source tree, extracted from its cached orig tarball into `tree`
+/// (created): a real Valkey tree a test may patch or commit.
+pub fn pinned_tree(tree: &Path) -> PathBuf {
+    build_json(); // the pinned tarball is fetched and cached by now
+    let manifest = xtask::valkey::Manifest::embedded();
+    let pinned = manifest.get(&manifest.default).unwrap();
+    let tarball =
+        xtask::valkey::fetch::orig_tarball(pinned, &manifest, &xtask::project::cache_dir())
+            .unwrap()
+            .tarball;
+    fs::create_dir_all(tree).unwrap();
+    sh(
+        tree,
+        "tar",
+        &["-xf", tarball.to_str().unwrap(), "--strip-components=1"],
+    );
+    tree.to_path_buf()
+}
+
+/// A stand-in source tree whose make is instant: `recipe` (make recipe lines, each
+/// starting with a tab) runs first, then `all` writes version-printing binaries
+/// (`Valkey server v=0.0.0-{tag}`). `salt` goes into `src/server.c`, so a new salt is a
+/// new cache key. For tests of the build machinery, not of Valkey.
+pub fn stand_in_tree(tree: &Path, tag: &str, salt: &str, recipe: &str) -> PathBuf {
+    fs::create_dir_all(tree.join("src")).unwrap();
+    fs::write(tree.join("src/server.c"), format!("/* {salt} */\n")).unwrap();
+    let script = format!("#!/bin/sh\\necho \\\"Valkey server v=0.0.0-{tag} sha=0\\\"\\n");
+    fs::write(
+        tree.join("Makefile"),
+        format!(
+            ".make-prerequisites:\n\t@true\nall:\n{recipe}\
+             \tfor b in server cli benchmark; do printf '{script}' > src/valkey-$$b; chmod +x src/valkey-$$b; done\n"
+        ),
+    )
+    .unwrap();
+    tree.to_path_buf()
 }

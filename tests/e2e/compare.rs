@@ -1,0 +1,322 @@
+//! `cargo xtask compare`: A against A in every suite and mode, refused flags, an
+//! unbuildable candidate.
+
+use std::fs;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// `compare` of the pinned build against itself on GET/32B/P16 of the quick matrix: exit 0
+/// and the JSON report.
+fn compare_a_with_a(tmp: &std::path::Path, out_dir: &std::path::Path, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "compare",
+        "--baseline",
+        "8.1.1",
+        "--candidate",
+        "8.1.1",
+        "--quick",
+        "--cases",
+        "GET/32B/P16",
+        "--json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args, Some(tmp));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn compare_a_against_a_finds_no_regression() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let markdown = tmp.path().join("pr.md");
+    // A threshold of 5%: this tests the plumbing and the exit code; the false-alarm rate at
+    // the default 2% is measured by the detector benchmark (README).
+    // Where perf can record, the compare also profiles its case on both sides.
+    let perf = perf_unusable();
+    if let Some(why) = &perf {
+        cannot_run("perf", &format!("compare --flamegraph: {why}"));
+    }
+    let mut args = vec![
+        "--slice-seconds",
+        "0.05",
+        "--max-time",
+        "20s",
+        "--threshold",
+        "5",
+        "--markdown",
+        markdown.to_str().unwrap(),
+    ];
+    if perf.is_none() {
+        args.extend(["--flamegraph", "all"]);
+    }
+    let report = compare_a_with_a(tmp.path(), &out_dir, &args);
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1);
+    let case = &cases[0];
+    assert_eq!(case["case"], "GET/32B/P16/c50/io1");
+    assert_ne!(case["verdict"], "regression");
+    // At least the minimum of trials, each of six slice pairs, orders rotating.
+    let trials = case["trials"].as_array().unwrap();
+    let trial_count = trials.last().unwrap()["trial"].as_u64().unwrap();
+    assert!(trial_count >= 6, "{trial_count} trials");
+    assert_eq!(trials.len() as u64, trial_count * 6);
+    let orders: std::collections::BTreeSet<&str> = trials
+        .iter()
+        .map(|t| t["order"].as_str().unwrap())
+        .collect();
+    assert_eq!(orders.len(), 2, "both AB and BA orders ran");
+    let ops = &case["metrics"][0];
+    assert_eq!(ops["metric"], "ops_per_sec");
+    let c = &ops["comparison"];
+    assert_eq!(c["pairs"].as_u64(), Some(trial_count));
+    let (low, high) = (
+        c["ci_low"].as_f64().unwrap(),
+        c["ci_high"].as_f64().unwrap(),
+    );
+    assert!(low <= c["ratio"].as_f64().unwrap() && c["ratio"].as_f64().unwrap() <= high);
+    assert!(
+        case["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["metric"] == "server_cpu_us_per_request")
+    );
+    // Every slice is a result record on its side; the summaries are on disk.
+    for side in ["baseline", "candidate"] {
+        let records: Vec<bench_core::result::ResultRecord> =
+            read_jsonl(&out_dir.join(side).join("results.jsonl"));
+        assert_eq!(records.len() as u64, trial_count * 6, "{side}");
+        assert!(records.iter().all(|r| r.metrics.ops_per_sec > 1000.0));
+    }
+    let md = fs::read_to_string(&markdown).unwrap();
+    assert!(
+        md.starts_with("## valkey-bench compare: **no regression**"),
+        "{md}"
+    );
+    assert!(!md.contains('<'), "no raw HTML in the PR summary");
+    assert_eq!(md, fs::read_to_string(out_dir.join("compare.md")).unwrap());
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+    // The compare's report: verdicts and both sides' records.
+    assert_report(&out_dir, &["compare-", "throughput", "latency-get"]);
+    let html = fs::read_to_string(out_dir.join("report.html")).unwrap();
+    assert!(html.contains("out/baseline") && html.contains("out/candidate"));
+    if perf.is_none() {
+        let flames = out_dir.join("flamegraphs");
+        let index: Value =
+            serde_json::from_str(&fs::read_to_string(flames.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index[0]["case"], "GET/32B/P16/c50/io1");
+        let stem = index[0]["stem"].as_str().unwrap();
+        let diff = fs::read_to_string(flames.join(format!("{stem}.diff.svg"))).unwrap();
+        assert!(
+            diff.contains("processCommand"),
+            "Valkey's frames in the diff"
+        );
+        let movers = fs::read_to_string(flames.join(format!("{stem}.movers.md"))).unwrap();
+        assert!(movers.lines().count() > 3, "{movers}");
+        assert!(html.contains(&format!("href=\"flamegraphs/{stem}.diff.svg\"")));
+        assert!(html.contains("Where the time moved"));
+    }
+}
+
+#[test]
+fn compare_flamegraph_outside_the_perf_suite_is_refused() {
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--suite",
+            "mem",
+            "--flamegraph",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--flamegraph profiles perf cases"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn compare_with_an_unbuildable_candidate_exits_2_with_the_build_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = broken_tree(tmp.path(), "deliberately unbuildable candidate");
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            tree.to_str().unwrap(),
+            "--out",
+            tmp.path().join("out").to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("could not run"), "{err}");
+    assert!(err.contains("building the candidate"), "{err}");
+    assert!(err.contains("last lines of the build log"), "{err}");
+    assert!(err.contains("deliberately unbuildable candidate"), "{err}");
+    // A spec that is neither a version, a directory nor a revision: exit 2, naming it.
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "no-such-thing",
+        ],
+        Some(tmp.path()),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--candidate \"no-such-thing\""), "{err}");
+}
+
+#[test]
+fn compare_instructions_mode_counts_the_same_build_alike() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let report = compare_a_with_a(tmp.path(), &out_dir, &["--mode", "instructions"]);
+    let case = &report["cases"][0];
+    assert_eq!(case["verdict"], "no_change", "{case}");
+    let c = &case["metrics"][0]["comparison"];
+    // A GET costs the server thousands of instructions, not tens or millions.
+    let base = c["baseline_median"].as_f64().unwrap();
+    assert!((1_000.0..20_000.0).contains(&base), "{base}");
+    // Every process of either side counts within 1% of the others.
+    let mut all = Vec::new();
+    for side in ["baseline", "candidate"] {
+        let trial = &case["trials"][0][side];
+        for run in 1..=3 {
+            all.push(
+                trial[format!("run{run}_instructions_per_request")]
+                    .as_f64()
+                    .unwrap(),
+            );
+        }
+    }
+    let (min, max) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let mut pinned = true;
+    for side in ["baseline", "candidate"] {
+        let lines = fs::read_to_string(out_dir.join(side).join("results.jsonl")).unwrap();
+        let record: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+        assert_eq!(record["mode"], "instructions");
+        assert_eq!(record["instructions"].as_array().unwrap().len(), 3);
+        pinned &= record["hash_seed_pinned"] == true;
+    }
+    // With the hash seed pinned (root) the counts repeat almost exactly; without, the
+    // seed moves them by a few tenths of a percent.
+    let tolerance = if pinned { 1.0001 } else { 1.01 };
+    assert!(max / min < tolerance, "pinned {pinned}: {all:?}");
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+}
+
+#[test]
+fn compare_mem_suite_of_one_build_is_no_change() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = run(
+        &[
+            "compare",
+            "--suite",
+            "mem",
+            "--quick",
+            "--cases",
+            "string/k16/v16",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--json",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["suite"], "mem");
+    let case = &report["cases"][0];
+    assert_eq!(case["case"], "string/k16/v16");
+    assert_eq!(case["verdict"], "no_change", "{case}");
+    let c = &case["metrics"][0]["comparison"];
+    assert_eq!(case["metrics"][0]["metric"], "bytes_per_item");
+    // The same build stores the same items in (almost) the same bytes.
+    assert!((c["ratio"].as_f64().unwrap() - 1.0).abs() < 0.005, "{c}");
+    let records: Vec<bench_core::result::MemRecord> =
+        read_jsonl(&out_dir.join("candidate").join("results.jsonl"));
+    assert_eq!(records.len(), 6, "one record per trial");
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+    assert_report(&out_dir, &["compare-", "memory"]);
+}
+
+#[test]
+fn compare_sync_suite_of_one_build_finds_no_regression() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    // A 10% threshold: this checks the plumbing; full-sync times of one build vary by a
+    // few percent between trials.
+    let out = run(
+        &[
+            "compare",
+            "--suite",
+            "sync",
+            "--quick",
+            "--cases",
+            "16MiB/r1/disk/",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--threshold",
+            "10",
+            "--max-time",
+            "30s",
+            "--json",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["suite"], "sync");
+    let cases = report["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 1, "{cases:?}");
+    assert_ne!(cases[0]["verdict"], "regression", "{}", cases[0]);
+    assert_eq!(cases[0]["metrics"][0]["metric"], "sync_secs");
+    let pairs = cases[0]["metrics"][0]["comparison"]["pairs"]
+        .as_u64()
+        .unwrap();
+    assert!(pairs >= 6, "{pairs} pairs");
+    for side in ["baseline", "candidate"] {
+        let records: Vec<bench_core::result::SyncRecord> =
+            read_jsonl(&out_dir.join(side).join("results.jsonl"));
+        assert_eq!(records.len() as u64, pairs, "{side}: one record per trial");
+        assert!(
+            records
+                .iter()
+                .all(|r| r.metrics.keys_replica == r.metrics.keys_primary)
+        );
+    }
+    assert!(servers_under(tmp.path()).is_empty(), "no server survives");
+    assert_report(&out_dir, &["compare-", "sync"]);
+}

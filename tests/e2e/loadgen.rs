@@ -1,0 +1,277 @@
+//! The native load generator through `cargo xtask loadgen` and `selfbench`: presets, the
+//! open loop, a server killed mid-run.
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::*;
+
+/// A fresh temp dir and one server from `xtask start` (with its JSON and port).
+fn one_server(base_port: u16) -> (tempfile::TempDir, Started, Value, u16) {
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, started) = start_instances(1, base_port, tmp.path());
+    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    (tmp, server, started, port)
+}
+
+/// Runs `xtask loadgen` against `port` and returns its exit status, stderr and report.
+fn loadgen(
+    port: u16,
+    args: &[&str],
+    tmp: &std::path::Path,
+) -> (std::process::ExitStatus, String, Value) {
+    let report = tmp.join(format!(
+        "loadgen-{}.json",
+        args.join("_").replace(['/', ' '], "-")
+    ));
+    let mut all = vec!["loadgen", "--port"];
+    let port = port.to_string();
+    all.push(&port);
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", report.to_str().unwrap()]);
+    let out = run(&all, Some(tmp));
+    let json = fs::read_to_string(&report)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(Value::Null);
+    (out.status, stderr(&out), json)
+}
+
+#[test]
+fn every_loadgen_preset_runs_with_sane_numbers() {
+    let _machine = heavy();
+    let (tmp, mut server, _, port) = one_server(ports(1));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut control = bench_core::client::Client::connect(addr, Duration::from_secs(5)).unwrap();
+    for preset in bench_core::workload::preset_names() {
+        // Presets share key names (high_throughput reads 8-byte values where basic_rw
+        // wrote 32): start each from an empty server, or the size check rightly fires.
+        control.call(&["FLUSHALL"]).unwrap();
+        let args = [
+            "--workload",
+            preset,
+            "--clients",
+            "4",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.1",
+        ];
+        let (status, err, report) = loadgen(port, &args, tmp.path());
+        assert!(status.success(), "{preset}: {err}");
+        assert!(report["partial"].is_null(), "{preset}: {report}");
+        assert_eq!(report["errors"], serde_json::json!({}), "{preset}");
+        let requests = report["requests"].as_u64().unwrap();
+        assert!(requests > 500, "{preset}: {requests} requests in 0.5 s");
+        let all = &report["all"];
+        assert_eq!(all["requests"], report["requests"]);
+        let l = &all["latency"];
+        let (p50, p99, max) = (
+            l["p50_us"].as_u64().unwrap(),
+            l["p99_us"].as_u64().unwrap(),
+            l["max_us"].as_u64().unwrap(),
+        );
+        assert!(0 < p50 && p50 <= p99 && p99 <= max, "{preset}: {l}");
+        let per_command: u64 = report["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["command"] != "DELIVERY")
+            .map(|c| c["requests"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            per_command, requests,
+            "{preset}: commands add up to the total"
+        );
+        assert!(!report["series"].as_array().unwrap().is_empty(), "{preset}");
+        assert!(
+            report["client_cpu_us_per_request"].as_f64().unwrap() > 0.0,
+            "{preset}"
+        );
+    }
+    // pub_sub: 4 subscribers on every channel receive every published message.
+    control.call(&["FLUSHALL"]).unwrap();
+    let args = [
+        "--workload",
+        "pub_sub",
+        "--clients",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ];
+    let (status, err, report) = loadgen(port, &args, tmp.path());
+    assert!(status.success(), "{err}");
+    let commands = report["commands"].as_array().unwrap();
+    let find = |name: &str| {
+        commands
+            .iter()
+            .find(|c| c["command"] == name)
+            .unwrap()
+            .clone()
+    };
+    let (publish, delivery) = (find("PUBLISH"), find("DELIVERY"));
+    let published = publish["requests"].as_u64().unwrap();
+    let delivered = delivery["requests"].as_u64().unwrap();
+    assert!(published > 500, "{publish}");
+    // Messages published near the end may still be in flight when the run stops.
+    assert!(
+        delivered <= 4 * published && delivered >= 4 * published * 9 / 10,
+        "{published} published, {delivered} delivered"
+    );
+    let e2e = delivery["latency"]["p50_us"].as_u64().unwrap();
+    assert!(e2e > 0 && e2e < 1_000_000, "{delivery}");
+
+    // basic_rw reads what it wrote: the second run of the same keyspace has hits.
+    let (_, _, report) = loadgen(
+        port,
+        &[
+            "--workload",
+            "basic_rw",
+            "--clients",
+            "4",
+            "--duration",
+            "0.5",
+        ],
+        tmp.path(),
+    );
+    let get = report["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["command"] == "GET")
+        .unwrap();
+    assert!(
+        get["hits"].as_u64().unwrap() > 0 && get["misses"].as_u64().unwrap() > 0,
+        "{get}"
+    );
+    server.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn open_loop_holds_its_rate() {
+    let _machine = heavy();
+    let (tmp, mut server, _, port) = one_server(ports(1));
+    let args = [
+        "--command",
+        "GET",
+        "--clients",
+        "10",
+        "--pipeline",
+        "16",
+        "--rate",
+        "20000",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+    ];
+    let (status, err, report) = loadgen(port, &args, tmp.path());
+    assert!(status.success(), "{err}");
+    let ops = report["ops_per_sec"].as_f64().unwrap();
+    assert!(
+        (ops - 20_000.0).abs() < 0.03 * 20_000.0,
+        "open loop at 20000/s achieved {ops}"
+    );
+    // Whether every send is on time depends on what else the machine runs (a benchmark's
+    // business, not a test's). What must hold either way: lateness is counted and warned
+    // about, and it shows in the latency, which is measured from the intended send time.
+    let requests = report["requests"].as_u64().unwrap();
+    let late = report["late_sends"].as_u64().unwrap();
+    let warned = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("behind schedule"));
+    assert_eq!(warned, late > requests / 100, "{report}");
+    let lag_max = report["send_lag_max_us"].as_u64().unwrap();
+    let latency_max = report["all"]["latency"]["max_us"].as_u64().unwrap();
+    assert!(
+        latency_max >= lag_max,
+        "a send {lag_max} µs late was timed from when it went out ({latency_max} µs max)"
+    );
+    server.stop(Duration::from_secs(20));
+}
+
+#[test]
+fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
+    let _machine = heavy();
+    let (tmp, mut server, started, port) = one_server(ports(1));
+    let pid = started["instances"][0]["pid"].as_u64().unwrap() as i32;
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        // SAFETY: kill(2) on the server our `start` child runs.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    });
+    let args = [
+        "--command",
+        "SET",
+        "--clients",
+        "8",
+        "--duration",
+        "30",
+        "--warmup",
+        "0.2",
+    ];
+    let (status, err, report) = loadgen(port, &args, tmp.path());
+    killer.join().unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("ended early") && err.contains("reconnecting failed"),
+        "{err}"
+    );
+    assert!(
+        report["partial"]
+            .as_str()
+            .is_some_and(|p| p.contains(&port.to_string())),
+        "{report}"
+    );
+    assert!(
+        report["requests"].as_u64().unwrap() > 1000,
+        "what was measured before is kept"
+    );
+    assert!(report["reconnects"].as_u64().unwrap() >= 1);
+    server.stop(Duration::from_secs(20)); // start notices its server died and exits
+}
+
+#[test]
+fn selfbench_measures_both_engines_and_the_floor() {
+    let _machine = heavy();
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "selfbench",
+            "--rounds",
+            "1",
+            "--requests",
+            "20000",
+            "--base-port",
+            &ports(8).to_string(),
+            "--json",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let trials = json["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 6, "3 clients × 2 pipeline depths × 1 round");
+    let mut engines: Vec<&str> = trials
+        .iter()
+        .map(|t| t["engine"].as_str().unwrap())
+        .collect();
+    engines.sort_unstable();
+    engines.dedup();
+    assert_eq!(engines, ["floor", "native", "valkey-benchmark"]);
+    for t in trials {
+        let want = if t["pipeline"] == 1 { 20_000 } else { 200_000 };
+        assert_eq!(t["requests"], want, "every reply counted: {t}");
+        assert!(t["ops_per_sec"].as_f64().unwrap() > 1000.0, "{t}");
+        let cpu = t["cpu_us_per_request"].as_f64().unwrap();
+        assert!(cpu > 0.0 && cpu < 1000.0, "{t}");
+    }
+    assert!(servers_under(tmp.path()).is_empty());
+}
