@@ -38,10 +38,45 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
             "--engine",
             engine,
             "--json",
+            "--progress-json",
+            tmp.path().join("progress.jsonl").to_str().unwrap(),
         ],
         Some(tmp.path()),
     );
     assert!(out.status.success(), "bench failed:\n{}", stderr(&out));
+    // The progress stream: the run, each case started and finished, each record as it was
+    // written (counted 1, 2, ...), and the end, in that order.
+    let events: Vec<Value> = read_jsonl(&tmp.path().join("progress.jsonl"));
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"run_started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"finished"), "{kinds:?}");
+    assert_eq!(events[0]["expected_records"], 12);
+    let written: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "record_written")
+        .collect();
+    assert_eq!(written.len(), 12);
+    for (i, e) in written.iter().enumerate() {
+        assert_eq!(e["done"], i as u64 + 1);
+        assert!(e["figures"]["ops_per_sec"].as_f64().unwrap() > 0.0, "{e}");
+    }
+    let mut open_case: Option<&str> = None;
+    for e in &events[1..events.len() - 1] {
+        match e["event"].as_str().unwrap() {
+            "case_started" => {
+                assert!(open_case.is_none(), "a case started inside another: {e}");
+                open_case = e["case"].as_str();
+            }
+            "record_written" => assert_eq!(open_case, e["case"].as_str(), "{e}"),
+            "case_finished" => assert_eq!(open_case.take(), e["case"].as_str(), "{e}"),
+            other => panic!("unexpected {other} in the middle: {e}"),
+        }
+    }
+    assert_eq!(events.last().unwrap()["records"], 12);
+    assert_eq!(events.last().unwrap()["complete"], true);
     assert!(servers_under(tmp.path()).is_empty(), "servers left running");
     // The report is written at the end of the run; only the native engine saves histograms.
     let charts = assert_report(&out_dir, &["throughput"]);

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod error;
+pub mod events;
 pub mod flamegraph;
 pub mod host;
 pub mod instances;
@@ -19,5 +20,6 @@ pub mod results;
 pub mod sides;
 pub mod suite;
 pub mod sync;
+pub mod ui;
 pub mod valkey;
 pub mod valkey_benchmark;

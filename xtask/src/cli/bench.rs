@@ -1,7 +1,7 @@
 //! `cargo xtask bench`: build Valkey, run a suite, write `results/<run-id>/`, print a table.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -14,12 +14,15 @@ use bench_core::{mem, sync};
 use clap::Args;
 use serde_json::json;
 
-use super::{SuiteArg, ValkeyArgs, progress_bar};
+use super::{SuiteArg, ValkeyArgs};
 use crate::error::UsageError;
+use crate::events::{Event, Sink, Sinks};
 use crate::perf;
 use crate::results::RunDir;
 use crate::results::run_id;
 use crate::suite::CaseContext;
+use crate::ui::json_lines::JsonLines;
+use crate::ui::terminal::Terminal;
 use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, instances, project};
 
@@ -52,16 +55,25 @@ pub struct BenchCmd {
     /// Print the run's summary as JSON on stdout instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the run's progress events here, one JSON object per line, flushed as
+    /// they happen (run_started, case_started, record_written, case_finished, finished).
+    #[arg(long, value_name = "FILE")]
+    pub progress_json: Option<PathBuf>,
 }
 
-/// Records know their case name (for progress lines).
+/// Records know their case name and repetition (for progress events).
 pub trait HasCase {
     fn case(&self) -> &str;
+    fn repetition(&self) -> u32;
 }
 
 impl<P, M> HasCase for bench_core::result::Record<P, M> {
     fn case(&self) -> &str {
         &self.case
+    }
+
+    fn repetition(&self) -> u32 {
+        self.repetition
     }
 }
 
@@ -70,9 +82,10 @@ impl BenchCmd {
         if let Some(out) = &self.out {
             crate::results::check_unused(out).map_err(UsageError)?;
         }
+        let mut sinks = self.sinks()?;
         match self.which_suite()? {
-            SuiteArg::Mem => return self.run_mem(shutdown),
-            SuiteArg::Sync => return self.run_sync(shutdown),
+            SuiteArg::Mem => return self.run_mem(&mut sinks, shutdown),
+            SuiteArg::Sync => return self.run_sync(&mut sinks, shutdown),
             SuiteArg::Perf => {}
         }
         let spec = self.spec()?;
@@ -100,40 +113,62 @@ impl BenchCmd {
             shutdown,
         };
         let total: u64 = cases.iter().map(|c| u64::from(c.repetitions)).sum();
-        eprintln!(
-            "run {run_id}: {} cases × {} repetitions on Valkey {} ({}), engine {} {}",
-            cases.len(),
-            spec.repetitions,
-            binaries.version,
-            binaries.source_id,
-            engine.name(),
-            engine.version(),
-        );
-        eprintln!("results: {}", run_dir.results_file().display());
-        let bar = progress_bar(total);
-        let interactive = std::io::stderr().is_terminal();
+        sinks.emit(Event::RunStarted {
+            run_id: run_id.clone(),
+            suite: "perf".into(),
+            cases: cases.len(),
+            repetitions: Some(spec.repetitions),
+            expected_records: total,
+            valkey_version: binaries.version.clone(),
+            source_id: binaries.source_id.clone(),
+            engine: format!("{} {}", engine.name(), engine.version()),
+            results: run_dir.results_file(),
+        });
         let mut done = 0u64;
         let mut outcome = Ok(());
-        for case in &cases {
-            bar.set_message(case.name.clone());
+        for (i, case) in cases.iter().enumerate() {
+            sinks.emit(Event::CaseStarted {
+                case: case.name.clone(),
+                index: i + 1,
+                cases: cases.len(),
+            });
             let result = perf::run_case(case, &ctx, &mut |record| {
+                run_dir.append(&record)?;
                 done += 1;
-                bar.inc(1);
-                if !interactive {
-                    eprintln!(
-                        "[{done}/{total}] {} rep {}: {:.0} ops/s",
-                        record.case, record.repetition, record.metrics.ops_per_sec
-                    );
+                let m = &record.metrics;
+                let mut figures = BTreeMap::from([("ops_per_sec".to_string(), m.ops_per_sec)]);
+                for (key, value) in [("p50_us", m.latency.p50_us), ("p99_us", m.latency.p99_us)] {
+                    if let Some(v) = value {
+                        figures.insert(key.to_string(), v);
+                    }
                 }
-                run_dir.append(&record)
+                sinks.emit(Event::RecordWritten {
+                    case: record.case.clone(),
+                    index: i + 1,
+                    cases: cases.len(),
+                    repetition: record.repetition,
+                    done,
+                    line: format!("{:.0} ops/s", m.ops_per_sec),
+                    figures,
+                });
+                Ok(())
             });
             if let Err(e) = result {
                 outcome = Err(e);
                 break;
             }
+            sinks.emit(Event::CaseFinished {
+                case: case.name.clone(),
+                index: i + 1,
+            });
         }
-        bar.finish_and_clear();
         let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
+        sinks.emit(Event::Finished {
+            run_id: run_id.clone(),
+            records: records.len(),
+            dir: run_dir.path().to_path_buf(),
+            complete: outcome.is_ok(),
+        });
         let summaries = report::summarize(&records);
         let incomplete = incomplete(&outcome, shutdown);
         let header = SummaryHeader {
@@ -221,7 +256,17 @@ impl BenchCmd {
         })
     }
 
-    fn run_mem(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+    /// The terminal view, and the JSON-lines stream with `--progress-json`.
+    fn sinks(&self) -> anyhow::Result<Sinks> {
+        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new())];
+        if let Some(path) = &self.progress_json {
+            let stream = JsonLines::create(path).map_err(|e| UsageError(format!("{e:#}")))?;
+            sinks.push(Box::new(stream));
+        }
+        Ok(Sinks::new(sinks))
+    }
+
+    fn run_mem(self, sinks: &mut Sinks, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (text, origin) = self.suite_text(mem::DEFAULT_MEM, mem::QUICK_MEM, "mem")?;
         let mut cases =
             mem::MemSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
@@ -233,22 +278,28 @@ impl BenchCmd {
         self.run_records(
             "mem",
             &names,
+            sinks,
             shutdown,
             |i, ctx| crate::mem::run_case(&cases[i], ctx).map(|r| vec![r]),
             |r: &bench_core::result::MemRecord| {
-                format!(
+                let line = format!(
                     "{:.1} bytes/item ({:.0}% efficient, {})",
                     r.metrics.bytes_per_item,
                     100.0 * r.metrics.efficiency,
                     r.metrics.encoding
-                )
+                );
+                let figures = BTreeMap::from([
+                    ("bytes_per_item".to_string(), r.metrics.bytes_per_item),
+                    ("efficiency".to_string(), r.metrics.efficiency),
+                ]);
+                (line, figures)
             },
             |records| (report::mem_table(records), report::MEM_NOTE),
             "our pipelined populator",
         )
     }
 
-    fn run_sync(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+    fn run_sync(self, sinks: &mut Sinks, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (text, origin) = self.suite_text(sync::DEFAULT_SYNC, sync::QUICK_SYNC, "sync")?;
         let mut cases =
             sync::SyncSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
@@ -260,15 +311,24 @@ impl BenchCmd {
         self.run_records(
             "sync",
             &names,
+            sinks,
             shutdown,
             |i, ctx| crate::sync::run_case(&cases[i], ctx),
             |r: &bench_core::result::SyncRecord| {
-                format!(
+                let line = format!(
                     "replica {}: {:.3} s, {:.0} MB/s",
                     r.params.replica,
                     r.metrics.sync_secs,
                     r.metrics.throughput_bytes_per_sec / 1e6
-                )
+                );
+                let figures = BTreeMap::from([
+                    ("sync_secs".to_string(), r.metrics.sync_secs),
+                    (
+                        "throughput_bytes_per_sec".to_string(),
+                        r.metrics.throughput_bytes_per_sec,
+                    ),
+                ]);
+                (line, figures)
             },
             |records| (report::sync_table(records), report::SYNC_NOTE),
             "REPLICAOF on every replica at once",
@@ -282,9 +342,10 @@ impl BenchCmd {
         &self,
         suite: &str,
         cases: &[String],
+        sinks: &mut Sinks,
         shutdown: &Shutdown,
         run_case: impl Fn(usize, &CaseContext<'_>) -> anyhow::Result<Vec<R>>,
-        line: impl Fn(&R) -> String,
+        line: impl Fn(&R) -> (String, BTreeMap<String, f64>),
         table: impl Fn(&[R]) -> (String, &'static str),
         engine: &str,
     ) -> anyhow::Result<()>
@@ -306,35 +367,58 @@ impl BenchCmd {
             base_port: self.base_port,
             shutdown,
         };
-        eprintln!(
-            "run {run_id}: {} {suite} cases on Valkey {} ({})\nresults: {}",
-            cases.len(),
-            binaries.version,
-            binaries.source_id,
-            run_dir.results_file().display()
-        );
-        let bar = progress_bar(cases.len() as u64);
-        let interactive = std::io::stderr().is_terminal();
+        sinks.emit(Event::RunStarted {
+            run_id: run_id.clone(),
+            suite: suite.into(),
+            cases: cases.len(),
+            repetitions: None,
+            expected_records: 0,
+            valkey_version: binaries.version.clone(),
+            source_id: binaries.source_id.clone(),
+            engine: engine.into(),
+            results: run_dir.results_file(),
+        });
+        let mut done = 0u64;
         let mut outcome = Ok(());
         for (i, name) in cases.iter().enumerate() {
-            bar.set_message(name.clone());
+            sinks.emit(Event::CaseStarted {
+                case: name.clone(),
+                index: i + 1,
+                cases: cases.len(),
+            });
             let result = run_case(i, &info).and_then(|records| {
                 for r in &records {
                     run_dir.append_serialized(r)?;
-                    if !interactive {
-                        eprintln!("[{}/{}] {}: {}", i + 1, cases.len(), r.case(), line(r));
-                    }
+                    done += 1;
+                    let (line, figures) = line(r);
+                    sinks.emit(Event::RecordWritten {
+                        case: r.case().to_string(),
+                        index: i + 1,
+                        cases: cases.len(),
+                        repetition: r.repetition(),
+                        done,
+                        line,
+                        figures,
+                    });
                 }
                 Ok(())
             });
-            bar.inc(1);
             if let Err(e) = result {
                 outcome = Err(e);
                 break;
             }
+            sinks.emit(Event::CaseFinished {
+                case: name.clone(),
+                index: i + 1,
+            });
         }
-        bar.finish_and_clear();
         let records: Vec<R> = run_dir.read()?;
+        sinks.emit(Event::Finished {
+            run_id: run_id.clone(),
+            records: records.len(),
+            dir: run_dir.path().to_path_buf(),
+            complete: outcome.is_ok(),
+        });
         let header = SummaryHeader {
             run_id: run_id.clone(),
             suite: suite.into(),

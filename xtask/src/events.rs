@@ -1,0 +1,133 @@
+//! What a run reports as it goes, as typed events, and the sinks that show them.
+//!
+//! The run loops emit [`Event`]s and never print progress themselves; the terminal view
+//! (`ui::terminal`) and the JSON-lines stream (`ui::json_lines`, `--progress-json FILE`)
+//! are sinks. A TUI or a metrics endpoint is one more sink, with no change to the suites.
+//! A sink never changes what is measured, and a sink that fails (a full disk under the
+//! progress file) warns once and keeps the run going: progress is not a result.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// One thing that happened during a run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The run has its id, its build and its directory, and is about to start its cases.
+    RunStarted {
+        run_id: String,
+        suite: String,
+        cases: usize,
+        /// Perf: repetitions per case, and the records the run will write (cases ×
+        /// repetitions). Mem and sync: `None` and 0, progress counts cases.
+        repetitions: Option<u32>,
+        expected_records: u64,
+        valkey_version: String,
+        source_id: String,
+        engine: String,
+        results: PathBuf,
+    },
+    /// A case begins (1-based `index` of `cases`).
+    CaseStarted {
+        case: String,
+        index: usize,
+        cases: usize,
+    },
+    /// A record was appended: one measured repetition (perf), case (mem) or replica
+    /// (sync). `line` is its one-line summary, `figures` its headline numbers.
+    RecordWritten {
+        case: String,
+        /// The case's 1-based index of `cases`.
+        index: usize,
+        cases: usize,
+        repetition: u32,
+        /// Records written so far in this run.
+        done: u64,
+        line: String,
+        figures: BTreeMap<String, f64>,
+    },
+    /// A case is over (all its records written).
+    CaseFinished { case: String, index: usize },
+    /// The run is over: `complete` is false when it failed or was interrupted.
+    Finished {
+        run_id: String,
+        records: usize,
+        dir: PathBuf,
+        complete: bool,
+    },
+}
+
+/// Where events go.
+pub trait Sink {
+    fn event(&mut self, event: &Event);
+}
+
+/// Every sink of a run, each given every event in order.
+#[derive(Default)]
+pub struct Sinks(Vec<Box<dyn Sink>>);
+
+impl Sinks {
+    pub fn new(sinks: Vec<Box<dyn Sink>>) -> Sinks {
+        Sinks(sinks)
+    }
+
+    pub fn emit(&mut self, event: Event) {
+        for sink in &mut self.0 {
+            sink.event(&event);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Recorder(std::rc::Rc<std::cell::RefCell<Vec<Event>>>);
+
+    impl Sink for Recorder {
+        fn event(&mut self, event: &Event) {
+            self.0.borrow_mut().push(event.clone());
+        }
+    }
+
+    #[test]
+    fn every_sink_gets_every_event_in_order() {
+        let (a, b) = (Default::default(), Default::default());
+        let mut sinks = Sinks::new(vec![
+            Box::new(Recorder(std::rc::Rc::clone(&a))),
+            Box::new(Recorder(std::rc::Rc::clone(&b))),
+        ]);
+        let started = Event::CaseStarted {
+            case: "GET".into(),
+            index: 1,
+            cases: 2,
+        };
+        let finished = Event::CaseFinished {
+            case: "GET".into(),
+            index: 1,
+        };
+        sinks.emit(started.clone());
+        sinks.emit(finished.clone());
+        assert_eq!(*a.borrow(), vec![started.clone(), finished.clone()]);
+        assert_eq!(*b.borrow(), vec![started, finished]);
+    }
+
+    #[test]
+    fn events_serialize_with_their_kind() {
+        let e = Event::RecordWritten {
+            case: "GET/32B".into(),
+            index: 1,
+            cases: 3,
+            repetition: 2,
+            done: 5,
+            line: "100 ops/s".into(),
+            figures: BTreeMap::from([("ops_per_sec".to_string(), 100.0)]),
+        };
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["event"], "record_written");
+        assert_eq!(json["case"], "GET/32B");
+        assert_eq!(json["figures"]["ops_per_sec"], 100.0);
+    }
+}

@@ -1,0 +1,4 @@
+//! Views of a run: sinks of its events.
+
+pub mod json_lines;
+pub mod terminal;

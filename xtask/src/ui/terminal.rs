@@ -1,0 +1,119 @@
+//! The terminal view of a run: a progress bar on an interactive stderr, a line per record
+//! otherwise (CI logs), and the run's header lines either way.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::events::{Event, Sink};
+
+pub struct Terminal {
+    interactive: bool,
+    bar: Option<ProgressBar>,
+    /// Perf: the bar counts records (repetitions); mem and sync: cases.
+    per_record: bool,
+    total: u64,
+}
+
+impl Terminal {
+    /// Draws a bar only when stderr is a terminal.
+    pub fn new() -> Terminal {
+        Terminal {
+            interactive: std::io::stderr().is_terminal(),
+            bar: None,
+            per_record: false,
+            total: 0,
+        }
+    }
+}
+
+impl Default for Terminal {
+    fn default() -> Terminal {
+        Terminal::new()
+    }
+}
+
+impl Sink for Terminal {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                run_id,
+                suite,
+                cases,
+                repetitions,
+                expected_records,
+                valkey_version,
+                source_id,
+                engine,
+                results,
+            } => {
+                let (total, unit) = match repetitions {
+                    Some(r) => {
+                        eprintln!(
+                            "run {run_id}: {cases} cases × {r} repetitions on Valkey \
+                             {valkey_version} ({source_id}), engine {engine}"
+                        );
+                        (*expected_records, "repetitions")
+                    }
+                    None => {
+                        eprintln!(
+                            "run {run_id}: {cases} {suite} cases on Valkey {valkey_version} \
+                             ({source_id})"
+                        );
+                        (*cases as u64, "cases")
+                    }
+                };
+                eprintln!("results: {}", results.display());
+                self.per_record = repetitions.is_some();
+                let bar = if self.interactive {
+                    ProgressBar::new(total)
+                } else {
+                    ProgressBar::hidden()
+                };
+                bar.set_style(
+                    ProgressStyle::with_template(&format!(
+                        "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}] {{msg}}"
+                    ))
+                    .expect("the template is valid"),
+                );
+                self.total = total;
+                self.bar = Some(bar);
+            }
+            Event::CaseStarted { case, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(case.clone());
+                }
+            }
+            Event::RecordWritten {
+                case,
+                index,
+                cases,
+                repetition,
+                done,
+                line,
+                ..
+            } => {
+                if let Some(bar) = self.bar.as_ref().filter(|_| self.per_record) {
+                    bar.inc(1);
+                }
+                if !self.interactive {
+                    if self.per_record {
+                        eprintln!("[{done}/{}] {case} rep {repetition}: {line}", self.total);
+                    } else {
+                        eprintln!("[{index}/{cases}] {case}: {line}");
+                    }
+                }
+            }
+            Event::CaseFinished { .. } => {
+                if let Some(bar) = self.bar.as_ref().filter(|_| !self.per_record) {
+                    bar.inc(1);
+                }
+            }
+            Event::Finished { .. } => {
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
+        }
+    }
+}
