@@ -63,6 +63,29 @@ pub enum EngineError {
     },
 }
 
+/// Where an engine sends its load: the endpoints of a deployment. Today one primary
+/// (standalone, or a replication group's primary); the place for TLS settings and
+/// cluster routing when those topologies arrive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// Where requests go; the first is the primary.
+    pub endpoints: Vec<SocketAddr>,
+}
+
+impl Target {
+    /// One server.
+    pub fn standalone(addr: SocketAddr) -> Target {
+        Target {
+            endpoints: vec![addr],
+        }
+    }
+
+    /// The endpoint an engine that talks to one server uses.
+    pub fn primary(&self) -> SocketAddr {
+        *self.endpoints.first().expect("a target has an endpoint")
+    }
+}
+
 /// A load generator. The perf suite calls it once per warmup and once per repetition.
 pub trait Engine {
     /// Stable name written into result records.
@@ -70,10 +93,10 @@ pub trait Engine {
     /// The engine's own version, written into result records.
     fn version(&self) -> &str;
     /// The exact invocation `run` would use, recorded for reproduction.
-    fn describe(&self, addr: SocketAddr, load: &Load) -> Vec<String>;
+    fn describe(&self, target: &Target, load: &Load) -> Vec<String>;
     fn run(
         &self,
-        addr: SocketAddr,
+        target: &Target,
         load: &Load,
         shutdown: &Shutdown,
     ) -> Result<Measurement, EngineError>;

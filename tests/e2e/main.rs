@@ -14,4 +14,5 @@ mod report;
 mod signals;
 mod source;
 mod suites;
+mod topology;
 mod util;

@@ -20,6 +20,7 @@ pub mod results;
 pub mod sides;
 pub mod suite;
 pub mod sync;
+pub mod topology;
 pub mod ui;
 pub mod valkey;
 pub mod valkey_benchmark;

@@ -21,9 +21,11 @@ use bench_core::mem::{self, MemCase};
 use bench_core::result::{EngineInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 
+use crate::host::local::Local;
 use crate::instances;
 use crate::monitor::Monitor;
 pub use crate::suite::CaseContext;
+use crate::topology::{Standalone, Topology};
 
 /// Samples of the data's memory that must agree, and the least time between two.
 const WINDOW: usize = 10;
@@ -79,7 +81,9 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         config: case.server_config.clone(),
         ..Default::default()
     };
-    let server = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?.remove(0);
+    let server = Standalone
+        .deploy(&Local, &ctx.binaries.server, &options, ctx.shutdown)?
+        .into_primary();
     let mut client = server.client()?;
     // The monitor's connection is open for both readings (its buffers are left out with
     // ours, as mem_clients_normal).

@@ -9,15 +9,17 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, bail};
 use bench_core::command::{Command, Preload};
-use bench_core::engine::{Engine, EngineError, Load, Measurement};
+use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::info::Info;
 use bench_core::populate;
 use bench_core::result::{EngineInfo, HostInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::PerfCase;
 
+use crate::host::local::Local;
 use crate::instances::{self, Instance};
 use crate::monitor::Monitor;
+use crate::topology::{Standalone, Topology};
 use crate::valkey::Binaries;
 
 /// valkey-benchmark's default value size, used for commands that carry no value.
@@ -186,7 +188,9 @@ pub fn measured_run(
         engine: EngineInfo {
             name: ctx.engine.name().into(),
             version: ctx.engine.version().into(),
-            argv: ctx.engine.describe(server.addr, &measured_load),
+            argv: ctx
+                .engine
+                .describe(&Target::standalone(server.addr), &measured_load),
         },
         monitor: samples,
     })
@@ -219,8 +223,8 @@ pub fn start_server(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<In
         config: case.server_config.clone(),
         ..Default::default()
     };
-    let mut started = instances::start(&ctx.binaries.server, 1, &options, ctx.shutdown)?;
-    Ok(started.remove(0))
+    let deployment = Standalone.deploy(&Local, &ctx.binaries.server, &options, ctx.shutdown)?;
+    Ok(deployment.into_primary())
 }
 
 /// Writes what the command reads and returns how many items that was. `requests` is how
@@ -247,7 +251,10 @@ pub fn measure(
     load: &Load,
 ) -> anyhow::Result<Measurement> {
     let addr: SocketAddr = server.addr;
-    match ctx.engine.run(addr, load, ctx.shutdown) {
+    match ctx
+        .engine
+        .run(&Target::standalone(addr), load, ctx.shutdown)
+    {
         Ok(m) => Ok(m),
         Err(EngineError::Interrupted) => bail!("interrupted"),
         Err(e) => {

@@ -21,9 +21,11 @@ use bench_core::shutdown::Shutdown;
 use bench_core::sync::{SyncCase, sync_done};
 use bench_core::workload::WorkloadSpec;
 
+use crate::host::local::Local;
 use crate::instances;
 use crate::monitor::Monitor;
 pub use crate::suite::CaseContext;
+use crate::topology::{ReplicationGroup, Topology};
 
 /// How often each replica is polled during its sync.
 const POLL: Duration = Duration::from_millis(1);
@@ -49,13 +51,15 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
         config,
         ..Default::default()
     };
-    let servers = instances::start(
+    // Detached: the suite sends REPLICAOF itself, because the sync is what it times.
+    let deployment = ReplicationGroup::detached(case.replicas).deploy(
+        &Local,
         &ctx.binaries.server,
-        case.replicas as usize + 1,
         &options,
         ctx.shutdown,
     )?;
-    let (primary, replicas) = servers.split_first().expect("started replicas + 1 servers");
+    let primary = deployment.primary();
+    let replicas: Vec<&instances::Instance> = deployment.replicas().collect();
     let mut control = primary.client()?;
     // Random values: 'x' * n compresses to almost nothing in an RDB, which would make the
     // transfer a fraction of the data.
@@ -86,7 +90,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
         .collect();
     let mut sync_secs = Vec::new();
     let mut failure = None;
-    for (handle, replica) in syncs.into_iter().zip(replicas) {
+    for (handle, replica) in syncs.into_iter().zip(&replicas) {
         match handle
             .join()
             .map_err(|_| anyhow::anyhow!("a sync poller panicked"))

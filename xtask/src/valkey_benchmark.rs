@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bench_core::benchmark_csv;
 use bench_core::command::Command;
-use bench_core::engine::{Engine, EngineError, Latency, Load, Measurement};
+use bench_core::engine::{Engine, EngineError, Latency, Load, Measurement, Target};
 use bench_core::shutdown::Shutdown;
 
 use crate::process;
@@ -97,7 +97,8 @@ impl Engine for ValkeyBenchmark {
         &self.version
     }
 
-    fn describe(&self, addr: SocketAddr, load: &Load) -> Vec<String> {
+    fn describe(&self, target: &Target, load: &Load) -> Vec<String> {
+        let addr = target.primary();
         let mut argv = vec![self.path.display().to_string()];
         argv.extend(self.args(addr, load));
         argv
@@ -105,10 +106,11 @@ impl Engine for ValkeyBenchmark {
 
     fn run(
         &self,
-        addr: SocketAddr,
+        target: &Target,
         load: &Load,
         shutdown: &Shutdown,
     ) -> Result<Measurement, EngineError> {
+        let addr = target.primary();
         let failed = |message: String| EngineError::Failed {
             engine: "valkey-benchmark",
             message,

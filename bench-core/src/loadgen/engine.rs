@@ -2,13 +2,12 @@
 //! valkey-benchmark's tests (`key:N` strings, `mylist`, `myset`, `myhash`, `myzset`), so
 //! the suite's preloads serve both engines.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::{RunOptions, Stop};
 use crate::command::Command;
 use crate::distribution::{KeyDistribution, ValueSize};
-use crate::engine::{Engine, EngineError, Latency, Load, Measurement};
+use crate::engine::{Engine, EngineError, Latency, Load, Measurement, Target};
 use crate::shutdown::Shutdown;
 use crate::workload::{WeightedCommand, WorkloadSpec};
 
@@ -61,7 +60,8 @@ impl Engine for NativeEngine {
         env!("CARGO_PKG_VERSION")
     }
 
-    fn describe(&self, addr: SocketAddr, load: &Load) -> Vec<String> {
+    fn describe(&self, target: &Target, load: &Load) -> Vec<String> {
+        let addr = target.primary();
         [
             "native",
             "--host",
@@ -93,7 +93,7 @@ impl Engine for NativeEngine {
 
     fn run(
         &self,
-        addr: SocketAddr,
+        target: &Target,
         load: &Load,
         shutdown: &Shutdown,
     ) -> Result<Measurement, EngineError> {
@@ -110,8 +110,14 @@ impl Engine for NativeEngine {
             warmup: Duration::ZERO,
         };
         let started = Instant::now();
-        let report = super::run(&[addr], &workload(load), &options, shutdown, |_| {})
-            .map_err(|e| failed(e.to_string()))?;
+        let report = super::run(
+            &target.endpoints,
+            &workload(load),
+            &options,
+            shutdown,
+            |_| {},
+        )
+        .map_err(|e| failed(e.to_string()))?;
         let wall_secs = started.elapsed().as_secs_f64();
         if shutdown.is_triggered() {
             return Err(EngineError::Interrupted);

@@ -16,7 +16,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::distribution::{KeySampler, worker_rng};
-use crate::engine::{Engine, EngineError, Latency, Load, Measurement};
+use crate::engine::{Engine, EngineError, Latency, Load, Measurement, Target};
 use crate::resp::{self, ParseError};
 use crate::shutdown::Shutdown;
 
@@ -41,10 +41,10 @@ impl Engine for FloorEngine {
         env!("CARGO_PKG_VERSION")
     }
 
-    fn describe(&self, addr: SocketAddr, load: &Load) -> Vec<String> {
+    fn describe(&self, target: &Target, load: &Load) -> Vec<String> {
         vec![
             "floor".into(),
-            addr.to_string(),
+            target.primary().to_string(),
             format!("clients={}", load.clients),
             format!("pipeline={}", load.pipeline),
             format!("requests={}", load.requests),
@@ -53,10 +53,11 @@ impl Engine for FloorEngine {
 
     fn run(
         &self,
-        addr: SocketAddr,
+        target: &Target,
         load: &Load,
         shutdown: &Shutdown,
     ) -> Result<Measurement, EngineError> {
+        let addr = target.primary();
         let failed = |e: io::Error| EngineError::Failed {
             engine: "floor",
             message: e.to_string(),

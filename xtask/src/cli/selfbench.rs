@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use bench_core::command::Command;
-use bench_core::engine::{Engine, Load};
+use bench_core::engine::{Engine, Load, Target};
 use bench_core::loadgen::CpuTime;
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::loadgen::floor::FloorEngine;
@@ -157,7 +157,7 @@ fn trial(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Trial> {
     let (self_before, children_before) = (CpuTime::of(libc::RUSAGE_SELF), reaped_children_cpu());
-    let m = engine.run(addr, load, shutdown)?;
+    let m = engine.run(&Target::standalone(addr), load, shutdown)?;
     let cpu = if engine.name() != "valkey-benchmark" {
         CpuTime::of(libc::RUSAGE_SELF) - self_before
     } else {

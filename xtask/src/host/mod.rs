@@ -1,9 +1,34 @@
-//! Facts about the machine, for result records.
+//! Where servers run: the [`Host`] seam (start servers, the machine's facts), with one
+//! implementation today, [`local::Local`]; a remote host over ssh is the next.
+
+pub mod local;
 
 use std::fs;
+use std::path::Path;
 
 use bench_core::result::HostInfo;
+use bench_core::shutdown::Shutdown;
 
+use crate::instances::{self, Instance};
+
+/// A machine servers run on.
+pub trait Host {
+    /// How records and messages name it (`local`, later `ssh:HOST`).
+    fn name(&self) -> String;
+    /// Its facts, for records.
+    fn info(&self) -> HostInfo;
+    /// Starts `count` servers of `server` with `options`, each on a free port with its own
+    /// directory, guarded: they stop when their `Instance` is dropped.
+    fn start_servers(
+        &self,
+        server: &Path,
+        count: usize,
+        options: &instances::Options,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Vec<Instance>>;
+}
+
+/// This machine's facts.
 pub fn info() -> HostInfo {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo

@@ -1,0 +1,33 @@
+//! This machine: servers are local child processes (`instances`), owned by `process`.
+
+use std::path::Path;
+
+use bench_core::result::HostInfo;
+use bench_core::shutdown::Shutdown;
+
+use super::Host;
+use crate::instances::{self, Instance};
+
+/// The machine xtask runs on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Local;
+
+impl Host for Local {
+    fn name(&self) -> String {
+        "local".into()
+    }
+
+    fn info(&self) -> HostInfo {
+        super::info()
+    }
+
+    fn start_servers(
+        &self,
+        server: &Path,
+        count: usize,
+        options: &instances::Options,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Vec<Instance>> {
+        instances::start(server, count, options, shutdown)
+    }
+}

@@ -1,0 +1,37 @@
+//! One server, alone.
+
+use std::path::Path;
+
+use bench_core::engine::Target;
+use bench_core::shutdown::Shutdown;
+
+use super::{Deployment, Node, Role, Topology};
+use crate::host::Host;
+use crate::instances;
+
+/// One primary, no replicas.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Standalone;
+
+impl Topology for Standalone {
+    fn name(&self) -> String {
+        "standalone".into()
+    }
+
+    fn deploy(
+        &self,
+        host: &dyn Host,
+        server: &Path,
+        options: &instances::Options,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Deployment> {
+        let instance = host.start_servers(server, 1, options, shutdown)?.remove(0);
+        Ok(Deployment {
+            target: Target::standalone(instance.addr),
+            nodes: vec![Node {
+                role: Role::Primary,
+                instance,
+            }],
+        })
+    }
+}
