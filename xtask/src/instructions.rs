@@ -28,8 +28,8 @@ use bench_core::suite::PerfCase;
 use bench_core::workload::{WeightedCommand, WorkloadSpec};
 use serde::Serialize;
 
+use crate::compare::sides::{Side, Sides};
 use crate::instances;
-use crate::sides::{Side, Sides};
 use crate::suite::CaseContext;
 use crate::valkey::Binaries;
 

@@ -4,6 +4,7 @@
 //! end-to-end tests in `tests/` can drive instances directly.
 
 pub mod cli;
+pub mod compare;
 pub mod error;
 pub mod events;
 pub mod flamegraph;
@@ -17,7 +18,6 @@ pub mod process;
 pub mod project;
 pub mod report;
 pub mod results;
-pub mod sides;
 pub mod suite;
 pub mod sync;
 pub mod topology;

@@ -6,6 +6,14 @@ use bench_core::shutdown::Shutdown;
 
 use crate::valkey::Binaries;
 
+/// Which suite a run or a comparison measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SuiteKind {
+    Perf,
+    Mem,
+    Sync,
+}
+
 pub struct CaseContext<'a> {
     pub run_id: &'a str,
     pub binaries: &'a Binaries,

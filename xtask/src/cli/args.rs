@@ -10,11 +10,10 @@ use bench_core::result::{BuildOptions, Malloc};
 use bench_core::shutdown::Shutdown;
 use bench_core::workload::{self, WorkloadSpec};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::UsageError;
-use crate::project;
-use crate::valkey::{self, Binaries, Manifest, Source, SourceRequest};
+use crate::suite::SuiteKind;
+use crate::valkey::{Binaries, BuildRequest, Manifest, SourceRequest};
 
 /// The longest duration a flag may ask for: 7 days. Far beyond any benchmark, and far
 /// below where `Instant + Duration` overflows.
@@ -65,26 +64,22 @@ impl ValkeyArgs {
         }
     }
 
+    /// The build these flags ask for.
+    pub fn request(&self) -> BuildRequest {
+        BuildRequest {
+            source: SourceRequest {
+                valkey_src: self.valkey_src.clone(),
+                valkey_tarball: self.valkey_tarball.clone(),
+                git_ref: self.git_ref.clone(),
+                valkey_version: self.valkey_version.clone(),
+            },
+            options: self.options(),
+        }
+    }
+
     /// Resolves the source and returns its binaries, building them if they are not cached.
     pub fn binaries(&self, shutdown: &Shutdown) -> anyhow::Result<Binaries> {
-        let manifest = Manifest::embedded();
-        let request = SourceRequest {
-            valkey_src: self.valkey_src.clone(),
-            valkey_tarball: self.valkey_tarball.clone(),
-            git_ref: self.git_ref.clone(),
-            valkey_version: self.valkey_version.clone(),
-        };
-        valkey::build::check_cflags(self.cflags.trim())
-            .map_err(|e| UsageError(format!("{e:#}")))?;
-        let source = Source::resolve(&request, &project::root(), &manifest)
-            .map_err(|e| UsageError(format!("{e:#}")))?;
-        valkey::build(
-            &source,
-            &self.options(),
-            &manifest,
-            &project::cache_dir(),
-            shutdown,
-        )
+        self.request().binaries(shutdown)
     }
 }
 
@@ -111,6 +106,16 @@ pub enum SuiteArg {
     Perf,
     Mem,
     Sync,
+}
+
+impl From<SuiteArg> for SuiteKind {
+    fn from(s: SuiteArg) -> SuiteKind {
+        match s {
+            SuiteArg::Perf => SuiteKind::Perf,
+            SuiteArg::Mem => SuiteKind::Mem,
+            SuiteArg::Sync => SuiteKind::Sync,
+        }
+    }
 }
 
 /// The workload flags `loadgen` and `flamegraph` share.
@@ -234,16 +239,6 @@ pub fn side_args(
         manifest.known().join(", ")
     ))
     .into())
-}
-
-/// The progress bar of a run's repetitions.
-pub fn progress_bar(total: u64) -> ProgressBar {
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} repetitions [{elapsed}<{eta}] {msg}")
-            .expect("the template is valid"),
-    );
-    bar
 }
 
 #[cfg(test)]

@@ -7,6 +7,18 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::events::{Event, Sink};
 
+/// A bar counting `unit`s (hidden when stderr is not a terminal, as the caller checks).
+pub fn progress_bar(total: u64, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}] {{msg}}"
+        ))
+        .expect("the template is valid"),
+    );
+    bar
+}
+
 pub struct Terminal {
     interactive: bool,
     bar: Option<ProgressBar>,
