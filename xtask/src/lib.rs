@@ -18,6 +18,7 @@ pub mod process;
 pub mod project;
 pub mod report;
 pub mod results;
+pub mod runner;
 pub mod suite;
 pub mod sync;
 pub mod topology;

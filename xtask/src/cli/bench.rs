@@ -1,30 +1,20 @@
 //! `cargo xtask bench`: build Valkey, run a suite, write `results/<run-id>/`, print a table.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use bench_core::engine::Engine;
-use bench_core::loadgen::engine::NativeEngine;
-use bench_core::report::{self, SummaryHeader};
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{self, EngineKind, PerfSpec};
 use bench_core::{mem, sync};
 use clap::Args;
-use serde_json::json;
 
 use super::{SuiteArg, ValkeyArgs};
 use crate::error::UsageError;
-use crate::events::{Event, Sink, Sinks};
-use crate::perf;
-use crate::results::RunDir;
-use crate::results::run_id;
-use crate::suite::CaseContext;
+use crate::events::{Sink, Sinks};
+use crate::instances;
 use crate::ui::json_lines::JsonLines;
 use crate::ui::terminal::Terminal;
-use crate::valkey_benchmark::ValkeyBenchmark;
-use crate::{host, instances, project};
 
 #[derive(Args, Debug)]
 pub struct BenchCmd {
@@ -61,22 +51,6 @@ pub struct BenchCmd {
     pub progress_json: Option<PathBuf>,
 }
 
-/// Records know their case name and repetition (for progress events).
-pub trait HasCase {
-    fn case(&self) -> &str;
-    fn repetition(&self) -> u32;
-}
-
-impl<P, M> HasCase for bench_core::result::Record<P, M> {
-    fn case(&self) -> &str {
-        &self.case
-    }
-
-    fn repetition(&self) -> u32 {
-        self.repetition
-    }
-}
-
 impl BenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         if let Some(out) = &self.out {
@@ -89,124 +63,13 @@ impl BenchCmd {
             SuiteArg::Perf => {}
         }
         let spec = self.spec()?;
-        let cases = spec.expand();
-        let binaries = self.valkey.binaries(shutdown)?;
-        let engine: Box<dyn Engine> = match spec.engine {
-            EngineKind::Native => Box::new(NativeEngine),
-            EngineKind::ValkeyBenchmark => {
-                Box::new(ValkeyBenchmark::new(&binaries.benchmark, shutdown)?)
-            }
-        };
-        let run_id = run_id("perf");
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| project::root().join("results").join(&run_id));
-        let run_dir = RunDir::create(&out)?;
-        let host = host::info();
-        let ctx = perf::CaseContext {
-            run_id: &run_id,
-            binaries: &binaries,
-            host: &host,
-            engine: engine.as_ref(),
+        crate::runner::Run {
+            build: self.valkey.request(),
+            out: self.out.clone(),
             base_port: self.base_port,
-            shutdown,
-        };
-        let total: u64 = cases.iter().map(|c| u64::from(c.repetitions)).sum();
-        sinks.emit(Event::RunStarted {
-            run_id: run_id.clone(),
-            suite: "perf".into(),
-            cases: cases.len(),
-            repetitions: Some(spec.repetitions),
-            expected_records: total,
-            valkey_version: binaries.version.clone(),
-            source_id: binaries.source_id.clone(),
-            engine: format!("{} {}", engine.name(), engine.version()),
-            results: run_dir.results_file(),
-        });
-        let mut done = 0u64;
-        let mut outcome = Ok(());
-        for (i, case) in cases.iter().enumerate() {
-            sinks.emit(Event::CaseStarted {
-                case: case.name.clone(),
-                index: i + 1,
-                cases: cases.len(),
-            });
-            let result = perf::run_case(case, &ctx, &mut |record| {
-                run_dir.append(&record)?;
-                done += 1;
-                let m = &record.metrics;
-                let mut figures = BTreeMap::from([("ops_per_sec".to_string(), m.ops_per_sec)]);
-                for (key, value) in [("p50_us", m.latency.p50_us), ("p99_us", m.latency.p99_us)] {
-                    if let Some(v) = value {
-                        figures.insert(key.to_string(), v);
-                    }
-                }
-                sinks.emit(Event::RecordWritten {
-                    case: record.case.clone(),
-                    index: i + 1,
-                    cases: cases.len(),
-                    repetition: record.repetition,
-                    done,
-                    line: format!("{:.0} ops/s", m.ops_per_sec),
-                    figures,
-                });
-                Ok(())
-            });
-            if let Err(e) = result {
-                outcome = Err(e);
-                break;
-            }
-            sinks.emit(Event::CaseFinished {
-                case: case.name.clone(),
-                index: i + 1,
-            });
+            json: self.json,
         }
-        let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
-        sinks.emit(Event::Finished {
-            run_id: run_id.clone(),
-            records: records.len(),
-            dir: run_dir.path().to_path_buf(),
-            complete: outcome.is_ok(),
-        });
-        let summaries = report::summarize(&records);
-        let incomplete = incomplete(&outcome, shutdown);
-        let header = SummaryHeader {
-            run_id: run_id.clone(),
-            suite: "perf".into(),
-            valkey: format!(
-                "{} ({}, {:?})",
-                binaries.version, binaries.source_id, binaries.build
-            ),
-            engine: format!("{} {}", engine.name(), engine.version()),
-            host: format!(
-                "{} ({} CPUs, {}, kernel {})",
-                host.hostname, host.cpus, host.model, host.kernel
-            ),
-            incomplete,
-        };
-        run_dir.write_file("summary.md", &report::summary_markdown(&header, &summaries))?;
-        if !records.is_empty() {
-            crate::report::write_after_run(run_dir.path());
-        }
-        if self.json {
-            let out = json!({
-                "run_id": run_id,
-                "dir": run_dir.path(),
-                "results": run_dir.results_file(),
-                "complete": outcome.is_ok(),
-                "cases": summaries,
-            });
-            println!("{out}");
-        } else {
-            print!("{}", report::markdown_table(&summaries));
-            eprintln!(
-                "wrote {} records to {}",
-                records.len(),
-                run_dir.path().display()
-            );
-        }
-        outcome
+        .perf(spec, &mut sinks, shutdown)
     }
 
     /// `--suite`, else the suite file's `suite` field, else perf.
@@ -256,6 +119,15 @@ impl BenchCmd {
         })
     }
 
+    fn runner(&self) -> crate::runner::Run {
+        crate::runner::Run {
+            build: self.valkey.request(),
+            out: self.out.clone(),
+            base_port: self.base_port,
+            json: self.json,
+        }
+    }
+
     /// The terminal view, and the JSON-lines stream with `--progress-json`.
     fn sinks(&self) -> anyhow::Result<Sinks> {
         let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new())];
@@ -274,29 +146,7 @@ impl BenchCmd {
         cases
             .iter_mut()
             .for_each(|c| c.server_config.extend(extra.clone()));
-        let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
-        self.run_records(
-            "mem",
-            &names,
-            sinks,
-            shutdown,
-            |i, ctx| crate::mem::run_case(&cases[i], ctx).map(|r| vec![r]),
-            |r: &bench_core::result::MemRecord| {
-                let line = format!(
-                    "{:.1} bytes/item ({:.0}% efficient, {})",
-                    r.metrics.bytes_per_item,
-                    100.0 * r.metrics.efficiency,
-                    r.metrics.encoding
-                );
-                let figures = BTreeMap::from([
-                    ("bytes_per_item".to_string(), r.metrics.bytes_per_item),
-                    ("efficiency".to_string(), r.metrics.efficiency),
-                ]);
-                (line, figures)
-            },
-            |records| (report::mem_table(records), report::MEM_NOTE),
-            "our pipelined populator",
-        )
+        self.runner().mem(cases, sinks, shutdown)
     }
 
     fn run_sync(self, sinks: &mut Sinks, shutdown: &Shutdown) -> anyhow::Result<()> {
@@ -307,158 +157,7 @@ impl BenchCmd {
         cases
             .iter_mut()
             .for_each(|c| c.server_config.extend(extra.clone()));
-        let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
-        self.run_records(
-            "sync",
-            &names,
-            sinks,
-            shutdown,
-            |i, ctx| crate::sync::run_case(&cases[i], ctx),
-            |r: &bench_core::result::SyncRecord| {
-                let line = format!(
-                    "replica {}: {:.3} s, {:.0} MB/s",
-                    r.params.replica,
-                    r.metrics.sync_secs,
-                    r.metrics.throughput_bytes_per_sec / 1e6
-                );
-                let figures = BTreeMap::from([
-                    ("sync_secs".to_string(), r.metrics.sync_secs),
-                    (
-                        "throughput_bytes_per_sec".to_string(),
-                        r.metrics.throughput_bytes_per_sec,
-                    ),
-                ]);
-                (line, figures)
-            },
-            |records| (report::sync_table(records), report::SYNC_NOTE),
-            "REPLICAOF on every replica at once",
-        )
-    }
-
-    /// The loop shared by the mem and sync suites: build, run each case, append its
-    /// records, then write the summary and print the table (or JSON).
-    #[allow(clippy::too_many_arguments)]
-    fn run_records<R>(
-        &self,
-        suite: &str,
-        cases: &[String],
-        sinks: &mut Sinks,
-        shutdown: &Shutdown,
-        run_case: impl Fn(usize, &CaseContext<'_>) -> anyhow::Result<Vec<R>>,
-        line: impl Fn(&R) -> (String, BTreeMap<String, f64>),
-        table: impl Fn(&[R]) -> (String, &'static str),
-        engine: &str,
-    ) -> anyhow::Result<()>
-    where
-        R: serde::Serialize + serde::de::DeserializeOwned + HasCase,
-    {
-        let binaries = self.valkey.binaries(shutdown)?;
-        let run_id = run_id(suite);
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| project::root().join("results").join(&run_id));
-        let run_dir = RunDir::create(&out)?;
-        let host = host::info();
-        let info = CaseContext {
-            run_id: &run_id,
-            binaries: &binaries,
-            host: &host,
-            base_port: self.base_port,
-            shutdown,
-        };
-        sinks.emit(Event::RunStarted {
-            run_id: run_id.clone(),
-            suite: suite.into(),
-            cases: cases.len(),
-            repetitions: None,
-            expected_records: 0,
-            valkey_version: binaries.version.clone(),
-            source_id: binaries.source_id.clone(),
-            engine: engine.into(),
-            results: run_dir.results_file(),
-        });
-        let mut done = 0u64;
-        let mut outcome = Ok(());
-        for (i, name) in cases.iter().enumerate() {
-            sinks.emit(Event::CaseStarted {
-                case: name.clone(),
-                index: i + 1,
-                cases: cases.len(),
-            });
-            let result = run_case(i, &info).and_then(|records| {
-                for r in &records {
-                    run_dir.append_serialized(r)?;
-                    done += 1;
-                    let (line, figures) = line(r);
-                    sinks.emit(Event::RecordWritten {
-                        case: r.case().to_string(),
-                        index: i + 1,
-                        cases: cases.len(),
-                        repetition: r.repetition(),
-                        done,
-                        line,
-                        figures,
-                    });
-                }
-                Ok(())
-            });
-            if let Err(e) = result {
-                outcome = Err(e);
-                break;
-            }
-            sinks.emit(Event::CaseFinished {
-                case: name.clone(),
-                index: i + 1,
-            });
-        }
-        let records: Vec<R> = run_dir.read()?;
-        sinks.emit(Event::Finished {
-            run_id: run_id.clone(),
-            records: records.len(),
-            dir: run_dir.path().to_path_buf(),
-            complete: outcome.is_ok(),
-        });
-        let header = SummaryHeader {
-            run_id: run_id.clone(),
-            suite: suite.into(),
-            valkey: format!(
-                "{} ({}, {:?})",
-                binaries.version, binaries.source_id, binaries.build
-            ),
-            engine: engine.into(),
-            host: format!(
-                "{} ({} CPUs, {}, kernel {})",
-                host.hostname, host.cpus, host.model, host.kernel
-            ),
-            incomplete: incomplete(&outcome, shutdown),
-        };
-        let (table, note) = table(&records);
-        run_dir.write_file(
-            "summary.md",
-            &report::summary_with_table(&header, note, &table),
-        )?;
-        if !records.is_empty() {
-            crate::report::write_after_run(run_dir.path());
-        }
-        if self.json {
-            let out = json!({
-                "run_id": run_id,
-                "dir": run_dir.path(),
-                "results": run_dir.results_file(),
-                "complete": outcome.is_ok(),
-                "records": records,
-            });
-            println!("{out}");
-        } else {
-            print!("{table}");
-            eprintln!(
-                "wrote {} records to {}",
-                records.len(),
-                run_dir.path().display()
-            );
-        }
-        outcome
+        self.runner().sync(cases, sinks, shutdown)
     }
 
     fn spec(&self) -> anyhow::Result<PerfSpec> {
@@ -502,14 +201,5 @@ impl BenchCmd {
             spec.server_config.insert(key, value);
         }
         Ok(spec)
-    }
-}
-
-/// Why a run's summary is marked incomplete, if it is.
-fn incomplete(outcome: &anyhow::Result<()>, shutdown: &Shutdown) -> Option<String> {
-    match outcome {
-        Ok(()) => None,
-        Err(_) if shutdown.is_triggered() => Some("interrupted".to_string()),
-        Err(e) => Some(format!("failed: {e:#}")),
     }
 }
