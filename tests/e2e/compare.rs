@@ -320,3 +320,27 @@ fn compare_sync_suite_of_one_build_finds_no_regression() {
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
     assert_report(&out_dir, &["compare-", "sync"]);
 }
+
+/// `--cases` that matches nothing is refused before either side is built: with an
+/// unbuildable candidate, the message is about the filter, not the build.
+#[test]
+fn compare_refuses_a_case_filter_that_matches_nothing_before_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    let broken = broken_tree(tmp.path(), "must not be built");
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            broken.to_str().unwrap(),
+            "--cases",
+            "NO-SUCH-CASE",
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("--cases \"NO-SUCH-CASE\" matches no case"), "{err}");
+    assert!(!err.contains("must not be built"), "{err}");
+}

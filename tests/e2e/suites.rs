@@ -473,3 +473,54 @@ fn a_replica_that_cannot_connect_times_out_cleanly() {
     let summary = fs::read_to_string(tmp.path().join("run/summary.md")).unwrap();
     assert!(summary.contains("**incomplete**: failed"), "{summary}");
 }
+
+/// The progress stream always ends with `finished`: here the build fails (no such source
+/// tree) before the run starts, so it is the only event, with the error.
+#[test]
+fn a_run_that_fails_before_it_starts_still_ends_its_progress_stream() {
+    let tmp = tempfile::tempdir().unwrap();
+    let progress = tmp.path().join("progress.jsonl");
+    let out = run(
+        &[
+            "bench",
+            "--suite",
+            "mem",
+            "--quick",
+            "--valkey-src",
+            tmp.path().join("no-such-tree").to_str().unwrap(),
+            "--progress-json",
+            progress.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let events: Vec<Value> = read_jsonl(&progress);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["event"], "finished");
+    assert_eq!(events[0]["complete"], false);
+    assert!(
+        events[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such-tree"),
+        "{}",
+        events[0]
+    );
+    // A progress file that would be the results file is refused before anything starts.
+    let run_dir = tmp.path().join("run");
+    let results = run_dir.join("results.jsonl");
+    let out = run(
+        &[
+            "bench",
+            "--quick",
+            "--out",
+            run_dir.to_str().unwrap(),
+            "--progress-json",
+            results.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("results file"), "{}", stderr(&out));
+    assert!(!results.exists());
+}

@@ -50,12 +50,15 @@ pub enum Event {
     },
     /// A case is over (all its records written).
     CaseFinished { case: String, index: usize },
-    /// The run is over: `complete` is false when it failed or was interrupted.
+    /// The run is over, its summary and report written: always the last event, also
+    /// when the run failed before it started (then without `run_id` and `dir`).
+    /// `complete` is false when it failed or was interrupted, with `error` saying why.
     Finished {
-        run_id: String,
+        run_id: Option<String>,
         records: usize,
-        dir: PathBuf,
+        dir: Option<PathBuf>,
         complete: bool,
+        error: Option<String>,
     },
 }
 
@@ -66,17 +69,29 @@ pub trait Sink {
 
 /// Every sink of a run, each given every event in order.
 #[derive(Default)]
-pub struct Sinks(Vec<Box<dyn Sink>>);
+pub struct Sinks {
+    sinks: Vec<Box<dyn Sink>>,
+    finished: bool,
+}
 
 impl Sinks {
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Sinks {
-        Sinks(sinks)
+        Sinks {
+            sinks,
+            finished: false,
+        }
     }
 
     pub fn emit(&mut self, event: Event) {
-        for sink in &mut self.0 {
+        self.finished |= matches!(event, Event::Finished { .. });
+        for sink in &mut self.sinks {
             sink.event(&event);
         }
+    }
+
+    /// Whether `Finished` was emitted.
+    pub fn finished(&self) -> bool {
+        self.finished
     }
 }
 

@@ -50,8 +50,21 @@ impl<P, M> HasCase for bench_core::result::Record<P, M> {
 }
 
 impl Run {
-    /// Runs the perf suite's cases, a record per measured repetition.
+    /// Runs the perf suite's cases, a record per measured repetition. The event stream
+    /// always ends with `finished`, whatever happens (a failed build included).
     pub fn perf(
+        &self,
+        spec: PerfSpec,
+        sinks: &mut Sinks,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        let result = self.perf_run(spec, sinks, shutdown);
+        finish(sinks, &result);
+        result
+    }
+
+    /// Runs the perf suite's cases, a record per measured repetition.
+    fn perf_run(
         &self,
         spec: PerfSpec,
         sinks: &mut Sinks,
@@ -131,12 +144,6 @@ impl Run {
             });
         }
         let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
-        sinks.emit(Event::Finished {
-            run_id: run_id.clone(),
-            records: records.len(),
-            dir: run_dir.path().to_path_buf(),
-            complete: outcome.is_ok(),
-        });
         let summaries = report::summarize(&records);
         let incomplete = incomplete(&outcome, shutdown);
         let header = SummaryHeader {
@@ -157,6 +164,14 @@ impl Run {
         if !records.is_empty() {
             crate::report::write_after_run(run_dir.path());
         }
+        // After the summary and the report: a follower that sees `finished` finds them.
+        sinks.emit(Event::Finished {
+            run_id: Some(run_id.clone()),
+            records: records.len(),
+            dir: Some(run_dir.path().to_path_buf()),
+            complete: outcome.is_ok(),
+            error: outcome.as_ref().err().map(|e| format!("{e:#}")),
+        });
         if self.json {
             let out = json!({
                 "run_id": run_id,
@@ -185,7 +200,7 @@ impl Run {
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
-        self.records(
+        let result = self.records_run(
             "mem",
             &names,
             sinks,
@@ -206,7 +221,9 @@ impl Run {
             },
             |records| (report::mem_table(records), report::MEM_NOTE),
             "our pipelined populator",
-        )
+        );
+        finish(sinks, &result);
+        result
     }
 
     /// Runs the sync suite's cases, a record per replica.
@@ -217,7 +234,7 @@ impl Run {
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
-        self.records(
+        let result = self.records_run(
             "sync",
             &names,
             sinks,
@@ -241,13 +258,15 @@ impl Run {
             },
             |records| (report::sync_table(records), report::SYNC_NOTE),
             "REPLICAOF on every replica at once",
-        )
+        );
+        finish(sinks, &result);
+        result
     }
 
     /// The loop shared by the mem and sync suites: build, run each case, append its
     /// records, then write the summary and print the table (or JSON).
     #[allow(clippy::too_many_arguments)]
-    fn records<R>(
+    fn records_run<R>(
         &self,
         suite: &str,
         cases: &[String],
@@ -322,12 +341,6 @@ impl Run {
             });
         }
         let records: Vec<R> = run_dir.read()?;
-        sinks.emit(Event::Finished {
-            run_id: run_id.clone(),
-            records: records.len(),
-            dir: run_dir.path().to_path_buf(),
-            complete: outcome.is_ok(),
-        });
         let header = SummaryHeader {
             run_id: run_id.clone(),
             suite: suite.into(),
@@ -350,6 +363,14 @@ impl Run {
         if !records.is_empty() {
             crate::report::write_after_run(run_dir.path());
         }
+        // After the summary and the report: a follower that sees `finished` finds them.
+        sinks.emit(Event::Finished {
+            run_id: Some(run_id.clone()),
+            records: records.len(),
+            dir: Some(run_dir.path().to_path_buf()),
+            complete: outcome.is_ok(),
+            error: outcome.as_ref().err().map(|e| format!("{e:#}")),
+        });
         if self.json {
             let out = json!({
                 "run_id": run_id,
@@ -368,6 +389,19 @@ impl Run {
             );
         }
         outcome
+    }
+}
+
+/// Ends the event stream of a run that failed before it could say `finished` itself.
+fn finish(sinks: &mut Sinks, result: &anyhow::Result<()>) {
+    if !sinks.finished() {
+        sinks.emit(Event::Finished {
+            run_id: None,
+            records: 0,
+            dir: None,
+            complete: false,
+            error: result.as_ref().err().map(|e| format!("{e:#}")),
+        });
     }
 }
 

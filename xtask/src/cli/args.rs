@@ -1,5 +1,5 @@
 //! The flag groups several subcommands share: which Valkey to build, which workload to
-//! run, which suite, a compare SPEC, `--server-config`, and the progress bar.
+//! run, which suite, a compare SPEC, and `--server-config`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

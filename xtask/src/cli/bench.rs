@@ -56,20 +56,16 @@ impl BenchCmd {
         if let Some(out) = &self.out {
             crate::results::check_unused(out).map_err(UsageError)?;
         }
-        let mut sinks = self.sinks()?;
+        // Every flag and the suite file are checked before the progress file is created.
         match self.which_suite()? {
-            SuiteArg::Mem => return self.run_mem(&mut sinks, shutdown),
-            SuiteArg::Sync => return self.run_sync(&mut sinks, shutdown),
-            SuiteArg::Perf => {}
+            SuiteArg::Mem => self.run_mem(shutdown),
+            SuiteArg::Sync => self.run_sync(shutdown),
+            SuiteArg::Perf => {
+                let spec = self.spec()?;
+                let mut sinks = self.sinks()?;
+                self.runner().perf(spec, &mut sinks, shutdown)
+            }
         }
-        let spec = self.spec()?;
-        crate::runner::Run {
-            build: self.valkey.request(),
-            out: self.out.clone(),
-            base_port: self.base_port,
-            json: self.json,
-        }
-        .perf(spec, &mut sinks, shutdown)
     }
 
     /// `--suite`, else the suite file's `suite` field, else perf.
@@ -132,13 +128,26 @@ impl BenchCmd {
     fn sinks(&self) -> anyhow::Result<Sinks> {
         let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new())];
         if let Some(path) = &self.progress_json {
+            if let Some(out) = &self.out {
+                let results = out.join("results.jsonl");
+                // The same file, however it is spelled (the directory may not exist yet).
+                let dir = |p: &std::path::Path| p.parent().and_then(|d| d.canonicalize().ok());
+                let same_dir = dir(path).is_some() && dir(path) == dir(&results);
+                if path == &results || (same_dir && path.file_name() == results.file_name()) {
+                    return Err(UsageError(format!(
+                        "--progress-json {}: that is the run's results file; give another path",
+                        path.display()
+                    ))
+                    .into());
+                }
+            }
             let stream = JsonLines::create(path).map_err(|e| UsageError(format!("{e:#}")))?;
             sinks.push(Box::new(stream));
         }
         Ok(Sinks::new(sinks))
     }
 
-    fn run_mem(self, sinks: &mut Sinks, shutdown: &Shutdown) -> anyhow::Result<()> {
+    fn run_mem(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (text, origin) = self.suite_text(mem::DEFAULT_MEM, mem::QUICK_MEM, "mem")?;
         let mut cases =
             mem::MemSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
@@ -146,10 +155,11 @@ impl BenchCmd {
         cases
             .iter_mut()
             .for_each(|c| c.server_config.extend(extra.clone()));
-        self.runner().mem(cases, sinks, shutdown)
+        let mut sinks = self.sinks()?;
+        self.runner().mem(cases, &mut sinks, shutdown)
     }
 
-    fn run_sync(self, sinks: &mut Sinks, shutdown: &Shutdown) -> anyhow::Result<()> {
+    fn run_sync(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (text, origin) = self.suite_text(sync::DEFAULT_SYNC, sync::QUICK_SYNC, "sync")?;
         let mut cases =
             sync::SyncSpecFile::parse(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
@@ -157,7 +167,8 @@ impl BenchCmd {
         cases
             .iter_mut()
             .for_each(|c| c.server_config.extend(extra.clone()));
-        self.runner().sync(cases, sinks, shutdown)
+        let mut sinks = self.sinks()?;
+        self.runner().sync(cases, &mut sinks, shutdown)
     }
 
     fn spec(&self) -> anyhow::Result<PerfSpec> {

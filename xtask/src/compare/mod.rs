@@ -38,7 +38,8 @@ pub struct SideSpec {
     pub build: BuildRequest,
 }
 
-/// A comparison, every knob fixed (the CLI's flags, checked and resolved).
+/// A comparison, every knob fixed: the CLI's flags with the SPECs resolved into builds.
+/// `run` checks the rest before it builds anything.
 #[derive(Debug)]
 pub struct Request {
     /// What to compare against.
@@ -156,6 +157,25 @@ impl Request {
             None => None,
         };
         let started = Instant::now();
+        // The cases `--cases` selects, before anything is built: a filter that matches
+        // nothing is bad input, not minutes of building first.
+        match self.suite {
+            SuiteKind::Perf => self.perf_cases().map(drop)?,
+            SuiteKind::Mem => self
+                .built_in(
+                    [mem::DEFAULT_MEM, mem::QUICK_MEM],
+                    |t| mem::MemSpecFile::parse(t).map_err(|e| e.to_string()),
+                    |c| &c.name,
+                )
+                .map(drop)?,
+            SuiteKind::Sync => self
+                .built_in(
+                    [sync::DEFAULT_SYNC, sync::QUICK_SYNC],
+                    sync::SyncSpecFile::parse,
+                    |c| &c.name,
+                )
+                .map(drop)?,
+        }
         let baseline = self
             .baseline
             .build

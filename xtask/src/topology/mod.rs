@@ -59,6 +59,11 @@ impl Deployment {
     /// Takes the primary out of a one-node deployment (the callers that manage a single
     /// server themselves).
     pub fn into_primary(mut self) -> Instance {
+        debug_assert_eq!(
+            self.nodes.len(),
+            1,
+            "into_primary would stop the other nodes"
+        );
         self.nodes.swap_remove(0).instance
     }
 }

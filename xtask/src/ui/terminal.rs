@@ -7,7 +7,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::events::{Event, Sink};
 
-/// A bar counting `unit`s (hidden when stderr is not a terminal, as the caller checks).
+/// A bar counting `unit`s, drawn on stderr (callers that are not on a terminal use a
+/// hidden one).
 pub fn progress_bar(total: u64, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
@@ -78,16 +79,10 @@ impl Sink for Terminal {
                 eprintln!("results: {}", results.display());
                 self.per_record = repetitions.is_some();
                 let bar = if self.interactive {
-                    ProgressBar::new(total)
+                    progress_bar(total, unit)
                 } else {
                     ProgressBar::hidden()
                 };
-                bar.set_style(
-                    ProgressStyle::with_template(&format!(
-                        "{{bar:30}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}] {{msg}}"
-                    ))
-                    .expect("the template is valid"),
-                );
                 self.total = total;
                 self.bar = Some(bar);
             }
