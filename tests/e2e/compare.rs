@@ -341,6 +341,9 @@ fn compare_refuses_a_case_filter_that_matches_nothing_before_building() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("--cases \"NO-SUCH-CASE\" matches no case"), "{err}");
+    assert!(
+        err.contains("--cases \"NO-SUCH-CASE\" matches no case"),
+        "{err}"
+    );
     assert!(!err.contains("must not be built"), "{err}");
 }

@@ -29,9 +29,11 @@ use bench_core::shutdown::Shutdown;
 use bench_core::workload::WorkloadSpec;
 
 use crate::error::UsageError;
+use crate::host::local::Local;
 use crate::instances::{self, Instance};
 use crate::process::{self, Guarded};
 use crate::results::write_atomically;
+use crate::topology::{Standalone, Topology};
 use crate::valkey::Binaries;
 
 /// How long the load keeps going after the profiler stopped, so the window never sees
@@ -137,7 +139,9 @@ pub fn record(
         ];
         options.ready_timeout = crate::instructions::READY_UNDER_VALGRIND;
     }
-    let mut server = instances::start(&binaries.server, 1, &options, setup.shutdown)?.remove(0);
+    let mut server = Standalone
+        .deploy(&Local, &binaries.server, &options, setup.shutdown)?
+        .into_primary();
     (setup.preload)(&mut server).context("preloading")?;
 
     let mut load = Load::start(server.addr, setup, profiler)?;

@@ -29,8 +29,10 @@ use bench_core::workload::{WeightedCommand, WorkloadSpec};
 use serde::Serialize;
 
 use crate::compare::sides::{Side, Sides};
+use crate::host::local::Local;
 use crate::instances;
 use crate::suite::CaseContext;
+use crate::topology::{Standalone, Topology};
 use crate::valkey::Binaries;
 
 /// Requests counted per run.
@@ -235,7 +237,9 @@ fn run_once(
         fixed_urandom: fixed_urandom.map(Path::to_path_buf),
         ..Default::default()
     };
-    let server = instances::start(&binaries.server, 1, &options, ctx.shutdown)?.remove(0);
+    let server = Standalone
+        .deploy(&Local, &binaries.server, &options, ctx.shutdown)?
+        .into_primary();
     let addr = server.addr;
     preload(case, addr)?;
     callgrind_control("--zero", server.pid(), &vgdb_prefix, ctx.shutdown)?;

@@ -115,6 +115,20 @@ fn only_the_process_module_creates_commands() {
 }
 
 #[test]
+fn servers_start_through_a_host() {
+    let violations = rust_files("xtask/src")
+        .into_iter()
+        .filter(|p| p != Path::new("xtask/src/host/local.rs"))
+        .filter(|p| squeezed(shipped(&read(p))).contains("instances::start("))
+        .map(|p| format!("{}: instances::start", p.display()))
+        .collect();
+    report(
+        "servers start through a Host (a topology, or Host::start_servers), not instances::start",
+        violations,
+    );
+}
+
+#[test]
 fn bench_core_spawns_nothing_and_knows_nothing_of_xtask() {
     let mut violations = Vec::new();
     for path in rust_files("bench-core/src") {

@@ -24,8 +24,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::ValkeyArgs;
+use crate::host::local::Local;
 use crate::instances;
 use crate::process::reaped_children_cpu;
+use crate::topology::{Standalone, Topology};
 use crate::valkey_benchmark::ValkeyBenchmark;
 
 const KEYSPACE: u64 = 100_000;
@@ -71,7 +73,9 @@ impl SelfbenchCmd {
             base_port: self.base_port,
             ..Default::default()
         };
-        let server = instances::start(&binaries.server, 1, &options, shutdown)?.remove(0);
+        let server = Standalone
+            .deploy(&Local, &binaries.server, &options, shutdown)?
+            .into_primary();
         let populated = populate::strings(&mut server.client()?, KEYSPACE, VALUE_SIZE)?;
         eprintln!(
             "Valkey {} on :{}; preloaded {KEYSPACE} keys of {VALUE_SIZE} B ({:.0} keys/s); {} rounds",

@@ -9,6 +9,8 @@ use clap::Args;
 use serde_json::json;
 
 use super::ValkeyArgs;
+use crate::host::Host;
+use crate::host::local::Local;
 use crate::instances;
 
 #[derive(Args, Debug)]
@@ -42,7 +44,7 @@ impl StartCmd {
             config: super::parse_server_config(&self.server_config)?,
             ..Default::default()
         };
-        let mut running = instances::start(&binaries.server, self.count, &options, shutdown)?;
+        let mut running = Local.start_servers(&binaries.server, self.count, &options, shutdown)?;
         if self.json {
             let list: Vec<_> = running
                 .iter()
