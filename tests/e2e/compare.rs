@@ -52,12 +52,44 @@ fn compare_a_against_a_finds_no_regression() {
         "--markdown",
         markdown.to_str().unwrap(),
     ];
+    let progress = tmp.path().join("progress.jsonl");
+    args.extend(["--progress-json", progress.to_str().unwrap()]);
     if perf.is_none() {
         args.extend(["--flamegraph", "all"]);
     }
     let report = compare_a_with_a(tmp.path(), &out_dir, &args);
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1);
+    // The progress stream: started, each trial started then finished with a verdict after
+    // each analysis, the verdicts, finished; as many trials as the report holds.
+    let events: Vec<Value> = read_jsonl(&progress);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"compare_started"), "{kinds:?}");
+    assert_eq!(
+        &kinds[kinds.len() - 2..],
+        ["verdicts", "finished"],
+        "{kinds:?}"
+    );
+    let finished_trials = kinds.iter().filter(|k| **k == "trial_finished").count();
+    let trials_in_report = cases[0]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trial"].as_u64().unwrap())
+        .max()
+        .unwrap() as usize;
+    assert_eq!(finished_trials, trials_in_report, "{kinds:?}");
+    for pair in kinds.windows(2) {
+        if pair[0] == "trial_started" {
+            assert_eq!(pair[1], "trial_finished", "{kinds:?}");
+        }
+    }
+    let verdicts = &events[events.len() - 2];
+    assert_eq!(verdicts["regressions"], 0);
+    assert_eq!(events.last().unwrap()["complete"], true);
     let case = &cases[0];
     assert_eq!(case["case"], "GET/32B/P16/c50/io1");
     assert_ne!(case["verdict"], "regression");

@@ -29,6 +29,43 @@ pub enum Event {
         engine: String,
         results: PathBuf,
     },
+    /// A comparison has both builds and its directory, and is about to run trials.
+    CompareStarted {
+        run_id: String,
+        suite: String,
+        mode: String,
+        threshold_pct: f64,
+        baseline: String,
+        baseline_version: String,
+        baseline_source_id: String,
+        candidate: String,
+        candidate_version: String,
+        candidate_source_id: String,
+        dir: PathBuf,
+    },
+    /// A compare trial (both sides of one case, fresh servers) begins.
+    TrialStarted { case: String, trial: usize },
+    /// It ended, giving the case `pairs` pairs so far.
+    TrialFinished {
+        case: String,
+        trial: usize,
+        pairs: usize,
+    },
+    /// A case's verdict after its latest trial (`unstable` until the trials decide),
+    /// with the primary metric's change in percent.
+    CaseVerdict {
+        case: String,
+        verdict: String,
+        change_pct: f64,
+    },
+    /// Every case's final verdict is in: counts by verdict and why trials stopped.
+    Verdicts {
+        regressions: usize,
+        improvements: usize,
+        no_change: usize,
+        unstable: usize,
+        stopped: String,
+    },
     /// A case begins (1-based `index` of `cases`).
     CaseStarted {
         case: String,
@@ -87,6 +124,11 @@ impl Sinks {
         for sink in &mut self.sinks {
             sink.event(&event);
         }
+    }
+
+    /// Adds a sink; it sees the events from now on.
+    pub fn push(&mut self, sink: Box<dyn Sink>) {
+        self.sinks.push(sink);
     }
 
     /// Whether `Finished` was emitted.

@@ -1,6 +1,7 @@
 //! `cargo xtask compare`: the flags, resolved into a `compare::Request` (SPECs into builds)
 //! and run. Exit codes: 0 no regression, 1 a regression, 2 the comparison could not run.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +11,10 @@ use clap::{Args, ValueEnum};
 use super::{SuiteArg, side_args};
 use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
+use crate::events::Sinks;
 use crate::instances;
+use crate::ui::json_lines::JsonLines;
+use crate::ui::terminal::Terminal;
 use crate::valkey::Manifest;
 
 #[derive(Args, Debug)]
@@ -57,6 +61,10 @@ pub struct CompareCmd {
     /// Print the full comparison, every trial included, as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also write the comparison's progress events here, one JSON object per line
+    /// (compare_started, trial_started, trial_finished, case_verdict, verdicts, finished).
+    #[arg(long, value_name = "FILE")]
+    pub progress_json: Option<PathBuf>,
     #[arg(long, default_value_t = instances::Options::default().base_port)]
     pub base_port: u16,
     /// After the verdicts, profile cases on both sides with perf and put differential
@@ -98,6 +106,7 @@ impl CompareCmd {
             .and_then(|b| Ok((b, side("--candidate", &self.candidate)?)));
         let (baseline, candidate) = sides.map_err(CouldNotRun)?;
         let request = Request {
+            sinks: RefCell::new(Sinks::new(vec![Box::new(Terminal::new())])),
             baseline,
             candidate,
             suite: self.suite.into(),
@@ -119,6 +128,12 @@ impl CompareCmd {
                 FlameCases::All => compare::FlameCases::All,
             }),
         };
+        // Every flag is checked before the progress file is created.
+        request.check().map_err(CouldNotRun)?;
+        if let Some(path) = &self.progress_json {
+            let stream = JsonLines::create(path).map_err(CouldNotRun)?;
+            request.sinks.borrow_mut().push(Box::new(stream));
+        }
         request.run(shutdown)
     }
 }

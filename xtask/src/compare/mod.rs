@@ -10,6 +10,7 @@
 //! The CLI (`cli/compare.rs`) turns flags into a [`Request`]; exit codes come from the
 //! errors `run` returns: 0 no regression, 1 a regression, 2 the comparison could not run.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,7 @@ use bench_core::{mem, sync};
 pub mod sides;
 
 use crate::error::{CouldNotRun, RegressionFound, UsageError};
+use crate::events::{Event, Sinks};
 use crate::results::RunDir;
 use crate::suite::{CaseContext, SuiteKind};
 use crate::valkey::{Binaries, BuildRequest};
@@ -40,8 +42,9 @@ pub struct SideSpec {
 
 /// A comparison, every knob fixed: the CLI's flags with the SPECs resolved into builds.
 /// `run` checks the rest before it builds anything.
-#[derive(Debug)]
 pub struct Request {
+    /// Where its events go (the terminal, `--progress-json`).
+    pub sinks: RefCell<Sinks>,
     /// What to compare against.
     pub baseline: SideSpec,
     /// What is being checked.
@@ -96,7 +99,19 @@ impl Request {
     /// Runs the comparison: `Ok` without regressions, `RegressionFound` (exit 1), or
     /// `CouldNotRun` (exit 2) when it could not decide anything.
     pub fn run(&self, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let report = self.compare(shutdown).map_err(|e| {
+        let compared = self.compare(shutdown);
+        if let Err(e) = &compared
+            && !self.sinks.borrow().finished()
+        {
+            self.emit(Event::Finished {
+                run_id: None,
+                records: 0,
+                dir: None,
+                complete: false,
+                error: Some(format!("{e:#}")),
+            });
+        }
+        let report = compared.map_err(|e| {
             if shutdown.is_triggered() {
                 e
             } else {
@@ -110,24 +125,24 @@ impl Request {
         Ok(())
     }
 
-    fn compare(&self, shutdown: &Shutdown) -> anyhow::Result<CompareReport> {
+    fn emit(&self, event: Event) {
+        self.sinks.borrow_mut().emit(event);
+    }
+
+    /// The checks that need nothing built or started: `--out`, `--threshold`,
+    /// `--slice-seconds`, and which modes and flags go with which suite. Run by the CLI
+    /// before it creates anything (the progress file), and again by `run`.
+    pub fn check(&self) -> anyhow::Result<()> {
         if let Some(out) = &self.out {
             for side in ["baseline", "candidate"] {
                 crate::results::check_unused(&out.join(side)).map_err(UsageError)?;
             }
         }
-        let seed = match self.mode {
-            Mode::Instructions => crate::instructions::SeedFile::pinned()?,
-            Mode::Time => None,
-        };
-        let threshold_pct = self.threshold.unwrap_or(match (self.mode, &seed) {
-            (Mode::Time, _) => 2.0,
-            (Mode::Instructions, Some(_)) => crate::instructions::THRESHOLD_PINNED_PCT,
-            (Mode::Instructions, None) => crate::instructions::THRESHOLD_UNPINNED_PCT,
-        });
-        if !(threshold_pct > 0.0 && threshold_pct < 100.0) {
+        if let Some(t) = self.threshold
+            && !(t > 0.0 && t < 100.0)
+        {
             return Err(UsageError(format!(
-                "--threshold {threshold_pct}: must be a percentage between 0 and 100, e.g. 2"
+                "--threshold {t}: must be a percentage between 0 and 100, e.g. 2"
             ))
             .into());
         }
@@ -151,6 +166,21 @@ impl Request {
             )
             .into());
         }
+        Ok(())
+    }
+
+    fn compare(&self, shutdown: &Shutdown) -> anyhow::Result<CompareReport> {
+        self.check()?;
+        let seed = match self.mode {
+            Mode::Instructions => crate::instructions::SeedFile::pinned()?,
+            Mode::Time => None,
+        };
+        // The defaults are in range; a given --threshold was checked above.
+        let threshold_pct = self.threshold.unwrap_or(match (self.mode, &seed) {
+            (Mode::Time, _) => 2.0,
+            (Mode::Instructions, Some(_)) => crate::instructions::THRESHOLD_PINNED_PCT,
+            (Mode::Instructions, None) => crate::instructions::THRESHOLD_UNPINNED_PCT,
+        });
         // Before building anything: fail now, saying how to fix it, if perf cannot run.
         let perf_event = match self.flamegraph {
             Some(_) => Some(crate::flamegraph::perf_event(shutdown)?),
@@ -208,20 +238,23 @@ impl Request {
             source_id: b.source_id.clone(),
         };
         let threshold = threshold_pct / 100.0;
-        eprintln!(
-            "compare {run_id}: baseline {} (Valkey {}, {}) vs candidate {} (Valkey {}, {}); {} mode, threshold {threshold_pct}%",
-            self.baseline.spec,
-            sides.baseline.version,
-            sides.baseline.source_id,
-            self.candidate.spec,
-            sides.candidate.version,
-            sides.candidate.source_id,
-            match self.mode {
+        self.emit(Event::CompareStarted {
+            run_id: run_id.clone(),
+            suite: suite_name.into(),
+            mode: match self.mode {
                 Mode::Time => "time",
                 Mode::Instructions => "instructions",
-            },
-        );
-        eprintln!("results: {}", out.display());
+            }
+            .into(),
+            threshold_pct,
+            baseline: self.baseline.spec.clone(),
+            baseline_version: sides.baseline.version.clone(),
+            baseline_source_id: sides.baseline.source_id.clone(),
+            candidate: self.candidate.spec.clone(),
+            candidate_version: sides.candidate.version.clone(),
+            candidate_source_id: sides.candidate.source_id.clone(),
+            dir: out.clone(),
+        });
         let host = host::info();
         let ctx = |side: Side| CaseContext {
             run_id: &run_id,
@@ -331,6 +364,13 @@ impl Request {
             stopped,
             cases,
         };
+        self.emit(Event::Verdicts {
+            regressions: report.count(Verdict::Regression),
+            improvements: report.count(Verdict::Improvement),
+            no_change: report.count(Verdict::NoChange),
+            unstable: report.count(Verdict::Unstable),
+            stopped: report.stopped.clone(),
+        });
         let markdown = compare::markdown(&report);
         crate::results::write_atomically(&out.join("compare.md"), markdown.as_bytes())?;
         crate::results::write_atomically(
@@ -370,6 +410,13 @@ impl Request {
             eprintln!("warning: --flamegraph failed, the verdict stands: {e:#}");
         }
         crate::report::write_after_run(&out);
+        self.emit(Event::Finished {
+            run_id: Some(run_id.clone()),
+            records: report.cases.iter().map(|c| c.trials.len()).sum(),
+            dir: Some(out.clone()),
+            complete: true,
+            error: None,
+        });
         Ok(report)
     }
 
@@ -526,11 +573,6 @@ impl Request {
         let mut pairs: Vec<Vec<TrialPair>> = vec![Vec::new(); names.len()];
         let mut trials = vec![0usize; names.len()];
         let mut results: Vec<Option<CaseResult>> = vec![None; names.len()];
-        let bar = crate::ui::terminal::progress_bar(0, "pairs");
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} trials [{elapsed}] {msg}")
-                .expect("the template is valid"),
-        );
         let mut run_trial = |i: usize, pairs: &mut Vec<TrialPair>, trials: &mut usize| {
             anyhow::ensure!(!shutdown.is_triggered(), "interrupted");
             *trials += 1;
@@ -556,16 +598,36 @@ impl Request {
             Ok(())
         };
         let analyze = |i: usize, pairs: &[TrialPair]| {
-            compare::analyze(&names[i], metrics, confirm, pairs, threshold)
+            let result = compare::analyze(&names[i], metrics, confirm, pairs, threshold);
+            self.emit(Event::CaseVerdict {
+                case: result.case.clone(),
+                verdict: result.verdict.label().into(),
+                change_pct: result
+                    .metrics
+                    .first()
+                    .map_or(0.0, |m| (m.comparison.ratio - 1.0) * 100.0),
+            });
+            result
+        };
+        let mut one_trial = |i: usize, pairs: &mut Vec<TrialPair>, trials: &mut usize| {
+            self.emit(Event::TrialStarted {
+                case: names[i].clone(),
+                trial: *trials + 1,
+            });
+            run_trial(i, pairs, trials)?;
+            self.emit(Event::TrialFinished {
+                case: names[i].clone(),
+                trial: *trials,
+                pairs: pairs.len(),
+            });
+            anyhow::Ok(())
         };
         // First every case's minimum, cases interleaved, so slow drift spreads over all.
         let enough = |t: usize| t >= MIN_PAIRS;
         while (0..names.len()).any(|i| !enough(trials[i])) {
             for i in 0..names.len() {
                 if !enough(trials[i]) {
-                    bar.set_message(names[i].clone());
-                    run_trial(i, &mut pairs[i], &mut trials[i])?;
-                    bar.inc(1);
+                    one_trial(i, &mut pairs[i], &mut trials[i])?;
                 }
             }
         }
@@ -589,13 +651,10 @@ impl Request {
                 );
             }
             for i in open {
-                bar.set_message(names[i].clone());
-                run_trial(i, &mut pairs[i], &mut trials[i])?;
-                bar.inc(1);
+                one_trial(i, &mut pairs[i], &mut trials[i])?;
                 results[i] = Some(analyze(i, &pairs[i]));
             }
         };
-        bar.finish_and_clear();
         Ok((results.into_iter().flatten().collect(), stopped))
     }
 }

@@ -116,6 +116,54 @@ impl Sink for Terminal {
                     bar.inc(1);
                 }
             }
+            Event::CompareStarted {
+                run_id,
+                mode,
+                threshold_pct,
+                baseline,
+                baseline_version,
+                baseline_source_id,
+                candidate,
+                candidate_version,
+                candidate_source_id,
+                dir,
+                ..
+            } => {
+                eprintln!(
+                    "compare {run_id}: baseline {baseline} (Valkey {baseline_version}, \
+                     {baseline_source_id}) vs candidate {candidate} (Valkey {candidate_version}, \
+                     {candidate_source_id}); {mode} mode, threshold {threshold_pct}%"
+                );
+                eprintln!("results: {}", dir.display());
+                let bar = if self.interactive {
+                    let bar = ProgressBar::new(0);
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} {pos} trials [{elapsed}] {msg}")
+                            .expect("the template is valid"),
+                    );
+                    bar
+                } else {
+                    ProgressBar::hidden()
+                };
+                self.bar = Some(bar);
+            }
+            Event::TrialStarted { case, .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(case.clone());
+                }
+            }
+            Event::TrialFinished { .. } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::CaseVerdict { .. } => {}
+            Event::Verdicts { .. } => {
+                // The verdict table follows on stdout: the bar goes first.
+                if let Some(bar) = self.bar.take() {
+                    bar.finish_and_clear();
+                }
+            }
             Event::Finished { .. } => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
