@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 
 use crate::error::UsageError;
 use crate::suite::SuiteKind;
-use crate::valkey::{Binaries, BuildRequest, Manifest, SourceRequest};
+use crate::valkey::{Binaries, BuildRequest, SourceRequest};
 
 /// The longest duration a flag may ask for: 7 days. Far beyond any benchmark, and far
 /// below where `Instant + Duration` overflows.
@@ -190,55 +190,6 @@ pub fn resolve_workload(
         (None, None) => WorkloadSpec::preset("basic_rw").map_err(usage)?,
     };
     Ok(resolved)
-}
-
-/// How one side's SPEC becomes build arguments: a pinned version, an existing directory,
-/// an existing file (a release tarball), or a revision of `--valkey-src`.
-pub fn side_args(
-    flag: &str,
-    spec: &str,
-    valkey_src: Option<&Path>,
-    manifest: &Manifest,
-) -> anyhow::Result<ValkeyArgs> {
-    let spec = spec.trim();
-    if spec.is_empty() {
-        return Err(UsageError(format!(
-            "{flag} is empty; give a version, a directory or a revision"
-        ))
-        .into());
-    }
-    if manifest.find(spec).is_some() {
-        return Ok(ValkeyArgs {
-            valkey_version: Some(spec.to_string()),
-            ..ValkeyArgs::default()
-        });
-    }
-    let path = Path::new(spec);
-    if path.is_dir() {
-        return Ok(ValkeyArgs {
-            valkey_src: Some(path.to_path_buf()),
-            ..ValkeyArgs::default()
-        });
-    }
-    if path.is_file() {
-        return Ok(ValkeyArgs {
-            valkey_tarball: Some(path.to_path_buf()),
-            ..ValkeyArgs::default()
-        });
-    }
-    if let Some(src) = valkey_src {
-        return Ok(ValkeyArgs {
-            valkey_src: Some(src.to_path_buf()),
-            git_ref: Some(spec.to_string()),
-            ..ValkeyArgs::default()
-        });
-    }
-    Err(UsageError(format!(
-        "{flag} {spec:?} is not a pinned version ({}), not a directory or tarball, and there is no \
-         --valkey-src (or VALKEY_SRC) repository to find it in as a revision",
-        manifest.known().join(", ")
-    ))
-    .into())
 }
 
 #[cfg(test)]

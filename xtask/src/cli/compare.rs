@@ -8,14 +8,14 @@ use std::time::Duration;
 use bench_core::shutdown::Shutdown;
 use clap::{Args, ValueEnum};
 
-use super::{SuiteArg, side_args};
+use super::SuiteArg;
 use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
 use crate::events::Sinks;
 use crate::instances;
 use crate::ui::json_lines::JsonLines;
 use crate::ui::terminal::Terminal;
-use crate::valkey::Manifest;
+use crate::valkey::{BuildRequest, Manifest};
 
 #[derive(Args, Debug)]
 pub struct CompareCmd {
@@ -96,10 +96,9 @@ impl CompareCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let manifest = Manifest::embedded();
         let side = |flag: &str, spec: &str| -> anyhow::Result<SideSpec> {
-            let args = side_args(flag, spec, self.valkey_src.as_deref(), &manifest)?;
             Ok(SideSpec {
                 spec: spec.to_string(),
-                build: args.request(),
+                build: BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?,
             })
         };
         let sides = side("--baseline", &self.baseline)
@@ -185,26 +184,5 @@ mod tests {
         for bad in ["", "0", "5x", "m", "-3s"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn specs_resolve_to_versions_directories_or_revisions() {
-        let manifest = Manifest::embedded();
-        let a = side_args("--baseline", "8.1.1", None, &manifest).unwrap();
-        assert_eq!(a.valkey_version.as_deref(), Some("8.1.1"));
-        let dir = tempfile::tempdir().unwrap();
-        let spec = dir.path().to_str().unwrap();
-        let a = side_args("--candidate", spec, None, &manifest).unwrap();
-        assert_eq!(a.valkey_src.as_deref(), Some(dir.path()));
-        assert_eq!(a.git_ref, None);
-        let a = side_args("--candidate", "HEAD~1", Some(dir.path()), &manifest).unwrap();
-        assert_eq!(a.git_ref.as_deref(), Some("HEAD~1"));
-        let err = side_args("--candidate", "HEAD~1", None, &manifest)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("--candidate \"HEAD~1\"") && err.contains("8.1.1"),
-            "{err}"
-        );
     }
 }

@@ -11,11 +11,10 @@ use clap::Args;
 use serde_json::json;
 
 use super::WorkloadArgs;
-use super::side_args;
 use crate::error::UsageError;
 use crate::flamegraph::{self, Profile, Profiler, Setup};
 use crate::project;
-use crate::valkey::{Binaries, Manifest};
+use crate::valkey::{Binaries, BuildRequest, Manifest};
 
 #[derive(Args, Debug)]
 pub struct FlamegraphCmd {
@@ -103,7 +102,7 @@ impl FlamegraphCmd {
         let build = |flag: &str, spec: Option<&str>| -> anyhow::Result<Binaries> {
             let default = manifest.default.clone();
             let spec = spec.unwrap_or(&default);
-            side_args(flag, spec, self.valkey_src.as_deref(), &manifest)?
+            BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?
                 .binaries(shutdown)
                 .with_context(|| format!("building {flag} {spec}"))
         };

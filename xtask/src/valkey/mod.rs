@@ -10,6 +10,8 @@ pub use build::{Binaries, build};
 pub use manifest::Manifest;
 pub use source::{Source, SourceRequest};
 
+use std::path::Path;
+
 use bench_core::result::BuildOptions;
 use bench_core::shutdown::Shutdown;
 
@@ -23,6 +25,69 @@ pub struct BuildRequest {
 }
 
 impl BuildRequest {
+    /// `source` with the default build options (jemalloc, no TLS, no extra flags).
+    pub fn with_defaults(source: SourceRequest) -> BuildRequest {
+        BuildRequest {
+            source,
+            options: BuildOptions {
+                tls: false,
+                malloc: bench_core::result::Malloc::Jemalloc,
+                cflags: String::new(),
+            },
+        }
+    }
+
+    /// How a SPEC (compare's `--baseline`/`--candidate`, flamegraph's `--valkey`/`--diff`)
+    /// becomes a build with the default options: a pinned version, an existing directory,
+    /// an existing file (a release tarball), or a revision of `valkey_src`. Anything else is
+    /// a usage error naming `flag`.
+    pub fn from_spec(
+        flag: &str,
+        spec: &str,
+        valkey_src: Option<&Path>,
+        manifest: &Manifest,
+    ) -> anyhow::Result<BuildRequest> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Err(UsageError(format!(
+                "{flag} is empty; give a version, a directory or a revision"
+            ))
+            .into());
+        }
+        if manifest.find(spec).is_some() {
+            return Ok(BuildRequest::with_defaults(SourceRequest {
+                valkey_version: Some(spec.to_string()),
+                ..SourceRequest::default()
+            }));
+        }
+        let path = Path::new(spec);
+        if path.is_dir() {
+            return Ok(BuildRequest::with_defaults(SourceRequest {
+                valkey_src: Some(path.to_path_buf()),
+                ..SourceRequest::default()
+            }));
+        }
+        if path.is_file() {
+            return Ok(BuildRequest::with_defaults(SourceRequest {
+                valkey_tarball: Some(path.to_path_buf()),
+                ..SourceRequest::default()
+            }));
+        }
+        if let Some(src) = valkey_src {
+            return Ok(BuildRequest::with_defaults(SourceRequest {
+                valkey_src: Some(src.to_path_buf()),
+                git_ref: Some(spec.to_string()),
+                ..SourceRequest::default()
+            }));
+        }
+        Err(UsageError(format!(
+            "{flag} {spec:?} is not a pinned version ({}), not a directory or tarball, and there is no \
+             --valkey-src (or VALKEY_SRC) repository to find it in as a revision",
+            manifest.known().join(", ")
+        ))
+        .into())
+    }
+
     /// Resolves the source and returns its binaries, building them if they are not
     /// cached. A bad source or `cflags` is a [`UsageError`] (exit 2), before any build.
     pub fn binaries(&self, shutdown: &Shutdown) -> anyhow::Result<Binaries> {
@@ -37,5 +102,32 @@ impl BuildRequest {
             &crate::project::cache_dir(),
             shutdown,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_resolve_to_versions_directories_or_revisions() {
+        let manifest = Manifest::embedded();
+        let a = BuildRequest::from_spec("--baseline", "8.1.1", None, &manifest).unwrap();
+        assert_eq!(a.source.valkey_version.as_deref(), Some("8.1.1"));
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().to_str().unwrap();
+        let a = BuildRequest::from_spec("--candidate", spec, None, &manifest).unwrap();
+        assert_eq!(a.source.valkey_src.as_deref(), Some(dir.path()));
+        assert_eq!(a.source.git_ref, None);
+        let a =
+            BuildRequest::from_spec("--candidate", "HEAD~1", Some(dir.path()), &manifest).unwrap();
+        assert_eq!(a.source.git_ref.as_deref(), Some("HEAD~1"));
+        let err = BuildRequest::from_spec("--candidate", "HEAD~1", None, &manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--candidate \"HEAD~1\"") && err.contains("8.1.1"),
+            "{err}"
+        );
     }
 }
