@@ -3,12 +3,9 @@
 //! anything starts; a value stays one argv item.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Duration;
 
-use bench_core::client::Value as Value2;
-use serde_json::Value;
+use bench_core::client::Value;
 
 use crate::util::*;
 
@@ -94,34 +91,15 @@ fn cflags_never_reach_a_shell() {
 fn a_server_config_value_is_one_argument() {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = xtask(
-        &[
-            "start",
-            "--json",
-            "--base-port",
-            &ports(8).to_string(),
-            "--server-config",
-            "save=900 1",
-        ],
-        Some(tmp.path()),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut started = Started { child };
-    let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    let (mut started, info) =
+        start_instances_with(1, ports(1), tmp.path(), &["--server-config", "save=900 1"]);
     let port = info["instances"][0]["port"].as_u64().unwrap() as u16;
     let mut client =
         bench_core::client::Client::connect(([127, 0, 0, 1], port).into(), Duration::from_secs(5))
             .unwrap();
     let mut get = |name: &str| match client.call(&["CONFIG", "GET", name]).unwrap() {
-        Value2::Array(Some(items)) => match &items[..] {
-            [_, Value2::Bulk(Some(v))] => String::from_utf8_lossy(v).into_owned(),
+        Value::Array(Some(items)) => match &items[..] {
+            [_, Value::Bulk(Some(v))] => String::from_utf8_lossy(v).into_owned(),
             other => panic!("CONFIG GET {name}: {other:?}"),
         },
         other => panic!("CONFIG GET {name}: {other:?}"),

@@ -204,14 +204,26 @@ impl Drop for Started {
 /// Runs `xtask start --count N --base-port P --json` and returns it with the JSON line it
 /// printed once its servers were ready.
 pub fn start_instances(count: usize, base_port: u16, tmp: &Path) -> (Started, Value) {
-    let args = [
+    start_instances_with(count, base_port, tmp, &[])
+}
+
+/// [`start_instances`] with more flags (`--server-config ...`).
+pub fn start_instances_with(
+    count: usize,
+    base_port: u16,
+    tmp: &Path,
+    extra: &[&str],
+) -> (Started, Value) {
+    let (count, base_port) = (count.to_string(), base_port.to_string());
+    let mut args = vec![
         "start",
         "--count",
-        &count.to_string(),
+        &count,
         "--base-port",
-        &base_port.to_string(),
+        &base_port,
         "--json",
     ];
+    args.extend_from_slice(extra);
     let mut child = xtask(&args, Some(tmp))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -10,6 +10,7 @@ use bench_core::engine::Engine;
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::mem::MemCase;
 use bench_core::report::{self, SummaryHeader};
+use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{EngineKind, PerfSpec};
 use bench_core::sync::SyncCase;
@@ -19,7 +20,7 @@ use crate::events::{Event, Sinks};
 use crate::perf;
 use crate::results::{RunDir, run_id};
 use crate::suite::CaseContext;
-use crate::valkey::BuildRequest;
+use crate::valkey::{Binaries, BuildRequest};
 use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, project};
 
@@ -145,51 +146,23 @@ impl Run {
         }
         let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
         let summaries = report::summarize(&records);
-        let incomplete = incomplete(&outcome, shutdown);
-        let header = SummaryHeader {
-            run_id: run_id.clone(),
-            suite: "perf".into(),
-            valkey: format!(
-                "{} ({}, {:?})",
-                binaries.version, binaries.source_id, binaries.build
-            ),
-            engine: format!("{} {}", engine.name(), engine.version()),
-            host: format!(
-                "{} ({} CPUs, {}, kernel {})",
-                host.hostname, host.cpus, host.model, host.kernel
-            ),
-            incomplete,
-        };
-        run_dir.write_file("summary.md", &report::summary_markdown(&header, &summaries))?;
-        if !records.is_empty() {
-            crate::report::write_after_run(run_dir.path());
-        }
-        // After the summary and the report: a follower that sees `finished` finds them.
-        sinks.emit(Event::Finished {
-            run_id: Some(run_id.clone()),
+        let header = summary_header(
+            &run_id,
+            "perf",
+            &binaries,
+            &host,
+            &format!("{} {}", engine.name(), engine.version()),
+            incomplete(&outcome, shutdown),
+        );
+        let ending = Ending {
+            run_id: &run_id,
+            run_dir: &run_dir,
             records: records.len(),
-            dir: Some(run_dir.path().to_path_buf()),
-            complete: outcome.is_ok(),
-            error: outcome.as_ref().err().map(|e| format!("{e:#}")),
-        });
-        if self.json {
-            let out = json!({
-                "run_id": run_id,
-                "dir": run_dir.path(),
-                "results": run_dir.results_file(),
-                "complete": outcome.is_ok(),
-                "cases": summaries,
-            });
-            println!("{out}");
-        } else {
-            print!("{}", report::markdown_table(&summaries));
-            eprintln!(
-                "wrote {} records to {}",
-                records.len(),
-                run_dir.path().display()
-            );
-        }
-        outcome
+            summary: report::summary_markdown(&header, &summaries),
+            json: ("cases", serde_json::to_value(&summaries)?),
+            table: report::markdown_table(&summaries),
+        };
+        self.conclude(sinks, ending, outcome)
     }
 
     /// Runs the mem suite's cases, a record each.
@@ -341,54 +314,103 @@ impl Run {
             });
         }
         let records: Vec<R> = run_dir.read()?;
-        let header = SummaryHeader {
-            run_id: run_id.clone(),
-            suite: suite.into(),
-            valkey: format!(
-                "{} ({}, {:?})",
-                binaries.version, binaries.source_id, binaries.build
-            ),
-            engine: engine.into(),
-            host: format!(
-                "{} ({} CPUs, {}, kernel {})",
-                host.hostname, host.cpus, host.model, host.kernel
-            ),
-            incomplete: incomplete(&outcome, shutdown),
-        };
+        let header = summary_header(
+            &run_id,
+            suite,
+            &binaries,
+            &host,
+            engine,
+            incomplete(&outcome, shutdown),
+        );
         let (table, note) = table(&records);
-        run_dir.write_file(
-            "summary.md",
-            &report::summary_with_table(&header, note, &table),
-        )?;
-        if !records.is_empty() {
+        let ending = Ending {
+            run_id: &run_id,
+            run_dir: &run_dir,
+            records: records.len(),
+            summary: report::summary_with_table(&header, note, &table),
+            json: ("records", serde_json::to_value(&records)?),
+            table,
+        };
+        self.conclude(sinks, ending, outcome)
+    }
+
+    /// The end of every run: `summary.md`, the report, the `finished` event (after both,
+    /// so a follower finds them), then the table or the JSON summary on stdout.
+    fn conclude(
+        &self,
+        sinks: &mut Sinks,
+        ending: Ending<'_>,
+        outcome: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let run_dir = ending.run_dir;
+        run_dir.write_file("summary.md", &ending.summary)?;
+        if ending.records > 0 {
             crate::report::write_after_run(run_dir.path());
         }
-        // After the summary and the report: a follower that sees `finished` finds them.
         sinks.emit(Event::Finished {
-            run_id: Some(run_id.clone()),
-            records: records.len(),
+            run_id: Some(ending.run_id.to_string()),
+            records: ending.records,
             dir: Some(run_dir.path().to_path_buf()),
             complete: outcome.is_ok(),
             error: outcome.as_ref().err().map(|e| format!("{e:#}")),
         });
         if self.json {
-            let out = json!({
-                "run_id": run_id,
+            let (key, value) = ending.json;
+            let mut out = json!({
+                "run_id": ending.run_id,
                 "dir": run_dir.path(),
                 "results": run_dir.results_file(),
                 "complete": outcome.is_ok(),
-                "records": records,
             });
+            out[key] = value;
             println!("{out}");
         } else {
-            print!("{table}");
+            print!("{}", ending.table);
             eprintln!(
                 "wrote {} records to {}",
-                records.len(),
+                ending.records,
                 run_dir.path().display()
             );
         }
         outcome
+    }
+}
+
+/// What a finished run writes and prints.
+struct Ending<'a> {
+    run_id: &'a str,
+    run_dir: &'a RunDir,
+    records: usize,
+    /// `summary.md`.
+    summary: String,
+    /// The `--json` summary's payload: its key and value (`cases` or `records`).
+    json: (&'static str, serde_json::Value),
+    /// The table printed on stdout.
+    table: String,
+}
+
+/// The header of a run's `summary.md`.
+fn summary_header(
+    run_id: &str,
+    suite: &str,
+    binaries: &Binaries,
+    host: &HostInfo,
+    engine: &str,
+    incomplete: Option<String>,
+) -> SummaryHeader {
+    SummaryHeader {
+        run_id: run_id.to_string(),
+        suite: suite.into(),
+        valkey: format!(
+            "{} ({}, {:?})",
+            binaries.version, binaries.source_id, binaries.build
+        ),
+        engine: engine.into(),
+        host: format!(
+            "{} ({} CPUs, {}, kernel {})",
+            host.hostname, host.cpus, host.model, host.kernel
+        ),
+        incomplete,
     }
 }
 
