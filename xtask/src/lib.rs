@@ -1,4 +1,6 @@
-//! valkey-bench's orchestration: the CLI, Valkey builds, child processes, suites, files.
+//! valkey-bench's orchestration, in layers that only point down (ARCHITECTURE.md):
+//! `cli` → `runner`, `compare` → `plan` → `suites` → `run` → `topology` → `host` →
+//! `instances`, `process`.
 //!
 //! `main.rs` only parses flags and dispatches to `cli`. The library form exists so the
 //! end-to-end tests in `tests/` can drive instances directly.
@@ -7,20 +9,16 @@ pub mod cli;
 pub mod compare;
 pub mod error;
 pub mod events;
-pub mod flamegraph;
 pub mod host;
 pub mod instances;
-pub mod instructions;
-pub mod mem;
-pub mod monitor;
-pub mod perf;
+pub mod plan;
 pub mod process;
 pub mod project;
-pub mod report;
-pub mod results;
+pub mod publish;
+pub mod run;
+pub mod rundir;
 pub mod runner;
-pub mod suite;
-pub mod sync;
+pub mod suites;
 pub mod topology;
 pub mod ui;
 pub mod valkey;

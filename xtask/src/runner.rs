@@ -9,17 +9,17 @@ use std::path::PathBuf;
 use bench_core::engine::Engine;
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::mem::MemCase;
-use bench_core::report::{self, SummaryHeader};
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{EngineKind, PerfSpec};
 use bench_core::sync::SyncCase;
+use bench_core::tables::{self, SummaryHeader};
 use serde_json::json;
 
 use crate::events::{Event, Sinks};
-use crate::perf;
-use crate::results::{RunDir, run_id};
-use crate::suite::CaseContext;
+use crate::run::{CaseContext, LOCAL_STANDALONE};
+use crate::rundir::{RunDir, run_id};
+use crate::suites::perf;
 use crate::valkey::{Binaries, BuildRequest};
 use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, project};
@@ -86,13 +86,14 @@ impl Run {
             .unwrap_or_else(|| project::root().join("results").join(&run_id));
         let run_dir = RunDir::create(&out)?;
         let host = host::info();
-        let ctx = perf::CaseContext {
+        let ctx = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
             engine: engine.as_ref(),
             base_port: self.base_port,
             shutdown,
+            servers: &LOCAL_STANDALONE,
         };
         let total: u64 = cases.iter().map(|c| u64::from(c.repetitions)).sum();
         sinks.emit(Event::RunStarted {
@@ -145,7 +146,7 @@ impl Run {
             });
         }
         let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
-        let summaries = report::summarize(&records);
+        let summaries = tables::summarize(&records);
         let header = summary_header(
             &run_id,
             "perf",
@@ -158,9 +159,9 @@ impl Run {
             run_id: &run_id,
             run_dir: &run_dir,
             records: records.len(),
-            summary: report::summary_markdown(&header, &summaries),
+            summary: tables::summary_markdown(&header, &summaries),
             json: ("cases", serde_json::to_value(&summaries)?),
-            table: report::markdown_table(&summaries),
+            table: tables::markdown_table(&summaries),
         };
         self.conclude(sinks, ending, outcome)
     }
@@ -178,7 +179,7 @@ impl Run {
             &names,
             sinks,
             shutdown,
-            |i, ctx| crate::mem::run_case(&cases[i], ctx).map(|r| vec![r]),
+            |i, ctx| crate::suites::mem::run_case(&cases[i], ctx).map(|r| vec![r]),
             |r: &bench_core::result::MemRecord| {
                 let line = format!(
                     "{:.1} bytes/item ({:.0}% efficient, {})",
@@ -192,7 +193,7 @@ impl Run {
                 ]);
                 (line, figures)
             },
-            |records| (report::mem_table(records), report::MEM_NOTE),
+            |records| (tables::mem_table(records), tables::MEM_NOTE),
             "our pipelined populator",
         );
         finish(sinks, &result);
@@ -212,7 +213,7 @@ impl Run {
             &names,
             sinks,
             shutdown,
-            |i, ctx| crate::sync::run_case(&cases[i], ctx),
+            |i, ctx| crate::suites::sync::run_case(&cases[i], ctx),
             |r: &bench_core::result::SyncRecord| {
                 let line = format!(
                     "replica {}: {:.3} s, {:.0} MB/s",
@@ -229,7 +230,7 @@ impl Run {
                 ]);
                 (line, figures)
             },
-            |records| (report::sync_table(records), report::SYNC_NOTE),
+            |records| (tables::sync_table(records), tables::SYNC_NOTE),
             "REPLICAOF on every replica at once",
         );
         finish(sinks, &result);
@@ -265,8 +266,10 @@ impl Run {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
+            engine: &NativeEngine,
             base_port: self.base_port,
             shutdown,
+            servers: &LOCAL_STANDALONE,
         };
         sinks.emit(Event::RunStarted {
             run_id: run_id.clone(),
@@ -327,7 +330,7 @@ impl Run {
             run_id: &run_id,
             run_dir: &run_dir,
             records: records.len(),
-            summary: report::summary_with_table(&header, note, &table),
+            summary: tables::summary_with_table(&header, note, &table),
             json: ("records", serde_json::to_value(&records)?),
             table,
         };
@@ -345,7 +348,7 @@ impl Run {
         let run_dir = ending.run_dir;
         run_dir.write_file("summary.md", &ending.summary)?;
         if ending.records > 0 {
-            crate::report::write_after_run(run_dir.path());
+            crate::publish::write_after_run(run_dir.path());
         }
         sinks.emit(Event::Finished {
             run_id: Some(ending.run_id.to_string()),

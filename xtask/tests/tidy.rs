@@ -197,6 +197,118 @@ fn layers_point_down_to_the_cli_never_up() {
     );
 }
 
+/// xtask's layers, top down: a module may use the ones below its own layer, never one
+/// beside or above it (ARCHITECTURE.md draws the same table).
+const LAYERS: [&[&str]; 11] = [
+    &["cli"],
+    &["runner", "compare"],
+    &["plan", "ui", "publish"],
+    &["events"],
+    &["suites"],
+    &["run"],
+    &["topology"],
+    &["host", "valkey", "valkey_benchmark"],
+    &["instances", "rundir"],
+    &["process", "project"],
+    &["error"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// The crate modules squeezed code names through `crate::`, directly or in use trees.
+fn crate_modules(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(tree) = rest.strip_prefix('{') {
+            let tree = &tree[..tree.find(';').unwrap_or(tree.len())];
+            // Only the tree's top level names crate modules: `{a,b::{c,d}}` names a and b.
+            let mut depth = 0;
+            let mut word = String::new();
+            let mut top = true;
+            for c in tree.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 && (c.is_alphanumeric() || c == '_') && top {
+                    word.push(c);
+                } else if depth == 0 && c == ',' {
+                    found.insert(std::mem::take(&mut word));
+                    top = true;
+                } else if !word.is_empty() {
+                    found.insert(std::mem::take(&mut word));
+                    top = false;
+                }
+            }
+            if !word.is_empty() {
+                found.insert(word);
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            found.insert(name);
+        }
+    }
+    found.remove("");
+    found
+}
+
+#[test]
+fn every_layer_uses_only_the_layers_below_it() {
+    let mut violations = Vec::new();
+    for path in rust_files("xtask/src") {
+        let relative = path.strip_prefix("xtask/src").unwrap();
+        let first = relative.components().next().unwrap().as_os_str();
+        let module = first.to_str().unwrap().trim_end_matches(".rs");
+        if module == "main" || module == "lib" {
+            continue;
+        }
+        let Some(mine) = layer_of(module) else {
+            violations.push(format!(
+                "{}: module `{module}` is in no layer of tidy.rs's LAYERS",
+                path.display()
+            ));
+            continue;
+        };
+        for used in crate_modules(&squeezed(shipped(&read(&path)))) {
+            if used == module {
+                continue;
+            }
+            match layer_of(&used) {
+                Some(theirs) if theirs > mine => {}
+                Some(_) => violations.push(format!(
+                    "{}: `{module}` uses `{used}`, which is not below it",
+                    path.display()
+                )),
+                None => violations.push(format!(
+                    "{}: uses `crate::{used}`, which is in no layer",
+                    path.display()
+                )),
+            }
+        }
+    }
+    report(
+        "each xtask module uses only the layers below its own (LAYERS)",
+        violations,
+    );
+}
+
+#[test]
+fn the_layer_check_reads_use_trees() {
+    let code = squeezed(
+        "use crate::{host, run::{CaseContext, preload::Preload}};\nlet x = crate::rundir::timestamp();",
+    );
+    let got: Vec<String> = crate_modules(&code).into_iter().collect();
+    assert_eq!(got, ["host", "run", "rundir"]);
+}
+
 #[test]
 fn exit_code_errors_live_in_the_error_module() {
     let mut violations = Vec::new();

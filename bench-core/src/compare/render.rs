@@ -29,7 +29,7 @@ fn figure(v: f64) -> String {
     if !v.is_finite() {
         "-".into()
     } else if v.abs() >= 1000.0 {
-        crate::report::group_thousands(v)
+        crate::tables::group_thousands(v)
     } else if v.abs() >= 10.0 {
         format!("{v:.1}")
     } else {
@@ -77,7 +77,7 @@ pub fn verdict_table(report: &CompareReport) -> String {
             ]
         })
         .collect();
-    crate::report::aligned(&header, &rows)
+    crate::tables::aligned(&header, &rows)
 }
 
 /// Every metric of every case with its tests: the detail under the verdicts.
@@ -118,7 +118,7 @@ pub fn detail_table(report: &CompareReport) -> String {
             })
         })
         .collect();
-    crate::report::aligned(&header, &rows)
+    crate::tables::aligned(&header, &rows)
 }
 
 /// The summary for a pull-request comment: plain Markdown, no HTML, everything that came

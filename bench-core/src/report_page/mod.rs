@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 
 use crate::charts::{self, Chart, Spread};
 use crate::compare::{self, CompareReport, Verdict};
-use crate::report;
 use crate::result::{MemRecord, ResultRecord, SyncRecord};
 use crate::stats;
+use crate::tables;
 
 mod page;
 mod sections;

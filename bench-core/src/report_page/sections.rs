@@ -21,13 +21,13 @@ pub(crate) fn perf_section(
     charts: &mut Vec<Chart>,
 ) -> Result<(), String> {
     blocks.push(Block::Heading(2, "Throughput and latency (perf)".into()));
-    blocks.push(Block::Paragraph(report::PERF_NOTE.into()));
+    blocks.push(Block::Paragraph(tables::PERF_NOTE.into()));
     for (run, label) in runs.iter().zip(labels) {
         if run.perf.is_empty() {
             continue;
         }
         blocks.push(Block::Heading(3, run_heading(label, run)));
-        blocks.push(Block::Table(report::markdown_table(&report::summarize(
+        blocks.push(Block::Table(tables::markdown_table(&tables::summarize(
             &run.perf,
         ))));
     }
@@ -202,7 +202,7 @@ pub(crate) fn mem_section(
     charts: &mut Vec<Chart>,
 ) -> Result<(), String> {
     blocks.push(Block::Heading(2, "Memory efficiency (mem)".into()));
-    blocks.push(Block::Paragraph(report::MEM_NOTE.into()));
+    blocks.push(Block::Paragraph(tables::MEM_NOTE.into()));
     let older: Vec<&str> = runs
         .iter()
         .filter(|run| run.mem.iter().any(|r| r.schema < MEM_SCHEMA))
@@ -221,7 +221,7 @@ pub(crate) fn mem_section(
         runs,
         labels,
         |run| &run.mem,
-        report::mem_table,
+        tables::mem_table,
         |r: &MemRecord| {
             let p = &r.params;
             let mut line = format!("{} k{}", p.data_type, p.key_size);
@@ -254,12 +254,12 @@ pub(crate) fn sync_section(
     charts: &mut Vec<Chart>,
 ) -> Result<(), String> {
     blocks.push(Block::Heading(2, "Full sync (sync)".into()));
-    blocks.push(Block::Paragraph(report::SYNC_NOTE.into()));
+    blocks.push(Block::Paragraph(tables::SYNC_NOTE.into()));
     let groups = per_run_then_grouped(
         runs,
         labels,
         |run| &run.sync,
-        report::sync_table,
+        tables::sync_table,
         |r: &SyncRecord| {
             let p = &r.params;
             let mut line = if p.diskless_sync { "diskless" } else { "disk" }.to_string();

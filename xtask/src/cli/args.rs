@@ -12,7 +12,7 @@ use bench_core::workload::{self, WorkloadSpec};
 use clap::{Args, ValueEnum};
 
 use crate::error::UsageError;
-use crate::suite::SuiteKind;
+use crate::suites::SuiteKind;
 use crate::valkey::{Binaries, BuildRequest, SourceRequest};
 
 /// The longest duration a flag may ask for: 7 days. Far beyond any benchmark, and far

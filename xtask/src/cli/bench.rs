@@ -54,7 +54,7 @@ pub struct BenchCmd {
 impl BenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         if let Some(out) = &self.out {
-            crate::results::check_unused(out).map_err(UsageError)?;
+            crate::rundir::check_unused(out).map_err(UsageError)?;
         }
         // Every flag and the suite file are checked before the progress file is created.
         match self.which_suite()? {

@@ -109,8 +109,10 @@ impl CompareCmd {
             baseline,
             candidate,
             suite: self.suite.into(),
-            cases: self.cases,
-            quick: self.quick,
+            selection: crate::plan::cases::Selection {
+                cases: self.cases,
+                quick: self.quick,
+            },
             mode: match self.mode {
                 Mode::Time => compare::Mode::Time,
                 Mode::Instructions => compare::Mode::Instructions,

@@ -12,8 +12,9 @@ use serde_json::json;
 
 use super::WorkloadArgs;
 use crate::error::UsageError;
-use crate::flamegraph::{self, Profile, Profiler, Setup};
 use crate::project;
+use crate::run::{CaseContext, LOCAL_STANDALONE, preload::Preload};
+use crate::suites::profile::{self as flamegraph, Profile, Profiler, Setup};
 use crate::valkey::{Binaries, BuildRequest, Manifest};
 
 #[derive(Args, Debug)]
@@ -93,7 +94,10 @@ impl FlamegraphCmd {
         let event = match self.profiler {
             Profiler::Perf => flamegraph::perf_event(shutdown)?,
             Profiler::Callgrind => {
-                crate::instructions::check_valgrind("--profiler callgrind", "--profiler perf")?;
+                crate::suites::instructions::check_valgrind(
+                    "--profiler callgrind",
+                    "--profiler perf",
+                )?;
                 "instructions"
             }
         };
@@ -115,24 +119,22 @@ impl FlamegraphCmd {
         if self.io_threads > 1 {
             config.insert("io-threads".to_string(), self.io_threads.to_string());
         }
-        let preload =
-            |server: &mut crate::instances::Instance| flamegraph::preload_strings(server, &spec);
+        // Reads hit and INCR counts: the profile is of the path the workload means.
         let setup = Setup {
             spec: &spec,
             clients: self.load.clients,
             pipeline,
             config,
-            preload: &preload,
+            preload: Preload::strings(spec.clone()),
             warmup,
             duration,
             frequency: self.frequency,
-            base_port: self.base_port,
-            shutdown,
         };
+        let host = crate::host::info();
         let out = self.out.clone().unwrap_or_else(|| {
             project::root()
                 .join("results")
-                .join(crate::results::run_id("flamegraph"))
+                .join(crate::rundir::run_id("flamegraph"))
                 .join("flamegraph.svg")
         });
         if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -154,7 +156,16 @@ impl FlamegraphCmd {
                 },
                 duration.as_secs_f64()
             );
-            flamegraph::record(binaries, &setup, self.profiler, event)
+            let ctx = CaseContext {
+                run_id: "flamegraph",
+                binaries,
+                host: &host,
+                engine: &bench_core::loadgen::engine::NativeEngine,
+                base_port: self.base_port,
+                shutdown,
+                servers: &LOCAL_STANDALONE,
+            };
+            flamegraph::record(&ctx, &setup, self.profiler, event)
         };
         let profile = record(&candidate)?;
         let threads = profile::threads(&profile.folded);

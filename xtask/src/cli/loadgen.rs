@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bench_core::loadgen::{self, RunOptions, Stop};
-use bench_core::report;
 use bench_core::shutdown::Shutdown;
+use bench_core::tables;
 use clap::Args;
 
 use super::WorkloadArgs;
@@ -110,12 +110,12 @@ impl LoadgenCmd {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-            crate::results::write_atomically(out, format!("{json}\n").as_bytes())?;
+            crate::rundir::write_atomically(out, format!("{json}\n").as_bytes())?;
         }
         if self.json {
             println!("{json}");
         } else {
-            print!("{}", report::loadgen_table(&report));
+            print!("{}", tables::loadgen_table(&report));
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }

@@ -34,9 +34,9 @@ impl ReportCmd {
             (None, [one]) => one.clone(),
             (None, _) => project::root()
                 .join("results")
-                .join(crate::results::run_id("report")),
+                .join(crate::rundir::run_id("report")),
         };
-        let written = crate::report::write(&dirs, &out)?;
+        let written = crate::publish::write(&dirs, &out)?;
         if self.json {
             println!("{}", serde_json::to_string(&written)?);
         } else {

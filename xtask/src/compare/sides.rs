@@ -1,10 +1,10 @@
-//! The two sides of a comparison below the CLI (their builds and result directories) and
-//! the metrics each suite is judged on. The CLI's `compare` command drives the trials;
-//! instruction counting (`instructions`) runs per side.
+//! The two sides of a comparison (their builds and result directories) and the metrics
+//! each suite is judged on.
 
 use bench_core::compare::{self, Metric};
 
-use crate::results::RunDir;
+use crate::plan::Side;
+use crate::rundir::RunDir;
 use crate::valkey::Binaries;
 
 /// The perf metrics: throughput decides, the server's CPU per request confirms.
@@ -55,13 +55,6 @@ pub const SYNC_METRICS: [Metric; 2] = [
         better: compare::Better::Lower,
     },
 ];
-
-/// Which side a trial is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    Baseline,
-    Candidate,
-}
 
 /// Both sides' builds and result directories.
 pub struct Sides {

@@ -20,20 +20,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bench_core::command::Preload;
-use bench_core::compare::{self, Better, CaseResult, MetricResult, Trial, TrialPair};
-use bench_core::distribution::{KeyDistribution, ValueSize};
 use bench_core::loadgen::{engine, stream};
 use bench_core::suite::PerfCase;
-use bench_core::workload::{WeightedCommand, WorkloadSpec};
+use bench_core::workload::WorkloadSpec;
 use serde::Serialize;
 
-use crate::compare::sides::{Side, Sides};
-use crate::host::local::Local;
 use crate::instances;
-use crate::suite::CaseContext;
-use crate::topology::{Standalone, Topology};
-use crate::valkey::Binaries;
+use crate::run::CaseContext;
+use crate::suites::perf;
 
 /// Requests counted per run.
 pub const REQUESTS: u64 = 40_000;
@@ -66,7 +60,7 @@ pub struct InstructionsRecord {
 /// A fixed "/dev/urandom" for the servers, so both sides hash with the same seed.
 pub struct SeedFile {
     _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
+    pub path: std::path::PathBuf,
 }
 
 /// Default thresholds (percent): with the seed pinned counts repeat to 0.0003%; without,
@@ -96,65 +90,6 @@ impl SeedFile {
     }
 }
 
-pub fn compare_cases(
-    cases: &[PerfCase],
-    sides: &Sides,
-    ctx: &CaseContext<'_>,
-    threshold: f64,
-    seed: Option<&SeedFile>,
-) -> anyhow::Result<Vec<CaseResult>> {
-    check_valgrind("--mode instructions", "--mode time")?;
-    let pinned = seed.map(|s| s.path.as_path());
-    let mut results = Vec::new();
-    for case in cases {
-        let trial = |side: Side| -> anyhow::Result<Trial> {
-            eprintln!("{}: counting the {side:?} under callgrind", case.name);
-            let record = count(case, sides.binaries(side), side, ctx, pinned)
-                .with_context(|| format!("{} on the {side:?} under callgrind", case.name))?;
-            sides.dir(side).append_serialized(&record)?;
-            let mut trial = Trial::from([(
-                "instructions_per_request".to_string(),
-                record.instructions_per_request,
-            )]);
-            for (run, total) in record.instructions.iter().enumerate() {
-                trial.insert(
-                    format!("run{}_instructions_per_request", run + 1),
-                    *total as f64 / record.requests as f64,
-                );
-            }
-            Ok(trial)
-        };
-        let baseline = trial(Side::Baseline)?;
-        let candidate = trial(Side::Candidate)?;
-        let per_request = |t: &Trial| t["instructions_per_request"];
-        let comparison = compare::compare_exact(
-            per_request(&baseline),
-            per_request(&candidate),
-            Better::Lower,
-            threshold,
-        );
-        results.push(CaseResult {
-            case: case.name.clone(),
-            verdict: comparison.verdict,
-            note: None,
-            metrics: vec![MetricResult {
-                metric: "instructions_per_request".into(),
-                label: "instructions/req".into(),
-                better: Better::Lower,
-                comparison,
-            }],
-            trials: vec![TrialPair {
-                trial: 1,
-                pair: 1,
-                order: "AB".into(),
-                baseline,
-                candidate,
-            }],
-        });
-    }
-    Ok(results)
-}
-
 /// Fails with how to fix it when valgrind is missing; `what` needs it, `instead` does not.
 pub(crate) fn check_valgrind(what: &str, instead: &str) -> anyhow::Result<()> {
     if !crate::process::runs("valgrind") {
@@ -168,18 +103,20 @@ pub(crate) fn check_valgrind(what: &str, instead: &str) -> anyhow::Result<()> {
 
 /// The workload a perf case sends (the native engine's, seed 1), on one connection.
 fn spec(case: &PerfCase, requests: u64) -> WorkloadSpec {
-    engine::workload(&crate::perf::load(case, requests))
+    engine::workload(&perf::load(case, requests))
 }
 
-fn count(
+/// Counts one side (`side` names it in the record): [`RUNS`] server processes, each
+/// through [`run_once`], and the median per request.
+pub fn count(
     case: &PerfCase,
-    binaries: &Binaries,
-    side: Side,
     ctx: &CaseContext<'_>,
+    side: &str,
     fixed_urandom: Option<&Path>,
 ) -> anyhow::Result<InstructionsRecord> {
+    let binaries = ctx.binaries;
     let instructions = (0..RUNS)
-        .map(|_| run_once(case, binaries, ctx, fixed_urandom))
+        .map(|_| run_once(case, ctx, fixed_urandom))
         .collect::<anyhow::Result<Vec<u64>>>()?;
     let per_run: Vec<f64> = instructions.iter().map(|&i| i as f64).collect();
     let median = bench_core::stats::median(&per_run).expect("RUNS > 0");
@@ -188,8 +125,8 @@ fn count(
         suite: "perf",
         mode: "instructions",
         case: case.name.clone(),
-        side: format!("{side:?}").to_lowercase(),
-        timestamp: crate::results::timestamp(),
+        side: side.to_string(),
+        timestamp: crate::rundir::timestamp(),
         valkey: binaries.info(),
         requests: REQUESTS,
         instructions,
@@ -213,15 +150,14 @@ fn server_config(case: &PerfCase) -> std::collections::BTreeMap<String, String> 
 /// dumps, and returns the dump's instruction total.
 fn run_once(
     case: &PerfCase,
-    binaries: &Binaries,
     ctx: &CaseContext<'_>,
     fixed_urandom: Option<&Path>,
 ) -> anyhow::Result<u64> {
+    let binaries = ctx.binaries;
     let scratch = instances::scratch_dir("callgrind")?;
     let out_file = scratch.path().join("callgrind.out");
     let vgdb_prefix = scratch.path().join("vgdb");
     let options = instances::Options {
-        base_port: ctx.base_port,
         config: server_config(case),
         wrapper: vec![
             "valgrind".into(),
@@ -237,11 +173,10 @@ fn run_once(
         fixed_urandom: fixed_urandom.map(Path::to_path_buf),
         ..Default::default()
     };
-    let server = Standalone
-        .deploy(&Local, &binaries.server, &options, ctx.shutdown)?
-        .into_primary();
-    let addr = server.addr;
-    preload(case, addr)?;
+    let mut server = ctx.deploy(options)?;
+    let addr = server.target().primary();
+    // Pops of the long run never find the list empty.
+    server.preload(&perf::preload(case, REQUESTS))?;
     callgrind_control("--zero", server.pid(), &vgdb_prefix, ctx.shutdown)?;
     let outcome = stream::run(
         addr,
@@ -318,41 +253,6 @@ pub(crate) fn dump_file(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     dumps
         .pop()
         .with_context(|| format!("callgrind wrote no dump in {}", dir.display()))
-}
-
-/// What the command reads.
-fn preload(case: &PerfCase, addr: std::net::SocketAddr) -> anyhow::Result<()> {
-    let value_size = case.value_size.unwrap_or(crate::perf::DEFAULT_VALUE_SIZE);
-    let (template, count) = match case.command.preload() {
-        Preload::None => return Ok(()),
-        Preload::Strings => ("SET {key} {value}", case.keyspace),
-        // Pops of the long run never find the list empty.
-        Preload::List => ("RPUSH mylist {value}", REQUESTS + 1000),
-    };
-    let spec = WorkloadSpec {
-        name: "preload".into(),
-        seed: 1,
-        keyspace: count,
-        key_prefix: String::new(),
-        key_digits: 12,
-        keys: KeyDistribution::Sequential,
-        values: ValueSize::Fixed {
-            bytes: value_size as u32,
-        },
-        commands: vec![WeightedCommand {
-            command: template.into(),
-            weight: 1,
-        }],
-        subscribers: 0,
-    };
-    // The preload is not counted, so its batches need not be small.
-    let outcome = stream::run(addr, &spec, count, 1000).context("preloading")?;
-    anyhow::ensure!(
-        outcome.error_replies == 0,
-        "{} preload writes failed",
-        outcome.error_replies
-    );
-    Ok(())
 }
 
 /// Instructions in a callgrind dump, less what `serverCron` cost: its calls follow the

@@ -23,17 +23,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench_core::loadgen::{self, RunOptions, Stop};
-use bench_core::populate;
 use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use bench_core::workload::WorkloadSpec;
 
 use crate::error::UsageError;
-use crate::host::local::Local;
-use crate::instances::{self, Instance};
+use crate::instances;
 use crate::process::{self, Guarded};
-use crate::results::write_atomically;
-use crate::topology::{Standalone, Topology};
+use crate::run::preload::Preload;
+use crate::run::{CaseContext, Server};
+use crate::rundir::write_atomically;
 use crate::valkey::Binaries;
 
 /// How long the load keeps going after the profiler stopped, so the window never sees
@@ -59,14 +58,12 @@ pub struct Setup<'a> {
     pub pipeline: u32,
     /// Server configuration (`io-threads` among it).
     pub config: BTreeMap<String, String>,
-    /// Writes what the workload reads, on the fresh server.
-    pub preload: &'a dyn Fn(&mut Instance) -> anyhow::Result<()>,
+    /// What the workload reads, written on the fresh server.
+    pub preload: Preload,
     pub warmup: Duration,
     pub duration: Duration,
     /// perf's sampling frequency, Hz.
     pub frequency: u32,
-    pub base_port: u16,
-    pub shutdown: &'a Shutdown,
 }
 
 /// A recorded profile as folded stacks.
@@ -114,14 +111,14 @@ pub fn perf_event(shutdown: &Shutdown) -> anyhow::Result<&'static str> {
 
 /// Starts a server, runs the workload, and profiles the server over `setup.duration`.
 pub fn record(
-    binaries: &Binaries,
+    ctx: &CaseContext<'_>,
     setup: &Setup<'_>,
     profiler: Profiler,
     perf_event: &'static str,
 ) -> anyhow::Result<Profile> {
+    let shutdown = ctx.shutdown;
     let scratch = instances::scratch_dir("profile")?;
     let mut options = instances::Options {
-        base_port: setup.base_port,
         config: setup.config.clone(),
         ..Default::default()
     };
@@ -137,27 +134,31 @@ pub fn record(
             "--dump-instr=no".into(),
             format!("--vgdb-prefix={}", vgdb_prefix.display()),
         ];
-        options.ready_timeout = crate::instructions::READY_UNDER_VALGRIND;
+        options.ready_timeout = crate::suites::instructions::READY_UNDER_VALGRIND;
     }
-    let mut server = Standalone
-        .deploy(&Local, &binaries.server, &options, setup.shutdown)?
-        .into_primary();
-    (setup.preload)(&mut server).context("preloading")?;
+    let mut server = ctx.deploy(options)?;
+    server.preload(&setup.preload)?;
 
-    let mut load = Load::start(server.addr, setup, profiler)?;
-    sleep(setup.warmup, setup.shutdown)?;
+    let mut load = Load::start(server.target().primary(), setup, profiler)?;
+    sleep(setup.warmup, shutdown)?;
     let window = Instant::now();
     let (folded, count_name, method) = match profiler {
         Profiler::Perf => {
             let data = scratch.path().join("perf.data");
-            let perf = start_perf(&server, &data, perf_event, setup.frequency, scratch.path())?;
-            let waited = sleep(setup.duration, setup.shutdown);
+            let perf = start_perf(
+                server.as_ref(),
+                &data,
+                perf_event,
+                setup.frequency,
+                scratch.path(),
+            )?;
+            let waited = sleep(setup.duration, shutdown);
             let window = window.elapsed();
             let running = load.check_running();
-            stop_perf(perf, scratch.path(), setup.shutdown)?;
+            stop_perf(perf, scratch.path(), shutdown)?;
             waited?;
             running?;
-            let folded = fold_perf(&data, setup.shutdown)?;
+            let folded = fold_perf(&data, shutdown)?;
             let unit = if perf_event == "cpu-clock" {
                 "ns"
             } else {
@@ -175,14 +176,14 @@ pub fn record(
             // the calls themselves (from --zero's return to --dump's start), and the load
             // runs past both (it is stopped once the dump is taken).
             let pid = server.pid();
-            crate::instructions::callgrind_control("--zero", pid, &vgdb_prefix, setup.shutdown)?;
+            crate::suites::instructions::callgrind_control("--zero", pid, &vgdb_prefix, shutdown)?;
             let window = Instant::now();
-            sleep(setup.duration, setup.shutdown)?;
+            sleep(setup.duration, shutdown)?;
             load.check_running()?;
             let window = window.elapsed();
-            crate::instructions::callgrind_control("--dump", pid, &vgdb_prefix, setup.shutdown)?;
+            crate::suites::instructions::callgrind_control("--dump", pid, &vgdb_prefix, shutdown)?;
             load.stop.trigger();
-            let dump = crate::instructions::dump_file(scratch.path())?;
+            let dump = crate::suites::instructions::dump_file(scratch.path())?;
             let text = std::fs::read_to_string(&dump)
                 .with_context(|| format!("reading {}", dump.display()))?;
             let folded = profile::fold_callgrind(&text, CALLGRIND_MIN_SHARE)
@@ -209,15 +210,6 @@ pub fn record(
         method,
         ops_per_sec,
     })
-}
-
-/// Writes the workload's string keys as its generator names them (prefix, digits), with
-/// integer values where the mix has INCR, so reads hit and INCR counts: the profile is of
-/// the path the workload means, not of misses or errors.
-pub fn preload_strings(server: &mut Instance, spec: &WorkloadSpec) -> anyhow::Result<()> {
-    let mut client = server.client()?;
-    populate::workload_strings(&mut client, spec).context("preloading the keyspace")?;
-    Ok(())
 }
 
 /// The generator, running on its own thread until the window (and a tail) is over.
@@ -299,7 +291,7 @@ impl Drop for Load {
 }
 
 fn start_perf(
-    server: &Instance,
+    server: &dyn Server,
     data: &Path,
     event: &str,
     frequency: u32,

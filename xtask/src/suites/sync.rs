@@ -23,8 +23,8 @@ use bench_core::workload::WorkloadSpec;
 
 use crate::host::local::Local;
 use crate::instances;
-use crate::monitor::Monitor;
-pub use crate::suite::CaseContext;
+pub use crate::run::CaseContext;
+use crate::run::monitor::Monitor;
 use crate::topology::{ReplicationGroup, Topology};
 
 /// How often each replica is polled during its sync.
@@ -147,7 +147,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
             suite: "sync".into(),
             case: case.name.clone(),
             repetition: 1,
-            timestamp: crate::results::timestamp(),
+            timestamp: crate::rundir::timestamp(),
             valkey: b.info(),
             host: ctx.host.clone(),
             params: SyncParams {

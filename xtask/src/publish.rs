@@ -11,7 +11,7 @@ use bench_core::compare::CompareReport;
 use bench_core::report_page::{self, Run};
 use serde_json::Value;
 
-use crate::results::write_atomically;
+use crate::rundir::write_atomically;
 
 /// Where Debian's fonts-dejavu-core puts the font; others are searched for after it.
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";

@@ -21,11 +21,8 @@ use bench_core::mem::{self, MemCase};
 use bench_core::result::{EngineInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 
-use crate::host::local::Local;
 use crate::instances;
-use crate::monitor::Monitor;
-pub use crate::suite::CaseContext;
-use crate::topology::{Standalone, Topology};
+pub use crate::run::CaseContext;
 
 /// Samples of the data's memory that must agree, and the least time between two.
 const WINDOW: usize = 10;
@@ -76,18 +73,14 @@ fn settle(
 }
 
 pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemRecord> {
-    let options = instances::Options {
-        base_port: ctx.base_port,
+    let server = ctx.deploy(instances::Options {
         config: case.server_config.clone(),
         ..Default::default()
-    };
-    let server = Standalone
-        .deploy(&Local, &ctx.binaries.server, &options, ctx.shutdown)?
-        .into_primary();
+    })?;
     let mut client = server.client()?;
     // The monitor's connection is open for both readings (its buffers are left out with
     // ours, as mem_clients_normal).
-    let monitor = Monitor::start(vec![("server".into(), server.addr)]);
+    let monitor = server.monitor();
     // INFO is warmed up by the monitor's first sample; `hz` may come from server_config.
     let hz = Info::parse(&client.call_text(&["INFO", "server"])?)
         .get_u64("hz")
@@ -122,7 +115,7 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         suite: "mem".into(),
         case: case.name.clone(),
         repetition: 1,
-        timestamp: crate::results::timestamp(),
+        timestamp: crate::rundir::timestamp(),
         valkey: b.info(),
         host: ctx.host.clone(),
         params: MemParams {

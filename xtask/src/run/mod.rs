@@ -1,0 +1,210 @@
+//! The case flow every suite measures through: deploy → preload → warm up → measure →
+//! probes → record. This module holds its shared parts: the one [`CaseContext`], the
+//! [`Servers`] seam a case's servers come from (fresh ones on a topology and host, or a
+//! fake in the flow's order tests), the [`Server`] a case drives, and [`drive`], the one
+//! way load is run. Preload is `preload.rs`, the 1 Hz probe `monitor.rs`.
+
+pub mod monitor;
+pub mod preload;
+
+#[cfg(test)]
+pub mod fake;
+
+use anyhow::bail;
+use bench_core::client::Client;
+use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
+use bench_core::info::Info;
+use bench_core::result::HostInfo;
+use bench_core::shutdown::Shutdown;
+
+use crate::host::Host;
+use crate::host::local::Local;
+use crate::instances;
+use crate::topology::{Deployment, Role, Standalone, Topology};
+use crate::valkey::Binaries;
+use monitor::Monitor;
+use preload::Preload;
+
+/// Everything a case needs that is not the case itself; the same for every suite.
+pub struct CaseContext<'a> {
+    pub run_id: &'a str,
+    pub binaries: &'a Binaries,
+    pub host: &'a HostInfo,
+    /// What drives the load (the perf suite's; mem and sync write their own traffic).
+    pub engine: &'a dyn Engine,
+    pub base_port: u16,
+    pub shutdown: &'a Shutdown,
+    /// Where the case's servers come from.
+    pub servers: &'a dyn Servers,
+}
+
+impl CaseContext<'_> {
+    /// Fresh servers for one case, with `options` (config, wrapper, timeouts) at this
+    /// context's ports.
+    pub fn deploy(&self, options: instances::Options) -> anyhow::Result<Box<dyn Server>> {
+        let options = instances::Options {
+            base_port: self.base_port,
+            ..options
+        };
+        self.servers.start(self.binaries, &options, self.shutdown)
+    }
+}
+
+/// Where a case's servers come from.
+pub trait Servers {
+    /// Starts them, running and ready, with `options`.
+    fn start(
+        &self,
+        binaries: &Binaries,
+        options: &instances::Options,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Box<dyn Server>>;
+}
+
+/// Servers deployed by a topology on a host: what every run uses.
+pub struct Deploy<'a> {
+    pub topology: &'a dyn Topology,
+    pub host: &'a dyn Host,
+}
+
+/// One standalone server on this machine per case (the topology issue makes the case's
+/// topology a choice).
+pub const LOCAL_STANDALONE: Deploy<'static> = Deploy {
+    topology: &Standalone,
+    host: &Local,
+};
+
+impl Servers for Deploy<'_> {
+    fn start(
+        &self,
+        binaries: &Binaries,
+        options: &instances::Options,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Box<dyn Server>> {
+        let deployment = self
+            .topology
+            .deploy(self.host, &binaries.server, options, shutdown)?;
+        Ok(Box::new(Deployed {
+            deployment,
+            control: None,
+        }))
+    }
+}
+
+/// A case's running servers, as the case flow sees them. Dropping it stops them.
+pub trait Server {
+    /// Where engines send load.
+    fn target(&self) -> Target;
+    /// The primary's port, for messages.
+    fn port(&self) -> u16;
+    /// The primary's process id, for profilers.
+    fn pid(&self) -> u32;
+    /// A new control connection to the primary (the mem suite's traffic).
+    fn client(&self) -> anyhow::Result<Client>;
+    /// `INFO everything` from the primary, over one control connection kept for the case.
+    fn info(&mut self) -> anyhow::Result<Info>;
+    /// Writes what the workload reads (checked) and returns how many items that was.
+    fn preload(&mut self, preload: &Preload) -> anyhow::Result<u64>;
+    /// `LLEN key` on the primary, over a new connection: fails if it no longer answers.
+    fn list_len(&mut self, key: &str) -> anyhow::Result<i64>;
+    /// `None` while every server runs; else the last log lines of the primary.
+    fn exited(&mut self) -> Option<String>;
+    /// Starts the 1 Hz sampler on every node.
+    fn monitor(&self) -> Monitor;
+}
+
+/// A [`Deployment`] with the case's control connection.
+struct Deployed {
+    deployment: Deployment,
+    control: Option<Client>,
+}
+
+impl Deployed {
+    fn control(&mut self) -> anyhow::Result<&mut Client> {
+        if self.control.is_none() {
+            self.control = Some(self.deployment.primary().client()?);
+        }
+        Ok(self.control.as_mut().expect("connected above"))
+    }
+}
+
+impl Server for Deployed {
+    fn target(&self) -> Target {
+        self.deployment.target.clone()
+    }
+
+    fn port(&self) -> u16 {
+        self.deployment.primary().port()
+    }
+
+    fn pid(&self) -> u32 {
+        self.deployment.primary().pid()
+    }
+
+    fn client(&self) -> anyhow::Result<Client> {
+        self.deployment.primary().client()
+    }
+
+    fn info(&mut self) -> anyhow::Result<Info> {
+        Ok(Info::parse(
+            &self.control()?.call_text(&["INFO", "everything"])?,
+        ))
+    }
+
+    fn preload(&mut self, preload: &Preload) -> anyhow::Result<u64> {
+        let mut client = self.deployment.primary().client()?;
+        preload.write(&mut client)
+    }
+
+    fn list_len(&mut self, key: &str) -> anyhow::Result<i64> {
+        Ok(self
+            .deployment
+            .primary()
+            .client()?
+            .call_int(&["LLEN", key])?)
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        let primary = self.deployment.primary_mut();
+        (!primary.is_running()).then(|| primary.log_tail(20))
+    }
+
+    fn monitor(&self) -> Monitor {
+        let alone = self.deployment.nodes.len() == 1;
+        let mut replica = 0;
+        let watched = self
+            .deployment
+            .nodes
+            .iter()
+            .map(|n| {
+                let name = match n.role {
+                    Role::Primary if alone => "server".to_string(),
+                    Role::Primary => "primary".to_string(),
+                    Role::Replica => {
+                        replica += 1;
+                        format!("replica{replica}")
+                    }
+                };
+                (name, n.instance.addr)
+            })
+            .collect();
+        Monitor::start(watched)
+    }
+}
+
+/// Runs `load` on the server with the context's engine. An engine error says whether the
+/// server died, with its last log lines.
+pub fn drive(
+    ctx: &CaseContext<'_>,
+    server: &mut dyn Server,
+    load: &Load,
+) -> anyhow::Result<Measurement> {
+    match ctx.engine.run(&server.target(), load, ctx.shutdown) {
+        Ok(m) => Ok(m),
+        Err(EngineError::Interrupted) => bail!("interrupted"),
+        Err(e) => match server.exited() {
+            Some(log) => bail!("{e}\nthe server exited; last log lines:\n{log}"),
+            None => Err(e.into()),
+        },
+    }
+}

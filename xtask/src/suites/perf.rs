@@ -1,0 +1,532 @@
+//! The perf suite: one case at a time, each repetition on a fresh server.
+//!
+//! Per case: a calibration run on its own server measures the rate, which fixes the request
+//! counts of the warmup and the measured run (the same for every repetition, so they are
+//! comparable). Per repetition, the case flow (`run/`): fresh server, preload what the
+//! command reads (checked), warmup (discarded), measured run with its probes (INFO deltas,
+//! the 1 Hz monitor), one record. `pair` is a comparison's trial: both sides' servers,
+//! measured in alternating slices.
+
+use anyhow::{Context, bail};
+use bench_core::command::{Command, Preload as Reads};
+use bench_core::engine::{Load, Measurement};
+use bench_core::info::Info;
+use bench_core::loadgen::engine;
+use bench_core::result::{EngineInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION};
+use bench_core::suite::PerfCase;
+
+use crate::instances;
+pub use crate::run::CaseContext;
+use crate::run::preload::{self, Preload};
+use crate::run::{Server, drive};
+
+/// valkey-benchmark's default value size, used for commands that carry no value.
+pub const DEFAULT_VALUE_SIZE: u64 = 3;
+
+/// Request counts fixed for all repetitions of a case.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Counts {
+    pub warmup: u64,
+    pub measured: u64,
+}
+
+/// Runs every repetition of `case`, handing each record to `sink` as soon as it exists.
+pub fn run_case(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    sink: &mut dyn FnMut(ResultRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let counts = calibrate(case, ctx).with_context(|| format!("calibrating {}", case.name))?;
+    for repetition in 1..=case.repetitions {
+        let record = run_repetition(case, ctx, counts, repetition)
+            .with_context(|| format!("{} repetition {repetition}", case.name))?;
+        sink(record)?;
+    }
+    Ok(())
+}
+
+pub fn load(case: &PerfCase, requests: u64) -> Load {
+    Load {
+        command: case.command,
+        value_size: case.value_size.unwrap_or(DEFAULT_VALUE_SIZE),
+        pipeline: case.pipeline,
+        clients: case.clients,
+        keyspace: case.keyspace,
+        requests,
+        threads: case.client_threads,
+    }
+}
+
+/// Requests in flight at once; counts are never below a few multiples of it.
+fn in_flight(case: &PerfCase) -> u64 {
+    u64::from(case.clients) * u64::from(case.pipeline)
+}
+
+/// The probe's request count: long enough for a rate, short next to the measured run.
+pub fn probe_requests(case: &PerfCase) -> u64 {
+    (in_flight(case) * 200).clamp(20_000, 500_000)
+}
+
+/// Turns a measured rate into the warmup and measured request counts.
+pub fn counts_for_rate(case: &PerfCase, ops_per_sec: f64) -> Counts {
+    let floor = in_flight(case) * 10;
+    let warmup = if case.warmup_seconds > 0.0 {
+        ((ops_per_sec * case.warmup_seconds) as u64).max(in_flight(case))
+    } else {
+        0
+    };
+    let measured = ((ops_per_sec * case.measure_seconds) as u64)
+        .max(floor)
+        .max(1000);
+    Counts { warmup, measured }
+}
+
+pub fn calibrate(case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<Counts> {
+    let probe = probe_requests(case);
+    let mut server = deploy(case, ctx, probe)?.0;
+    let m = drive(ctx, server.as_mut(), &load(case, probe))?;
+    Ok(counts_for_rate(case, m.ops_per_sec))
+}
+
+pub fn run_repetition(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    counts: Counts,
+    repetition: u32,
+) -> anyhow::Result<ResultRecord> {
+    let (mut server, preloaded_items) = deploy(case, ctx, counts.warmup + counts.measured)?;
+    let warmup_series = if counts.warmup > 0 {
+        drive(ctx, server.as_mut(), &load(case, counts.warmup))
+            .context("warmup")?
+            .series
+    } else {
+        Vec::new()
+    };
+    let mut record = measured_run(
+        case,
+        ctx,
+        server.as_mut(),
+        counts,
+        preloaded_items,
+        repetition,
+        true,
+    )?;
+    record.metrics.warmup_series = warmup_series;
+    Ok(record)
+}
+
+/// One perf trial of a comparison, on a fresh server per side (`ctxs[0]` the baseline's,
+/// `ctxs[1]` the candidate's): both preloaded and warmed by one slice, then [`SLICES`]
+/// measured slices per side alternating A B B A A B ... (starting with side `first`).
+/// The host's speed on this kind of machine shifts between regimes lasting seconds (we
+/// measured 1.1M ↔ 0.65M GET/s on one server within a 30 s run), so sides measured in
+/// adjacent slices of a fraction of a second see the same regime, where trials seconds
+/// apart do not. Every slice is a record, handed to `sink` with its side as it is
+/// measured; returns per slice which side ran first and the two records.
+pub fn pair(
+    case: &PerfCase,
+    counts: Counts,
+    pair: usize,
+    first: usize,
+    ctxs: [&CaseContext<'_>; 2],
+    sink: &mut dyn FnMut(usize, &ResultRecord) -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<Slice>> {
+    let order = [first, 1 - first];
+    let slice = Counts {
+        warmup: 0,
+        measured: counts.measured,
+    };
+    let total = counts.measured * (SLICES as u64 + 1);
+    let mut servers = Vec::new();
+    let mut items = Vec::new();
+    for ctx in ctxs {
+        let (server, preloaded) = deploy(case, ctx, total)?;
+        servers.push(server);
+        items.push(preloaded);
+    }
+    for side in order {
+        drive(
+            ctxs[side],
+            servers[side].as_mut(),
+            &load(case, counts.measured),
+        )
+        .with_context(|| format!("warming side {}", SIDE_NAMES[side]))?;
+    }
+    let mut slices = Vec::new();
+    for k in 0..SLICES {
+        // A B | B A | A B ...: the warmup ended with order[1], so the first slice repeats it.
+        let turn = if k % 2 == 0 {
+            [order[1], order[0]]
+        } else {
+            order
+        };
+        let mut got = [None, None];
+        for side in turn {
+            let repetition = ((pair - 1) * SLICES + k + 1) as u32;
+            let record = measured_run(
+                case,
+                ctxs[side],
+                servers[side].as_mut(),
+                slice,
+                items[side],
+                repetition,
+                false,
+            )
+            .with_context(|| format!("{} on the {}", case.name, SIDE_NAMES[side]))?;
+            sink(side, &record)?;
+            got[side] = Some(record);
+        }
+        let [Some(baseline), Some(candidate)] = got else {
+            unreachable!("both sides ran the slice")
+        };
+        slices.push(Slice {
+            first: turn[0],
+            records: [baseline, candidate],
+        });
+    }
+    Ok(slices)
+}
+
+/// Measured slices per side in one perf trial of a comparison.
+pub const SLICES: usize = 6;
+
+const SIDE_NAMES: [&str; 2] = ["baseline", "candidate"];
+
+/// One slice of a comparison's trial: which side ran first, then both sides' records
+/// (the baseline's first).
+pub struct Slice {
+    pub first: usize,
+    pub records: [ResultRecord; 2],
+}
+
+/// One measured run on a prepared server: INFO before and after (server CPU per request,
+/// usec_per_call), the monitor if asked, the post-run checks, one record.
+pub fn measured_run(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    server: &mut dyn Server,
+    counts: Counts,
+    preloaded_items: u64,
+    repetition: u32,
+    monitored: bool,
+) -> anyhow::Result<ResultRecord> {
+    let measured_load = load(case, counts.measured);
+    let before = server.info()?;
+    let monitor = monitored.then(|| server.monitor());
+    let measured = drive(ctx, server, &measured_load);
+    let samples = monitor.map(|m| m.stop()).unwrap_or_default();
+    let m: Measurement = measured?;
+    let after = server.info()?;
+    let (server_cpu, usec_per_call) = server_costs(&before, &after, case.command, m.requests);
+    check_after(case, server)?;
+    let b = ctx.binaries;
+    Ok(ResultRecord {
+        schema: SCHEMA_VERSION,
+        run_id: ctx.run_id.to_string(),
+        suite: "perf".into(),
+        case: case.name.clone(),
+        repetition,
+        timestamp: crate::rundir::timestamp(),
+        valkey: b.info(),
+        host: ctx.host.clone(),
+        params: PerfParams {
+            command: case.command.name().into(),
+            value_size: case.value_size,
+            pipeline: case.pipeline,
+            clients: case.clients,
+            client_threads: case.client_threads,
+            io_threads: case.io_threads,
+            keyspace: case.keyspace,
+            requests: counts.measured,
+            warmup_requests: counts.warmup,
+            preloaded_items,
+            server_config: case.server_config.clone(),
+        },
+        metrics: Metrics {
+            ops_per_sec: m.ops_per_sec,
+            requests: m.requests,
+            wall_secs: m.wall_secs,
+            latency: m.latency,
+            histogram: m.histogram,
+            series: m.series,
+            warmup_series: Vec::new(),
+            client_cpu_us_per_request: m.client_cpu_us_per_request,
+            server_cpu_us_per_request: server_cpu,
+            usec_per_call,
+        },
+        engine: EngineInfo {
+            name: ctx.engine.name().into(),
+            version: ctx.engine.version().into(),
+            argv: ctx.engine.describe(&server.target(), &measured_load),
+        },
+        monitor: samples,
+    })
+}
+
+/// The server's CPU per request (µs) and the command's usec_per_call over a run, from INFO
+/// read just before and just after it.
+pub fn server_costs(
+    before: &Info,
+    after: &Info,
+    command: Command,
+    requests: u64,
+) -> (Option<f64>, Option<f64>) {
+    let cpu = match (before.cpu_seconds(), after.cpu_seconds()) {
+        (Some(b), Some(a)) if requests > 0 => Some((a - b) * 1e6 / requests as f64),
+        _ => None,
+    };
+    let name = command.name().to_ascii_lowercase();
+    let (b, a) = (before.commandstats(), after.commandstats());
+    let usec_per_call = a.get(&name).and_then(|&(calls, usec)| {
+        let (calls0, usec0) = b.get(&name).copied().unwrap_or((0, 0));
+        (calls > calls0).then(|| (usec - usec0) as f64 / (calls - calls0) as f64)
+    });
+    (cpu, usec_per_call)
+}
+
+/// A fresh server for the case (its server config), preloaded for `requests` requests;
+/// returns it with the preloaded item count.
+pub fn deploy(
+    case: &PerfCase,
+    ctx: &CaseContext<'_>,
+    requests: u64,
+) -> anyhow::Result<(Box<dyn Server>, u64)> {
+    let mut server = ctx.deploy(instances::Options {
+        config: case.server_config.clone(),
+        ..Default::default()
+    })?;
+    let items = server.preload(&preload(case, requests))?;
+    Ok((server, items))
+}
+
+/// What the case's command reads, for `requests` requests: its string keys, or a list
+/// long enough for that many pops (list pops need that many elements).
+pub fn preload(case: &PerfCase, requests: u64) -> Preload {
+    let spec = engine::workload(&load(case, requests));
+    let reads = match case.command.preload() {
+        Reads::None => preload::Reads::Nothing,
+        Reads::Strings => preload::Reads::Strings,
+        // A pipelined client can send up to one window past -n; keep a margin so no pop
+        // ever finds the list empty (checked after the run).
+        Reads::List => preload::Reads::List {
+            key: LIST_KEY.into(),
+            len: requests + 2 * in_flight(case),
+        },
+    };
+    Preload { spec, reads }
+}
+
+/// The list the pop commands pop from (valkey-benchmark's name for it).
+const LIST_KEY: &str = "mylist";
+
+/// Checks that the run measured what it claims: the server survived, and list pops never
+/// found the list empty.
+fn check_after(case: &PerfCase, server: &mut dyn Server) -> anyhow::Result<()> {
+    let left = server
+        .list_len(LIST_KEY)
+        .context("the server did not survive the run")?;
+    if matches!(case.command, Command::Lpop | Command::Rpop) && left <= 0 {
+        bail!("{LIST_KEY} ran empty during the run, so some pops measured nil replies");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bench_core::suite::{PerfSpec, QUICK_PERF};
+
+    fn case(pipeline: u32) -> PerfCase {
+        let mut c = PerfSpec::from_toml(QUICK_PERF).unwrap().expand().remove(0);
+        c.pipeline = pipeline;
+        c.clients = 50;
+        c.warmup_seconds = 0.5;
+        c.measure_seconds = 2.0;
+        c
+    }
+
+    #[test]
+    fn counts_follow_the_rate_with_floors() {
+        let c = case(1);
+        assert_eq!(
+            counts_for_rate(&c, 100_000.0),
+            Counts {
+                warmup: 50_000,
+                measured: 200_000
+            }
+        );
+        // A crawling server still gets several windows of requests.
+        assert_eq!(
+            counts_for_rate(&c, 10.0),
+            Counts {
+                warmup: 50,
+                measured: 1000
+            }
+        );
+        let deep = case(16);
+        assert_eq!(counts_for_rate(&deep, 10.0).measured, 8000);
+        let mut none = case(1);
+        none.warmup_seconds = 0.0;
+        assert_eq!(counts_for_rate(&none, 100_000.0).warmup, 0);
+    }
+
+    #[test]
+    fn server_costs_come_from_info_deltas() {
+        let info = |cpu: f64, calls: u64, usec: u64| {
+            Info::parse(&format!(
+                "# CPU\r\nused_cpu_sys:0\r\nused_cpu_user:{cpu}\r\n# Commandstats\r\ncmdstat_get:calls={calls},usec={usec},usec_per_call=1\r\n"
+            ))
+        };
+        let (cpu, per_call) = server_costs(
+            &info(1.0, 100, 50),
+            &info(1.5, 1100, 1050),
+            Command::Get,
+            1000,
+        );
+        assert!((cpu.unwrap() - 500.0).abs() < 1e-6);
+        assert_eq!(per_call, Some(1.0));
+        let (_, none) = server_costs(&info(1.0, 100, 50), &info(1.5, 100, 50), Command::Set, 1000);
+        assert_eq!(none, None);
+    }
+
+    use crate::run::fake::{self, FakeEngine, FakeServers, Log};
+    use bench_core::shutdown::Shutdown;
+
+    fn host() -> bench_core::result::HostInfo {
+        crate::host::info()
+    }
+
+    /// The case flow's order, on fake servers and a fake engine: calibration on a server
+    /// of its own, then per repetition a fresh server, preload, warmup, INFO, the monitor,
+    /// the measured run, INFO, the after-run check.
+    #[test]
+    fn a_case_calibrates_then_runs_each_repetition_on_a_fresh_server() {
+        let log = Log::default();
+        let (engine, servers) = (FakeEngine { log: log.clone() }, FakeServers::new(&log));
+        let (binaries, host, shutdown) = (fake::binaries("9.0.0"), host(), Shutdown::new());
+        let ctx = fake::context(&binaries, &host, &engine, &servers, &shutdown);
+        let mut c = case(1);
+        c.repetitions = 2;
+        c.command = Command::Get;
+        let mut records = Vec::new();
+        run_case(&c, &ctx, &mut |r| {
+            records.push(r);
+            Ok(())
+        })
+        .unwrap();
+        // 100,000 ops/s: 0.5 s of warmup, 2 s measured.
+        let probe = probe_requests(&c);
+        let keys = c.keyspace;
+        let mut expected = vec![
+            "deploy#1 9.0.0".to_string(),
+            format!("preload#1 strings {keys}"),
+            format!("run#1 {probe}"),
+        ];
+        for n in [2, 3] {
+            expected.extend([
+                format!("deploy#{n} 9.0.0"),
+                format!("preload#{n} strings {keys}"),
+                format!("run#{n} 50000"),
+                format!("info#{n}"),
+                format!("monitor#{n}"),
+                format!("run#{n} 200000"),
+                format!("info#{n}"),
+                format!("check#{n}"),
+            ]);
+        }
+        assert_eq!(log.take(), expected);
+        let reps: Vec<u32> = records.iter().map(|r| r.repetition).collect();
+        assert_eq!(reps, [1, 2]);
+        assert!(records.iter().all(|r| r.params.requests == 200_000
+            && r.params.warmup_requests == 50_000
+            && r.params.preloaded_items == keys
+            && r.metrics.usec_per_call == Some(1.0)));
+    }
+
+    /// A comparison's trial: both servers deployed and preloaded, warmed in the trial's
+    /// order, then slices alternating so the side that ran last runs first next (A B | B A
+    /// | A B ...), every slice a record handed over as it is measured.
+    #[test]
+    fn a_pair_alternates_its_slices_across_both_sides() {
+        let log = Log::default();
+        let (engine, servers) = (FakeEngine { log: log.clone() }, FakeServers::new(&log));
+        let (host, shutdown) = (host(), Shutdown::new());
+        let (a, b) = (fake::binaries("baseline"), fake::binaries("candidate"));
+        let ctx_a = fake::context(&a, &host, &engine, &servers, &shutdown);
+        let ctx_b = fake::context(&b, &host, &engine, &servers, &shutdown);
+        let c = case(1);
+        let counts = Counts {
+            warmup: 0,
+            measured: 1000,
+        };
+        let mut sunk = Vec::new();
+        // Trial 2 starts with the candidate (side 1).
+        let slices = pair(&c, counts, 2, 1, [&ctx_a, &ctx_b], &mut |side, r| {
+            sunk.push((side, r.repetition));
+            Ok(())
+        })
+        .unwrap();
+        let runs: Vec<String> = log
+            .take()
+            .into_iter()
+            .filter(|l| l.starts_with("deploy") || l.starts_with("run"))
+            .collect();
+        let mut expected = vec![
+            "deploy#1 baseline".to_string(),
+            "deploy#2 candidate".to_string(),
+            "run#2 1000".to_string(),
+            "run#1 1000".to_string(),
+        ];
+        let mut sides = Vec::new();
+        for k in 0..SLICES {
+            let turn = if k % 2 == 0 { [0, 1] } else { [1, 0] };
+            for side in turn {
+                expected.push(format!("run#{} 1000", side + 1));
+                sides.push((side, (SLICES + k + 1) as u32));
+            }
+        }
+        assert_eq!(runs, expected);
+        assert_eq!(sunk, sides);
+        assert_eq!(slices.len(), SLICES);
+        let firsts: Vec<usize> = slices.iter().map(|s| s.first).collect();
+        assert_eq!(firsts, [0, 1, 0, 1, 0, 1]);
+        assert!(
+            slices
+                .iter()
+                .all(|s| s.records[0].valkey.version == "baseline"
+                    && s.records[1].valkey.version == "candidate")
+        );
+    }
+
+    /// Pops read a list long enough for every request plus two windows in flight.
+    #[test]
+    fn pops_preload_a_list_that_outlasts_the_run() {
+        let mut c = case(16);
+        c.command = Command::Lpop;
+        let p = preload(&c, 10_000);
+        assert_eq!(
+            p.reads,
+            preload::Reads::List {
+                key: "mylist".into(),
+                len: 10_000 + 2 * 50 * 16
+            }
+        );
+        c.command = Command::Set;
+        assert_eq!(preload(&c, 10_000).reads, preload::Reads::Nothing);
+        c.command = Command::Get;
+        let p = preload(&c, 10_000);
+        assert_eq!(p.reads, preload::Reads::Strings);
+        // Keys named as the generator and valkey-benchmark name them.
+        assert_eq!(
+            p.spec.key_name("key", 7),
+            bench_core::populate::benchmark_key(7)
+        );
+    }
+
+    #[test]
+    fn probe_is_bounded() {
+        assert_eq!(probe_requests(&case(1)), 20_000);
+        assert_eq!(probe_requests(&case(16)), 160_000);
+        assert_eq!(probe_requests(&case(1000)), 500_000);
+    }
+}

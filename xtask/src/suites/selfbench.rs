@@ -1,0 +1,187 @@
+//! Selfbench: our generator against valkey-benchmark, same server, same load,
+//! alternating, to show what each costs per request.
+//!
+//! One fresh server, 100,000 keys of 32 bytes preloaded; GET from 50 connections at
+//! pipeline 1 and 16. Each trial runs a fixed number of requests; rounds alternate which
+//! engine goes first. A third client, the floor (`loadgen/floor.rs`: epoll, one send and
+//! one read per batch, nothing timed or recorded), shows what the kernel's loopback TCP
+//! work and a minimum of user work cost, so each engine's overhead over it is visible.
+//! Client CPU is user + system time: for the native engine this process's
+//! (`RUSAGE_SELF`), for valkey-benchmark the reaped child's (`RUSAGE_CHILDREN`), each over
+//! the whole run, setup included.
+
+use std::time::{Duration, Instant};
+
+use bench_core::command::Command;
+use bench_core::engine::{Engine, Load, Target};
+use bench_core::loadgen::CpuTime;
+use bench_core::loadgen::engine::{self, NativeEngine};
+use bench_core::loadgen::floor::FloorEngine;
+use bench_core::shutdown::Shutdown;
+use bench_core::stats::median;
+use serde::Serialize;
+
+use crate::instances;
+use crate::process::reaped_children_cpu;
+use crate::run::CaseContext;
+use crate::run::preload::Preload;
+
+const KEYSPACE: u64 = 100_000;
+const VALUE_SIZE: u64 = 32;
+const CLIENTS: u32 = 50;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Trial {
+    pub engine: &'static str,
+    pub pipeline: u32,
+    pub round: u32,
+    pub requests: u64,
+    pub ops_per_sec: f64,
+    pub cpu_us_per_request: f64,
+    pub user_us_per_request: f64,
+    pub system_us_per_request: f64,
+}
+
+/// Runs `rounds` rounds per pipeline depth, each engine once per round (`ctx.engine` is
+/// valkey-benchmark's; the native one and the floor are ours), and returns every trial as
+/// it ran and the medians.
+pub fn run(
+    ctx: &CaseContext<'_>,
+    rounds: u32,
+    requests: u64,
+) -> anyhow::Result<(Vec<Trial>, Vec<Summary>)> {
+    let shutdown = ctx.shutdown;
+    let (native, floor, vb) = (NativeEngine, FloorEngine, ctx.engine);
+    let mut server = ctx.deploy(instances::Options::default())?;
+    let started = Instant::now();
+    let preloaded = server.preload(&Preload::strings(engine::workload(&load(1, 0))))?;
+    eprintln!(
+        "Valkey {} on :{}; preloaded {preloaded} keys of {VALUE_SIZE} B ({:.0} keys/s); {rounds} rounds",
+        ctx.binaries.version,
+        server.port(),
+        preloaded as f64 / started.elapsed().as_secs_f64().max(1e-9),
+    );
+    let target = server.target();
+    let mut trials = Vec::new();
+    for pipeline in [1u32, 16] {
+        let load = load(pipeline, requests * if pipeline > 1 { 10 } else { 1 });
+        for round in 1..=rounds {
+            // Rotate which engine goes first.
+            let mut engines: [&dyn Engine; 3] = [&native, vb, &floor];
+            engines.rotate_left(round as usize % 3);
+            for engine in engines {
+                let trial = trial(engine, &target, &load, round, shutdown)?;
+                eprintln!(
+                    "P{pipeline} round {round} {:<16} {:>12.0} ops/s {:>6.3} µs CPU/request (user {:.3}, system {:.3})",
+                    trial.engine,
+                    trial.ops_per_sec,
+                    trial.cpu_us_per_request,
+                    trial.user_us_per_request,
+                    trial.system_us_per_request
+                );
+                trials.push(trial);
+            }
+        }
+    }
+    drop(server);
+    let summary = summarize(&trials);
+    Ok((trials, summary))
+}
+
+fn load(pipeline: u32, requests: u64) -> Load {
+    Load {
+        command: Command::Get,
+        value_size: VALUE_SIZE,
+        pipeline,
+        clients: CLIENTS,
+        keyspace: KEYSPACE,
+        requests,
+        threads: 1,
+    }
+}
+
+fn trial(
+    engine: &dyn Engine,
+    target: &Target,
+    load: &Load,
+    round: u32,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Trial> {
+    let (self_before, children_before) = (CpuTime::of(libc::RUSAGE_SELF), reaped_children_cpu());
+    let m = engine.run(target, load, shutdown)?;
+    let cpu = if engine.name() != "valkey-benchmark" {
+        CpuTime::of(libc::RUSAGE_SELF) - self_before
+    } else {
+        reaped_children_cpu() - children_before
+    };
+    let per_request = |s: f64| s * 1e6 / m.requests.max(1) as f64;
+    // Pause between trials so one engine's tail does not overlap the next one's start.
+    std::thread::sleep(Duration::from_millis(200));
+    Ok(Trial {
+        engine: engine.name(),
+        pipeline: load.pipeline,
+        round,
+        requests: m.requests,
+        ops_per_sec: m.ops_per_sec,
+        cpu_us_per_request: per_request(cpu.total()),
+        user_us_per_request: per_request(cpu.user),
+        system_us_per_request: per_request(cpu.system),
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub pipeline: u32,
+    pub native_ops: f64,
+    pub vb_ops: f64,
+    pub ops_ratio: f64,
+    pub native_cpu: f64,
+    pub vb_cpu: f64,
+    pub cpu_ratio: f64,
+    pub native_user: f64,
+    pub native_system: f64,
+    pub vb_user: f64,
+    pub vb_system: f64,
+    pub floor_cpu: f64,
+    pub floor_user: f64,
+    pub floor_system: f64,
+}
+
+pub fn summarize(trials: &[Trial]) -> Vec<Summary> {
+    let mut out = Vec::new();
+    for pipeline in [1, 16] {
+        let of = |engine: &str, f: fn(&Trial) -> f64| {
+            let v: Vec<f64> = trials
+                .iter()
+                .filter(|t| t.pipeline == pipeline && t.engine == engine)
+                .map(f)
+                .collect();
+            median(&v).unwrap_or(f64::NAN)
+        };
+        let (native_ops, vb_ops) = (
+            of("native", |t| t.ops_per_sec),
+            of("valkey-benchmark", |t| t.ops_per_sec),
+        );
+        let (native_cpu, vb_cpu) = (
+            of("native", |t| t.cpu_us_per_request),
+            of("valkey-benchmark", |t| t.cpu_us_per_request),
+        );
+        out.push(Summary {
+            native_user: of("native", |t| t.user_us_per_request),
+            native_system: of("native", |t| t.system_us_per_request),
+            vb_user: of("valkey-benchmark", |t| t.user_us_per_request),
+            vb_system: of("valkey-benchmark", |t| t.system_us_per_request),
+            floor_cpu: of("floor", |t| t.cpu_us_per_request),
+            floor_user: of("floor", |t| t.user_us_per_request),
+            floor_system: of("floor", |t| t.system_us_per_request),
+            pipeline,
+            native_ops,
+            vb_ops,
+            ops_ratio: native_ops / vb_ops,
+            native_cpu,
+            vb_cpu,
+            cpu_ratio: native_cpu / vb_cpu,
+        });
+    }
+    out
+}
