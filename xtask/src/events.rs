@@ -85,6 +85,11 @@ pub enum Event {
         line: String,
         figures: BTreeMap<String, f64>,
     },
+    /// A step of a long phase worth a line (`profiling GET/32B on both sides`).
+    Step { message: String },
+    /// Something the user should know that does not stop the run (a fallback taken, an
+    /// optional step that failed); the figures stand.
+    Warning { message: String },
     /// A case is over (all its records written).
     CaseFinished { case: String, index: usize },
     /// The run is over, its summary and report written: always the last event, also
@@ -186,5 +191,11 @@ mod tests {
         assert_eq!(json["event"], "record_written");
         assert_eq!(json["case"], "GET/32B");
         assert_eq!(json["figures"]["ops_per_sec"], 100.0);
+        let w = serde_json::to_value(Event::Warning {
+            message: "--flamegraph GET: perf failed".into(),
+        })
+        .unwrap();
+        assert_eq!(w["event"], "warning");
+        assert_eq!(w["message"], "--flamegraph GET: perf failed");
     }
 }

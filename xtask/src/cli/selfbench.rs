@@ -41,7 +41,9 @@ impl SelfbenchCmd {
             shutdown,
             servers: &LOCAL_STANDALONE,
         };
-        let (trials, summary) = selfbench::run(&ctx, self.rounds, self.requests)?;
+        let (trials, summary) = selfbench::run(&ctx, self.rounds, self.requests, &mut |line| {
+            eprintln!("{line}")
+        })?;
         if self.json {
             println!("{}", json!({"trials": trials, "summary": summary}));
         } else {

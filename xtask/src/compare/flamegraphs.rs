@@ -11,6 +11,7 @@ use bench_core::suite::PerfCase;
 
 use super::sides::Sides;
 use super::{FlameCases, Request};
+use crate::events::Event;
 use crate::run::CaseContext;
 use crate::suites::perf;
 use crate::suites::profile::{self, Profiler, Setup};
@@ -45,7 +46,9 @@ pub fn write(
         })
         .collect();
     if chosen.is_empty() {
-        eprintln!("--flamegraph: no regression to profile");
+        request.emit(Event::Step {
+            message: "--flamegraph: no regression to profile".into(),
+        });
         return Ok(());
     }
     let dir = out.join("flamegraphs");
@@ -65,7 +68,9 @@ pub fn write(
             frequency: 999,
         };
         let stem = bench_core::report_page::slug(&case.name);
-        eprintln!("--flamegraph: profiling {} on both sides", case.name);
+        request.emit(Event::Step {
+            message: format!("--flamegraph: profiling {} on both sides", case.name),
+        });
         let profiled = (|| -> anyhow::Result<()> {
             let before = profile::record(&ctxs[0], &setup, Profiler::Perf, event)?;
             let after = profile::record(&ctxs[1], &setup, Profiler::Perf, event)?;
@@ -84,7 +89,9 @@ pub fn write(
                 stem,
             }),
             Err(_) if shutdown.is_triggered() => anyhow::bail!("interrupted"),
-            Err(e) => eprintln!("warning: --flamegraph {}: {e:#}", case.name),
+            Err(e) => request.emit(Event::Warning {
+                message: format!("--flamegraph {}: {e:#}", case.name),
+            }),
         }
     }
     crate::rundir::write_atomically(

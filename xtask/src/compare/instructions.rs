@@ -6,6 +6,7 @@ use bench_core::compare::{self, Better, CaseResult, MetricResult, Trial, TrialPa
 use bench_core::suite::PerfCase;
 
 use super::sides::Sides;
+use crate::events::Event;
 use crate::plan::Side;
 use crate::run::CaseContext;
 use crate::suites::instructions::{SeedFile, check_valgrind, count};
@@ -16,13 +17,16 @@ pub fn compare_cases(
     ctxs: &[CaseContext<'_>; 2],
     threshold: f64,
     seed: Option<&SeedFile>,
+    emit: &dyn Fn(Event),
 ) -> anyhow::Result<Vec<CaseResult>> {
     check_valgrind("--mode instructions", "--mode time")?;
     let pinned = seed.map(|s| s.path.as_path());
     let mut results = Vec::new();
     for case in cases {
         let trial = |side: Side| -> anyhow::Result<Trial> {
-            eprintln!("{}: counting the {side:?} under callgrind", case.name);
+            emit(Event::Step {
+                message: format!("{}: counting the {side:?} under callgrind", case.name),
+            });
             let name = format!("{side:?}").to_lowercase();
             let record = count(case, &ctxs[side.index()], &name, pinned)
                 .with_context(|| format!("{} on the {side:?} under callgrind", case.name))?;

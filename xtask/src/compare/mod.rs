@@ -122,7 +122,7 @@ impl Request {
         Ok(())
     }
 
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         self.sinks.borrow_mut().emit(event);
     }
 
@@ -169,7 +169,13 @@ impl Request {
     fn compare(&self, shutdown: &Shutdown) -> anyhow::Result<CompareReport> {
         self.check()?;
         let seed = match self.mode {
-            Mode::Instructions => crate::suites::instructions::SeedFile::pinned()?,
+            Mode::Instructions => match crate::suites::instructions::SeedFile::pinned()? {
+                Ok(seed) => Some(seed),
+                Err(why) => {
+                    self.emit(Event::Warning { message: why });
+                    None
+                }
+            },
             Mode::Time => None,
         };
         // The defaults are in range; a given --threshold was checked above.
@@ -259,8 +265,14 @@ impl Request {
         let (cases, stopped) = match (self.mode, self.suite) {
             (Mode::Instructions, _) => {
                 let cases = self.perf_cases()?;
-                let results =
-                    instructions::compare_cases(&cases, &sides, &ctxs, threshold, seed.as_ref())?;
+                let results = instructions::compare_cases(
+                    &cases,
+                    &sides,
+                    &ctxs,
+                    threshold,
+                    seed.as_ref(),
+                    &emit,
+                )?;
                 (results, "exact counts".to_string())
             }
             (Mode::Time, SuiteKind::Perf) => {
@@ -339,7 +351,9 @@ impl Request {
             if shutdown.is_triggered() {
                 return Err(e);
             }
-            eprintln!("warning: --flamegraph failed, the verdict stands: {e:#}");
+            self.emit(Event::Warning {
+                message: format!("--flamegraph failed, the verdict stands: {e:#}"),
+            });
         }
         crate::publish::write_after_run(&out);
         self.emit(Event::Finished {

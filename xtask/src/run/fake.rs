@@ -129,8 +129,13 @@ impl Server for FakeServer {
         Ok(items)
     }
 
-    fn list_len(&mut self, _key: &str) -> anyhow::Result<i64> {
+    fn answers(&mut self) -> anyhow::Result<()> {
         self.log.push(format!("check#{}", self.n));
+        Ok(())
+    }
+
+    fn list_len(&mut self, key: &str) -> anyhow::Result<i64> {
+        self.log.push(format!("llen#{} {key}", self.n));
         Ok(1)
     }
 

@@ -105,6 +105,8 @@ pub trait Server {
     fn info(&mut self) -> anyhow::Result<Info>;
     /// Writes what the workload reads (checked) and returns how many items that was.
     fn preload(&mut self, preload: &Preload) -> anyhow::Result<u64>;
+    /// Whether the primary still accepts a connection (a new one).
+    fn answers(&mut self) -> anyhow::Result<()>;
     /// `LLEN key` on the primary, over a new connection: fails if it no longer answers.
     fn list_len(&mut self, key: &str) -> anyhow::Result<i64>;
     /// `None` while every server runs; else the last log lines of the primary.
@@ -154,6 +156,10 @@ impl Server for Deployed {
     fn preload(&mut self, preload: &Preload) -> anyhow::Result<u64> {
         let mut client = self.deployment.primary().client()?;
         preload.write(&mut client)
+    }
+
+    fn answers(&mut self) -> anyhow::Result<()> {
+        self.deployment.primary().client().map(drop)
     }
 
     fn list_len(&mut self, key: &str) -> anyhow::Result<i64> {

@@ -150,7 +150,7 @@ pub fn pair(
             servers[side].as_mut(),
             &load(case, counts.measured),
         )
-        .with_context(|| format!("warming side {}", SIDE_NAMES[side]))?;
+        .with_context(|| format!("warming the {}", SIDE_NAMES[side]))?;
     }
     let mut slices = Vec::new();
     for k in 0..SLICES {
@@ -322,10 +322,15 @@ const LIST_KEY: &str = "mylist";
 /// Checks that the run measured what it claims: the server survived, and list pops never
 /// found the list empty.
 fn check_after(case: &PerfCase, server: &mut dyn Server) -> anyhow::Result<()> {
+    if !matches!(case.command, Command::Lpop | Command::Rpop) {
+        return server
+            .answers()
+            .context("the server did not survive the run");
+    }
     let left = server
         .list_len(LIST_KEY)
         .context("the server did not survive the run")?;
-    if matches!(case.command, Command::Lpop | Command::Rpop) && left <= 0 {
+    if left <= 0 {
         bail!("{LIST_KEY} ran empty during the run, so some pops measured nil replies");
     }
     Ok(())

@@ -44,23 +44,24 @@ pub struct Trial {
 
 /// Runs `rounds` rounds per pipeline depth, each engine once per round (`ctx.engine` is
 /// valkey-benchmark's; the native one and the floor are ours), and returns every trial as
-/// it ran and the medians.
+/// it ran and the medians. Each step's one-line summary goes to `progress` as it happens.
 pub fn run(
     ctx: &CaseContext<'_>,
     rounds: u32,
     requests: u64,
+    progress: &mut dyn FnMut(String),
 ) -> anyhow::Result<(Vec<Trial>, Vec<Summary>)> {
     let shutdown = ctx.shutdown;
     let (native, floor, vb) = (NativeEngine, FloorEngine, ctx.engine);
     let mut server = ctx.deploy(instances::Options::default())?;
     let started = Instant::now();
     let preloaded = server.preload(&Preload::strings(engine::workload(&load(1, 0))))?;
-    eprintln!(
+    progress(format!(
         "Valkey {} on :{}; preloaded {preloaded} keys of {VALUE_SIZE} B ({:.0} keys/s); {rounds} rounds",
         ctx.binaries.version,
         server.port(),
         preloaded as f64 / started.elapsed().as_secs_f64().max(1e-9),
-    );
+    ));
     let target = server.target();
     let mut trials = Vec::new();
     for pipeline in [1u32, 16] {
@@ -71,14 +72,14 @@ pub fn run(
             engines.rotate_left(round as usize % 3);
             for engine in engines {
                 let trial = trial(engine, &target, &load, round, shutdown)?;
-                eprintln!(
+                progress(format!(
                     "P{pipeline} round {round} {:<16} {:>12.0} ops/s {:>6.3} µs CPU/request (user {:.3}, system {:.3})",
                     trial.engine,
                     trial.ops_per_sec,
                     trial.cpu_us_per_request,
                     trial.user_us_per_request,
                     trial.system_us_per_request
-                );
+                ));
                 trials.push(trial);
             }
         }

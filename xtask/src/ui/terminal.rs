@@ -40,6 +40,16 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    /// A line on stderr, above the bar when there is one.
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) if self.interactive => bar.println(text),
+            _ => eprintln!("{text}"),
+        }
+    }
+}
+
 impl Default for Terminal {
     fn default() -> Terminal {
         Terminal::new()
@@ -158,6 +168,8 @@ impl Sink for Terminal {
                 }
             }
             Event::CaseVerdict { .. } => {}
+            Event::Step { message } => self.line(message),
+            Event::Warning { message } => self.line(&format!("warning: {message}")),
             Event::Verdicts { .. } => {
                 // The verdict table follows on stdout: the bar goes first.
                 if let Some(bar) = self.bar.take() {
