@@ -17,6 +17,7 @@ use bench_core::tables::{self, SummaryHeader};
 use serde_json::json;
 
 use crate::events::{Event, Sinks};
+use crate::plan::suite_file::Plan;
 use crate::run::{CaseContext, LOCAL_STANDALONE};
 use crate::rundir::{RunDir, run_id};
 use crate::suites::perf;
@@ -51,9 +52,23 @@ impl<P, M> HasCase for bench_core::result::Record<P, M> {
 }
 
 impl Run {
+    /// Runs a plan: its suite's cases, records as they are measured, the ending.
+    pub fn execute(
+        &self,
+        plan: Plan,
+        sinks: &mut Sinks,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        match plan {
+            Plan::Perf(spec) => self.perf(spec, sinks, shutdown),
+            Plan::Mem(cases) => self.mem(cases, sinks, shutdown),
+            Plan::Sync(cases) => self.sync(cases, sinks, shutdown),
+        }
+    }
+
     /// Runs the perf suite's cases, a record per measured repetition. The event stream
     /// always ends with `finished`, whatever happens (a failed build included).
-    pub fn perf(
+    fn perf(
         &self,
         spec: PerfSpec,
         sinks: &mut Sinks,
@@ -167,7 +182,7 @@ impl Run {
     }
 
     /// Runs the mem suite's cases, a record each.
-    pub fn mem(
+    fn mem(
         &self,
         cases: Vec<MemCase>,
         sinks: &mut Sinks,
@@ -201,7 +216,7 @@ impl Run {
     }
 
     /// Runs the sync suite's cases, a record per replica.
-    pub fn sync(
+    fn sync(
         &self,
         cases: Vec<SyncCase>,
         sinks: &mut Sinks,
