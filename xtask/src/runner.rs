@@ -68,12 +68,7 @@ impl Run {
 
     /// Runs the perf suite's cases, a record per measured repetition. The event stream
     /// always ends with `finished`, whatever happens (a failed build included).
-    fn perf(
-        &self,
-        spec: PerfSpec,
-        sinks: &mut Sinks,
-        shutdown: &Shutdown,
-    ) -> anyhow::Result<()> {
+    fn perf(&self, spec: PerfSpec, sinks: &mut Sinks, shutdown: &Shutdown) -> anyhow::Result<()> {
         let result = self.perf_run(spec, sinks, shutdown);
         finish(sinks, &result);
         result

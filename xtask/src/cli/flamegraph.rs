@@ -8,13 +8,12 @@ use anyhow::Context;
 use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
-use serde_json::json;
 
 use super::WorkloadArgs;
 use crate::error::UsageError;
 use crate::project;
 use crate::run::{CaseContext, LOCAL_STANDALONE, preload::Preload};
-use crate::suites::profile::{self as flamegraph, Profile, Profiler, Setup};
+use crate::suites::profile::{self as flamegraph, Method, Profiler, Setup};
 use crate::valkey::{Binaries, BuildRequest, Manifest};
 
 #[derive(Args, Debug)]
@@ -145,74 +144,48 @@ impl FlamegraphCmd {
             spec.name, setup.clients, setup.pipeline, self.io_threads
         );
 
-        let record = |binaries: &Binaries| -> anyhow::Result<Profile> {
-            eprintln!(
-                "profiling valkey-server {} ({}) with {} for {:.1} s under {what}",
-                binaries.version,
-                flamegraph::short_source(&binaries.source_id),
-                match self.profiler {
-                    Profiler::Perf => format!("perf ({event})"),
-                    Profiler::Callgrind => "callgrind".into(),
-                },
-                duration.as_secs_f64()
-            );
-            let ctx = CaseContext {
-                run_id: "flamegraph",
-                binaries,
-                host: &host,
-                engine: &bench_core::loadgen::engine::NativeEngine,
-                base_port: self.base_port,
-                shutdown,
-                servers: &LOCAL_STANDALONE,
-            };
-            flamegraph::record(&ctx, &setup, self.profiler, event)
+        let ctx = |binaries| CaseContext {
+            run_id: "flamegraph",
+            binaries,
+            host: &host,
+            engine: &bench_core::loadgen::engine::NativeEngine,
+            base_port: self.base_port,
+            shutdown,
+            servers: &LOCAL_STANDALONE,
         };
-        let profile = record(&candidate)?;
-        let threads = profile::threads(&profile.folded);
-        let top = profile::top_functions(&profile.folded, self.top);
-        let mut report = json!({
-            "svg": out,
-            "folded": out.with_extension("folded"),
-            "count_name": profile.count_name,
-            "ops_per_sec": profile.ops_per_sec,
-            "threads": threads,
-            "top": top,
-        });
-        match &baseline {
-            Some((baseline, spec)) => {
-                let before = record(baseline)?;
-                let diff = flamegraph::write_diff(
-                    &out,
-                    (baseline, &before),
-                    (&candidate, &profile),
-                    spec,
-                    &what,
-                )?;
-                report["baseline_svg"] = json!(out.with_extension("baseline.svg"));
-                report["diff_svg"] = json!(diff);
-                report["baseline_top"] = json!(profile::top_functions(&before.folded, self.top));
-                report["movers"] = json!(profile::top_movers(
-                    &before.folded,
-                    &profile.folded,
-                    self.top
-                ));
-            }
-            None => flamegraph::write_profile(&out, &profile, &candidate, &what)?,
-        }
+        let (candidate, baseline) = (
+            ctx(&candidate),
+            baseline.as_ref().map(|(b, spec)| (ctx(b), *spec)),
+        );
+        let written = flamegraph::Written::record(
+            &candidate,
+            baseline.as_ref().map(|(c, spec)| (c, *spec)),
+            &setup,
+            &Method {
+                profiler: self.profiler,
+                event,
+                top: self.top,
+            },
+            &out,
+            &what,
+            &mut |line| eprintln!("{line}"),
+        )?;
+        let (profile, report) = (&written.profile, &written.summary);
+        let (threads, top) = (&written.threads, &written.top);
         if self.json {
             println!("{report}");
             return Ok(());
         }
         println!("threads ({}):", profile.count_name);
         let total: u64 = threads.iter().map(|t| t.1).sum();
-        for (thread, n) in &threads {
+        for (thread, n) in threads {
             println!(
                 "  {thread:<20} {:>6.2}%",
                 100.0 * *n as f64 / total.max(1) as f64
             );
         }
         println!("\ntop functions by self time:\n");
-        print!("{}", profile::top_table(&top, profile.count_name));
+        print!("{}", profile::top_table(top, profile.count_name));
         println!("\nflame graph: {}", out.display());
         if let Some(diff) = report.get("diff_svg") {
             println!(

@@ -212,6 +212,93 @@ pub fn record(
     })
 }
 
+/// How to profile: which profiler, which perf event, how many top functions to list.
+pub struct Method {
+    pub profiler: Profiler,
+    pub event: &'static str,
+    pub top: usize,
+}
+
+/// What `cargo xtask flamegraph` recorded and wrote: the candidate's profile, its threads
+/// and top functions, and the JSON summary (file paths, and with a baseline its top
+/// functions and the movers).
+pub struct Written {
+    pub profile: Profile,
+    pub threads: Vec<(String, u64)>,
+    pub top: Vec<profile::FunctionCost>,
+    pub summary: serde_json::Value,
+}
+
+impl Written {
+    /// Profiles the candidate (and the baseline, `(context, its SPEC)`, after it), and
+    /// writes the flame graph files beside `out` (`write_profile`, or `write_diff` with a
+    /// baseline). `progress` gets a line as each side starts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        candidate: &CaseContext<'_>,
+        baseline: Option<(&CaseContext<'_>, &str)>,
+        setup: &Setup<'_>,
+        method: &Method,
+        out: &Path,
+        what: &str,
+        progress: &mut dyn FnMut(String),
+    ) -> anyhow::Result<Written> {
+        let mut profile_side = |ctx: &CaseContext<'_>| -> anyhow::Result<Profile> {
+            let binaries = ctx.binaries;
+            progress(format!(
+                "profiling valkey-server {} ({}) with {} for {:.1} s under {what}",
+                binaries.version,
+                short_source(&binaries.source_id),
+                match method.profiler {
+                    Profiler::Perf => format!("perf ({})", method.event),
+                    Profiler::Callgrind => "callgrind".into(),
+                },
+                setup.duration.as_secs_f64()
+            ));
+            record(ctx, setup, method.profiler, method.event)
+        };
+        let after = profile_side(candidate)?;
+        let threads = profile::threads(&after.folded);
+        let top = profile::top_functions(&after.folded, method.top);
+        let mut summary = serde_json::json!({
+            "svg": out,
+            "folded": out.with_extension("folded"),
+            "count_name": after.count_name,
+            "ops_per_sec": after.ops_per_sec,
+            "threads": threads,
+            "top": top,
+        });
+        match baseline {
+            Some((ctx, spec)) => {
+                let before = profile_side(ctx)?;
+                let diff = write_diff(
+                    out,
+                    (ctx.binaries, &before),
+                    (candidate.binaries, &after),
+                    spec,
+                    what,
+                )?;
+                summary["baseline_svg"] = serde_json::json!(out.with_extension("baseline.svg"));
+                summary["diff_svg"] = serde_json::json!(diff);
+                summary["baseline_top"] =
+                    serde_json::json!(profile::top_functions(&before.folded, method.top));
+                summary["movers"] = serde_json::json!(profile::top_movers(
+                    &before.folded,
+                    &after.folded,
+                    method.top
+                ));
+            }
+            None => write_profile(out, &after, candidate.binaries, what)?,
+        }
+        Ok(Written {
+            profile: after,
+            threads,
+            top,
+            summary,
+        })
+    }
+}
+
 /// The generator, running on its own thread until the window (and a tail) is over.
 struct Load {
     handle: Option<thread::JoinHandle<Result<loadgen::Report, loadgen::LoadgenError>>>,
