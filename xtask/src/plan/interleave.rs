@@ -166,6 +166,17 @@ mod tests {
         better: Better::Lower,
     }];
 
+    /// One metric, a 2% threshold, an hour to spend.
+    fn one_hour(names: &[String]) -> Schedule<'_> {
+        Schedule {
+            names,
+            metrics: &METRIC,
+            confirm: None,
+            threshold: 0.02,
+            max_time: Duration::from_secs(3600),
+        }
+    }
+
     fn trial(x: f64) -> Trial {
         Trial::from([("x".to_string(), x)])
     }
@@ -242,23 +253,17 @@ mod tests {
     fn it_stops_as_soon_as_every_case_is_decided() {
         let names = vec!["a".to_string()];
         let runs = Cell::new(0);
-        let (results, stopped) = Schedule {
-            names: &names,
-            metrics: &METRIC,
-            confirm: None,
-            threshold: 0.02,
-            max_time: Duration::from_secs(3600),
-        }
-        .run(
-            &|| Duration::from_secs(runs.get()),
-            &|_| {},
-            &Shutdown::new(),
-            &mut |_, _, order| {
-                runs.set(runs.get() + 1);
-                Ok(vec![(order[0], trial(100.0), trial(150.0))])
-            },
-        )
-        .unwrap();
+        let (results, stopped) = one_hour(&names)
+            .run(
+                &|| Duration::from_secs(runs.get()),
+                &|_| {},
+                &Shutdown::new(),
+                &mut |_, _, order| {
+                    runs.set(runs.get() + 1);
+                    Ok(vec![(order[0], trial(100.0), trial(150.0))])
+                },
+            )
+            .unwrap();
         assert_eq!(runs.get(), MIN_PAIRS as u64);
         assert_eq!(results[0].verdict, Verdict::Regression);
         assert_eq!(stopped, "every case decided");
@@ -269,24 +274,18 @@ mod tests {
         let names = vec!["a".to_string()];
         let shutdown = Shutdown::new();
         let runs = Cell::new(0);
-        let e = Schedule {
-            names: &names,
-            metrics: &METRIC,
-            confirm: None,
-            threshold: 0.02,
-            max_time: Duration::from_secs(3600),
-        }
-        .run(
-            &|| Duration::ZERO,
-            &|_| {},
-            &shutdown,
-            &mut |_, _, order| {
-                runs.set(runs.get() + 1);
-                shutdown.trigger();
-                Ok(vec![(order[0], trial(1.0), trial(1.0))])
-            },
-        )
-        .unwrap_err();
+        let e = one_hour(&names)
+            .run(
+                &|| Duration::ZERO,
+                &|_| {},
+                &shutdown,
+                &mut |_, _, order| {
+                    runs.set(runs.get() + 1);
+                    shutdown.trigger();
+                    Ok(vec![(order[0], trial(1.0), trial(1.0))])
+                },
+            )
+            .unwrap_err();
         assert_eq!(runs.get(), 1);
         assert!(e.to_string().contains("interrupted"));
     }
