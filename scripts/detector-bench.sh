@@ -5,7 +5,7 @@
 # path: VB_SLOWDOWN_ITERS dependent iterations of a volatile add before every command's
 # proc() in call(), read once from the environment. The patched tree lives in a scratch
 # directory (never in this repository). Then it runs compares and counts how often each
-# is flagged (exit code 1):
+# is flagged (exit code 1) and how often it ends inconclusive (exit code 3):
 #   time mode:         A/A (8.1.1 vs 8.1.1), 3% and 5% slowdowns
 #   instructions mode: A/A and a 1% slowdown
 # Usage: scripts/detector-bench.sh [RUNS] [MAX_TIME] [CASE]   (defaults: 10 5m GET/32B/P16)
@@ -59,7 +59,7 @@ PY
 run() {
     local label=$1 iters=$2 candidate=$3 count=$4
     shift 4
-    local flagged=0 times=() slug
+    local flagged=0 open=0 times=() slug
     slug=$(printf '%s' "$label" | tr -c 'a-zA-Z0-9' '_')
     for i in $(seq 1 "$count"); do
         local start code=0 took
@@ -72,21 +72,24 @@ run() {
         case $code in
             0) ;;
             1) flagged=$((flagged + 1)) ;;
+            3) open=$((open + 1)) ;;
             *) echo "$label run $i could not run (exit $code):" >&2; tail -5 "$scratch/$slug-$i.err" >&2; exit 2 ;;
         esac
-        echo "  $label run $i: exit $code, $(grep -m1 -E '\| (regression|no change|unstable|improvement) \|' "$scratch/$slug-$i.txt" | tr -s ' ' | cut -c1-200), $took s" >&2
+        echo "  $label run $i: exit $code, $(grep -m1 -E '\| (regression|no change|inconclusive|improvement) \|' "$scratch/$slug-$i.txt" | tr -s ' ' | cut -c1-200), $took s" >&2
     done
     local median
     median=$(printf '%s\n' "${times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '| %s | %d/%d | %s s |\n' "$label" "$flagged" "$count" "$median"
+    printf '| %s | %d/%d | %d/%d | %s s |\n' "$label" "$flagged" "$count" "$open" "$count" "$median"
 }
 
-echo "| scenario | flagged as regression | median wall time per compare |"
-echo "| -------- | --------------------: | ---------------------------: |"
+echo "| scenario | flagged as regression (exit 1) | inconclusive (exit 3) | median wall time per compare |"
+echo "| -------- | -----------------------------: | --------------------: | ---------------------------: |"
 instr_runs=${INSTR_RUNS:-$runs}
 time_runs=${TIME_RUNS:-$runs}
-run "instructions A/A" 0 8.1.1 "$instr_runs" --mode instructions
-run "instructions 1% (${iters_1i} iterations)" "$iters_1i" "$tree" "$instr_runs" --mode instructions
+if [ "$instr_runs" -gt 0 ]; then
+    run "instructions A/A" 0 8.1.1 "$instr_runs" --mode instructions
+    run "instructions 1% (${iters_1i} iterations)" "$iters_1i" "$tree" "$instr_runs" --mode instructions
+fi
 run "time A/A" 0 8.1.1 "$time_runs"
 run "time 3% (${iters_3} iterations)" "$iters_3" "$tree" "$time_runs"
 run "time 5% (${iters_5} iterations)" "$iters_5" "$tree" "$time_runs"

@@ -1,5 +1,6 @@
 //! The errors that decide an exit code, and the mapping: 0 success, 1 the run failed
-//! (compare: a regression), 2 bad input (compare: could not run), 130 interrupted.
+//! (compare: a regression), 2 bad input (compare: could not run), 3 compare was
+//! inconclusive (no regression found, but not every case decided), 130 interrupted.
 //!
 //! Any layer may return these; only `main` turns them into a process exit code.
 
@@ -12,6 +13,12 @@ pub struct UsageError(pub String);
 #[derive(Debug, thiserror::Error)]
 #[error("{0} regression(s) found")]
 pub struct RegressionFound(pub usize);
+
+/// The comparison found no regression but left cases undecided: exit code 3, so a gate
+/// can tell "no regression" from "could not tell".
+#[derive(Debug, thiserror::Error)]
+#[error("inconclusive: {0} case(s) undecided, no regression found")]
+pub struct Inconclusive(pub usize);
 
 /// The comparison could not run (bad spec, failed build, server failure): exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,7 @@ pub fn outcome(result: &anyhow::Result<()>, interrupted: bool) -> (u8, Option<St
             Some("interrupted; every server was stopped".into()),
         ),
         Err(e) if e.is::<RegressionFound>() => (1, Some(e.to_string())),
+        Err(e) if e.is::<Inconclusive>() => (3, Some(e.to_string())),
         Err(e) => {
             let usage = e
                 .chain()
@@ -59,6 +67,14 @@ mod tests {
         );
         let could_not: anyhow::Result<()> = Err(CouldNotRun(anyhow::anyhow!("no build")).into());
         assert_eq!(outcome(&could_not, false).0, 2);
+        let open: anyhow::Result<()> = Err(Inconclusive(4).into());
+        assert_eq!(
+            outcome(&open, false),
+            (
+                3,
+                Some("inconclusive: 4 case(s) undecided, no regression found".into())
+            )
+        );
         let failed: anyhow::Result<()> = Err(anyhow::anyhow!("server died"));
         assert_eq!(outcome(&failed, false).0, 1);
         assert_eq!(outcome(&failed, true).0, INTERRUPTED);

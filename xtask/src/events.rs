@@ -45,25 +45,29 @@ pub enum Event {
     },
     /// A compare trial (both sides of one case, fresh servers) begins.
     TrialStarted { case: String, trial: usize },
-    /// It ended, giving the case `pairs` pairs so far.
+    /// It ended, giving the case `pairs` pairs so far; `change_pct` is the trial's own
+    /// reading of the primary metric (the median over its pairs), signed as it moved.
     TrialFinished {
         case: String,
         trial: usize,
         pairs: usize,
+        change_pct: Option<f64>,
     },
-    /// A case's verdict after its latest trial (`unstable` until the trials decide),
+    /// A case's verdict at a look (`inconclusive` until a look decides it),
     /// with the primary metric's change in percent.
     CaseVerdict {
         case: String,
         verdict: String,
         change_pct: f64,
+        /// The look (1-based) this verdict is from.
+        look: usize,
     },
     /// Every case's final verdict is in: counts by verdict and why trials stopped.
     Verdicts {
         regressions: usize,
         improvements: usize,
         no_change: usize,
-        unstable: usize,
+        inconclusive: usize,
         stopped: String,
     },
     /// A case begins (1-based `index` of `cases`).

@@ -20,7 +20,8 @@ enum Command {
     /// Run a benchmark suite and write results/<run-id>/.
     Bench(cli::bench::BenchCmd),
     /// Baseline against candidate: interleaved trials, statistics, a verdict.
-    /// Exit 0 no regression, 1 regression, 2 could not run.
+    /// Exit 0 no regression, 1 regression, 2 could not run, 3 inconclusive (no regression,
+    /// some cases undecided).
     Compare(cli::compare::CompareCmd),
     /// Fetch and build Valkey (or find the build in the cache).
     Build(cli::build::BuildCmd),
@@ -41,7 +42,7 @@ enum Command {
 }
 
 /// Exit codes: 0 success, 1 the run failed (compare: a regression), 2 bad input (compare:
-/// could not run), 130 interrupted.
+/// could not run), 3 compare inconclusive, 130 interrupted.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let shutdown = Shutdown::new();

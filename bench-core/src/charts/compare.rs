@@ -30,7 +30,7 @@ fn verdict_color(v: crate::compare::Verdict) -> RGBColor {
         Regression => RGBColor(213, 94, 0),
         Improvement => RGBColor(0, 158, 115),
         NoChange => RGBColor(0, 114, 178),
-        Unstable => RGBColor(120, 120, 120),
+        Inconclusive => RGBColor(120, 120, 120),
     }
 }
 
@@ -102,7 +102,7 @@ impl Draw for Compare {
             Verdict::Regression,
             Verdict::Improvement,
             Verdict::NoChange,
-            Verdict::Unstable,
+            Verdict::Inconclusive,
         ] {
             let c = verdict_color(verdict);
             let mine: Vec<(usize, &CompareRow)> = self

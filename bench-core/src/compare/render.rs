@@ -37,6 +37,51 @@ fn figure(v: f64) -> String {
     }
 }
 
+/// The case's evidence: raw and Holm-adjusted p, at which look and α; "exact" for
+/// counts.
+fn evidence_text(case: &CaseResult) -> String {
+    match &case.evidence {
+        Some(e) => format!(
+            "{} / {} (look {}, α {})",
+            p_text(e.raw_p),
+            p_text(e.adjusted_p),
+            e.look,
+            p_text(e.alpha)
+        ),
+        None if case
+            .metrics
+            .first()
+            .is_some_and(|m| m.comparison.sign_p.is_none()) =>
+        {
+            "exact".into()
+        }
+        None => "-".into(),
+    }
+}
+
+/// A p-value or α with the digits it needs: 0.031, 0.0078, 4.9e-4.
+fn p_text(p: f64) -> String {
+    if p >= 0.01 {
+        format!("{p:.3}")
+    } else if p >= 0.001 {
+        format!("{p:.4}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
+/// The note column: the case's note, and for an undecided case the smallest change its
+/// trials could have detected.
+fn note_text(case: &CaseResult) -> String {
+    let mut parts: Vec<String> = case.note.iter().cloned().collect();
+    if case.verdict == Verdict::Inconclusive
+        && let Some(mde) = case.metrics.first().and_then(|m| m.comparison.mde_pct)
+    {
+        parts.push(format!("MDE {mde:.1}%"));
+    }
+    escape_markdown(&parts.join("; "))
+}
+
 fn ci_text(c: &Comparison) -> String {
     match (c.ci_low, c.ci_high) {
         (Some(_), Some(_)) if c.sign_p.is_none() => "exact count".into(),
@@ -55,6 +100,7 @@ pub fn verdict_table(report: &CompareReport) -> String {
         "change",
         "95% CI",
         "pairs",
+        "p raw / adjusted",
         "verdict",
         "note",
     ];
@@ -72,8 +118,9 @@ pub fn verdict_table(report: &CompareReport) -> String {
                 format!("{:+.2}%", c.change_pct()),
                 ci_text(c),
                 c.pairs.to_string(),
+                evidence_text(case),
                 case.verdict.label().to_string(),
-                escape_markdown(case.note.as_deref().unwrap_or("")),
+                note_text(case),
             ]
         })
         .collect();
@@ -133,16 +180,33 @@ pub fn markdown(report: &CompareReport) -> String {
         )
     };
     let regressions = report.count(Verdict::Regression);
+    let open = report.count(Verdict::Inconclusive);
     let headline = if regressions > 0 {
         format!("**{regressions} regression(s)**")
+    } else if open > 0 {
+        let mde = report
+            .cases
+            .iter()
+            .filter(|c| c.verdict == Verdict::Inconclusive)
+            .filter_map(|c| c.metrics.first().and_then(|m| m.comparison.mde_pct))
+            .fold(f64::NAN, f64::max);
+        let within = if mde.is_finite() {
+            format!("; these trials could detect changes of {mde:.1}% or more")
+        } else {
+            String::new()
+        };
+        format!(
+            "**inconclusive**: no regression found, {open} of {} case(s) undecided{within}",
+            report.cases.len()
+        )
     } else {
         "**no regression**".to_string()
     };
     let mut out = format!(
         "## valkey-bench compare: {headline}\n\n\
          - baseline: {}\n- candidate: {}\n- suite: {}, mode: {}, threshold: {}%\n\
-         - {} case(s): {} regression, {} improvement, {} no change, {} unstable; \
-         {:.0} s, stopped: {}\n\n",
+         - {} case(s): {} regression, {} improvement, {} no change, {} inconclusive; \
+         {:.0} s, stopped: {}\n",
         side(&report.baseline),
         side(&report.candidate),
         escape_markdown(&report.suite),
@@ -152,10 +216,14 @@ pub fn markdown(report: &CompareReport) -> String {
         regressions,
         report.count(Verdict::Improvement),
         report.count(Verdict::NoChange),
-        report.count(Verdict::Unstable),
+        open,
         report.elapsed_secs,
         escape_markdown(&report.stopped),
     );
+    for finding in &report.findings {
+        out.push_str(&format!("- **finding**: {}\n", escape_markdown(finding)));
+    }
+    out.push('\n');
     out.push_str(&verdict_table(report));
     out.push_str("\n### Every metric\n\n");
     out.push_str(&detail_table(report));
@@ -164,9 +232,11 @@ pub fn markdown(report: &CompareReport) -> String {
 }
 
 /// How to read the tables, printed under them.
-pub const METHOD_NOTE: &str = "\nChange is the median of per-pair ratios candidate/baseline. \
-Trials alternate AB/BA on fresh servers; in the perf suite a pair is two adjacent slices of one trial. \
-95% CI: paired bootstrap of the median. A regression needs \
-the CI to exclude 0, the sign test p below 0.05, the change past the threshold, and (time mode) the \
-server's CPU per request to move the same way. No change: the whole CI within ±threshold. \
-Unstable: the trials could not decide. MDE: the smallest change these pairs detect at 80% power.\n";
+pub const METHOD_NOTE: &str = "\nChange is the median of per-trial ratios candidate/baseline (in the perf suite a \
+trial's ratio is the median of its slices; trials alternate AB/BA on fresh servers). 95% CI: the distribution-free \
+interval of the median from order statistics. p raw: the sign test over the trials; adjusted: Holm over every case \
+of the comparison, at the look's share of 5% (looks at fixed trial counts, alpha spent 2/3 at the first, the rest \
+over the later ones), so the whole comparison false-alarms at most 5% of the time. A regression needs the adjusted p \
+within the look's alpha and the change past the threshold. No change: the CI within ±threshold. Inconclusive: \
+neither when the trials stopped; MDE: the smallest change these trials detect at 80% power. Exact counts \
+(instructions mode) are not samples: the change decides alone, and one under the threshold says so.\n";

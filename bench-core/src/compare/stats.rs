@@ -1,7 +1,5 @@
-//! The tests and estimators the verdict uses: mean, SD, MAD, CV, the bootstrap interval,
+//! The tests and estimators the verdict uses: mean, SD, MAD, CV,
 //! the sign test and Mann-Whitney U (methods and references in `compare/mod.rs`).
-
-use super::*;
 
 pub(crate) fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len() as f64
@@ -32,29 +30,6 @@ pub fn cv(x: &[f64]) -> f64 {
     }
     let m = mean(x);
     if m == 0.0 { f64::NAN } else { sd(x) / m }
-}
-
-/// 95% percentile-bootstrap interval of `exp(median(logs))`, resampling pairs.
-pub(crate) fn bootstrap_ci(logs: &[f64]) -> Option<(f64, f64)> {
-    let n = logs.len();
-    if n < 2 {
-        return None;
-    }
-    let mut rng = SmallRng::seed_from_u64(BOOTSTRAP_SEED);
-    let mut resample = vec![0.0; n];
-    let mut medians: Vec<f64> = (0..BOOTSTRAP_RESAMPLES)
-        .map(|_| {
-            for v in resample.iter_mut() {
-                *v = logs[rng.random_range(0..n)];
-            }
-            crate::stats::median(&resample).unwrap_or(f64::NAN)
-        })
-        .collect();
-    medians.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        medians[((q * (medians.len() - 1) as f64).round() as usize).min(medians.len() - 1)]
-    };
-    Some((at(0.025).exp(), at(0.975).exp()))
 }
 
 /// Exact two-sided sign test: zero differences are dropped (Conover's recommendation).

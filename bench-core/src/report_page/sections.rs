@@ -350,14 +350,14 @@ pub(crate) fn compare_section(
     let regressions = c.count(Verdict::Regression);
     blocks.push(Block::Paragraph(format!(
         "{} suite, {} mode, threshold {}%: {} regression(s), {} improvement(s), {} no change, \
-         {} unstable; {} after {:.0} s.",
+         {} inconclusive; {} after {:.0} s.",
         c.suite,
         c.mode,
         c.threshold_pct,
         regressions,
         c.count(Verdict::Improvement),
         c.count(Verdict::NoChange),
-        c.count(Verdict::Unstable),
+        c.count(Verdict::Inconclusive),
         c.stopped,
         c.elapsed_secs
     )));

@@ -1,5 +1,6 @@
 //! `cargo xtask compare`: the flags, resolved into a `compare::Request` (SPECs into builds)
-//! and run. Exit codes: 0 no regression, 1 a regression, 2 the comparison could not run.
+//! and run. Exit codes: 0 no regression, 1 a regression, 2 the comparison could not run,
+//! 3 inconclusive.
 
 use std::cell::RefCell;
 use std::path::PathBuf;

@@ -55,7 +55,7 @@ pub fn compare_cases(
         results.push(CaseResult {
             case: case.name.clone(),
             verdict: comparison.verdict,
-            note: None,
+            note: compare::exact_note(&comparison),
             metrics: vec![MetricResult {
                 metric: "instructions_per_request".into(),
                 label: "instructions/req".into(),
@@ -69,6 +69,7 @@ pub fn compare_cases(
                 baseline,
                 candidate,
             }],
+            evidence: None,
         });
     }
     Ok(results)

@@ -9,7 +9,8 @@
 //! `--flamegraph` profiles cases afterwards (`flamegraphs.rs`).
 //!
 //! The CLI (`cli/compare.rs`) turns flags into a [`Request`]; exit codes come from the
-//! errors `run` returns: 0 no regression, 1 a regression, 2 the comparison could not run.
+//! errors `run` returns: 0 no regression (every case decided), 1 a regression, 2 the
+//! comparison could not run, 3 inconclusive (no regression, some cases undecided).
 
 use std::cell::RefCell;
 use std::path::PathBuf;
@@ -25,7 +26,7 @@ mod instructions;
 pub mod sides;
 mod trials;
 
-use crate::error::{CouldNotRun, RegressionFound, UsageError};
+use crate::error::{CouldNotRun, Inconclusive, RegressionFound, UsageError};
 use crate::events::{Event, Sinks};
 use crate::plan::Side;
 use crate::plan::cases::Selection;
@@ -93,8 +94,9 @@ pub enum Mode {
 }
 
 impl Request {
-    /// Runs the comparison: `Ok` without regressions, `RegressionFound` (exit 1), or
-    /// `CouldNotRun` (exit 2) when it could not decide anything.
+    /// Runs the comparison: `Ok` when every case is decided and none regressed,
+    /// `RegressionFound` (exit 1), `Inconclusive` (exit 3) when no case regressed but some
+    /// are undecided, or `CouldNotRun` (exit 2).
     pub fn run(&self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let compared = self.compare(shutdown);
         if let Err(e) = &compared
@@ -118,6 +120,10 @@ impl Request {
         let regressions = report.count(Verdict::Regression);
         if regressions > 0 {
             return Err(RegressionFound(regressions).into());
+        }
+        let open = report.count(Verdict::Inconclusive);
+        if open > 0 {
+            return Err(Inconclusive(open).into());
         }
         Ok(())
     }
@@ -306,13 +312,14 @@ impl Request {
             candidate: side_info(&self.candidate.spec, &sides.candidate),
             elapsed_secs: started.elapsed().as_secs_f64(),
             stopped,
+            findings: compare::exact_shift(&cases).into_iter().collect(),
             cases,
         };
         self.emit(Event::Verdicts {
             regressions: report.count(Verdict::Regression),
             improvements: report.count(Verdict::Improvement),
             no_change: report.count(Verdict::NoChange),
-            unstable: report.count(Verdict::Unstable),
+            inconclusive: report.count(Verdict::Inconclusive),
             stopped: report.stopped.clone(),
         });
         let markdown = compare::markdown(&report);
@@ -330,11 +337,11 @@ impl Request {
         } else {
             print!("{}", compare::verdict_table(&report));
             println!(
-                "\n{} regression, {} improvement, {} no change, {} unstable ({:.0} s; {})",
+                "\n{} regression, {} improvement, {} no change, {} inconclusive ({:.0} s; {})",
                 report.count(Verdict::Regression),
                 report.count(Verdict::Improvement),
                 report.count(Verdict::NoChange),
-                report.count(Verdict::Unstable),
+                report.count(Verdict::Inconclusive),
                 report.elapsed_secs,
                 report.stopped
             );

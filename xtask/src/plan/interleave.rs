@@ -1,14 +1,19 @@
 //! A comparison's schedule: trials of baseline against candidate, the order rotating AB,
-//! BA, AB, ... per case. First every case gets [`MIN_PAIRS`] trials, cases interleaved so
-//! slow drift spreads over all of them; then the cases still undecided get one more trial
-//! each per round, analyzed after each, until every case is decided or the next round
-//! would overrun `max_time`. The schedule is pure policy: what a trial does is the
-//! caller's `trial` function, and time comes from a `clock`, so the order test below runs
-//! it with a mock executor and a fake clock (as hyperfine tests its scheduler).
+//! BA, AB, ... per case, looked at on the plan of bench-core's `compare::family` (Holm
+//! over all cases, α spent over looks at fixed trial counts). First every case gets the
+//! first look's trials (6 for one case, 11 for 20: as many as a suite-wide call needs),
+//! cases interleaved so slow drift spreads over all of them; after one trial each it says
+//! how long that takes, and warns when it overruns `max_time`. Then look 1. Then, while
+//! cases are open and the next look's trials fit in `max_time`, the open cases get them
+//! (a round at a time, one trial per case) and look k + 1 decides what it can; what is
+//! still open at the end is inconclusive. The schedule is pure policy: what a trial does
+//! is the caller's `trial` function, and time comes from a `clock`, so the order test
+//! below runs it with a mock executor and a fake clock (as hyperfine tests its
+//! scheduler).
 
 use std::time::Duration;
 
-use bench_core::compare::{self, CaseResult, MIN_PAIRS, Metric, Trial, TrialPair};
+use bench_core::compare::{self, ALPHA, CaseResult, Metric, Trial, TrialPair, family};
 use bench_core::shutdown::Shutdown;
 
 use super::Side;
@@ -47,7 +52,6 @@ impl Schedule<'_> {
         let started = clock();
         let mut pairs: Vec<Vec<TrialPair>> = vec![Vec::new(); names.len()];
         let mut trials = vec![0usize; names.len()];
-        let mut results: Vec<Option<CaseResult>> = vec![None; names.len()];
         let mut one_trial = |i: usize, pairs: &mut Vec<TrialPair>, trials: &mut usize| {
             anyhow::ensure!(!shutdown.is_triggered(), "interrupted");
             emit(Event::TrialStarted {
@@ -60,7 +64,15 @@ impl Schedule<'_> {
             } else {
                 [Side::Candidate, Side::Baseline]
             };
-            for (first, baseline, candidate) in trial(i, *trials, order)? {
+            let ran = trial(i, *trials, order)?;
+            let key = self.metrics[0].key;
+            let logs: Vec<f64> = ran
+                .iter()
+                .filter_map(|(_, b, c)| Some((c.get(key)? / b.get(key)?).ln()))
+                .filter(|l| l.is_finite())
+                .collect();
+            let change_pct = bench_core::stats::median(&logs).map(|l| l.exp_m1() * 100.0);
+            for (first, baseline, candidate) in ran {
                 pairs.push(TrialPair {
                     trial: *trials,
                     pair: pairs.len() + 1,
@@ -77,55 +89,104 @@ impl Schedule<'_> {
                 case: names[i].clone(),
                 trial: *trials,
                 pairs: pairs.len(),
+                change_pct,
             });
             anyhow::Ok(())
         };
-        let analyze = |i: usize, pairs: &[TrialPair]| {
-            let result =
-                compare::analyze(&names[i], self.metrics, self.confirm, pairs, self.threshold);
-            emit(Event::CaseVerdict {
-                case: result.case.clone(),
-                verdict: result.verdict.label().into(),
-                change_pct: result
-                    .metrics
-                    .first()
-                    .map_or(0.0, |m| (m.comparison.ratio - 1.0) * 100.0),
-            });
-            result
+        let m = names.len();
+        let analyze_all = |pairs: &[Vec<TrialPair>]| -> Vec<CaseResult> {
+            (0..m)
+                .map(|i| {
+                    compare::analyze(
+                        &names[i],
+                        self.metrics,
+                        self.confirm,
+                        &pairs[i],
+                        self.threshold,
+                    )
+                })
+                .collect()
         };
-        let enough = |t: usize| t >= MIN_PAIRS;
-        while (0..names.len()).any(|i| !enough(trials[i])) {
-            for i in 0..names.len() {
-                if !enough(trials[i]) {
-                    one_trial(i, &mut pairs[i], &mut trials[i])?;
+        // Look k on the open cases: Holm over all m at the look's α (bench-core's
+        // compare::family), a verdict event per case looked at.
+        let look_at =
+            |results: &mut Vec<CaseResult>, fresh: Vec<CaseResult>, open: &[usize], k: usize| {
+                for &i in open {
+                    results[i] = fresh[i].clone();
+                }
+                compare::decide_look(results, open, k, self.threshold);
+                for &i in open {
+                    let r = &results[i];
+                    emit(Event::CaseVerdict {
+                        case: r.case.clone(),
+                        verdict: r.verdict.label().into(),
+                        change_pct: r.metrics.first().map_or(0.0, |m| m.comparison.change_pct()),
+                        look: k,
+                    });
+                }
+            };
+        // The first look: every case's trials for it, cases interleaved so slow drift
+        // spreads over all of them. The estimate of its length comes after one trial each.
+        let first = family::look_trials(1, m, ALPHA);
+        for round in 1..=first {
+            for i in 0..m {
+                one_trial(i, &mut pairs[i], &mut trials[i])?;
+            }
+            if round == 1 && first > 1 {
+                let per_round = clock() - started;
+                let needed = per_round * first as u32;
+                let message = format!(
+                    "the first look needs {first} trials per case ({m} case(s), each call holding for the whole suite): about {}",
+                    humanize(needed)
+                );
+                if needed > self.max_time {
+                    emit(Event::Warning {
+                        message: format!(
+                            "{message}, over --max-time {}; it runs anyway, since nothing can be decided sooner (fewer cases with --cases are faster)",
+                            humanize(self.max_time)
+                        ),
+                    });
+                } else {
+                    emit(Event::Step { message });
                 }
             }
         }
-        for (i, p) in pairs.iter().enumerate() {
-            results[i] = Some(analyze(i, p));
-        }
+        let all: Vec<usize> = (0..m).collect();
+        let mut results = analyze_all(&pairs);
+        let fresh = results.clone();
+        look_at(&mut results, fresh, &all, 1);
         let total_trials: usize = trials.iter().sum();
         let per_trial = (clock() - started) / total_trials.max(1) as u32;
+        let mut look = 1;
         let stopped = loop {
-            let open: Vec<usize> = (0..names.len())
-                .filter(|&i| !results[i].as_ref().is_some_and(|r| r.verdict.is_decided()))
+            let open: Vec<usize> = (0..m)
+                .filter(|&i| !results[i].verdict.is_decided())
                 .collect();
             if open.is_empty() {
                 break "every case decided".to_string();
             }
-            if clock() - started + per_trial * open.len() as u32 > self.max_time {
+            // The next look's trials for every open case, if they fit.
+            let next = family::look_trials(look + 1, m, ALPHA);
+            let rounds = next - family::look_trials(look, m, ALPHA);
+            let needed = per_trial * (rounds * open.len()) as u32;
+            if clock() - started + needed > self.max_time {
                 break format!(
-                    "--max-time {} spent with {} case(s) undecided",
+                    "--max-time {} spent with {} case(s) inconclusive (the next look, at {next} trials, needed about {} more)",
                     humanize(self.max_time),
-                    open.len()
+                    open.len(),
+                    humanize(needed)
                 );
             }
-            for i in open {
-                one_trial(i, &mut pairs[i], &mut trials[i])?;
-                results[i] = Some(analyze(i, &pairs[i]));
+            for _ in 0..rounds {
+                for &i in &open {
+                    one_trial(i, &mut pairs[i], &mut trials[i])?;
+                }
             }
+            look += 1;
+            let fresh = analyze_all(&pairs);
+            look_at(&mut results, fresh, &open, look);
         };
-        Ok((results.into_iter().flatten().collect(), stopped))
+        Ok((results, stopped))
     }
 }
 
@@ -181,11 +242,11 @@ mod tests {
         Trial::from([("x".to_string(), x)])
     }
 
-    /// Case 0 measures the same on both sides every time (decided after the minimum);
+    /// Case 0 measures the same on both sides every time (decided at the first look);
     /// case 1 swings ±40% between trials with the candidate ahead or behind at random
     /// (never decided). Each trial takes one second of the fake clock.
     #[test]
-    fn the_minimum_first_interleaved_then_the_undecided_until_the_time_is_spent() {
+    fn the_first_look_interleaved_then_the_undecided_until_the_time_is_spent() {
         let names = vec!["steady".to_string(), "noisy".to_string()];
         let now = Cell::new(Duration::ZERO);
         let calls = RefCell::new(Vec::new());
@@ -221,8 +282,11 @@ mod tests {
             )
             .unwrap();
         let calls = calls.into_inner();
-        // The minimum: cases alternate, each trial's order rotates AB, BA, ...
-        let first: Vec<(usize, usize, Side)> = (1..=MIN_PAIRS)
+        // Two cases: the first look needs 7 trials each (2 · 0.5⁷ ≤ (2/3 · 5%) / 2), cases
+        // alternating, each trial's order rotating AB, BA, ...
+        let first_look = family::look_trials(1, 2, ALPHA);
+        assert_eq!(first_look, 7);
+        let first: Vec<(usize, usize, Side)> = (1..=first_look)
             .flat_map(|n| {
                 let side = if n % 2 == 1 {
                     Side::Baseline
@@ -232,14 +296,21 @@ mod tests {
                 [(0, n, side), (1, n, side)]
             })
             .collect();
-        assert_eq!(calls[..2 * MIN_PAIRS], first[..]);
-        // Then only the undecided case, one second per trial, until 20 s would pass.
-        assert!(calls[2 * MIN_PAIRS..].iter().all(|c| c.0 == 1), "{calls:?}");
-        assert_eq!(calls.len(), 20, "{calls:?}");
+        assert_eq!(calls[..14], first[..]);
+        // Then only the undecided case: 3 more trials to the second look (at 10), 17 s;
+        // the third (at 14) would end at 21 s, past 20.
+        assert!(calls[14..].iter().all(|c| c.0 == 1), "{calls:?}");
+        assert_eq!(calls.len(), 17, "{calls:?}");
         assert_eq!(results[0].verdict, Verdict::NoChange);
-        assert_eq!(results[1].verdict, Verdict::Unstable);
-        assert_eq!(results[1].trials.len(), 20 - MIN_PAIRS);
-        assert!(stopped.contains("--max-time 20s"), "{stopped}");
+        assert_eq!(results[1].verdict, Verdict::Inconclusive);
+        assert_eq!(results[1].trials.len(), 10);
+        let evidence = results[1].evidence.as_ref().unwrap();
+        assert_eq!((evidence.look, evidence.family), (2, 2));
+        assert_eq!(results[0].evidence.as_ref().unwrap().look, 1);
+        assert!(
+            stopped.contains("--max-time 20s") && stopped.contains("at 14 trials"),
+            "{stopped}"
+        );
         // Every trial is announced before it runs and after it ends.
         let events = events.into_inner();
         let started = events
@@ -247,6 +318,15 @@ mod tests {
             .filter(|e| matches!(e, Event::TrialStarted { .. }))
             .count();
         assert_eq!(started, calls.len());
+        // The first look's length is said after one trial of each case: 2 s × 7.
+        assert!(events.iter().any(|e| matches!(e, Event::Step { message }
+            if message.starts_with("the first look needs 7 trials per case") && message.ends_with("about 14s"))), "{events:?}");
+        // A verdict per case at look 1, then one for the open case at look 2.
+        let verdicts = events
+            .iter()
+            .filter(|e| matches!(e, Event::CaseVerdict { .. }))
+            .count();
+        assert_eq!(verdicts, 3);
     }
 
     #[test]
@@ -264,7 +344,7 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(runs.get(), MIN_PAIRS as u64);
+        assert_eq!(runs.get(), compare::MIN_PAIRS as u64);
         assert_eq!(results[0].verdict, Verdict::Regression);
         assert_eq!(stopped, "every case decided");
     }

@@ -162,12 +162,35 @@ impl Sink for Terminal {
                     bar.set_message(case.clone());
                 }
             }
-            Event::TrialFinished { .. } => {
+            Event::TrialFinished {
+                case,
+                trial,
+                change_pct,
+                ..
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
                 }
+                if !self.interactive {
+                    let change = change_pct.map_or("-".into(), |c| format!("{c:+.2}%"));
+                    eprintln!("{case} trial {trial}: {change}");
+                }
             }
-            Event::CaseVerdict { .. } => {}
+            Event::CaseVerdict {
+                case,
+                verdict,
+                change_pct,
+                look,
+            } => {
+                let text = format!("{case}: {verdict} ({change_pct:+.2}%) at look {look}");
+                if self.interactive {
+                    if let Some(bar) = &self.bar {
+                        bar.set_message(text);
+                    }
+                } else {
+                    eprintln!("{text}");
+                }
+            }
             Event::Step { message } => self.line(message),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
             Event::Verdicts { .. } => {
