@@ -153,6 +153,22 @@ impl Malloc {
     }
 }
 
+/// For people: `jemalloc, no TLS, Valkey's CFLAGS` or `libc malloc, TLS, CFLAGS +"-O3"`.
+impl std::fmt::Display for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.malloc {
+            Malloc::Jemalloc => write!(f, "jemalloc")?,
+            Malloc::Libc => write!(f, "libc malloc")?,
+        }
+        write!(f, ", {}", if self.tls { "TLS" } else { "no TLS" })?;
+        if self.cflags.is_empty() {
+            write!(f, ", Valkey's CFLAGS")
+        } else {
+            write!(f, ", CFLAGS +{:?}", self.cflags)
+        }
+    }
+}
+
 impl Default for BuildOptions {
     fn default() -> BuildOptions {
         BuildOptions {
@@ -385,6 +401,23 @@ impl<P: Serialize, M: Serialize> Record<P, M> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn build_options_read_as_words() {
+        assert_eq!(
+            BuildOptions::default().to_string(),
+            "jemalloc, no TLS, Valkey's CFLAGS"
+        );
+        let custom = BuildOptions {
+            tls: true,
+            malloc: Malloc::Libc,
+            cflags: "-O3 -march=native".into(),
+        };
+        assert_eq!(
+            custom.to_string(),
+            "libc malloc, TLS, CFLAGS +\"-O3 -march=native\""
+        );
+    }
 
     pub(crate) fn sample() -> ResultRecord {
         ResultRecord {

@@ -225,6 +225,13 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
     let summary = fs::read_to_string(out_dir.join("summary.md")).unwrap();
     assert!(summary.contains("| GET/64B/P8/c10/io1 "), "{summary}");
     assert!(!summary.contains("incomplete"));
+    // The build and the host read as words, not as Rust's debug output.
+    assert!(
+        summary.contains("jemalloc, no TLS, Valkey's CFLAGS"),
+        "{summary}"
+    );
+    assert!(summary.contains(" GiB, kernel "), "{summary}");
+    assert!(!summary.contains("BuildOptions"), "{summary}");
 }
 
 fn chrono_like(ts: &str) -> bool {

@@ -148,7 +148,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .context("a file path has a parent directory")?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // 0666 less the umask, like any file the user creates (tempfile's default is 0600).
+    let mut tmp = tempfile::Builder::new()
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path)
@@ -169,6 +172,19 @@ pub fn run_id(suite: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn written_files_follow_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        File::create(&plain).unwrap();
+        let written = dir.path().join("report.md");
+        write_atomically(&written, b"x").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // Under the usual umask 022 that is 0644, not tempfile's private 0600.
+        assert_eq!(mode(&written), mode(&plain), "as a file the user creates");
+    }
     use bench_core::result::{ResultRecord, SCHEMA_VERSION};
 
     fn record(case: &str) -> ResultRecord {

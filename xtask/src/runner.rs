@@ -415,13 +415,17 @@ fn summary_header(
         run_id: run_id.to_string(),
         suite: suite.into(),
         valkey: format!(
-            "{} ({}, {:?})",
+            "{} ({}; {})",
             binaries.version, binaries.source_id, binaries.build
         ),
         engine: engine.into(),
         host: format!(
-            "{} ({} CPUs, {}, kernel {})",
-            host.hostname, host.cpus, host.model, host.kernel
+            "{} ({} CPUs, {}, {:.1} GiB, kernel {})",
+            host.hostname,
+            host.cpus,
+            host.model,
+            host.memory_bytes as f64 / (1u64 << 30) as f64,
+            host.kernel
         ),
         incomplete,
     }

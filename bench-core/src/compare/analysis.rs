@@ -120,9 +120,13 @@ pub fn decide_look(cases: &mut [CaseResult], open: &[usize], look: usize, thresh
 /// unchanged count or a sampled comparison.
 pub fn exact_note(c: &Comparison) -> Option<String> {
     let exact = c.sign_p.is_none() && c.pairs == 1;
-    (exact && c.verdict == Verdict::NoChange && c.ratio != 1.0)
+    (exact && c.verdict == Verdict::NoChange && c.change_pct().abs() >= EXACT_FLOOR_PCT)
         .then(|| format!("below threshold ({:+.2}%, exact)", c.change_pct()))
 }
+
+/// Exact counts that differ by less than this (percent) are the same count: with the hash
+/// seed pinned, processes of one build agree to 0.0003%, and the table shows two decimals.
+pub const EXACT_FLOOR_PCT: f64 = 0.01;
 
 /// Exact counts that moved one way across cases: a finding of its own even when every
 /// case is under the threshold (a small cost added on a path every command takes). Reported
@@ -134,7 +138,7 @@ pub fn exact_shift(cases: &[CaseResult]) -> Option<String> {
         .filter_map(|c| c.metrics.first())
         .filter(|m| m.comparison.sign_p.is_none())
         .map(|m| m.comparison.change_pct())
-        .filter(|c| c.is_finite() && *c != 0.0)
+        .filter(|c| c.is_finite() && c.abs() >= EXACT_FLOOR_PCT)
         .collect();
     if changes.len() < 5 {
         return None;
@@ -186,5 +190,75 @@ pub struct CompareReport {
 impl CompareReport {
     pub fn count(&self, verdict: Verdict) -> usize {
         self.cases.iter().filter(|c| c.verdict == verdict).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact_case(name: &str, baseline: f64, candidate: f64) -> CaseResult {
+        let comparison = compare_exact(baseline, candidate, Better::Lower, 0.005);
+        CaseResult {
+            case: name.into(),
+            verdict: comparison.verdict,
+            note: exact_note(&comparison),
+            metrics: vec![MetricResult {
+                metric: "instructions_per_request".into(),
+                label: "instructions/req".into(),
+                better: Better::Lower,
+                comparison,
+            }],
+            trials: Vec::new(),
+            evidence: None,
+        }
+    }
+
+    #[test]
+    fn an_exact_count_under_the_threshold_says_how_far_it_moved() {
+        let moved = exact_case("GET", 4000.0, 4015.2);
+        assert_eq!(moved.verdict, Verdict::NoChange);
+        assert_eq!(
+            moved.note.as_deref(),
+            Some("below threshold (+0.38%, exact)")
+        );
+        // The same count (to the processes' agreement) has no note.
+        assert_eq!(exact_case("GET", 4033.35, 4033.31).note, None);
+        // Past the threshold it is a regression, and the verdict says it.
+        let regressed = exact_case("GET", 4000.0, 4040.0);
+        assert_eq!(regressed.verdict, Verdict::Regression);
+        assert_eq!(regressed.note, None);
+    }
+
+    #[test]
+    fn a_shift_across_cases_is_a_finding() {
+        // 8 cases, 7 up by 0.1–0.4%, one down: sign test p = 2 · 9/256 = 0.07: no finding.
+        let mut cases: Vec<CaseResult> = (0..7)
+            .map(|i| {
+                exact_case(
+                    &format!("c{i}"),
+                    4000.0,
+                    4000.0 * (1.001 + 0.0005 * i as f64),
+                )
+            })
+            .collect();
+        cases.push(exact_case("down", 4000.0, 3996.0));
+        assert_eq!(exact_shift(&cases), None);
+        // Two more up: 9 of 10, p = 2 · 11/1024 = 0.021.
+        for i in 0..2 {
+            cases.push(exact_case(&format!("d{i}"), 4000.0, 4008.0));
+        }
+        let finding = exact_shift(&cases).unwrap();
+        assert!(
+            finding.starts_with("a consistent shift: 9 of 10 cases moved up"),
+            "{finding}"
+        );
+        // Counts that agree to the processes' precision are not a direction.
+        let same: Vec<CaseResult> = (0..10)
+            .map(|i| exact_case(&format!("s{i}"), 4033.35, 4033.36))
+            .collect();
+        assert_eq!(exact_shift(&same), None);
+        // Sampled comparisons never count.
+        assert_eq!(exact_shift(&[]), None);
     }
 }
