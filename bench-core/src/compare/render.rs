@@ -235,8 +235,8 @@ pub fn markdown(report: &CompareReport) -> String {
 pub const METHOD_NOTE: &str = "\nChange is the median of per-trial ratios candidate/baseline (in the perf suite a \
 trial's ratio is the median of its slices; trials alternate AB/BA on fresh servers). 95% CI: the distribution-free \
 interval of the median from order statistics. p raw: the sign test over the trials; adjusted: Holm over every case \
-of the comparison, at the look's share of 5% (looks at fixed trial counts, alpha spent 2/3 at the first, the rest \
-over the later ones), so the whole comparison false-alarms at most 5% of the time. A regression needs the adjusted p \
+of the comparison, at the look's share of 5% (at most 8 looks at fixed trial counts, a third of alpha at the first, \
+2/21 at each later one), so the whole comparison false-alarms at most 5% of the time. A regression needs the adjusted p \
 within the look's alpha and the change past the threshold. No change: the CI within ±threshold. Inconclusive: \
 neither when the trials stopped; MDE: the smallest change these trials detect at 80% power. Exact counts \
 (instructions mode) are not samples: the change decides alone, and one under the threshold says so.\n";

@@ -165,6 +165,13 @@ impl Schedule<'_> {
             if open.is_empty() {
                 break "every case decided".to_string();
             }
+            if look == family::MAX_LOOKS {
+                break format!(
+                    "the last planned look ({look}, at {} trials) left {} case(s) inconclusive",
+                    family::look_trials(look, m, ALPHA),
+                    open.len()
+                );
+            }
             // The next look's trials for every open case, if they fit.
             let next = family::look_trials(look + 1, m, ALPHA);
             let rounds = next - family::look_trials(look, m, ALPHA);
@@ -282,10 +289,10 @@ mod tests {
             )
             .unwrap();
         let calls = calls.into_inner();
-        // Two cases: the first look needs 7 trials each (2 · 0.5⁷ ≤ (2/3 · 5%) / 2), cases
+        // Two cases: the first look needs 8 trials each (2 · 0.5⁸ ≤ (5% / 3) / 2), cases
         // alternating, each trial's order rotating AB, BA, ...
         let first_look = family::look_trials(1, 2, ALPHA);
-        assert_eq!(first_look, 7);
+        assert_eq!(first_look, 8);
         let first: Vec<(usize, usize, Side)> = (1..=first_look)
             .flat_map(|n| {
                 let side = if n % 2 == 1 {
@@ -296,19 +303,19 @@ mod tests {
                 [(0, n, side), (1, n, side)]
             })
             .collect();
-        assert_eq!(calls[..14], first[..]);
-        // Then only the undecided case: 3 more trials to the second look (at 10), 17 s;
-        // the third (at 14) would end at 21 s, past 20.
-        assert!(calls[14..].iter().all(|c| c.0 == 1), "{calls:?}");
-        assert_eq!(calls.len(), 17, "{calls:?}");
+        assert_eq!(calls[..16], first[..]);
+        // Then only the undecided case: 3 more trials to the second look (at 11), 19 s;
+        // the third (at 15) would end at 23 s, past 20.
+        assert!(calls[16..].iter().all(|c| c.0 == 1), "{calls:?}");
+        assert_eq!(calls.len(), 19, "{calls:?}");
         assert_eq!(results[0].verdict, Verdict::NoChange);
         assert_eq!(results[1].verdict, Verdict::Inconclusive);
-        assert_eq!(results[1].trials.len(), 10);
+        assert_eq!(results[1].trials.len(), 11);
         let evidence = results[1].evidence.as_ref().unwrap();
         assert_eq!((evidence.look, evidence.family), (2, 2));
         assert_eq!(results[0].evidence.as_ref().unwrap().look, 1);
         assert!(
-            stopped.contains("--max-time 20s") && stopped.contains("at 14 trials"),
+            stopped.contains("--max-time 20s") && stopped.contains("at 15 trials"),
             "{stopped}"
         );
         // Every trial is announced before it runs and after it ends.
@@ -318,9 +325,9 @@ mod tests {
             .filter(|e| matches!(e, Event::TrialStarted { .. }))
             .count();
         assert_eq!(started, calls.len());
-        // The first look's length is said after one trial of each case: 2 s × 7.
+        // The first look's length is said after one trial of each case: 2 s × 8.
         assert!(events.iter().any(|e| matches!(e, Event::Step { message }
-            if message.starts_with("the first look needs 7 trials per case") && message.ends_with("about 14s"))), "{events:?}");
+            if message.starts_with("the first look needs 8 trials per case") && message.ends_with("about 16s"))), "{events:?}");
         // A verdict per case at look 1, then one for the open case at look 2.
         let verdicts = events
             .iter()
@@ -344,7 +351,7 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(runs.get(), compare::MIN_PAIRS as u64);
+        assert_eq!(runs.get(), family::look_trials(1, 1, ALPHA) as u64);
         assert_eq!(results[0].verdict, Verdict::Regression);
         assert_eq!(stopped, "every case decided");
     }
