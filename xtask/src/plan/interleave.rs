@@ -94,37 +94,23 @@ impl Schedule<'_> {
             anyhow::Ok(())
         };
         let m = names.len();
-        let analyze_all = |pairs: &[Vec<TrialPair>]| -> Vec<CaseResult> {
-            (0..m)
-                .map(|i| {
-                    compare::analyze(
-                        &names[i],
-                        self.metrics,
-                        self.confirm,
-                        &pairs[i],
-                        self.threshold,
-                    )
-                })
-                .collect()
+        let analyze = |i: usize, pairs: &[TrialPair]| {
+            compare::analyze(&names[i], self.metrics, self.confirm, pairs, self.threshold)
         };
-        // Look k on the open cases: Holm over all m at the look's α (bench-core's
-        // compare::family), a verdict event per case looked at.
-        let look_at =
-            |results: &mut Vec<CaseResult>, fresh: Vec<CaseResult>, open: &[usize], k: usize| {
-                for &i in open {
-                    results[i] = fresh[i].clone();
-                }
-                compare::decide_look(results, open, k, self.threshold);
-                for &i in open {
-                    let r = &results[i];
-                    emit(Event::CaseVerdict {
-                        case: r.case.clone(),
-                        verdict: r.verdict.label().into(),
-                        change_pct: r.metrics.first().map_or(0.0, |m| m.comparison.change_pct()),
-                        look: k,
-                    });
-                }
-            };
+        // Look k on the open cases (analyzed on their trials so far): Holm over all m at the
+        // look's α (bench-core's compare::family), a verdict event per case.
+        let look_at = |results: &mut Vec<CaseResult>, open: &[usize], k: usize| {
+            compare::decide_look(results, open, k, self.threshold);
+            for &i in open {
+                let r = &results[i];
+                emit(Event::CaseVerdict {
+                    case: r.case.clone(),
+                    verdict: r.verdict.label().into(),
+                    change_pct: r.metrics.first().map_or(0.0, |m| m.comparison.change_pct()),
+                    look: k,
+                });
+            }
+        };
         // The first look: every case's trials for it, cases interleaved so slow drift
         // spreads over all of them. The estimate of its length comes after one trial each.
         let first = family::look_trials(1, m, ALPHA);
@@ -152,9 +138,8 @@ impl Schedule<'_> {
             }
         }
         let all: Vec<usize> = (0..m).collect();
-        let mut results = analyze_all(&pairs);
-        let fresh = results.clone();
-        look_at(&mut results, fresh, &all, 1);
+        let mut results: Vec<CaseResult> = (0..m).map(|i| analyze(i, &pairs[i])).collect();
+        look_at(&mut results, &all, 1);
         let total_trials: usize = trials.iter().sum();
         let per_trial = (clock() - started) / total_trials.max(1) as u32;
         let mut look = 1;
@@ -190,8 +175,10 @@ impl Schedule<'_> {
                 }
             }
             look += 1;
-            let fresh = analyze_all(&pairs);
-            look_at(&mut results, fresh, &open, look);
+            for &i in &open {
+                results[i] = analyze(i, &pairs[i]);
+            }
+            look_at(&mut results, &open, look);
         };
         Ok((results, stopped))
     }
