@@ -87,7 +87,7 @@ impl Target {
 }
 
 /// A load generator. The perf suite calls it once per warmup and once per repetition.
-pub trait Engine {
+pub trait Engine: Sync {
     /// Stable name written into result records.
     fn name(&self) -> &'static str;
     /// The engine's own version, written into result records.

@@ -16,10 +16,37 @@ pub struct CaseSummary {
     pub ops_per_sec: f64,
     /// (max − min) / median of ops/s, percent; see [`stats::range_pct`].
     pub ops_range_pct: Option<f64>,
-    /// Median over repetitions of each repetition's p50, microseconds.
+    /// Latency percentiles, microseconds: of every measured request (the repetitions'
+    /// histograms merged, as the charts draw them) where every repetition has a
+    /// histogram; else the median over repetitions of each one's figure (max: the largest).
     pub p50_us: Option<f64>,
-    /// Median over repetitions of each repetition's p99, microseconds.
+    pub p90_us: Option<f64>,
     pub p99_us: Option<f64>,
+    pub p99_9_us: Option<f64>,
+    pub max_us: Option<f64>,
+    /// Whether the percentiles come from the merged histogram.
+    pub merged_histogram: bool,
+    /// Requests answered with an error, over the repetitions (`None` where the engine
+    /// reports no per-second series).
+    pub errors: Option<u64>,
+    /// Medians over repetitions, µs per request: the server's CPU, the client's CPU, and
+    /// the command's own cost (`INFO commandstats` usec_per_call).
+    pub server_cpu_us: Option<f64>,
+    pub client_cpu_us: Option<f64>,
+    pub usec_per_call: Option<f64>,
+}
+
+/// The repetitions' histograms merged, if every one has a histogram that decodes.
+fn merged(reps: &[&ResultRecord]) -> Option<hdrhistogram::Histogram<u64>> {
+    let mut merged: Option<hdrhistogram::Histogram<u64>> = None;
+    for r in reps {
+        let h = crate::loadgen::stats::decode_histogram(r.metrics.histogram.as_deref()?).ok()?;
+        match &mut merged {
+            Some(m) => m.add(&h).ok()?,
+            None => merged = Some(h),
+        }
+    }
+    merged.filter(|h| !h.is_empty())
 }
 
 /// Groups records by case, in the order cases first appear.
@@ -39,13 +66,41 @@ pub fn summarize(records: &[ResultRecord]) -> Vec<CaseSummary> {
                 let values: Vec<f64> = reps.iter().filter_map(|r| get(r)).collect();
                 stats::median(&values)
             };
+            let histogram = merged(&reps);
+            let at = |q: f64| histogram.as_ref().map(|h| h.value_at_quantile(q) as f64);
+            let (p50_us, p90_us, p99_us, p99_9_us, max_us) = match &histogram {
+                Some(h) => (at(0.5), at(0.9), at(0.99), at(0.999), Some(h.max() as f64)),
+                None => (
+                    median_of(|r| r.metrics.latency.p50_us),
+                    median_of(|r| r.metrics.latency.p90_us),
+                    median_of(|r| r.metrics.latency.p99_us),
+                    median_of(|r| r.metrics.latency.p99_9_us),
+                    reps.iter()
+                        .filter_map(|r| r.metrics.latency.max_us)
+                        .reduce(f64::max),
+                ),
+            };
+            let with_series = reps.iter().any(|r| !r.metrics.series.is_empty());
             CaseSummary {
                 case: case.to_string(),
                 repetitions: reps.len(),
                 ops_per_sec: stats::median(&ops).unwrap_or(0.0),
                 ops_range_pct: stats::range_pct(&ops),
-                p50_us: median_of(|r| r.metrics.latency.p50_us),
-                p99_us: median_of(|r| r.metrics.latency.p99_us),
+                p50_us,
+                p90_us,
+                p99_us,
+                p99_9_us,
+                max_us,
+                merged_histogram: histogram.is_some(),
+                errors: with_series.then(|| {
+                    reps.iter()
+                        .flat_map(|r| &r.metrics.series)
+                        .map(|s| s.errors)
+                        .sum()
+                }),
+                server_cpu_us: median_of(|r| r.metrics.server_cpu_us_per_request),
+                client_cpu_us: median_of(|r| r.metrics.client_cpu_us_per_request),
+                usec_per_call: median_of(|r| r.metrics.usec_per_call),
             }
         })
         .collect()
@@ -58,9 +113,17 @@ pub fn markdown_table(summaries: &[CaseSummary]) -> String {
         "ops/s (median)",
         "range",
         "p50 µs",
+        "p90 µs",
         "p99 µs",
+        "p99.9 µs",
+        "max µs",
+        "errors",
+        "server µs/req",
+        "usec/call",
         "reps",
     ];
+    let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    let small = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     let rows: Vec<Vec<String>> = summaries
         .iter()
         .map(|s| {
@@ -68,8 +131,14 @@ pub fn markdown_table(summaries: &[CaseSummary]) -> String {
                 s.case.clone(),
                 group_thousands(s.ops_per_sec),
                 s.ops_range_pct.map_or("-".into(), |p| format!("{p:.1}%")),
-                s.p50_us.map_or("-".into(), |v| format!("{v:.0}")),
-                s.p99_us.map_or("-".into(), |v| format!("{v:.0}")),
+                us(s.p50_us),
+                us(s.p90_us),
+                us(s.p99_us),
+                us(s.p99_9_us),
+                us(s.max_us),
+                s.errors.map_or("-".into(), |e| e.to_string()),
+                small(s.server_cpu_us),
+                small(s.usec_per_call),
                 s.repetitions.to_string(),
             ]
         })
@@ -87,11 +156,19 @@ pub struct SummaryHeader {
     pub host: String,
     /// Set when the run did not finish; says why.
     pub incomplete: Option<String>,
+    /// What makes the run weak, each with what to do instead (`report_page::weak_run`).
+    pub warnings: Vec<String>,
+    /// The command line that started the run.
+    pub command: Option<String>,
 }
 
 /// What the perf table's columns mean.
 pub const PERF_NOTE: &str = "ops/s is the median over repetitions (fresh server each); range is (max − min) / \
-     median of ops/s; p50 and p99 are medians of each repetition's percentile.";
+     median of ops/s. Latency percentiles are of every measured request, the repetitions' histograms merged (the \
+     charts draw the same histograms); where the engine records no histogram (valkey-benchmark) they are medians of \
+     each repetition's figure, and max the largest. errors: requests answered with an error. server µs/req: the \
+     server's CPU time (user + system) over the measured run / requests, median over repetitions; usec/call: the \
+     command's own cost from INFO commandstats, without I/O.";
 
 /// What the mem table's columns mean.
 pub const MEM_NOTE: &str = "bytes/item is the data's memory (used_memory − mem_clients_normal) after − before, / \
@@ -112,8 +189,17 @@ pub fn summary_with_table(header: &SummaryHeader, note: &str, table: &str) -> St
     let _ = writeln!(out, "- valkey: {}", header.valkey);
     let _ = writeln!(out, "- engine: {}", header.engine);
     let _ = writeln!(out, "- host: {}", header.host);
+    if let Some(command) = &header.command {
+        let _ = writeln!(out, "- reproduce: `{}`", command.replace('`', "'"));
+    }
     if let Some(why) = &header.incomplete {
         let _ = writeln!(out, "- **incomplete**: {why}");
+    }
+    if !header.warnings.is_empty() {
+        out.push_str("\n## Read this first\n\n");
+        for w in &header.warnings {
+            let _ = writeln!(out, "- {w}");
+        }
     }
     let _ = write!(out, "\n{note}\n\n");
     out.push_str(table);
@@ -332,16 +418,50 @@ mod tests {
     }
 
     #[test]
+    fn latency_comes_from_the_merged_histogram_when_every_repetition_has_one() {
+        // Repetition 1: 990 requests at 100 µs, 10 at 5,000; repetition 2: 1000 at 200 µs.
+        // Merged, p99 is 200 (the 1,980th of 2,000) and p99.9 is 5,000; the median of the
+        // repetitions' own p99s would say 150 and hide the tail.
+        let histogram = |values: &[(u64, u64)]| {
+            let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+            for &(v, n) in values {
+                h.record_n(v, n).unwrap();
+            }
+            crate::loadgen::stats::encode_histogram(&h)
+        };
+        let mut a = record("X", 100.0, 100.0);
+        a.metrics.histogram = Some(histogram(&[(100, 990), (5000, 10)]));
+        a.metrics.latency.p99_us = Some(100.0);
+        let mut b = record("X", 100.0, 200.0);
+        b.metrics.histogram = Some(histogram(&[(200, 1000)]));
+        b.metrics.latency.p99_us = Some(200.0);
+        let s = &summarize(&[a.clone(), b.clone()])[0];
+        assert!(s.merged_histogram);
+        assert_eq!(s.p99_us, Some(200.0));
+        assert!(
+            (s.p99_9_us.unwrap() - 5000.0).abs() <= 5.0,
+            "{:?}",
+            s.p99_9_us
+        );
+        assert!((s.max_us.unwrap() - 5000.0).abs() <= 5.0);
+        // One repetition without a histogram: medians of the repetitions' figures.
+        b.metrics.histogram = None;
+        let s = &summarize(&[a, b])[0];
+        assert!(!s.merged_histogram);
+        assert_eq!(s.p99_us, Some(150.0));
+    }
+
+    #[test]
     fn table_is_aligned_markdown() {
         let table = markdown_table(&summarize(&[
             record("GET/32B/P1/c50/io1", 81234.4, 287.0),
             record("PING/P16/c50/io1", 1234567.0, 700.0),
         ]));
         let expected = "\
-| case               | ops/s (median) | range | p50 µs | p99 µs | reps |
-| ------------------ | -------------: | ----: | -----: | -----: | ---: |
-| GET/32B/P1/c50/io1 |         81,234 |  0.0% |    287 |      - |    1 |
-| PING/P16/c50/io1   |      1,234,567 |  0.0% |    700 |      - |    1 |
+| case               | ops/s (median) | range | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | server µs/req | usec/call | reps |
+| ------------------ | -------------: | ----: | -----: | -----: | -----: | -------: | -----: | -----: | ------------: | --------: | ---: |
+| GET/32B/P1/c50/io1 |         81,234 |  0.0% |    287 |      - |      - |        - |   2000 |      - |          3.50 |      0.80 |    1 |
+| PING/P16/c50/io1   |      1,234,567 |  0.0% |    700 |      - |      - |        - |   2000 |      - |          3.50 |      0.80 |    1 |
 ";
         assert_eq!(table, expected);
     }

@@ -42,6 +42,9 @@ pub struct Options {
     pub ready_timeout: Duration,
     /// Serve the server's `/dev/urandom` from this file (see [`process::fix_urandom`]).
     pub fixed_urandom: Option<PathBuf>,
+    /// Environment variables the server starts with (callgrind's counts: jemalloc's
+    /// options).
+    pub env: Vec<(String, String)>,
     /// Where instance directories are made. Default [`scratch_root`].
     pub scratch: PathBuf,
 }
@@ -141,6 +144,7 @@ impl Default for Options {
             wrapper: Vec::new(),
             ready_timeout: READY_TIMEOUT,
             fixed_urandom: None,
+            env: Vec::new(),
             scratch: scratch_root(),
         }
     }
@@ -255,6 +259,7 @@ fn start_one(
         }
         None => process::command(server),
     };
+    cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
     cmd.current_dir(dir.path())
         .args(["--port", &port.to_string()])
         .args(["--bind", "127.0.0.1"])

@@ -91,6 +91,7 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
             .with_context(|| format!("{}: not a compare report", compare_file.display()))?;
         runs.push(Run {
             run_id: name.clone(),
+            command: read_command(dir),
             compare: Some(compare),
             flamegraphs: read_flamegraphs(&dir.join("flamegraphs"))?,
             ..Run::default()
@@ -104,7 +105,8 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
         }
         return Ok(runs);
     }
-    let run = read_records(dir, &name)?;
+    let mut run = read_records(dir, &name)?;
+    run.command = read_command(dir);
     if run.perf.is_empty() && run.mem.is_empty() && run.sync.is_empty() {
         bail!(crate::error::UsageError(format!(
             "{}: no results.jsonl with records (and no compare.json)",
@@ -113,6 +115,14 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
     }
     runs.push(run);
     Ok(runs)
+}
+
+/// The command line in a run's `run.json` (runs written before it existed have none; a
+/// file that does not parse is ignored the same way: the report is still worth having).
+fn read_command(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("run.json")).ok()?;
+    let manifest: crate::rundir::Manifest = serde_json::from_str(&text).ok()?;
+    Some(manifest.command)
 }
 
 /// `compare --flamegraph`'s index and each case's movers table; none without an index.

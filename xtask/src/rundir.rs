@@ -119,6 +119,47 @@ fn cut_torn_tail(file: &mut File) -> std::io::Result<()> {
 }
 
 /// Now, as records write it: RFC 3339, UTC, milliseconds.
+/// `run.json`: how the run was started, for the report's "reproduce" line.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// The command line, as a user would type it (`cargo xtask bench --quick`).
+    pub command: String,
+    /// When the run started, RFC 3339 UTC.
+    pub started: String,
+}
+
+/// This process's command line as the user typed it: `cargo xtask` for the binary, each
+/// argument quoted for a POSIX shell where it needs it.
+pub fn command_line() -> String {
+    let mut words = vec!["cargo".to_string(), "xtask".to_string()];
+    words.extend(std::env::args().skip(1).map(|a| shell_quote(&a)));
+    words.join(" ")
+}
+
+/// `a` as one word of a POSIX shell command.
+pub fn shell_quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', "'\\''"))
+    }
+}
+
+/// Writes `run.json` into `dir`.
+pub fn write_manifest(dir: &Path) -> anyhow::Result<()> {
+    let manifest = Manifest {
+        command: command_line(),
+        started: timestamp(),
+    };
+    write_atomically(
+        &dir.join("run.json"),
+        serde_json::to_string_pretty(&manifest)?.as_bytes(),
+    )
+}
+
 pub fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
@@ -172,6 +213,16 @@ pub fn run_id(suite: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_only_where_needed() {
+        assert_eq!(shell_quote("--quick"), "--quick");
+        assert_eq!(shell_quote("GET/32B/P16,SET"), "GET/32B/P16,SET");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(x)"), "'$(x)'");
+    }
 
     #[test]
     fn written_files_follow_the_umask() {

@@ -95,6 +95,7 @@ impl Run {
             .clone()
             .unwrap_or_else(|| project::root().join("results").join(&run_id));
         let run_dir = RunDir::create(&out)?;
+        crate::rundir::write_manifest(&out)?;
         let host = host::info();
         let ctx = CaseContext {
             run_id: &run_id,
@@ -157,7 +158,7 @@ impl Run {
         }
         let records: Vec<bench_core::result::ResultRecord> = run_dir.read()?;
         let summaries = tables::summarize(&records);
-        let header = summary_header(
+        let mut header = summary_header(
             &run_id,
             "perf",
             &binaries,
@@ -165,6 +166,12 @@ impl Run {
             &format!("{} {}", engine.name(), engine.version()),
             incomplete(&outcome, shutdown),
         );
+        header.warnings = bench_core::report_page::weak_run(&records, &summaries);
+        for w in &header.warnings {
+            sinks.emit(Event::Warning {
+                message: w.replace("**", ""),
+            });
+        }
         let ending = Ending {
             run_id: &run_id,
             run_dir: &run_dir,
@@ -271,6 +278,7 @@ impl Run {
             .clone()
             .unwrap_or_else(|| project::root().join("results").join(&run_id));
         let run_dir = RunDir::create(&out)?;
+        crate::rundir::write_manifest(&out)?;
         let host = host::info();
         let info = CaseContext {
             run_id: &run_id,
@@ -428,6 +436,8 @@ fn summary_header(
             host.kernel
         ),
         incomplete,
+        warnings: Vec::new(),
+        command: Some(crate::rundir::command_line()),
     }
 }
 

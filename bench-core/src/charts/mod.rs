@@ -51,10 +51,41 @@ pub fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
+/// The font's bytes, for the PNG rasterizer.
+static FONT_BYTES: std::sync::OnceLock<&'static [u8]> = std::sync::OnceLock::new();
+
 /// Registers the font every chart's text uses. Call once per process before rendering.
 pub fn use_font(bytes: &'static [u8]) -> Result<(), String> {
     plotters::style::register_font(FONT, FontStyle::Normal, bytes)
-        .map_err(|_| "not a TrueType font plotters can read".to_string())
+        .map_err(|_| "not a TrueType font plotters can read".to_string())?;
+    let _ = FONT_BYTES.set(bytes);
+    Ok(())
+}
+
+/// The SVG rasterized (resvg), its text laid out with the font's own advances and kerning
+/// (plotters' bitmap text drops each glyph's side bearing: "SE T", "P1 6").
+fn rasterize(svg: &str, width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let mut options = resvg::usvg::Options::default();
+    if let Some(bytes) = FONT_BYTES.get() {
+        let db = options.fontdb_mut();
+        db.load_font_data(bytes.to_vec());
+        let family = db
+            .faces()
+            .next()
+            .and_then(|f| f.families.first())
+            .map(|f| f.0.clone());
+        if let Some(family) = family {
+            db.set_sans_serif_family(family);
+        }
+    }
+    let tree = resvg::usvg::Tree::from_str(svg, &options).map_err(text)?;
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(width, height).ok_or("a chart of no pixels")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().map_err(text)
 }
 
 /// A rendered chart: the same drawing as SVG and PNG.
@@ -86,21 +117,7 @@ pub fn render(name: &str, chart: &impl Draw) -> Result<Chart, String> {
         chart.draw(&root)?;
         root.present().map_err(text)?;
     }
-    let mut pixels = vec![0u8; (width * height * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(text)?;
-        chart.draw(&root)?;
-        root.present().map_err(text)?;
-    }
-    let mut png = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut png, width, height);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(text)?;
-        writer.write_image_data(&pixels).map_err(text)?;
-    }
+    let png = rasterize(&svg, width, height)?;
     Ok(Chart {
         name: name.to_string(),
         title: chart.title(),
@@ -319,6 +336,7 @@ mod tests {
             })
         };
         let chart = Throughput {
+            group: None,
             series: vec!["8.1.1".into(), "9.1.2".into()],
             rows: vec![
                 ThroughputRow {
@@ -362,6 +380,7 @@ mod tests {
                     curves: vec![Curve {
                         label: "GET/32B/P1".into(),
                         points: percentile_points(&h),
+                        count: h.len(),
                     }],
                 },
             ),
@@ -416,7 +435,7 @@ mod tests {
             ),
         ];
         let titles = [
-            ("latency", "percentile (each step right is one more nine)"),
+            ("latency", "a dot marks a curve"),
             ("series", "shaded: warmup"),
             ("memory", "bytes per item"),
             ("sync", "full-sync time"),

@@ -7,6 +7,9 @@ use super::*;
 pub struct Curve {
     pub label: String,
     pub points: Vec<(f64, f64)>,
+    /// Requests the histogram holds: the curve ends at 1 − 1/count, where the percentile
+    /// is the maximum, and is marked there.
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -55,8 +58,11 @@ impl Draw for Percentiles {
             .fold(2.0f64, f64::max);
         // Float noise must not add a whole empty nine.
         let x_max = (x_max - 1e-6).ceil();
-        // The y axis is logarithmic by hand (log10 of µs), so the mesh stays f64.
-        let (ylo, yhi) = ((lo * 0.8).log10(), (hi * 1.25).log10());
+        // The y axis is logarithmic by hand (log10 of µs), so the mesh stays f64. Headroom
+        // above the highest curve holds the legend (upper left), so it covers none.
+        let (ylo, top) = ((lo * 0.8).log10(), (hi * 1.25).log10());
+        let legend_share = (0.07 * self.curves.len() as f64 + 0.06).min(0.6);
+        let yhi = top + (top - ylo).max(0.5) * legend_share / (1.0 - legend_share);
         let mut chart = ChartBuilder::on(root)
             .caption(self.title(), caption_font())
             .margin(14)
@@ -77,7 +83,7 @@ impl Draw for Percentiles {
             })
             // Latency ticks at 1, 2 and 5 of each decade, drawn below.
             .y_labels(0)
-            .x_desc("percentile (each step right is one more nine)")
+            .x_desc("percentile (each step right is one more nine; a dot marks a curve's last request, its max)")
             .y_desc("latency (log scale)")
             .axis_desc_style(label_font())
             .label_style(label_font())
@@ -109,8 +115,20 @@ impl Draw for Percentiles {
                     c.stroke_width(2),
                 ))
                 .map_err(text)?
-                .label(curve.label.clone())
+                .label(format!("{} (n = {})", curve.label, si(curve.count as f64)))
                 .legend(line_legend(c));
+            // Past 1 − 1/n there are no more requests: the curve's last point is the max.
+            // (Curves of over 10⁵ requests stop at p99.999, before their max: no dot.)
+            let ends_at_count = (10..=100_000).contains(&curve.count);
+            if let Some(&(p, us)) = curve.points.last().filter(|_| ends_at_count) {
+                chart
+                    .draw_series(std::iter::once(Circle::new(
+                        (nines(p), us.max(1.0).log10()),
+                        4,
+                        c.filled(),
+                    )))
+                    .map_err(text)?;
+            }
         }
         legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }

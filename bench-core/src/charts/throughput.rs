@@ -39,6 +39,8 @@ impl Spread {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Throughput {
+    /// What the rows share, for the title (`pipeline 16`); `None` for every case.
+    pub group: Option<String>,
     /// One label per run, in bar order.
     pub series: Vec<String>,
     pub rows: Vec<ThroughputRow>,
@@ -46,7 +48,12 @@ pub struct Throughput {
 
 impl Draw for Throughput {
     fn title(&self) -> String {
-        "Throughput per case (bar: median of repetitions; whiskers: min to max)".into()
+        match &self.group {
+            Some(g) => {
+                format!("Throughput at {g} (bar: median of repetitions; whiskers: min to max)")
+            }
+            None => "Throughput per case (bar: median of repetitions; whiskers: min to max)".into(),
+        }
     }
 
     fn height(&self) -> u32 {
@@ -65,7 +72,8 @@ impl Draw for Throughput {
             .flat_map(|r| r.bars.iter().flatten().map(|b| b.max))
             .fold(0.0, f64::max)
             .max(1.0)
-            * 1.08;
+            // Room right of the longest bar for its value.
+            * 1.18;
         let label_area = self
             .rows
             .iter()
@@ -138,6 +146,19 @@ impl Draw for Throughput {
                 .label(label.clone())
                 .legend(box_legend(c));
             chart.draw_series(whiskers).map_err(text)?;
+            // Each bar's median as a figure, right of its whisker.
+            let style = label_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            for (i, row) in self.rows.iter().enumerate() {
+                let Some(Some(b)) = row.bars.get(s) else {
+                    continue;
+                };
+                let ym = i as f64 + 0.1 + bar * s as f64 + bar * 0.45;
+                let (px, py) = chart.backend_coord(&(b.max.max(b.median), ym));
+                root.draw(&Text::new(si(b.median), (px + 5, py), style.clone()))
+                    .map_err(text)?;
+            }
         }
         let labels: Vec<String> = self.rows.iter().map(|r| r.case.clone()).collect();
         row_labels(root, &chart, 0.0, &labels)?;

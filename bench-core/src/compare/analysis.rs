@@ -47,6 +47,10 @@ pub struct CaseResult {
     /// p-values (time mode; `None` for exact counts).
     #[serde(default)]
     pub evidence: Option<family::Evidence>,
+    /// In the default (screened) mode: whether the case was timed, and why
+    /// (`screen.rs`); `None` in time and instructions modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screen: Option<screen::Screen>,
 }
 
 /// Analyzes one case's pairs: every metric compared, the first one primary, `confirm`
@@ -93,6 +97,7 @@ pub fn analyze(
         metrics: results,
         trials: trials.to_vec(),
         evidence: None,
+        screen: None,
     }
 }
 
@@ -120,13 +125,24 @@ pub fn decide_look(cases: &mut [CaseResult], open: &[usize], look: usize, thresh
 /// unchanged count or a sampled comparison.
 pub fn exact_note(c: &Comparison) -> Option<String> {
     let exact = c.sign_p.is_none() && c.pairs == 1;
-    (exact && c.verdict == Verdict::NoChange && c.change_pct().abs() >= EXACT_FLOOR_PCT)
+    if !exact {
+        return None;
+    }
+    if let Some(bar) = c.mde_pct {
+        // A count that varies between processes of one build (`compare_counts`).
+        return Some(format!(
+            "the count varies between processes of one build: changes under {bar:.2}% are not called ({:+.2}%)",
+            c.change_pct()
+        ));
+    }
+    (c.verdict == Verdict::NoChange && c.change_pct().abs() >= EXACT_FLOOR_PCT)
         .then(|| format!("below threshold ({:+.2}%, exact)", c.change_pct()))
 }
 
 /// Exact counts that differ by less than this (percent) are the same count: with the hash
-/// seed pinned, processes of one build agree to 0.0003%, and the table shows two decimals.
-pub const EXACT_FLOOR_PCT: f64 = 0.01;
+/// seed pinned, one build's counts of a case agree to 0.02% (a few event-loop iterations
+/// more or less in 10,000 requests), and the table shows two decimals.
+pub const EXACT_FLOOR_PCT: f64 = 0.05;
 
 /// Exact counts that moved one way across cases: a finding of its own even when every
 /// case is under the threshold (a small cost added on a path every command takes). Reported
@@ -136,7 +152,8 @@ pub fn exact_shift(cases: &[CaseResult]) -> Option<String> {
     let changes: Vec<f64> = cases
         .iter()
         .filter_map(|c| c.metrics.first())
-        .filter(|m| m.comparison.sign_p.is_none())
+        // Exact counts only: not samples, and not counts that vary between processes.
+        .filter(|m| m.comparison.sign_p.is_none() && m.comparison.mde_pct.is_none())
         .map(|m| m.comparison.change_pct())
         .filter(|c| c.is_finite() && c.abs() >= EXACT_FLOOR_PCT)
         .collect();
@@ -185,6 +202,10 @@ pub struct CompareReport {
     /// threshold.
     #[serde(default)]
     pub findings: Vec<String>,
+    /// The screen's threshold in a screened comparison (mode `auto`), percent;
+    /// `threshold_pct` is then the timed trials'.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions_threshold_pct: Option<f64>,
 }
 
 impl CompareReport {
@@ -211,6 +232,7 @@ mod tests {
             }],
             trials: Vec::new(),
             evidence: None,
+            screen: None,
         }
     }
 

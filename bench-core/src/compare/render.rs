@@ -37,10 +37,11 @@ fn figure(v: f64) -> String {
     }
 }
 
-/// The case's evidence: raw and Holm-adjusted p, at which look and α; "exact" for
-/// counts.
-fn evidence_text(case: &CaseResult) -> String {
+/// A row's evidence: raw and Holm-adjusted p, at which look and α, for a sampled metric;
+/// "exact" for counts.
+fn evidence_text(case: &CaseResult, metric: &MetricResult) -> String {
     match &case.evidence {
+        _ if metric.comparison.sign_p.is_none() => "exact".into(),
         Some(e) => format!(
             "{} / {} (look {}, α {})",
             p_text(e.raw_p),
@@ -48,15 +49,19 @@ fn evidence_text(case: &CaseResult) -> String {
             e.look,
             p_text(e.alpha)
         ),
-        None if case
-            .metrics
-            .first()
-            .is_some_and(|m| m.comparison.sign_p.is_none()) =>
-        {
-            "exact".into()
-        }
         None => "-".into(),
     }
+}
+
+/// The metrics a case's verdict rests on, one table row each: the primary, and in a
+/// screened comparison the timed primary after the count.
+pub fn headline_metrics(case: &CaseResult) -> &[MetricResult] {
+    let timed = matches!(
+        case.screen,
+        Some(screen::Screen::Moved | screen::Screen::Guard)
+    );
+    let n = if timed { 2 } else { 1 };
+    &case.metrics[..n.min(case.metrics.len())]
 }
 
 /// A p-value or α with the digits it needs: 0.031, 0.0078, 4.9e-4.
@@ -107,21 +112,27 @@ pub fn verdict_table(report: &CompareReport) -> String {
     let rows: Vec<Vec<String>> = report
         .cases
         .iter()
-        .map(|case| {
-            let m = &case.metrics[0];
-            let c = &m.comparison;
-            vec![
-                escape_markdown(&case.case),
-                m.label.clone(),
-                figure(c.baseline_median),
-                figure(c.candidate_median),
-                format!("{:+.2}%", c.change_pct()),
-                ci_text(c),
-                c.pairs.to_string(),
-                evidence_text(case),
-                case.verdict.label().to_string(),
-                note_text(case),
-            ]
+        .flat_map(|case| {
+            headline_metrics(case)
+                .iter()
+                .enumerate()
+                .map(move |(row, m)| {
+                    let c = &m.comparison;
+                    // A case's second row (its timed metric) leaves the case's columns blank.
+                    let first = |text: String| if row == 0 { text } else { String::new() };
+                    vec![
+                        first(escape_markdown(&case.case)),
+                        m.label.clone(),
+                        figure(c.baseline_median),
+                        figure(c.candidate_median),
+                        format!("{:+.2}%", c.change_pct()),
+                        ci_text(c),
+                        c.pairs.to_string(),
+                        evidence_text(case, m),
+                        first(case.verdict.label().to_string()),
+                        first(note_text(case)),
+                    ]
+                })
         })
         .collect();
     crate::tables::aligned(&header, &rows)
@@ -220,6 +231,32 @@ pub fn markdown(report: &CompareReport) -> String {
         report.elapsed_secs,
         escape_markdown(&report.stopped),
     );
+    if let Some(t) = report.instructions_threshold_pct {
+        let with = |role: screen::Screen| {
+            report
+                .cases
+                .iter()
+                .filter(|c| c.screen == Some(role))
+                .count()
+        };
+        let moved = report
+            .cases
+            .iter()
+            .filter(|c| {
+                c.metrics
+                    .first()
+                    .is_some_and(|m| m.comparison.verdict != Verdict::NoChange)
+            })
+            .count();
+        out.push_str(&format!(
+            "- screened by exact instruction counts (threshold {t}%): {moved} of {} case(s) moved; \
+             timed (threshold {}%): {} moved case(s) and {} guard(s) that did not move\n",
+            report.cases.len(),
+            report.threshold_pct,
+            with(screen::Screen::Moved),
+            with(screen::Screen::Guard),
+        ));
+    }
     for finding in &report.findings {
         out.push_str(&format!("- **finding**: {}\n", escape_markdown(finding)));
     }
@@ -239,4 +276,7 @@ of the comparison, at the look's share of 5% (at most 8 looks at fixed trial cou
 2/21 at each later one), so the whole comparison false-alarms at most 5% of the time. A regression needs the adjusted p \
 within the look's alpha and the change past the threshold. No change: the CI within ±threshold. Inconclusive: \
 neither when the trials stopped; MDE: the smallest change these trials detect at 80% power. Exact counts \
-(instructions mode) are not samples: the change decides alone, and one under the threshold says so.\n";
+(instructions mode) are not samples: the change decides alone, and one under the threshold says so. In the default \
+mode (auto) every case's count is the screen: a count that moved past its threshold decides the case; the timed cases \
+(the moved ones, and guards that did not move) are judged as above, Holm over the timed cases, and a timed regression or \
+improvement overrides the count.\n";

@@ -60,35 +60,30 @@ impl Engine for NativeEngine {
         env!("CARGO_PKG_VERSION")
     }
 
+    /// The `cargo xtask loadgen` command that repeats the measured run: the same
+    /// workload, seed and request count, no warmup of its own (a case's warmup is a run
+    /// before it, recorded as `params.warmup_requests`).
     fn describe(&self, target: &Target, load: &Load) -> Vec<String> {
         let addr = target.primary();
-        [
-            "native",
-            "--host",
-            &addr.ip().to_string(),
-            "--port",
-            &addr.port().to_string(),
-            "--command",
-            template(load.command),
-            "--keyspace",
-            &load.keyspace.to_string(),
-            "--value-size",
-            &load.value_size.to_string(),
-            "--clients",
-            &load.clients.to_string(),
-            "--pipeline",
-            &load.pipeline.to_string(),
-            "--threads",
-            &load.threads.to_string(),
-            "--requests",
-            &load.requests.to_string(),
-            "--warmup",
-            "0",
-            "--seed",
-            "1",
-        ]
-        .map(String::from)
-        .to_vec()
+        let mut argv: Vec<String> = ["cargo", "xtask", "loadgen"].map(String::from).to_vec();
+        let mut arg = |flag: &str, value: String| {
+            argv.push(flag.into());
+            argv.push(value);
+        };
+        arg("--host", addr.ip().to_string());
+        arg("--port", addr.port().to_string());
+        arg("--command", template(load.command).into());
+        arg("--keyspace", load.keyspace.to_string());
+        if load.command.uses_value_size() {
+            arg("--value-size", load.value_size.to_string());
+        }
+        arg("--clients", load.clients.to_string());
+        arg("--pipeline", load.pipeline.to_string());
+        arg("--threads", load.threads.to_string());
+        arg("--requests", load.requests.to_string());
+        arg("--warmup", "0".into());
+        arg("--seed", "1".into());
+        argv
     }
 
     fn run(

@@ -26,9 +26,30 @@ pub struct Outcome {
     pub error_replies: u64,
 }
 
-/// Sends `requests` requests of the workload's first command in batches of `pipeline`.
+/// Sends `requests` requests of the workload's first command in batches of `pipeline`,
+/// on a connection of its own.
 pub fn run(
     addr: SocketAddr,
+    spec: &WorkloadSpec,
+    requests: u64,
+    pipeline: usize,
+) -> io::Result<Outcome> {
+    run_on(&mut connect(addr)?, spec, requests, pipeline)
+}
+
+/// The stream's connection: no Nagle delay, and a generous read timeout (a server under
+/// valgrind answers ~50× slower).
+pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    Ok(stream)
+}
+
+/// [`run`] on a connection the caller opened (and keeps open afterwards, so the server
+/// frees it when the caller says).
+pub fn run_on(
+    stream: &mut TcpStream,
     spec: &WorkloadSpec,
     requests: u64,
     pipeline: usize,
@@ -46,9 +67,6 @@ pub fn run(
     let mut keys = KeySampler::new(&spec.keys, spec.keyspace, 0, 1).map_err(invalid)?;
     let mut members =
         KeySampler::new(&KeyDistribution::Uniform, spec.keyspace, 0, 1).map_err(invalid)?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut wbuf = Vec::with_capacity(64 * 1024);
     let mut rbuf = vec![0u8; 256 * 1024];
     let mut outcome = Outcome::default();

@@ -13,9 +13,11 @@ use crate::result::{MemRecord, ResultRecord, SyncRecord};
 use crate::stats;
 use crate::tables;
 
+mod context;
 mod page;
 mod sections;
 
+pub use context::weak_run;
 use page::*;
 pub use page::{escape_html, html_structure};
 use sections::*;
@@ -30,6 +32,8 @@ const MAX_SERIES_CHARTS: usize = 24;
 pub struct Run {
     /// The run id (the directory name).
     pub run_id: String,
+    /// The command line that started it (`run.json`), for the reproduce line.
+    pub command: Option<String>,
     pub perf: Vec<ResultRecord>,
     pub mem: Vec<MemRecord>,
     pub sync: Vec<SyncRecord>,
@@ -78,6 +82,8 @@ pub enum Block {
     Chart(usize),
     /// (text, relative link) pairs.
     Links(Vec<(String, String)>),
+    /// A table folded under a summary line (`<details>`), for long ones.
+    Folded(String, String),
 }
 
 /// Builds the report of `runs`; `chart_dir` is where the caller writes the chart files,
@@ -87,6 +93,43 @@ pub fn build(runs: &[Run], chart_dir: &str) -> Result<Rendered, String> {
     let mut charts = Vec::new();
     blocks.push(Block::Heading(1, "valkey-bench report".into()));
     blocks.push(Block::List(runs.iter().map(describe_run).collect()));
+    // Before any number: what makes a run weak, how to repeat it, where it ran.
+    let mut warnings = Vec::new();
+    for run in runs.iter().filter(|r| !r.perf.is_empty()) {
+        let summaries = tables::summarize(&run.perf);
+        for w in context::weak_run(&run.perf, &summaries) {
+            warnings.push(if runs.len() > 1 {
+                format!("{}: {w}", run.run_id)
+            } else {
+                w
+            });
+        }
+    }
+    if !warnings.is_empty() {
+        blocks.push(Block::Heading(2, "Read this first".into()));
+        blocks.push(Block::List(warnings));
+    }
+    let commands: Vec<String> = runs
+        .iter()
+        .filter_map(|r| {
+            let c = r.command.as_ref()?;
+            Some(format!("{}: `{}`", r.run_id, c.replace('`', "'")))
+        })
+        .collect();
+    if !commands.is_empty() {
+        blocks.push(Block::Heading(2, "Reproduce".into()));
+        blocks.push(Block::List(commands));
+    }
+    for run in runs.iter().filter(|r| !r.perf.is_empty()) {
+        let first = &run.perf[0];
+        blocks.push(Block::Heading(2, format!("Environment: {}", run.run_id)));
+        blocks.push(Block::List(
+            context::environment(first, &first.engine.name)
+                .iter()
+                .map(|l| compare::escape_markdown(l))
+                .collect(),
+        ));
+    }
     for run in runs {
         if let Some(c) = &run.compare {
             compare_section(c, &run.run_id, &mut blocks, &mut charts)?;

@@ -34,11 +34,20 @@ pub(crate) fn markdown(blocks: &[Block], charts: &[Chart], chart_dir: &str) -> S
                 }
                 out.push('\n');
             }
+            Block::Folded(summary, table) => {
+                let _ = writeln!(
+                    out,
+                    "<details><summary>{}</summary>\n\n{}\n\n</details>\n",
+                    escape_html(summary),
+                    table.trim_end()
+                );
+            }
             Block::Chart(i) => {
+                // No image link: pasted into a pull request it would be a broken image.
                 let c = &charts[*i];
                 let _ = writeln!(
                     out,
-                    "![{}]({chart_dir}/{}.png)\n",
+                    "*Chart: {} (report.html, {chart_dir}/{}.png).*\n",
                     compare::escape_markdown(&c.title),
                     c.name
                 );
@@ -85,6 +94,14 @@ pub(crate) fn html(blocks: &[Block], charts: &[Chart]) -> String {
                 out.push_str("</ul>\n");
             }
             Block::Table(table) => out.push_str(&table_html(table)),
+            Block::Folded(summary, table) => {
+                let _ = writeln!(
+                    out,
+                    "<details><summary>{}</summary>\n{}</details>",
+                    escape_html(summary),
+                    table_html(table)
+                );
+            }
             Block::Links(links) => {
                 out.push_str("<ul>\n");
                 for (text, href) in links {

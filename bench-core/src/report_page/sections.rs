@@ -30,7 +30,12 @@ pub(crate) fn perf_section(
         blocks.push(Block::Table(tables::markdown_table(&tables::summarize(
             &run.perf,
         ))));
+        blocks.push(Block::Folded(
+            format!("Parameters of every case ({})", run.run_id),
+            super::context::parameters_table(&run.perf),
+        ));
     }
+    blocks.push(Block::Paragraph(super::context::CASE_NAME_NOTE.into()));
 
     // Cases in first-seen order, grouped by command in first-seen order.
     let mut commands: Vec<&str> = Vec::new();
@@ -49,29 +54,49 @@ pub(crate) fn perf_section(
         .zip(labels)
         .filter(|(r, _)| !r.perf.is_empty())
         .collect();
-    let throughput = charts::Throughput {
-        series: with_perf.iter().map(|(_, l)| (*l).clone()).collect(),
-        rows: cases
-            .iter()
-            .map(|(case, command)| charts::ThroughputRow {
-                case: case.to_string(),
-                command: command.to_string(),
-                bars: with_perf
-                    .iter()
-                    .map(|(run, _)| {
-                        let ops: Vec<f64> = run
-                            .perf
-                            .iter()
-                            .filter(|r| r.case == *case)
-                            .map(|r| r.metrics.ops_per_sec)
-                            .collect();
-                        Spread::of(&ops)
-                    })
-                    .collect(),
-            })
-            .collect(),
+    // One chart per pipeline depth: P1 and P16 differ by 5× or more, and on one linear
+    // axis the P1 bars would be slivers.
+    let pipeline_of = |case: &str| {
+        runs.iter()
+            .flat_map(|r| &r.perf)
+            .find(|r| r.case == case)
+            .map_or(1, |r| r.params.pipeline)
     };
-    push_chart("throughput", &throughput, blocks, charts)?;
+    let mut pipelines: Vec<u32> = cases.iter().map(|(case, _)| pipeline_of(case)).collect();
+    pipelines.sort_unstable();
+    pipelines.dedup();
+    for &pipeline in &pipelines {
+        let throughput = charts::Throughput {
+            group: (pipelines.len() > 1).then(|| format!("pipeline {pipeline}")),
+            series: with_perf.iter().map(|(_, l)| (*l).clone()).collect(),
+            rows: cases
+                .iter()
+                .filter(|(case, _)| pipeline_of(case) == pipeline)
+                .map(|(case, command)| charts::ThroughputRow {
+                    case: case.to_string(),
+                    command: command.to_string(),
+                    bars: with_perf
+                        .iter()
+                        .map(|(run, _)| {
+                            let ops: Vec<f64> = run
+                                .perf
+                                .iter()
+                                .filter(|r| r.case == *case)
+                                .map(|r| r.metrics.ops_per_sec)
+                                .collect();
+                            Spread::of(&ops)
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        let name = if pipelines.len() > 1 {
+            format!("throughput-p{pipeline}")
+        } else {
+            "throughput".to_string()
+        };
+        push_chart(&name, &throughput, blocks, charts)?;
+    }
 
     // Latency curves per command, from the saved histograms (repetitions merged).
     let mut without = Vec::new();
@@ -102,6 +127,7 @@ pub(crate) fn perf_section(
                             case.to_string()
                         },
                         points: charts::percentile_points(&h),
+                        count: h.len(),
                     }),
                     _ => without.push(case.to_string()),
                 }

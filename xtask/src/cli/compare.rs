@@ -38,15 +38,19 @@ pub struct CompareCmd {
     /// The short built-in matrix of the suite.
     #[arg(long)]
     pub quick: bool,
-    /// time: interleaved wall-clock trials. instructions: callgrind instruction counts of
-    /// a deterministic request stream (perf suite only).
-    #[arg(long, value_enum, default_value_t = Mode::Time)]
+    /// auto: every perf case's instruction count first, then wall-clock trials on the
+    /// cases that moved and on guards that did not (time outside the perf suite, or
+    /// without valgrind). time: interleaved wall-clock trials of every case.
+    /// instructions: callgrind instruction counts alone (perf suite only).
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
-    /// Smallest change called a regression or improvement, percent (default 2 in time
-    /// mode; 0.5 in instructions mode, 1.5 where the hash seed cannot be pinned).
+    /// Smallest change called a regression or improvement, percent: the timed trials'
+    /// (default 2) in auto and time modes; the count's in instructions mode (default 0.5,
+    /// 1.5 where the hash seed cannot be pinned, as auto's screen always uses).
     #[arg(long, value_name = "PCT")]
     pub threshold: Option<f64>,
-    /// Stop adding trials after this long (e.g. 90s, 5m); the first pairs always run.
+    /// The comparison's time after the builds (e.g. 90s, 5m): auto plans its timed cases
+    /// to fit it; no look starts that would end after it (a first look always runs).
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DUR")]
     pub max_time: Duration,
     /// Seconds per measured slice of a perf trial; a trial alternates
@@ -89,6 +93,7 @@ pub enum FlameCases {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
+    Auto,
     Time,
     Instructions,
 }
@@ -115,6 +120,7 @@ impl CompareCmd {
                 quick: self.quick,
             },
             mode: match self.mode {
+                Mode::Auto => compare::Mode::Auto,
                 Mode::Time => compare::Mode::Time,
                 Mode::Instructions => compare::Mode::Instructions,
             },

@@ -23,6 +23,7 @@ use bench_core::shutdown::Shutdown;
 
 mod flamegraphs;
 mod instructions;
+mod screen;
 pub mod sides;
 mod trials;
 
@@ -57,13 +58,16 @@ pub struct Request {
     pub suite: SuiteKind,
     /// Which cases of the built-in suite (`--quick`, `--cases`).
     pub selection: Selection,
-    /// time: interleaved wall-clock trials. instructions: callgrind instruction counts of
-    /// a deterministic request stream (perf suite only).
+    /// auto: the instruction screen, then timed trials where they decide something
+    /// (`screen.rs`; time outside the perf suite or without valgrind). time: interleaved
+    /// wall-clock trials of every case. instructions: callgrind counts alone (perf only).
     pub mode: Mode,
-    /// Smallest change called a regression or improvement, percent (default 2 in time
-    /// mode; 0.5 in instructions mode, 1.5 where the hash seed cannot be pinned).
+    /// Smallest change called a regression or improvement, percent: the timed trials'
+    /// (default 2) in auto and time modes, the count's in instructions mode (default 0.5;
+    /// 1.5 where the hash seed cannot be pinned, which auto's screen always uses).
     pub threshold: Option<f64>,
-    /// Stop adding trials after this long (e.g. 90s, 5m); the first pairs always run.
+    /// The comparison's time after the builds: auto plans its timed cases to fit it; no
+    /// look starts that would end after it (the first look always runs).
     pub max_time: Duration,
     /// Seconds per measured slice of a perf trial; a trial alternates
     /// `suites::perf::SLICES` slices per side on a fresh server pair.
@@ -89,6 +93,7 @@ pub enum FlameCases {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
+    Auto,
     Time,
     Instructions,
 }
@@ -172,23 +177,49 @@ impl Request {
         Ok(())
     }
 
+    /// The mode that runs: auto screens perf cases where valgrind runs, else it is time.
+    fn resolved_mode(&self) -> Mode {
+        match self.mode {
+            Mode::Auto if self.suite != SuiteKind::Perf => Mode::Time,
+            Mode::Auto if !crate::process::runs("valgrind") => {
+                self.emit(Event::Warning {
+                    message: "valgrind is not installed, so the default mode cannot screen by instruction counts; \
+                              timing every case instead (slower, and noisier on a shared machine): \
+                              install it with apt-get install valgrind"
+                        .into(),
+                });
+                Mode::Time
+            }
+            mode => mode,
+        }
+    }
+
     fn compare(&self, shutdown: &Shutdown) -> anyhow::Result<CompareReport> {
         self.check()?;
-        let seed = match self.mode {
-            Mode::Instructions => match crate::suites::instructions::SeedFile::pinned()? {
-                Ok(seed) => Some(seed),
-                Err(why) => {
-                    self.emit(Event::Warning { message: why });
-                    None
+        let mode = self.resolved_mode();
+        if mode == Mode::Instructions {
+            crate::suites::instructions::check_valgrind("--mode instructions", "--mode time")?;
+        }
+        let seed = match mode {
+            Mode::Instructions | Mode::Auto => {
+                match crate::suites::instructions::SeedFile::pinned()? {
+                    Ok(seed) => Some(seed),
+                    Err(why) => {
+                        self.emit(Event::Warning { message: why });
+                        None
+                    }
                 }
-            },
+            }
             Mode::Time => None,
         };
         // The defaults are in range; a given --threshold was checked above.
-        let threshold_pct = self.threshold.unwrap_or(match (self.mode, &seed) {
-            (Mode::Time, _) => 2.0,
-            (Mode::Instructions, Some(_)) => crate::suites::instructions::THRESHOLD_PINNED_PCT,
-            (Mode::Instructions, None) => crate::suites::instructions::THRESHOLD_UNPINNED_PCT,
+        let instructions_threshold_pct = match &seed {
+            Some(_) => crate::suites::instructions::THRESHOLD_PINNED_PCT,
+            None => crate::suites::instructions::THRESHOLD_UNPINNED_PCT,
+        };
+        let threshold_pct = self.threshold.unwrap_or(match mode {
+            Mode::Time | Mode::Auto => 2.0,
+            Mode::Instructions => instructions_threshold_pct,
         });
         // Before building anything: fail now, saying how to fix it, if perf cannot run.
         let perf_event = match self.flamegraph {
@@ -225,20 +256,22 @@ impl Request {
             baseline,
             candidate,
         };
+        crate::rundir::write_manifest(&out)?;
         let side_info = |spec: &str, b: &Binaries| SideInfo {
             spec: spec.to_string(),
             version: b.version.clone(),
             source_id: b.source_id.clone(),
         };
         let threshold = threshold_pct / 100.0;
-        let mode = match self.mode {
+        let mode_name = match mode {
+            Mode::Auto => "auto",
             Mode::Time => "time",
             Mode::Instructions => "instructions",
         };
         self.emit(Event::CompareStarted {
             run_id: run_id.clone(),
             suite: suite_name.into(),
-            mode: mode.into(),
+            mode: mode_name.into(),
             threshold_pct,
             baseline: self.baseline.spec.clone(),
             baseline_version: sides.baseline.version.clone(),
@@ -268,7 +301,7 @@ impl Request {
         };
         let clock = || started.elapsed();
         let emit = |e| self.emit(e);
-        let (cases, stopped) = match (self.mode, self.suite) {
+        let (cases, stopped) = match (mode, self.suite) {
             (Mode::Instructions, _) => {
                 let cases = self.perf_cases()?;
                 let results = instructions::compare_cases(
@@ -277,9 +310,28 @@ impl Request {
                     &ctxs,
                     threshold,
                     seed.as_ref(),
+                    crate::suites::instructions::RUNS,
                     &emit,
                 )?;
                 (results, "exact counts".to_string())
+            }
+            (Mode::Auto, _) => {
+                let budget = screen::Budget {
+                    max_time: self.max_time,
+                    threshold,
+                    instructions_threshold: instructions_threshold_pct / 100.0,
+                    slice_seconds: self.slice_seconds,
+                };
+                screen::compare_cases(
+                    self.perf_cases()?,
+                    &sides,
+                    &ctxs,
+                    seed.as_ref(),
+                    &budget,
+                    &clock,
+                    &emit,
+                    shutdown,
+                )?
             }
             (Mode::Time, SuiteKind::Perf) => {
                 let mut trial = trials::Perf::new(self.perf_cases()?, &ctxs, &sides);
@@ -306,8 +358,9 @@ impl Request {
         let report = CompareReport {
             run_id: run_id.clone(),
             suite: suite_name.into(),
-            mode: mode.into(),
+            mode: mode_name.into(),
             threshold_pct,
+            instructions_threshold_pct: (mode == Mode::Auto).then_some(instructions_threshold_pct),
             baseline: side_info(&self.baseline.spec, &sides.baseline),
             candidate: side_info(&self.candidate.spec, &sides.candidate),
             elapsed_secs: started.elapsed().as_secs_f64(),

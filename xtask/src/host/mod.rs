@@ -12,7 +12,7 @@ use bench_core::shutdown::Shutdown;
 use crate::instances::{self, Instance};
 
 /// A machine servers run on.
-pub trait Host {
+pub trait Host: Sync {
     /// How records and messages name it (`local`, later `ssh:HOST`).
     fn name(&self) -> String;
     /// Its facts, for records.

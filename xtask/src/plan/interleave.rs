@@ -198,7 +198,7 @@ pub fn sequential(
     }])
 }
 
-fn humanize(d: Duration) -> String {
+pub fn humanize(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 && s.is_multiple_of(60) {
         format!("{}m", s / 60)

@@ -2,9 +2,8 @@
 //! and write what is done to them, in order, into one shared [`Log`] (as hyperfine tests
 //! its scheduler with a mock executor).
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
 use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::info::Info;
@@ -20,16 +19,16 @@ use crate::valkey::Binaries;
 /// What was done, one line per step: `deploy#1 baseline`, `preload#1 strings 1000`,
 /// `run#1 5000`, `info#1`, `check#1`.
 #[derive(Clone, Default)]
-pub struct Log(Rc<RefCell<Vec<String>>>);
+pub struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
     pub fn push(&self, line: String) {
-        self.0.borrow_mut().push(line);
+        self.0.lock().expect("log lock").push(line);
     }
 
     /// Everything so far, and the log emptied.
     pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.borrow_mut())
+        std::mem::take(&mut *self.0.lock().expect("log lock"))
     }
 }
 
@@ -50,14 +49,14 @@ pub fn binaries(version: &str) -> Binaries {
 /// Numbers each deployment (`#1`, `#2`, ...) by the port of its target.
 pub struct FakeServers {
     pub log: Log,
-    deployed: RefCell<u16>,
+    deployed: Mutex<u16>,
 }
 
 impl FakeServers {
     pub fn new(log: &Log) -> FakeServers {
         FakeServers {
             log: log.clone(),
-            deployed: RefCell::new(0),
+            deployed: Mutex::new(0),
         }
     }
 }
@@ -70,7 +69,7 @@ impl Servers for FakeServers {
         _shutdown: &Shutdown,
     ) -> anyhow::Result<Box<dyn Server>> {
         let n = {
-            let mut d = self.deployed.borrow_mut();
+            let mut d = self.deployed.lock().expect("deployed lock");
             *d += 1;
             *d
         };

@@ -51,7 +51,7 @@ impl CaseContext<'_> {
 }
 
 /// Where a case's servers come from.
-pub trait Servers {
+pub trait Servers: Sync {
     /// Starts them, running and ready, with `options`.
     fn start(
         &self,

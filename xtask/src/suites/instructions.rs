@@ -31,7 +31,7 @@ use crate::run::preload::Reads;
 use crate::suites::perf;
 
 /// Requests counted per run.
-pub const REQUESTS: u64 = 40_000;
+pub const REQUESTS: u64 = 10_000;
 /// Server processes per side; the median of their counts is the side's figure.
 pub const RUNS: usize = 3;
 /// valkey-server under callgrind starts ~50× slower.
@@ -56,6 +56,17 @@ pub struct InstructionsRecord {
     pub server_config: std::collections::BTreeMap<String, String>,
     /// Whether the servers read a fixed `/dev/urandom` (same hash seed every process).
     pub hash_seed_pinned: bool,
+}
+
+impl InstructionsRecord {
+    /// Adds the processes of `more` (a recount of the same case and side), the median
+    /// recomputed.
+    pub fn add_runs(&mut self, more: &InstructionsRecord) {
+        self.instructions.extend(&more.instructions);
+        let per_run: Vec<f64> = self.instructions.iter().map(|&i| i as f64).collect();
+        let median = bench_core::stats::median(&per_run).expect("one run or more");
+        self.instructions_per_request = median / self.requests as f64;
+    }
 }
 
 /// A fixed "/dev/urandom" for the servers, so both sides hash with the same seed.
@@ -106,35 +117,67 @@ fn spec(case: &PerfCase, requests: u64) -> WorkloadSpec {
     engine::workload(&perf::load(case, requests))
 }
 
-/// Counts one side (`side` names it in the record): [`RUNS`] server processes, each
-/// through [`run_once`], and the median per request.
+/// Counts one side (`side` names it in the record) of every case: [`RUNS`] rounds, each
+/// through [`Counter`]s (one server process per distinct server config, serving its cases
+/// in turn), and per case the median per request. `progress` hears each case as its
+/// count starts (round, case).
 pub fn count(
-    case: &PerfCase,
+    cases: &[PerfCase],
     ctx: &CaseContext<'_>,
     side: &str,
     fixed_urandom: Option<&Path>,
-) -> anyhow::Result<InstructionsRecord> {
+    runs: usize,
+    progress: &dyn Fn(usize, &PerfCase),
+) -> anyhow::Result<Vec<InstructionsRecord>> {
+    let mut counts = vec![Vec::with_capacity(runs); cases.len()];
+    for round in 1..=runs {
+        // Cases that share a server config share a server, in the suite's order.
+        let mut configs: Vec<std::collections::BTreeMap<String, String>> = Vec::new();
+        for case in cases {
+            let config = server_config(case);
+            if !configs.contains(&config) {
+                configs.push(config);
+            }
+        }
+        for config in configs {
+            let mut counter: Option<Counter> = None;
+            for (i, case) in cases.iter().enumerate() {
+                if server_config(case) != config {
+                    continue;
+                }
+                progress(round, case);
+                let counter = match &mut counter {
+                    Some(c) => c,
+                    None => counter.insert(Counter::start(case, ctx, fixed_urandom)?),
+                };
+                counts[i].push(counter.count(case, ctx)?);
+            }
+        }
+    }
     let binaries = ctx.binaries;
-    let instructions = (0..RUNS)
-        .map(|_| run_once(case, ctx, fixed_urandom))
-        .collect::<anyhow::Result<Vec<u64>>>()?;
-    let per_run: Vec<f64> = instructions.iter().map(|&i| i as f64).collect();
-    let median = bench_core::stats::median(&per_run).expect("RUNS > 0");
-    Ok(InstructionsRecord {
-        run_id: ctx.run_id.to_string(),
-        suite: "perf",
-        mode: "instructions",
-        case: case.name.clone(),
-        side: side.to_string(),
-        timestamp: crate::rundir::timestamp(),
-        valkey: binaries.info(),
-        requests: REQUESTS,
-        instructions,
-        instructions_per_request: median / REQUESTS as f64,
-        pipeline: case.pipeline,
-        server_config: server_config(case),
-        hash_seed_pinned: fixed_urandom.is_some(),
-    })
+    Ok(cases
+        .iter()
+        .zip(counts)
+        .map(|(case, instructions)| {
+            let per_run: Vec<f64> = instructions.iter().map(|&i| i as f64).collect();
+            let median = bench_core::stats::median(&per_run).expect("runs > 0");
+            InstructionsRecord {
+                run_id: ctx.run_id.to_string(),
+                suite: "perf",
+                mode: "instructions",
+                case: case.name.clone(),
+                side: side.to_string(),
+                timestamp: crate::rundir::timestamp(),
+                valkey: binaries.info(),
+                requests: REQUESTS,
+                instructions,
+                instructions_per_request: median / REQUESTS as f64,
+                pipeline: case.pipeline,
+                server_config: server_config(case),
+                hash_seed_pinned: fixed_urandom.is_some(),
+            }
+        })
+        .collect())
 }
 
 fn server_config(case: &PerfCase) -> std::collections::BTreeMap<String, String> {
@@ -146,73 +189,133 @@ fn server_config(case: &PerfCase) -> std::collections::BTreeMap<String, String> 
     config
 }
 
-/// Starts the server under callgrind, preloads, zeroes the counters, sends [`REQUESTS`],
-/// dumps, and returns the dump's instruction total.
-fn run_once(
-    case: &PerfCase,
-    ctx: &CaseContext<'_>,
-    fixed_urandom: Option<&Path>,
-) -> anyhow::Result<u64> {
-    let binaries = ctx.binaries;
-    let scratch = instances::scratch_dir("callgrind")?;
-    let out_file = scratch.path().join("callgrind.out");
-    let vgdb_prefix = scratch.path().join("vgdb");
-    let options = instances::Options {
-        config: server_config(case),
-        wrapper: vec![
-            "valgrind".into(),
-            "--tool=callgrind".into(),
-            format!("--callgrind-out-file={}", out_file.display()),
-            "--dump-instr=no".into(),
-            "--dump-line=no".into(),
-            // callgrind_control finds the server through these FIFOs; in the scratch
-            // directory they go away with it even though the server is killed.
-            format!("--vgdb-prefix={}", vgdb_prefix.display()),
-        ],
-        ready_timeout: READY_UNDER_VALGRIND,
-        fixed_urandom: fixed_urandom.map(Path::to_path_buf),
-        ..Default::default()
-    };
-    let mut server = ctx.deploy(options)?;
-    let addr = server.target().primary();
-    // Pops of the counted run never find the list empty. One connection: a margin of
-    // 1000 elements, as in every instructions record so far.
-    let mut preload = perf::preload(case, REQUESTS);
-    if let Reads::List { len, .. } = &mut preload.reads {
-        *len = REQUESTS + 1000;
+/// A server under callgrind that counts cases one after another: per case the keyspace
+/// is emptied (`FLUSHALL SYNC`), the case's preload written, the counters zeroed, the
+/// [`REQUESTS`] sent, and the dump read. Both sides count the same cases in the same
+/// order, so what an earlier case left behind (allocator state, table sizes) is the same
+/// on both; starting a server under valgrind costs seconds, a case's count less.
+struct Counter {
+    server: Box<dyn crate::run::Server>,
+    scratch: tempfile::TempDir,
+    vgdb_prefix: std::path::PathBuf,
+}
+
+impl Counter {
+    /// Starts the server under callgrind with `case`'s config.
+    fn start(
+        case: &PerfCase,
+        ctx: &CaseContext<'_>,
+        fixed_urandom: Option<&Path>,
+    ) -> anyhow::Result<Counter> {
+        let scratch = instances::scratch_dir("callgrind")?;
+        let out_file = scratch.path().join("callgrind.out");
+        let vgdb_prefix = scratch.path().join("vgdb");
+        let options = instances::Options {
+            config: server_config(case),
+            wrapper: vec![
+                "valgrind".into(),
+                "--tool=callgrind".into(),
+                format!("--callgrind-out-file={}", out_file.display()),
+                "--dump-instr=no".into(),
+                "--dump-line=no".into(),
+                // Start-up and each case's preload run uninstrumented (several times
+                // faster); only the counted requests are.
+                "--instr-atstart=no".into(),
+                // callgrind_control finds the server through these FIFOs; in the scratch
+                // directory they go away with it even though the server is killed.
+                format!("--vgdb-prefix={}", vgdb_prefix.display()),
+            ],
+            ready_timeout: READY_UNDER_VALGRIND,
+            fixed_urandom: fixed_urandom.map(Path::to_path_buf),
+            // jemalloc returns freed pages on a timer (its decay), from inside malloc and
+            // free: after a case's FLUSHALL that would add a time-dependent cost to the
+            // next case's count. Never purging makes it a count of the requests alone.
+            env: vec![(
+                "JE_MALLOC_CONF".into(),
+                "dirty_decay_ms:-1,muzzy_decay_ms:-1".into(),
+            )],
+            ..Default::default()
+        };
+        let server = ctx.deploy(options)?;
+        Ok(Counter {
+            server,
+            scratch,
+            vgdb_prefix,
+        })
     }
-    server.preload(&preload)?;
-    callgrind_control("--zero", server.pid(), &vgdb_prefix, ctx.shutdown)?;
-    let outcome = stream::run(
-        addr,
-        &spec(case, REQUESTS),
-        REQUESTS,
-        case.pipeline as usize,
-    )
-    .context("sending the request stream")?;
-    if outcome.error_replies > 0 {
-        bail!(
-            "{} of {REQUESTS} requests got error replies; the count would not be of the command",
-            outcome.error_replies
-        );
+
+    /// Empties the keyspace, preloads, zeroes the counters, sends [`REQUESTS`], dumps,
+    /// and returns the dump's instruction total.
+    fn count(&mut self, case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<u64> {
+        let server = self.server.as_mut();
+        let mut control = server.client()?;
+        control
+            .call_text(&["FLUSHALL", "SYNC"])
+            .context("emptying the keyspace before the case")?;
+        // Pops of the counted run never find the list empty. One connection: a margin of
+        // 1000 elements, as in every instructions record so far.
+        let mut preload = perf::preload(case, REQUESTS);
+        if let Reads::List { len, .. } = &mut preload.reads {
+            *len = REQUESTS + 1000;
+        }
+        server.preload(&preload)?;
+        // The stream's connection is open, and every closed one (the preload's, the last
+        // case's) freed, before the count starts; it closes after the dump. Nothing but
+        // the requests is counted.
+        let mut connection =
+            stream::connect(server.target().primary()).context("connecting the stream")?;
+        connections_settle_at(&mut control, 2)?;
+        let pid = server.pid();
+        callgrind_control("--instr=on", pid, &self.vgdb_prefix, ctx.shutdown)?;
+        callgrind_control("--zero", pid, &self.vgdb_prefix, ctx.shutdown)?;
+        let outcome = stream::run_on(
+            &mut connection,
+            &spec(case, REQUESTS),
+            REQUESTS,
+            case.pipeline as usize,
+        )
+        .context("sending the request stream")?;
+        if outcome.error_replies > 0 {
+            bail!(
+                "{} of {REQUESTS} requests got error replies; the count would not be of the command",
+                outcome.error_replies
+            );
+        }
+        callgrind_control("--dump", pid, &self.vgdb_prefix, ctx.shutdown)?;
+        callgrind_control("--instr=off", pid, &self.vgdb_prefix, ctx.shutdown)?;
+        let dump = dump_file(self.scratch.path())?;
+        if let Some(keep) = std::env::var_os("VALKEY_BENCH_KEEP_CALLGRIND") {
+            // For callgrind_annotate: where the instructions went.
+            let keep = Path::new(&keep);
+            std::fs::create_dir_all(keep)?;
+            let name = format!(
+                "callgrind.{}.{}.{pid}.out",
+                case.name.replace('/', "_"),
+                ctx.binaries.source_id.replace([':', '/'], "_"),
+            );
+            std::fs::copy(&dump, keep.join(name))?;
+        }
+        let total = total_instructions(&dump)?;
+        // The next dump is then the only one left.
+        std::fs::remove_file(&dump)?;
+        Ok(total)
     }
-    callgrind_control("--dump", server.pid(), &vgdb_prefix, ctx.shutdown)?;
-    let dump = dump_file(scratch.path())?;
-    if let Some(keep) = std::env::var_os("VALKEY_BENCH_KEEP_CALLGRIND") {
-        // For callgrind_annotate: where the instructions went.
-        let keep = Path::new(&keep);
-        std::fs::create_dir_all(keep)?;
-        let name = format!(
-            "callgrind.{}.{}.{}.out",
-            case.name.replace('/', "_"),
-            binaries.source_id.replace([':', '/'], "_"),
-            server.pid()
-        );
-        std::fs::copy(&dump, keep.join(name))?;
+}
+
+/// Waits until the server counts `n` connections, `control` one of them: it accepts new
+/// ones and frees closed ones when it next polls.
+fn connections_settle_at(control: &mut bench_core::client::Client, n: u64) -> anyhow::Result<()> {
+    let since = std::time::Instant::now();
+    loop {
+        let info = bench_core::info::Info::parse(&control.call_text(&["INFO", "clients"])?);
+        if info.get_u64("connected_clients") == Some(n) {
+            return Ok(());
+        }
+        if since.elapsed() > Duration::from_secs(60) {
+            bail!("the server still counts other connections after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
-    let total = total_instructions(&dump)?;
-    drop(server);
-    Ok(total)
 }
 
 /// `callgrind_control --zero|--dump PID`: talks to the running server's callgrind.

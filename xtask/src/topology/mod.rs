@@ -69,7 +69,7 @@ impl Deployment {
 }
 
 /// An arrangement of servers.
-pub trait Topology {
+pub trait Topology: Sync {
     /// How records and messages name it, e.g. `standalone`, `primary+2`.
     fn name(&self) -> String;
     /// Starts the servers on `host` (every one gets `options`: config, ports, scratch) and
