@@ -97,7 +97,8 @@ pub fn read_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
             ..Run::default()
         });
         for side in ["baseline", "candidate"] {
-            let run = read_records(&dir.join(side), &format!("{name}/{side}"))?;
+            let mut run = read_records(&dir.join(side), &format!("{name}/{side}"))?;
+            run.compare_side = true;
             // Instruction-count records are skipped: compare.json has their figures.
             if !run.perf.is_empty() || !run.mem.is_empty() || !run.sync.is_empty() {
                 runs.push(run);

@@ -34,6 +34,8 @@ pub struct Run {
     pub run_id: String,
     /// The command line that started it (`run.json`), for the reproduce line.
     pub command: Option<String>,
+    /// A side of a compare (its records are the compare's short, paired slices).
+    pub compare_side: bool,
     pub perf: Vec<ResultRecord>,
     pub mem: Vec<MemRecord>,
     pub sync: Vec<SyncRecord>,
@@ -94,8 +96,13 @@ pub fn build(runs: &[Run], chart_dir: &str) -> Result<Rendered, String> {
     blocks.push(Block::Heading(1, "valkey-bench report".into()));
     blocks.push(Block::List(runs.iter().map(describe_run).collect()));
     // Before any number: what makes a run weak, how to repeat it, where it ran.
+    // (A compare's sides are slices, short and paired by design: its verdicts say what
+    // they can tell.)
     let mut warnings = Vec::new();
-    for run in runs.iter().filter(|r| !r.perf.is_empty()) {
+    for run in runs
+        .iter()
+        .filter(|r| !r.perf.is_empty() && !r.compare_side)
+    {
         let summaries = tables::summarize(&run.perf);
         for w in context::weak_run(&run.perf, &summaries) {
             warnings.push(if runs.len() > 1 {

@@ -374,12 +374,18 @@ pub(crate) fn compare_section(
         ),
     ));
     let regressions = c.count(Verdict::Regression);
+    let thresholds = match c.instructions_threshold_pct {
+        Some(count) => format!(
+            "thresholds {count}% for instruction counts, {}% for timed trials",
+            c.threshold_pct
+        ),
+        None => format!("threshold {}%", c.threshold_pct),
+    };
     blocks.push(Block::Paragraph(format!(
-        "{} suite, {} mode, threshold {}%: {} regression(s), {} improvement(s), {} no change, \
+        "{} suite, {} mode, {thresholds}: {} regression(s), {} improvement(s), {} no change, \
          {} inconclusive; {} after {:.0} s.",
         c.suite,
         c.mode,
-        c.threshold_pct,
         regressions,
         c.count(Verdict::Improvement),
         c.count(Verdict::NoChange),
@@ -391,11 +397,16 @@ pub(crate) fn compare_section(
     let rows = c
         .cases
         .iter()
-        .filter_map(|case| {
-            let m = case.metrics.first()?;
+        .flat_map(|case| {
+            // The count's row, and a timed case's time row under it.
+            compare::headline_metrics(case)
+                .iter()
+                .map(move |m| (case, m))
+        })
+        .map(|(case, m)| {
             let cmp = &m.comparison;
             let pct = |r: Option<f64>| r.map(|r| (r - 1.0) * 100.0);
-            Some(charts::CompareRow {
+            charts::CompareRow {
                 label: format!("{} · {}", case.case, m.label),
                 // The unit is in the row's label.
                 values: format!(
@@ -406,7 +417,7 @@ pub(crate) fn compare_section(
                 change_pct: cmp.change_pct(),
                 ci_pct: pct(cmp.ci_low).zip(pct(cmp.ci_high)),
                 verdict: case.verdict,
-            })
+            }
         })
         .collect();
     let side = |s: &compare::SideInfo| {
@@ -422,7 +433,8 @@ pub(crate) fn compare_section(
             side(&c.candidate),
             side(&c.baseline)
         ),
-        threshold_pct: c.threshold_pct,
+        // In the default mode most rows are counts: their band.
+        threshold_pct: c.instructions_threshold_pct.unwrap_or(c.threshold_pct),
         rows,
     };
     push_chart(

@@ -54,7 +54,7 @@ pub struct CompareCmd {
     #[arg(long, default_value = "5m", value_parser = parse_duration, value_name = "DUR")]
     pub max_time: Duration,
     /// Seconds per measured slice of a perf trial; a trial alternates
-    /// [`SLICES`] slices per side on a fresh server pair.
+    /// 6 slices per side on a fresh server pair (`suites::perf::SLICES`).
     #[arg(long, default_value_t = 0.3, value_name = "SECS")]
     pub slice_seconds: f64,
     /// Results directory (default: results/<run-id>).
