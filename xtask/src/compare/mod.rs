@@ -298,6 +298,10 @@ impl Request {
             confirm,
             threshold,
             max_time: self.max_time,
+            budget: format!(
+                "--max-time {}",
+                crate::plan::interleave::humanize(self.max_time)
+            ),
         };
         let clock = || started.elapsed();
         let emit = |e| self.emit(e);

@@ -46,8 +46,8 @@ pub fn compare_cases(
     shutdown: &Shutdown,
 ) -> anyhow::Result<(Vec<CaseResult>, String)> {
     let started = clock();
-    // With the seed pinned one process per side repeats to 0.0003%; without, the median
-    // of RUNS processes tames the seed's ±0.3%.
+    // With the seed pinned one round per side repeats to ~0.02% (moved cases get two more);
+    // without, RUNS rounds up front tame the seed's ±0.3%.
     let runs = if seed.is_some() { 1 } else { RUNS };
     let mut counted = instructions::count_sides(&cases, ctxs, seed, runs, emit)?;
     let mut screened = instructions::results(&counted, budget.instructions_threshold);
@@ -141,6 +141,11 @@ pub fn compare_cases(
             confirm: Some(PERF_CONFIRM),
             threshold: budget.threshold,
             max_time: left.saturating_sub(clock() - started - screen_took),
+            budget: format!(
+                "the {} that --max-time {} left after the screen",
+                humanize(left),
+                humanize(budget.max_time)
+            ),
         };
         let (results, why) = schedule.run(clock, emit, shutdown, &mut |i, n, order| {
             trial.run(i, n, order)

@@ -34,6 +34,9 @@ pub struct Schedule<'a> {
     pub threshold: f64,
     /// No round starts that would end after this.
     pub max_time: Duration,
+    /// How messages name that budget: `--max-time 5m`, or in the default mode the part of
+    /// it the screen left.
+    pub budget: String,
 }
 
 impl Schedule<'_> {
@@ -128,8 +131,8 @@ impl Schedule<'_> {
                 if needed > self.max_time {
                     emit(Event::Warning {
                         message: format!(
-                            "{message}, over --max-time {}; it runs anyway, since nothing can be decided sooner (fewer cases with --cases are faster)",
-                            humanize(self.max_time)
+                            "{message}, over {}; it runs anyway, since nothing can be decided sooner (fewer cases with --cases are faster)",
+                            self.budget
                         ),
                     });
                 } else {
@@ -163,8 +166,8 @@ impl Schedule<'_> {
             let needed = per_trial * (rounds * open.len()) as u32;
             if clock() - started + needed > self.max_time {
                 break format!(
-                    "--max-time {} spent with {} case(s) inconclusive (the next look, at {next} trials, needed about {} more)",
-                    humanize(self.max_time),
+                    "{} spent with {} case(s) inconclusive (the next look, at {next} trials, needed about {} more)",
+                    self.budget,
                     open.len(),
                     humanize(needed)
                 );
@@ -229,6 +232,7 @@ mod tests {
             confirm: None,
             threshold: 0.02,
             max_time: Duration::from_secs(3600),
+            budget: "--max-time 1h".into(),
         }
     }
 
@@ -266,6 +270,7 @@ mod tests {
             confirm: None,
             threshold: 0.02,
             max_time: Duration::from_secs(20),
+            budget: "--max-time 20s".into(),
         };
         let (results, stopped) = schedule
             .run(

@@ -1,9 +1,10 @@
 //! `compare --mode instructions`: instructions per request, counted by callgrind, for a
 //! request stream whose shape does not depend on timing.
 //!
-//! Per case and side, the server runs under `valgrind --tool=callgrind`. After startup and
-//! the preload, `callgrind_control --zero` resets the counters; then [`REQUESTS`] requests
-//! run; `callgrind_control --dump` writes what they cost. Determinism comes from: one
+//! Per side, a server runs under `valgrind --tool=callgrind` (one per server config and
+//! round) and counts the cases in turn ([`Counter`]): FLUSHALL, the case's preload, then
+//! `callgrind_control --zero` resets the counters, [`REQUESTS`] requests run, and
+//! `callgrind_control --dump` writes what they cost. Determinism comes from: one
 //! connection, batches written whole and answered before the next one
 //! (`loadgen::stream`), `hz 1` and serverCron's inclusive cost subtracted from the count
 //! (its calls follow the wall clock, which callgrind stretches), `activerehashing no` (serverCron's rehashing runs for a time
@@ -12,8 +13,10 @@
 //! Last, Valkey seeds its hash function from /dev/urandom at startup, so the buckets keys
 //! land in, and a lookup's probes, differ between processes (±0.3% of the count). Where we
 //! are root, the server reads a fixed `/dev/urandom` (`process::fix_urandom`) and counts
-//! repeat to 0.0003%; elsewhere we warn. Either way a side is counted in [`RUNS`] processes
-//! and the median taken. (We first subtracted a short run from a long one, which let the
+//! repeat to a few hundredths of a percent (an event-loop pass more or less); elsewhere we
+//! warn. `compare --mode instructions` counts each side in [`RUNS`] rounds of processes;
+//! the default mode one round, and two more for a case that moved
+//! (`bench_core::compare::compare_counts` reads the rounds). (We first subtracted a short run from a long one, which let the
 //! preload's seed-dependent cost leak in: A/A differed by up to 5.7%.)
 
 use std::path::Path;
@@ -148,9 +151,19 @@ pub fn count(
                 progress(round, case);
                 let counter = match &mut counter {
                     Some(c) => c,
-                    None => counter.insert(Counter::start(case, ctx, fixed_urandom)?),
+                    None => counter.insert(Counter::start(case, ctx, fixed_urandom).with_context(
+                        || {
+                            format!(
+                                "starting the {side}'s server under callgrind for {}",
+                                case.name
+                            )
+                        },
+                    )?),
                 };
-                counts[i].push(counter.count(case, ctx)?);
+                let counted = counter
+                    .count(case, ctx)
+                    .with_context(|| format!("{} on the {side} (round {round})", case.name))?;
+                counts[i].push(counted);
             }
         }
     }
@@ -277,8 +290,9 @@ impl Counter {
         .context("sending the request stream")?;
         if outcome.error_replies > 0 {
             bail!(
-                "{} of {REQUESTS} requests got error replies; the count would not be of the command",
-                outcome.error_replies
+                "{} of {REQUESTS} requests of {} got error replies; the count would not be of the command",
+                outcome.error_replies,
+                case.name
             );
         }
         callgrind_control("--dump", pid, &self.vgdb_prefix, ctx.shutdown)?;
@@ -312,7 +326,12 @@ fn connections_settle_at(control: &mut bench_core::client::Client, n: u64) -> an
             return Ok(());
         }
         if since.elapsed() > Duration::from_secs(60) {
-            bail!("the server still counts other connections after 60 s");
+            bail!(
+                "the server under callgrind still counts {} connection(s), not {n}, 60 s after its \
+                 clients closed; is another client connected to port {}?",
+                info.get("connected_clients").unwrap_or("?"),
+                control.addr().port()
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
