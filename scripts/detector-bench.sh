@@ -5,11 +5,12 @@
 # path: VB_SLOWDOWN_ITERS dependent iterations of a volatile add before every command's
 # proc() in call(), read once from the environment. The patched tree lives in a scratch
 # directory (never in this repository). Then it runs compares of the whole quick suite
-# (20 cases) in the default mode and counts, per run, the exit code, the cases called
+# (20 cases; SUITE=default: the default suite's 32) in the default mode and counts, per run, the exit code, the cases called
 # regressions, and the time:
 #   A/A:     8.1.1 against 8.1.1: every case called a regression is a false alarm
 #   planted: 8.1.1 against the slowed build (~6% on GET/32B/P16)
 # Usage: scripts/detector-bench.sh [RUNS] [MAX_TIME] [CASES]   (defaults: 10 5m, every case)
+# SUITE=default compares the default suite (32 cases) instead of the quick one;
 # ITERS_PLANTED overrides the iteration count; MODE picks --mode (default auto); A_A_RUNS
 # and PLANTED_RUNS override RUNS per scenario; DETECTOR_KEEP=DIR keeps each run's JSON
 # report and stderr there.
@@ -23,6 +24,12 @@ case_filter=${3:-}
 # iterations are ~6% of its time and ~3.8% of its instructions.
 iters=${ITERS_PLANTED:-29}
 mode=${MODE:-auto}
+suite=${SUITE:-quick}
+case $suite in
+    quick) suite_flag=(--quick) ;;
+    default) suite_flag=() ;;
+    *) echo "SUITE=$suite: use quick or default" >&2; exit 2 ;;
+esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -70,7 +77,7 @@ run() {
         local start code=0 took n
         start=$(date +%s)
         VB_SLOWDOWN_ITERS=$iters "$xtask" compare --baseline 8.1.1 --candidate "$candidate" \
-            --quick "${filter[@]}" --mode "$mode" --max-time "$max_time" --json \
+            "${suite_flag[@]}" "${filter[@]}" --mode "$mode" --max-time "$max_time" --json \
             --out "$scratch/out-$slug-$i" >"$scratch/$slug-$i.json" 2>"$scratch/$slug-$i.err" || code=$?
         took=$(($(date +%s) - start))
         times+=("$took")
@@ -93,7 +100,7 @@ run() {
     printf '| %s | %d/%d | %d/%d | %s | %s s |\n' "$label" "$flagged" "$count" "$open" "$count" "$(IFS=,; echo "${called[*]}")" "$median"
 }
 
-echo "| scenario ($mode mode, quick suite) | runs exiting 1 | runs exiting 3 | cases called regressions, per run | median wall time per compare |"
+echo "| scenario ($mode mode, $suite suite) | runs exiting 1 | runs exiting 3 | cases called regressions, per run | median wall time per compare |"
 echo "| ---------------------------------- | -------------: | -------------: | --------------------------------- | ---------------------------: |"
 [ "${A_A_RUNS:-$runs}" -gt 0 ] && run "A/A" 0 8.1.1 "${A_A_RUNS:-$runs}"
 [ "${PLANTED_RUNS:-$runs}" -gt 0 ] && run "planted ~6% (${iters} iterations)" "$iters" "$tree" "${PLANTED_RUNS:-$runs}"
