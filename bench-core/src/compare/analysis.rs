@@ -140,8 +140,8 @@ pub fn exact_note(c: &Comparison) -> Option<String> {
 }
 
 /// Exact counts that differ by less than this (percent) are the same count: with the hash
-/// seed pinned, one build's counts of a case agree to 0.02% (a few event-loop iterations
-/// more or less in 10,000 requests), and the table shows two decimals.
+/// seed pinned, one build's counts of a case side by side agree to ~0.02% (a few
+/// event-loop iterations more or less in 10,000 requests); the table shows two decimals.
 pub const EXACT_FLOOR_PCT: f64 = 0.05;
 
 /// Exact counts that moved one way across cases: a finding of its own even when every

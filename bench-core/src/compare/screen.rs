@@ -19,11 +19,12 @@
 //!    were timed and, for an undecided one, the smallest change its trials could see.
 //!
 //! The run's false-alarm rate is then the time family's (≤ α over the timed cases) plus
-//! the count's: a count of one build against itself moves only by its process noise, an
-//! event-loop pass or so (~0.02%, far under the threshold) except where the server draws
-//! random numbers from a clock-seeded generator (ZADD); a moved case is counted in two
-//! more rounds and must move past the threshold plus twice the range of the rounds'
-//! ratios (`compare_counts`). A change in the command path is found by its count
+//! the count's: side by side, a count of one build against itself moves by a few
+//! hundredths of a percent, except where the server draws random numbers from a
+//! clock-seeded generator (ZADD) or, across rounds run at other moments, where clock-driven
+//! event-loop work grows with a slower stream; a moved case is counted in two more rounds
+//! and must move past the threshold plus twice the range of the rounds' ratios
+//! (`compare_counts`). A change in the command path is found by its count
 //! whatever the machine's noise.
 
 use super::*;

@@ -46,7 +46,8 @@ pub fn compare_cases(
     shutdown: &Shutdown,
 ) -> anyhow::Result<(Vec<CaseResult>, String)> {
     let started = clock();
-    // With the seed pinned one round per side repeats to ~0.02% (moved cases get two more);
+    // With the seed pinned both sides of one round agree to a few hundredths of a percent
+    // (moved cases get two more rounds, which measure what rounds add);
     // without, RUNS rounds up front tame the seed's ±0.3%.
     let runs = if seed.is_some() { 1 } else { RUNS };
     let mut counted = instructions::count_sides(&cases, ctxs, seed, runs, emit)?;
