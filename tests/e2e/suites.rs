@@ -232,6 +232,37 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
     );
     assert!(summary.contains(" GiB, kernel "), "{summary}");
     assert!(!summary.contains("BuildOptions"), "{summary}");
+    // The command that ran, and (these repetitions are short) what makes the run weak.
+    assert!(
+        summary.contains("- reproduce: `cargo xtask bench "),
+        "{summary}"
+    );
+    assert!(summary.contains("**Short repetitions**"), "{summary}");
+    let manifest: Value =
+        serde_json::from_str(&fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    assert!(
+        manifest["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("cargo xtask bench ")
+    );
+    // The report says the same before any number, and every case's parameters.
+    let md = fs::read_to_string(out_dir.join("report.md")).unwrap();
+    for section in [
+        "## Read this first",
+        "## Reproduce",
+        "## Environment",
+        "<details><summary>Parameters of every case",
+    ] {
+        assert!(md.contains(section), "{section} missing from report.md");
+    }
+    // The measured run's own command line, the engine's.
+    let measured = if engine == "native" {
+        "`cargo xtask loadgen --host 127.0.0.1"
+    } else {
+        "valkey-benchmark -h 127.0.0.1"
+    };
+    assert!(md.contains(measured), "{measured} missing from report.md");
 }
 
 fn chrono_like(ts: &str) -> bool {

@@ -283,8 +283,9 @@ pub fn assert_report(dir: &std::path::Path, expected: &[&str]) -> Vec<String> {
         );
         let svg = fs::read_to_string(dir.join(format!("charts/{name}.svg"))).unwrap();
         assert!(svg.contains("<svg") && svg.contains("</svg>"), "{name}.svg");
+        // Named, not linked: report.md is pasted into pull requests.
         assert!(
-            markdown.contains(&format!("(charts/{name}.png)")),
+            markdown.contains(&format!("charts/{name}.png).*")),
             "{name} not in report.md"
         );
         assert!(
@@ -292,6 +293,7 @@ pub fn assert_report(dir: &std::path::Path, expected: &[&str]) -> Vec<String> {
             "{name} not in report.html"
         );
     }
+    assert!(!markdown.contains("!["), "an image link in report.md");
     for prefix in expected {
         assert!(
             names.iter().any(|n| n.starts_with(prefix)),
