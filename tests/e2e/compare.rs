@@ -370,8 +370,10 @@ fn compare_instructions_mode_counts_the_same_build_alike() {
         pinned &= record["hash_seed_pinned"] == true;
     }
     // With the hash seed pinned (root) the counts repeat to a few hundredths of a percent
-    // (an event-loop iteration more or less); without, the seed moves them by tenths.
-    let tolerance = if pinned { 1.0005 } else { 1.01 };
+    // side by side, up to ~0.1% across rounds on a loaded machine (clock-driven event-loop
+    // work grows with a slower stream), far under the 0.5% threshold; without, the seed
+    // moves them by tenths.
+    let tolerance = if pinned { 1.002 } else { 1.01 };
     assert!(max / min < tolerance, "pinned {pinned}: {all:?}");
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
 }

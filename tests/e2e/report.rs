@@ -36,7 +36,9 @@ fn report_draws_several_runs_together_and_refuses_a_bad_directory() {
         &out_dir,
         &["throughput", "latency-get", "series-", "memory"],
     );
-    let svg = fs::read_to_string(out_dir.join("charts/throughput.svg")).unwrap();
+    // A throughput chart per pipeline depth (the fixtures have P1 and P16).
+    assert!(out_dir.join("charts/throughput-p1.svg").is_file());
+    let svg = fs::read_to_string(out_dir.join("charts/throughput-p16.svg")).unwrap();
     assert!(
         svg.contains("8.1.1 (perf-a)") && svg.contains("8.1.1 (perf-b)"),
         "a legend entry per run"

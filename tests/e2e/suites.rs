@@ -72,9 +72,19 @@ fn perf_suite_writes_plausible_records(engine: &str, base_port: u16) {
             }
             "record_written" => assert_eq!(open_case, e["case"].as_str(), "{e}"),
             "case_finished" => assert_eq!(open_case.take(), e["case"].as_str(), "{e}"),
+            // The weak-run warnings come once every case is done (these runs are short).
+            "warning" => assert!(open_case.is_none(), "a warning inside a case: {e}"),
             other => panic!("unexpected {other} in the middle: {e}"),
         }
     }
+    assert!(
+        events.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Short repetitions")),
+        "the short-repetitions warning on the progress stream"
+    );
     assert_eq!(events.last().unwrap()["records"], 12);
     assert_eq!(events.last().unwrap()["complete"], true);
     assert!(servers_under(tmp.path()).is_empty(), "servers left running");
