@@ -215,10 +215,11 @@ impl CompareReport {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn exact_case(name: &str, baseline: f64, candidate: f64) -> CaseResult {
+    /// One case's exact count comparison at a 0.5% threshold (shared with `screen.rs`).
+    pub(crate) fn exact_case(name: &str, baseline: f64, candidate: f64) -> CaseResult {
         let comparison = compare_exact(baseline, candidate, Better::Lower, 0.005);
         CaseResult {
             case: name.into(),

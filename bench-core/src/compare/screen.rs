@@ -175,21 +175,7 @@ mod tests {
     use super::*;
 
     fn exact(name: &str, change: f64) -> CaseResult {
-        let comparison = compare_exact(1000.0, 1000.0 * (1.0 + change), Better::Lower, 0.005);
-        CaseResult {
-            case: name.into(),
-            verdict: comparison.verdict,
-            note: exact_note(&comparison),
-            metrics: vec![MetricResult {
-                metric: "instructions_per_request".into(),
-                label: "instructions/req".into(),
-                better: Better::Lower,
-                comparison,
-            }],
-            trials: Vec::new(),
-            evidence: None,
-            screen: None,
-        }
+        super::super::analysis::tests::exact_case(name, 1000.0, 1000.0 * (1.0 + change))
     }
 
     fn timed(verdict: Verdict, change: f64) -> CaseResult {
