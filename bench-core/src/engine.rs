@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use crate::command::Command;
 use crate::loadgen::stats::SecondReport;
 use crate::shutdown::Shutdown;
+use crate::topology::ReadFrom;
 
 /// A closed-loop load: `clients` connections, each with `pipeline` requests in flight,
 /// until `requests` requests have completed.
@@ -37,6 +38,10 @@ pub struct Measurement {
     pub series: Vec<SecondReport>,
     /// The engine's own CPU time per request, µs, where it measures it.
     pub client_cpu_us_per_request: Option<f64>,
+    /// A cluster: each node's share, where the engine counts it.
+    pub nodes: Vec<crate::loadgen::stats::NodeReport>,
+    /// A cluster: MOVED / ASK redirects followed.
+    pub redirects: std::collections::BTreeMap<String, u64>,
 }
 
 /// Request latency in microseconds, from send to reply.
@@ -63,13 +68,15 @@ pub enum EngineError {
     },
 }
 
-/// Where an engine sends its load: the endpoints of a deployment. Today one primary
-/// (standalone, or a replication group's primary); the place for TLS settings and
-/// cluster routing when those topologies arrive.
+/// Where an engine sends its load: the endpoints of a deployment. One primary
+/// (standalone, or a replication group's primary), or a cluster's primaries, from which an
+/// engine reads the slot map.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
     /// Where requests go; the first is the primary.
     pub endpoints: Vec<SocketAddr>,
+    /// A cluster, and where its reads go.
+    pub cluster: Option<ReadFrom>,
 }
 
 impl Target {
@@ -77,6 +84,15 @@ impl Target {
     pub fn standalone(addr: SocketAddr) -> Target {
         Target {
             endpoints: vec![addr],
+            cluster: None,
+        }
+    }
+
+    /// A cluster, reached through its primaries.
+    pub fn cluster(primaries: Vec<SocketAddr>, read_from: ReadFrom) -> Target {
+        Target {
+            endpoints: primaries,
+            cluster: Some(read_from),
         }
     }
 

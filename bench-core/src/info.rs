@@ -43,6 +43,42 @@ impl Info {
         self.get(field)?.parse().ok()
     }
 
+    /// Several servers' INFO as one: CPU seconds (`used_cpu_user`, `used_cpu_sys`) and
+    /// `commandstats` calls and usec summed over them, every other field from the first.
+    /// A cluster's cost per request is its primaries' together.
+    pub fn sum(infos: &[Info]) -> Info {
+        let Some(first) = infos.first() else {
+            return Info::default();
+        };
+        let mut out = first.clone();
+        for field in ["used_cpu_user", "used_cpu_sys"] {
+            let total: Option<f64> = infos.iter().map(|i| i.get_f64(field)).sum();
+            if let (Some(total), Some(section)) = (total, out.sections.get_mut("cpu")) {
+                section.insert(field.into(), format!("{total:.6}"));
+            }
+        }
+        let mut stats: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for info in infos {
+            for (command, (calls, usec)) in info.commandstats() {
+                let entry = stats.entry(command).or_default();
+                entry.0 += calls;
+                entry.1 += usec;
+            }
+        }
+        if !stats.is_empty() {
+            out.sections.insert(
+                "commandstats".into(),
+                stats
+                    .into_iter()
+                    .map(|(c, (calls, usec))| {
+                        (format!("cmdstat_{c}"), format!("calls={calls},usec={usec}"))
+                    })
+                    .collect(),
+            );
+        }
+        out
+    }
+
     /// Server CPU seconds so far: `used_cpu_user` + `used_cpu_sys`.
     pub fn cpu_seconds(&self) -> Option<f64> {
         Some(self.get_f64("used_cpu_user")? + self.get_f64("used_cpu_sys")?)
@@ -96,6 +132,22 @@ mod tests {
         assert_eq!(stats["get"], (10, 25));
         assert_eq!(stats["config|get"], (1, 3));
         assert!(Info::parse("").commandstats().is_empty());
+    }
+
+    #[test]
+    fn a_sum_adds_cpu_and_command_counts() {
+        let one = |cpu: f64, calls: u64| {
+            Info::parse(&format!(
+                "# Server\r\nredis_version:8.1.1\r\n# CPU\r\nused_cpu_sys:{cpu}\r\nused_cpu_user:1.5\r\n\
+                 # Commandstats\r\ncmdstat_get:calls={calls},usec={},usec_per_call=2.00\r\n",
+                calls * 2
+            ))
+        };
+        let sum = Info::sum(&[one(1.0, 10), one(2.0, 30)]);
+        assert!((sum.cpu_seconds().unwrap() - 6.0).abs() < 1e-9);
+        assert_eq!(sum.commandstats()["get"], (40, 80));
+        assert_eq!(sum.get("redis_version"), Some("8.1.1"));
+        assert_eq!(Info::sum(&[]).cpu_seconds(), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod benchmark_csv;
 pub mod charts;
 pub mod client;
+pub mod cluster;
 pub mod command;
 pub mod compare;
 pub mod distribution;
@@ -24,4 +25,5 @@ pub mod stats;
 pub mod suite;
 pub mod sync;
 pub mod tables;
+pub mod topology;
 pub mod workload;

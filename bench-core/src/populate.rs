@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use crate::client::{Client, ClientError, Value};
+use crate::cluster::{KeyedClient, Single};
 
 /// Commands sent per round trip.
 const BATCH: usize = 1000;
@@ -53,14 +54,17 @@ pub fn strings(
     value_size: u64,
 ) -> Result<Populated, PopulateError> {
     let value = vec![b'x'; value_size as usize];
-    set_keys(client, keyspace, benchmark_key, |_| &value)
+    set_keys(&mut Single::new(client), keyspace, benchmark_key, |_| {
+        &value
+    })
 }
 
 /// SETs every string key a workload reads, named as its generator names them (its
 /// `key_prefix` and `key_digits`), with values of its largest size, or `0` when a command
-/// of the mix needs integers (INCR). The server must be empty.
+/// of the mix needs integers (INCR). The server (or the cluster: each key goes to its
+/// slot's primary) must be empty.
 pub fn workload_strings(
-    client: &mut Client,
+    client: &mut dyn KeyedClient,
     spec: &crate::workload::WorkloadSpec,
 ) -> Result<Populated, PopulateError> {
     let value = if spec.needs_integers() {
@@ -95,7 +99,7 @@ pub fn random_strings(
         x ^= x << 17;
         pool.extend_from_slice(&x.to_le_bytes());
     }
-    set_keys(client, keyspace, benchmark_key, |i| {
+    set_keys(&mut Single::new(client), keyspace, benchmark_key, |i| {
         let offset = (i.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 20) as usize % (1 << 20);
         &pool[offset..offset + size]
     })
@@ -103,7 +107,7 @@ pub fn random_strings(
 
 /// SETs `name(N)` to `value(N)` for every N in `0..keyspace`, pipelined, then checks DBSIZE.
 fn set_keys<'v>(
-    client: &mut Client,
+    client: &mut dyn KeyedClient,
     keyspace: u64,
     name: impl Fn(u64) -> String,
     value: impl Fn(u64) -> &'v [u8],
@@ -114,16 +118,19 @@ fn set_keys<'v>(
         let batch = (keyspace - next).min(BATCH as u64);
         for i in next..next + batch {
             let key = name(i);
-            client.queue(&[b"SET".as_slice(), key.as_bytes(), value(i)]);
+            client.queue_keyed(
+                key.as_bytes(),
+                &[b"SET".as_slice(), key.as_bytes(), value(i)],
+            );
         }
         check_replies(
-            client.flush_and_read(batch as usize)?,
+            client.flush_all()?,
             "SET",
             |r| matches!(r, Value::Simple(s) if s == "OK"),
         )?;
         next += batch;
     }
-    let actual = client.call_int(&["DBSIZE"])? as u64;
+    let actual = client.dbsize()?;
     if actual != keyspace {
         return Err(PopulateError::Mismatch {
             what: "DBSIZE".into(),
@@ -140,7 +147,7 @@ fn set_keys<'v>(
 /// RPUSHes `count` elements of `value_size` bytes onto `key`, then checks LLEN.
 /// The list must not exist yet.
 pub fn list(
-    client: &mut Client,
+    client: &mut dyn KeyedClient,
     key: &str,
     count: u64,
     value_size: u64,
@@ -156,15 +163,23 @@ pub fn list(
             args.push(b"RPUSH");
             args.push(key.as_bytes());
             args.extend(std::iter::repeat_n(value.as_slice(), n));
-            client.queue(&args);
+            client.queue_keyed(key.as_bytes(), &args);
             pushed += n as u64;
             commands += 1;
         }
-        check_replies(client.flush_and_read(commands)?, "RPUSH", |r| {
+        check_replies(client.flush_all()?, "RPUSH", |r| {
             matches!(r, Value::Integer(_))
         })?;
     }
-    let actual = client.call_int(&["LLEN", key])? as u64;
+    let actual = match client.call_keyed(key.as_bytes(), &[b"LLEN", key.as_bytes()])? {
+        Value::Integer(n) => n as u64,
+        reply => {
+            return Err(PopulateError::Reply {
+                command: "LLEN",
+                reply,
+            });
+        }
+    };
     if actual != count {
         return Err(PopulateError::Mismatch {
             what: format!("LLEN {key}"),

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::topology::TopologySpec;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Latency;
@@ -19,8 +20,9 @@ use crate::loadgen::stats::SecondReport;
 /// `metrics.server_cpu_us_per_request` and `metrics.usec_per_call`. 4: perf
 /// `metrics.warmup_series`. 5: `valkey.compiler`, sync `params.dir_fs`. 6: mem
 /// `metrics.mem_clients_before`/`after`, and `bytes_per_item` leaves client buffers and
-/// the server's first-call allocations out.
-pub const SCHEMA_VERSION: u32 = 6;
+/// the server's first-call allocations out. 7: perf `params.topology`, and on a cluster
+/// `metrics.nodes` and `metrics.redirects`.
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
@@ -218,6 +220,9 @@ pub struct PerfParams {
     pub preloaded_items: u64,
     /// Extra server configuration the case set.
     pub server_config: BTreeMap<String, String>,
+    /// How the servers were arranged: `standalone`, `replicas:N`, `cluster:SxR`.
+    #[serde(default)]
+    pub topology: TopologySpec,
 }
 
 /// Measurements of one repetition.
@@ -259,9 +264,18 @@ pub struct Metrics {
     #[serde(default)]
     pub server_cpu_us_per_request: Option<f64>,
     /// `INFO commandstats` for the measured command over the measured run: Δusec / Δcalls,
-    /// µs. The server's own cost of the command, without I/O.
+    /// µs. The server's own cost of the command, without I/O. On a cluster, summed over the
+    /// primaries (as is the server CPU).
     #[serde(default)]
     pub usec_per_call: Option<f64>,
+    /// A cluster: each node's share as the client saw it, `{addr, requests, ops_per_sec,
+    /// latency}` (latency µs: min, avg, p50, p90, p99, p99_9, max). Empty elsewhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<crate::loadgen::stats::NodeReport>,
+    /// A cluster: redirects followed by kind (`MOVED`, `ASK`); a request's latency includes
+    /// its redirects. Empty when there were none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub redirects: BTreeMap<String, u64>,
 }
 
 /// The knobs of a mem case.
@@ -452,6 +466,7 @@ pub(crate) mod tests {
                 warmup_requests: 250_000,
                 preloaded_items: 100_000,
                 server_config: BTreeMap::new(),
+                topology: TopologySpec::Standalone,
             },
             metrics: Metrics {
                 ops_per_sec: 1_000_000.0,
@@ -468,6 +483,8 @@ pub(crate) mod tests {
                 client_cpu_us_per_request: None,
                 server_cpu_us_per_request: Some(3.5),
                 usec_per_call: Some(0.8),
+                nodes: Vec::new(),
+                redirects: BTreeMap::new(),
             },
             engine: EngineInfo {
                 name: "valkey-benchmark".into(),

@@ -15,7 +15,7 @@
 /// Settings the harness owns on every server: the network it listens on, the files it
 /// writes or reads (a path from a suite file could overwrite or delete a file, or load
 /// code), and how the process runs.
-pub const RESERVED: [&str; 31] = [
+pub const RESERVED: [&str; 35] = [
     // where it listens
     "port",
     "bind",
@@ -27,6 +27,11 @@ pub const RESERVED: [&str; 31] = [
     "tls-port",
     "tls-cluster",
     "tls-replication",
+    // the topology: cluster mode and who replicates whom
+    "cluster-enabled",
+    "cluster-port",
+    "replicaof",
+    "slaveof",
     // paths it writes or reads
     "dir",
     "logfile",

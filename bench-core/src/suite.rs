@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::topology::TopologySpec;
 use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
@@ -54,6 +55,10 @@ pub struct PerfSpecFile {
     /// Extra server configuration (`"maxmemory-policy" = "allkeys-lru"`).
     #[serde(default)]
     pub server_config: BTreeMap<String, String>,
+    /// How each case's servers are arranged: `"standalone"` (default), `"replicas:N"`,
+    /// `"cluster:SxR"`. `--topology` replaces it.
+    #[serde(default)]
+    pub topology: Option<String>,
 }
 
 fn default_engine() -> String {
@@ -81,6 +86,7 @@ pub struct PerfSpec {
     pub measure_seconds: f64,
     pub client_threads: u32,
     pub server_config: BTreeMap<String, String>,
+    pub topology: TopologySpec,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -118,6 +124,8 @@ pub struct PerfCase {
     pub client_threads: u32,
     /// Extra server configuration, `io-threads` included when above 1.
     pub server_config: BTreeMap<String, String>,
+    /// Where the case runs; outside standalone its name ends with it (`/cluster:3x1`).
+    pub topology: TopologySpec,
 }
 
 /// An invalid suite: which field, which value, and how to fix it.
@@ -174,10 +182,15 @@ impl PerfSpec {
                             if io_threads > 1 {
                                 server_config.insert("io-threads".into(), io_threads.to_string());
                             }
+                            let place = match self.topology {
+                                TopologySpec::Standalone => String::new(),
+                                t => format!("/{t}"),
+                            };
                             cases.push(PerfCase {
                                 name: format!(
-                                    "{command}{size}/P{pipeline}/c{clients}/io{io_threads}"
+                                    "{command}{size}/P{pipeline}/c{clients}/io{io_threads}{place}"
                                 ),
+                                topology: self.topology,
                                 command,
                                 value_size,
                                 pipeline,
@@ -251,7 +264,14 @@ impl PerfSpecFile {
                 ));
             }
         }
+        let topology = match &self.topology {
+            None => TopologySpec::Standalone,
+            Some(t) => t
+                .parse()
+                .map_err(|why: String| error("topology", format!("{t:?}"), &why))?,
+        };
         Ok(PerfSpec {
+            topology,
             engine,
             commands,
             value_sizes: self.value_sizes,

@@ -328,7 +328,44 @@ pub fn loadgen_table(report: &crate::loadgen::Report) -> String {
             report.late_sends, report.send_lag_p99_us, report.send_lag_max_us
         );
     }
+    if !report.nodes.is_empty() {
+        out.push('\n');
+        out.push_str(&nodes_table(&report.nodes));
+        let redirects: Vec<String> = report
+            .redirects
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nredirects followed: {}",
+            if redirects.is_empty() {
+                "none".to_string()
+            } else {
+                redirects.join(", ")
+            }
+        );
+    }
     out
+}
+
+/// A cluster run's share per node: replies, throughput and latency as the client saw them.
+pub fn nodes_table(nodes: &[crate::loadgen::stats::NodeReport]) -> String {
+    let header = ["node", "requests", "ops/s", "p50 µs", "p99 µs", "max µs"];
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.addr.clone(),
+                n.requests.to_string(),
+                group_thousands(n.ops_per_sec),
+                n.latency.p50_us.to_string(),
+                n.latency.p99_us.to_string(),
+                n.latency.max_us.to_string(),
+            ]
+        })
+        .collect();
+    aligned(&header, &rows)
 }
 
 /// A Markdown table with the first column left-aligned and the rest right-aligned.

@@ -164,6 +164,7 @@ fn the_engine_allocates_nothing_per_request() {
         rate: None,
         stop: Stop::Requests(0),
         warmup: Duration::ZERO,
+        cluster: None,
     };
     let (short, long) = (Stop::Requests(20_000), Stop::Requests(120_000));
     let mut pubsub = mix("pubsub:", ValueSize::Fixed { bytes: 64 });

@@ -47,6 +47,9 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Where instance directories are made. Default [`scratch_root`].
     pub scratch: PathBuf,
+    /// Cluster mode (`cluster-enabled yes`, its `nodes.conf` in the instance directory);
+    /// the cluster bus port, the port + 10000, must be free too.
+    pub cluster: bool,
 }
 
 /// `VALKEY_BENCH_SCRATCH` if set, else `<cache>/scratch`: where servers keep their files.
@@ -146,6 +149,7 @@ impl Default for Options {
             fixed_urandom: None,
             env: Vec::new(),
             scratch: scratch_root(),
+            cluster: false,
         }
     }
 }
@@ -218,7 +222,12 @@ pub fn start(
         }
         let candidate = port;
         port += 1;
-        if !port_is_free(candidate) {
+        if !port_is_free(candidate)
+            || (options.cluster
+                && candidate
+                    .checked_add(CLUSTER_BUS_OFFSET)
+                    .is_none_or(|bus| !port_is_free(bus)))
+        {
             continue;
         }
         match start_one(server, candidate, options, shutdown)? {
@@ -228,6 +237,9 @@ pub fn start(
     }
     Ok(instances)
 }
+
+/// Where a cluster node's bus listens, relative to its port (Valkey's default).
+const CLUSTER_BUS_OFFSET: u16 = 10000;
 
 fn port_is_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
@@ -271,6 +283,10 @@ fn start_one(
         .arg(dir.path())
         .arg("--logfile")
         .arg(&log);
+    if options.cluster {
+        cmd.args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"]);
+    }
     for (key, value) in &options.config {
         // One argv item per value, whatever it contains: valkey-server quotes it into one
         // config value (a multi-argument setting such as `save "900 1"` splits it itself),

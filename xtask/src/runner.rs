@@ -14,13 +14,16 @@ use bench_core::shutdown::Shutdown;
 use bench_core::suite::{EngineKind, PerfSpec};
 use bench_core::sync::SyncCase;
 use bench_core::tables::{self, SummaryHeader};
+use bench_core::topology::ReadFrom;
 use serde_json::json;
 
 use crate::events::{Event, Sinks};
+use crate::host::local::Local;
 use crate::plan::suite_file::Plan;
-use crate::run::{CaseContext, LOCAL_STANDALONE};
+use crate::run::{CaseContext, Deploy, LOCAL_STANDALONE};
 use crate::rundir::{RunDir, run_id};
 use crate::suites::perf;
+use crate::topology;
 use crate::valkey::{Binaries, BuildRequest};
 use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, project};
@@ -33,6 +36,8 @@ pub struct Run {
     pub base_port: u16,
     /// Print the summary as JSON on stdout instead of a table.
     pub json: bool,
+    /// Where a cluster's reads go (`--read-from`).
+    pub read_from: ReadFrom,
 }
 
 /// Records know their case name and repetition (for progress events).
@@ -97,6 +102,11 @@ impl Run {
         let run_dir = RunDir::create(&out)?;
         crate::rundir::write_manifest(&out)?;
         let host = host::info();
+        let topology = topology::from_spec(spec.topology, self.read_from);
+        let servers = Deploy {
+            topology: topology.as_ref(),
+            host: &Local,
+        };
         let ctx = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
@@ -104,7 +114,7 @@ impl Run {
             engine: engine.as_ref(),
             base_port: self.base_port,
             shutdown,
-            servers: &LOCAL_STANDALONE,
+            servers: &servers,
         };
         let total: u64 = cases.iter().map(|c| u64::from(c.repetitions)).sum();
         sinks.emit(Event::RunStarted {

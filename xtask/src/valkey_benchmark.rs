@@ -101,6 +101,9 @@ impl Engine for ValkeyBenchmark {
         let addr = target.primary();
         let mut argv = vec![self.path.display().to_string()];
         argv.extend(self.args(addr, load));
+        if target.cluster.is_some() {
+            argv.push("--cluster".into());
+        }
         argv
     }
 
@@ -117,6 +120,10 @@ impl Engine for ValkeyBenchmark {
         };
         let mut cmd = process::command(&self.path);
         cmd.args(self.args(addr, load));
+        // It reads the slot map from the node and spreads its clients over the primaries.
+        if target.cluster.is_some() {
+            cmd.arg("--cluster");
+        }
         let started = Instant::now();
         let out = process::output(
             cmd,
@@ -166,6 +173,7 @@ impl Engine for ValkeyBenchmark {
             histogram: None,
             series: Vec::new(),
             client_cpu_us_per_request: None,
+            ..Default::default()
         })
     }
 }

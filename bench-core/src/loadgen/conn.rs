@@ -12,8 +12,10 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use hdrhistogram::Histogram;
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,9 +23,11 @@ use tokio::net::TcpStream;
 use super::schedule::Schedule;
 use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
 use super::{Plan, Shared};
+use crate::cluster::{Redirect, RedirectKind, SlotPrefix, key_slot};
 use crate::distribution::{KeySampler, SizeSampler, worker_rng};
 use crate::resp::{self, ParseError, Reply};
-use crate::workload::Fill;
+use crate::topology::ReadFrom;
+use crate::workload::{Fill, KeyRoute, Prepared, Template};
 
 /// How often a waiting connection looks at the clock and the stop flags.
 const TICK: Duration = Duration::from_millis(50);
@@ -40,30 +44,209 @@ struct Pending {
     /// Start (intended start in open loop), ns after the plan's origin: one u64
     /// subtraction per reply instead of `Instant` arithmetic.
     start_ns: u64,
+    /// The template, or [`CONTROL`] for a reply nobody measures (`ASKING`, `READONLY`).
     template: u16,
     measured: bool,
+    /// Redirects this request has followed.
+    redirects: u8,
+    /// Its bytes in its link's buffer (kept only when requests may be re-sent).
+    len: u32,
+}
+
+/// The template index of a control request's reply (`ASKING`, `READONLY`).
+const CONTROL: u16 = u16::MAX;
+/// A request redirected more often than this is an error, not a migration.
+const MAX_REDIRECTS: u8 = 5;
+const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
+const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
+
+/// One socket of a connection: to the server, or in cluster mode to one node.
+pub(super) struct Link {
+    pub addr: SocketAddr,
+    pub stream: TcpStream,
+    /// A replica read from: `READONLY` after every (re)connect.
+    pub readonly: bool,
+    inflight: VecDeque<Pending>,
+    /// Encoded requests. `[acked..written)` is sent and awaits replies (kept only when
+    /// requests may be re-sent, in cluster mode), `[written..)` is not sent yet.
+    out: Vec<u8>,
+    written: usize,
+    acked: usize,
+    rbuf: Vec<u8>,
+    /// Resumes a reply that arrived in part (a large LRANGE over many reads).
+    scanner: resp::Scanner,
+    /// Cluster mode: this node's measured replies.
+    latency: Option<Histogram<u64>>,
+}
+
+impl Link {
+    pub fn new(addr: SocketAddr, stream: TcpStream, readonly: bool, per_node: bool) -> Link {
+        Link {
+            addr,
+            stream,
+            readonly,
+            inflight: VecDeque::new(),
+            out: Vec::with_capacity(64 * 1024),
+            written: 0,
+            acked: 0,
+            rbuf: Vec::with_capacity(64 * 1024),
+            scanner: resp::Scanner::default(),
+            latency: per_node.then(super::stats::new_histogram),
+        }
+    }
+}
+
+/// How a connection finds a request's node in a cluster.
+pub(super) struct Routing {
+    /// Per slot, the link of its owner's primary (`u16::MAX`: unowned).
+    pub owner: Vec<u16>,
+    /// Per link, the links of its replicas (reads go there with `--read-from replicas`).
+    pub replicas_of: Vec<Vec<u16>>,
+    pub read_from: ReadFrom,
+    /// Round robin for requests without a key.
+    pub next: usize,
+}
+
+/// How a template's requests are routed, computed once per run.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Route {
+    /// No key: any primary.
+    Any,
+    /// One slot for every request.
+    Slot(u16),
+    /// The first drawn key's slot.
+    Drawn(SlotPrefix),
+}
+
+impl Route {
+    pub fn of(template: &Template) -> Route {
+        match &template.route {
+            KeyRoute::None => Route::Any,
+            KeyRoute::Literal(key) => Route::Slot(key_slot(key)),
+            KeyRoute::Drawn { prefix, .. } => match SlotPrefix::new(prefix) {
+                SlotPrefix::Fixed(slot) => Route::Slot(slot),
+                hashed => Route::Drawn(hashed),
+            },
+        }
+    }
+}
+
+/// A template a connection encodes with its own hash tag (multi-key commands in cluster
+/// mode), in place of the plan's.
+pub(super) struct Tagged {
+    pub template: Template,
+    pub prepared: Option<Prepared>,
+    pub route: Route,
 }
 
 pub(super) struct Connection {
     pub index: u32,
-    pub addr: SocketAddr,
-    pub stream: TcpStream,
+    pub links: Vec<Link>,
+    /// `None`: one server, one link.
+    pub routing: Option<Routing>,
+    /// Per template, this connection's own version of it, if it has one.
+    pub tagged: Vec<Option<Tagged>>,
     pub plan: Arc<Plan>,
     pub shared: Arc<Shared>,
     pub stats: Rc<RefCell<WorkerStats>>,
-    /// Resumes a reply that arrived in part (a large LRANGE over many reads).
-    pub scanner: RefCell<resp::Scanner>,
+    /// Requests in flight over every link.
+    inflight: usize,
+    /// Where the last multi-link read looked first (so no link starves the others).
+    read_from: usize,
 }
 
 impl Connection {
+    pub fn new(
+        index: u32,
+        links: Vec<Link>,
+        routing: Option<Routing>,
+        tagged: Vec<Option<Tagged>>,
+        plan: Arc<Plan>,
+        shared: Arc<Shared>,
+        stats: Rc<RefCell<WorkerStats>>,
+    ) -> Connection {
+        Connection {
+            index,
+            links,
+            routing,
+            tagged,
+            plan,
+            shared,
+            stats,
+            inflight: 0,
+            read_from: 0,
+        }
+    }
+
     /// Runs the connection, then tells subscribers one publisher fewer is left.
-    pub async fn run(self, start: Instant) {
+    pub async fn run(mut self, start: Instant) {
         let shared = Arc::clone(&self.shared);
         self.drive(start).await;
+        let mut stats = self.stats.borrow_mut();
+        for link in &mut self.links {
+            if let Some(h) = link.latency.take() {
+                match stats.nodes.get_mut(&link.addr) {
+                    Some(all) => all.add(&h).expect("same bounds"),
+                    None => {
+                        stats.nodes.insert(link.addr, h);
+                    }
+                }
+            }
+        }
+        drop(stats);
         shared.publishers_left.fetch_sub(1, Ordering::SeqCst);
     }
 
-    async fn drive(mut self, start: Instant) {
+    /// Whether sent requests stay in their link's buffer until answered (to be re-sent
+    /// after a redirect).
+    fn keeps_requests(&self) -> bool {
+        self.routing.is_some()
+    }
+
+    /// The link a request of template `t` goes to, and its first key when routing drew it.
+    #[inline]
+    fn route(
+        &mut self,
+        t: usize,
+        route: Route,
+        draw: &mut impl FnMut() -> u64,
+    ) -> (usize, Option<u64>) {
+        let Some(routing) = &mut self.routing else {
+            return (0, None);
+        };
+        let (slot, first) = match route {
+            Route::Any => {
+                routing.next = routing.next.wrapping_add(1);
+                let primaries = routing.replicas_of.len().max(1);
+                return (routing.next % primaries, None);
+            }
+            Route::Slot(slot) => (slot, None),
+            Route::Drawn(prefix) => {
+                let key = draw();
+                let template = match &self.tagged[t] {
+                    Some(tagged) => &tagged.template,
+                    None => &self.plan.templates[t],
+                };
+                (template.slot_of(prefix, key), Some(key))
+            }
+        };
+        let primary = routing.owner[usize::from(slot)];
+        let primary = if primary == u16::MAX {
+            0
+        } else {
+            usize::from(primary)
+        };
+        if routing.read_from == ReadFrom::Replicas
+            && self.plan.read_only[t]
+            && let Some(replicas) = routing.replicas_of.get(primary).filter(|r| !r.is_empty())
+        {
+            let i = self.index as usize % replicas.len();
+            return (usize::from(replicas[i]), first);
+        }
+        (primary, first)
+    }
+
+    async fn drive(&mut self, start: Instant) {
         let plan = Arc::clone(&self.plan);
         // Three streams per connection, so a template's key draws do not shift the mix.
         let stream_id = u64::from(self.index) * 3;
@@ -90,9 +273,6 @@ impl Connection {
             .rate
             .map(|r| Schedule::new(r, plan.connections, self.index));
         let mut sent_k: u64 = 0;
-        let mut inflight: VecDeque<Pending> = VecDeque::with_capacity(plan.pipeline);
-        let mut wbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
-        let mut rbuf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut sending = true;
         let mut stopped_at: Option<Instant> = None;
         let tick = tokio::time::sleep(TICK);
@@ -107,7 +287,7 @@ impl Connection {
                 stopped_at = Some(now);
             }
             if !sending {
-                if inflight.is_empty() {
+                if self.inflight == 0 {
                     return;
                 }
                 if stopped_at.is_some_and(|t| now.duration_since(t) > DRAIN) {
@@ -124,7 +304,7 @@ impl Connection {
             let now_ns = now.saturating_duration_since(plan.origin).as_nanos() as u64;
             let now_measured = now >= plan.measure_from;
             if sending {
-                while inflight.len() < plan.pipeline {
+                while self.inflight < plan.pipeline {
                     let (intended, intended_ns, measured) = match &schedule {
                         Some(s) => {
                             let due = start + s.due(sent_k);
@@ -143,23 +323,35 @@ impl Connection {
                         break;
                     }
                     let t = plan.pick(&mut rng);
-                    if let Some(prepared) = &plan.prepared[t] {
+                    let route = match &self.tagged[t] {
+                        Some(tagged) => tagged.route,
+                        None => plan.routes[t],
+                    };
+                    let (link, mut first) = self.route(t, route, &mut || keys.sample(&mut key_rng));
+                    let mut key = || first.take().unwrap_or_else(|| keys.sample(&mut key_rng));
+                    let (template, prepared) = match &self.tagged[t] {
+                        Some(tagged) => (&tagged.template, tagged.prepared.as_ref()),
+                        None => (&plan.templates[t], plan.prepared[t].as_ref()),
+                    };
+                    let out = &mut self.links[link].out;
+                    let before = out.len();
+                    if let Some(prepared) = prepared {
                         prepared.encode(
-                            &mut wbuf,
-                            &mut || keys.sample(&mut key_rng),
+                            out,
+                            &mut key,
                             &mut || members.sample(&mut member_rng),
                             intended_ns,
                         );
                     } else {
                         let len = sizes.sample(&mut rng) as usize;
-                        let score = if plan.templates[t].uses_score {
+                        let score = if template.uses_score {
                             rng.random_range(0..plan.keyspace)
                         } else {
                             0
                         };
-                        plan.templates[t].encode(
-                            &mut wbuf,
-                            &mut || keys.sample(&mut key_rng),
+                        template.encode(
+                            out,
+                            &mut key,
                             &mut || members.sample(&mut member_rng),
                             &Fill {
                                 value: &plan.value,
@@ -169,6 +361,7 @@ impl Connection {
                             },
                         );
                     }
+                    let len = (out.len() - before) as u32;
                     if schedule.is_some() && measured {
                         let lag = now.saturating_duration_since(intended).as_micros() as u64;
                         let mut stats = self.stats.borrow_mut();
@@ -177,41 +370,34 @@ impl Connection {
                             stats.late += 1;
                         }
                     }
-                    inflight.push_back(Pending {
+                    self.links[link].inflight.push_back(Pending {
                         start_ns: intended_ns,
                         template: t as u16,
                         measured,
+                        redirects: 0,
+                        len,
                     });
+                    self.inflight += 1;
                     sent_k += 1;
                 }
             }
-            if !wbuf.is_empty() {
-                if let Err(e) = self.stream.write_all(&wbuf).await {
-                    wbuf.clear();
-                    if !self.reconnect(e, &mut inflight, &mut rbuf).await {
-                        return;
-                    }
-                    continue;
-                }
-                wbuf.clear();
+            if !self.flush().await {
+                return;
             }
 
             // Wait for replies, the next due send, or a tick.
             let spin = next_due.is_some_and(|due| due.saturating_duration_since(now) < SPIN_WINDOW);
-            if rbuf.capacity() - rbuf.len() < 16 * 1024 {
-                rbuf.reserve(64 * 1024);
-            }
             if spin {
-                if inflight.is_empty() {
+                if self.inflight == 0 {
                     tokio::task::yield_now().await;
                     continue;
                 }
-                let read = tokio::select! {
+                let (link, read) = tokio::select! {
                     biased;
-                    r = self.stream.read_buf(&mut rbuf) => r,
+                    r = self.read_any() => r,
                     () = tokio::task::yield_now() => continue,
                 };
-                if !self.after_read(read, &mut rbuf, &mut inflight).await {
+                if !self.after_read(link, read).await {
                     return;
                 }
                 continue;
@@ -227,28 +413,89 @@ impl Connection {
             if let Some(deadline) = deadline.filter(|&d| d != armed) {
                 tick.as_mut().reset(deadline.into());
             }
-            if inflight.is_empty() {
+            if self.inflight == 0 {
                 (&mut tick).await;
                 continue;
             }
-            let read = tokio::select! {
+            let (link, read) = tokio::select! {
                 biased;
-                r = self.stream.read_buf(&mut rbuf) => r,
+                r = self.read_any() => r,
                 () = &mut tick => continue,
             };
-            if !self.after_read(read, &mut rbuf, &mut inflight).await {
+            if !self.after_read(link, read).await {
                 return;
             }
         }
     }
 
+    /// Writes what every link has encoded. False: give up (the run is over).
+    async fn flush(&mut self) -> bool {
+        let keep = self.keeps_requests();
+        let mut i = 0;
+        while i < self.links.len() {
+            let link = &mut self.links[i];
+            if link.out.len() > link.written {
+                if let Err(e) = link.stream.write_all(&link.out[link.written..]).await {
+                    if !self.reconnect(i, e).await {
+                        return false;
+                    }
+                    i += 1;
+                    continue;
+                }
+                if keep {
+                    link.written = link.out.len();
+                } else {
+                    link.out.clear();
+                }
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// Reads from the first link with replies waiting: which link, and the read's outcome.
+    async fn read_any(&mut self) -> (usize, io::Result<usize>) {
+        for link in &mut self.links {
+            if link.rbuf.capacity() - link.rbuf.len() < 16 * 1024 {
+                link.rbuf.reserve(64 * 1024);
+            }
+        }
+        if self.links.len() == 1 {
+            let link = &mut self.links[0];
+            return (0, link.stream.read_buf(&mut link.rbuf).await);
+        }
+        loop {
+            let first = self.read_from;
+            let links = &self.links;
+            let ready = std::future::poll_fn(|cx| {
+                let n = links.len();
+                for k in 0..n {
+                    let i = (first + k) % n;
+                    if links[i].inflight.is_empty() {
+                        continue;
+                    }
+                    if let Poll::Ready(r) = links[i].stream.poll_read_ready(cx) {
+                        return Poll::Ready((i, r));
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+            let (i, r) = ready;
+            self.read_from = i + 1;
+            if let Err(e) = r {
+                return (i, Err(e));
+            }
+            let link = &mut self.links[i];
+            match link.stream.try_read_buf(&mut link.rbuf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                r => return (i, r),
+            }
+        }
+    }
+
     /// Handles a read's outcome: records the replies, or reconnects. False: give up.
-    async fn after_read(
-        &mut self,
-        read: io::Result<usize>,
-        rbuf: &mut Vec<u8>,
-        inflight: &mut VecDeque<Pending>,
-    ) -> bool {
+    async fn after_read(&mut self, link: usize, read: io::Result<usize>) -> bool {
         let got = match read {
             Ok(0) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -258,15 +505,21 @@ impl Connection {
             Err(e) => Err(e),
         };
         if let Err(e) = got {
-            return self.reconnect(e, inflight, rbuf).await;
+            return self.reconnect(link, e).await;
         }
         let received = Instant::now();
-        if let Err(offset) = self.take_replies(rbuf, inflight, received) {
+        let mut redirects = Vec::new();
+        if let Err(offset) = self.take_replies(link, received, &mut redirects) {
             let e = io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("invalid RESP from the server at byte {offset}"),
             );
-            return self.reconnect(e, inflight, rbuf).await;
+            return self.reconnect(link, e).await;
+        }
+        for (pending, redirect, bytes) in redirects {
+            if !self.follow(pending, redirect, &bytes).await {
+                return false;
+            }
         }
         true
     }
@@ -282,62 +535,89 @@ impl Connection {
         self.shared.budget.fetch_sub(1, Ordering::Relaxed) > 0
     }
 
-    /// Scans every whole reply in `rbuf`, records it, and keeps the unread tail.
+    /// Scans every whole reply in link `l`'s buffer, records it, and keeps the unread
+    /// tail. Redirected requests go to `redirects` with their bytes, to be re-sent.
     fn take_replies(
-        &self,
-        rbuf: &mut Vec<u8>,
-        inflight: &mut VecDeque<Pending>,
+        &mut self,
+        l: usize,
         received: Instant,
+        redirects: &mut Vec<(Pending, Redirect, Vec<u8>)>,
     ) -> Result<(), usize> {
+        let keep = self.keeps_requests();
+        let plan = &*self.plan;
+        let link = &mut self.links[l];
         let mut pos = 0;
         let mut stats = self.stats.borrow_mut();
         let mut done = 0u64;
+        let mut answered = 0usize;
         // Replies read together arrived together: one timestamp, one second of the series.
-        let received_ns = received
-            .saturating_duration_since(self.plan.origin)
-            .as_nanos() as u64;
+        let received_ns = received.saturating_duration_since(plan.origin).as_nanos() as u64;
         let second = received
-            .saturating_duration_since(self.plan.measure_from)
+            .saturating_duration_since(plan.measure_from)
             .as_secs() as usize;
         // Requests sent in one pass share a start, so consecutive replies mostly share a
         // latency: record runs of equal (template, µs) with one histogram update each.
         let mut run = Run::default();
         loop {
-            let (reply, used) = match self.scanner.borrow_mut().scan(&rbuf[pos..]) {
+            let (reply, used) = match link.scanner.scan(&link.rbuf[pos..]) {
                 Ok(r) => r,
                 Err(ParseError::Incomplete) => break,
-                Err(ParseError::Invalid { offset }) => return Err(pos + offset),
+                Err(ParseError::Invalid { offset }) => {
+                    run.flush(&mut stats, link.latency.as_mut(), second);
+                    return Err(pos + offset);
+                }
             };
-            let Some(p) = inflight.pop_front() else {
+            let Some(p) = link.inflight.pop_front() else {
                 // A reply nobody asked for (e.g. a push): ignore it.
                 pos += used;
                 continue;
             };
+            answered += 1;
+            let sent_at = link.acked;
+            if keep {
+                link.acked += p.len as usize;
+            }
+            if p.template == CONTROL {
+                pos += used;
+                continue;
+            }
             let t = usize::from(p.template);
+            if keep
+                && reply == Reply::Error
+                && let Some(redirect) = Redirect::parse(&link.rbuf[pos + 1..pos + used])
+            {
+                let bytes = link.out[sent_at..sent_at + p.len as usize].to_vec();
+                redirects.push((p, redirect, bytes));
+                pos += used;
+                continue;
+            }
             if p.measured {
                 let us = (received_ns.saturating_sub(p.start_ns) / 1000).clamp(1, HIGHEST_US);
                 if run.count > 0 && (run.template, run.us) != (t, us) {
-                    run.flush(&mut stats, second);
+                    run.flush(&mut stats, link.latency.as_mut(), second);
                 }
                 run.template = t;
                 run.us = us;
                 run.count += 1;
-                let template = &self.plan.templates[t];
+                let template = &plan.templates[t];
                 match reply {
                     Reply::Error => {
-                        let kind = error_kind(&rbuf[pos + 1..pos + used]);
+                        let kind = error_kind(&link.rbuf[pos + 1..pos + used]);
                         stats.commands[t].errors += 1;
                         stats.second(second).errors += 1;
                         stats.error(kind);
                     }
                     reply => {
-                        let (hits, misses) =
-                            resp::hits_and_misses(template.read, reply, &rbuf[pos..pos + used]);
+                        let (hits, misses) = resp::hits_and_misses(
+                            template.read,
+                            reply,
+                            &link.rbuf[pos..pos + used],
+                        );
                         stats.commands[t].hits += hits;
                         stats.commands[t].misses += misses;
                     }
                 }
-                if matches!((reply, self.plan.expected_len[t]), (Reply::Bulk(n), Some(want)) if n != want)
+                if matches!((reply, plan.expected_len[t]), (Reply::Bulk(n), Some(want)) if n != want)
                 {
                     stats.error("check: value of unexpected size");
                 }
@@ -345,63 +625,146 @@ impl Connection {
             }
             pos += used;
         }
-        run.flush(&mut stats, second);
+        run.flush(&mut stats, link.latency.as_mut(), second);
         drop(stats);
+        self.inflight -= answered;
         if done > 0 {
             self.shared.completed.fetch_add(done, Ordering::Relaxed);
-            self.shared.last_reply_ns.fetch_max(
-                received
-                    .saturating_duration_since(self.plan.origin)
-                    .as_nanos() as u64,
-                Ordering::Relaxed,
-            );
+            self.shared
+                .last_reply_ns
+                .fetch_max(received_ns, Ordering::Relaxed);
         }
         // The scanner is between replies here (it resets itself after each whole one) or
         // inside the reply that starts at `pos`: either way it stays as it is, and keeps its
         // stack's capacity (a fresh one would allocate again at the next aggregate).
-        if pos == rbuf.len() {
-            rbuf.clear();
+        if pos == link.rbuf.len() {
+            link.rbuf.clear();
         } else if pos > 0 {
-            rbuf.drain(..pos);
+            link.rbuf.drain(..pos);
+        }
+        if keep {
+            if link.acked == link.out.len() {
+                link.out.clear();
+                (link.acked, link.written) = (0, 0);
+            } else if link.acked >= 64 * 1024 {
+                link.out.drain(..link.acked);
+                link.written -= link.acked;
+                link.acked = 0;
+            }
         }
         Ok(())
     }
 
-    /// Counts the failure, drops what was in flight, and reconnects with exponential
-    /// backoff. Returns false (after aborting the run) when the server stays unreachable.
-    async fn reconnect(
-        &mut self,
-        error: io::Error,
-        inflight: &mut VecDeque<Pending>,
-        rbuf: &mut Vec<u8>,
-    ) -> bool {
+    /// Re-sends a redirected request to its new node (connecting to it if this connection
+    /// has no link there): after a MOVED the slot's owner changes for every later request;
+    /// an ASK goes once, after `ASKING`. False: give up (the run is over).
+    async fn follow(&mut self, mut pending: Pending, redirect: Redirect, bytes: &[u8]) -> bool {
+        *self
+            .stats
+            .borrow_mut()
+            .redirects
+            .entry(redirect.kind.name())
+            .or_default() += 1;
+        if pending.redirects >= MAX_REDIRECTS {
+            self.stats
+                .borrow_mut()
+                .error("cluster: redirected too often");
+            return true;
+        }
+        pending.redirects += 1;
+        let to = match self.links.iter().position(|l| l.addr == redirect.to) {
+            Some(i) => i,
+            None => match TcpStream::connect(redirect.to).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let per_node = self.links[0].latency.is_some();
+                    self.links
+                        .push(Link::new(redirect.to, stream, false, per_node));
+                    if let Some(routing) = &mut self.routing {
+                        routing.replicas_of.push(Vec::new());
+                    }
+                    self.links.len() - 1
+                }
+                Err(e) => {
+                    self.shared.abort(format!(
+                        "connection {} was redirected to {} and cannot connect there: {e}",
+                        self.index, redirect.to
+                    ));
+                    return false;
+                }
+            },
+        };
+        if redirect.kind == RedirectKind::Moved
+            && let Some(routing) = &mut self.routing
+        {
+            routing.owner[usize::from(redirect.slot)] = to as u16;
+        }
+        let link = &mut self.links[to];
+        if redirect.kind == RedirectKind::Ask {
+            link.out.extend_from_slice(ASKING);
+            link.inflight.push_back(Pending {
+                start_ns: 0,
+                template: CONTROL,
+                measured: false,
+                redirects: 0,
+                len: ASKING.len() as u32,
+            });
+            self.inflight += 1;
+        }
+        link.out.extend_from_slice(bytes);
+        link.inflight.push_back(pending);
+        self.inflight += 1;
+        true
+    }
+
+    /// Counts the failure, drops what link `l` had in flight, and reconnects it with
+    /// exponential backoff. Returns false (after aborting the run) when the server stays
+    /// unreachable.
+    async fn reconnect(&mut self, l: usize, error: io::Error) -> bool {
+        let link = &mut self.links[l];
         {
             let mut stats = self.stats.borrow_mut();
             stats.error(&format!("io: {}", error.kind()));
-            for _ in inflight.drain(..) {
-                stats.error("lost in flight at disconnect");
+            for p in link.inflight.drain(..) {
+                self.inflight -= 1;
+                if p.template != CONTROL {
+                    stats.error("lost in flight at disconnect");
+                }
             }
             stats.reconnects += 1;
         }
-        rbuf.clear();
+        link.rbuf.clear();
+        link.out.clear();
+        (link.acked, link.written) = (0, 0);
         // A reply cut by the disconnect is gone with its bytes.
-        self.scanner.borrow_mut().reset();
+        link.scanner.reset();
         let began = Instant::now();
         let mut delay = Duration::from_millis(10);
         loop {
             if self.shared.aborted.load(Ordering::Relaxed) || self.shared.shutdown.is_triggered() {
                 return false;
             }
-            match TcpStream::connect(self.addr).await {
+            match TcpStream::connect(link.addr).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    self.stream = stream;
+                    link.stream = stream;
+                    if link.readonly {
+                        link.out.extend_from_slice(READONLY);
+                        link.inflight.push_back(Pending {
+                            start_ns: 0,
+                            template: CONTROL,
+                            measured: false,
+                            redirects: 0,
+                            len: READONLY.len() as u32,
+                        });
+                        self.inflight += 1;
+                    }
                     return true;
                 }
                 Err(e) if began.elapsed() > RECONNECT_FOR => {
                     self.shared.abort(format!(
                         "connection {} to {} failed ({error}) and reconnecting failed for {:?}: {e}",
-                        self.index, self.addr, RECONNECT_FOR
+                        self.index, link.addr, RECONNECT_FOR
                     ));
                     return false;
                 }
@@ -423,9 +786,12 @@ struct Run {
 }
 
 impl Run {
-    fn flush(&mut self, stats: &mut WorkerStats, second: usize) {
+    fn flush(&mut self, stats: &mut WorkerStats, node: Option<&mut Histogram<u64>>, second: usize) {
         if self.count == 0 {
             return;
+        }
+        if let Some(node) = node {
+            node.saturating_record_n(self.us, self.count);
         }
         stats.commands[self.template]
             .latency

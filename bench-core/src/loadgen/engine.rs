@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{RunOptions, Stop};
+use super::{ClusterOptions, RunOptions, Stop};
 use crate::command::Command;
 use crate::distribution::{KeyDistribution, ValueSize};
 use crate::engine::{Engine, EngineError, Latency, Load, Measurement, Target};
@@ -72,6 +72,9 @@ impl Engine for NativeEngine {
         };
         arg("--host", addr.ip().to_string());
         arg("--port", addr.port().to_string());
+        if let Some(read_from) = target.cluster {
+            arg("--read-from", read_from.to_string());
+        }
         arg("--command", template(load.command).into());
         arg("--keyspace", load.keyspace.to_string());
         if load.command.uses_value_size() {
@@ -83,6 +86,9 @@ impl Engine for NativeEngine {
         arg("--requests", load.requests.to_string());
         arg("--warmup", "0".into());
         arg("--seed", "1".into());
+        if target.cluster.is_some() {
+            argv.extend(["--cluster", "--cluster-tag-keys"].map(String::from));
+        }
         argv
     }
 
@@ -103,9 +109,14 @@ impl Engine for NativeEngine {
             rate: None,
             stop: Stop::Requests(load.requests),
             warmup: Duration::ZERO,
+            // The perf suite's MSET keys are tagged per connection on a cluster.
+            cluster: target.cluster.map(|read_from| ClusterOptions {
+                read_from,
+                tag_multi_key: true,
+            }),
         };
         let started = Instant::now();
-        // One endpoint, as `describe` says, until cluster routing gives targets several.
+        // A cluster is discovered from its first primary, as `describe`'s command does.
         let report = super::run(
             &[target.primary()],
             &workload(load),
@@ -122,6 +133,7 @@ impl Engine for NativeEngine {
             return Err(failed(why));
         }
         let errors: u64 = report.errors.values().sum();
+        // Redirects are followed, not errors; outside a migration they mean a stale map.
         if errors > 0 {
             return Err(failed(format!("{errors} errors: {:?}", report.errors)));
         }
@@ -144,6 +156,8 @@ impl Engine for NativeEngine {
             histogram: Some(report.all.histogram),
             series: report.series,
             client_cpu_us_per_request: Some(report.client_cpu_us_per_request),
+            nodes: report.nodes,
+            redirects: report.redirects,
         })
     }
 }

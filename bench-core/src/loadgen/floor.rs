@@ -76,6 +76,7 @@ impl Engine for FloorEngine {
             histogram: None,
             series: Vec::new(),
             client_cpu_us_per_request: None,
+            ..Default::default()
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod stats;
 pub mod stream;
 mod subscriber;
+mod wiring;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -32,11 +33,15 @@ use rand::Rng;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::SlotPrefix;
 use crate::distribution::{KeyDistribution, KeySampler, ValueSize};
 use crate::shutdown::Shutdown;
+use crate::topology::ReadFrom;
+use crate::workload::KeyRoute;
 use crate::workload::{Prepared, Template, WorkloadError, WorkloadSpec};
 use stats::{
-    CommandReport, LatencySummary, SecondReport, WorkerStats, encode_histogram, new_histogram,
+    CommandReport, LatencySummary, NodeReport, SecondReport, WorkerStats, encode_histogram,
+    new_histogram,
 };
 
 /// When a run stops.
@@ -62,6 +67,20 @@ pub struct RunOptions {
     pub stop: Stop,
     /// Load before the measured window, discarded.
     pub warmup: Duration,
+    /// Cluster mode: the addresses are seeds, the slot map comes from the first that
+    /// answers, and every request goes to its slot's node.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// How the generator drives a cluster.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterOptions {
+    pub read_from: ReadFrom,
+    /// Multi-key commands whose keys have no hash tag get one per connection (`{cN}`
+    /// before the key prefix), so one request's keys share a slot while the connections
+    /// spread the command over the shards (valkey-benchmark's `--cluster` tags its keys
+    /// per node). Off: such a command is refused, as its keys would span slots.
+    pub tag_multi_key: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +96,8 @@ pub enum LoadgenError {
     },
     #[error("starting a worker thread: {0}")]
     Runtime(std::io::Error),
+    #[error("reading the cluster's slot map: {0}")]
+    Cluster(String),
 }
 
 /// Everything a run measured. Latencies in microseconds.
@@ -115,6 +136,12 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Set when the run ended early (the server went away); what was measured is kept.
     pub partial: Option<String>,
+    /// Cluster mode: redirects followed, by kind (`MOVED`, `ASK`).
+    #[serde(default)]
+    pub redirects: BTreeMap<String, u64>,
+    /// Cluster mode: each node's measured replies, in address order.
+    #[serde(default)]
+    pub nodes: Vec<NodeReport>,
 }
 
 /// What the workers share.
@@ -152,6 +179,9 @@ pub(crate) struct Plan {
     prepared: Vec<Option<Prepared>>,
     /// GET/HGET replies must have this length when values have a fixed size.
     expected_len: Vec<Option<usize>>,
+    /// Per template, how cluster mode routes it, and whether it only reads.
+    routes: Vec<conn::Route>,
+    read_only: Vec<bool>,
     seed: u64,
     pipeline: usize,
     connections: u32,
@@ -159,9 +189,42 @@ pub(crate) struct Plan {
     origin: Instant,
     measure_from: Instant,
     end: Option<Instant>,
+    /// The workload, for templates a connection compiles with its own hash tag.
+    spec: WorkloadSpec,
+    tag_multi_key: bool,
 }
 
 impl Plan {
+    /// Connection `index`'s own versions of the multi-key templates whose keys would span
+    /// slots: their keys prefixed with the hash tag `{cN}`.
+    fn tagged(&self, index: u32) -> Vec<Option<conn::Tagged>> {
+        self.templates
+            .iter()
+            .zip(&self.spec.commands)
+            .map(|(t, command)| {
+                let spans = matches!(&t.route, KeyRoute::Drawn { prefix, keys } if *keys > 1
+                    && !SlotPrefix::new(prefix).is_fixed());
+                if !(self.tag_multi_key && spans) {
+                    return None;
+                }
+                let spec = WorkloadSpec {
+                    key_prefix: format!("{{c{index}}}{}", self.spec.key_prefix),
+                    ..self.spec.clone()
+                };
+                let template = Template::compile(&command.command, &spec).ok()?;
+                let fixed = match self.values {
+                    ValueSize::Fixed { bytes } => Some(bytes as usize),
+                    _ => None,
+                };
+                Some(conn::Tagged {
+                    prepared: template.prepare(&self.value, fixed),
+                    route: conn::Route::of(&template),
+                    template,
+                })
+            })
+            .collect()
+    }
+
     fn pick(&self, rng: &mut SmallRng) -> usize {
         if self.templates.len() == 1 {
             return 0;
@@ -215,6 +278,17 @@ pub fn run(
 ) -> Result<Report, LoadgenError> {
     let templates = spec.compile()?;
     validate(addrs, spec, options)?;
+    let wiring = match &options.cluster {
+        Some(cluster) => Some(Arc::new(wiring::Wiring::discover(
+            addrs, &templates, *cluster,
+        )?)),
+        None => None,
+    };
+    let addrs: Vec<SocketAddr> = match &wiring {
+        // Subscribers spread over the primaries (cluster PUBLISH reaches every node).
+        Some(w) => w.links[..w.primaries].to_vec(),
+        None => addrs.to_vec(),
+    };
     let threads = options.threads.clamp(1, options.connections);
     let shared = Arc::new(Shared {
         aborted: AtomicBool::new(false),
@@ -250,9 +324,21 @@ pub fn run(
         let subscribe = subscribe.clone();
         // Pub/sub deliveries are counted in one more slot after the templates.
         let slots = templates.len() + usize::from(spec.subscribers > 0);
+        let wiring = wiring.clone();
         let handle = thread::Builder::new()
             .name(format!("loadgen-{worker}"))
-            .spawn(move || worker_main(mine, subscribers, subscribe, slots, gate, ready_tx, shared))
+            .spawn(move || {
+                worker_main(
+                    mine,
+                    subscribers,
+                    subscribe,
+                    slots,
+                    wiring,
+                    gate,
+                    ready_tx,
+                    shared,
+                )
+            })
             .map_err(LoadgenError::Runtime)?;
         handles.push(handle);
     }
@@ -297,6 +383,13 @@ pub fn run(
                 })
                 .collect(),
             prepared: templates.iter().map(|t| t.prepare(&value, fixed)).collect(),
+            routes: templates.iter().map(conn::Route::of).collect(),
+            read_only: templates
+                .iter()
+                .map(|t| crate::cluster::is_read_only(&t.name))
+                .collect(),
+            spec: spec.clone(),
+            tag_multi_key: options.cluster.is_some_and(|c| c.tag_multi_key),
             templates,
             keys: spec.keys.clone(),
             keyspace: spec.keyspace,
@@ -421,11 +514,13 @@ struct SubscribeTo {
 /// The name of the pub/sub delivery counters in reports.
 pub const DELIVERY: &str = "DELIVERY";
 
+#[allow(clippy::too_many_arguments)]
 fn worker_main(
     connections: Vec<(u32, SocketAddr)>,
     subscribers: Vec<SocketAddr>,
     subscribe: Option<SubscribeTo>,
     templates: usize,
+    wiring: Option<Arc<wiring::Wiring>>,
     gate: Arc<Gate>,
     ready: mpsc::Sender<Result<(), LoadgenError>>,
     shared: Arc<Shared>,
@@ -441,14 +536,33 @@ fn worker_main(
             return unwrap_stats(stats);
         }
     };
+    let per_node = wiring.is_some();
     let streams = runtime.block_on(async {
         let mut streams = Vec::with_capacity(connections.len());
         for &(index, addr) in &connections {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .map_err(|source| LoadgenError::Connect { addr, source })?;
-            let _ = stream.set_nodelay(true);
-            streams.push((index, addr, stream));
+            let targets: Vec<(SocketAddr, bool)> = match &wiring {
+                Some(w) => w
+                    .links
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &a)| (a, i >= w.primaries))
+                    .collect(),
+                None => vec![(addr, false)],
+            };
+            let mut links = Vec::with_capacity(targets.len());
+            for (addr, readonly) in targets {
+                let mut stream = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|source| LoadgenError::Connect { addr, source })?;
+                let _ = stream.set_nodelay(true);
+                if readonly {
+                    wiring::readonly_mode(&mut stream)
+                        .await
+                        .map_err(|source| LoadgenError::Connect { addr, source })?;
+                }
+                links.push(conn::Link::new(addr, stream, readonly, per_node));
+            }
+            streams.push((index, links));
         }
         let mut subscribed = Vec::with_capacity(subscribers.len());
         if let Some(to) = &subscribe {
@@ -478,16 +592,27 @@ fn worker_main(
         return unwrap_stats(stats); // another worker failed to connect
     };
     let local = tokio::task::LocalSet::new();
-    for (index, addr, stream) in streams {
-        let connection = conn::Connection {
-            index,
-            addr,
-            stream,
-            plan: Arc::clone(&plan),
-            shared: Arc::clone(&shared),
-            stats: Rc::clone(&stats),
-            scanner: RefCell::default(),
+    for (index, links) in streams {
+        let routing = wiring.as_ref().map(|w| conn::Routing {
+            owner: w.owner.clone(),
+            replicas_of: w.replicas_of.clone(),
+            read_from: w.read_from,
+            next: index as usize,
+        });
+        let tagged = if routing.is_some() {
+            plan.tagged(index)
+        } else {
+            (0..plan.templates.len()).map(|_| None).collect()
         };
+        let connection = conn::Connection::new(
+            index,
+            links,
+            routing,
+            tagged,
+            Arc::clone(&plan),
+            Arc::clone(&shared),
+            Rc::clone(&stats),
+        );
         local.spawn_local(connection.run(plan.origin));
     }
     for stream in subscribed {
@@ -525,7 +650,19 @@ fn build_report(
     let mut all = new_histogram();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let (mut reconnects, mut late, mut lag) = (0, 0, new_histogram());
+    let mut redirects: BTreeMap<String, u64> = BTreeMap::new();
+    let mut nodes: BTreeMap<SocketAddr, Histogram<u64>> = BTreeMap::new();
     for w in &workers {
+        for (kind, n) in &w.redirects {
+            *redirects.entry((*kind).to_string()).or_default() += n;
+        }
+        for (addr, h) in &w.nodes {
+            nodes
+                .entry(*addr)
+                .or_insert_with(new_histogram)
+                .add(h)
+                .expect("same bounds");
+        }
         for (t, c) in w.commands.iter().enumerate() {
             let Some(template) = plan.templates.get(t) else {
                 // The delivery slot: end-to-end pub/sub latency, not requests.
@@ -624,6 +761,16 @@ fn build_report(
         },
         warnings,
         partial,
+        redirects,
+        nodes: nodes
+            .iter()
+            .map(|(addr, h)| NodeReport {
+                addr: addr.to_string(),
+                requests: h.len(),
+                ops_per_sec: h.len() as f64 / secs,
+                latency: LatencySummary::of(h),
+            })
+            .collect(),
     }
 }
 

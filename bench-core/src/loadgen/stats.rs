@@ -61,6 +61,10 @@ pub struct WorkerStats {
     pub late: u64,
     pub errors: BTreeMap<String, u64>,
     pub reconnects: u64,
+    /// Cluster mode: MOVED and ASK redirects followed.
+    pub redirects: BTreeMap<&'static str, u64>,
+    /// Cluster mode: measured replies and their latency per node.
+    pub nodes: BTreeMap<std::net::SocketAddr, Histogram<u64>>,
 }
 
 /// A send this far behind its intended time counts as late.
@@ -75,6 +79,8 @@ impl WorkerStats {
             late: 0,
             errors: BTreeMap::new(),
             reconnects: 0,
+            redirects: BTreeMap::new(),
+            nodes: BTreeMap::new(),
         }
     }
 
@@ -144,6 +150,17 @@ impl LatencySummary {
             max_us: h.max(),
         }
     }
+}
+
+/// One node's share of a cluster run, as the client saw it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeReport {
+    /// `IP:PORT`.
+    pub addr: String,
+    /// Measured replies from this node.
+    pub requests: u64,
+    pub ops_per_sec: f64,
+    pub latency: LatencySummary,
 }
 
 /// One second of the time series (all commands).

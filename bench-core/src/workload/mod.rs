@@ -353,6 +353,40 @@ mod tests {
         out
     }
 
+    #[test]
+    fn a_templates_slot_is_the_slot_of_the_key_it_encodes() {
+        use crate::cluster::{SlotPrefix, key_slot};
+        for digits in [4, 12, 24] {
+            let spec = WorkloadSpec {
+                key_digits: digits,
+                key_prefix: "app:".into(),
+                ..WorkloadSpec::single("GET {key}", 10_000, 8)
+            };
+            let t = &spec.compile().unwrap()[0];
+            let KeyRoute::Drawn { prefix, keys: 1 } = &t.route else {
+                panic!("{:?}", t.route)
+            };
+            for key in [0, 7, 9_999] {
+                let name = args(&encode(&spec, 0, key, 0))[1].clone();
+                assert_eq!(
+                    t.slot_of(SlotPrefix::new(prefix), key),
+                    key_slot(name.as_bytes())
+                );
+            }
+        }
+        let routes = |command: &str| {
+            WorkloadSpec::single(command, 10, 8).compile().unwrap()[0]
+                .route
+                .clone()
+        };
+        assert_eq!(routes("PING"), KeyRoute::None);
+        assert_eq!(
+            routes("LPUSH mylist {value}"),
+            KeyRoute::Literal(b"mylist".to_vec())
+        );
+        assert!(matches!(routes("MSET"), KeyRoute::Drawn { keys: 10, .. }));
+    }
+
     fn args(bytes: &[u8]) -> Vec<String> {
         let (frame, used) = resp::parse(bytes).unwrap();
         assert_eq!(used, bytes.len());

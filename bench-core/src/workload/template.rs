@@ -46,8 +46,21 @@ pub struct Template {
     pub read: crate::resp::ReadKind,
     /// Whether the template has a `{score}` (so a score must be drawn).
     pub uses_score: bool,
+    /// Which key decides where the request goes in a cluster.
+    pub route: KeyRoute,
     segments: Vec<Segment>,
     key_digits: usize,
+}
+
+/// The key a cluster client routes a template's requests by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyRoute {
+    /// No key (PING): any node.
+    None,
+    /// A literal key word, the command's first argument (`LPUSH mylist ...`): one slot.
+    Literal(Vec<u8>),
+    /// `{key}` placeholders: the bytes before the digits, and how many keys a request has.
+    Drawn { prefix: Vec<u8>, keys: usize },
 }
 
 impl Template {
@@ -110,10 +123,20 @@ impl Template {
         }
         let read = crate::resp::ReadKind::of(&name);
         let uses_score = segments.contains(&Segment::Score);
+        let keys = words.iter().filter(|w| **w == "{key}").count();
+        let route = match words.get(1) {
+            _ if keys > 0 => KeyRoute::Drawn {
+                prefix: key_name.into_bytes(),
+                keys,
+            },
+            Some(w) if !w.contains('{') => KeyRoute::Literal(w.as_bytes().to_vec()),
+            _ => KeyRoute::None,
+        };
         Ok(Template {
             name,
             read,
             uses_score,
+            route,
             segments,
             key_digits: digits,
         })
@@ -171,6 +194,20 @@ impl Template {
 }
 
 impl Template {
+    /// The slot of the key `index` of this template's drawn keys, `prefix` being
+    /// `SlotPrefix::new` of its [`KeyRoute::Drawn`] prefix: the digits hashed as `encode`
+    /// writes them.
+    #[inline]
+    pub fn slot_of(&self, prefix: crate::cluster::SlotPrefix, index: u64) -> u16 {
+        let mut digits = [b'0'; 64];
+        let width = self.key_digits.min(64);
+        let mut low = [b'0'; MAX_DIGITS];
+        write_digits(&mut low, index);
+        let take = width.min(MAX_DIGITS);
+        digits[width - take..width].copy_from_slice(&low[MAX_DIGITS - take..]);
+        prefix.slot(&digits[..width])
+    }
+
     /// The request with every length fixed, for templates without a `{score}` (whose digit
     /// count varies) when values have one size (`value_len`, or `None` if they vary and the
     /// template has a value): the bytes once, and where the digits go. `None` when a length

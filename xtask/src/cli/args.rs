@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use bench_core::distribution::ValueSize;
 use bench_core::result::{BuildOptions, Malloc};
 use bench_core::shutdown::Shutdown;
+use bench_core::topology::{ReadFrom, TopologySpec};
 use bench_core::workload::{self, WorkloadSpec};
 use clap::{Args, ValueEnum};
 
@@ -99,6 +100,52 @@ pub fn parse_server_config(pairs: &[String]) -> anyhow::Result<BTreeMap<String, 
         config.insert(key.to_string(), value.to_string());
     }
     Ok(config)
+}
+
+/// How a case's servers are arranged. Shared by bench, compare, flamegraph and start.
+#[derive(Args, Clone, Debug, Default)]
+pub struct TopologyArgs {
+    /// standalone, replicas:N (a primary with N replicas, in sync before measuring; load on
+    /// the primary) or cluster:SxR (S shards of a primary and R replicas, e.g. cluster:3x1).
+    /// Replaces a suite file's `topology`.
+    #[arg(long, value_name = "TOPOLOGY")]
+    pub topology: Option<String>,
+    /// On a cluster with replicas: `replicas` sends read-only commands to the slot's
+    /// replicas (after READONLY), writes to the primaries. Default primaries.
+    #[arg(long, value_name = "primaries|replicas")]
+    pub read_from: Option<String>,
+}
+
+impl TopologyArgs {
+    /// `--topology`, checked.
+    pub fn spec(&self) -> Result<Option<TopologySpec>, UsageError> {
+        self.topology
+            .as_deref()
+            .map(|t| {
+                t.parse()
+                    .map_err(|why| UsageError(format!("--topology: {why}")))
+            })
+            .transpose()
+    }
+
+    /// `--read-from`, checked against the topology it applies to.
+    pub fn read_from(&self, topology: TopologySpec) -> Result<ReadFrom, UsageError> {
+        let Some(text) = &self.read_from else {
+            return Ok(ReadFrom::Primaries);
+        };
+        let read_from: ReadFrom = text
+            .parse()
+            .map_err(|why| UsageError(format!("--read-from: {why}")))?;
+        if read_from == ReadFrom::Replicas
+            && !matches!(topology, TopologySpec::Cluster { replicas, .. } if replicas > 0)
+        {
+            return Err(UsageError(format!(
+                "--read-from replicas needs a cluster with replicas, e.g. --topology cluster:3x1 \
+                 (the topology is {topology})"
+            )));
+        }
+        Ok(read_from)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

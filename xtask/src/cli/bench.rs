@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 
 use bench_core::shutdown::Shutdown;
+use bench_core::topology::ReadFrom;
 use clap::Args;
 
-use super::{SuiteArg, ValkeyArgs};
+use super::{SuiteArg, TopologyArgs, ValkeyArgs};
 use crate::error::UsageError;
 use crate::events::{Sink, Sinks};
 use crate::instances;
@@ -18,6 +19,8 @@ use crate::ui::terminal::Terminal;
 pub struct BenchCmd {
     #[command(flatten)]
     pub valkey: ValkeyArgs,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
     /// The suite to run (default perf, or what the suite file says).
     #[arg(long, value_enum)]
     pub suite: Option<SuiteArg>,
@@ -61,18 +64,21 @@ impl BenchCmd {
             quick: self.quick,
             engine: self.engine.clone(),
             server_config: super::parse_server_config(&self.server_config)?,
+            topology: self.topology.spec()?,
         }
         .plan()?;
+        let read_from = self.topology.read_from(plan.topology())?;
         let mut sinks = self.sinks()?;
-        self.runner().execute(plan, &mut sinks, shutdown)
+        self.runner(read_from).execute(plan, &mut sinks, shutdown)
     }
 
-    fn runner(&self) -> crate::runner::Run {
+    fn runner(&self, read_from: ReadFrom) -> crate::runner::Run {
         crate::runner::Run {
             build: self.valkey.request(),
             out: self.out.clone(),
             base_port: self.base_port,
             json: self.json,
+            read_from,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bench_core::shutdown::Shutdown;
 use clap::{Args, ValueEnum};
 
-use super::SuiteArg;
+use super::{SuiteArg, TopologyArgs};
 use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
 use crate::events::Sinks;
@@ -30,6 +30,8 @@ pub struct CompareCmd {
     /// The git repository (or tree) that revisions in --baseline/--candidate name.
     #[arg(long, env = "VALKEY_SRC", value_name = "DIR")]
     pub valkey_src: Option<PathBuf>,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
     #[arg(long, value_enum, default_value_t = SuiteArg::Perf)]
     pub suite: SuiteArg,
     /// Only cases whose name contains one of these comma-separated strings.
@@ -110,6 +112,15 @@ impl CompareCmd {
         let sides = side("--baseline", &self.baseline)
             .and_then(|b| Ok((b, side("--candidate", &self.candidate)?)));
         let (baseline, candidate) = sides.map_err(CouldNotRun)?;
+        let topology = self
+            .topology
+            .spec()
+            .map_err(|e| CouldNotRun(e.into()))?
+            .unwrap_or_default();
+        let read_from = self
+            .topology
+            .read_from(topology)
+            .map_err(|e| CouldNotRun(e.into()))?;
         let request = Request {
             sinks: RefCell::new(Sinks::new(vec![Box::new(Terminal::new())])),
             baseline,
@@ -118,7 +129,9 @@ impl CompareCmd {
             selection: crate::plan::cases::Selection {
                 cases: self.cases,
                 quick: self.quick,
+                topology,
             },
+            read_from,
             mode: match self.mode {
                 Mode::Auto => compare::Mode::Auto,
                 Mode::Time => compare::Mode::Time,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bench_core::loadgen::{self, RunOptions, Stop};
+use bench_core::loadgen::{self, ClusterOptions, RunOptions, Stop};
 use bench_core::shutdown::Shutdown;
 use bench_core::tables;
 use clap::Args;
@@ -20,6 +20,18 @@ pub struct LoadgenCmd {
     pub host: String,
     #[arg(long, default_value_t = 6379)]
     pub port: u16,
+    /// The server is a node of a cluster: read the slot map from it, open connections to
+    /// every primary, and send each request to its slot's owner (following MOVED / ASK).
+    #[arg(long)]
+    pub cluster: bool,
+    /// With --cluster: `replicas` sends read-only commands to the replicas (READONLY).
+    #[arg(long, value_name = "primaries|replicas", requires = "cluster")]
+    pub read_from: Option<String>,
+    /// With --cluster: a multi-key command whose keys have no hash tag (MSET) gets one per
+    /// connection (`{cN}` before each key), so one request's keys share a slot; without
+    /// this flag such a command is refused.
+    #[arg(long, requires = "cluster")]
+    pub cluster_tag_keys: bool,
     #[command(flatten)]
     pub load: WorkloadArgs,
     /// Open loop at this many requests per second in total (default: closed loop).
@@ -80,10 +92,22 @@ impl LoadgenCmd {
             rate: self.rate,
             stop,
             warmup: seconds("--warmup", self.warmup)?,
+            cluster: match &self.read_from {
+                _ if !self.cluster => None,
+                read_from => Some(ClusterOptions {
+                    read_from: read_from
+                        .as_deref()
+                        .unwrap_or("primaries")
+                        .parse()
+                        .map_err(|why| UsageError(format!("--read-from: {why}")))?,
+                    tag_multi_key: self.cluster_tag_keys,
+                }),
+            },
         };
         eprintln!(
-            "{} → {addr}: {} connections, pipeline {}, {}",
+            "{} → {addr}{}: {} connections, pipeline {}, {}",
             spec.name,
+            if self.cluster { " (cluster)" } else { "" },
             options.connections,
             options.pipeline,
             options.rate.map_or("closed loop".to_string(), |r| format!(

@@ -1,4 +1,5 @@
-//! `cargo xtask start`: run local instances until Ctrl-C or SIGTERM, then tear them down.
+//! `cargo xtask start`: run local instances (or one topology: a replication group, a
+//! cluster) until Ctrl-C or SIGTERM, then tear them down.
 
 use std::thread;
 use std::time::Duration;
@@ -8,17 +9,21 @@ use bench_core::shutdown::Shutdown;
 use clap::Args;
 use serde_json::json;
 
-use super::ValkeyArgs;
+use super::{TopologyArgs, ValkeyArgs};
 use crate::host::Host;
 use crate::host::local::Local;
-use crate::instances;
+use crate::instances::{self, Instance};
+use crate::topology::{self, Role, cluster};
+use bench_core::topology::TopologySpec;
 
 #[derive(Args, Debug)]
 pub struct StartCmd {
     #[command(flatten)]
     pub valkey: ValkeyArgs,
-    /// How many instances.
-    #[arg(long, default_value_t = 1)]
+    #[command(flatten)]
+    pub topology: TopologyArgs,
+    /// How many independent instances (without --topology).
+    #[arg(long, default_value_t = 1, conflicts_with = "topology")]
     pub count: usize,
     /// The first port tried; ports in use are skipped.
     #[arg(long, default_value_t = 9000)]
@@ -38,36 +43,79 @@ impl StartCmd {
                 crate::error::UsageError("--count 0: start at least one instance".into()).into(),
             );
         }
+        let spec = self.topology.spec()?;
+        let read_from = self.topology.read_from(spec.unwrap_or_default())?;
+        let config = super::parse_server_config(&self.server_config)?;
         let binaries = self.valkey.binaries(shutdown)?;
         let options = instances::Options {
             base_port: self.base_port,
-            config: super::parse_server_config(&self.server_config)?,
+            config,
             ..Default::default()
         };
-        let mut running = Local.start_servers(&binaries.server, self.count, &options, shutdown)?;
+        // (role, instance) per node: independent instances are each a primary.
+        let mut running: Vec<(String, Instance)> = match spec {
+            None => Local
+                .start_servers(&binaries.server, self.count, &options, shutdown)?
+                .into_iter()
+                .map(|i| ("primary".to_string(), i))
+                .collect(),
+            Some(spec) => {
+                let deployment = topology::from_spec(spec, read_from).deploy(
+                    &Local,
+                    &binaries.server,
+                    &options,
+                    shutdown,
+                )?;
+                let names = match spec {
+                    TopologySpec::Cluster { .. } => cluster::node_names(&deployment.nodes),
+                    _ => deployment
+                        .nodes
+                        .iter()
+                        .map(|n| match n.role {
+                            Role::Primary => "primary".to_string(),
+                            Role::Replica => "replica".to_string(),
+                        })
+                        .collect(),
+                };
+                names
+                    .into_iter()
+                    .zip(deployment.nodes.into_iter().map(|n| n.instance))
+                    .collect()
+            }
+        };
+        let topology = spec.map_or_else(|| format!("{} standalone", self.count), |t| t.to_string());
         if self.json {
             let list: Vec<_> = running
                 .iter()
-                .map(|i| json!({"port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log}))
+                .map(|(role, i)| {
+                    json!({"role": role, "port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log})
+                })
                 .collect();
             println!(
                 "{}",
-                json!({"version": binaries.version, "instances": list})
+                json!({"version": binaries.version, "topology": topology, "instances": list})
             );
         } else {
-            for i in &running {
+            println!("{topology}:");
+            for (role, i) in &running {
                 println!(
-                    "valkey-server {} on 127.0.0.1:{} (pid {}, log {})",
+                    "valkey-server {} {role} on 127.0.0.1:{} (pid {}, log {})",
                     binaries.version,
                     i.port(),
                     i.pid(),
                     i.log.display()
                 );
             }
+            if spec.is_some_and(TopologySpec::is_cluster) {
+                let port = running[0].1.port();
+                eprintln!(
+                    "drive it with: cargo xtask loadgen --cluster --port {port} (any node will do)"
+                );
+            }
             eprintln!("press Ctrl-C to stop");
         }
         while !shutdown.is_triggered() {
-            for i in running.iter_mut() {
+            for (_, i) in running.iter_mut() {
                 if !i.is_running() {
                     bail!(
                         "valkey-server on port {} exited; last log lines:\n{}",

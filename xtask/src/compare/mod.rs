@@ -29,14 +29,17 @@ mod trials;
 
 use crate::error::{CouldNotRun, Inconclusive, RegressionFound, UsageError};
 use crate::events::{Event, Sinks};
+use crate::host::local::Local;
 use crate::plan::Side;
 use crate::plan::cases::Selection;
 use crate::plan::interleave::Schedule;
-use crate::run::{CaseContext, LOCAL_STANDALONE};
+use crate::run::{CaseContext, Deploy};
 use crate::rundir::RunDir;
 use crate::suites::SuiteKind;
+use crate::topology;
 use crate::valkey::{Binaries, BuildRequest};
 use crate::{host, project};
+use bench_core::topology::{ReadFrom, TopologySpec};
 use sides::{MEM_METRICS, PERF_CONFIRM, PERF_METRICS, SYNC_METRICS, Sides};
 
 /// One side: the SPEC as the user gave it, and the build it resolved to.
@@ -56,8 +59,10 @@ pub struct Request {
     /// What is being checked.
     pub candidate: SideSpec,
     pub suite: SuiteKind,
-    /// Which cases of the built-in suite (`--quick`, `--cases`).
+    /// Which cases of the built-in suite (`--quick`, `--cases`), and on which topology.
     pub selection: Selection,
+    /// Where a cluster's reads go.
+    pub read_from: ReadFrom,
     /// auto: the instruction screen, then timed trials where they decide something
     /// (`screen.rs`; time outside the perf suite or without valgrind). time: interleaved
     /// wall-clock trials of every case. instructions: callgrind counts alone (perf only).
@@ -168,6 +173,22 @@ impl Request {
             )
             .into());
         }
+        let topology = self.selection.topology;
+        if topology != TopologySpec::Standalone && self.suite != SuiteKind::Perf {
+            return Err(UsageError(format!(
+                "--topology {topology}: the {} suite runs on its own servers; drop --topology \
+                 or use --suite perf",
+                self.suite.name()
+            ))
+            .into());
+        }
+        if topology != TopologySpec::Standalone && self.mode == Mode::Instructions {
+            return Err(UsageError(format!(
+                "--mode instructions counts one standalone server under callgrind, not a \
+                 {topology} topology; use --mode time, or drop --topology"
+            ))
+            .into());
+        }
         if self.flamegraph.is_some() && self.suite != SuiteKind::Perf {
             return Err(UsageError(
                 "--flamegraph profiles perf cases; drop it or use --suite perf".into(),
@@ -181,6 +202,16 @@ impl Request {
     fn resolved_mode(&self) -> Mode {
         match self.mode {
             Mode::Auto if self.suite != SuiteKind::Perf => Mode::Time,
+            Mode::Auto if self.selection.topology != TopologySpec::Standalone => {
+                self.emit(Event::Warning {
+                    message: format!(
+                        "the instruction screen counts one standalone server, so on the {} \
+                         topology every case is timed instead",
+                        self.selection.topology
+                    ),
+                });
+                Mode::Time
+            }
             Mode::Auto if !crate::process::runs("valgrind") => {
                 self.emit(Event::Warning {
                     message: "valgrind is not installed, so the default mode cannot screen by instruction counts; \
@@ -283,6 +314,11 @@ impl Request {
         });
         let host = host::info();
         let engine = NativeEngine;
+        let topology = topology::from_spec(self.selection.topology, self.read_from);
+        let servers = Deploy {
+            topology: topology.as_ref(),
+            host: &Local,
+        };
         let ctxs = [Side::Baseline, Side::Candidate].map(|side| CaseContext {
             run_id: &run_id,
             binaries: sides.binaries(side),
@@ -290,7 +326,7 @@ impl Request {
             engine: &engine,
             base_port: self.base_port,
             shutdown,
-            servers: &LOCAL_STANDALONE,
+            servers: &servers,
         });
         let schedule = |metrics, confirm| Schedule {
             names: &names,

@@ -3,6 +3,7 @@
 //! bad input, found before anything is built.
 
 use bench_core::suite::{PerfCase, PerfSpec};
+use bench_core::topology::TopologySpec;
 use bench_core::{mem, sync};
 
 use crate::error::UsageError;
@@ -14,6 +15,8 @@ pub struct Selection {
     pub cases: Option<String>,
     /// The short built-in matrix of the suite.
     pub quick: bool,
+    /// Where perf cases run (`--topology`); their names say so outside standalone.
+    pub topology: TopologySpec,
 }
 
 impl Selection {
@@ -64,7 +67,8 @@ impl Selection {
         } else {
             bench_core::suite::DEFAULT_PERF
         };
-        let spec = PerfSpec::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut spec = PerfSpec::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        spec.topology = self.topology;
         let cases: Vec<PerfCase> = spec
             .expand()
             .into_iter()
@@ -105,11 +109,13 @@ mod tests {
         let all = Selection {
             cases: None,
             quick: true,
+            ..Default::default()
         };
         let n = all.perf(0.5).unwrap().len();
         let some = Selection {
             cases: Some(" GET/ ,nothing".into()),
             quick: true,
+            ..Default::default()
         };
         let got = some.perf(0.5).unwrap();
         assert!(!got.is_empty() && got.len() < n);
@@ -118,9 +124,22 @@ mod tests {
         let none = Selection {
             cases: Some("no-such-case".into()),
             quick: true,
+            ..Default::default()
         };
         let e = none.mem().unwrap_err();
         assert!(e.downcast_ref::<UsageError>().is_some(), "{e:#}");
         assert!(e.to_string().contains("no-such-case"), "{e}");
+        let cluster = Selection {
+            cases: Some("GET/32B/P1/".into()),
+            quick: true,
+            topology: "cluster:3x1".parse().unwrap(),
+        };
+        let names: Vec<String> = cluster
+            .perf(0.5)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["GET/32B/P1/c50/io1/cluster:3x1"]);
     }
 }

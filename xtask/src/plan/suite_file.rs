@@ -11,6 +11,7 @@ use anyhow::Context;
 use bench_core::mem::{self, MemCase};
 use bench_core::suite::{self, EngineKind, PerfSpec};
 use bench_core::sync::{self, SyncCase};
+use bench_core::topology::TopologySpec;
 
 use crate::error::UsageError;
 use crate::suites::SuiteKind;
@@ -36,12 +37,35 @@ pub struct SuiteChoice {
     pub engine: Option<String>,
     /// `--server-config`, parsed and checked.
     pub server_config: BTreeMap<String, String>,
+    /// `--topology`, replacing the suite file's.
+    pub topology: Option<TopologySpec>,
+}
+
+impl Plan {
+    /// Where its cases run.
+    pub fn topology(&self) -> TopologySpec {
+        match self {
+            Plan::Perf(spec) => spec.topology,
+            Plan::Mem(_) | Plan::Sync(_) => TopologySpec::Standalone,
+        }
+    }
 }
 
 impl SuiteChoice {
     /// The plan, or an error naming what to fix.
     pub fn plan(&self) -> anyhow::Result<Plan> {
-        Ok(match self.which_suite()? {
+        let suite = self.which_suite()?;
+        if let Some(t) = self.topology
+            && t != TopologySpec::Standalone
+            && suite != SuiteKind::Perf
+        {
+            return Err(UsageError(format!(
+                "--topology {t}: the {suite:?} suite runs on its own servers (mem: one \
+                 standalone server; sync: its replication group); drop --topology"
+            ))
+            .into());
+        }
+        Ok(match suite {
             SuiteKind::Perf => Plan::Perf(self.perf()?),
             SuiteKind::Mem => {
                 let (text, origin) = self.text(mem::DEFAULT_MEM, mem::QUICK_MEM, "mem suite")?;
@@ -114,6 +138,9 @@ impl SuiteChoice {
             spec.engine = EngineKind::parse(name).ok_or_else(|| {
                 UsageError(format!("--engine {name}: use native or valkey-benchmark"))
             })?;
+        }
+        if let Some(t) = self.topology {
+            spec.topology = t;
         }
         let mut extra = self.server_config.clone();
         if let Some(threads) = extra.remove("io-threads") {

@@ -10,8 +10,11 @@ pub mod preload;
 #[cfg(test)]
 pub mod fake;
 
-use anyhow::bail;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 use bench_core::client::Client;
+use bench_core::cluster::ClusterClient;
 use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::info::Info;
 use bench_core::result::HostInfo;
@@ -20,7 +23,8 @@ use bench_core::shutdown::Shutdown;
 use crate::host::Host;
 use crate::host::local::Local;
 use crate::instances;
-use crate::topology::{Deployment, Role, Standalone, Topology};
+use crate::instances::Instance;
+use crate::topology::{Deployment, Role, Standalone, Topology, cluster};
 use crate::valkey::Binaries;
 use monitor::Monitor;
 use preload::Preload;
@@ -87,6 +91,7 @@ impl Servers for Deploy<'_> {
         Ok(Box::new(Deployed {
             deployment,
             control: None,
+            cluster_controls: Vec::new(),
         }))
     }
 }
@@ -119,9 +124,23 @@ pub trait Server {
 struct Deployed {
     deployment: Deployment,
     control: Option<Client>,
+    /// A cluster: one control connection per primary.
+    cluster_controls: Vec<Client>,
 }
 
 impl Deployed {
+    fn is_cluster(&self) -> bool {
+        self.deployment.target.cluster.is_some()
+    }
+
+    /// A client that sends each key to its owner.
+    fn cluster_client(&self) -> anyhow::Result<ClusterClient> {
+        Ok(ClusterClient::connect(
+            self.deployment.primary().addr,
+            Duration::from_secs(10),
+        )?)
+    }
+
     fn control(&mut self) -> anyhow::Result<&mut Client> {
         if self.control.is_none() {
             self.control = Some(self.deployment.primary().client()?);
@@ -147,22 +166,53 @@ impl Server for Deployed {
         self.deployment.primary().client()
     }
 
+    /// On a cluster: the primaries' INFO summed (CPU, commandstats), one control
+    /// connection to each kept for the case.
     fn info(&mut self) -> anyhow::Result<Info> {
-        Ok(Info::parse(
-            &self.control()?.call_text(&["INFO", "everything"])?,
-        ))
+        if !self.is_cluster() {
+            return Ok(Info::parse(
+                &self.control()?.call_text(&["INFO", "everything"])?,
+            ));
+        }
+        if self.cluster_controls.is_empty() {
+            self.cluster_controls = cluster::primaries(&self.deployment.nodes)
+                .map(Instance::client)
+                .collect::<anyhow::Result<_>>()?;
+        }
+        let infos = self
+            .cluster_controls
+            .iter_mut()
+            .map(|c| Ok(Info::parse(&c.call_text(&["INFO", "everything"])?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Info::sum(&infos))
     }
 
     fn preload(&mut self, preload: &Preload) -> anyhow::Result<u64> {
+        if self.is_cluster() {
+            let mut client = self.cluster_client()?;
+            return preload.write_keyed(&mut client);
+        }
         let mut client = self.deployment.primary().client()?;
         preload.write(&mut client)
     }
 
+    /// Every node still accepts a connection.
     fn answers(&mut self) -> anyhow::Result<()> {
-        self.deployment.primary().client().map(drop)
+        for node in &self.deployment.nodes {
+            node.instance
+                .client()
+                .with_context(|| format!(":{} does not answer", node.instance.port()))?;
+        }
+        Ok(())
     }
 
     fn list_len(&mut self, key: &str) -> anyhow::Result<i64> {
+        if self.is_cluster() {
+            return Ok(self
+                .cluster_client()?
+                .for_key(key.as_bytes())
+                .call_int(&["LLEN", key])?);
+        }
         Ok(self
             .deployment
             .primary()
@@ -171,30 +221,37 @@ impl Server for Deployed {
     }
 
     fn exited(&mut self) -> Option<String> {
-        let primary = self.deployment.primary_mut();
-        (!primary.is_running()).then(|| primary.log_tail(20))
+        self.deployment.nodes.iter_mut().find_map(|n| {
+            let instance = &mut n.instance;
+            (!instance.is_running())
+                .then(|| format!(":{} {}", instance.port(), instance.log_tail(20)))
+        })
     }
 
     fn monitor(&self) -> Monitor {
-        let alone = self.deployment.nodes.len() == 1;
-        let mut replica = 0;
-        let watched = self
-            .deployment
-            .nodes
-            .iter()
-            .map(|n| {
-                let name = match n.role {
-                    Role::Primary if alone => "server".to_string(),
+        let nodes = &self.deployment.nodes;
+        let names: Vec<String> = if self.is_cluster() {
+            cluster::node_names(nodes)
+        } else {
+            let mut replica = 0;
+            nodes
+                .iter()
+                .map(|n| match n.role {
+                    Role::Primary if nodes.len() == 1 => "server".to_string(),
                     Role::Primary => "primary".to_string(),
                     Role::Replica => {
                         replica += 1;
                         format!("replica{replica}")
                     }
-                };
-                (name, n.instance.addr)
-            })
-            .collect();
-        Monitor::start(watched)
+                })
+                .collect()
+        };
+        Monitor::start(
+            names
+                .into_iter()
+                .zip(nodes.iter().map(|n| n.instance.addr))
+                .collect(),
+        )
     }
 }
 

@@ -6,6 +6,7 @@
 
 use anyhow::Context;
 use bench_core::client::Client;
+use bench_core::cluster::{KeyedClient, Single};
 use bench_core::populate;
 use bench_core::workload::WorkloadSpec;
 
@@ -39,6 +40,12 @@ impl Preload {
 
     /// Writes it and returns how many items that was.
     pub fn write(&self, client: &mut Client) -> anyhow::Result<u64> {
+        self.write_keyed(&mut Single::new(client))
+    }
+
+    /// Writes it through `client` (one server, or a cluster's primaries, each key to its
+    /// slot's owner) and returns how many items that was.
+    pub fn write_keyed(&self, client: &mut dyn KeyedClient) -> anyhow::Result<u64> {
         let items = match &self.reads {
             Reads::Nothing => 0,
             Reads::Strings => {

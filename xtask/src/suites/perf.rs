@@ -241,6 +241,7 @@ pub fn measured_run(
             warmup_requests: counts.warmup,
             preloaded_items,
             server_config: case.server_config.clone(),
+            topology: case.topology,
         },
         metrics: Metrics {
             ops_per_sec: m.ops_per_sec,
@@ -253,6 +254,8 @@ pub fn measured_run(
             client_cpu_us_per_request: m.client_cpu_us_per_request,
             server_cpu_us_per_request: server_cpu,
             usec_per_call,
+            nodes: m.nodes,
+            redirects: m.redirects,
         },
         engine: EngineInfo {
             name: ctx.engine.name().into(),

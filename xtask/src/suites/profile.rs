@@ -320,6 +320,7 @@ impl Load {
                 Profiler::Callgrind => setup.warmup + setup.duration + CONTROL_ALLOWANCE,
             }),
             warmup: Duration::ZERO,
+            cluster: None,
         };
         // Its own stop handle, tripped by ours: the load ends with the run either way.
         let stop = Shutdown::new();

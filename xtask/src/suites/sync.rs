@@ -254,6 +254,7 @@ fn write_load(primary: SocketAddr, stop: &Shutdown) {
         rate: Some(WRITE_RATE),
         stop: Stop::Duration(Duration::from_secs(3600)),
         warmup: Duration::ZERO,
+        cluster: None,
     };
     let _ = loadgen::run(&[primary], &spec, &options, stop, |_| {});
 }

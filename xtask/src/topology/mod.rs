@@ -1,10 +1,11 @@
 //! How servers are arranged for a case: the [`Topology`] seam. A topology deploys servers
 //! on a [`Host`] and returns a [`Deployment`]: its nodes (with their roles) and the
-//! [`Target`] engines drive. Two implementations today: [`Standalone`] and
-//! [`ReplicationGroup`]; cluster and TLS are the next.
+//! [`Target`] engines drive: [`Standalone`], [`ReplicationGroup`] and [`Cluster`];
+//! [`from_spec`] makes one from a `--topology` value.
 //!
 //! A deployment owns its servers: dropping it stops them all.
 
+pub mod cluster;
 mod replication;
 mod standalone;
 
@@ -15,6 +16,8 @@ use bench_core::shutdown::Shutdown;
 
 use crate::host::Host;
 use crate::instances::{self, Instance};
+use bench_core::topology::{ReadFrom, TopologySpec};
+pub use cluster::Cluster;
 pub use replication::ReplicationGroup;
 pub use standalone::Standalone;
 
@@ -28,18 +31,20 @@ pub enum Role {
 /// One server of a deployment.
 pub struct Node {
     pub role: Role,
+    /// Its shard in a cluster (0 elsewhere).
+    pub shard: usize,
     pub instance: Instance,
 }
 
 /// Running servers for one case: the nodes and where load goes.
 pub struct Deployment {
-    /// The primary first, then the replicas in order.
+    /// The primaries first (one outside a cluster), then the replicas in order.
     pub nodes: Vec<Node>,
     pub target: Target,
 }
 
 impl Deployment {
-    /// The primary (every topology has one).
+    /// The (first) primary: every topology has one.
     pub fn primary(&self) -> &Instance {
         &self.nodes[0].instance
     }
@@ -81,4 +86,25 @@ pub trait Topology: Sync {
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment>;
+}
+
+/// Replicas the topology attaches start their sync at once: Valkey waits
+/// `repl-diskless-sync-delay` (5 s) for more replicas to share a diskless transfer. A case
+/// that sets it keeps its own value.
+fn sync_at_once(options: &mut instances::Options) {
+    options
+        .config
+        .entry("repl-diskless-sync-delay".into())
+        .or_insert_with(|| "0".into());
+}
+
+/// The topology a `--topology` value names; `read_from` matters to clusters only.
+pub fn from_spec(spec: TopologySpec, read_from: ReadFrom) -> Box<dyn Topology> {
+    match spec {
+        TopologySpec::Standalone => Box::new(Standalone),
+        TopologySpec::Replicas(n) => Box::new(ReplicationGroup::attached(n)),
+        TopologySpec::Cluster { shards, replicas } => {
+            Box::new(Cluster::new(shards, replicas, read_from))
+        }
+    }
 }

@@ -56,9 +56,14 @@ impl Topology for ReplicationGroup {
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment> {
-        let started = host.start_servers(server, self.replicas as usize + 1, options, shutdown)?;
+        let mut options = options.clone();
+        if self.attach {
+            super::sync_at_once(&mut options);
+        }
+        let started = host.start_servers(server, self.replicas as usize + 1, &options, shutdown)?;
         let mut nodes = started.into_iter().enumerate().map(|(i, instance)| Node {
             role: if i == 0 { Role::Primary } else { Role::Replica },
+            shard: 0,
             instance,
         });
         let primary = nodes.next().expect("started replicas + 1 servers");

@@ -30,6 +30,7 @@ impl Topology for Standalone {
             target: Target::standalone(instance.addr),
             nodes: vec![Node {
                 role: Role::Primary,
+                shard: 0,
                 instance,
             }],
         })
