@@ -5,6 +5,7 @@
 //! machine: the build is cached under $XDG_CACHE_HOME/valkey-bench).
 
 mod build;
+mod cluster;
 mod compare;
 mod controls;
 mod hostile;

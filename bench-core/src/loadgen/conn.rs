@@ -5,7 +5,7 @@
 //! Steady state allocates nothing: the write buffer, read buffer and in-flight queue are
 //! reused, requests are assembled from pre-encoded segments, replies are scanned in place.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -53,6 +53,15 @@ struct Pending {
     len: u32,
 }
 
+/// What writing every link's requests came to.
+enum Flushed {
+    Sent,
+    /// A link's write failed and it was reconnected (its requests in flight are lost).
+    Reconnected,
+    /// The run is over.
+    GaveUp,
+}
+
 /// The template index of a control request's reply (`ASKING`, `READONLY`).
 const CONTROL: u16 = u16::MAX;
 /// A request redirected more often than this is an error, not a migration.
@@ -96,12 +105,49 @@ impl Link {
     }
 }
 
+/// The slot map one worker thread's connections share: one table per thread, not per
+/// connection (50 connections' copies of 16384 slots missed the cache on every request:
+/// 59% of the cluster-mode generator's own time in one `perf record`), updated by
+/// whichever connection learns a MOVED.
+pub(super) struct Owners {
+    /// Per slot, its owner's node id (`u16::MAX`: unowned).
+    pub slot: Box<[Cell<u16>]>,
+    /// Node ids: the run's links in order (primaries, then replicas), then nodes learned
+    /// from redirects.
+    pub nodes: RefCell<Vec<SocketAddr>>,
+}
+
+impl Owners {
+    pub fn new(owner: &[u16], links: &[SocketAddr]) -> Owners {
+        Owners {
+            slot: owner.iter().map(|&o| Cell::new(o)).collect(),
+            nodes: RefCell::new(links.to_vec()),
+        }
+    }
+
+    /// The node id of `addr`, given one if it is new.
+    fn node(&self, addr: SocketAddr) -> usize {
+        let mut nodes = self.nodes.borrow_mut();
+        match nodes.iter().position(|&a| a == addr) {
+            Some(i) => i,
+            None => {
+                nodes.push(addr);
+                nodes.len() - 1
+            }
+        }
+    }
+}
+
 /// How a connection finds a request's node in a cluster.
 pub(super) struct Routing {
-    /// Per slot, the link of its owner's primary (`u16::MAX`: unowned).
-    pub owner: Vec<u16>,
-    /// Per link, the links of its replicas (reads go there with `--read-from replicas`).
+    pub owners: Rc<Owners>,
+    /// Per node id, this connection's link to it (`u16::MAX`: none yet).
+    pub link_of: Vec<u16>,
+    /// Per primary node id (`0..primaries`), its replicas' node ids (reads go there with
+    /// `--read-from replicas`). Nodes learned from redirects have none.
     pub replicas_of: Vec<Vec<u16>>,
+    /// Nodes `0..primaries` are the primaries the run started with.
+    pub primaries: usize,
     pub read_from: ReadFrom,
     /// Round robin for requests without a key.
     pub next: usize,
@@ -114,19 +160,25 @@ pub(super) enum Route {
     Any,
     /// One slot for every request.
     Slot(u16),
-    /// The first drawn key's slot.
-    Drawn(SlotPrefix),
+    /// The first drawn key's slot: the key's prefix and its leading zeros (indexes are
+    /// below the keyspace) hashed once, then the last `width` digits per request.
+    Drawn(SlotPrefix, u8),
 }
 
 impl Route {
-    pub fn of(template: &Template) -> Route {
+    pub fn of(template: &Template, keyspace: u64) -> Route {
         match &template.route {
             KeyRoute::None => Route::Any,
             KeyRoute::Literal(key) => Route::Slot(key_slot(key)),
-            KeyRoute::Drawn { prefix, .. } => match SlotPrefix::new(prefix) {
-                SlotPrefix::Fixed(slot) => Route::Slot(slot),
-                hashed => Route::Drawn(hashed),
-            },
+            KeyRoute::Drawn { prefix, .. } => {
+                let (zeros, width) = template.varying_digits(keyspace);
+                let mut fixed = prefix.clone();
+                fixed.resize(fixed.len() + zeros, b'0');
+                match SlotPrefix::new(&fixed) {
+                    SlotPrefix::Fixed(slot) => Route::Slot(slot),
+                    hashed => Route::Drawn(hashed, width as u8),
+                }
+            }
         }
     }
 }
@@ -217,33 +269,30 @@ impl Connection {
         let (slot, first) = match route {
             Route::Any => {
                 routing.next = routing.next.wrapping_add(1);
-                let primaries = routing.replicas_of.len().max(1);
-                return (routing.next % primaries, None);
+                return (routing.next % routing.primaries.max(1), None);
             }
             Route::Slot(slot) => (slot, None),
-            Route::Drawn(prefix) => {
+            Route::Drawn(prefix, width) => {
                 let key = draw();
-                let template = match &self.tagged[t] {
-                    Some(tagged) => &tagged.template,
-                    None => &self.plan.templates[t],
-                };
-                (template.slot_of(prefix, key), Some(key))
+                (
+                    crate::workload::slot_of_index(prefix, key, usize::from(width)),
+                    Some(key),
+                )
             }
         };
-        let primary = routing.owner[usize::from(slot)];
-        let primary = if primary == u16::MAX {
-            0
-        } else {
-            usize::from(primary)
-        };
+        let mut node = usize::from(routing.owners.slot[usize::from(slot)].get());
         if routing.read_from == ReadFrom::Replicas
             && self.plan.read_only[t]
-            && let Some(replicas) = routing.replicas_of.get(primary).filter(|r| !r.is_empty())
+            && let Some(replicas) = routing.replicas_of.get(node).filter(|r| !r.is_empty())
         {
-            let i = self.index as usize % replicas.len();
-            return (usize::from(replicas[i]), first);
+            node = usize::from(replicas[self.index as usize % replicas.len()]);
         }
-        (primary, first)
+        // An unowned slot, or a node another connection learned of and this one has no
+        // link to yet: any link will do, its MOVED brings the link.
+        match routing.link_of.get(node) {
+            Some(&link) if link != u16::MAX => (usize::from(link), first),
+            _ => (0, first),
+        }
     }
 
     async fn drive(&mut self, start: Instant) {
@@ -381,8 +430,11 @@ impl Connection {
                     sent_k += 1;
                 }
             }
-            if !self.flush().await {
-                return;
+            match self.flush().await {
+                Flushed::Sent => {}
+                // As before a write failed: fill the window again at once.
+                Flushed::Reconnected => continue,
+                Flushed::GaveUp => return,
             }
 
             // Wait for replies, the next due send, or a tick.
@@ -428,18 +480,18 @@ impl Connection {
         }
     }
 
-    /// Writes what every link has encoded. False: give up (the run is over).
-    async fn flush(&mut self) -> bool {
+    /// Writes what every link has encoded.
+    async fn flush(&mut self) -> Flushed {
         let keep = self.keeps_requests();
-        let mut i = 0;
-        while i < self.links.len() {
+        let mut outcome = Flushed::Sent;
+        for i in 0..self.links.len() {
             let link = &mut self.links[i];
             if link.out.len() > link.written {
                 if let Err(e) = link.stream.write_all(&link.out[link.written..]).await {
                     if !self.reconnect(i, e).await {
-                        return false;
+                        return Flushed::GaveUp;
                     }
-                    i += 1;
+                    outcome = Flushed::Reconnected;
                     continue;
                 }
                 if keep {
@@ -448,9 +500,8 @@ impl Connection {
                     link.out.clear();
                 }
             }
-            i += 1;
         }
-        true
+        outcome
     }
 
     /// Reads from the first link with replies waiting: which link, and the read's outcome.
@@ -510,6 +561,12 @@ impl Connection {
         let received = Instant::now();
         let mut redirects = Vec::new();
         if let Err(offset) = self.take_replies(link, received, &mut redirects) {
+            // Redirected before the bad bytes, never re-sent: lost like the rest.
+            for _ in &redirects {
+                self.stats
+                    .borrow_mut()
+                    .error("lost in flight at disconnect");
+            }
             let e = io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("invalid RESP from the server at byte {offset}"),
@@ -564,6 +621,9 @@ impl Connection {
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::Invalid { offset }) => {
                     run.flush(&mut stats, link.latency.as_mut(), second);
+                    // The replies taken so far are answered; the caller reconnects and
+                    // counts what is left in flight.
+                    self.inflight -= answered;
                     return Err(pos + offset);
                 }
             };
@@ -672,6 +732,17 @@ impl Connection {
             return true;
         }
         pending.redirects += 1;
+        let Some(routing) = &mut self.routing else {
+            unreachable!("redirects are followed in cluster mode only")
+        };
+        let node = routing.owners.node(redirect.to);
+        if redirect.kind == RedirectKind::Moved {
+            routing.owners.slot[usize::from(redirect.slot)].set(node as u16);
+        }
+        if routing.link_of.len() <= node {
+            routing.link_of.resize(node + 1, u16::MAX);
+        }
+        let known = routing.link_of[node];
         let to = match self.links.iter().position(|l| l.addr == redirect.to) {
             Some(i) => i,
             None => match TcpStream::connect(redirect.to).await {
@@ -680,9 +751,6 @@ impl Connection {
                     let per_node = self.links[0].latency.is_some();
                     self.links
                         .push(Link::new(redirect.to, stream, false, per_node));
-                    if let Some(routing) = &mut self.routing {
-                        routing.replicas_of.push(Vec::new());
-                    }
                     self.links.len() - 1
                 }
                 Err(e) => {
@@ -694,10 +762,10 @@ impl Connection {
                 }
             },
         };
-        if redirect.kind == RedirectKind::Moved
+        if known == u16::MAX
             && let Some(routing) = &mut self.routing
         {
-            routing.owner[usize::from(redirect.slot)] = to as u16;
+            routing.link_of[node] = to as u16;
         }
         let link = &mut self.links[to];
         if redirect.kind == RedirectKind::Ask {

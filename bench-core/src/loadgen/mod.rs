@@ -218,7 +218,7 @@ impl Plan {
                 };
                 Some(conn::Tagged {
                     prepared: template.prepare(&self.value, fixed),
-                    route: conn::Route::of(&template),
+                    route: conn::Route::of(&template, self.keyspace),
                     template,
                 })
             })
@@ -383,7 +383,10 @@ pub fn run(
                 })
                 .collect(),
             prepared: templates.iter().map(|t| t.prepare(&value, fixed)).collect(),
-            routes: templates.iter().map(conn::Route::of).collect(),
+            routes: templates
+                .iter()
+                .map(|t| conn::Route::of(t, spec.keyspace))
+                .collect(),
             read_only: templates
                 .iter()
                 .map(|t| crate::cluster::is_read_only(&t.name))
@@ -592,13 +595,21 @@ fn worker_main(
         return unwrap_stats(stats); // another worker failed to connect
     };
     let local = tokio::task::LocalSet::new();
+    let owners = wiring
+        .as_ref()
+        .map(|w| Rc::new(conn::Owners::new(&w.owner, &w.links)));
     for (index, links) in streams {
-        let routing = wiring.as_ref().map(|w| conn::Routing {
-            owner: w.owner.clone(),
-            replicas_of: w.replicas_of.clone(),
-            read_from: w.read_from,
-            next: index as usize,
-        });
+        let routing = wiring
+            .as_ref()
+            .zip(owners.as_ref())
+            .map(|(w, owners)| conn::Routing {
+                owners: Rc::clone(owners),
+                link_of: (0..w.links.len() as u16).collect(),
+                replicas_of: w.replicas_of.clone(),
+                primaries: w.primaries,
+                read_from: w.read_from,
+                next: index as usize,
+            });
         let tagged = if routing.is_some() {
             plan.tagged(index)
         } else {

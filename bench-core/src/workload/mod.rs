@@ -366,12 +366,19 @@ mod tests {
             let KeyRoute::Drawn { prefix, keys: 1 } = &t.route else {
                 panic!("{:?}", t.route)
             };
+            let (zeros, width) = t.varying_digits(spec.keyspace);
+            assert_eq!(
+                (zeros + width, width),
+                (digits as usize, 4),
+                "{digits} digits"
+            );
+            let mut fixed = prefix.clone();
+            fixed.resize(fixed.len() + zeros, b'0');
             for key in [0, 7, 9_999] {
                 let name = args(&encode(&spec, 0, key, 0))[1].clone();
-                assert_eq!(
-                    t.slot_of(SlotPrefix::new(prefix), key),
-                    key_slot(name.as_bytes())
-                );
+                let slot = key_slot(name.as_bytes());
+                assert_eq!(t.slot_of(SlotPrefix::new(prefix), key), slot);
+                assert_eq!(slot_of_index(SlotPrefix::new(&fixed), key, width), slot);
             }
         }
         let routes = |command: &str| {
@@ -385,6 +392,11 @@ mod tests {
             KeyRoute::Literal(b"mylist".to_vec())
         );
         assert!(matches!(routes("MSET"), KeyRoute::Drawn { keys: 10, .. }));
+        assert_eq!(
+            routes("HSET myhash {key} {value}"),
+            KeyRoute::Literal(b"myhash".to_vec()),
+            "the first argument is the key"
+        );
     }
 
     fn args(bytes: &[u8]) -> Vec<String> {

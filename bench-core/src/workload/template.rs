@@ -59,7 +59,8 @@ pub enum KeyRoute {
     None,
     /// A literal key word, the command's first argument (`LPUSH mylist ...`): one slot.
     Literal(Vec<u8>),
-    /// `{key}` placeholders: the bytes before the digits, and how many keys a request has.
+    /// The first argument is a `{key}` placeholder: the bytes before the digits, and how
+    /// many keys a request has.
     Drawn { prefix: Vec<u8>, keys: usize },
 }
 
@@ -124,8 +125,9 @@ impl Template {
         let read = crate::resp::ReadKind::of(&name);
         let uses_score = segments.contains(&Segment::Score);
         let keys = words.iter().filter(|w| **w == "{key}").count();
+        // The key is the first argument (`HSET myhash {key} ...` is routed by `myhash`).
         let route = match words.get(1) {
-            _ if keys > 0 => KeyRoute::Drawn {
+            Some(&"{key}") => KeyRoute::Drawn {
                 prefix: key_name.into_bytes(),
                 keys,
             },
@@ -197,7 +199,6 @@ impl Template {
     /// The slot of the key `index` of this template's drawn keys, `prefix` being
     /// `SlotPrefix::new` of its [`KeyRoute::Drawn`] prefix: the digits hashed as `encode`
     /// writes them.
-    #[inline]
     pub fn slot_of(&self, prefix: crate::cluster::SlotPrefix, index: u64) -> u16 {
         let mut digits = [b'0'; 64];
         let width = self.key_digits.min(64);
@@ -208,6 +209,30 @@ impl Template {
         prefix.slot(&digits[..width])
     }
 
+    /// Of the key digits of indexes below `keyspace`: how many lead with a zero in every
+    /// key, and how many vary (those of `keyspace - 1`, at most `key_digits`).
+    pub fn varying_digits(&self, keyspace: u64) -> (usize, usize) {
+        let mut varying = 1;
+        let mut n = keyspace.saturating_sub(1);
+        while n >= 10 {
+            n /= 10;
+            varying += 1;
+        }
+        let varying = varying.min(self.key_digits);
+        (self.key_digits - varying, varying)
+    }
+}
+
+/// The slot of a key whose prefix and leading zeros `prefix` has hashed, from the last
+/// `width` digits of `index` (at most 20, a u64's): the hot path's slot.
+#[inline]
+pub fn slot_of_index(prefix: crate::cluster::SlotPrefix, index: u64, width: usize) -> u16 {
+    let mut digits = [b'0'; MAX_DIGITS];
+    write_digits(&mut digits, index);
+    prefix.slot(&digits[MAX_DIGITS - width.min(MAX_DIGITS)..])
+}
+
+impl Template {
     /// The request with every length fixed, for templates without a `{score}` (whose digit
     /// count varies) when values have one size (`value_len`, or `None` if they vary and the
     /// template has a value): the bytes once, and where the digits go. `None` when a length

@@ -6,9 +6,12 @@ use clap::Args;
 use serde_json::json;
 
 use super::ValkeyArgs;
-use crate::run::{CaseContext, LOCAL_STANDALONE};
+use crate::host::local::Local;
+use crate::run::{CaseContext, Deploy, LOCAL_STANDALONE};
 use crate::suites::selfbench;
+use crate::topology::Cluster;
 use crate::valkey_benchmark::ValkeyBenchmark;
+use bench_core::topology::ReadFrom;
 
 #[derive(Args, Debug)]
 pub struct SelfbenchCmd {
@@ -25,6 +28,10 @@ pub struct SelfbenchCmd {
     /// Print the figures as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Measure what cluster mode costs the native generator instead: standalone against
+    /// a one-shard and a three-shard cluster, side by side.
+    #[arg(long)]
+    pub cluster: bool,
 }
 
 impl SelfbenchCmd {
@@ -41,6 +48,9 @@ impl SelfbenchCmd {
             shutdown,
             servers: &LOCAL_STANDALONE,
         };
+        if self.cluster {
+            return self.cluster_cost(&ctx);
+        }
         let (trials, summary) = selfbench::run(&ctx, self.rounds, self.requests, &mut |line| {
             eprintln!("{line}")
         })?;
@@ -78,6 +88,63 @@ impl SelfbenchCmd {
                 self.rounds
             );
         }
+        Ok(())
+    }
+
+    fn cluster_cost(&self, standalone: &CaseContext<'_>) -> anyhow::Result<()> {
+        let (one, three) = (
+            Cluster::new(1, 0, ReadFrom::Primaries),
+            Cluster::new(3, 0, ReadFrom::Primaries),
+        );
+        let one_servers = Deploy {
+            topology: &one,
+            host: &Local,
+        };
+        let three_servers = Deploy {
+            topology: &three,
+            host: &Local,
+        };
+        let one_ctx = CaseContext {
+            servers: &one_servers,
+            ..*standalone
+        };
+        let three_ctx = CaseContext {
+            servers: &three_servers,
+            ..*standalone
+        };
+        let (trials, summary) = selfbench::cluster_cost(
+            standalone,
+            &one_ctx,
+            &three_ctx,
+            self.rounds,
+            self.requests,
+            &mut |line| eprintln!("{line}"),
+        )?;
+        if self.json {
+            println!("{}", json!({"trials": trials, "summary": summary}));
+            return Ok(());
+        }
+        println!(
+            "| pipeline | standalone CPU µs/req | cluster:1x0 CPU µs/req | ratio | cluster:3x0 CPU µs/req | ratio |"
+        );
+        println!(
+            "| -------: | --------------------: | ---------------------: | ----: | ---------------------: | ----: |"
+        );
+        for s in &summary {
+            println!(
+                "| {} | {:.3} | {:.3} | {:.2} | {:.3} | {:.2} |",
+                s.pipeline,
+                s.standalone_cpu,
+                s.one_shard_cpu,
+                s.one_shard_ratio,
+                s.three_shards_cpu,
+                s.three_shards_ratio
+            );
+        }
+        println!(
+            "\nthe native generator's CPU (user + system) per request, medians over {} rounds; ratio = cluster / standalone",
+            self.rounds
+        );
         Ok(())
     }
 }

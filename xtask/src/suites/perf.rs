@@ -137,10 +137,15 @@ pub fn pair(
         measured: counts.measured,
     };
     let total = counts.measured * (SLICES as u64 + 1);
-    let mut servers = Vec::new();
-    let mut items = Vec::new();
-    for ctx in ctxs {
-        let (server, preloaded) = deploy(case, ctx, total)?;
+    // Deployed in the trial's order too: what a server's age does (a cluster's first
+    // seconds of gossip, the machine's state after the other side's start) falls on
+    // each side in turn, as the slices' order does.
+    let mut deployed: [Option<(Box<dyn Server>, u64)>; 2] = [None, None];
+    for side in order {
+        deployed[side] = Some(deploy(case, ctxs[side], total)?);
+    }
+    let (mut servers, mut items) = (Vec::new(), Vec::new());
+    for (server, preloaded) in deployed.into_iter().flatten() {
         servers.push(server);
         items.push(preloaded);
     }
@@ -451,7 +456,7 @@ mod tests {
             && r.metrics.usec_per_call == Some(1.0)));
     }
 
-    /// A comparison's trial: both servers deployed and preloaded, warmed in the trial's
+    /// A comparison's trial: both servers deployed and preloaded and warmed in the trial's
     /// order, then slices alternating so the side that ran last runs first next (A B | B A
     /// | A B ...), every slice a record handed over as it is measured.
     #[test]
@@ -479,17 +484,19 @@ mod tests {
             .into_iter()
             .filter(|l| l.starts_with("deploy") || l.starts_with("run"))
             .collect();
+        // Deployed in the trial's order too: the candidate's server is #1 here.
         let mut expected = vec![
-            "deploy#1 baseline".to_string(),
-            "deploy#2 candidate".to_string(),
-            "run#2 1000".to_string(),
+            "deploy#1 candidate".to_string(),
+            "deploy#2 baseline".to_string(),
             "run#1 1000".to_string(),
+            "run#2 1000".to_string(),
         ];
+        let server = |side: usize| 2 - side;
         let mut sides = Vec::new();
         for k in 0..SLICES {
             let turn = if k % 2 == 0 { [0, 1] } else { [1, 0] };
             for side in turn {
-                expected.push(format!("run#{} 1000", side + 1));
+                expected.push(format!("run#{} 1000", server(side)));
                 sides.push((side, (SLICES + k + 1) as u32));
             }
         }

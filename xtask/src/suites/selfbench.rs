@@ -186,3 +186,95 @@ pub fn summarize(trials: &[Trial]) -> Vec<Summary> {
     }
     out
 }
+
+/// What cluster mode costs the generator: the native engine in standalone mode on one
+/// server, in cluster mode on a one-shard cluster (the same load on one server: routing,
+/// kept request bytes, the redirect bookkeeping are the difference), and in cluster mode
+/// on a three-shard cluster (the same requests spread over three nodes: each connection's
+/// window is split over three sockets, so its sends carry fewer requests each). Rounds
+/// rotate which goes first; trials of one round run back to back.
+pub fn cluster_cost(
+    standalone: &CaseContext<'_>,
+    one_shard: &CaseContext<'_>,
+    three_shards: &CaseContext<'_>,
+    rounds: u32,
+    requests: u64,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<(Vec<Trial>, Vec<ClusterSummary>)> {
+    let native = NativeEngine;
+    let mut targets = Vec::new();
+    // Every server up and preloaded before the first trial; all stop at the end.
+    let mut servers = Vec::new();
+    for (name, ctx) in [
+        ("standalone", standalone),
+        ("cluster:1x0", one_shard),
+        ("cluster:3x0", three_shards),
+    ] {
+        let mut server = ctx.deploy(instances::Options::default())?;
+        let preloaded = server.preload(&Preload::strings(engine::workload(&load(1, 0))))?;
+        progress(format!(
+            "{name}: Valkey {} from :{}, {preloaded} keys of {VALUE_SIZE} B",
+            ctx.binaries.version,
+            server.port()
+        ));
+        targets.push((name, server.target()));
+        servers.push(server);
+    }
+    let mut trials = Vec::new();
+    for pipeline in [1u32, 16] {
+        let load = load(pipeline, requests * if pipeline > 1 { 10 } else { 1 });
+        for round in 1..=rounds {
+            let mut order: Vec<usize> = (0..targets.len()).collect();
+            order.rotate_left(round as usize % targets.len());
+            for i in order {
+                let (name, target) = &targets[i];
+                let mut t = trial(&native, target, &load, round, standalone.shutdown)?;
+                t.engine = name;
+                progress(format!(
+                    "P{pipeline} round {round} {name:<12} {:>12.0} ops/s {:>6.3} µs CPU/request (user {:.3}, system {:.3})",
+                    t.ops_per_sec,
+                    t.cpu_us_per_request,
+                    t.user_us_per_request,
+                    t.system_us_per_request
+                ));
+                trials.push(t);
+            }
+        }
+    }
+    drop(servers);
+    let summary = [1, 16]
+        .into_iter()
+        .map(|pipeline| {
+            let of = |mode: &str| {
+                let v: Vec<f64> = trials
+                    .iter()
+                    .filter(|t| t.pipeline == pipeline && t.engine == mode)
+                    .map(|t| t.cpu_us_per_request)
+                    .collect();
+                median(&v).unwrap_or(f64::NAN)
+            };
+            let (standalone, one, three) = (of("standalone"), of("cluster:1x0"), of("cluster:3x0"));
+            ClusterSummary {
+                pipeline,
+                standalone_cpu: standalone,
+                one_shard_cpu: one,
+                one_shard_ratio: one / standalone,
+                three_shards_cpu: three,
+                three_shards_ratio: three / standalone,
+            }
+        })
+        .collect();
+    Ok((trials, summary))
+}
+
+/// Medians of the generator's CPU per request in each mode, µs, and the ratios to
+/// standalone.
+#[derive(Debug, Serialize)]
+pub struct ClusterSummary {
+    pub pipeline: u32,
+    pub standalone_cpu: f64,
+    pub one_shard_cpu: f64,
+    pub one_shard_ratio: f64,
+    pub three_shards_cpu: f64,
+    pub three_shards_ratio: f64,
+}
