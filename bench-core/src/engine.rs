@@ -21,6 +21,8 @@ pub struct Load {
     pub requests: u64,
     /// Client threads, where the engine has them.
     pub threads: u32,
+    /// CPUs the client's threads run on; empty: unpinned.
+    pub client_cpus: Vec<usize>,
 }
 
 /// What one run of an engine measured. Latencies are microseconds; `None` where the

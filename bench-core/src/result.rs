@@ -21,7 +21,7 @@ use crate::loadgen::stats::SecondReport;
 /// `metrics.warmup_series`. 5: `valkey.compiler`, sync `params.dir_fs`. 6: mem
 /// `metrics.mem_clients_before`/`after`, and `bytes_per_item` leaves client buffers and
 /// the server's first-call allocations out. 7: perf `params.topology`, and on a cluster
-/// `metrics.nodes` and `metrics.redirects`.
+/// `metrics.nodes` and `metrics.redirects`, `params.placement`.
 pub const SCHEMA_VERSION: u32 = 7;
 
 /// A perf-suite record.
@@ -223,6 +223,10 @@ pub struct PerfParams {
     /// How the servers were arranged: `standalone`, `replicas:N`, `cluster:SxR`.
     #[serde(default)]
     pub topology: TopologySpec,
+    /// The CPUs the server and the client were pinned to: `{server_cpus, client_cpus}`,
+    /// each a list like `"0-1"` or null (unpinned).
+    #[serde(default)]
+    pub placement: crate::placement::Placement,
 }
 
 /// Measurements of one repetition.
@@ -467,6 +471,7 @@ pub(crate) mod tests {
                 preloaded_items: 100_000,
                 server_config: BTreeMap::new(),
                 topology: TopologySpec::Standalone,
+                placement: Default::default(),
             },
             metrics: Metrics {
                 ops_per_sec: 1_000_000.0,

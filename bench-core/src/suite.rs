@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::placement::{CpuList, Placement};
 use crate::topology::TopologySpec;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +20,15 @@ pub const QUICK_PERF: &str = include_str!("../suites/perf-quick.toml");
 
 /// Settings the perf suite fixes as measurement conditions (no persistence, I/O threads
 /// from the matrix), besides the ones no suite may set (`server_config::RESERVED`).
-pub const PERF_RESERVED: [&str; 3] = ["save", "appendonly", "io-threads"];
+pub const PERF_RESERVED: [&str; 7] = [
+    "save",
+    "appendonly",
+    "io-threads",
+    "server-cpulist",
+    "bio-cpulist",
+    "aof-rewrite-cpulist",
+    "bgsave-cpulist",
+];
 
 /// The perf suite file, as written. See `perf-default.toml` for an example.
 #[derive(Clone, Debug, Deserialize)]
@@ -59,6 +68,12 @@ pub struct PerfSpecFile {
     /// `"cluster:SxR"`. `--topology` replaces it.
     #[serde(default)]
     pub topology: Option<String>,
+    /// CPUs the server runs on (`"0"`, `"0-1"`); `--server-cpus` replaces it.
+    #[serde(default)]
+    pub server_cpus: Option<String>,
+    /// CPUs the load generator's threads run on; `--client-cpus` replaces it.
+    #[serde(default)]
+    pub client_cpus: Option<String>,
 }
 
 fn default_engine() -> String {
@@ -87,6 +102,7 @@ pub struct PerfSpec {
     pub client_threads: u32,
     pub server_config: BTreeMap<String, String>,
     pub topology: TopologySpec,
+    pub placement: Placement,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -126,6 +142,8 @@ pub struct PerfCase {
     pub server_config: BTreeMap<String, String>,
     /// Where the case runs; outside standalone its name ends with it (`/cluster:3x1`).
     pub topology: TopologySpec,
+    /// The CPUs server and client are pinned to, if any.
+    pub placement: Placement,
 }
 
 /// An invalid suite: which field, which value, and how to fix it.
@@ -191,6 +209,7 @@ impl PerfSpec {
                                     "{command}{size}/P{pipeline}/c{clients}/io{io_threads}{place}"
                                 ),
                                 topology: self.topology,
+                                placement: self.placement.clone(),
                                 command,
                                 value_size,
                                 pipeline,
@@ -270,7 +289,26 @@ impl PerfSpecFile {
                 .parse()
                 .map_err(|why: String| error("topology", format!("{t:?}"), &why))?,
         };
+        let cpus = |field: &str, v: &Option<String>| {
+            v.as_ref()
+                .map(|t| {
+                    CpuList::parse(t, field).map_err(|why| error(field, format!("{t:?}"), &why))
+                })
+                .transpose()
+        };
+        let placement = Placement {
+            server_cpus: cpus("server_cpus", &self.server_cpus)?,
+            client_cpus: cpus("client_cpus", &self.client_cpus)?,
+        };
+        if placement.client_cpus.is_some() && engine == EngineKind::ValkeyBenchmark {
+            return Err(error(
+                "client_cpus",
+                format!("{:?}", self.client_cpus.as_deref().unwrap_or_default()),
+                "only the native engine pins its threads; drop client_cpus or use engine = \"native\"",
+            ));
+        }
         Ok(PerfSpec {
+            placement,
             topology,
             engine,
             commands,

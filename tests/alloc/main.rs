@@ -165,6 +165,7 @@ fn the_engine_allocates_nothing_per_request() {
         stop: Stop::Requests(0),
         warmup: Duration::ZERO,
         cluster: None,
+        cpus: Vec::new(),
     };
     let (short, long) = (Stop::Requests(20_000), Stop::Requests(120_000));
     let mut pubsub = mix("pubsub:", ValueSize::Fixed { bytes: 64 });

@@ -65,7 +65,7 @@ impl Run {
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
         match plan {
-            Plan::Perf(spec) => self.perf(spec, sinks, shutdown),
+            Plan::Perf(spec) => self.perf(*spec, sinks, shutdown),
             Plan::Mem(cases) => self.mem(cases, sinks, shutdown),
             Plan::Sync(cases) => self.sync(cases, sinks, shutdown),
         }

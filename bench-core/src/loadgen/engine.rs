@@ -114,6 +114,7 @@ impl Engine for NativeEngine {
                 read_from,
                 tag_multi_key: true,
             }),
+            cpus: load.client_cpus.clone(),
         };
         let started = Instant::now();
         // A cluster is discovered from its first primary, as `describe`'s command does.

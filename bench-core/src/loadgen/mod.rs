@@ -70,6 +70,8 @@ pub struct RunOptions {
     /// Cluster mode: the addresses are seeds, the slot map comes from the first that
     /// answers, and every request goes to its slot's node.
     pub cluster: Option<ClusterOptions>,
+    /// CPUs every worker thread may run on (`sched_setaffinity`); empty: unpinned.
+    pub cpus: Vec<usize>,
 }
 
 /// How the generator drives a cluster.
@@ -325,9 +327,14 @@ pub fn run(
         // Pub/sub deliveries are counted in one more slot after the templates.
         let slots = templates.len() + usize::from(spec.subscribers > 0);
         let wiring = wiring.clone();
+        let cpus = options.cpus.clone();
         let handle = thread::Builder::new()
             .name(format!("loadgen-{worker}"))
             .spawn(move || {
+                if let Err(e) = pin_thread(&cpus) {
+                    let _ = ready_tx.send(Err(LoadgenError::Runtime(e)));
+                    return WorkerStats::new(slots);
+                }
                 worker_main(
                     mine,
                     subscribers,
@@ -783,6 +790,31 @@ fn build_report(
             })
             .collect(),
     }
+}
+
+/// Restricts the calling thread to `cpus` (nothing when empty).
+fn pin_thread(cpus: &[usize]) -> std::io::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it for ids below
+    // CPU_SETSIZE (checked); sched_setaffinity reads `size_of` bytes of it.
+    let result = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::other(format!(
+                    "CPU {cpu} is beyond CPU_SETSIZE"
+                )));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if result != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// This process's CPU time, user + system, in seconds.

@@ -49,7 +49,12 @@ pub fn weak_run(records: &[ResultRecord], summaries: &[CaseSummary]) -> Vec<Stri
             named.join(", ")
         ));
     }
+    let pinned_apart = records.iter().all(|r| {
+        let p = &r.params.placement;
+        p.server_cpus.is_some() && p.client_cpus.is_some()
+    });
     if let Some(r) = records.first()
+        && !pinned_apart
         && records.iter().any(|r| {
             r.engine
                 .argv

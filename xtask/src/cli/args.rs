@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bench_core::distribution::ValueSize;
+use bench_core::placement::{CpuList, Placement};
 use bench_core::result::{BuildOptions, Malloc};
 use bench_core::shutdown::Shutdown;
 use bench_core::topology::{ReadFrom, TopologySpec};
@@ -145,6 +146,33 @@ impl TopologyArgs {
             )));
         }
         Ok(read_from)
+    }
+}
+
+/// Which CPUs the server and the load generator run on. Shared by bench and compare.
+#[derive(Args, Clone, Debug, Default)]
+pub struct PlacementArgs {
+    /// Pin each server (main, I/O and background threads) to these CPUs, e.g. 0 or 0-1
+    /// (Valkey's server-cpulist, bio-cpulist, aof-rewrite-cpulist, bgsave-cpulist).
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<String>,
+    /// Pin the native load generator's threads to these CPUs, e.g. 1.
+    #[arg(long, value_name = "LIST")]
+    pub client_cpus: Option<String>,
+}
+
+impl PlacementArgs {
+    /// The lists given, parsed (each `None` when its flag is absent).
+    pub fn parse(&self) -> Result<Placement, UsageError> {
+        let list = |flag: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|t| CpuList::parse(t, flag).map_err(UsageError))
+                .transpose()
+        };
+        Ok(Placement {
+            server_cpus: list("--server-cpus", &self.server_cpus)?,
+            client_cpus: list("--client-cpus", &self.client_cpus)?,
+        })
     }
 }
 

@@ -7,7 +7,7 @@ use bench_core::shutdown::Shutdown;
 use bench_core::topology::ReadFrom;
 use clap::Args;
 
-use super::{SuiteArg, TopologyArgs, ValkeyArgs};
+use super::{PlacementArgs, SuiteArg, TopologyArgs, ValkeyArgs};
 use crate::error::UsageError;
 use crate::events::{Sink, Sinks};
 use crate::instances;
@@ -21,6 +21,8 @@ pub struct BenchCmd {
     pub valkey: ValkeyArgs,
     #[command(flatten)]
     pub topology: TopologyArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     /// The suite to run (default perf, or what the suite file says).
     #[arg(long, value_enum)]
     pub suite: Option<SuiteArg>,
@@ -65,6 +67,7 @@ impl BenchCmd {
             engine: self.engine.clone(),
             server_config: super::parse_server_config(&self.server_config)?,
             topology: self.topology.spec()?,
+            placement: self.placement.parse()?,
         }
         .plan()?;
         let read_from = self.topology.read_from(plan.topology())?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bench_core::shutdown::Shutdown;
 use clap::{Args, ValueEnum};
 
-use super::{SuiteArg, TopologyArgs};
+use super::{PlacementArgs, SuiteArg, TopologyArgs};
 use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
 use crate::events::Sinks;
@@ -32,6 +32,8 @@ pub struct CompareCmd {
     pub valkey_src: Option<PathBuf>,
     #[command(flatten)]
     pub topology: TopologyArgs,
+    #[command(flatten)]
+    pub placement: PlacementArgs,
     #[arg(long, value_enum, default_value_t = SuiteArg::Perf)]
     pub suite: SuiteArg,
     /// Only cases whose name contains one of these comma-separated strings.
@@ -121,6 +123,12 @@ impl CompareCmd {
             .topology
             .read_from(topology)
             .map_err(|e| CouldNotRun(e.into()))?;
+        let flags = self.placement.parse().map_err(|e| CouldNotRun(e.into()))?;
+        let (placement, warnings) = crate::plan::placement(&Default::default(), &flags)
+            .map_err(|e| CouldNotRun(e.into()))?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
         let request = Request {
             sinks: RefCell::new(Sinks::new(vec![Box::new(Terminal::new())])),
             baseline,
@@ -130,6 +138,7 @@ impl CompareCmd {
                 cases: self.cases,
                 quick: self.quick,
                 topology,
+                placement,
             },
             read_from,
             mode: match self.mode {

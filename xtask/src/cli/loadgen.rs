@@ -103,6 +103,7 @@ impl LoadgenCmd {
                     tag_multi_key: self.cluster_tag_keys,
                 }),
             },
+            cpus: Vec::new(),
         };
         eprintln!(
             "{} → {addr}{}: {} connections, pipeline {}, {}",

@@ -28,6 +28,9 @@ pub struct StartCmd {
     /// The first port tried; ports in use are skipped.
     #[arg(long, default_value_t = 9000)]
     pub base_port: u16,
+    /// Pin every server (main, I/O and background threads) to these CPUs, e.g. 0-1.
+    #[arg(long, value_name = "LIST")]
+    pub server_cpus: Option<String>,
     /// Extra server configuration, name=value (repeatable), e.g. io-threads=4.
     #[arg(long = "server-config", value_name = "NAME=VALUE")]
     pub server_config: Vec<String>,
@@ -45,7 +48,20 @@ impl StartCmd {
         }
         let spec = self.topology.spec()?;
         let read_from = self.topology.read_from(spec.unwrap_or_default())?;
-        let config = super::parse_server_config(&self.server_config)?;
+        let mut config = super::parse_server_config(&self.server_config)?;
+        let placement = bench_core::placement::Placement {
+            server_cpus: self
+                .server_cpus
+                .as_deref()
+                .map(|t| bench_core::placement::CpuList::parse(t, "--server-cpus"))
+                .transpose()
+                .map_err(crate::error::UsageError)?,
+            client_cpus: None,
+        };
+        placement
+            .check(&crate::host::machine())
+            .map_err(crate::error::UsageError)?;
+        config.extend(placement.server_config());
         let binaries = self.valkey.binaries(shutdown)?;
         let options = instances::Options {
             base_port: self.base_port,

@@ -58,3 +58,33 @@ pub fn info() -> HostInfo {
         memory_bytes,
     }
 }
+
+/// The CPUs this process may run on (its affinity mask, so a `taskset` around us counts)
+/// and each one's core (SMT siblings, from sysfs; a CPU alone when sysfs says nothing).
+pub fn machine() -> bench_core::placement::Machine {
+    use std::collections::BTreeSet;
+    // SAFETY: sched_getaffinity fills the set we pass, of the size we give; CPU_ISSET
+    // reads inside it for ids below CPU_SETSIZE.
+    let allowed: BTreeSet<usize> = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            BTreeSet::new()
+        } else {
+            (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect()
+        }
+    };
+    let core_of = allowed
+        .iter()
+        .map(|&cpu| {
+            let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+            let core = fs::read_to_string(path)
+                .ok()
+                .and_then(|t| bench_core::placement::CpuList::parse(t.trim(), "siblings").ok())
+                .map_or_else(|| BTreeSet::from([cpu]), |l| l.0);
+            (cpu, core)
+        })
+        .collect();
+    bench_core::placement::Machine { allowed, core_of }
+}

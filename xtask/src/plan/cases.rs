@@ -2,6 +2,7 @@
 //! `--cases` (comma-separated substrings of case names). A filter that matches nothing is
 //! bad input, found before anything is built.
 
+use bench_core::placement::Placement;
 use bench_core::suite::{PerfCase, PerfSpec};
 use bench_core::topology::TopologySpec;
 use bench_core::{mem, sync};
@@ -17,6 +18,8 @@ pub struct Selection {
     pub quick: bool,
     /// Where perf cases run (`--topology`); their names say so outside standalone.
     pub topology: TopologySpec,
+    /// The CPUs perf cases' servers and generator are pinned to (checked by the caller).
+    pub placement: Placement,
 }
 
 impl Selection {
@@ -69,6 +72,7 @@ impl Selection {
         };
         let mut spec = PerfSpec::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         spec.topology = self.topology;
+        spec.placement = self.placement.clone();
         let cases: Vec<PerfCase> = spec
             .expand()
             .into_iter()
@@ -133,6 +137,7 @@ mod tests {
             cases: Some("GET/32B/P1/".into()),
             quick: true,
             topology: "cluster:3x1".parse().unwrap(),
+            ..Default::default()
         };
         let names: Vec<String> = cluster
             .perf(0.5)

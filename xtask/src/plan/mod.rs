@@ -30,3 +30,25 @@ impl Side {
         }
     }
 }
+
+/// `flags` over `file` side by side, checked against this machine's CPUs: exit 2 for an
+/// absent or shared CPU; the warnings (client and server on one core) are returned.
+pub fn placement(
+    file: &bench_core::placement::Placement,
+    flags: &bench_core::placement::Placement,
+) -> Result<(bench_core::placement::Placement, Vec<String>), crate::error::UsageError> {
+    let placement = bench_core::placement::Placement {
+        server_cpus: flags
+            .server_cpus
+            .clone()
+            .or_else(|| file.server_cpus.clone()),
+        client_cpus: flags
+            .client_cpus
+            .clone()
+            .or_else(|| file.client_cpus.clone()),
+    };
+    let warnings = placement
+        .check(&crate::host::machine())
+        .map_err(crate::error::UsageError)?;
+    Ok((placement, warnings))
+}

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bench_core::mem::{self, MemCase};
+use bench_core::placement::Placement;
 use bench_core::suite::{self, EngineKind, PerfSpec};
 use bench_core::sync::{self, SyncCase};
 use bench_core::topology::TopologySpec;
@@ -19,7 +20,7 @@ use crate::suites::SuiteKind;
 /// What `bench` runs: one suite's cases, every knob fixed.
 #[derive(Debug)]
 pub enum Plan {
-    Perf(PerfSpec),
+    Perf(Box<PerfSpec>),
     Mem(Vec<MemCase>),
     Sync(Vec<SyncCase>),
 }
@@ -39,6 +40,8 @@ pub struct SuiteChoice {
     pub server_config: BTreeMap<String, String>,
     /// `--topology`, replacing the suite file's.
     pub topology: Option<TopologySpec>,
+    /// `--server-cpus`, `--client-cpus`, replacing the suite file's.
+    pub placement: Placement,
 }
 
 impl Plan {
@@ -55,6 +58,13 @@ impl SuiteChoice {
     /// The plan, or an error naming what to fix.
     pub fn plan(&self) -> anyhow::Result<Plan> {
         let suite = self.which_suite()?;
+        if self.placement.is_pinned() && suite != SuiteKind::Perf {
+            return Err(UsageError(format!(
+                "--server-cpus / --client-cpus pin the perf suite's servers and generator; the \
+                 {suite:?} suite does not take them yet"
+            ))
+            .into());
+        }
         if let Some(t) = self.topology
             && t != TopologySpec::Standalone
             && suite != SuiteKind::Perf
@@ -66,7 +76,7 @@ impl SuiteChoice {
             .into());
         }
         Ok(match suite {
-            SuiteKind::Perf => Plan::Perf(self.perf()?),
+            SuiteKind::Perf => Plan::Perf(Box::new(self.perf()?)),
             SuiteKind::Mem => {
                 let (text, origin) = self.text(mem::DEFAULT_MEM, mem::QUICK_MEM, "mem suite")?;
                 let mut cases = mem::MemSpecFile::parse(&text)
@@ -142,6 +152,19 @@ impl SuiteChoice {
         if let Some(t) = self.topology {
             spec.topology = t;
         }
+        let (placement, warnings) = super::placement(&spec.placement, &self.placement)?;
+        if placement.client_cpus.is_some() && spec.engine == EngineKind::ValkeyBenchmark {
+            return Err(UsageError(
+                "--client-cpus pins the native generator's threads; valkey-benchmark is not \
+                 pinned: drop --client-cpus or use --engine native"
+                    .into(),
+            )
+            .into());
+        }
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        spec.placement = placement;
         let mut extra = self.server_config.clone();
         if let Some(threads) = extra.remove("io-threads") {
             let n: u32 = threads

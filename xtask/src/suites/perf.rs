@@ -54,6 +54,12 @@ pub fn load(case: &PerfCase, requests: u64) -> Load {
         keyspace: case.keyspace,
         requests,
         threads: case.client_threads,
+        client_cpus: case
+            .placement
+            .client_cpus
+            .as_ref()
+            .map(|c| c.ids().collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -247,6 +253,7 @@ pub fn measured_run(
             preloaded_items,
             server_config: case.server_config.clone(),
             topology: case.topology,
+            placement: case.placement.clone(),
         },
         metrics: Metrics {
             ops_per_sec: m.ops_per_sec,
@@ -299,8 +306,10 @@ pub fn deploy(
     ctx: &CaseContext<'_>,
     requests: u64,
 ) -> anyhow::Result<(Box<dyn Server>, u64)> {
+    let mut config = case.server_config.clone();
+    config.extend(case.placement.server_config());
     let mut server = ctx.deploy(instances::Options {
-        config: case.server_config.clone(),
+        config,
         ..Default::default()
     })?;
     let items = server.preload(&preload(case, requests))?;

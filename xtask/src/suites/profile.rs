@@ -321,6 +321,7 @@ impl Load {
             }),
             warmup: Duration::ZERO,
             cluster: None,
+            cpus: Vec::new(),
         };
         // Its own stop handle, tripped by ours: the load ends with the run either way.
         let stop = Shutdown::new();

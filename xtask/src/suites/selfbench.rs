@@ -98,6 +98,7 @@ fn load(pipeline: u32, requests: u64) -> Load {
         keyspace: KEYSPACE,
         requests,
         threads: 1,
+        client_cpus: Vec::new(),
     }
 }
 

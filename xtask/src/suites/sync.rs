@@ -255,6 +255,7 @@ fn write_load(primary: SocketAddr, stop: &Shutdown) {
         stop: Stop::Duration(Duration::from_secs(3600)),
         warmup: Duration::ZERO,
         cluster: None,
+        cpus: Vec::new(),
     };
     let _ = loadgen::run(&[primary], &spec, &options, stop, |_| {});
 }
