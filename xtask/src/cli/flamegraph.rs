@@ -9,12 +9,15 @@ use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
 
-use super::WorkloadArgs;
+use super::{TopologyArgs, WorkloadArgs};
 use crate::error::UsageError;
+use crate::host::local::Local;
 use crate::project;
-use crate::run::{CaseContext, LOCAL_STANDALONE, preload::Preload};
+use crate::run::{CaseContext, Deploy, preload::Preload};
 use crate::suites::profile::{self as flamegraph, Method, Profiler, Setup};
+use crate::topology;
 use crate::valkey::{Binaries, BuildRequest, Manifest};
+use bench_core::topology::TopologySpec;
 
 #[derive(Args, Debug)]
 pub struct FlamegraphCmd {
@@ -56,6 +59,8 @@ pub struct FlamegraphCmd {
     pub top: usize,
     #[arg(long, default_value_t = 9400)]
     pub base_port: u16,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
     /// Print what was written and the top functions as JSON.
     #[arg(long)]
     pub json: bool,
@@ -88,6 +93,15 @@ impl FlamegraphCmd {
             return Err(
                 UsageError(format!("--io-threads {}: give 1 to 128", self.io_threads)).into(),
             );
+        }
+        let topology = self.topology.spec()?.unwrap_or_default();
+        let read_from = self.topology.read_from(topology)?;
+        if topology != TopologySpec::Standalone && self.profiler == Profiler::Callgrind {
+            return Err(UsageError(format!(
+                "--profiler callgrind runs one standalone server under valgrind, not a {topology} \
+                 topology; use --profiler perf, or drop --topology"
+            ))
+            .into());
         }
         // Check the profiler before building anything.
         let event = match self.profiler {
@@ -144,6 +158,11 @@ impl FlamegraphCmd {
             spec.name, setup.clients, setup.pipeline, self.io_threads
         );
 
+        let topology = topology::from_spec(topology, read_from);
+        let servers = Deploy {
+            topology: topology.as_ref(),
+            host: &Local,
+        };
         let ctx = |binaries| CaseContext {
             run_id: "flamegraph",
             binaries,
@@ -151,7 +170,7 @@ impl FlamegraphCmd {
             engine: &bench_core::loadgen::engine::NativeEngine,
             base_port: self.base_port,
             shutdown,
-            servers: &LOCAL_STANDALONE,
+            servers: &servers,
         };
         let (candidate, baseline) = (
             ctx(&candidate),

@@ -15,13 +15,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench_core::engine::Target;
 use bench_core::loadgen::{self, RunOptions, Stop};
 use bench_core::profile;
 use bench_core::shutdown::Shutdown;
@@ -139,7 +139,7 @@ pub fn record(
     let mut server = ctx.deploy(options)?;
     server.preload(&setup.preload)?;
 
-    let mut load = Load::start(server.target().primary(), setup, profiler)?;
+    let mut load = Load::start(&server.target(), setup, profiler)?;
     sleep(setup.warmup, shutdown)?;
     let window = Instant::now();
     let (folded, count_name, method) = match profiler {
@@ -306,7 +306,10 @@ struct Load {
 }
 
 impl Load {
-    fn start(addr: SocketAddr, setup: &Setup<'_>, profiler: Profiler) -> anyhow::Result<Load> {
+    /// On a cluster the load goes to every shard (a template whose keys span slots is
+    /// refused); the profile is of the first primary.
+    fn start(target: &Target, setup: &Setup<'_>, profiler: Profiler) -> anyhow::Result<Load> {
+        let addr = target.primary();
         let spec = setup.spec.clone();
         let options = RunOptions {
             connections: setup.clients,
@@ -320,7 +323,10 @@ impl Load {
                 Profiler::Callgrind => setup.warmup + setup.duration + CONTROL_ALLOWANCE,
             }),
             warmup: Duration::ZERO,
-            cluster: None,
+            cluster: target.cluster.map(|read_from| loadgen::ClusterOptions {
+                read_from,
+                tag_multi_key: false,
+            }),
             cpus: Vec::new(),
         };
         // Its own stop handle, tripped by ours: the load ends with the run either way.
