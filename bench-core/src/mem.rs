@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{Client, Value};
+use crate::client::Value;
+use crate::cluster::KeyedClient;
 use crate::populate::{PopulateError, Populated};
+use crate::topology::TopologySpec;
 
 /// The default mem suite.
 pub const DEFAULT_MEM: &str = include_str!("../suites/mem-default.toml");
@@ -101,6 +103,8 @@ pub struct MemCase {
     pub field_size: u64,
     pub expiry: bool,
     pub server_config: BTreeMap<String, String>,
+    /// Standalone, or a cluster whose primaries share the keys (the name ends with it).
+    pub topology: TopologySpec,
 }
 
 /// An invalid mem suite: field, value, fix.
@@ -231,6 +235,7 @@ impl MemSpecFile {
                         },
                         expiry,
                         server_config: self.server_config.clone(),
+                        topology: TopologySpec::Standalone,
                     });
                 }
             }
@@ -280,7 +285,7 @@ impl MemCase {
     }
 
     /// Writes exactly the case's items on an empty server, pipelined.
-    pub fn populate(&self, client: &mut Client) -> Result<Populated, PopulateError> {
+    pub fn populate(&self, client: &mut dyn KeyedClient) -> Result<Populated, PopulateError> {
         let start = Instant::now();
         let per_key = self.items / self.keys;
         let mut queued = 0;
@@ -297,7 +302,7 @@ impl MemCase {
                 }
             }
             if self.expiry && self.data_type != DataType::String {
-                client.queue(&[b"EXPIRE".as_slice(), &key, b"86400"]);
+                client.queue_keyed(&key, &[b"EXPIRE".as_slice(), &key, b"86400"]);
                 queued += 1;
                 expect.push(DataType::String); // EXPIRE replies :1 like a write
                 if queued == BATCH {
@@ -318,48 +323,55 @@ impl MemCase {
     /// are not the items' memory: Valkey's per-command latency histogram (with
     /// `latency-tracking yes`, the default) is ~24 KB, which would add 24 bytes per item to
     /// a case of 1,000 items. Called before the first reading, so both readings have them.
-    pub fn warm_up(&self, client: &mut Client) -> Result<(), PopulateError> {
-        let key = fixed_name(b'w', 0, self.key_size);
+    /// On a cluster each primary is warmed up with its own scratch key: `index` picks the
+    /// key ([`warm_up_key`](Self::warm_up_key)).
+    pub fn warm_up(&self, client: &mut dyn KeyedClient, index: u64) -> Result<(), PopulateError> {
+        let key = self.warm_up_key(index);
         let mut expect = vec![self.data_type];
         self.queue_item(client, &key, 0, 0);
         if self.expiry && self.data_type != DataType::String {
-            client.queue(&[b"EXPIRE".as_slice(), &key, b"86400"]);
+            client.queue_keyed(&key, &[b"EXPIRE".as_slice(), &key, b"86400"]);
             expect.push(DataType::String);
         }
-        client.queue(&[b"DEL".as_slice(), &key]);
+        client.queue_keyed(&key, &[b"DEL".as_slice(), &key]);
         expect.push(DataType::String); // DEL of the one key replies :1
         flush(client, &mut expect)
     }
 
+    /// The scratch key `warm_up` writes and deletes, number `index`.
+    pub fn warm_up_key(&self, index: u64) -> Vec<u8> {
+        fixed_name(b'w', index, self.key_size)
+    }
+
     /// Queues the write of item `e` of key number `k` (named `key`).
-    fn queue_item(&self, client: &mut Client, key: &[u8], k: u64, e: u64) {
+    fn queue_item(&self, client: &mut dyn KeyedClient, key: &[u8], k: u64, e: u64) {
         let value = fixed_name(b'v', e, self.value_size);
         match self.data_type {
             DataType::String => {
                 if self.expiry {
-                    client.queue(&[b"SET".as_slice(), key, &value, b"EX", b"86400"]);
+                    client.queue_keyed(key, &[b"SET".as_slice(), key, &value, b"EX", b"86400"]);
                 } else {
-                    client.queue(&[b"SET".as_slice(), key, &value]);
+                    client.queue_keyed(key, &[b"SET".as_slice(), key, &value]);
                 }
             }
-            DataType::List => client.queue(&[b"RPUSH".as_slice(), key, &value]),
-            DataType::Set => client.queue(&[b"SADD".as_slice(), key, &value]),
+            DataType::List => client.queue_keyed(key, &[b"RPUSH".as_slice(), key, &value]),
+            DataType::Set => client.queue_keyed(key, &[b"SADD".as_slice(), key, &value]),
             DataType::Zset => {
                 let score = e.to_string();
-                client.queue(&[b"ZADD".as_slice(), key, score.as_bytes(), &value]);
+                client.queue_keyed(key, &[b"ZADD".as_slice(), key, score.as_bytes(), &value]);
             }
             DataType::Hash => {
                 let field = fixed_name(b'f', e, self.field_size);
                 let value = fixed_name(b'v', k, self.value_size);
-                client.queue(&[b"HSET".as_slice(), key, &field, &value]);
+                client.queue_keyed(key, &[b"HSET".as_slice(), key, &field, &value]);
             }
         }
     }
 
     /// Checks that the server holds exactly the keys and items written: DBSIZE, then the
     /// item count of every key (LLEN / SCARD / ZCARD / HLEN), pipelined.
-    pub fn verify(&self, client: &mut Client) -> Result<(), PopulateError> {
-        let keys = client.call_int(&["DBSIZE"])? as u64;
+    pub fn verify(&self, client: &mut dyn KeyedClient) -> Result<(), PopulateError> {
+        let keys = client.dbsize()?;
         if keys != self.keys {
             return Err(PopulateError::Mismatch {
                 what: "DBSIZE".into(),
@@ -373,9 +385,10 @@ impl MemCase {
         while k < self.keys {
             let batch = (self.keys - k).min(BATCH as u64);
             for i in k..k + batch {
-                client.queue(&[command.as_bytes(), &fixed_name(b'k', i, self.key_size)]);
+                let key = fixed_name(b'k', i, self.key_size);
+                client.queue_keyed(&key, &[command.as_bytes(), &key]);
             }
-            for reply in client.flush_and_read(batch as usize)? {
+            for reply in client.flush_all()? {
                 match reply {
                     Value::Integer(n) => total += n as u64,
                     other => {
@@ -404,11 +417,11 @@ impl MemCase {
     }
 }
 
-fn flush(client: &mut Client, expect: &mut Vec<DataType>) -> Result<(), PopulateError> {
+fn flush(client: &mut dyn KeyedClient, expect: &mut Vec<DataType>) -> Result<(), PopulateError> {
     if expect.is_empty() {
         return Ok(());
     }
-    let replies = client.flush_and_read(expect.len())?;
+    let replies = client.flush_all()?;
     for (reply, data_type) in replies.into_iter().zip(expect.drain(..)) {
         let ok = match (data_type, &reply) {
             (DataType::String, Value::Simple(s)) => s == "OK",

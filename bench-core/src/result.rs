@@ -301,6 +301,9 @@ pub struct MemParams {
     pub expiry: bool,
     /// Extra server configuration the case set.
     pub server_config: BTreeMap<String, String>,
+    /// `standalone`, or `cluster:SxR` (the keys spread over the primaries by slot).
+    #[serde(default)]
+    pub topology: TopologySpec,
 }
 
 /// What a mem case measured. Memory figures are bytes from `INFO memory`, read when the
@@ -345,8 +348,25 @@ pub struct MemMetrics {
     /// false, the figures were read at the end of the wait.
     pub settled: bool,
     /// Scalar fields of `MEMORY STATS` after populating (`keys.bytes-per-key`,
-    /// `dataset.bytes`, `overhead.total`, ...).
+    /// `dataset.bytes`, `overhead.total`, ...); on a cluster, the first primary's.
     pub memory_stats: BTreeMap<String, f64>,
+    /// A cluster: each primary's share (the figures above are their sums).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<MemNode>,
+}
+
+/// One primary of a cluster in a mem case.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemNode {
+    /// `IP:PORT`.
+    pub addr: String,
+    /// Keys it holds after populating.
+    pub keys: u64,
+    /// `used_memory` at the two readings, bytes.
+    pub used_memory_before: u64,
+    pub used_memory_after: u64,
+    /// Its data memory's growth (`used_memory − mem_clients_normal`), bytes.
+    pub data_bytes: i64,
 }
 
 /// The knobs of a sync case, and which replica this record is about.

@@ -487,12 +487,23 @@ fn bad_topologies_and_cluster_misuse_are_refused_before_anything_starts() {
         &[
             "bench",
             "--suite",
-            "mem",
+            "sync",
             "--quick",
             "--topology",
             "cluster:3x0",
         ],
         &["--topology cluster:3x0", "drop --topology"],
+    );
+    refused(
+        &[
+            "bench",
+            "--suite",
+            "mem",
+            "--quick",
+            "--topology",
+            "replicas:1",
+        ],
+        &["--topology replicas:1", "use standalone or cluster:SxR"],
     );
     refused(
         &["bench", "--quick", "--server-config", "cluster-enabled=yes"],

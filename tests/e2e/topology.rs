@@ -1,6 +1,6 @@
 //! The topology seam on real servers: a standalone deployment, and a replication group
 //! whose replicas are attached and synced before `deploy` returns; dropping a deployment
-//! stops every node.
+//! stops every node. And the mem suite on a cluster: each primary read, the sums recorded.
 
 use std::time::Duration;
 
@@ -73,4 +73,61 @@ fn a_replication_group_is_synced_when_deploy_returns() {
             .all(|&p| !pid_alive(p))),
         "servers outlived their deployment"
     );
+}
+
+#[test]
+fn the_mem_suite_on_a_cluster_reads_every_primary_and_records_each_share() {
+    let _machine = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("run");
+    let base = ports(8).to_string();
+    let out = run(
+        &[
+            "bench",
+            "--suite",
+            "mem",
+            "--quick",
+            "--topology",
+            "cluster:3x0",
+            "--base-port",
+            &base,
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(servers_under(tmp.path()).is_empty());
+    let records: Vec<bench_core::result::MemRecord> = read_jsonl(&out_dir.join("results.jsonl"));
+    assert_eq!(records.len(), 10);
+    for r in &records {
+        assert!(r.case.ends_with("/cluster:3x0"), "{}", r.case);
+        assert_eq!(r.params.topology.to_string(), "cluster:3x0");
+        let m = &r.metrics;
+        assert_eq!(m.nodes.len(), 3, "{}", r.case);
+        let keys: u64 = m.nodes.iter().map(|n| n.keys).sum();
+        assert_eq!(
+            keys, r.params.keys,
+            "{}: the primaries hold every key once",
+            r.case
+        );
+        let grew: i64 = m.nodes.iter().map(|n| n.data_bytes).sum();
+        let total = m.bytes_per_item * r.params.items as f64;
+        assert!(
+            (grew as f64 - total).abs() < 1.0,
+            "{}: {grew} vs {total}",
+            r.case
+        );
+        let used: u64 = m.nodes.iter().map(|n| n.used_memory_after).sum();
+        assert_eq!(used, m.used_memory_after, "{}", r.case);
+        if r.params.keys >= 3_000 {
+            assert!(
+                m.nodes.iter().all(|n| n.keys * 5 > r.params.keys),
+                "{}: keys spread over the shards: {:?}",
+                r.case,
+                m.nodes
+            );
+        }
+        assert!(m.settled, "{}", r.case);
+    }
 }

@@ -14,13 +14,13 @@ use bench_core::shutdown::Shutdown;
 use bench_core::suite::{EngineKind, PerfSpec};
 use bench_core::sync::SyncCase;
 use bench_core::tables::{self, SummaryHeader};
-use bench_core::topology::ReadFrom;
+use bench_core::topology::{ReadFrom, TopologySpec};
 use serde_json::json;
 
 use crate::events::{Event, Sinks};
 use crate::host::local::Local;
 use crate::plan::suite_file::Plan;
-use crate::run::{CaseContext, Deploy, LOCAL_STANDALONE};
+use crate::run::{CaseContext, Deploy};
 use crate::rundir::{RunDir, run_id};
 use crate::suites::perf;
 use crate::topology;
@@ -201,8 +201,10 @@ impl Run {
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        let topology = cases.first().map_or_else(Default::default, |c| c.topology);
         let result = self.records_run(
             "mem",
+            topology,
             &names,
             sinks,
             shutdown,
@@ -237,6 +239,7 @@ impl Run {
         let names: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
         let result = self.records_run(
             "sync",
+            TopologySpec::Standalone,
             &names,
             sinks,
             shutdown,
@@ -270,6 +273,7 @@ impl Run {
     fn records_run<R>(
         &self,
         suite: &str,
+        topology: TopologySpec,
         cases: &[String],
         sinks: &mut Sinks,
         shutdown: &Shutdown,
@@ -290,6 +294,11 @@ impl Run {
         let run_dir = RunDir::create(&out)?;
         crate::rundir::write_manifest(&out)?;
         let host = host::info();
+        let topology = topology::from_spec(topology, ReadFrom::Primaries);
+        let servers = Deploy {
+            topology: topology.as_ref(),
+            host: &Local,
+        };
         let info = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
@@ -297,7 +306,7 @@ impl Run {
             engine: &NativeEngine,
             base_port: self.base_port,
             shutdown,
-            servers: &LOCAL_STANDALONE,
+            servers: &servers,
         };
         sinks.emit(Event::RunStarted {
             run_id: run_id.clone(),

@@ -49,7 +49,8 @@ impl Plan {
     pub fn topology(&self) -> TopologySpec {
         match self {
             Plan::Perf(spec) => spec.topology,
-            Plan::Mem(_) | Plan::Sync(_) => TopologySpec::Standalone,
+            Plan::Mem(cases) => cases.first().map_or_else(Default::default, |c| c.topology),
+            Plan::Sync(_) => TopologySpec::Standalone,
         }
     }
 }
@@ -65,15 +66,22 @@ impl SuiteChoice {
             ))
             .into());
         }
-        if let Some(t) = self.topology
-            && t != TopologySpec::Standalone
-            && suite != SuiteKind::Perf
-        {
-            return Err(UsageError(format!(
-                "--topology {t}: the {suite:?} suite runs on its own servers (mem: one \
-                 standalone server; sync: its replication group); drop --topology"
-            ))
-            .into());
+        match (self.topology, suite) {
+            (Some(t), SuiteKind::Sync) if t != TopologySpec::Standalone => {
+                return Err(UsageError(format!(
+                    "--topology {t}: the sync suite runs its own replication group; drop \
+                     --topology"
+                ))
+                .into());
+            }
+            (Some(t @ TopologySpec::Replicas(_)), SuiteKind::Mem) => {
+                return Err(UsageError(format!(
+                    "--topology {t}: the mem suite measures a standalone server or a \
+                     cluster's primaries (replicas hold copies); use standalone or cluster:SxR"
+                ))
+                .into());
+            }
+            _ => {}
         }
         Ok(match suite {
             SuiteKind::Perf => Plan::Perf(Box::new(self.perf()?)),
@@ -83,6 +91,10 @@ impl SuiteChoice {
                     .map_err(|e| UsageError(format!("{origin}: {e}")))?;
                 for c in &mut cases {
                     c.server_config.extend(self.server_config.clone());
+                    if let Some(t) = self.topology.filter(|t| t.is_cluster()) {
+                        c.topology = t;
+                        c.name = format!("{}/{t}", c.name);
+                    }
                 }
                 Plan::Mem(cases)
             }

@@ -1,4 +1,5 @@
-//! The mem suite: one case at a time, each on a fresh server.
+//! The mem suite: one case at a time, each on a fresh server (or a fresh cluster, whose
+//! primaries are each read and summed; the record lists each one's share).
 //!
 //! Per case: start a server; send each command the populator uses once, on a key then
 //! deleted (what the server allocates on a command's first call, such as its ~24 KB
@@ -16,9 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use bench_core::client::Client;
+use bench_core::cluster::{ClusterClient, KeyedClient, Single, SlotMap, key_slot};
 use bench_core::info::Info;
 use bench_core::mem::{self, MemCase};
-use bench_core::result::{EngineInfo, MemMetrics, MemParams, MemRecord, SCHEMA_VERSION};
+use bench_core::result::{EngineInfo, MemMetrics, MemNode, MemParams, MemRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 
 use crate::instances;
@@ -31,6 +33,58 @@ const MIN_SAMPLE_EVERY: Duration = Duration::from_millis(20);
 const TOLERANCE: f64 = 0.001;
 /// The longest wait for memory to settle.
 const MAX_SETTLE: Duration = Duration::from_secs(5);
+
+/// Control connections' timeout.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn used(info: &Info) -> u64 {
+    info.get_u64("used_memory").unwrap_or(0)
+}
+
+/// Every primary's settled reading.
+struct Readings {
+    infos: Vec<Info>,
+    /// The longest wait of them, and whether every one settled.
+    secs: f64,
+    settled: bool,
+}
+
+/// Waits for each primary's data memory to settle in turn.
+fn settle_all(
+    readers: &mut [Client],
+    every: Duration,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Readings> {
+    let mut out = Readings {
+        infos: Vec::new(),
+        secs: 0.0,
+        settled: true,
+    };
+    for reader in readers {
+        let (info, secs, settled) = settle(reader, every, shutdown)?;
+        out.infos.push(info);
+        out.secs = out.secs.max(secs);
+        out.settled &= settled;
+    }
+    Ok(out)
+}
+
+/// Which scratch keys warm every primary up: key 0 outside a cluster; on a cluster, for
+/// each shard the first scratch key its slots own.
+fn warm_up_keys(case: &MemCase, target: &bench_core::engine::Target) -> anyhow::Result<Vec<u64>> {
+    if target.cluster.is_none() {
+        return Ok(vec![0]);
+    }
+    let map = SlotMap::discover(&mut Client::connect(target.primary(), CONTROL_TIMEOUT)?)?;
+    let mut keys = Vec::new();
+    for shard in 0..map.shards.len() {
+        let index = (0..1_000_000u64)
+            .find(|&i| map.owner(key_slot(&case.warm_up_key(i))) == Some(shard))
+            .context("no scratch key for a shard")?;
+        keys.push(index);
+    }
+    Ok(keys)
+}
 
 /// Memory the server uses for everything but its clients' buffers.
 fn data_memory(info: &Info) -> anyhow::Result<u64> {
@@ -77,36 +131,77 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         config: case.server_config.clone(),
         ..Default::default()
     })?;
-    let mut client = server.client()?;
+    let target = server.target();
+    // One control connection per primary reads its memory; the writes go through one
+    // client that sends each key to its owner (the one server, outside a cluster).
+    let mut readers: Vec<Client> = target
+        .endpoints
+        .iter()
+        .map(|&addr| Client::connect(addr, CONTROL_TIMEOUT))
+        .collect::<Result<_, _>>()?;
+    let mut single = Client::connect(target.primary(), CONTROL_TIMEOUT)?;
+    let mut cluster = match target.cluster {
+        Some(_) => Some(ClusterClient::connect(target.primary(), CONTROL_TIMEOUT)?),
+        None => None,
+    };
+    let mut plain = Single::new(&mut single);
+    let writer: &mut dyn KeyedClient = match cluster.as_mut() {
+        Some(c) => c,
+        None => &mut plain,
+    };
     // The monitor's connection is open for both readings (its buffers are left out with
     // ours, as mem_clients_normal).
     let monitor = server.monitor();
     // INFO is warmed up by the monitor's first sample; `hz` may come from server_config.
-    let hz = Info::parse(&client.call_text(&["INFO", "server"])?)
+    let hz = Info::parse(&readers[0].call_text(&["INFO", "server"])?)
         .get_u64("hz")
         .context("INFO server has no hz")?;
     let every = sample_every(hz);
-    case.warm_up(&mut client)
-        .with_context(|| format!("warming up {}", case.name))?;
-    let (before, _, _) = settle(&mut client, every, ctx.shutdown)
+    for index in warm_up_keys(case, &target)? {
+        case.warm_up(writer, index)
+            .with_context(|| format!("warming up {}", case.name))?;
+    }
+    let before = settle_all(&mut readers, every, ctx.shutdown)
         .context("waiting for the empty server's memory to settle")?;
     let populated = case
-        .populate(&mut client)
+        .populate(writer)
         .with_context(|| format!("populating {}", case.name));
     let settled_after = populated
         .is_ok()
-        .then(|| settle(&mut client, every, ctx.shutdown));
+        .then(|| settle_all(&mut readers, every, ctx.shutdown));
     let samples = monitor.stop();
     let populated = populated?;
-    let (after, settle_secs, settled) = settled_after.expect("populated")?;
-    case.verify(&mut client)
+    let after = settled_after.expect("populated")?;
+    case.verify(writer)
         .with_context(|| format!("verifying {}", case.name))?;
-    let stats = mem::memory_stats(&client.call(&["MEMORY", "STATS"])?);
-    let encoding = client.call_text(&[b"OBJECT".as_slice(), b"ENCODING", &case.sample_key()])?;
-    let used = |info: &Info| info.get_u64("used_memory").unwrap_or(0);
+    let sample = case.sample_key();
+    let encoding = writer.call_keyed(&sample, &[b"OBJECT".as_slice(), b"ENCODING", &sample])?;
+    let encoding = match encoding {
+        bench_core::client::Value::Bulk(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+        other => anyhow::bail!("OBJECT ENCODING replied {other:?}"),
+    };
+    let stats = mem::memory_stats(&readers[0].call(&["MEMORY", "STATS"])?);
+    let mut nodes = Vec::new();
+    let mut delta = 0i64;
+    for ((reader, b), a) in readers.iter_mut().zip(&before.infos).zip(&after.infos) {
+        let grew = data_memory(a)? as i64 - data_memory(b)? as i64;
+        delta += grew;
+        nodes.push(MemNode {
+            addr: reader.addr().to_string(),
+            keys: reader.call_int(&["DBSIZE"])? as u64,
+            used_memory_before: used(b),
+            used_memory_after: used(a),
+            data_bytes: grew,
+        });
+    }
+    if target.cluster.is_none() {
+        nodes.clear();
+    }
+    let sum = |infos: &[Info], f: &dyn Fn(&Info) -> u64| infos.iter().map(f).sum::<u64>();
     let clients = |info: &Info| info.get_u64("mem_clients_normal").unwrap_or(0);
-    let delta = data_memory(&after)? as f64 - data_memory(&before)? as f64;
-    let bytes_per_item = delta / case.items as f64;
+    let field = |name: &'static str| move |info: &Info| info.get_u64(name).unwrap_or(0);
+    let (first_after, settle_secs, settled) = (&after.infos[0], after.secs, after.settled);
+    let bytes_per_item = delta as f64 / case.items as f64;
     let user = case.user_bytes_per_item();
     let b = ctx.binaries;
     Ok(MemRecord {
@@ -127,6 +222,7 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
             field_size: case.field_size,
             expiry: case.expiry,
             server_config: case.server_config.clone(),
+            topology: case.topology,
         },
         metrics: MemMetrics {
             user_bytes_per_item: user,
@@ -137,23 +233,24 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
             } else {
                 0.0
             },
-            used_memory_before: used(&before),
-            used_memory_after: used(&after),
-            mem_clients_before: clients(&before),
-            mem_clients_after: clients(&after),
-            used_memory_rss_after: after.get_u64("used_memory_rss").unwrap_or(0),
-            fragmentation_ratio: after
+            used_memory_before: sum(&before.infos, &used),
+            used_memory_after: sum(&after.infos, &used),
+            mem_clients_before: sum(&before.infos, &clients),
+            mem_clients_after: sum(&after.infos, &clients),
+            used_memory_rss_after: sum(&after.infos, &field("used_memory_rss")),
+            fragmentation_ratio: first_after
                 .get("mem_fragmentation_ratio")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.0),
-            allocator_allocated: after.get_u64("allocator_allocated").unwrap_or(0),
-            allocator_active: after.get_u64("allocator_active").unwrap_or(0),
-            allocator_resident: after.get_u64("allocator_resident").unwrap_or(0),
+            allocator_allocated: sum(&after.infos, &field("allocator_allocated")),
+            allocator_active: sum(&after.infos, &field("allocator_active")),
+            allocator_resident: sum(&after.infos, &field("allocator_resident")),
             encoding,
             populate_items_per_sec: populated.items_per_sec(),
             settle_secs,
             settled,
             memory_stats: stats,
+            nodes,
         },
         engine: EngineInfo {
             name: "populate".into(),
