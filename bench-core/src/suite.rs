@@ -300,13 +300,6 @@ impl PerfSpecFile {
             server_cpus: cpus("server_cpus", &self.server_cpus)?,
             client_cpus: cpus("client_cpus", &self.client_cpus)?,
         };
-        if placement.client_cpus.is_some() && engine == EngineKind::ValkeyBenchmark {
-            return Err(error(
-                "client_cpus",
-                format!("{:?}", self.client_cpus.as_deref().unwrap_or_default()),
-                "only the native engine pins its threads; drop client_cpus or use engine = \"native\"",
-            ));
-        }
         Ok(PerfSpec {
             placement,
             topology,

@@ -503,7 +503,42 @@ fn bad_topologies_and_cluster_misuse_are_refused_before_anything_starts() {
             "--topology",
             "replicas:1",
         ],
-        &["--topology replicas:1", "use standalone or cluster:SxR"],
+        &["--topology replicas:1", "use standalone or cluster:Sx0"],
+    );
+    refused(
+        &[
+            "bench",
+            "--suite",
+            "mem",
+            "--quick",
+            "--topology",
+            "cluster:2x1",
+        ],
+        &["--topology cluster:2x1", "replication backlog"],
+    );
+    refused(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--suite",
+            "mem",
+            "--server-cpus",
+            "1",
+        ],
+        &["--server-cpus", "--suite perf"],
+    );
+    refused(
+        &[
+            "flamegraph",
+            "--topology",
+            "cluster:2x1",
+            "--read-from",
+            "replicas",
+        ],
+        &["--read-from replicas", "first primary"],
     );
     refused(
         &["bench", "--quick", "--server-config", "cluster-enabled=yes"],
@@ -547,53 +582,4 @@ fn bad_topologies_and_cluster_misuse_are_refused_before_anything_starts() {
     assert_eq!(calls(nodes(&started)[0].1, "mset"), 0, "nothing was sent");
     assert_eq!(cluster.stop(Duration::from_secs(20)).code(), Some(0));
     assert!(servers_under(tmp.path()).is_empty());
-}
-
-#[test]
-fn a_flame_graph_of_a_cluster_profiles_a_primary_under_cluster_routed_load() {
-    if let Some(why) = perf_unusable() {
-        cannot_run("perf", &format!("flamegraph: {why}"));
-        return;
-    }
-    let _machine = heavy();
-    build_json();
-    let tmp = tempfile::tempdir().unwrap();
-    let svg = tmp.path().join("fg").join("flame.svg");
-    let base = ports(8).to_string();
-    let out = run(
-        &[
-            "flamegraph",
-            "--topology",
-            "cluster:2x0",
-            "--command",
-            "GET {key}",
-            "--duration",
-            "2",
-            "--warmup",
-            "0.3",
-            "--base-port",
-            &base,
-            "--out",
-            svg.to_str().unwrap(),
-        ],
-        Some(tmp.path()),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    // Only a server in cluster mode looks up each key's node (getNodeByQuery, under
-    // processCommand): the profile is of a cluster primary under routed load.
-    let folded = std::fs::read_to_string(svg.with_extension("folded")).unwrap();
-    assert!(folded.contains("getNodeByQuery"), "{folded:.2000}");
-    assert!(servers_under(tmp.path()).is_empty());
-    let refused = run(
-        &[
-            "flamegraph",
-            "--topology",
-            "cluster:2x0",
-            "--profiler",
-            "callgrind",
-        ],
-        Some(tmp.path()),
-    );
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("--profiler perf"));
 }

@@ -1,5 +1,5 @@
 //! `cargo xtask flamegraph`: perf with I/O threads and `--diff`, callgrind, and the
-//! messages when perf is missing or forbidden.
+//! messages when perf is missing or forbidden; a flame graph of a cluster's primary.
 
 use std::fs;
 
@@ -178,4 +178,53 @@ fn flamegraph_where_perf_event_paranoid_forbids_it_says_how_to_allow_it() {
         "{err}"
     );
     assert!(err.contains("sysctl kernel.perf_event_paranoid=1"), "{err}");
+}
+
+#[test]
+fn a_flame_graph_of_a_cluster_profiles_a_primary_under_cluster_routed_load() {
+    if let Some(why) = perf_unusable() {
+        cannot_run("perf", &format!("flamegraph: {why}"));
+        return;
+    }
+    let _machine = heavy();
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("fg").join("flame.svg");
+    let base = ports(8).to_string();
+    let out = run(
+        &[
+            "flamegraph",
+            "--topology",
+            "cluster:2x0",
+            "--command",
+            "GET {key}",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.3",
+            "--base-port",
+            &base,
+            "--out",
+            svg.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Only a server in cluster mode looks up each key's node (getNodeByQuery, under
+    // processCommand): the profile is of a cluster primary under routed load.
+    let folded = std::fs::read_to_string(svg.with_extension("folded")).unwrap();
+    assert!(folded.contains("getNodeByQuery"), "{folded:.2000}");
+    assert!(servers_under(tmp.path()).is_empty());
+    let refused = run(
+        &[
+            "flamegraph",
+            "--topology",
+            "cluster:2x0",
+            "--profiler",
+            "callgrind",
+        ],
+        Some(tmp.path()),
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--profiler perf"));
 }

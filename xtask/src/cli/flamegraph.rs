@@ -96,6 +96,14 @@ impl FlamegraphCmd {
         }
         let topology = self.topology.spec()?.unwrap_or_default();
         let read_from = self.topology.read_from(topology)?;
+        if read_from == bench_core::topology::ReadFrom::Replicas {
+            return Err(UsageError(
+                "--read-from replicas: the flame graph is of the first primary, which would \
+                 get none of the reads; drop --read-from"
+                    .into(),
+            )
+            .into());
+        }
         if topology != TopologySpec::Standalone && self.profiler == Profiler::Callgrind {
             return Err(UsageError(format!(
                 "--profiler callgrind runs one standalone server under valgrind, not a {topology} \

@@ -189,6 +189,14 @@ impl Request {
             ))
             .into());
         }
+        if self.selection.placement.is_pinned() && self.suite != SuiteKind::Perf {
+            return Err(UsageError(format!(
+                "--server-cpus / --client-cpus pin perf cases; the {} suite does not take them \
+                 yet: drop them or use --suite perf",
+                self.suite.name()
+            ))
+            .into());
+        }
         if self.flamegraph.is_some() && self.suite != SuiteKind::Perf {
             return Err(UsageError(
                 "--flamegraph profiles perf cases; drop it or use --suite perf".into(),

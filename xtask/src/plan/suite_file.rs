@@ -74,10 +74,13 @@ impl SuiteChoice {
                 ))
                 .into());
             }
-            (Some(t @ TopologySpec::Replicas(_)), SuiteKind::Mem) => {
+            // A primary with replicas keeps every write in its replication backlog too,
+            // inside used_memory: it would be counted as the items' memory.
+            (Some(t), SuiteKind::Mem) if t.replicas() > 0 => {
                 return Err(UsageError(format!(
                     "--topology {t}: the mem suite measures a standalone server or a \
-                     cluster's primaries (replicas hold copies); use standalone or cluster:SxR"
+                     cluster's primaries without replicas (a primary's replication backlog \
+                     would count as item memory); use standalone or cluster:Sx0"
                 ))
                 .into());
             }
