@@ -2,10 +2,8 @@
 //! 3-shard cluster, a slot migrated under load, reads from replicas, a compare on a
 //! cluster, the replicas topology, and the bad inputs that must start nothing.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
@@ -21,27 +19,7 @@ use crate::util::*;
 fn start_topology(topology: &str, tmp: &Path) -> (Started, Value) {
     build_json();
     let base = ports(8).to_string();
-    let mut child = xtask(
-        &[
-            "start",
-            "--topology",
-            topology,
-            "--base-port",
-            &base,
-            "--json",
-        ],
-        Some(tmp),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let started = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
-    (Started { child }, started)
+    start_with(&["--topology", topology, "--base-port", &base], tmp)
 }
 
 /// (role, port) of every node `start` printed.
@@ -94,21 +72,9 @@ fn the_quick_suite_on_a_three_shard_cluster_spreads_over_every_shard_without_err
     let _machine = heavy();
     build_json();
     let tmp = tempfile::tempdir().unwrap();
-    let out_dir = tmp.path().join("run");
-    let base = ports(8).to_string();
-    let out = run(
-        &[
-            "bench",
-            "--quick",
-            "--topology",
-            "cluster:3x0",
-            "--base-port",
-            &base,
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--json",
-        ],
-        Some(tmp.path()),
+    let (out, out_dir) = bench_in(
+        tmp.path(),
+        &["--quick", "--topology", "cluster:3x0", "--json"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -404,21 +370,14 @@ fn the_replicas_topology_measures_the_primary_with_its_replicas_attached() {
             ("repetitions", "1"),
         ],
     );
-    let out_dir = tmp.path().join("run");
-    let base = ports(8).to_string();
-    let out = run(
+    let (out, out_dir) = bench_in(
+        tmp.path(),
         &[
-            "bench",
             "--suite-file",
             suite.to_str().unwrap(),
             "--topology",
             "replicas:2",
-            "--base-port",
-            &base,
-            "--out",
-            out_dir.to_str().unwrap(),
         ],
-        Some(tmp.path()),
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let records: Vec<ResultRecord> = read_jsonl(&out_dir.join("results.jsonl"));

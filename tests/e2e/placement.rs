@@ -1,14 +1,11 @@
 //! CPU pinning on real servers from our build: a pinned server and generator threads as
 //! `/proc` sees them, the placement in records, and the lists that must be refused.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bench_core::result::ResultRecord;
-use serde_json::Value;
 
 use crate::util::*;
 
@@ -30,27 +27,8 @@ fn pinned_servers_and_generator_threads_run_on_their_cpus() {
     let tmp = tempfile::tempdir().unwrap();
     // The server: Valkey's own affinity settings, visible in /proc.
     let base = ports(4).to_string();
-    let mut child = xtask(
-        &[
-            "start",
-            "--server-cpus",
-            "1",
-            "--base-port",
-            &base,
-            "--json",
-        ],
-        Some(tmp.path()),
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let mut server = Started { child };
-    let started: Value = serde_json::from_str(&line).unwrap();
+    let (mut server, started) =
+        start_with(&["--server-cpus", "1", "--base-port", &base], tmp.path());
     let pid = started["instances"][0]["pid"].as_u64().unwrap();
     let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
     assert_eq!(cpus_allowed(Path::new(&format!("/proc/{pid}/status"))), "1");
@@ -99,23 +77,16 @@ fn pinned_servers_and_generator_threads_run_on_their_cpus() {
             ("repetitions", "1"),
         ],
     );
-    let out_dir = tmp.path().join("run");
-    let base = ports(4).to_string();
-    let out = run(
+    let (out, out_dir) = bench_in(
+        tmp.path(),
         &[
-            "bench",
             "--suite-file",
             suite.to_str().unwrap(),
             "--server-cpus",
             "1",
             "--client-cpus",
             "0",
-            "--base-port",
-            &base,
-            "--out",
-            out_dir.to_str().unwrap(),
         ],
-        Some(tmp.path()),
     );
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");

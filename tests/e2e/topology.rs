@@ -79,22 +79,9 @@ fn a_replication_group_is_synced_when_deploy_returns() {
 fn the_mem_suite_on_a_cluster_reads_every_primary_and_records_each_share() {
     let _machine = heavy();
     let tmp = tempfile::tempdir().unwrap();
-    let out_dir = tmp.path().join("run");
-    let base = ports(8).to_string();
-    let out = run(
-        &[
-            "bench",
-            "--suite",
-            "mem",
-            "--quick",
-            "--topology",
-            "cluster:3x0",
-            "--base-port",
-            &base,
-            "--out",
-            out_dir.to_str().unwrap(),
-        ],
-        Some(tmp.path()),
+    let (out, out_dir) = bench_in(
+        tmp.path(),
+        &["--suite", "mem", "--quick", "--topology", "cluster:3x0"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(servers_under(tmp.path()).is_empty());

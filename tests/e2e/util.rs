@@ -215,16 +215,18 @@ pub fn start_instances_with(
     extra: &[&str],
 ) -> (Started, Value) {
     let (count, base_port) = (count.to_string(), base_port.to_string());
-    let mut args = vec![
-        "start",
-        "--count",
-        &count,
-        "--base-port",
-        &base_port,
-        "--json",
-    ];
+    let mut args = vec!["--count", &count, "--base-port", &base_port];
     args.extend_from_slice(extra);
-    let mut child = xtask(&args, Some(tmp))
+    start_with(&args, tmp)
+}
+
+/// Runs `xtask start ARGS --json` and returns it with the JSON line it printed once its
+/// servers were ready.
+pub fn start_with(args: &[&str], tmp: &Path) -> (Started, Value) {
+    let mut all = vec!["start"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let mut child = xtask(&all, Some(tmp))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -235,6 +237,17 @@ pub fn start_instances_with(
         .unwrap();
     let started = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     (Started { child }, started)
+}
+
+/// Runs `xtask bench ARGS` on ports of its own with its results in `tmp/run`; returns the
+/// output and that directory.
+pub fn bench_in(tmp: &Path, args: &[&str]) -> (Output, PathBuf) {
+    let out_dir = tmp.join("run");
+    let base = ports(8).to_string();
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--base-port", &base, "--out", out_dir.to_str().unwrap()]);
+    (run(&all, Some(tmp)), out_dir)
 }
 
 /// Held by tests that put real load on the machine (suites, presets, open loop, selfbench),

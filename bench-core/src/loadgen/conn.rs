@@ -5,7 +5,7 @@
 //! Steady state allocates nothing: the write buffer, read buffer and in-flight queue are
 //! reused, requests are assembled from pre-encoded segments, replies are scanned in place.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -22,12 +22,13 @@ use tokio::net::TcpStream;
 
 use super::schedule::Schedule;
 use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
+use super::wiring::{Route, Routing, Tagged};
 use super::{Plan, Shared};
-use crate::cluster::{Redirect, RedirectKind, SlotPrefix, key_slot};
+use crate::cluster::{Redirect, RedirectKind};
 use crate::distribution::{KeySampler, SizeSampler, worker_rng};
 use crate::resp::{self, ParseError, Reply};
 use crate::topology::ReadFrom;
-use crate::workload::{Fill, KeyRoute, Prepared, Template};
+use crate::workload::Fill;
 
 /// How often a waiting connection looks at the clock and the stop flags.
 const TICK: Duration = Duration::from_millis(50);
@@ -89,6 +90,18 @@ pub(super) struct Link {
 }
 
 impl Link {
+    /// Queues a control request (`ASKING`, `READONLY`) whose reply nobody measures.
+    fn control(&mut self, request: &[u8]) {
+        self.out.extend_from_slice(request);
+        self.inflight.push_back(Pending {
+            start_ns: 0,
+            template: CONTROL,
+            measured: false,
+            redirects: 0,
+            len: request.len() as u32,
+        });
+    }
+
     pub fn new(addr: SocketAddr, stream: TcpStream, readonly: bool, per_node: bool) -> Link {
         Link {
             addr,
@@ -103,92 +116,6 @@ impl Link {
             latency: per_node.then(super::stats::new_histogram),
         }
     }
-}
-
-/// The slot map one worker thread's connections share: one table per thread, not per
-/// connection (50 connections' copies of 16384 slots missed the cache on every request:
-/// 59% of the cluster-mode generator's own time in one `perf record`), updated by
-/// whichever connection learns a MOVED.
-pub(super) struct Owners {
-    /// Per slot, its owner's node id (`u16::MAX`: unowned).
-    pub slot: Box<[Cell<u16>]>,
-    /// Node ids: the run's links in order (primaries, then replicas), then nodes learned
-    /// from redirects.
-    pub nodes: RefCell<Vec<SocketAddr>>,
-}
-
-impl Owners {
-    pub fn new(owner: &[u16], links: &[SocketAddr]) -> Owners {
-        Owners {
-            slot: owner.iter().map(|&o| Cell::new(o)).collect(),
-            nodes: RefCell::new(links.to_vec()),
-        }
-    }
-
-    /// The node id of `addr`, given one if it is new.
-    fn node(&self, addr: SocketAddr) -> usize {
-        let mut nodes = self.nodes.borrow_mut();
-        match nodes.iter().position(|&a| a == addr) {
-            Some(i) => i,
-            None => {
-                nodes.push(addr);
-                nodes.len() - 1
-            }
-        }
-    }
-}
-
-/// How a connection finds a request's node in a cluster.
-pub(super) struct Routing {
-    pub owners: Rc<Owners>,
-    /// Per node id, this connection's link to it (`u16::MAX`: none yet).
-    pub link_of: Vec<u16>,
-    /// Per primary node id (`0..primaries`), its replicas' node ids (reads go there with
-    /// `--read-from replicas`). Nodes learned from redirects have none.
-    pub replicas_of: Vec<Vec<u16>>,
-    /// Nodes `0..primaries` are the primaries the run started with.
-    pub primaries: usize,
-    pub read_from: ReadFrom,
-    /// Round robin for requests without a key.
-    pub next: usize,
-}
-
-/// How a template's requests are routed, computed once per run.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Route {
-    /// No key: any primary.
-    Any,
-    /// One slot for every request.
-    Slot(u16),
-    /// The first drawn key's slot: the key's prefix and its leading zeros (indexes are
-    /// below the keyspace) hashed once, then the last `width` digits per request.
-    Drawn(SlotPrefix, u8),
-}
-
-impl Route {
-    pub fn of(template: &Template, keyspace: u64) -> Route {
-        match &template.route {
-            KeyRoute::None => Route::Any,
-            KeyRoute::Literal(key) => Route::Slot(key_slot(key)),
-            KeyRoute::Drawn { prefix, .. } => {
-                let (zeros, width) = template.varying_digits(keyspace);
-                let mut fixed = prefix.clone();
-                fixed.resize(fixed.len() + zeros, b'0');
-                match SlotPrefix::new(&fixed) {
-                    SlotPrefix::Fixed(slot) => Route::Slot(slot),
-                    hashed => Route::Drawn(hashed, width as u8),
-                }
-            }
-        }
-    }
-}
-
-/// A template a connection encodes with its own hash tag (multi-key commands in cluster
-/// mode), in place of the plan's.
-pub(super) struct Tagged {
-    pub template: Template,
-    pub prepared: Option<Prepared>,
-    pub route: Route,
 }
 
 pub(super) struct Connection {
@@ -769,14 +696,7 @@ impl Connection {
         }
         let link = &mut self.links[to];
         if redirect.kind == RedirectKind::Ask {
-            link.out.extend_from_slice(ASKING);
-            link.inflight.push_back(Pending {
-                start_ns: 0,
-                template: CONTROL,
-                measured: false,
-                redirects: 0,
-                len: ASKING.len() as u32,
-            });
+            link.control(ASKING);
             self.inflight += 1;
         }
         link.out.extend_from_slice(bytes);
@@ -817,14 +737,7 @@ impl Connection {
                     let _ = stream.set_nodelay(true);
                     link.stream = stream;
                     if link.readonly {
-                        link.out.extend_from_slice(READONLY);
-                        link.inflight.push_back(Pending {
-                            start_ns: 0,
-                            template: CONTROL,
-                            measured: false,
-                            redirects: 0,
-                            len: READONLY.len() as u32,
-                        });
+                        link.control(READONLY);
                         self.inflight += 1;
                     }
                     return true;

@@ -13,6 +13,7 @@
 mod conn;
 pub mod engine;
 pub mod floor;
+mod report;
 pub mod schedule;
 pub mod stats;
 pub mod stream;
@@ -28,7 +29,6 @@ use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use rand::Rng;
 use rand::rngs::SmallRng;
 use serde::{Deserialize, Serialize};
@@ -39,10 +39,7 @@ use crate::shutdown::Shutdown;
 use crate::topology::ReadFrom;
 use crate::workload::KeyRoute;
 use crate::workload::{Prepared, Template, WorkloadError, WorkloadSpec};
-use stats::{
-    CommandReport, LatencySummary, NodeReport, SecondReport, WorkerStats, encode_histogram,
-    new_histogram,
-};
+use stats::{CommandReport, NodeReport, SecondReport, WorkerStats};
 
 /// When a run stops.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -182,7 +179,7 @@ pub(crate) struct Plan {
     /// GET/HGET replies must have this length when values have a fixed size.
     expected_len: Vec<Option<usize>>,
     /// Per template, how cluster mode routes it, and whether it only reads.
-    routes: Vec<conn::Route>,
+    routes: Vec<wiring::Route>,
     read_only: Vec<bool>,
     seed: u64,
     pipeline: usize,
@@ -199,7 +196,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// Connection `index`'s own versions of the multi-key templates whose keys would span
     /// slots: their keys prefixed with the hash tag `{cN}`.
-    fn tagged(&self, index: u32) -> Vec<Option<conn::Tagged>> {
+    fn tagged(&self, index: u32) -> Vec<Option<wiring::Tagged>> {
         self.templates
             .iter()
             .zip(&self.spec.commands)
@@ -218,9 +215,9 @@ impl Plan {
                     ValueSize::Fixed { bytes } => Some(bytes as usize),
                     _ => None,
                 };
-                Some(conn::Tagged {
+                Some(wiring::Tagged {
                     prepared: template.prepare(&self.value, fixed),
-                    route: conn::Route::of(&template, self.keyspace),
+                    route: wiring::Route::of(&template, self.keyspace),
                     template,
                 })
             })
@@ -392,7 +389,7 @@ pub fn run(
             prepared: templates.iter().map(|t| t.prepare(&value, fixed)).collect(),
             routes: templates
                 .iter()
-                .map(|t| conn::Route::of(t, spec.keyspace))
+                .map(|t| wiring::Route::of(t, spec.keyspace))
                 .collect(),
             read_only: templates
                 .iter()
@@ -472,7 +469,7 @@ pub fn run(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let cpu = cpu_end - cpu_start.unwrap_or(cpu_end);
-    Ok(build_report(
+    Ok(report::build(
         spec,
         options,
         threads,
@@ -604,12 +601,12 @@ fn worker_main(
     let local = tokio::task::LocalSet::new();
     let owners = wiring
         .as_ref()
-        .map(|w| Rc::new(conn::Owners::new(&w.owner, &w.links)));
+        .map(|w| Rc::new(wiring::Owners::new(&w.owner, &w.links)));
     for (index, links) in streams {
         let routing = wiring
             .as_ref()
             .zip(owners.as_ref())
-            .map(|(w, owners)| conn::Routing {
+            .map(|(w, owners)| wiring::Routing {
                 owners: Rc::clone(owners),
                 link_of: (0..w.links.len() as u16).collect(),
                 replicas_of: w.replicas_of.clone(),
@@ -650,146 +647,6 @@ fn worker_main(
 fn unwrap_stats(stats: Rc<RefCell<WorkerStats>>) -> WorkerStats {
     // Every connection task has ended, so this is the last reference; clone if not.
     Rc::try_unwrap(stats).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_report(
-    spec: &WorkloadSpec,
-    options: &RunOptions,
-    threads: u32,
-    plan: &Plan,
-    workers: Vec<WorkerStats>,
-    measured_secs: f64,
-    cpu: f64,
-    partial: Option<String>,
-) -> Report {
-    let secs = measured_secs.max(1e-9);
-    let mut by_name: BTreeMap<&str, (Histogram<u64>, u64, u64, u64)> = BTreeMap::new();
-    let mut all = new_histogram();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    let (mut reconnects, mut late, mut lag) = (0, 0, new_histogram());
-    let mut redirects: BTreeMap<String, u64> = BTreeMap::new();
-    let mut nodes: BTreeMap<SocketAddr, Histogram<u64>> = BTreeMap::new();
-    for w in &workers {
-        for (kind, n) in &w.redirects {
-            *redirects.entry((*kind).to_string()).or_default() += n;
-        }
-        for (addr, h) in &w.nodes {
-            nodes
-                .entry(*addr)
-                .or_insert_with(new_histogram)
-                .add(h)
-                .expect("same bounds");
-        }
-        for (t, c) in w.commands.iter().enumerate() {
-            let Some(template) = plan.templates.get(t) else {
-                // The delivery slot: end-to-end pub/sub latency, not requests.
-                let entry = by_name
-                    .entry(DELIVERY)
-                    .or_insert_with(|| (new_histogram(), 0, 0, 0));
-                entry.0.add(&c.latency).expect("same bounds");
-                entry.2 += c.hits;
-                continue;
-            };
-            let entry = by_name
-                .entry(template.name.as_str())
-                .or_insert_with(|| (new_histogram(), 0, 0, 0));
-            entry.0.add(&c.latency).expect("same bounds");
-            entry.1 += c.errors;
-            entry.2 += c.hits;
-            entry.3 += c.misses;
-            all.add(&c.latency).expect("same bounds");
-        }
-        for (k, v) in &w.errors {
-            *errors.entry(k.clone()).or_default() += v;
-        }
-        reconnects += w.reconnects;
-        late += w.late;
-        lag.add(&w.send_lag).expect("same bounds");
-    }
-    let command_report =
-        |name: &str, h: &Histogram<u64>, errors: u64, hits: u64, misses: u64| CommandReport {
-            command: name.to_string(),
-            requests: h.len(),
-            ops_per_sec: h.len() as f64 / secs,
-            errors,
-            hits,
-            misses,
-            latency: LatencySummary::of(h),
-            histogram: encode_histogram(h),
-        };
-    let commands: Vec<CommandReport> = by_name
-        .iter()
-        .map(|(name, (h, e, hits, misses))| command_report(name, h, *e, *hits, *misses))
-        .collect();
-    let requests_only = commands.iter().filter(|c| c.command != DELIVERY);
-    let total_errors = requests_only.clone().map(|c| c.errors).sum();
-    let (hits, misses) = requests_only.fold((0, 0), |(h, m), c| (h + c.hits, m + c.misses));
-    let all = command_report("ALL", &all, total_errors, hits, misses);
-    let requests = all.requests;
-    let mut warnings = Vec::new();
-    // In open loop the generator busy-polls near due sends, so its CPU says nothing about
-    // saturation there; lateness does.
-    if options.rate.is_none() && cpu > 0.9 * f64::from(threads) * secs {
-        warnings.push(format!(
-            "the generator used {:.0}% of its {threads} thread(s): the client, not the server, may be the bottleneck; add --threads",
-            100.0 * cpu / (f64::from(threads) * secs)
-        ));
-    }
-    if options.rate.is_some() && late > requests / 100 {
-        warnings.push(format!("{late} sends were over 1 ms behind schedule: the client or the connections cannot keep this rate"));
-    }
-    if total_errors > 0
-        || errors
-            .keys()
-            .any(|k| k.starts_with("io") || k.starts_with("check"))
-    {
-        warnings.push(format!(
-            "{} errors; see errors",
-            errors.values().sum::<u64>()
-        ));
-    }
-    Report {
-        workload: spec.name.clone(),
-        seed: spec.seed,
-        connections: options.connections,
-        pipeline: options.pipeline,
-        threads,
-        rate: options.rate,
-        measured_secs,
-        requests,
-        ops_per_sec: requests as f64 / secs,
-        all,
-        commands,
-        series: stats::merge_series(&workers),
-        errors,
-        reconnects,
-        late_sends: late,
-        send_lag_p99_us: if lag.is_empty() {
-            0
-        } else {
-            lag.value_at_quantile(0.99)
-        },
-        send_lag_max_us: if lag.is_empty() { 0 } else { lag.max() },
-        client_cpu_secs: cpu,
-        client_cpu_us_per_request: if requests > 0 {
-            cpu * 1e6 / requests as f64
-        } else {
-            0.0
-        },
-        warnings,
-        partial,
-        redirects,
-        nodes: nodes
-            .iter()
-            .map(|(addr, h)| NodeReport {
-                addr: addr.to_string(),
-                requests: h.len(),
-                ops_per_sec: h.len() as f64 / secs,
-                latency: LatencySummary::of(h),
-            })
-            .collect(),
-    }
 }
 
 /// Restricts the calling thread to `cpus` (nothing when empty).

@@ -1,14 +1,16 @@
 //! Cluster mode's wiring: the slot map read once per run, turned into the links every
-//! connection opens (primaries, then the replicas reads go to) and the routing tables it
-//! copies.
+//! connection opens (primaries, then the replicas reads go to), the slot table a worker
+//! thread's connections share, and how each template is routed.
 
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use super::{ClusterOptions, LoadgenError};
-use crate::cluster::{SlotMap, SlotPrefix};
+use crate::cluster::{SlotMap, SlotPrefix, key_slot};
 use crate::topology::ReadFrom;
-use crate::workload::{KeyRoute, Template};
+use crate::workload::{KeyRoute, Prepared, Template};
 
 /// Cluster mode's links: every connection opens one to each of them, in this order.
 pub(super) struct Wiring {
@@ -104,4 +106,90 @@ pub(super) async fn readonly_mode(stream: &mut tokio::net::TcpStream) -> std::io
         )));
     }
     Ok(())
+}
+
+/// The slot map one worker thread's connections share: one table per thread, not per
+/// connection (50 connections' copies of 16384 slots missed the cache on every request:
+/// 59% of the cluster-mode generator's own time in one `perf record`), updated by
+/// whichever connection learns a MOVED.
+pub(crate) struct Owners {
+    /// Per slot, its owner's node id (`u16::MAX`: unowned).
+    pub slot: Box<[Cell<u16>]>,
+    /// Node ids: the run's links in order (primaries, then replicas), then nodes learned
+    /// from redirects.
+    pub nodes: RefCell<Vec<SocketAddr>>,
+}
+
+impl Owners {
+    pub fn new(owner: &[u16], links: &[SocketAddr]) -> Owners {
+        Owners {
+            slot: owner.iter().map(|&o| Cell::new(o)).collect(),
+            nodes: RefCell::new(links.to_vec()),
+        }
+    }
+
+    /// The node id of `addr`, given one if it is new.
+    pub fn node(&self, addr: SocketAddr) -> usize {
+        let mut nodes = self.nodes.borrow_mut();
+        match nodes.iter().position(|&a| a == addr) {
+            Some(i) => i,
+            None => {
+                nodes.push(addr);
+                nodes.len() - 1
+            }
+        }
+    }
+}
+
+/// How a connection finds a request's node in a cluster.
+pub(crate) struct Routing {
+    pub owners: Rc<Owners>,
+    /// Per node id, this connection's link to it (`u16::MAX`: none yet).
+    pub link_of: Vec<u16>,
+    /// Per primary node id (`0..primaries`), its replicas' node ids (reads go there with
+    /// `--read-from replicas`). Nodes learned from redirects have none.
+    pub replicas_of: Vec<Vec<u16>>,
+    /// Nodes `0..primaries` are the primaries the run started with.
+    pub primaries: usize,
+    pub read_from: ReadFrom,
+    /// Round robin for requests without a key.
+    pub next: usize,
+}
+
+/// How a template's requests are routed, computed once per run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Route {
+    /// No key: any primary.
+    Any,
+    /// One slot for every request.
+    Slot(u16),
+    /// The first drawn key's slot: the key's prefix and its leading zeros (indexes are
+    /// below the keyspace) hashed once, then the last `width` digits per request.
+    Drawn(SlotPrefix, u8),
+}
+
+impl Route {
+    pub fn of(template: &Template, keyspace: u64) -> Route {
+        match &template.route {
+            KeyRoute::None => Route::Any,
+            KeyRoute::Literal(key) => Route::Slot(key_slot(key)),
+            KeyRoute::Drawn { prefix, .. } => {
+                let (zeros, width) = template.varying_digits(keyspace);
+                let mut fixed = prefix.clone();
+                fixed.resize(fixed.len() + zeros, b'0');
+                match SlotPrefix::new(&fixed) {
+                    SlotPrefix::Fixed(slot) => Route::Slot(slot),
+                    hashed => Route::Drawn(hashed, width as u8),
+                }
+            }
+        }
+    }
+}
+
+/// A template a connection encodes with its own hash tag (multi-key commands in cluster
+/// mode), in place of the plan's.
+pub(crate) struct Tagged {
+    pub template: Template,
+    pub prepared: Option<Prepared>,
+    pub route: Route,
 }

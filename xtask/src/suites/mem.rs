@@ -139,15 +139,21 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         .iter()
         .map(|&addr| Client::connect(addr, CONTROL_TIMEOUT))
         .collect::<Result<_, _>>()?;
-    let mut single = Client::connect(target.primary(), CONTROL_TIMEOUT)?;
-    let mut cluster = match target.cluster {
-        Some(_) => Some(ClusterClient::connect(target.primary(), CONTROL_TIMEOUT)?),
-        None => None,
+    let (mut cluster, mut single) = match target.cluster {
+        Some(_) => (
+            Some(ClusterClient::connect(target.primary(), CONTROL_TIMEOUT)?),
+            None,
+        ),
+        None => (
+            None,
+            Some(Client::connect(target.primary(), CONTROL_TIMEOUT)?),
+        ),
     };
-    let mut plain = Single::new(&mut single);
-    let writer: &mut dyn KeyedClient = match cluster.as_mut() {
-        Some(c) => c,
-        None => &mut plain,
+    let mut plain = single.as_mut().map(Single::new);
+    let writer: &mut dyn KeyedClient = match (cluster.as_mut(), plain.as_mut()) {
+        (Some(c), _) => c,
+        (None, Some(p)) => p,
+        (None, None) => unreachable!("one of the two is connected"),
     };
     // The monitor's connection is open for both readings (its buffers are left out with
     // ours, as mem_clients_normal).
