@@ -370,11 +370,20 @@ fn compare_instructions_mode_counts_the_same_build_alike() {
         pinned &= record["hash_seed_pinned"] == true;
     }
     // With the hash seed pinned (root) the counts repeat to a few hundredths of a percent
-    // side by side, up to ~0.1% across rounds on a loaded machine (clock-driven event-loop
-    // work grows with a slower stream), far under the 0.5% threshold; without, the seed
-    // moves them by tenths.
+    // side by side; without, the seed moves them by tenths. Across rounds on a loaded
+    // machine one round can count more: clock-driven event-loop work grows when the stream
+    // runs slower (one round of six read +1.4% with a core busy, the others within 0.01%),
+    // which is why a count is the median of its rounds. So the sides' medians must agree
+    // far under the 0.5% threshold, and every round stay within 2%.
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (a, b) = (median(&all[..3]), median(&all[3..]));
     let tolerance = if pinned { 1.002 } else { 1.01 };
-    assert!(max / min < tolerance, "pinned {pinned}: {all:?}");
+    assert!(a.max(b) / a.min(b) < tolerance, "pinned {pinned}: {all:?}");
+    assert!(max / min < 1.02, "pinned {pinned}: {all:?}");
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
 }
 
