@@ -4,9 +4,10 @@
 //! commands per round trip) and turns replies into owned values.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::net::{Stream, Tls};
 use crate::resp::{self, Frame, ParseError};
 
 /// An owned reply.
@@ -40,8 +41,8 @@ impl Value {
 pub enum ClientError {
     #[error("{addr}: {source}")]
     Io { addr: SocketAddr, source: io::Error },
-    #[error("{addr}: server closed the connection")]
-    Closed { addr: SocketAddr },
+    #[error("{addr}: server closed the connection{}", closed_hint(.first_reply))]
+    Closed { addr: SocketAddr, first_reply: bool },
     #[error("{addr}: {source}")]
     Protocol {
         addr: SocketAddr,
@@ -64,29 +65,39 @@ pub enum ClientError {
 
 pub struct Client {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     read_buf: Vec<u8>,
     write_buf: Vec<u8>,
+    /// Whether a reply has arrived (a close before the first one is likely a TLS port).
+    answered: bool,
 }
 
 impl Client {
-    /// Connects with `timeout` applied to the connect and to every later read and write.
-    pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
-        let io = |source| ClientError::Io { addr, source };
-        let stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
-        stream.set_read_timeout(Some(timeout)).map_err(io)?;
-        stream.set_write_timeout(Some(timeout)).map_err(io)?;
-        stream.set_nodelay(true).map_err(io)?;
+    /// Connects, over TLS when `tls` says how, with `timeout` applied to the connect, the
+    /// handshake and every later read and write.
+    pub fn connect(
+        addr: SocketAddr,
+        tls: Option<&Tls>,
+        timeout: Duration,
+    ) -> Result<Client, ClientError> {
+        let stream = Stream::connect(addr, tls, timeout)
+            .map_err(|source| ClientError::Io { addr, source })?;
         Ok(Client {
             addr,
             stream,
             read_buf: Vec::with_capacity(64 * 1024),
             write_buf: Vec::with_capacity(64 * 1024),
+            answered: false,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Whether this connection speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.stream.is_tls()
     }
 
     /// Sends one command and returns its reply; an error reply becomes `ClientError::Server`.
@@ -149,18 +160,22 @@ impl Client {
             }
         }
         self.read_buf.drain(..pos);
+        self.answered = true;
         Ok(replies)
     }
 
     fn fill(&mut self) -> Result<(), ClientError> {
         let addr = self.addr;
         let mut chunk = [0u8; 64 * 1024];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .map_err(|source| ClientError::Io { addr, source })?;
+        let first_reply = !self.answered && !self.stream.is_tls();
+        let n = match self.stream.read(&mut chunk) {
+            Ok(n) => n,
+            // A server closing with our request unread resets the connection.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset && first_reply => 0,
+            Err(source) => return Err(ClientError::Io { addr, source }),
+        };
         if n == 0 {
-            return Err(ClientError::Closed { addr });
+            return Err(ClientError::Closed { addr, first_reply });
         }
         self.read_buf.extend_from_slice(&chunk[..n]);
         Ok(())
@@ -178,6 +193,15 @@ impl Client {
             got,
             expected,
         }
+    }
+}
+
+/// Why a server may close a plain connection before answering it.
+fn closed_hint(first_reply: &bool) -> &'static str {
+    if *first_reply {
+        " before its first reply (a TLS port closes plaintext connections: is it one?)"
+    } else {
+        ""
     }
 }
 

@@ -79,6 +79,8 @@ pub struct Target {
     pub endpoints: Vec<SocketAddr>,
     /// A cluster, and where its reads go.
     pub cluster: Option<ReadFrom>,
+    /// The servers speak TLS only: how to.
+    pub tls: Option<crate::net::Tls>,
 }
 
 impl Target {
@@ -87,6 +89,7 @@ impl Target {
         Target {
             endpoints: vec![addr],
             cluster: None,
+            tls: None,
         }
     }
 
@@ -95,7 +98,13 @@ impl Target {
         Target {
             endpoints: primaries,
             cluster: Some(read_from),
+            tls: None,
         }
+    }
+
+    /// The same servers, spoken to over TLS.
+    pub fn with_tls(self, tls: Option<crate::net::Tls>) -> Target {
+        Target { tls, ..self }
     }
 
     /// The endpoint an engine that talks to one server uses.

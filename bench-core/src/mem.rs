@@ -105,6 +105,8 @@ pub struct MemCase {
     pub server_config: BTreeMap<String, String>,
     /// Standalone, or a cluster whose primaries share the keys (the name ends with it).
     pub topology: TopologySpec,
+    /// TLS only (the name ends with `/tls`).
+    pub tls: Option<crate::net::TlsMode>,
 }
 
 /// An invalid mem suite: field, value, fix.
@@ -236,6 +238,7 @@ impl MemSpecFile {
                         expiry,
                         server_config: self.server_config.clone(),
                         topology: TopologySpec::Standalone,
+                        tls: None,
                     });
                 }
             }

@@ -21,8 +21,9 @@ use crate::loadgen::stats::SecondReport;
 /// `metrics.warmup_series`. 5: `valkey.compiler`, sync `params.dir_fs`. 6: mem
 /// `metrics.mem_clients_before`/`after`, and `bytes_per_item` leaves client buffers and
 /// the server's first-call allocations out. 7: perf `params.topology`, and on a cluster
-/// `metrics.nodes` and `metrics.redirects`, `params.placement`.
-pub const SCHEMA_VERSION: u32 = 7;
+/// `metrics.nodes` and `metrics.redirects`, `params.placement`. 8: perf and mem
+/// `params.tls`.
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
@@ -227,6 +228,9 @@ pub struct PerfParams {
     /// each a list like `"0-1"` or null (unpinned).
     #[serde(default)]
     pub placement: crate::placement::Placement,
+    /// `{"auth_clients": bool}` when the servers spoke TLS only, null for plain TCP.
+    #[serde(default)]
+    pub tls: Option<crate::net::TlsMode>,
 }
 
 /// Measurements of one repetition.
@@ -304,6 +308,9 @@ pub struct MemParams {
     /// `standalone`, or `cluster:SxR` (the keys spread over the primaries by slot).
     #[serde(default)]
     pub topology: TopologySpec,
+    /// `{"auth_clients": bool}` when the server spoke TLS only, null for plain TCP.
+    #[serde(default)]
+    pub tls: Option<crate::net::TlsMode>,
 }
 
 /// What a mem case measured. Memory figures are bytes from `INFO memory`, read when the
@@ -492,6 +499,7 @@ pub(crate) mod tests {
                 server_config: BTreeMap::new(),
                 topology: TopologySpec::Standalone,
                 placement: Default::default(),
+                tls: None,
             },
             metrics: Metrics {
                 ops_per_sec: 1_000_000.0,

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use crate::net::TlsMode;
 use crate::placement::{CpuList, Placement};
 use crate::topology::TopologySpec;
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,8 @@ pub struct PerfSpec {
     pub server_config: BTreeMap<String, String>,
     pub topology: TopologySpec,
     pub placement: Placement,
+    /// TLS only (`--tls`; not a suite file field: it needs a TLS build).
+    pub tls: Option<TlsMode>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -144,6 +147,8 @@ pub struct PerfCase {
     pub topology: TopologySpec,
     /// The CPUs server and client are pinned to, if any.
     pub placement: Placement,
+    /// TLS only; the name then ends with `/tls` (or `/tls-auth`).
+    pub tls: Option<TlsMode>,
 }
 
 /// An invalid suite: which field, which value, and how to fix it.
@@ -200,16 +205,18 @@ impl PerfSpec {
                             if io_threads > 1 {
                                 server_config.insert("io-threads".into(), io_threads.to_string());
                             }
-                            let place = match self.topology {
+                            let mut place = match self.topology {
                                 TopologySpec::Standalone => String::new(),
                                 t => format!("/{t}"),
                             };
+                            place.push_str(self.tls.map_or("", TlsMode::suffix));
                             cases.push(PerfCase {
                                 name: format!(
                                     "{command}{size}/P{pipeline}/c{clients}/io{io_threads}{place}"
                                 ),
                                 topology: self.topology,
                                 placement: self.placement.clone(),
+                                tls: self.tls,
                                 command,
                                 value_size,
                                 pipeline,
@@ -303,6 +310,7 @@ impl PerfSpecFile {
         Ok(PerfSpec {
             placement,
             topology,
+            tls: None,
             engine,
             commands,
             value_sizes: self.value_sizes,

@@ -96,7 +96,7 @@ const KEYSPACE: u64 = 100;
 /// reply is ~100 KiB, more than the engine's 64 KiB read buffer, so replies arrive over
 /// several reads and the scanner resumes them.
 fn preload_lists(addr: SocketAddr, spec: &WorkloadSpec) {
-    let mut client = Client::connect(addr, Duration::from_secs(5)).unwrap();
+    let mut client = Client::connect(addr, None, Duration::from_secs(5)).unwrap();
     let element = vec![b'e'; 1024];
     for i in 0..spec.keyspace {
         let key = spec.key_name("list", i);
@@ -166,6 +166,7 @@ fn the_engine_allocates_nothing_per_request() {
         warmup: Duration::ZERO,
         cluster: None,
         cpus: Vec::new(),
+        tls: None,
     };
     let (short, long) = (Stop::Requests(20_000), Stop::Requests(120_000));
     let mut pubsub = mix("pubsub:", ValueSize::Fixed { bytes: 64 });

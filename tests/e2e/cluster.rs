@@ -40,6 +40,7 @@ fn nodes(started: &Value) -> Vec<(String, u16)> {
 fn client(port: u16) -> Client {
     Client::connect(
         SocketAddr::from(([127, 0, 0, 1], port)),
+        None,
         Duration::from_secs(10),
     )
     .unwrap()

@@ -40,7 +40,8 @@ fn a_server_stall_shows_in_open_loop_latency() {
     let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
     let pauser = thread::spawn(move || {
         thread::sleep(Duration::from_millis(1500));
-        let mut c = Client::connect(([127, 0, 0, 1], port).into(), Duration::from_secs(5)).unwrap();
+        let mut c =
+            Client::connect(([127, 0, 0, 1], port).into(), None, Duration::from_secs(5)).unwrap();
         c.call(&["CLIENT", "PAUSE", "400", "ALL"]).unwrap();
     });
     let args = [

@@ -94,9 +94,12 @@ fn a_server_config_value_is_one_argument() {
     let (mut started, info) =
         start_instances_with(1, ports(1), tmp.path(), &["--server-config", "save=900 1"]);
     let port = info["instances"][0]["port"].as_u64().unwrap() as u16;
-    let mut client =
-        bench_core::client::Client::connect(([127, 0, 0, 1], port).into(), Duration::from_secs(5))
-            .unwrap();
+    let mut client = bench_core::client::Client::connect(
+        ([127, 0, 0, 1], port).into(),
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let mut get = |name: &str| match client.call(&["CONFIG", "GET", name]).unwrap() {
         Value::Array(Some(items)) => match &items[..] {
             [_, Value::Bulk(Some(v))] => String::from_utf8_lossy(v).into_owned(),

@@ -44,7 +44,8 @@ fn every_loadgen_preset_runs_with_sane_numbers() {
     let _machine = heavy();
     let (tmp, mut server, _, port) = one_server(ports(1));
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let mut control = bench_core::client::Client::connect(addr, Duration::from_secs(5)).unwrap();
+    let mut control =
+        bench_core::client::Client::connect(addr, None, Duration::from_secs(5)).unwrap();
     for preset in bench_core::workload::preset_names() {
         // Presets share key names (high_throughput reads 8-byte values where basic_rw
         // wrote 32): start each from an empty server, or the size check rightly fires.

@@ -16,5 +16,6 @@ mod report;
 mod signals;
 mod source;
 mod suites;
+mod tls;
 mod topology;
 mod util;

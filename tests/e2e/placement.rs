@@ -43,6 +43,7 @@ fn pinned_servers_and_generator_threads_run_on_their_cpus() {
         warmup: Duration::ZERO,
         cluster: None,
         cpus: vec![0],
+        tls: None,
     };
     let mut seen = Vec::new();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

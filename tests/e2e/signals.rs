@@ -132,12 +132,14 @@ fn a_panic_tears_down_the_instances_it_unwinds_through() {
         base_port: ports(4),
         ..Default::default()
     };
-    let pids = std::panic::catch_unwind(|| {
+    // The options (their TLS configuration's trait objects) are not UnwindSafe; the
+    // closure only reads them, and nothing is used after the unwind but the pids.
+    let pids = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let started = xtask::instances::start(&server, 2, &options, &shutdown).unwrap();
         let pids: Vec<u32> = started.iter().map(|i| i.pid()).collect();
         assert!(pids.iter().all(|&p| pid_alive(p)));
         std::panic::panic_any(pids);
-    })
+    }))
     .unwrap_err();
     let pids = pids.downcast::<Vec<u32>>().unwrap();
     assert_eq!(pids.len(), 2);

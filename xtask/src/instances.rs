@@ -14,11 +14,13 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench_core::client::Client;
+use bench_core::net::Tls;
 use bench_core::shutdown::Shutdown;
 
 use crate::process::{self, Guarded};
@@ -50,6 +52,9 @@ pub struct Options {
     /// Cluster mode (`cluster-enabled yes`, its `nodes.conf` in the instance directory);
     /// the cluster bus port, the port + 10000, must be free too.
     pub cluster: bool,
+    /// TLS only: the port is `tls-port` (`port 0`: no plain listener), clients,
+    /// replication and the cluster bus speak TLS with these certificates.
+    pub tls: Option<Arc<crate::tls::Material>>,
 }
 
 /// `VALKEY_BENCH_SCRATCH` if set, else `<cache>/scratch`: where servers keep their files.
@@ -74,6 +79,14 @@ pub fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
         .prefix(&format!("{DIR_PREFIX}{}-{kind}-", std::process::id()))
         .tempdir_in(&root)
         .with_context(|| format!("creating a {kind} directory under {}", root.display()))
+}
+
+/// TLS material for a deployment that asks for it (`mode`), in a scratch directory.
+pub fn tls_material(
+    mode: Option<bench_core::net::TlsMode>,
+) -> anyhow::Result<Option<Arc<crate::tls::Material>>> {
+    mode.map(|m| crate::tls::Material::generate(m, scratch_dir("tls")?).map(Arc::new))
+        .transpose()
 }
 
 /// Removes instance directories left by xtask processes that no longer exist (killed
@@ -150,6 +163,7 @@ impl Default for Options {
             env: Vec::new(),
             scratch: scratch_root(),
             cluster: false,
+            tls: None,
         }
     }
 }
@@ -161,7 +175,11 @@ pub struct Instance {
     process: Guarded,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// How to connect, when the server speaks TLS only.
+    pub tls: Option<Tls>,
     dir: tempfile::TempDir,
+    /// Its certificates: removed after the server stops.
+    _material: Option<Arc<crate::tls::Material>>,
 }
 
 impl Instance {
@@ -179,7 +197,11 @@ impl Instance {
 
     /// A control-plane connection.
     pub fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(self.addr, Duration::from_secs(30))?)
+        Ok(Client::connect(
+            self.addr,
+            self.tls.as_ref(),
+            Duration::from_secs(30),
+        )?)
     }
 
     /// Whether the server is still running (false once it has exited).
@@ -272,9 +294,18 @@ fn start_one(
         None => process::command(server),
     };
     cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
-    cmd.current_dir(dir.path())
-        .args(["--port", &port.to_string()])
-        .args(["--bind", "127.0.0.1"])
+    cmd.current_dir(dir.path());
+    match &options.tls {
+        None => cmd.args(["--port", &port.to_string()]),
+        Some(material) => {
+            cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+            for (key, value) in material.server_args() {
+                cmd.arg(format!("--{key}")).arg(value);
+            }
+            &mut cmd
+        }
+    };
+    cmd.args(["--bind", "127.0.0.1"])
         .args(["--protected-mode", "yes"])
         .args(["--save", ""])
         .args(["--appendonly", "no"])
@@ -306,7 +337,9 @@ fn start_one(
         process,
         addr,
         log,
+        tls: options.tls.as_ref().map(|m| m.client().clone()),
         dir,
+        _material: options.tls.clone(),
     };
     let started = Instant::now();
     loop {
@@ -330,7 +363,8 @@ fn start_one(
         }
         // The server that answers must be ours: with several runs on one machine, another
         // run's server can take the port while ours (slow under valgrind) is starting.
-        if let Ok(mut client) = Client::connect(addr, Duration::from_millis(200))
+        if let Ok(mut client) =
+            Client::connect(addr, instance.tls.as_ref(), Duration::from_millis(200))
             && client.call(&["PING"]).is_ok()
             && let Ok(info) = client.call_text(&["INFO", "server"])
         {

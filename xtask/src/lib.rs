@@ -19,6 +19,7 @@ pub mod run;
 pub mod rundir;
 pub mod runner;
 pub mod suites;
+pub mod tls;
 pub mod topology;
 pub mod ui;
 pub mod valkey;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use bench_core::engine::Engine;
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::mem::MemCase;
+use bench_core::net::TlsMode;
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 use bench_core::suite::{EngineKind, PerfSpec};
@@ -38,6 +39,8 @@ pub struct Run {
     pub json: bool,
     /// Where a cluster's reads go (`--read-from`).
     pub read_from: ReadFrom,
+    /// The servers speak TLS only (`--tls`).
+    pub tls: Option<TlsMode>,
 }
 
 /// Records know their case name and repetition (for progress events).
@@ -115,6 +118,7 @@ impl Run {
             base_port: self.base_port,
             shutdown,
             servers: &servers,
+            tls: self.tls,
         };
         let total: u64 = cases.iter().map(|c| u64::from(c.repetitions)).sum();
         sinks.emit(Event::RunStarted {
@@ -307,6 +311,7 @@ impl Run {
             base_port: self.base_port,
             shutdown,
             servers: &servers,
+            tls: self.tls,
         };
         sinks.emit(Event::RunStarted {
             run_id: run_id.clone(),

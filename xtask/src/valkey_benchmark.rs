@@ -88,6 +88,32 @@ pub fn test_name(command: Command) -> &'static str {
     }
 }
 
+/// What the target adds: `--cluster` (it reads the slot map from the node and spreads its
+/// clients over the primaries), and its TLS files (`--tls --cacert`, and `--cert --key`
+/// when the servers authenticate clients).
+fn target_args(target: &Target) -> Vec<String> {
+    let mut argv = Vec::new();
+    if target.cluster.is_some() {
+        argv.push("--cluster".into());
+    }
+    if let Some(files) = target.tls.as_ref().and_then(|t| t.files()) {
+        argv.extend([
+            "--tls".into(),
+            "--cacert".into(),
+            files.ca.display().to_string(),
+        ]);
+        if let Some((cert, key)) = &files.identity {
+            argv.extend([
+                "--cert".into(),
+                cert.display().to_string(),
+                "--key".into(),
+                key.display().to_string(),
+            ]);
+        }
+    }
+    argv
+}
+
 impl Engine for ValkeyBenchmark {
     fn name(&self) -> &'static str {
         "valkey-benchmark"
@@ -101,9 +127,7 @@ impl Engine for ValkeyBenchmark {
         let addr = target.primary();
         let mut argv = vec![self.path.display().to_string()];
         argv.extend(self.args(addr, load));
-        if target.cluster.is_some() {
-            argv.push("--cluster".into());
-        }
+        argv.extend(target_args(target));
         argv
     }
 
@@ -120,10 +144,7 @@ impl Engine for ValkeyBenchmark {
         };
         let mut cmd = process::command(&self.path);
         cmd.args(self.args(addr, load));
-        // It reads the slot map from the node and spreads its clients over the primaries.
-        if target.cluster.is_some() {
-            cmd.arg("--cluster");
-        }
+        cmd.args(target_args(target));
         let started = Instant::now();
         let out = process::output(
             cmd,

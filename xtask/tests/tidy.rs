@@ -115,6 +115,27 @@ fn only_the_process_module_creates_commands() {
 }
 
 #[test]
+fn connections_to_servers_are_opened_where_they_can_speak_tls() {
+    // bench-core/src/net.rs opens every connection (plain or TLS); the selfbench floor
+    // client is plain TCP by design (the kernel's cost, nothing more).
+    let allowed = [
+        Path::new("bench-core/src/net.rs"),
+        Path::new("bench-core/src/loadgen/floor.rs"),
+    ];
+    let violations = rust_files("xtask/src")
+        .into_iter()
+        .chain(rust_files("bench-core/src"))
+        .filter(|p| !allowed.contains(&p.as_path()))
+        .filter(|p| shipped(&read(p)).contains("TcpStream::connect"))
+        .map(|p| format!("{}: TcpStream::connect", p.display()))
+        .collect();
+    report(
+        "connections open through bench_core::net (Stream, Wire), which speak TLS when asked",
+        violations,
+    );
+}
+
+#[test]
 fn servers_start_through_a_host() {
     let violations = rust_files("xtask/src")
         .into_iter()
@@ -209,7 +230,7 @@ const LAYERS: [&[&str]; 11] = [
     &["topology"],
     &["host", "valkey", "valkey_benchmark"],
     &["instances", "rundir"],
-    &["process", "project"],
+    &["process", "project", "tls"],
     &["error"],
 ];
 

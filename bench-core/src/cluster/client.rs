@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::{ClusterError, SLOTS, SlotMap, key_slot};
 use crate::client::{Client, ClientError, Value};
+use crate::net::Tls;
 
 /// A control-plane client for a cluster: a [`Client`] per primary, each key sent to its
 /// slot's owner. The populators write through it (`KeyedClient`).
@@ -17,9 +18,13 @@ pub struct ClusterClient {
 }
 
 impl ClusterClient {
-    /// Reads the slot map from `seed` and connects to every primary.
-    pub fn connect(seed: SocketAddr, timeout: Duration) -> Result<ClusterClient, ClusterError> {
-        let map = SlotMap::discover(&mut Client::connect(seed, timeout)?)?;
+    /// Reads the slot map from `seed` and connects to every primary (over TLS with `tls`).
+    pub fn connect(
+        seed: SocketAddr,
+        tls: Option<&Tls>,
+        timeout: Duration,
+    ) -> Result<ClusterClient, ClusterError> {
+        let map = SlotMap::discover(&mut Client::connect(seed, tls, timeout)?)?;
         if map.unowned() > 0 {
             return Err(ClusterError::Map {
                 addr: seed,
@@ -29,7 +34,7 @@ impl ClusterClient {
         let clients = map
             .shards
             .iter()
-            .map(|s| Client::connect(s.primary, timeout))
+            .map(|s| Client::connect(s.primary, tls, timeout))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ClusterClient {
             queued: vec![0; clients.len()],

@@ -73,7 +73,7 @@ impl SlotMap {
     pub fn discover(client: &mut Client) -> Result<SlotMap, ClusterError> {
         let addr = client.addr();
         let map = match client.call(&["CLUSTER", "SHARDS"]) {
-            Ok(reply) => from_shards(&reply, addr),
+            Ok(reply) => from_shards(&reply, addr, client.is_tls()),
             Err(ClientError::Server { message, .. }) if message.contains("unknown") => {
                 from_slots(&client.call(&["CLUSTER", "SLOTS"])?, addr)
             }
@@ -178,7 +178,9 @@ fn array(v: &Value) -> Result<&[Value], String> {
 /// replica that until the replica's replication offset reaches it by gossip, which takes
 /// up to half the node timeout (7.5 s by default) after a sync that is long finished; a
 /// replica that really is loading answers `-LOADING`, which the generator counts.
-pub fn from_shards(reply: &Value, reached: SocketAddr) -> Result<SlotMap, String> {
+/// Over TLS a node's address is its `tls-port`, else its `port` (a TLS-only node has no
+/// `port`, a plain one no `tls-port`).
+pub fn from_shards(reply: &Value, reached: SocketAddr, tls: bool) -> Result<SlotMap, String> {
     let mut shards = Vec::new();
     let mut ranges = Vec::new();
     for shard in array(reply)? {
@@ -197,7 +199,11 @@ pub fn from_shards(reply: &Value, reached: SocketAddr) -> Result<SlotMap, String
                 .map(|v| text(v))
                 .transpose()?
                 .unwrap_or_default();
-            let addr = node_addr(&ip, int(field("port")?)?, reached)?;
+            let port = match (tls, node.get("tls-port")) {
+                (true, Some(port)) => int(port)?,
+                _ => int(field("port")?)?,
+            };
+            let addr = node_addr(&ip, port, reached)?;
             match text(field("role")?)?.as_str() {
                 "master" | "primary" => primary = Some(addr),
                 _ => replicas.push(addr),
@@ -308,7 +314,7 @@ mod tests {
                 ],
             ),
         ]));
-        let map = from_shards(&reply, reached()).unwrap();
+        let map = from_shards(&reply, reached(), false).unwrap();
         assert_eq!(map.shards.len(), 2);
         assert_eq!(
             map.shards[0].replicas,
@@ -328,10 +334,39 @@ mod tests {
             unreachable!()
         };
         shards.reverse();
-        let other = from_shards(&Value::Array(Some(shards)), reached()).unwrap();
+        let other = from_shards(&Value::Array(Some(shards)), reached(), false).unwrap();
         assert_ne!(other, map);
         assert_eq!(other.normalized(), map.normalized());
     }
+    #[test]
+    fn tls_clients_use_the_tls_port() {
+        let node = |fields: &[(&str, i64)]| {
+            let mut items = vec![bulk("ip"), bulk("127.0.0.1"), bulk("role"), bulk("master")];
+            for (name, port) in fields {
+                items.extend([bulk(name), Value::Integer(*port)]);
+            }
+            Value::Array(Some(items))
+        };
+        let reply = |n: Value| {
+            Value::Array(Some(vec![Value::Array(Some(vec![
+                bulk("slots"),
+                Value::Array(Some(vec![Value::Integer(0), Value::Integer(16383)])),
+                bulk("nodes"),
+                Value::Array(Some(vec![n])),
+            ]))]))
+        };
+        let primary = |r: &Value, tls| from_shards(r, reached(), tls).map(|m| m.shards[0].primary);
+        let both = reply(node(&[("port", 7000), ("tls-port", 7100)]));
+        assert_eq!(primary(&both, false), Ok("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(primary(&both, true), Ok("127.0.0.1:7100".parse().unwrap()));
+        let tls_only = reply(node(&[("tls-port", 7100)]));
+        assert_eq!(
+            primary(&tls_only, true),
+            Ok("127.0.0.1:7100".parse().unwrap())
+        );
+        assert!(primary(&tls_only, false).unwrap_err().contains("`port`"));
+    }
+
     #[test]
     fn cluster_slots_replies_give_the_owners() {
         let node = |port: i64| {

@@ -17,8 +17,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rand::Rng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use super::schedule::Schedule;
 use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
@@ -26,6 +25,7 @@ use super::wiring::{Route, Routing, Tagged};
 use super::{Plan, Shared};
 use crate::cluster::{Redirect, RedirectKind};
 use crate::distribution::{KeySampler, SizeSampler, worker_rng};
+use crate::net::Wire;
 use crate::resp::{self, ParseError, Reply};
 use crate::topology::ReadFrom;
 use crate::workload::Fill;
@@ -73,7 +73,7 @@ const READONLY: &[u8] = b"*1\r\n$8\r\nREADONLY\r\n";
 /// One socket of a connection: to the server, or in cluster mode to one node.
 pub(super) struct Link {
     pub addr: SocketAddr,
-    pub stream: TcpStream,
+    pub stream: Wire,
     /// A replica read from: `READONLY` after every (re)connect.
     pub readonly: bool,
     inflight: VecDeque<Pending>,
@@ -102,7 +102,7 @@ impl Link {
         });
     }
 
-    pub fn new(addr: SocketAddr, stream: TcpStream, readonly: bool, per_node: bool) -> Link {
+    pub fn new(addr: SocketAddr, stream: Wire, readonly: bool, per_node: bool) -> Link {
         Link {
             addr,
             stream,
@@ -414,7 +414,7 @@ impl Connection {
         for i in 0..self.links.len() {
             let link = &mut self.links[i];
             if link.out.len() > link.written {
-                if let Err(e) = link.stream.write_all(&link.out[link.written..]).await {
+                if let Err(e) = link.stream.send(&link.out[link.written..]).await {
                     if !self.reconnect(i, e).await {
                         return Flushed::GaveUp;
                     }
@@ -442,33 +442,26 @@ impl Connection {
             let link = &mut self.links[0];
             return (0, link.stream.read_buf(&mut link.rbuf).await);
         }
-        loop {
+        {
             let first = self.read_from;
-            let links = &self.links;
-            let ready = std::future::poll_fn(|cx| {
+            let links = &mut self.links;
+            let (i, r) = std::future::poll_fn(|cx| {
                 let n = links.len();
                 for k in 0..n {
                     let i = (first + k) % n;
-                    if links[i].inflight.is_empty() {
+                    let link = &mut links[i];
+                    if link.inflight.is_empty() {
                         continue;
                     }
-                    if let Poll::Ready(r) = links[i].stream.poll_read_ready(cx) {
+                    if let Poll::Ready(r) = link.stream.poll_read_into(cx, &mut link.rbuf) {
                         return Poll::Ready((i, r));
                     }
                 }
                 Poll::Pending
             })
             .await;
-            let (i, r) = ready;
             self.read_from = i + 1;
-            if let Err(e) = r {
-                return (i, Err(e));
-            }
-            let link = &mut self.links[i];
-            match link.stream.try_read_buf(&mut link.rbuf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                r => return (i, r),
-            }
+            (i, r)
         }
     }
 
@@ -672,9 +665,8 @@ impl Connection {
         let known = routing.link_of[node];
         let to = match self.links.iter().position(|l| l.addr == redirect.to) {
             Some(i) => i,
-            None => match TcpStream::connect(redirect.to).await {
+            None => match Wire::connect(redirect.to, self.shared.tls.as_ref()).await {
                 Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
                     let per_node = self.links[0].latency.is_some();
                     self.links
                         .push(Link::new(redirect.to, stream, false, per_node));
@@ -732,9 +724,8 @@ impl Connection {
             if self.shared.aborted.load(Ordering::Relaxed) || self.shared.shutdown.is_triggered() {
                 return false;
             }
-            match TcpStream::connect(link.addr).await {
+            match Wire::connect(link.addr, self.shared.tls.as_ref()).await {
                 Ok(stream) => {
-                    let _ = stream.set_nodelay(true);
                     link.stream = stream;
                     if link.readonly {
                         link.control(READONLY);

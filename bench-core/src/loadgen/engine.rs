@@ -32,6 +32,24 @@ pub fn template(command: Command) -> &'static str {
 }
 
 /// The workload of a perf load: one command, uniform keys, fixed value size, seed 1.
+/// `loadgen`'s TLS flags for `tls` (its files; a configuration without files is named by a
+/// placeholder, as it cannot be repeated from the command line).
+pub fn tls_flags(tls: &crate::net::Tls) -> Vec<String> {
+    let Some(files) = tls.files() else {
+        return vec!["--tls-ca".into(), "<CA file>".into()];
+    };
+    let mut argv = vec!["--tls-ca".into(), files.ca.display().to_string()];
+    if let Some((cert, key)) = &files.identity {
+        argv.extend([
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]);
+    }
+    argv
+}
+
 pub fn workload(load: &Load) -> WorkloadSpec {
     WorkloadSpec {
         name: load.command.name().to_string(),
@@ -89,6 +107,9 @@ impl Engine for NativeEngine {
         if target.cluster.is_some() {
             argv.extend(["--cluster", "--cluster-tag-keys"].map(String::from));
         }
+        if let Some(tls) = &target.tls {
+            argv.extend(tls_flags(tls));
+        }
         argv
     }
 
@@ -115,6 +136,7 @@ impl Engine for NativeEngine {
                 tag_multi_key: true,
             }),
             cpus: load.client_cpus.clone(),
+            tls: target.tls.clone(),
         };
         let started = Instant::now();
         // A cluster is discovered from its first primary, as `describe`'s command does.

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::SlotPrefix;
 use crate::distribution::{KeyDistribution, KeySampler, ValueSize};
+use crate::net::Wire;
 use crate::shutdown::Shutdown;
 use crate::topology::ReadFrom;
 use crate::workload::KeyRoute;
@@ -69,6 +70,8 @@ pub struct RunOptions {
     pub cluster: Option<ClusterOptions>,
     /// CPUs every worker thread may run on (`sched_setaffinity`); empty: unpinned.
     pub cpus: Vec<usize>,
+    /// Speak TLS to every server (handshakes before the clock starts).
+    pub tls: Option<crate::net::Tls>,
 }
 
 /// How the generator drives a cluster.
@@ -88,10 +91,11 @@ pub enum LoadgenError {
     Workload(#[from] WorkloadError),
     #[error("invalid run option: {0}")]
     Options(String),
-    #[error("cannot connect to {addr}: {source}")]
+    /// (`why` is in the message, not a source: printed once.)
+    #[error("cannot connect to {addr}: {why}")]
     Connect {
         addr: SocketAddr,
-        source: std::io::Error,
+        why: std::io::Error,
     },
     #[error("starting a worker thread: {0}")]
     Runtime(std::io::Error),
@@ -155,6 +159,8 @@ pub(crate) struct Shared {
     /// Request connections still running (subscribers stop after the last one).
     publishers_left: AtomicU32,
     shutdown: Shutdown,
+    /// How connections (and reconnections) speak TLS, if they do.
+    tls: Option<crate::net::Tls>,
 }
 
 impl Shared {
@@ -279,7 +285,10 @@ pub fn run(
     validate(addrs, spec, options)?;
     let wiring = match &options.cluster {
         Some(cluster) => Some(Arc::new(wiring::Wiring::discover(
-            addrs, &templates, *cluster,
+            addrs,
+            options.tls.as_ref(),
+            &templates,
+            *cluster,
         )?)),
         None => None,
     };
@@ -300,6 +309,7 @@ pub fn run(
         last_reply_ns: AtomicU64::new(0),
         publishers_left: AtomicU32::new(options.connections),
         shutdown: shutdown.clone(),
+        tls: options.tls.clone(),
     });
     let subscribe = (spec.subscribers > 0).then(|| SubscribeTo {
         prefix: spec.key_prefix.clone(),
@@ -558,14 +568,16 @@ fn worker_main(
             };
             let mut links = Vec::with_capacity(targets.len());
             for (addr, readonly) in targets {
-                let mut stream = tokio::net::TcpStream::connect(addr)
+                let mut stream = Wire::connect(addr, shared.tls.as_ref())
                     .await
-                    .map_err(|source| LoadgenError::Connect { addr, source })?;
-                let _ = stream.set_nodelay(true);
+                    .map_err(|why| LoadgenError::Connect { addr, why })?;
+                wiring::ping(&mut stream)
+                    .await
+                    .map_err(|why| LoadgenError::Connect { addr, why })?;
                 if readonly {
                     wiring::readonly_mode(&mut stream)
                         .await
-                        .map_err(|source| LoadgenError::Connect { addr, source })?;
+                        .map_err(|why| LoadgenError::Connect { addr, why })?;
                 }
                 links.push(conn::Link::new(addr, stream, readonly, per_node));
             }
@@ -574,12 +586,12 @@ fn worker_main(
         let mut subscribed = Vec::with_capacity(subscribers.len());
         if let Some(to) = &subscribe {
             for &addr in &subscribers {
-                let mut stream = tokio::net::TcpStream::connect(addr)
+                let mut stream = Wire::connect(addr, shared.tls.as_ref())
                     .await
-                    .map_err(|source| LoadgenError::Connect { addr, source })?;
+                    .map_err(|why| LoadgenError::Connect { addr, why })?;
                 subscriber::subscribe(&mut stream, &to.prefix, to.digits, to.channels)
                     .await
-                    .map_err(|source| LoadgenError::Connect { addr, source })?;
+                    .map_err(|why| LoadgenError::Connect { addr, why })?;
                 subscribed.push(stream);
             }
         }

@@ -90,7 +90,8 @@ pub(super) fn build(
     let mut warnings = Vec::new();
     // In open loop the generator busy-polls near due sends, so its CPU says nothing about
     // saturation there; lateness does.
-    if options.rate.is_none() && cpu > 0.9 * f64::from(threads) * secs {
+    // A window too short to time (nothing answered) says nothing about saturation either.
+    if options.rate.is_none() && secs >= 0.05 && cpu > 0.9 * f64::from(threads) * secs {
         warnings.push(format!(
             "the generator used {:.0}% of its {threads} thread(s): the client, not the server, may be the bottleneck; add --threads",
             100.0 * cpu / (f64::from(threads) * secs)

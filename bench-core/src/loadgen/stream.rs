@@ -10,12 +10,13 @@
 //! the same seed gives the same requests in the same batches every time.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::Rng;
 
 use crate::distribution::{KeyDistribution, KeySampler, worker_rng};
+use crate::net::{Stream, Tls};
 use crate::resp::{self, ParseError, Reply};
 use crate::workload::{Fill, WorkloadSpec};
 
@@ -30,18 +31,18 @@ pub struct Outcome {
 /// on a connection of its own.
 pub fn run(
     addr: SocketAddr,
+    tls: Option<&Tls>,
     spec: &WorkloadSpec,
     requests: u64,
     pipeline: usize,
 ) -> io::Result<Outcome> {
-    run_on(&mut connect(addr)?, spec, requests, pipeline)
+    run_on(&mut connect(addr, tls)?, spec, requests, pipeline)
 }
 
 /// The stream's connection: no Nagle delay, and a generous read timeout (a server under
 /// valgrind answers ~50× slower).
-pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
-    stream.set_nodelay(true)?;
+pub fn connect(addr: SocketAddr, tls: Option<&Tls>) -> io::Result<Stream> {
+    let stream = Stream::connect(addr, tls, Duration::from_secs(30))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     Ok(stream)
 }
@@ -49,7 +50,7 @@ pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 /// [`run`] on a connection the caller opened (and keeps open afterwards, so the server
 /// frees it when the caller says).
 pub fn run_on(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     spec: &WorkloadSpec,
     requests: u64,
     pipeline: usize,

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 
 use super::stats::{HIGHEST_US, WorkerStats};
 use super::{Plan, Shared};
+use crate::net::Wire;
 use crate::resp::{self, ParseError};
 use crate::workload::STAMP_DIGITS;
 
@@ -20,7 +20,7 @@ const LINGER: Duration = Duration::from_millis(200);
 
 /// Subscribes `stream` to channels `0..channels` and waits for every confirmation.
 pub(super) async fn subscribe(
-    stream: &mut TcpStream,
+    stream: &mut Wire,
     prefix: &str,
     digits: usize,
     channels: u64,
@@ -32,7 +32,7 @@ pub(super) async fn subscribe(
     args.extend(names.iter().map(String::as_str));
     let mut out = Vec::new();
     resp::encode_command(&mut out, &args);
-    stream.write_all(&out).await?;
+    stream.send(&out).await?;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut confirmed = 0;
     while confirmed < channels {
@@ -59,7 +59,7 @@ pub(super) async fn subscribe(
 }
 
 pub(super) struct Subscriber {
-    pub stream: TcpStream,
+    pub stream: Wire,
     pub plan: Arc<Plan>,
     pub shared: Arc<Shared>,
     pub stats: Rc<RefCell<WorkerStats>>,

@@ -29,6 +29,7 @@ impl Wiring {
     /// can be routed.
     pub fn discover(
         seeds: &[SocketAddr],
+        tls: Option<&crate::net::Tls>,
         templates: &[Template],
         options: ClusterOptions,
     ) -> Result<Wiring, LoadgenError> {
@@ -48,7 +49,7 @@ impl Wiring {
         let mut last = String::new();
         let mut map = None;
         for &seed in seeds {
-            let found = crate::client::Client::connect(seed, Duration::from_secs(5))
+            let found = crate::client::Client::connect(seed, tls, Duration::from_secs(5))
                 .map_err(|e| e.to_string())
                 .and_then(|mut c| SlotMap::discover(&mut c).map_err(|e| e.to_string()));
             match found {
@@ -94,15 +95,70 @@ impl Wiring {
 }
 
 /// Sends `READONLY` on a new replica connection and checks its `+OK`.
-pub(super) async fn readonly_mode(stream: &mut tokio::net::TcpStream) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    stream.write_all(b"*1\r\n$8\r\nREADONLY\r\n").await?;
-    let mut reply = [0u8; 5];
-    stream.read_exact(&mut reply).await?;
-    if &reply != b"+OK\r\n" {
+pub(super) async fn readonly_mode(stream: &mut crate::net::Wire) -> std::io::Result<()> {
+    exchange(stream, b"*1\r\n$8\r\nREADONLY\r\n", b"+OK\r\n", "READONLY").await
+}
+
+/// Sends `PING` on a new connection, before the clock starts, and checks its `+PONG`: a
+/// server that does not speak RESP on it (a TLS port reached in plaintext closes it, one
+/// that wants AUTH says `-NOAUTH`) fails the run with why, instead of every request.
+pub(super) async fn ping(stream: &mut crate::net::Wire) -> std::io::Result<()> {
+    exchange(stream, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n", "PING").await
+}
+
+/// Sends `request` and reads a reply of exactly `expected`'s length, which must be it.
+async fn exchange(
+    stream: &mut crate::net::Wire,
+    request: &[u8],
+    expected: &[u8],
+    name: &str,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    stream.send(request).await?;
+    let mut reply = vec![0u8; expected.len()];
+    let mut got = 0;
+    while got < reply.len() {
+        let read = match stream.read(&mut reply[got..]).await {
+            // A server closing with our request unread resets the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && got == 0 => 0,
+            read => read?,
+        };
+        match read {
+            0 if got == 0 && !stream.is_tls() => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "the server closed the connection before answering {name} (a TLS port \
+                         closes plaintext connections: is it one?)"
+                    ),
+                ));
+            }
+            0 => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the server closed the connection before answering {name}"),
+                ));
+            }
+            n => got += n,
+        }
+        // An error reply is shorter or longer than the one expected: stop at its end.
+        if reply[0] == b'-' && reply[..got].ends_with(b"\r\n") {
+            break;
+        }
+    }
+    if reply[..got] != *expected {
+        // The rest of an error line, for the message.
+        let mut line = reply[..got].to_vec();
+        while !line.ends_with(b"\r\n") && line.len() < 512 {
+            let mut byte = [0u8; 1];
+            if stream.read(&mut byte).await? == 0 {
+                break;
+            }
+            line.push(byte[0]);
+        }
         return Err(std::io::Error::other(format!(
-            "READONLY replied {:?}",
-            String::from_utf8_lossy(&reply)
+            "{name} replied {:?}",
+            String::from_utf8_lossy(&line).trim_end()
         )));
     }
     Ok(())

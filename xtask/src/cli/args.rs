@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use bench_core::distribution::ValueSize;
+use bench_core::net::TlsMode;
 use bench_core::placement::{CpuList, Placement};
 use bench_core::result::{BuildOptions, Malloc};
 use bench_core::shutdown::Shutdown;
@@ -36,7 +37,9 @@ pub struct ValkeyArgs {
     /// A pinned version from valkey/source.toml (default: its `default`).
     #[arg(long, value_name = "VERSION")]
     pub valkey_version: Option<String>,
-    /// Build with TLS support (BUILD_TLS=yes; needs libssl-dev).
+    /// Build with TLS support (BUILD_TLS=yes; needs libssl-dev) and start the servers with
+    /// a TLS port only, certificates made for each deployment; every connection of ours
+    /// speaks TLS.
     #[arg(long)]
     pub tls: bool,
     /// The allocator Valkey is built with.
@@ -115,9 +118,20 @@ pub struct TopologyArgs {
     /// replicas (after READONLY), writes to the primaries. Default primaries.
     #[arg(long, value_name = "primaries|replicas")]
     pub read_from: Option<String>,
+    /// With --tls: the servers require a client certificate (`tls-auth-clients yes`);
+    /// ours present one signed by the run's CA.
+    #[arg(long, requires = "tls")]
+    pub tls_auth_clients: bool,
 }
 
 impl TopologyArgs {
+    /// How the servers speak TLS, given whether `--tls` is set.
+    pub fn tls(&self, tls: bool) -> Option<TlsMode> {
+        tls.then_some(TlsMode {
+            auth_clients: self.tls_auth_clients,
+        })
+    }
+
     /// `--topology`, checked.
     pub fn spec(&self) -> Result<Option<TopologySpec>, UsageError> {
         self.topology

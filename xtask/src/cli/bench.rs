@@ -68,6 +68,7 @@ impl BenchCmd {
             server_config: super::parse_server_config(&self.server_config)?,
             topology: self.topology.spec()?,
             placement: self.placement.parse()?,
+            tls: self.topology.tls(self.valkey.tls),
         }
         .plan()?;
         let read_from = self.topology.read_from(plan.topology())?;
@@ -82,6 +83,7 @@ impl BenchCmd {
             base_port: self.base_port,
             json: self.json,
             read_from,
+            tls: self.topology.tls(self.valkey.tls),
         }
     }
 

@@ -32,6 +32,10 @@ pub struct CompareCmd {
     pub valkey_src: Option<PathBuf>,
     #[command(flatten)]
     pub topology: TopologyArgs,
+    /// Build both sides with TLS and start their servers with a TLS port only (perf
+    /// suite; every case is timed).
+    #[arg(long)]
+    pub tls: bool,
     #[command(flatten)]
     pub placement: PlacementArgs,
     #[arg(long, value_enum, default_value_t = SuiteArg::Perf)]
@@ -108,7 +112,12 @@ impl CompareCmd {
         let side = |flag: &str, spec: &str| -> anyhow::Result<SideSpec> {
             Ok(SideSpec {
                 spec: spec.to_string(),
-                build: BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?,
+                build: {
+                    let mut build =
+                        BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?;
+                    build.options.tls = self.tls;
+                    build
+                },
             })
         };
         let sides = side("--baseline", &self.baseline)
@@ -138,6 +147,7 @@ impl CompareCmd {
                 cases: self.cases,
                 quick: self.quick,
                 topology,
+                tls: self.topology.tls(self.tls),
                 placement,
             },
             read_from,

@@ -61,6 +61,10 @@ pub struct FlamegraphCmd {
     pub base_port: u16,
     #[command(flatten)]
     pub topology: TopologyArgs,
+    /// Build with TLS and profile a server with a TLS port only (the TLS library's frames
+    /// in the graph; perf profiler).
+    #[arg(long)]
+    pub tls: bool,
     /// Print what was written and the top functions as JSON.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +108,14 @@ impl FlamegraphCmd {
             )
             .into());
         }
+        if self.tls && self.profiler == Profiler::Callgrind {
+            return Err(UsageError(
+                "--tls: --profiler callgrind runs a plain-TCP server under valgrind; use \
+                 --profiler perf, or drop --tls"
+                    .into(),
+            )
+            .into());
+        }
         if topology != TopologySpec::Standalone && self.profiler == Profiler::Callgrind {
             return Err(UsageError(format!(
                 "--profiler callgrind runs one standalone server under valgrind, not a {topology} \
@@ -127,7 +139,10 @@ impl FlamegraphCmd {
         let build = |flag: &str, spec: Option<&str>| -> anyhow::Result<Binaries> {
             let default = manifest.default.clone();
             let spec = spec.unwrap_or(&default);
-            BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?
+            let mut build =
+                BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?;
+            build.options.tls = self.tls;
+            build
                 .binaries(shutdown)
                 .with_context(|| format!("building {flag} {spec}"))
         };
@@ -179,6 +194,7 @@ impl FlamegraphCmd {
             base_port: self.base_port,
             shutdown,
             servers: &servers,
+            tls: self.topology.tls(self.tls),
         };
         let (candidate, baseline) = (
             ctx(&candidate),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bench_core::loadgen::{self, ClusterOptions, RunOptions, Stop};
+use bench_core::net::{Tls, TlsFiles};
 use bench_core::shutdown::Shutdown;
 use bench_core::tables;
 use clap::Args;
@@ -32,6 +33,21 @@ pub struct LoadgenCmd {
     /// this flag such a command is refused.
     #[arg(long, requires = "cluster")]
     pub cluster_tag_keys: bool,
+    /// Speak TLS, trusting the CA certificate(s) in this PEM file (e.g. the `ca.crt`
+    /// `start --tls` prints).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: present this client certificate (PEM; servers with
+    /// `tls-auth-clients yes` require one).
+    #[arg(long, value_name = "FILE", requires = "tls_ca", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// With --tls-ca: the name the server's certificate must carry (default: the address
+    /// connected to).
+    #[arg(long, value_name = "NAME", requires = "tls_ca")]
+    pub tls_server_name: Option<String>,
     #[command(flatten)]
     pub load: WorkloadArgs,
     /// Open loop at this many requests per second in total (default: closed loop).
@@ -62,6 +78,33 @@ pub struct LoadgenCmd {
 }
 
 impl LoadgenCmd {
+    /// The TLS configuration the flags give, read from their files.
+    fn tls(&self) -> anyhow::Result<Option<Tls>> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let read = |flag: &str, path: &PathBuf| -> anyhow::Result<Vec<u8>> {
+            std::fs::read(path).map_err(|e| {
+                UsageError(format!("{flag} {}: cannot read it: {e}", path.display())).into()
+            })
+        };
+        let ca_pem = read("--tls-ca", ca)?;
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((read("--tls-cert", cert)?, read("--tls-key", key)?)),
+            _ => None,
+        };
+        let tls = Tls::new(
+            &ca_pem,
+            identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+            self.tls_server_name.as_deref(),
+        )
+        .map_err(|e| UsageError(format!("--tls-ca / --tls-cert / --tls-key: {e}")))?;
+        Ok(Some(tls.with_files(TlsFiles {
+            ca: ca.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        })))
+    }
+
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (spec, pipeline) = self.load.resolve(self.seed)?;
         let addr: SocketAddr = (self.host.as_str(), self.port)
@@ -104,11 +147,17 @@ impl LoadgenCmd {
                 }),
             },
             cpus: Vec::new(),
+            tls: self.tls()?,
         };
         eprintln!(
-            "{} → {addr}{}: {} connections, pipeline {}, {}",
+            "{} → {addr}{}{}: {} connections, pipeline {}, {}",
             spec.name,
             if self.cluster { " (cluster)" } else { "" },
+            if options.tls.is_some() {
+                " over TLS"
+            } else {
+                ""
+            },
             options.connections,
             options.pipeline,
             options.rate.map_or("closed loop".to_string(), |r| format!(

@@ -1,5 +1,7 @@
 //! `cargo xtask selfbench`: our generator against valkey-benchmark, same server, same
-//! load, alternating, to show what each costs per request (`suites/selfbench.rs`).
+//! load, alternating, to show what each costs per request (`suites/selfbench.rs`); with
+//! `--cluster` what cluster mode costs the generator, with `--tls` what TLS costs client
+//! and server, each side by side.
 
 use bench_core::shutdown::Shutdown;
 use clap::Args;
@@ -30,8 +32,11 @@ pub struct SelfbenchCmd {
     pub json: bool,
     /// Measure what cluster mode costs the native generator instead: standalone against
     /// a one-shard and a three-shard cluster, side by side.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tls")]
     pub cluster: bool,
+    /// With --tls (which builds with TLS): require client certificates on the TLS side.
+    #[arg(long, requires = "tls")]
+    pub tls_auth_clients: bool,
 }
 
 impl SelfbenchCmd {
@@ -47,9 +52,14 @@ impl SelfbenchCmd {
             base_port: self.base_port,
             shutdown,
             servers: &LOCAL_STANDALONE,
+            tls: None,
         };
         if self.cluster {
             return self.cluster_cost(&ctx);
+        }
+        // `--tls` (a TLS build): what TLS costs client and server, against plain TCP.
+        if self.valkey.tls {
+            return self.tls_cost(&ctx);
         }
         let (trials, summary) = selfbench::run(&ctx, self.rounds, self.requests, &mut |line| {
             eprintln!("{line}")
@@ -91,6 +101,7 @@ impl SelfbenchCmd {
         Ok(())
     }
 
+    /// Standalone against a one-shard and a three-shard cluster.
     fn cluster_cost(&self, standalone: &CaseContext<'_>) -> anyhow::Result<()> {
         let (one, three) = (
             Cluster::new(1, 0, ReadFrom::Primaries),
@@ -112,37 +123,64 @@ impl SelfbenchCmd {
             servers: &three_servers,
             ..*standalone
         };
-        let (trials, summary) = selfbench::cluster_cost(
-            standalone,
-            &one_ctx,
-            &three_ctx,
-            self.rounds,
-            self.requests,
-            &mut |line| eprintln!("{line}"),
-        )?;
+        self.side_by_side(
+            &[
+                ("standalone", standalone),
+                ("cluster:1x0", &one_ctx),
+                ("cluster:3x0", &three_ctx),
+            ],
+            "cluster / standalone",
+        )
+    }
+
+    /// One server over plain TCP against one over TLS, both of the TLS build.
+    fn tls_cost(&self, plain: &CaseContext<'_>) -> anyhow::Result<()> {
+        let tls = CaseContext {
+            tls: self.topology_tls(),
+            ..*plain
+        };
+        self.side_by_side(&[("plain", plain), ("tls", &tls)], "TLS / plain")
+    }
+
+    fn topology_tls(&self) -> Option<bench_core::net::TlsMode> {
+        Some(bench_core::net::TlsMode {
+            auth_clients: self.tls_auth_clients,
+        })
+    }
+
+    fn side_by_side(
+        &self,
+        modes: &[(&'static str, &CaseContext<'_>)],
+        ratio: &str,
+    ) -> anyhow::Result<()> {
+        let (trials, summary) =
+            selfbench::side_by_side(modes, self.rounds, self.requests, &mut |line| {
+                eprintln!("{line}")
+            })?;
         if self.json {
             println!("{}", json!({"trials": trials, "summary": summary}));
             return Ok(());
         }
         println!(
-            "| pipeline | standalone CPU µs/req | cluster:1x0 CPU µs/req | ratio | cluster:3x0 CPU µs/req | ratio |"
+            "| pipeline | mode | ops/s | client CPU µs/req | ratio | server CPU µs/req | ratio |"
         );
         println!(
-            "| -------: | --------------------: | ---------------------: | ----: | ---------------------: | ----: |"
+            "| -------: | :--- | ----: | ----------------: | ----: | ----------------: | ----: |"
         );
         for s in &summary {
             println!(
-                "| {} | {:.3} | {:.3} | {:.2} | {:.3} | {:.2} |",
+                "| {} | {} | {:.0} | {:.3} | {:.2} | {:.3} | {:.2} |",
                 s.pipeline,
-                s.standalone_cpu,
-                s.one_shard_cpu,
-                s.one_shard_ratio,
-                s.three_shards_cpu,
-                s.three_shards_ratio
+                s.mode,
+                s.ops_per_sec,
+                s.client_cpu,
+                s.client_ratio,
+                s.server_cpu,
+                s.server_ratio
             );
         }
         println!(
-            "\nthe native generator's CPU (user + system) per request, medians over {} rounds; ratio = cluster / standalone",
+            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio}",
             self.rounds
         );
         Ok(())

@@ -63,9 +63,11 @@ impl StartCmd {
             .map_err(crate::error::UsageError)?;
         config.extend(placement.server_config());
         let binaries = self.valkey.binaries(shutdown)?;
+        let material = instances::tls_material(self.topology.tls(self.valkey.tls))?;
         let options = instances::Options {
             base_port: self.base_port,
             config,
+            tls: material.clone(),
             ..Default::default()
         };
         // (role, instance) per node: independent instances are each a primary.
@@ -107,9 +109,18 @@ impl StartCmd {
                     json!({"role": role, "port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log})
                 })
                 .collect();
+            let tls = material.as_ref().map(|m| {
+                let files = m.client().files();
+                json!({
+                    "ca": m.ca,
+                    "auth_clients": m.mode.auth_clients,
+                    "client_cert": files.and_then(|f| f.identity.as_ref()).map(|i| &i.0),
+                    "client_key": files.and_then(|f| f.identity.as_ref()).map(|i| &i.1),
+                })
+            });
             println!(
                 "{}",
-                json!({"version": binaries.version, "topology": topology, "instances": list})
+                json!({"version": binaries.version, "topology": topology, "instances": list, "tls": tls})
             );
         } else {
             println!("{topology}:");
@@ -122,11 +133,30 @@ impl StartCmd {
                     i.log.display()
                 );
             }
-            if spec.is_some_and(TopologySpec::is_cluster) {
-                let port = running[0].1.port();
-                eprintln!(
-                    "drive it with: cargo xtask loadgen --cluster --port {port} (any node will do)"
+            let tls_flags = material.as_ref().map_or_else(String::new, |m| {
+                format!(
+                    " {}",
+                    bench_core::loadgen::engine::tls_flags(m.client()).join(" ")
+                )
+            });
+            if let Some(m) = &material {
+                println!(
+                    "TLS only (port 0), CA {}{}",
+                    m.ca.display(),
+                    if m.mode.auth_clients {
+                        "; clients must present a certificate signed by it"
+                    } else {
+                        ""
+                    }
                 );
+            }
+            let port = running[0].1.port();
+            if spec.is_some_and(TopologySpec::is_cluster) {
+                eprintln!(
+                    "drive it with: cargo xtask loadgen --cluster --port {port}{tls_flags} (any node will do)"
+                );
+            } else if material.is_some() {
+                eprintln!("drive it with: cargo xtask loadgen --port {port}{tls_flags}");
             }
             eprintln!("press Ctrl-C to stop");
         }

@@ -189,6 +189,22 @@ impl Request {
             ))
             .into());
         }
+        if self.selection.tls.is_some() && self.suite != SuiteKind::Perf {
+            return Err(UsageError(format!(
+                "--tls compares perf cases over TLS; the {} suite does not take it: drop \
+                 --tls or use --suite perf",
+                self.suite.name()
+            ))
+            .into());
+        }
+        if self.selection.tls.is_some() && self.mode == Mode::Instructions {
+            return Err(UsageError(
+                "--mode instructions counts a plain-TCP server under callgrind; use --mode \
+                 time with --tls, or drop --tls"
+                    .into(),
+            )
+            .into());
+        }
         if self.selection.placement.is_pinned() && self.suite != SuiteKind::Perf {
             return Err(UsageError(format!(
                 "--server-cpus / --client-cpus pin perf cases; the {} suite does not take them \
@@ -217,6 +233,14 @@ impl Request {
                          topology every case is timed instead",
                         self.selection.topology
                     ),
+                });
+                Mode::Time
+            }
+            Mode::Auto if self.selection.tls.is_some() => {
+                self.emit(Event::Warning {
+                    message: "the instruction screen counts a plain-TCP server, so with --tls \
+                              every case is timed instead"
+                        .into(),
                 });
                 Mode::Time
             }
@@ -335,6 +359,7 @@ impl Request {
             base_port: self.base_port,
             shutdown,
             servers: &servers,
+            tls: self.selection.tls,
         });
         let schedule = |metrics, confirm| Schedule {
             names: &names,

@@ -2,6 +2,7 @@
 //! `--cases` (comma-separated substrings of case names). A filter that matches nothing is
 //! bad input, found before anything is built.
 
+use bench_core::net::TlsMode;
 use bench_core::placement::Placement;
 use bench_core::suite::{PerfCase, PerfSpec};
 use bench_core::topology::TopologySpec;
@@ -20,6 +21,8 @@ pub struct Selection {
     pub topology: TopologySpec,
     /// The CPUs perf cases' servers and generator are pinned to (checked by the caller).
     pub placement: Placement,
+    /// Perf cases' servers speak TLS only (`--tls`); their names end with `/tls`.
+    pub tls: Option<TlsMode>,
 }
 
 impl Selection {
@@ -73,6 +76,7 @@ impl Selection {
         let mut spec = PerfSpec::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         spec.topology = self.topology;
         spec.placement = self.placement.clone();
+        spec.tls = self.tls;
         let cases: Vec<PerfCase> = spec
             .expand()
             .into_iter()

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bench_core::mem::{self, MemCase};
+use bench_core::net::TlsMode;
 use bench_core::placement::Placement;
 use bench_core::suite::{self, EngineKind, PerfSpec};
 use bench_core::sync::{self, SyncCase};
@@ -42,6 +43,8 @@ pub struct SuiteChoice {
     pub topology: Option<TopologySpec>,
     /// `--server-cpus`, `--client-cpus`, replacing the suite file's.
     pub placement: Placement,
+    /// `--tls` (with `--tls-auth-clients`): every case's servers speak TLS only.
+    pub tls: Option<TlsMode>,
 }
 
 impl Plan {
@@ -87,6 +90,12 @@ impl SuiteChoice {
             _ => {}
         }
         Ok(match suite {
+            SuiteKind::Sync if self.tls.is_some() => {
+                return Err(UsageError(
+                    "--tls: the sync suite measures replication over plain TCP; drop --tls".into(),
+                )
+                .into());
+            }
             SuiteKind::Perf => Plan::Perf(Box::new(self.perf()?)),
             SuiteKind::Mem => {
                 let (text, origin) = self.text(mem::DEFAULT_MEM, mem::QUICK_MEM, "mem suite")?;
@@ -97,6 +106,10 @@ impl SuiteChoice {
                     if let Some(t) = self.topology.filter(|t| t.is_cluster()) {
                         c.topology = t;
                         c.name = format!("{}/{t}", c.name);
+                    }
+                    if let Some(mode) = self.tls {
+                        c.tls = Some(mode);
+                        c.name.push_str(mode.suffix());
                     }
                 }
                 Plan::Mem(cases)
@@ -167,6 +180,7 @@ impl SuiteChoice {
         if let Some(t) = self.topology {
             spec.topology = t;
         }
+        spec.tls = self.tls;
         let (placement, warnings) = super::placement(&spec.placement, &self.placement)?;
         if placement.client_cpus.is_some() && spec.engine == EngineKind::ValkeyBenchmark {
             return Err(UsageError(

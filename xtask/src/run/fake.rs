@@ -144,7 +144,7 @@ impl Server for FakeServer {
 
     fn monitor(&self) -> Monitor {
         self.log.push(format!("monitor#{}", self.n));
-        Monitor::start(Vec::new())
+        Monitor::start(Vec::new(), None)
     }
 }
 
@@ -199,5 +199,6 @@ pub fn context<'a>(
         base_port: 1,
         shutdown,
         servers,
+        tls: None,
     }
 }

@@ -17,6 +17,7 @@ use bench_core::client::Client;
 use bench_core::cluster::ClusterClient;
 use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::info::Info;
+use bench_core::net::TlsMode;
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 
@@ -40,6 +41,8 @@ pub struct CaseContext<'a> {
     pub shutdown: &'a Shutdown,
     /// Where the case's servers come from.
     pub servers: &'a dyn Servers,
+    /// The servers speak TLS only (a CA and certificates made for each deployment).
+    pub tls: Option<TlsMode>,
 }
 
 impl CaseContext<'_> {
@@ -48,6 +51,7 @@ impl CaseContext<'_> {
     pub fn deploy(&self, options: instances::Options) -> anyhow::Result<Box<dyn Server>> {
         let options = instances::Options {
             base_port: self.base_port,
+            tls: instances::tls_material(self.tls)?,
             ..options
         };
         self.servers.start(self.binaries, &options, self.shutdown)
@@ -137,6 +141,7 @@ impl Deployed {
     fn cluster_client(&self) -> anyhow::Result<ClusterClient> {
         Ok(ClusterClient::connect(
             self.deployment.primary().addr,
+            self.deployment.target.tls.as_ref(),
             Duration::from_secs(10),
         )?)
     }
@@ -251,6 +256,7 @@ impl Server for Deployed {
                 .into_iter()
                 .zip(nodes.iter().map(|n| n.instance.addr))
                 .collect(),
+            self.deployment.target.tls.as_ref(),
         )
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bench_core::client::Client;
 use bench_core::info::Info;
+use bench_core::net::Tls;
 use bench_core::result::{CommandStat, HostSample, MonitorSample, ServerSample};
 
 const PERIOD: Duration = Duration::from_secs(1);
@@ -27,11 +28,11 @@ impl Monitor {
     /// Starts sampling `servers` (role, address). Its connections are open and its first
     /// sample is taken when this returns, so what a caller does next is never racing the
     /// monitor for a client slot, and the first sample precedes it.
-    pub fn start(servers: Vec<(String, SocketAddr)>) -> Monitor {
+    pub fn start(servers: Vec<(String, SocketAddr)>, tls: Option<&Tls>) -> Monitor {
         let mut clients: Vec<(String, SocketAddr, Option<Client>)> = servers
             .into_iter()
             .map(|(role, addr)| {
-                let client = Client::connect(addr, Duration::from_secs(2)).ok();
+                let client = Client::connect(addr, tls, Duration::from_secs(2)).ok();
                 (role, addr, client)
             })
             .collect();

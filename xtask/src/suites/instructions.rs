@@ -276,7 +276,8 @@ impl Counter {
         // case's) freed, before the count starts; it closes after the dump. Nothing but
         // the requests is counted.
         let mut connection =
-            stream::connect(server.target().primary()).context("connecting the stream")?;
+            stream::connect(server.target().primary(), server.target().tls.as_ref())
+                .context("connecting the stream")?;
         connections_settle_at(&mut control, 2)?;
         let pid = server.pid();
         callgrind_control("--instr=on", pid, &self.vgdb_prefix, ctx.shutdown)?;

@@ -75,7 +75,11 @@ fn warm_up_keys(case: &MemCase, target: &bench_core::engine::Target) -> anyhow::
     if target.cluster.is_none() {
         return Ok(vec![0]);
     }
-    let map = SlotMap::discover(&mut Client::connect(target.primary(), CONTROL_TIMEOUT)?)?;
+    let map = SlotMap::discover(&mut Client::connect(
+        target.primary(),
+        target.tls.as_ref(),
+        CONTROL_TIMEOUT,
+    )?)?;
     let mut keys = Vec::new();
     for shard in 0..map.shards.len() {
         let index = (0..1_000_000u64)
@@ -137,16 +141,24 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
     let mut readers: Vec<Client> = target
         .endpoints
         .iter()
-        .map(|&addr| Client::connect(addr, CONTROL_TIMEOUT))
+        .map(|&addr| Client::connect(addr, target.tls.as_ref(), CONTROL_TIMEOUT))
         .collect::<Result<_, _>>()?;
     let (mut cluster, mut single) = match target.cluster {
         Some(_) => (
-            Some(ClusterClient::connect(target.primary(), CONTROL_TIMEOUT)?),
+            Some(ClusterClient::connect(
+                target.primary(),
+                target.tls.as_ref(),
+                CONTROL_TIMEOUT,
+            )?),
             None,
         ),
         None => (
             None,
-            Some(Client::connect(target.primary(), CONTROL_TIMEOUT)?),
+            Some(Client::connect(
+                target.primary(),
+                target.tls.as_ref(),
+                CONTROL_TIMEOUT,
+            )?),
         ),
     };
     let mut plain = single.as_mut().map(Single::new);
@@ -229,6 +241,7 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
             expiry: case.expiry,
             server_config: case.server_config.clone(),
             topology: case.topology,
+            tls: case.tls,
         },
         metrics: MemMetrics {
             user_bytes_per_item: user,

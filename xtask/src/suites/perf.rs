@@ -254,6 +254,7 @@ pub fn measured_run(
             server_config: case.server_config.clone(),
             topology: case.topology,
             placement: case.placement.clone(),
+            tls: case.tls,
         },
         metrics: Metrics {
             ops_per_sec: m.ops_per_sec,

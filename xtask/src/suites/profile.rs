@@ -328,6 +328,7 @@ impl Load {
                 tag_multi_key: false,
             }),
             cpus: Vec::new(),
+            tls: target.tls.clone(),
         };
         // Its own stop handle, tripped by ours: the load ends with the run either way.
         let stop = Shutdown::new();

@@ -40,6 +40,9 @@ pub struct Trial {
     pub cpu_us_per_request: f64,
     pub user_us_per_request: f64,
     pub system_us_per_request: f64,
+    /// The server's CPU per request (side-by-side modes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_us_per_request: Option<f64>,
 }
 
 /// Runs `rounds` rounds per pipeline depth, each engine once per round (`ctx.engine` is
@@ -128,6 +131,7 @@ fn trial(
         cpu_us_per_request: per_request(cpu.total()),
         user_us_per_request: per_request(cpu.user),
         system_us_per_request: per_request(cpu.system),
+        server_us_per_request: None,
     })
 }
 
@@ -188,29 +192,26 @@ pub fn summarize(trials: &[Trial]) -> Vec<Summary> {
     out
 }
 
-/// What cluster mode costs the generator: the native engine in standalone mode on one
-/// server, in cluster mode on a one-shard cluster (the same load on one server: routing,
-/// kept request bytes, the redirect bookkeeping are the difference), and in cluster mode
-/// on a three-shard cluster (the same requests spread over three nodes: each connection's
-/// window is split over three sockets, so its sends carry fewer requests each). Rounds
-/// rotate which goes first; trials of one round run back to back.
-pub fn cluster_cost(
-    standalone: &CaseContext<'_>,
-    one_shard: &CaseContext<'_>,
-    three_shards: &CaseContext<'_>,
+/// What a way of deploying costs per request, side by side with another: the native
+/// engine, the same GET load, on each `(name, context)`'s server (every one up and
+/// preloaded before the first trial, all stopped at the end). Rounds rotate which goes
+/// first; trials of one round run back to back. Each trial's server CPU is the INFO
+/// `used_cpu_user + used_cpu_sys` delta over it (summed over a cluster's primaries).
+///
+/// `selfbench --cluster`: standalone, a one-shard cluster (the same load on one server:
+/// routing, kept request bytes, the redirect bookkeeping are the difference) and a
+/// three-shard cluster (each connection's window split over three sockets, so its sends
+/// carry fewer requests each). `selfbench --tls`: one server over plain TCP and one over
+/// TLS, both from the TLS build.
+pub fn side_by_side(
+    modes: &[(&'static str, &CaseContext<'_>)],
     rounds: u32,
     requests: u64,
     progress: &mut dyn FnMut(String),
-) -> anyhow::Result<(Vec<Trial>, Vec<ClusterSummary>)> {
+) -> anyhow::Result<(Vec<Trial>, Vec<ModeSummary>)> {
     let native = NativeEngine;
-    let mut targets = Vec::new();
-    // Every server up and preloaded before the first trial; all stop at the end.
     let mut servers = Vec::new();
-    for (name, ctx) in [
-        ("standalone", standalone),
-        ("cluster:1x0", one_shard),
-        ("cluster:3x0", three_shards),
-    ] {
+    for &(name, ctx) in modes {
         let mut server = ctx.deploy(instances::Options::default())?;
         let preloaded = server.preload(&Preload::strings(engine::workload(&load(1, 0))))?;
         progress(format!(
@@ -218,64 +219,80 @@ pub fn cluster_cost(
             ctx.binaries.version,
             server.port()
         ));
-        targets.push((name, server.target()));
-        servers.push(server);
+        servers.push((name, server));
     }
+    let shutdown = modes[0].1.shutdown;
     let mut trials = Vec::new();
     for pipeline in [1u32, 16] {
         let load = load(pipeline, requests * if pipeline > 1 { 10 } else { 1 });
         for round in 1..=rounds {
-            let mut order: Vec<usize> = (0..targets.len()).collect();
-            order.rotate_left(round as usize % targets.len());
+            let mut order: Vec<usize> = (0..servers.len()).collect();
+            order.rotate_left(round as usize % servers.len());
             for i in order {
-                let (name, target) = &targets[i];
-                let mut t = trial(&native, target, &load, round, standalone.shutdown)?;
+                let (name, server) = &mut servers[i];
+                let target = server.target();
+                let before = server.info()?.cpu_seconds();
+                let mut t = trial(&native, &target, &load, round, shutdown)?;
+                let after = server.info()?.cpu_seconds();
                 t.engine = name;
+                t.server_us_per_request = before
+                    .zip(after)
+                    .map(|(b, a)| (a - b) * 1e6 / t.requests.max(1) as f64);
                 progress(format!(
-                    "P{pipeline} round {round} {name:<12} {:>12.0} ops/s {:>6.3} µs CPU/request (user {:.3}, system {:.3})",
+                    "P{pipeline} round {round} {name:<12} {:>12.0} ops/s {:>6.3} µs client CPU/request (user {:.3}, system {:.3}), server {}",
                     t.ops_per_sec,
                     t.cpu_us_per_request,
                     t.user_us_per_request,
-                    t.system_us_per_request
+                    t.system_us_per_request,
+                    t.server_us_per_request
+                        .map_or("?".to_string(), |s| format!("{s:.3} µs/request")),
                 ));
                 trials.push(t);
             }
         }
     }
     drop(servers);
-    let summary = [1, 16]
-        .into_iter()
-        .map(|pipeline| {
-            let of = |mode: &str| {
-                let v: Vec<f64> = trials
-                    .iter()
-                    .filter(|t| t.pipeline == pipeline && t.engine == mode)
-                    .map(|t| t.cpu_us_per_request)
-                    .collect();
-                median(&v).unwrap_or(f64::NAN)
-            };
-            let (standalone, one, three) = (of("standalone"), of("cluster:1x0"), of("cluster:3x0"));
-            ClusterSummary {
+    let mut summary = Vec::new();
+    for pipeline in [1, 16] {
+        let of = |mode: &str, f: fn(&Trial) -> Option<f64>| {
+            let v: Vec<f64> = trials
+                .iter()
+                .filter(|t| t.pipeline == pipeline && t.engine == mode)
+                .filter_map(f)
+                .collect();
+            median(&v).unwrap_or(f64::NAN)
+        };
+        let client = |t: &Trial| Some(t.cpu_us_per_request);
+        let (base_client, base_server) = (
+            of(modes[0].0, client),
+            of(modes[0].0, |t| t.server_us_per_request),
+        );
+        for &(mode, _) in modes {
+            let (client_cpu, server_cpu) =
+                (of(mode, client), of(mode, |t| t.server_us_per_request));
+            summary.push(ModeSummary {
                 pipeline,
-                standalone_cpu: standalone,
-                one_shard_cpu: one,
-                one_shard_ratio: one / standalone,
-                three_shards_cpu: three,
-                three_shards_ratio: three / standalone,
-            }
-        })
-        .collect();
+                mode,
+                ops_per_sec: of(mode, |t| Some(t.ops_per_sec)),
+                client_cpu,
+                client_ratio: client_cpu / base_client,
+                server_cpu,
+                server_ratio: server_cpu / base_server,
+            });
+        }
+    }
     Ok((trials, summary))
 }
 
-/// Medians of the generator's CPU per request in each mode, µs, and the ratios to
-/// standalone.
+/// Medians over the rounds of one mode at one pipeline depth, µs per request, and the
+/// ratios to the first mode's.
 #[derive(Debug, Serialize)]
-pub struct ClusterSummary {
+pub struct ModeSummary {
     pub pipeline: u32,
-    pub standalone_cpu: f64,
-    pub one_shard_cpu: f64,
-    pub one_shard_ratio: f64,
-    pub three_shards_cpu: f64,
-    pub three_shards_ratio: f64,
+    pub mode: &'static str,
+    pub ops_per_sec: f64,
+    pub client_cpu: f64,
+    pub client_ratio: f64,
+    pub server_cpu: f64,
+    pub server_ratio: f64,
 }

@@ -80,7 +80,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
             .enumerate()
             .map(|(i, r)| (format!("replica{}", i + 1), r.addr)),
     );
-    let monitor = Monitor::start(watched);
+    let monitor = Monitor::start(watched, None);
     let syncs: Vec<_> = replicas
         .iter()
         .map(|r| {
@@ -197,7 +197,7 @@ fn full_sync(
     timeout: Duration,
     shutdown: &Shutdown,
 ) -> anyhow::Result<f64> {
-    let mut client = Client::connect(replica, Duration::from_secs(10))?;
+    let mut client = Client::connect(replica, None, Duration::from_secs(10))?;
     let port = primary_port.to_string();
     let sent = Instant::now();
     client.call(&["REPLICAOF", "127.0.0.1", port.as_str()])?;
@@ -256,6 +256,7 @@ fn write_load(primary: SocketAddr, stop: &Shutdown) {
         warmup: Duration::ZERO,
         cluster: None,
         cpus: Vec::new(),
+        tls: None,
     };
     let _ = loadgen::run(&[primary], &spec, &options, stop, |_| {});
 }

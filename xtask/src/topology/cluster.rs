@@ -96,7 +96,8 @@ impl Topology for Cluster {
             .map(|n| n.instance.addr)
             .collect();
         let deployment = Deployment {
-            target: Target::cluster(primaries, self.read_from),
+            target: Target::cluster(primaries, self.read_from)
+                .with_tls(nodes[0].instance.tls.clone()),
             nodes,
         };
         self.create(&deployment, shutdown)

@@ -68,7 +68,8 @@ impl Topology for ReplicationGroup {
         });
         let primary = nodes.next().expect("started replicas + 1 servers");
         let deployment = Deployment {
-            target: Target::standalone(primary.instance.addr),
+            target: Target::standalone(primary.instance.addr)
+                .with_tls(primary.instance.tls.clone()),
             nodes: std::iter::once(primary).chain(nodes).collect(),
         };
         if self.attach {

@@ -27,7 +27,7 @@ impl Topology for Standalone {
     ) -> anyhow::Result<Deployment> {
         let instance = host.start_servers(server, 1, options, shutdown)?.remove(0);
         Ok(Deployment {
-            target: Target::standalone(instance.addr),
+            target: Target::standalone(instance.addr).with_tls(instance.tls.clone()),
             nodes: vec![Node {
                 role: Role::Primary,
                 shard: 0,
