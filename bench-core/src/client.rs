@@ -39,15 +39,13 @@ impl Value {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{addr}: {source}")]
-    Io { addr: SocketAddr, source: io::Error },
+    // `why` is in the message and not a `source`, so an error chain prints it once.
+    #[error("{addr}: {why}")]
+    Io { addr: SocketAddr, why: io::Error },
     #[error("{addr}: server closed the connection{}", closed_hint(.first_reply))]
     Closed { addr: SocketAddr, first_reply: bool },
-    #[error("{addr}: {source}")]
-    Protocol {
-        addr: SocketAddr,
-        source: ParseError,
-    },
+    #[error("{addr}: {why}")]
+    Protocol { addr: SocketAddr, why: ParseError },
     #[error("{addr}: `{command}` replied with error: {message}")]
     Server {
         addr: SocketAddr,
@@ -80,8 +78,8 @@ impl Client {
         tls: Option<&Tls>,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
-        let stream = Stream::connect(addr, tls, timeout)
-            .map_err(|source| ClientError::Io { addr, source })?;
+        let stream =
+            Stream::connect(addr, tls, timeout).map_err(|why| ClientError::Io { addr, why })?;
         Ok(Client {
             addr,
             stream,
@@ -140,7 +138,7 @@ impl Client {
     /// Sends every queued command and reads exactly `count` replies, in order.
     pub fn flush_and_read(&mut self, count: usize) -> Result<Vec<Value>, ClientError> {
         let addr = self.addr;
-        let io = |source| ClientError::Io { addr, source };
+        let io = |why| ClientError::Io { addr, why };
         self.stream.write_all(&self.write_buf).map_err(io)?;
         self.write_buf.clear();
         let mut replies = Vec::with_capacity(count);
@@ -156,7 +154,7 @@ impl Client {
                     pos = 0;
                     self.fill()?;
                 }
-                Err(source) => return Err(ClientError::Protocol { addr, source }),
+                Err(why) => return Err(ClientError::Protocol { addr, why }),
             }
         }
         self.read_buf.drain(..pos);
@@ -172,7 +170,12 @@ impl Client {
             Ok(n) => n,
             // A server closing with our request unread resets the connection.
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset && first_reply => 0,
-            Err(source) => return Err(ClientError::Io { addr, source }),
+            Err(why) => {
+                return Err(ClientError::Io {
+                    addr,
+                    why: crate::net::explain(why),
+                });
+            }
         };
         if n == 0 {
             return Err(ClientError::Closed { addr, first_reply });

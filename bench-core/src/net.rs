@@ -182,18 +182,50 @@ fn ip(addr: SocketAddr) -> IpAddr {
     }
 }
 
+/// What most likely caused a TLS error rustls reports (in an `io::Error`), if it is one.
+fn tls_hint(e: &io::Error) -> Option<&'static str> {
+    use rustls::{AlertDescription as Alert, Error as E};
+    let inner = e.get_ref()?.downcast_ref::<E>()?;
+    Some(match inner {
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            " (the server did not answer in TLS: is this a plain-TCP port?)"
+        }
+        E::InvalidCertificate(_) => {
+            " (the server's certificate does not chain to the CA given, or names another host)"
+        }
+        E::AlertReceived(
+            Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::HandshakeFailure,
+        ) => {
+            " (the server refused our client certificate, or wanted one: with tls-auth-clients \
+             it needs one signed by its CA)"
+        }
+        _ => return None,
+    })
+}
+
+/// A TLS error after the handshake, with its likely cause (a TLS 1.3 server checks a
+/// client certificate after the client's side of the handshake is done, so a refused one
+/// shows at the first read); other errors as they are.
+pub fn explain(e: io::Error) -> io::Error {
+    match tls_hint(&e) {
+        Some(hint) => io::Error::new(e.kind(), format!("TLS: {e}{hint}")),
+        None => e,
+    }
+}
+
 /// A handshake's failure, with what most likely caused it.
 fn handshake_error(e: io::Error) -> io::Error {
-    let text = e.to_string();
     let hint = if matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     ) {
-        " (no TLS answer: is this a plain-TCP port?)"
-    } else if text.contains("corrupt message") || text.contains("InvalidContentType") {
-        " (the server did not answer in TLS: is this a plain-TCP port?)"
-    } else if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
-        " (the server's certificate does not chain to the CA given, or names another host)"
+        " (no TLS answer within the deadline: is this a plain-TCP port, or the server stalled?)"
+    } else if let Some(hint) = tls_hint(&e) {
+        hint
     } else if e.kind() == io::ErrorKind::UnexpectedEof {
         " (the server closed the connection during the handshake)"
     } else {
@@ -203,7 +235,7 @@ fn handshake_error(e: io::Error) -> io::Error {
         io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut,
         kind => kind,
     };
-    io::Error::new(kind, format!("TLS handshake failed: {text}{hint}"))
+    io::Error::new(kind, format!("TLS handshake failed: {e}{hint}"))
 }
 
 /// A blocking connection: plain, or TLS with its handshake done.
@@ -333,13 +365,16 @@ impl Wire {
         }
     }
 
-    /// Reads what is there into `buf`'s spare capacity (at least one byte's worth must be
-    /// spare): `Ready(Ok(0))` is the end of the stream.
+    /// Reads what is there into `buf`'s spare capacity (grown if it has none):
+    /// `Ready(Ok(0))` is the end of the stream.
     pub fn poll_read_into(
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut Vec<u8>,
     ) -> Poll<io::Result<usize>> {
+        if buf.capacity() == buf.len() {
+            buf.reserve(16 * 1024);
+        }
         let spare = buf.spare_capacity_mut();
         let start = spare.as_ptr();
         let mut read = ReadBuf::uninit(spare);
@@ -461,12 +496,25 @@ mod tests {
         assert!(timeout.to_string().contains("plain-TCP port"), "{timeout}");
         let issuer = handshake_error(io::Error::new(
             io::ErrorKind::InvalidData,
-            "invalid peer certificate: UnknownIssuer",
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         ));
         assert!(
             issuer.to_string().contains("does not chain to the CA"),
             "{issuer}"
         );
+        // The same text from elsewhere is no rustls error: no hint.
+        let text = handshake_error(io::Error::other("invalid peer certificate"));
+        assert!(!text.to_string().contains("chain"), "{text}");
+        let refused = explain(io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
+        ));
+        assert!(
+            refused.to_string().contains("client certificate"),
+            "{refused}"
+        );
+        let plain = explain(io::ErrorKind::ConnectionReset.into());
+        assert_eq!(plain.kind(), io::ErrorKind::ConnectionReset);
     }
 
     #[test]

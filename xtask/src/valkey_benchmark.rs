@@ -142,6 +142,13 @@ impl Engine for ValkeyBenchmark {
             engine: "valkey-benchmark",
             message,
         };
+        if target.tls.as_ref().is_some_and(|t| t.files().is_none()) {
+            return Err(failed(
+                "the servers speak TLS and valkey-benchmark reads its certificates from \
+                 files, which this TLS configuration has none of"
+                    .into(),
+            ));
+        }
         let mut cmd = process::command(&self.path);
         cmd.args(self.args(addr, load));
         cmd.args(target_args(target));

@@ -31,7 +31,6 @@ pub fn template(command: Command) -> &'static str {
     }
 }
 
-/// The workload of a perf load: one command, uniform keys, fixed value size, seed 1.
 /// `loadgen`'s TLS flags for `tls` (its files; a configuration without files is named by a
 /// placeholder, as it cannot be repeated from the command line).
 pub fn tls_flags(tls: &crate::net::Tls) -> Vec<String> {
@@ -50,6 +49,7 @@ pub fn tls_flags(tls: &crate::net::Tls) -> Vec<String> {
     argv
 }
 
+/// The workload of a perf load: one command, uniform keys, fixed value size, seed 1.
 pub fn workload(load: &Load) -> WorkloadSpec {
     WorkloadSpec {
         name: load.command.name().to_string(),

@@ -18,8 +18,25 @@ use crate::workload::STAMP_DIGITS;
 /// How long subscribers keep reading after the last publisher stops.
 const LINGER: Duration = Duration::from_millis(200);
 
-/// Subscribes `stream` to channels `0..channels` and waits for every confirmation.
+/// Subscribes `stream` to channels `0..channels` and waits for every confirmation, within
+/// the setup deadline.
 pub(super) async fn subscribe(
+    stream: &mut Wire,
+    prefix: &str,
+    digits: usize,
+    channels: u64,
+) -> std::io::Result<()> {
+    let deadline = super::wiring::SETUP_TIMEOUT;
+    match tokio::time::timeout(deadline, subscribe_now(stream, prefix, digits, channels)).await {
+        Ok(done) => done.map_err(crate::net::explain),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("SUBSCRIBE not confirmed within {deadline:?}"),
+        )),
+    }
+}
+
+async fn subscribe_now(
     stream: &mut Wire,
     prefix: &str,
     digits: usize,

@@ -106,8 +106,27 @@ pub(super) async fn ping(stream: &mut crate::net::Wire) -> std::io::Result<()> {
     exchange(stream, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n", "PING").await
 }
 
-/// Sends `request` and reads a reply of exactly `expected`'s length, which must be it.
+/// How long a new connection's first exchange (PING, READONLY, SUBSCRIBE) may take.
+pub(super) const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends `request` and reads a reply of exactly `expected`'s length, which must be it,
+/// within [`SETUP_TIMEOUT`].
 async fn exchange(
+    stream: &mut crate::net::Wire,
+    request: &[u8],
+    expected: &[u8],
+    name: &str,
+) -> std::io::Result<()> {
+    match tokio::time::timeout(SETUP_TIMEOUT, exchange_now(stream, request, expected, name)).await {
+        Ok(done) => done.map_err(crate::net::explain),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no reply to {name} within {SETUP_TIMEOUT:?}"),
+        )),
+    }
+}
+
+async fn exchange_now(
     stream: &mut crate::net::Wire,
     request: &[u8],
     expected: &[u8],

@@ -32,7 +32,11 @@ impl Monitor {
         let mut clients: Vec<(String, SocketAddr, Option<Client>)> = servers
             .into_iter()
             .map(|(role, addr)| {
-                let client = Client::connect(addr, tls, Duration::from_secs(2)).ok();
+                let client = Client::connect(addr, tls, Duration::from_secs(2))
+                    .inspect_err(|e| {
+                        eprintln!("warning: the monitor cannot connect to {role}: {e}; its samples will be missing")
+                    })
+                    .ok();
                 (role, addr, client)
             })
             .collect();
