@@ -186,6 +186,9 @@ pub(crate) struct Plan {
     expected_len: Vec<Option<usize>>,
     /// Per template, how cluster mode routes it, and whether it only reads.
     routes: Vec<wiring::Route>,
+    /// Cluster mode, per template with a drawn route over a small keyspace: each key
+    /// index's slot (`Route::slot_table`).
+    slot_tables: Vec<Option<Box<[u16]>>>,
     read_only: Vec<bool>,
     seed: u64,
     pipeline: usize,
@@ -400,6 +403,14 @@ pub fn run(
             routes: templates
                 .iter()
                 .map(|t| wiring::Route::of(t, spec.keyspace))
+                .collect(),
+            slot_tables: templates
+                .iter()
+                .map(|t| {
+                    options
+                        .cluster
+                        .and_then(|_| wiring::Route::of(t, spec.keyspace).slot_table(spec.keyspace))
+                })
                 .collect(),
             read_only: templates
                 .iter()

@@ -153,8 +153,12 @@ impl SelfbenchCmd {
         modes: &[(&'static str, &CaseContext<'_>)],
         ratio: &str,
     ) -> anyhow::Result<()> {
+        let placement = apart(&crate::host::machine());
+        if let (Some(server), Some(client)) = (&placement.server_cpus, &placement.client_cpus) {
+            eprintln!("servers on CPU {server}, the generator on CPU {client}");
+        }
         let (trials, summary) =
-            selfbench::side_by_side(modes, self.rounds, self.requests, &mut |line| {
+            selfbench::side_by_side(modes, &placement, self.rounds, self.requests, &mut |line| {
                 eprintln!("{line}")
             })?;
         if self.json {
@@ -184,5 +188,22 @@ impl SelfbenchCmd {
             self.rounds
         );
         Ok(())
+    }
+}
+
+/// Servers on the last CPU this process may use, the generator on the first (unpinned on
+/// one CPU).
+fn apart(machine: &bench_core::placement::Machine) -> bench_core::placement::Placement {
+    use bench_core::placement::{CpuList, Placement};
+    let (Some(&first), Some(&last)) = (machine.allowed.first(), machine.allowed.last()) else {
+        return Placement::default();
+    };
+    if first == last {
+        return Placement::default();
+    }
+    let one = |cpu| Some(CpuList([cpu].into_iter().collect()));
+    Placement {
+        server_cpus: one(last),
+        client_cpus: one(first),
     }
 }

@@ -17,6 +17,7 @@ use bench_core::engine::{Engine, Load, Target};
 use bench_core::loadgen::CpuTime;
 use bench_core::loadgen::engine::{self, NativeEngine};
 use bench_core::loadgen::floor::FloorEngine;
+use bench_core::placement::Placement;
 use bench_core::shutdown::Shutdown;
 use bench_core::stats::median;
 use serde::Serialize;
@@ -203,8 +204,14 @@ pub fn summarize(trials: &[Trial]) -> Vec<Summary> {
 /// three-shard cluster (each connection's window split over three sockets, so its sends
 /// carry fewer requests each). `selfbench --tls`: one server over plain TCP and one over
 /// TLS, both from the TLS build.
+///
+/// With `placement` pinned, servers and client run on their own CPUs: unpinned, where
+/// the scheduler puts them moves the client's kernel cost (a sender whose receiver runs
+/// on the other core allocates its socket buffers from cold slabs), which changed a
+/// cluster-against-standalone ratio from run to run by more than the difference measured.
 pub fn side_by_side(
     modes: &[(&'static str, &CaseContext<'_>)],
+    placement: &Placement,
     rounds: u32,
     requests: u64,
     progress: &mut dyn FnMut(String),
@@ -212,7 +219,10 @@ pub fn side_by_side(
     let native = NativeEngine;
     let mut servers = Vec::new();
     for &(name, ctx) in modes {
-        let mut server = ctx.deploy(instances::Options::default())?;
+        let mut server = ctx.deploy(instances::Options {
+            config: placement.server_config().into_iter().collect(),
+            ..Default::default()
+        })?;
         let preloaded = server.preload(&Preload::strings(engine::workload(&load(1, 0))))?;
         progress(format!(
             "{name}: Valkey {} from :{}, {preloaded} keys of {VALUE_SIZE} B",
@@ -224,7 +234,14 @@ pub fn side_by_side(
     let shutdown = modes[0].1.shutdown;
     let mut trials = Vec::new();
     for pipeline in [1u32, 16] {
-        let load = load(pipeline, requests * if pipeline > 1 { 10 } else { 1 });
+        let load = Load {
+            client_cpus: placement
+                .client_cpus
+                .as_ref()
+                .map(|c| c.ids().collect())
+                .unwrap_or_default(),
+            ..load(pipeline, requests * if pipeline > 1 { 10 } else { 1 })
+        };
         for round in 1..=rounds {
             let mut order: Vec<usize> = (0..servers.len()).collect();
             order.rotate_left(round as usize % servers.len());
