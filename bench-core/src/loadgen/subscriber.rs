@@ -26,14 +26,8 @@ pub(super) async fn subscribe(
     digits: usize,
     channels: u64,
 ) -> std::io::Result<()> {
-    let deadline = super::wiring::SETUP_TIMEOUT;
-    match tokio::time::timeout(deadline, subscribe_now(stream, prefix, digits, channels)).await {
-        Ok(done) => done.map_err(crate::net::explain),
-        Err(_) => Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            format!("SUBSCRIBE not confirmed within {deadline:?}"),
-        )),
-    }
+    let setup = subscribe_now(stream, prefix, digits, channels);
+    super::wiring::within_setup("SUBSCRIBE", setup).await
 }
 
 async fn subscribe_now(

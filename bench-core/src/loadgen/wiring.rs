@@ -107,7 +107,7 @@ pub(super) async fn ping(stream: &mut crate::net::Wire) -> std::io::Result<()> {
 }
 
 /// How long a new connection's first exchange (PING, READONLY, SUBSCRIBE) may take.
-pub(super) const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sends `request` and reads a reply of exactly `expected`'s length, which must be it,
 /// within [`SETUP_TIMEOUT`].
@@ -117,11 +117,20 @@ async fn exchange(
     expected: &[u8],
     name: &str,
 ) -> std::io::Result<()> {
-    match tokio::time::timeout(SETUP_TIMEOUT, exchange_now(stream, request, expected, name)).await {
+    within_setup(name, exchange_now(stream, request, expected, name)).await
+}
+
+/// `setup` within [`SETUP_TIMEOUT`], its TLS errors explained; `what` names it if it is
+/// late.
+pub(super) async fn within_setup<T>(
+    what: &str,
+    setup: impl std::future::Future<Output = std::io::Result<T>>,
+) -> std::io::Result<T> {
+    match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
         Ok(done) => done.map_err(crate::net::explain),
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("no reply to {name} within {SETUP_TIMEOUT:?}"),
+            format!("no reply to {what} within {SETUP_TIMEOUT:?}"),
         )),
     }
 }
