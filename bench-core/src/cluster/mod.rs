@@ -102,6 +102,80 @@ impl SlotPrefix {
     }
 }
 
+/// The slots of keys made of a hashed prefix and the last `width` decimal digits of an
+/// index, without writing the digits: the generator's per-request slot.
+///
+/// CRC16 (XMODEM: initial value 0, no final xor) is linear over GF(2), and the digit `d` is
+/// the byte `b'0' ^ d`, so a key's CRC is the CRC of the key with every digit `0`, xor one
+/// term per digit that depends only on the digit and its position. Terms are tabled per
+/// group of three digits (1000 values, 2 KiB a group), so a keyspace of up to 10^6 keys
+/// takes two divisions, two loads and no loop: about 20 instructions a request under
+/// callgrind. Tables per pair of digits (200 bytes each, three loads) measured 1.22-1.26x
+/// standalone's user time against 1.05 for these, and the per-index table they replaced
+/// (512 KiB for 2^18 keys) missed the cache on nearly every request.
+#[derive(Clone, Debug)]
+pub struct DigitSlots {
+    /// The CRC of the key whose digits are all `0`.
+    base: u16,
+    /// The terms of the last three digits' values, and of the three before (zero past
+    /// the width).
+    low: [u16; 1000],
+    mid: [u16; 1000],
+    /// The terms of each further group of three digits, from the right.
+    high: Box<[[u16; 1000]]>,
+}
+
+impl DigitSlots {
+    /// `None` for a prefix with a hash tag (every key has its slot); `width` is capped at
+    /// 20, a u64's digits.
+    pub fn new(prefix: SlotPrefix, width: usize) -> Option<DigitSlots> {
+        let SlotPrefix::Hashed(crc) = prefix else {
+            return None;
+        };
+        let width = width.min(20);
+        // The term of digit value `d` with `after` digits to its right: the CRC of the
+        // byte `d` then `after` zero bytes (leading zero bytes leave a CRC at 0).
+        let term = |d: usize, after: usize| {
+            let mut message = [0u8; 20];
+            message[0] = d as u8;
+            crc16(&message[..=after])
+        };
+        let group = |group: usize| {
+            let mut terms = [0u16; 1000];
+            for (value, t) in terms.iter_mut().enumerate() {
+                let digits = [value % 10, value / 10 % 10, value / 100];
+                // The last group may be short: a digit past the width is not the key's.
+                for (i, d) in digits.into_iter().enumerate() {
+                    if 3 * group + i < width {
+                        *t ^= term(d, 3 * group + i);
+                    }
+                }
+            }
+            terms
+        };
+        Some(DigitSlots {
+            base: crc16_update(crc, &[b'0'; 20][..width]),
+            low: group(0),
+            mid: group(1),
+            high: (2..width.div_ceil(3)).map(group).collect(),
+        })
+    }
+
+    /// The slot of the key whose digits are `index`'s last `width`.
+    #[inline]
+    pub fn slot(&self, index: u64) -> u16 {
+        let mut crc = self.base
+            ^ self.low[(index % 1000) as usize]
+            ^ self.mid[(index / 1000 % 1000) as usize];
+        let mut n = index / 1_000_000;
+        for terms in &self.high {
+            crc ^= terms[(n % 1000) as usize];
+            n /= 1000;
+        }
+        crc & (SLOTS as u16 - 1)
+    }
+}
+
 /// Whether a command (upper case) only reads, so `--read-from replicas` may send it to a
 /// replica. Anything not listed goes to the primary.
 pub fn is_read_only(name: &str) -> bool {
@@ -211,6 +285,28 @@ mod tests {
         let tagged = SlotPrefix::new(b"{c7}key:");
         assert!(tagged.is_fixed());
         assert_eq!(tagged.slot(b"123"), key_slot(b"{c7}key:123"));
+    }
+    #[test]
+    fn digit_slots_are_the_slots_of_the_keys_written_out() {
+        for (prefix, width) in [
+            (&b"key:"[..], 1),
+            (b"key:0000", 8),
+            (b"m", 5),
+            (b"m", 6),
+            (b"", 20),
+        ] {
+            let hashed = SlotPrefix::new(prefix);
+            let slots = DigitSlots::new(hashed, width).unwrap();
+            let mut indexes: Vec<u64> = (0..2_000).collect();
+            // Beyond the width: only the last `width` digits are part of the key.
+            indexes.extend([9_999_999, 123_456_789_012, u64::MAX]);
+            for index in indexes {
+                let digits = format!("{index:020}");
+                let key = [prefix, &digits.as_bytes()[20 - width..]].concat();
+                assert_eq!(slots.slot(index), key_slot(&key), "{key:?}");
+            }
+        }
+        assert!(DigitSlots::new(SlotPrefix::new(b"{tag}k"), 6).is_none());
     }
     #[test]
     fn redirects_parse_and_other_errors_do_not() {

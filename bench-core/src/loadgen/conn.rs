@@ -15,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use rand::Rng;
 use tokio::io::AsyncReadExt;
 
@@ -90,8 +89,8 @@ pub(super) struct Link {
     rbuf: Vec<u8>,
     /// Resumes a reply that arrived in part (a large LRANGE over many reads).
     scanner: resp::Scanner,
-    /// Cluster mode: this node's measured replies.
-    latency: Option<Histogram<u64>>,
+    /// Cluster mode: this node's histogram in `WorkerStats::nodes`.
+    node: Option<usize>,
 }
 
 impl Link {
@@ -107,7 +106,7 @@ impl Link {
         });
     }
 
-    pub fn new(addr: SocketAddr, stream: Wire, readonly: bool, per_node: bool) -> Link {
+    pub fn new(addr: SocketAddr, stream: Wire, readonly: bool, node: Option<usize>) -> Link {
         Link {
             addr,
             stream,
@@ -118,7 +117,7 @@ impl Link {
             acked: 0,
             rbuf: Vec::with_capacity(64 * 1024),
             scanner: resp::Scanner::default(),
-            latency: per_node.then(super::stats::new_histogram),
+            node,
         }
     }
 }
@@ -166,18 +165,6 @@ impl Connection {
     pub async fn run(mut self, start: Instant) {
         let shared = Arc::clone(&self.shared);
         self.drive(start).await;
-        let mut stats = self.stats.borrow_mut();
-        for link in &mut self.links {
-            if let Some(h) = link.latency.take() {
-                match stats.nodes.get_mut(&link.addr) {
-                    Some(all) => all.add(&h).expect("same bounds"),
-                    None => {
-                        stats.nodes.insert(link.addr, h);
-                    }
-                }
-            }
-        }
-        drop(stats);
         shared.publishers_left.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -187,17 +174,16 @@ impl Connection {
         self.routing.is_some()
     }
 
-    /// The link a request of template `t` goes to, and its first key when routing drew it
-    /// (its slot from `table` when the key is in it).
+    /// The link a request of template `t` goes to, and its first key when routing drew it.
     #[inline]
     fn route(
-        &mut self,
-        t: usize,
-        route: Route,
-        table: Option<&[u16]>,
+        routing: Option<&mut Routing>,
+        read_only: bool,
+        index: u32,
+        route: &Route,
         draw: &mut impl FnMut() -> u64,
     ) -> (usize, Option<u64>) {
-        let Some(routing) = &mut self.routing else {
+        let Some(routing) = routing else {
             return (0, None);
         };
         let (slot, first) = match route {
@@ -205,22 +191,18 @@ impl Connection {
                 routing.next = routing.next.wrapping_add(1);
                 return (routing.next % routing.primaries.max(1), None);
             }
-            Route::Slot(slot) => (slot, None),
-            Route::Drawn(prefix, width) => {
+            &Route::Slot(slot) => (slot, None),
+            Route::Drawn(slots) => {
                 let key = draw();
-                let slot = match table.and_then(|table| table.get(key as usize)) {
-                    Some(&slot) => slot,
-                    None => crate::workload::slot_of_index(prefix, key, usize::from(width)),
-                };
-                (slot, Some(key))
+                (slots.slot(key), Some(key))
             }
         };
-        let mut node = usize::from(routing.owners.slot[usize::from(slot)].get());
+        let mut node = usize::from(routing.owners.owner(slot));
         if routing.read_from == ReadFrom::Replicas
-            && self.plan.read_only[t]
+            && read_only
             && let Some(replicas) = routing.replicas_of.get(node).filter(|r| !r.is_empty())
         {
-            node = usize::from(replicas[self.index as usize % replicas.len()]);
+            node = usize::from(replicas[index as usize % replicas.len()]);
         }
         // An unowned slot, or a node another connection learned of and this one has no
         // link to yet: any link will do, its MOVED brings the link.
@@ -307,12 +289,17 @@ impl Connection {
                         break;
                     }
                     let t = plan.pick(&mut rng);
-                    let (route, table) = match &self.tagged[t] {
-                        Some(tagged) => (tagged.route, None),
-                        None => (plan.routes[t], plan.slot_tables[t].as_deref()),
+                    let route = match &self.tagged[t] {
+                        Some(tagged) => &tagged.route,
+                        None => &plan.routes[t],
                     };
-                    let (link, mut first) =
-                        self.route(t, route, table, &mut || keys.sample(&mut key_rng));
+                    let (link, mut first) = Connection::route(
+                        self.routing.as_mut(),
+                        plan.read_only[t],
+                        self.index,
+                        route,
+                        &mut || keys.sample(&mut key_rng),
+                    );
                     let mut key = || first.take().unwrap_or_else(|| keys.sample(&mut key_rng));
                     let (template, prepared) = match &self.tagged[t] {
                         Some(tagged) => (&tagged.template, tagged.prepared.as_ref()),
@@ -549,7 +536,7 @@ impl Connection {
                 Ok(r) => r,
                 Err(ParseError::Incomplete) => break,
                 Err(ParseError::Invalid { offset }) => {
-                    run.flush(&mut stats, link.latency.as_mut(), second);
+                    run.flush(&mut stats, link.node, second);
                     // The replies taken so far are answered; the caller reconnects and
                     // counts what is left in flight.
                     self.inflight -= answered;
@@ -583,7 +570,7 @@ impl Connection {
             if p.measured {
                 let us = (received_ns.saturating_sub(p.start_ns) / 1000).clamp(1, HIGHEST_US);
                 if run.count > 0 && (run.template, run.us) != (t, us) {
-                    run.flush(&mut stats, link.latency.as_mut(), second);
+                    run.flush(&mut stats, link.node, second);
                 }
                 run.template = t;
                 run.us = us;
@@ -614,7 +601,7 @@ impl Connection {
             }
             pos += used;
         }
-        run.flush(&mut stats, link.latency.as_mut(), second);
+        run.flush(&mut stats, link.node, second);
         drop(stats);
         self.inflight -= answered;
         if done > 0 {
@@ -666,7 +653,7 @@ impl Connection {
         };
         let node = routing.owners.node(redirect.to);
         if redirect.kind == RedirectKind::Moved {
-            routing.owners.slot[usize::from(redirect.slot)].set(node as u16);
+            routing.owners.set(redirect.slot, node as u16);
         }
         if routing.link_of.len() <= node {
             routing.link_of.resize(node + 1, u16::MAX);
@@ -676,9 +663,10 @@ impl Connection {
             Some(i) => i,
             None => match Wire::connect(redirect.to, self.shared.tls.as_ref()).await {
                 Ok(stream) => {
-                    let per_node = self.links[0].latency.is_some();
-                    self.links
-                        .push(Link::new(redirect.to, stream, false, per_node));
+                    let node = self.links[0]
+                        .node
+                        .map(|_| self.stats.borrow_mut().node(redirect.to));
+                    self.links.push(Link::new(redirect.to, stream, false, node));
                     self.links.len() - 1
                 }
                 Err(e) => {
@@ -767,12 +755,12 @@ struct Run {
 }
 
 impl Run {
-    fn flush(&mut self, stats: &mut WorkerStats, node: Option<&mut Histogram<u64>>, second: usize) {
+    fn flush(&mut self, stats: &mut WorkerStats, node: Option<usize>, second: usize) {
         if self.count == 0 {
             return;
         }
         if let Some(node) = node {
-            node.saturating_record_n(self.us, self.count);
+            stats.nodes[node].1.saturating_record_n(self.us, self.count);
         }
         stats.commands[self.template]
             .latency

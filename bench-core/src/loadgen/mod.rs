@@ -186,9 +186,6 @@ pub(crate) struct Plan {
     expected_len: Vec<Option<usize>>,
     /// Per template, how cluster mode routes it, and whether it only reads.
     routes: Vec<wiring::Route>,
-    /// Cluster mode, per template with a drawn route over a small keyspace: each key
-    /// index's slot (`Route::slot_table`).
-    slot_tables: Vec<Option<Box<[u16]>>>,
     read_only: Vec<bool>,
     seed: u64,
     pipeline: usize,
@@ -404,14 +401,6 @@ pub fn run(
                 .iter()
                 .map(|t| wiring::Route::of(t, spec.keyspace))
                 .collect(),
-            slot_tables: templates
-                .iter()
-                .map(|t| {
-                    options
-                        .cluster
-                        .and_then(|_| wiring::Route::of(t, spec.keyspace).slot_table(spec.keyspace))
-                })
-                .collect(),
             read_only: templates
                 .iter()
                 .map(|t| crate::cluster::is_read_only(&t.name))
@@ -590,7 +579,8 @@ fn worker_main(
                         .await
                         .map_err(|why| LoadgenError::Connect { addr, why })?;
                 }
-                links.push(conn::Link::new(addr, stream, readonly, per_node));
+                let node = per_node.then(|| stats.borrow_mut().node(addr));
+                links.push(conn::Link::new(addr, stream, readonly, node));
             }
             streams.push((index, links));
         }

@@ -1,5 +1,5 @@
 //! Cluster mode's wiring: the slot map read once per run, turned into the links every
-//! connection opens (primaries, then the replicas reads go to), the slot table a worker
+//! connection opens (primaries, then the replicas reads go to), the slot owners a worker
 //! thread's connections share, and how each template is routed.
 
 use std::cell::{Cell, RefCell};
@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::{ClusterOptions, LoadgenError};
-use crate::cluster::{SlotMap, SlotPrefix, key_slot};
+use crate::cluster::{DigitSlots, SLOTS, SlotMap, SlotPrefix, key_slot};
 use crate::topology::ReadFrom;
 use crate::workload::{KeyRoute, Prepared, Template};
 
@@ -197,19 +197,69 @@ async fn exchange_now(
 /// 59% of the cluster-mode generator's own time in one `perf record`), updated by
 /// whichever connection learns a MOVED.
 pub(crate) struct Owners {
-    /// Per slot, its owner's node id (`u16::MAX`: unowned).
-    pub slot: Box<[Cell<u16>]>,
+    /// Per block of [`BLOCK`] slots, the owner of all of them, or [`MIXED`] when they have
+    /// more than one (a MOVED split the block): 256 entries that stay in the L1 cache,
+    /// where the 32 KiB per-slot table missed it on every other request.
+    block: Box<[Cell<u16>; SLOTS / BLOCK]>,
+    /// Per slot, its owner's node id (`u16::MAX`: unowned), read for mixed blocks.
+    slot: Box<[Cell<u16>; SLOTS]>,
     /// Node ids: the run's links in order (primaries, then replicas), then nodes learned
     /// from redirects.
     pub nodes: RefCell<Vec<SocketAddr>>,
 }
 
+/// Slots per entry of [`Owners`]' block table.
+const BLOCK: usize = 64;
+/// A block whose slots have different owners.
+const MIXED: u16 = u16::MAX - 1;
+
 impl Owners {
     pub fn new(owner: &[u16], links: &[SocketAddr]) -> Owners {
+        let slot: Box<[Cell<u16>; SLOTS]> = owner
+            .iter()
+            .map(|&o| Cell::new(o))
+            .collect::<Box<[_]>>()
+            .try_into()
+            .expect("an owner per slot");
+        let block = slot
+            .chunks(BLOCK)
+            .map(|b| Cell::new(Owners::common(b)))
+            .collect::<Box<[_]>>()
+            .try_into()
+            .expect("SLOTS is a multiple of BLOCK");
         Owners {
-            slot: owner.iter().map(|&o| Cell::new(o)).collect(),
+            block,
+            slot,
             nodes: RefCell::new(links.to_vec()),
         }
+    }
+
+    fn common(slots: &[Cell<u16>]) -> u16 {
+        let first = slots[0].get();
+        if slots.iter().all(|s| s.get() == first) {
+            first
+        } else {
+            MIXED
+        }
+    }
+
+    /// The node id owning `slot` (`u16::MAX`: unowned).
+    #[inline]
+    pub fn owner(&self, slot: u16) -> u16 {
+        // Slots are below SLOTS; the mask lets the compiler drop the bounds checks.
+        let slot = usize::from(slot) & (SLOTS - 1);
+        match self.block[slot / BLOCK].get() {
+            MIXED => self.slot[slot].get(),
+            owner => owner,
+        }
+    }
+
+    /// Records that node `node` owns `slot` (a MOVED).
+    pub fn set(&self, slot: u16, node: u16) {
+        let slot = usize::from(slot) & (SLOTS - 1);
+        self.slot[slot].set(node);
+        let b = slot / BLOCK;
+        self.block[b].set(Owners::common(&self.slot[b * BLOCK..(b + 1) * BLOCK]));
     }
 
     /// The node id of `addr`, given one if it is new.
@@ -241,15 +291,15 @@ pub(crate) struct Routing {
 }
 
 /// How a template's requests are routed, computed once per run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Route {
     /// No key: any primary.
     Any,
     /// One slot for every request.
     Slot(u16),
     /// The first drawn key's slot: the key's prefix and its leading zeros (indexes are
-    /// below the keyspace) hashed once, then the last `width` digits per request.
-    Drawn(SlotPrefix, u8),
+    /// below the keyspace) hashed once, then a term per pair of varying digits.
+    Drawn(Box<DigitSlots>),
 }
 
 impl Route {
@@ -263,29 +313,14 @@ impl Route {
                 fixed.resize(fixed.len() + zeros, b'0');
                 match SlotPrefix::new(&fixed) {
                     SlotPrefix::Fixed(slot) => Route::Slot(slot),
-                    hashed => Route::Drawn(hashed, width as u8),
+                    hashed => Route::Drawn(Box::new(
+                        DigitSlots::new(hashed, width).expect("a prefix without a hash tag"),
+                    )),
                 }
             }
         }
     }
-
-    /// Cluster mode: each key index's slot, for a drawn route over a keyspace of at most
-    /// [`SLOT_TABLE_MAX`] keys (one u16 load per request instead of formatting the key's
-    /// digits and hashing them: about 70 instructions a request under callgrind).
-    pub fn slot_table(self, keyspace: u64) -> Option<Box<[u16]>> {
-        match self {
-            Route::Drawn(prefix, width) if keyspace <= SLOT_TABLE_MAX => Some(
-                (0..keyspace)
-                    .map(|k| crate::workload::slot_of_index(prefix, k, usize::from(width)))
-                    .collect(),
-            ),
-            _ => None,
-        }
-    }
 }
-
-/// The largest keyspace whose slots are tabled (512 KiB a template; built in about 10 ms).
-pub(crate) const SLOT_TABLE_MAX: u64 = 1 << 18;
 
 /// A template a connection encodes with its own hash tag (multi-key commands in cluster
 /// mode), in place of the plan's.
@@ -301,21 +336,48 @@ mod tests {
     use crate::workload::WorkloadSpec;
 
     #[test]
-    fn a_slot_table_holds_each_keys_own_slot() {
-        let spec = WorkloadSpec::single("GET {key}", 1000, 8);
-        let template = &spec.compile().unwrap()[0];
-        let route = Route::of(template, spec.keyspace);
-        let table = route
-            .slot_table(spec.keyspace)
-            .expect("a drawn route is tabled");
-        assert_eq!(table.len(), 1000);
-        for k in [0u64, 1, 42, 999] {
-            let name = spec.key_name("key", k);
-            assert_eq!(table[k as usize], key_slot(name.as_bytes()), "{name}");
+    fn a_drawn_route_gives_each_keys_own_slot() {
+        for keyspace in [1000, 123_457, 10_000_000] {
+            let spec = WorkloadSpec::single("GET {key}", keyspace, 8);
+            let template = &spec.compile().unwrap()[0];
+            let Route::Drawn(slots) = Route::of(template, spec.keyspace) else {
+                panic!("GET {{key}} is drawn")
+            };
+            for k in [0u64, 1, 42, 999, keyspace / 2, keyspace - 1] {
+                let name = spec.key_name("key", k);
+                assert_eq!(slots.slot(k), key_slot(name.as_bytes()), "{name}");
+            }
         }
-        // Too many keys, or no drawn key: computed per request instead.
-        assert!(route.slot_table(SLOT_TABLE_MAX + 1).is_none());
         let ping = &WorkloadSpec::single("PING", 10, 8).compile().unwrap()[0];
-        assert!(Route::of(ping, 10).slot_table(10).is_none());
+        assert!(matches!(Route::of(ping, 10), Route::Any));
+        let tagged = WorkloadSpec {
+            key_prefix: "{t}".into(),
+            ..WorkloadSpec::single("GET {key}", 10, 8)
+        };
+        let template = &tagged.compile().unwrap()[0];
+        assert!(matches!(Route::of(template, 10), Route::Slot(s) if s == key_slot(b"t")));
+    }
+
+    #[test]
+    fn owners_follow_moved_slots_inside_a_block() {
+        let links: Vec<SocketAddr> = vec!["127.0.0.1:1".parse().unwrap()];
+        let mut owner = vec![0u16; SLOTS];
+        owner[SLOTS - 1] = u16::MAX;
+        let owners = Owners::new(&owner, &links);
+        assert_eq!((owners.owner(0), owners.owner(130)), (0, 0));
+        assert_eq!(owners.owner(SLOTS as u16 - 1), u16::MAX);
+        // A MOVED splits slot 130's block; its neighbours keep their owner.
+        let other = owners.node("127.0.0.1:2".parse().unwrap()) as u16;
+        owners.set(130, other);
+        assert_eq!(
+            (owners.owner(129), owners.owner(130), owners.owner(131)),
+            (0, other, 0)
+        );
+        // The whole block moved: one owner again.
+        for slot in 128..192 {
+            owners.set(slot, other);
+        }
+        assert!((128..192).all(|s| owners.owner(s) == other));
+        assert_eq!((owners.owner(127), owners.owner(192)), (0, 0));
     }
 }

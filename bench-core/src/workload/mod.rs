@@ -355,7 +355,7 @@ mod tests {
 
     #[test]
     fn a_templates_slot_is_the_slot_of_the_key_it_encodes() {
-        use crate::cluster::{SlotPrefix, key_slot};
+        use crate::cluster::{DigitSlots, SlotPrefix, key_slot};
         for digits in [4, 12, 24] {
             let spec = WorkloadSpec {
                 key_digits: digits,
@@ -374,11 +374,12 @@ mod tests {
             );
             let mut fixed = prefix.clone();
             fixed.resize(fixed.len() + zeros, b'0');
+            let slots = DigitSlots::new(SlotPrefix::new(&fixed), width).unwrap();
             for key in [0, 7, 9_999] {
                 let name = args(&encode(&spec, 0, key, 0))[1].clone();
                 let slot = key_slot(name.as_bytes());
                 assert_eq!(t.slot_of(SlotPrefix::new(prefix), key), slot);
-                assert_eq!(slot_of_index(SlotPrefix::new(&fixed), key, width), slot);
+                assert_eq!(slots.slot(key), slot);
             }
         }
         let routes = |command: &str| {

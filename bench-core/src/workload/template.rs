@@ -223,15 +223,6 @@ impl Template {
     }
 }
 
-/// The slot of a key whose prefix and leading zeros `prefix` has hashed, from the last
-/// `width` digits of `index` (at most 20, a u64's): the hot path's slot.
-#[inline]
-pub fn slot_of_index(prefix: crate::cluster::SlotPrefix, index: u64, width: usize) -> u16 {
-    let mut digits = [b'0'; MAX_DIGITS];
-    write_digits(&mut digits, index);
-    prefix.slot(&digits[MAX_DIGITS - width.min(MAX_DIGITS)..])
-}
-
 impl Template {
     /// The request with every length fixed, for templates without a `{score}` (whose digit
     /// count varies) when values have one size (`value_len`, or `None` if they vary and the

@@ -166,14 +166,20 @@ impl SelfbenchCmd {
             return Ok(());
         }
         println!(
-            "| pipeline | mode | ops/s | client CPU µs/req | ratio | server CPU µs/req | ratio |"
+            "| pipeline | mode | ops/s | client CPU µs/req | ratio | rounds' ratios | server CPU µs/req | ratio |"
         );
         println!(
-            "| -------: | :--- | ----: | ----------------: | ----: | ----------------: | ----: |"
+            "| -------: | :--- | ----: | ----------------: | ----: | :------------- | ----------------: | ----: |"
         );
         for s in &summary {
+            let (low, high) = s
+                .client_ratios
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| {
+                    (l.min(r), h.max(r))
+                });
             println!(
-                "| {} | {} | {:.0} | {:.3} | {:.2} | {:.3} | {:.2} |",
+                "| {} | {} | {:.0} | {:.3} | {:.2} | {low:.2}–{high:.2} | {:.3} | {:.2} |",
                 s.pipeline,
                 s.mode,
                 s.ops_per_sec,
@@ -184,7 +190,7 @@ impl SelfbenchCmd {
             );
         }
         println!(
-            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio}",
+            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio} within each round (the modes run back to back), its median over the rounds, and the lowest and highest round's",
             self.rounds
         );
         Ok(())

@@ -269,6 +269,16 @@ pub fn side_by_side(
         }
     }
     drop(servers);
+    let names: Vec<&'static str> = modes.iter().map(|&(name, _)| name).collect();
+    let summary = summarize_modes(&trials, &names, rounds);
+    Ok((trials, summary))
+}
+
+/// Per pipeline depth and mode (the first is the base), the medians of the trials and
+/// the ratios to the base. A round runs every mode back to back, so a ratio within a
+/// round cancels the machine's drift between rounds (adjacent runs on this VM differ by
+/// ~15%, rounds minutes apart by more); the median of those ratios is the figure.
+fn summarize_modes(trials: &[Trial], modes: &[&'static str], rounds: u32) -> Vec<ModeSummary> {
     let mut summary = Vec::new();
     for pipeline in [1, 16] {
         let of = |mode: &str, f: fn(&Trial) -> Option<f64>| {
@@ -279,30 +289,40 @@ pub fn side_by_side(
                 .collect();
             median(&v).unwrap_or(f64::NAN)
         };
+        let paired = |mode: &str, f: fn(&Trial) -> Option<f64>| -> Vec<f64> {
+            (1..=rounds)
+                .filter_map(|round| {
+                    let at = |m: &str| {
+                        trials
+                            .iter()
+                            .find(|t| t.pipeline == pipeline && t.round == round && t.engine == m)
+                            .and_then(f)
+                    };
+                    Some(at(mode)? / at(modes[0])?)
+                })
+                .collect()
+        };
         let client = |t: &Trial| Some(t.cpu_us_per_request);
-        let (base_client, base_server) = (
-            of(modes[0].0, client),
-            of(modes[0].0, |t| t.server_us_per_request),
-        );
-        for &(mode, _) in modes {
-            let (client_cpu, server_cpu) =
-                (of(mode, client), of(mode, |t| t.server_us_per_request));
+        let server = |t: &Trial| t.server_us_per_request;
+        for &mode in modes {
+            let client_ratios = paired(mode, client);
             summary.push(ModeSummary {
                 pipeline,
                 mode,
                 ops_per_sec: of(mode, |t| Some(t.ops_per_sec)),
-                client_cpu,
-                client_ratio: client_cpu / base_client,
-                server_cpu,
-                server_ratio: server_cpu / base_server,
+                client_cpu: of(mode, client),
+                client_ratio: median(&client_ratios).unwrap_or(f64::NAN),
+                client_ratios,
+                server_cpu: of(mode, server),
+                server_ratio: median(&paired(mode, server)).unwrap_or(f64::NAN),
             });
         }
     }
-    Ok((trials, summary))
+    summary
 }
 
-/// Medians over the rounds of one mode at one pipeline depth, µs per request, and the
-/// ratios to the first mode's.
+/// Medians over the rounds of one mode at one pipeline depth, µs per request, and its
+/// ratios to the first mode's: the median over rounds of the ratio within each round.
 #[derive(Debug, Serialize)]
 pub struct ModeSummary {
     pub pipeline: u32,
@@ -310,6 +330,51 @@ pub struct ModeSummary {
     pub ops_per_sec: f64,
     pub client_cpu: f64,
     pub client_ratio: f64,
+    /// Each round's client ratio, in round order: how far one round can be off.
+    pub client_ratios: Vec<f64>,
     pub server_cpu: f64,
     pub server_ratio: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trial(engine: &'static str, pipeline: u32, round: u32, cpu: f64) -> Trial {
+        Trial {
+            engine,
+            pipeline,
+            round,
+            requests: 1000,
+            ops_per_sec: 1.0,
+            cpu_us_per_request: cpu,
+            user_us_per_request: cpu / 2.0,
+            system_us_per_request: cpu / 2.0,
+            server_us_per_request: Some(2.0 * cpu),
+        }
+    }
+
+    #[test]
+    fn side_by_side_ratios_are_taken_within_a_round() {
+        // The machine drifts from round to round; the candidate costs 1.1x within two of
+        // the three rounds. Each mode's median (2.0 and 2.0) would read 1.0.
+        let mut trials = Vec::new();
+        for (round, base, candidate) in [(1, 1.0, 1.1), (2, 2.0, 2.2), (3, 3.0, 2.0)] {
+            for pipeline in [1, 16] {
+                trials.push(trial("base", pipeline, round, base));
+                trials.push(trial("candidate", pipeline, round, candidate));
+            }
+        }
+        let summary = summarize_modes(&trials, &["base", "candidate"], 3);
+        let candidate = summary
+            .iter()
+            .find(|s| s.pipeline == 16 && s.mode == "candidate")
+            .unwrap();
+        assert!((candidate.client_ratio - 1.1).abs() < 1e-9, "{candidate:?}");
+        assert!((candidate.server_ratio - 1.1).abs() < 1e-9);
+        assert_eq!(candidate.client_ratios.len(), 3);
+        assert_eq!(candidate.client_cpu, 2.0);
+        let base = summary.iter().find(|s| s.mode == "base").unwrap();
+        assert_eq!(base.client_ratio, 1.0);
+    }
 }

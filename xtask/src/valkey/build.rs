@@ -408,7 +408,12 @@ fn server_version(server: &Path, shutdown: &Shutdown) -> anyhow::Result<String> 
         .with_context(|| format!("{} --version printed {:?}", server.display(), out.stdout))
 }
 
+/// A spinner on an interactive stderr; elsewhere (a CI log, a file) the message as one
+/// line, so a build of minutes does not look like a hang.
 fn spinner(message: String) -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("{message} (a few minutes)...");
+    }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
