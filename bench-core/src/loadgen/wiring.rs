@@ -298,7 +298,7 @@ pub(crate) enum Route {
     /// One slot for every request.
     Slot(u16),
     /// The first drawn key's slot: the key's prefix and its leading zeros (indexes are
-    /// below the keyspace) hashed once, then a term per pair of varying digits.
+    /// below the keyspace) hashed once, then a term per group of three varying digits.
     Drawn(Box<DigitSlots>),
 }
 

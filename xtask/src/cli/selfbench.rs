@@ -175,9 +175,7 @@ impl SelfbenchCmd {
             let (low, high) = s
                 .client_ratios
                 .iter()
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &r| {
-                    (l.min(r), h.max(r))
-                });
+                .fold((f64::NAN, f64::NAN), |(l, h), &r| (l.min(r), h.max(r)));
             println!(
                 "| {} | {} | {:.0} | {:.3} | {:.2} | {low:.2}–{high:.2} | {:.3} | {:.2} |",
                 s.pipeline,
