@@ -12,6 +12,7 @@ mod hostile;
 mod loadgen;
 mod placement;
 mod profile;
+mod queue;
 mod report;
 mod signals;
 mod source;

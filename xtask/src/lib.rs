@@ -15,6 +15,7 @@ pub mod plan;
 pub mod process;
 pub mod project;
 pub mod publish;
+pub mod queue;
 pub mod run;
 pub mod rundir;
 pub mod runner;

@@ -39,6 +39,11 @@ enum Command {
     Selfbench(cli::selfbench::SelfbenchCmd),
     /// Start local valkey-server instances and keep them up until Ctrl-C.
     Start(cli::start::StartCmd),
+    /// The lab's task queue: add (bench's flags, validated first), list, show, cancel,
+    /// retry, remove.
+    Queue(cli::queue::QueueCmd),
+    /// Take tasks from the queue and run them until stopped (--once: until it is empty).
+    Runner(cli::runner::RunnerCmd),
 }
 
 /// Exit codes: 0 success, 1 the run failed (compare: a regression), 2 bad input (compare:
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         Command::Fetch(cmd) => cmd.run(),
         Command::Compare(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),
+        Command::Queue(cmd) => cmd.run(),
+        Command::Runner(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),
         Command::Flamegraph(cmd) => cmd.run(&shutdown),
         Command::Report(cmd) => cmd.run(),

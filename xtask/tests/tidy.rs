@@ -223,7 +223,7 @@ fn layers_point_down_to_the_cli_never_up() {
 const LAYERS: [&[&str]; 11] = [
     &["cli"],
     &["runner", "compare"],
-    &["plan", "ui", "publish"],
+    &["plan", "ui", "publish", "queue"],
     &["events"],
     &["suites"],
     &["run"],

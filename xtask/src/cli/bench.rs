@@ -60,6 +60,14 @@ impl BenchCmd {
             crate::rundir::check_unused(out).map_err(UsageError)?;
         }
         // Every flag and the suite file are checked before the progress file is created.
+        let (plan, read_from) = self.plan()?;
+        let mut sinks = self.sinks()?;
+        self.runner(read_from).execute(plan, &mut sinks, shutdown)
+    }
+
+    /// The flags and the suite file checked and turned into the plan, starting nothing:
+    /// what `run` executes and what `queue add` validates a task with.
+    pub fn plan(&self) -> anyhow::Result<(crate::plan::suite_file::Plan, ReadFrom)> {
         let plan = SuiteChoice {
             suite: self.suite.map(Into::into),
             file: self.suite_file.clone(),
@@ -72,8 +80,7 @@ impl BenchCmd {
         }
         .plan()?;
         let read_from = self.topology.read_from(plan.topology())?;
-        let mut sinks = self.sinks()?;
-        self.runner(read_from).execute(plan, &mut sinks, shutdown)
+        Ok((plan, read_from))
     }
 
     fn runner(&self, read_from: ReadFrom) -> crate::runner::Run {

@@ -1,0 +1,279 @@
+//! The lab's directory queue through `cargo xtask queue` and `runner`: tasks validated
+//! before they are queued, run once with their results and document side by side, bad
+//! and hostile task files failed with why and nothing executed, and a runner killed with
+//! SIGKILL mid-task whose task another runner runs again, once, with no server left.
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::util::{
+    heavy, ports, run, servers_under, signal, stderr, wait_until, wait_with_limit, xtask,
+};
+
+fn queue_list(queue: &Path) -> Vec<Value> {
+    let out = run(
+        &[
+            "queue",
+            "--queue",
+            queue.to_str().unwrap(),
+            "list",
+            "--json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    listed["tasks"].as_array().unwrap().clone()
+}
+
+/// Queues `bench ARGS` and returns the task's id.
+fn queue_bench(queue: &Path, args: &[&str]) -> String {
+    let mut all = vec![
+        "queue",
+        "--queue",
+        queue.to_str().unwrap(),
+        "--json",
+        "add",
+        "bench",
+    ];
+    all.extend_from_slice(args);
+    let out = run(&all, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    added["added"][0].as_str().unwrap().to_string()
+}
+
+fn state_of<'a>(tasks: &'a [Value], id: &str) -> &'a Value {
+    tasks
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap_or_else(|| panic!("no task {id} in {tasks:#?}"))
+}
+
+#[test]
+fn queued_tasks_run_once_and_bad_or_hostile_ones_fail_with_why_executing_nothing() {
+    let _heavy = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, results) = (tmp.path().join("queue"), tmp.path().join("results"));
+    let q = queue.to_str().unwrap();
+
+    // Refused before anything is queued, the flag named, exit 2.
+    for (args, says) in [
+        (vec!["--quikc"], "a similar argument exists: '--quick'"),
+        (vec!["--out", "/etc"], "--out is not taken in a task"),
+        (
+            vec!["--valkey-src=/"],
+            "--valkey-src is not taken in a task",
+        ),
+        (vec!["--topology", "cluster:0x1"], "--topology"),
+    ] {
+        let mut all = vec!["queue", "--queue", q, "add", "bench"];
+        all.extend_from_slice(&args);
+        let out = run(&all, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+    assert!(queue_list(&queue).is_empty());
+
+    let port = ports(8).to_string();
+    let good = queue_bench(&queue, &["--suite", "mem", "--quick", "--base-port", &port]);
+    // What a hostile writer of a shared queue could leave: a file that is no JSON, and
+    // documents with shell metacharacters in every string field.
+    let mark = tmp.path().join("pwned");
+    let touch = format!(
+        "$(touch {}); `touch {0}` | touch {0} && touch {0}",
+        mark.display()
+    );
+    let pending = queue.join("pending");
+    fs::write(pending.join("0-poison.json"), b"{\"version\": 1, \"id\": ").unwrap();
+    let hostile = |id: &str| {
+        serde_json::json!({
+            "version": 1,
+            "id": id,
+            "kind": "bench",
+            "args": ["--suite", touch, "--server-config", format!("dir={touch}"),
+                     "--valkey-version", touch, "--base-port", port],
+            "created": touch,
+        })
+    };
+    fs::write(
+        pending.join("1-hostile.json"),
+        serde_json::to_vec(&hostile("1-hostile")).unwrap(),
+    )
+    .unwrap();
+    let bad_id = format!("2-{touch}");
+    fs::write(
+        pending.join("2-hostile-id.json"),
+        serde_json::to_vec(&hostile(&bad_id)).unwrap(),
+    )
+    .unwrap();
+
+    let out = run(
+        &[
+            "runner",
+            "--queue",
+            q,
+            "--once",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!mark.exists(), "a task's field was executed");
+    assert!(
+        servers_under(tmp.path()).is_empty(),
+        "a server outlived the runner"
+    );
+
+    let tasks = queue_list(&queue);
+    let done = state_of(&tasks, &good);
+    assert_eq!(done["state"], "done", "{done:#}");
+    assert_eq!(done["task"]["deliveries"], 1);
+    let dir = Path::new(done["task"]["results"].as_str().unwrap());
+    assert_eq!(dir, results.join(&good));
+    let records = fs::read_to_string(dir.join("results.jsonl")).unwrap();
+    assert!(records.lines().count() >= 5, "{records}");
+    let beside: Value = serde_json::from_slice(&fs::read(dir.join("task.json")).unwrap()).unwrap();
+    assert_eq!(beside["id"], good.as_str());
+
+    let poison = state_of(&tasks, "0-poison");
+    assert_eq!(poison["state"], "failed");
+    assert!(
+        poison["invalid"]
+            .as_str()
+            .unwrap()
+            .starts_with("not a task document"),
+        "{poison:#}"
+    );
+    let refused = state_of(&tasks, "1-hostile");
+    assert_eq!(refused["state"], "failed");
+    let why = refused["task"]["error"].as_str().unwrap();
+    assert!(why.contains("--suite"), "{why}");
+    let bad = state_of(&tasks, "2-hostile-id");
+    assert_eq!(bad["state"], "failed");
+    assert!(
+        bad["invalid"].as_str().unwrap().starts_with("id "),
+        "{bad:#}"
+    );
+    // Nothing but the good task's run directory was written under results.
+    let written: Vec<_> = fs::read_dir(&results).unwrap().flatten().collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+}
+
+#[test]
+fn a_runner_killed_mid_task_has_its_task_run_again_exactly_once_by_another() {
+    let _heavy = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, results) = (tmp.path().join("queue"), tmp.path().join("results"));
+    let (q, r) = (queue.to_str().unwrap(), results.to_str().unwrap());
+    let port = ports(8).to_string();
+    let id = queue_bench(&queue, &["--suite", "mem", "--quick", "--base-port", &port]);
+
+    let mut first = xtask(
+        &[
+            "runner",
+            "--queue",
+            q,
+            "--once",
+            "--results",
+            r,
+            "--lease-seconds",
+            "2",
+        ],
+        Some(tmp.path()),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    // Mid-task: it holds the task and its servers are up.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            state_of(&queue_list(&queue), &id)["state"] == "running"
+                && !servers_under(tmp.path()).is_empty()
+        }),
+        "the first runner never started the task"
+    );
+    signal(&first, libc::SIGKILL);
+    wait_with_limit(&mut first, Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(15), || servers_under(tmp.path())
+            .is_empty()),
+        "servers outlived their SIGKILLed runner: {:?}",
+        servers_under(tmp.path())
+    );
+    // Its lease (2 s, never renewed again) runs out; the next runner takes the task back.
+    std::thread::sleep(Duration::from_secs(3));
+    let second = run(
+        &["runner", "--queue", q, "--once", "--results", r],
+        Some(tmp.path()),
+    );
+    let log = stderr(&second);
+    assert!(second.status.success(), "{log}");
+    assert!(log.contains(&format!("{id}: back to pending")), "{log}");
+    assert_eq!(
+        log.matches(&format!("{id}: bench")).count(),
+        1,
+        "run once: {log}"
+    );
+
+    let tasks = queue_list(&queue);
+    let task = state_of(&tasks, &id);
+    assert_eq!(task["state"], "done", "{task:#}");
+    assert_eq!(task["task"]["deliveries"], 2);
+    // The killed delivery's directory is kept apart; the second ran to its end.
+    let again = results.join(format!("{id}.2"));
+    assert_eq!(task["task"]["results"].as_str(), again.to_str());
+    assert!(
+        fs::read_to_string(again.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+            >= 5
+    );
+    assert!(!results.join(&id).join("task.json").exists());
+    assert!(servers_under(tmp.path()).is_empty());
+}
+
+#[test]
+fn an_interrupted_runner_puts_its_task_back_and_stops_its_servers() {
+    let _heavy = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let queue = tmp.path().join("queue");
+    let (q, r) = (queue.to_str().unwrap(), tmp.path().join("results"));
+    let port = ports(8).to_string();
+    let id = queue_bench(&queue, &["--suite", "mem", "--quick", "--base-port", &port]);
+    let mut runner = xtask(
+        &["runner", "--queue", q, "--results", r.to_str().unwrap()],
+        Some(tmp.path()),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            state_of(&queue_list(&queue), &id)["state"] == "running"
+                && !servers_under(tmp.path()).is_empty()
+        }),
+        "the runner never started the task"
+    );
+    signal(&runner, libc::SIGTERM);
+    let status = wait_with_limit(&mut runner, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(servers_under(tmp.path()).is_empty());
+    let tasks = queue_list(&queue);
+    let task = state_of(&tasks, &id);
+    assert_eq!(task["state"], "pending", "{task:#}");
+    assert_eq!(
+        task["task"]["deliveries"], 0,
+        "an interrupted delivery does not count"
+    );
+    // The runner left the queue: no runner directory remains.
+    assert_eq!(fs::read_dir(queue.join("running")).unwrap().count(), 0);
+}

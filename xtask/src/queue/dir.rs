@@ -1,0 +1,659 @@
+//! The directory queue: `pending/<id>.json`, `running/<runner>/<id>.json`, `done/<id>.json`
+//! and `failed/<id>.json` under one root, every document written atomically (a temporary
+//! file renamed into place).
+//!
+//! - A runner joins by renaming a prepared directory holding its lease into `running/`,
+//!   so a runner directory always has a lease; it renews the lease while it lives.
+//! - It claims a task by renaming `pending/<id>.json` into its directory: of runners
+//!   racing for one task, one rename succeeds. The claim counts a delivery; past the
+//!   queue's limit the task fails instead of running again.
+//! - A runner whose lease expired (killed, or paused past it) is reclaimed by renaming its
+//!   whole directory aside (one reclaimer wins); its tasks go back to pending. A paused
+//!   runner that wakes to find its directory gone stops its task (`Runner::renew`).
+//! - A file in `pending/` that is not a task document fails with why (its bytes kept
+//!   under `failed/`, the reason beside them) and the runner goes on.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::{Task, check_id};
+use crate::rundir::write_atomically;
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// A task as listed: where it is, its document (or why its file is not one), and the
+/// runner holding it.
+#[derive(Debug)]
+pub struct Entry {
+    pub state: State,
+    /// The file's name without `.json`.
+    pub name: String,
+    pub task: Result<Task, String>,
+    pub runner: Option<String>,
+}
+
+/// A runner's lease: who holds it, and until when (milliseconds since the epoch).
+#[derive(Debug, Serialize, Deserialize)]
+struct Lease {
+    runner: String,
+    pid: u32,
+    expires_ms: u64,
+}
+
+pub struct DirQueue {
+    root: PathBuf,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The task files (`*.json`, not hidden) of a directory, sorted by name (ids start with
+/// their time, so oldest first).
+fn task_files(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".json")
+            && !stem.starts_with('.')
+            && entry.file_type()?.is_file()
+        {
+            files.push((stem.to_string(), entry.path()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_task(path: &Path) -> Result<Task, String> {
+    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let task = Task::parse(&bytes)?;
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    if stem.as_deref() != Some(task.id.as_str()) {
+        return Err(format!("id {:?} is not its file's name", task.id));
+    }
+    Ok(task)
+}
+
+impl DirQueue {
+    /// Opens the queue at `root`, creating its directories.
+    pub fn open(root: &Path) -> anyhow::Result<DirQueue> {
+        for state in ["pending", "running", "done", "failed"] {
+            let dir = root.join(state);
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        Ok(DirQueue {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, state: State) -> PathBuf {
+        self.root.join(state.name())
+    }
+
+    /// Queues `task`; refused if a task of that id is anywhere in the queue.
+    pub fn add(&self, task: &Task) -> anyhow::Result<()> {
+        check_id(&task.id).map_err(anyhow::Error::msg)?;
+        if let Some(entry) = self.find(&task.id)? {
+            anyhow::bail!("task {} is already {}", task.id, entry.state.name());
+        }
+        write_atomically(
+            &self.dir(State::Pending).join(format!("{}.json", task.id)),
+            &task.to_json(),
+        )
+    }
+
+    /// Every task, by state and then age.
+    pub fn list(&self) -> anyhow::Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        for state in [State::Pending, State::Done, State::Failed] {
+            for (name, path) in task_files(&self.dir(state))? {
+                let task = read_task(&path).map_err(|e| match state {
+                    State::Failed => fs::read_to_string(path.with_extension("error"))
+                        .map(|why| why.trim_end().to_string())
+                        .unwrap_or(e),
+                    _ => e,
+                });
+                entries.push(Entry {
+                    state,
+                    name,
+                    task,
+                    runner: None,
+                });
+            }
+        }
+        for (runner, dir) in self.runner_dirs()? {
+            for (name, path) in task_files(&dir)? {
+                entries.push(Entry {
+                    state: State::Running,
+                    name,
+                    task: read_task(&path),
+                    runner: Some(runner.clone()),
+                });
+            }
+        }
+        entries.sort_by(|a, b| (a.state, &a.name).cmp(&(b.state, &b.name)));
+        Ok(entries)
+    }
+
+    /// The task named `id`, wherever it is.
+    pub fn find(&self, id: &str) -> anyhow::Result<Option<Entry>> {
+        Ok(self.list()?.into_iter().find(|e| e.name == id))
+    }
+
+    /// The runners' directories under `running/` (not the ones being set up or reclaimed).
+    fn runner_dirs(&self) -> anyhow::Result<Vec<(String, PathBuf)>> {
+        let mut dirs = Vec::new();
+        for entry in fs::read_dir(self.dir(State::Running))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && entry.file_type()?.is_dir() {
+                dirs.push((name, entry.path()));
+            }
+        }
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    /// A pending task is cancelled: it moves to failed, "cancelled" its error.
+    pub fn cancel(&self, id: &str) -> anyhow::Result<()> {
+        let path = self.dir(State::Pending).join(format!("{id}.json"));
+        let mut task = self.expect(id, State::Pending)?;
+        task.error = Some("cancelled".into());
+        task.finished = Some(chrono::Utc::now().to_rfc3339());
+        write_atomically(
+            &self.dir(State::Failed).join(format!("{id}.json")),
+            &task.to_json(),
+        )?;
+        remove(&path)
+    }
+
+    /// A failed task is queued again, its deliveries and error cleared.
+    pub fn retry(&self, id: &str) -> anyhow::Result<()> {
+        let mut task = self.expect(id, State::Failed)?;
+        task.deliveries = 0;
+        task.error = None;
+        task.results = None;
+        task.finished = None;
+        write_atomically(
+            &self.dir(State::Pending).join(format!("{id}.json")),
+            &task.to_json(),
+        )?;
+        remove(&self.dir(State::Failed).join(format!("{id}.json")))
+    }
+
+    /// A pending, done or failed task's file is deleted (not a running one's).
+    pub fn remove(&self, id: &str) -> anyhow::Result<()> {
+        check_id(id).map_err(anyhow::Error::msg)?;
+        match self.find(id)? {
+            None => anyhow::bail!("no task {id} in {}", self.root.display()),
+            Some(e) if e.state == State::Running => anyhow::bail!(
+                "task {id} is running (runner {}); stop its runner first",
+                e.runner.unwrap_or_default()
+            ),
+            Some(e) => {
+                let dir = self.dir(e.state);
+                let _ = fs::remove_file(dir.join(format!("{id}.error")));
+                remove(&dir.join(format!("{id}.json")))
+            }
+        }
+    }
+
+    /// The document of task `id`, which must be in `state`.
+    fn expect(&self, id: &str, state: State) -> anyhow::Result<Task> {
+        check_id(id).map_err(anyhow::Error::msg)?;
+        match self.find(id)? {
+            None => anyhow::bail!("no task {id} in {}", self.root.display()),
+            Some(e) if e.state != state => {
+                anyhow::bail!("task {id} is {}, not {}", e.state.name(), state.name())
+            }
+            Some(e) => e.task.map_err(anyhow::Error::msg),
+        }
+    }
+
+    /// Joins the queue as a runner holding a lease of `lease`.
+    pub fn join(&self, lease: Duration) -> anyhow::Result<Runner<'_>> {
+        // A directory name: the host's name reduced to safe bytes, the pid, a salt.
+        let host: String = fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        static JOINED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = format!(
+            "{}-{}-{}-{:04x}",
+            if host.is_empty() { "host" } else { &host },
+            std::process::id(),
+            JOINED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            now_ms() & 0xffff
+        );
+        let running = self.dir(State::Running);
+        let staging = running.join(format!(".new-{id}"));
+        fs::create_dir_all(&staging)?;
+        let runner = Runner {
+            queue: self,
+            dir: running.join(&id),
+            id,
+            lease,
+        };
+        write_lease(&staging, &runner.id, lease)?;
+        fs::rename(&staging, &runner.dir)
+            .with_context(|| format!("joining the queue as {}", runner.dir.display()))?;
+        Ok(runner)
+    }
+}
+
+fn remove(path: &Path) -> anyhow::Result<()> {
+    fs::remove_file(path).with_context(|| format!("removing {}", path.display()))
+}
+
+fn write_lease(dir: &Path, runner: &str, lease: Duration) -> anyhow::Result<()> {
+    let lease = Lease {
+        runner: runner.to_string(),
+        pid: std::process::id(),
+        expires_ms: now_ms() + lease.as_millis() as u64,
+    };
+    write_atomically(
+        &dir.join("lease"),
+        &serde_json::to_vec(&lease).expect("a lease serializes"),
+    )
+}
+
+/// A task a runner took.
+#[derive(Debug)]
+pub enum Claimed {
+    /// Its document, delivered once more.
+    Task(Task),
+    /// A file that is no task (moved to failed with why), or a task past its deliveries.
+    Failed { name: String, why: String },
+}
+
+/// What became of a task a runner ran.
+#[derive(Debug)]
+pub enum Outcome {
+    Done,
+    Failed(String),
+    /// Interrupted: back to pending, as it was.
+    Requeued,
+}
+
+/// One runner's place in the queue: its directory under `running/` and its lease.
+pub struct Runner<'q> {
+    queue: &'q DirQueue,
+    pub id: String,
+    dir: PathBuf,
+    lease: Duration,
+}
+
+impl Runner<'_> {
+    /// How long the lease lasts unrenewed.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Extends the lease. False when the runner's directory is gone: another runner
+    /// found the lease expired and took its tasks, so the task in hand must stop.
+    pub fn renew(&self) -> anyhow::Result<bool> {
+        if !self.dir.is_dir() {
+            return Ok(false);
+        }
+        match write_lease(&self.dir, &self.id, self.lease) {
+            // Reclaimed between the check and the write: the lease went with the directory.
+            Err(_) if !self.dir.is_dir() => Ok(false),
+            Err(e) => Err(e),
+            Ok(()) => Ok(self.dir.join("lease").is_file()),
+        }
+    }
+
+    /// Takes the oldest pending task, if any. A task delivered `max_deliveries` times
+    /// already fails instead of running again.
+    pub fn claim(&self, max_deliveries: u32) -> anyhow::Result<Option<Claimed>> {
+        for (name, from) in task_files(&self.queue.dir(State::Pending))? {
+            let to = self.dir.join(format!("{name}.json"));
+            match fs::rename(&from, &to) {
+                Ok(()) => {}
+                // Another runner took it first.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).context(format!("claiming {}", from.display())),
+            }
+            let mut task = match read_task(&to) {
+                Ok(task) => task,
+                Err(why) => {
+                    self.fail_file(&name, &to, &why)?;
+                    return Ok(Some(Claimed::Failed { name, why }));
+                }
+            };
+            if task.deliveries >= max_deliveries {
+                let why = format!(
+                    "delivered {} times, and its runner stopped each time before it ended \
+                     (killed, or its lease expired)",
+                    task.deliveries
+                );
+                self.finish(task, Outcome::Failed(why.clone()))?;
+                return Ok(Some(Claimed::Failed { name, why }));
+            }
+            task.deliveries += 1;
+            write_atomically(&to, &task.to_json())?;
+            return Ok(Some(Claimed::Task(task)));
+        }
+        Ok(None)
+    }
+
+    /// Moves a file that is no task document to failed, its reason beside it.
+    fn fail_file(&self, name: &str, path: &Path, why: &str) -> anyhow::Result<()> {
+        let failed = self.queue.dir(State::Failed);
+        write_atomically(
+            &failed.join(format!("{name}.error")),
+            format!("{why}\n").as_bytes(),
+        )?;
+        fs::rename(path, failed.join(format!("{name}.json")))?;
+        Ok(())
+    }
+
+    /// Records how a claimed task ended and moves it out of this runner's directory.
+    pub fn finish(&self, mut task: Task, outcome: Outcome) -> anyhow::Result<()> {
+        let held = self.dir.join(format!("{}.json", task.id));
+        let state = match outcome {
+            Outcome::Done => State::Done,
+            Outcome::Failed(why) => {
+                task.error = Some(why);
+                State::Failed
+            }
+            Outcome::Requeued => {
+                // This delivery did not happen.
+                task.deliveries = task.deliveries.saturating_sub(1);
+                State::Pending
+            }
+        };
+        if state != State::Pending {
+            task.finished = Some(chrono::Utc::now().to_rfc3339());
+        }
+        write_atomically(
+            &self.queue.dir(state).join(format!("{}.json", task.id)),
+            &task.to_json(),
+        )?;
+        remove(&held)
+    }
+
+    /// Takes back the tasks of every runner whose lease expired: they go to pending
+    /// (their next claim counts the delivery). The ids taken back.
+    pub fn reclaim_expired(&self) -> anyhow::Result<Vec<String>> {
+        let mut taken = Vec::new();
+        let now = now_ms();
+        for (name, dir) in self.queue.runner_dirs()? {
+            if name == self.id {
+                continue;
+            }
+            let lease: Option<Lease> = fs::read(dir.join("lease"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if lease.is_some_and(|l| l.expires_ms > now) {
+                continue;
+            }
+            // One reclaimer wins the rename; the others find the directory gone.
+            let aside = self
+                .queue
+                .dir(State::Running)
+                .join(format!(".reclaim-{name}-{}", self.id));
+            if fs::rename(&dir, &aside).is_err() {
+                continue;
+            }
+            for (task_name, path) in task_files(&aside)? {
+                let pending = self
+                    .queue
+                    .dir(State::Pending)
+                    .join(format!("{task_name}.json"));
+                fs::rename(&path, &pending)
+                    .with_context(|| format!("returning {} to pending", path.display()))?;
+                taken.push(task_name);
+            }
+            fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+        }
+        Ok(taken)
+    }
+
+    /// Leaves the queue: any task still held goes back to pending, the directory goes.
+    pub fn leave(self) -> anyhow::Result<()> {
+        if !self.dir.is_dir() {
+            return Ok(());
+        }
+        for (name, path) in task_files(&self.dir)? {
+            match read_task(&path) {
+                Ok(task) => self.finish(task, Outcome::Requeued)?,
+                Err(_) => fs::rename(
+                    &path,
+                    self.queue.dir(State::Pending).join(format!("{name}.json")),
+                )?,
+            }
+        }
+        fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::TaskKind;
+    use super::*;
+
+    fn queue() -> (tempfile::TempDir, DirQueue) {
+        let tmp = tempfile::tempdir().unwrap();
+        let queue = DirQueue::open(tmp.path()).unwrap();
+        (tmp, queue)
+    }
+
+    fn task(n: u32) -> Task {
+        Task {
+            id: format!("20261202T000000.00{n}Z-bench-0000{n:02}"),
+            ..Task::new(TaskKind::Bench, vec!["--quick".into()])
+        }
+    }
+
+    fn states(queue: &DirQueue) -> Vec<(State, String)> {
+        queue
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.state, e.name))
+            .collect()
+    }
+
+    #[test]
+    fn a_task_goes_from_pending_through_a_runner_to_done_oldest_first() {
+        let (_tmp, queue) = queue();
+        let (first, second) = (task(1), task(2));
+        queue.add(&second).unwrap();
+        queue.add(&first).unwrap();
+        assert!(
+            queue
+                .add(&first)
+                .unwrap_err()
+                .to_string()
+                .contains("already pending")
+        );
+        let runner = queue.join(Duration::from_secs(30)).unwrap();
+        let Some(Claimed::Task(claimed)) = runner.claim(3).unwrap() else {
+            panic!("a task")
+        };
+        assert_eq!(
+            (claimed.id.as_str(), claimed.deliveries),
+            (first.id.as_str(), 1)
+        );
+        let listed = queue.find(&first.id).unwrap().unwrap();
+        assert_eq!(
+            (listed.state, listed.runner),
+            (State::Running, Some(runner.id.clone()))
+        );
+        runner.finish(claimed, Outcome::Done).unwrap();
+        let Some(Claimed::Task(next)) = runner.claim(3).unwrap() else {
+            panic!("a task")
+        };
+        runner.finish(next, Outcome::Failed("boom".into())).unwrap();
+        assert!(runner.claim(3).unwrap().is_none());
+        assert_eq!(
+            states(&queue),
+            vec![
+                (State::Done, first.id.clone()),
+                (State::Failed, second.id.clone())
+            ]
+        );
+        let failed = queue.find(&second.id).unwrap().unwrap().task.unwrap();
+        assert_eq!(failed.error.as_deref(), Some("boom"));
+        runner.leave().unwrap();
+        assert!(queue.runner_dirs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn two_runners_never_hold_one_task() {
+        let (_tmp, queue) = queue();
+        for n in 0..20 {
+            queue.add(&task(n)).unwrap();
+        }
+        let taken = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    let runner = queue.join(Duration::from_secs(30)).unwrap();
+                    while let Some(Claimed::Task(t)) = runner.claim(3).unwrap() {
+                        taken.lock().unwrap().push(t.id.clone());
+                        runner.finish(t, Outcome::Done).unwrap();
+                    }
+                    runner.leave().unwrap();
+                });
+            }
+        });
+        let mut taken = taken.into_inner().unwrap();
+        taken.sort();
+        let before = taken.len();
+        taken.dedup();
+        assert_eq!((before, taken.len()), (20, 20));
+    }
+
+    #[test]
+    fn a_dead_runners_task_is_taken_again_until_its_deliveries_run_out() {
+        let (_tmp, queue) = queue();
+        let t = task(1);
+        queue.add(&t).unwrap();
+        let alive = queue.join(Duration::from_secs(30)).unwrap();
+        for delivery in 1..=2 {
+            // A runner takes it and dies: its lease (a millisecond) runs out, never renewed.
+            let dead = queue.join(Duration::from_millis(1)).unwrap();
+            assert!(
+                matches!(dead.claim(2).unwrap(), Some(Claimed::Task(t)) if t.deliveries == delivery)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+            assert_eq!(alive.reclaim_expired().unwrap(), vec![t.id.clone()]);
+            // The reclaimed runner learns it when it next renews.
+            assert!(!dead.renew().unwrap());
+        }
+        let Some(Claimed::Failed { why, .. }) = alive.claim(2).unwrap() else {
+            panic!("failed after two deliveries")
+        };
+        assert!(why.contains("delivered 2 times"), "{why}");
+        assert_eq!(states(&queue), vec![(State::Failed, t.id.clone())]);
+        // A live lease is left alone.
+        assert!(alive.renew().unwrap());
+        let other = queue.join(Duration::from_secs(30)).unwrap();
+        assert!(other.reclaim_expired().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_file_that_is_no_task_fails_with_why_and_the_queue_goes_on() {
+        let (_tmp, queue) = queue();
+        let pending = queue.root().join("pending");
+        fs::write(pending.join("0-garbage.json"), b"{not json").unwrap();
+        let mut wrong = task(5);
+        wrong.id = "another-name".into();
+        fs::write(pending.join("1-misnamed.json"), wrong.to_json()).unwrap();
+        queue.add(&task(9)).unwrap();
+        let runner = queue.join(Duration::from_secs(30)).unwrap();
+        let mut failed = Vec::new();
+        loop {
+            match runner.claim(3).unwrap() {
+                Some(Claimed::Failed { name, why }) => failed.push((name, why)),
+                Some(Claimed::Task(t)) => {
+                    assert_eq!(t.id, task(9).id);
+                    runner.finish(t, Outcome::Done).unwrap();
+                }
+                None => break,
+            }
+        }
+        assert_eq!(failed.len(), 2, "{failed:?}");
+        assert!(failed[0].1.starts_with("not a task document"), "{failed:?}");
+        assert!(failed[1].1.contains("is not its file's name"), "{failed:?}");
+        let listed = queue.find("0-garbage").unwrap().unwrap();
+        assert_eq!(listed.state, State::Failed);
+        assert!(listed.task.unwrap_err().starts_with("not a task document"));
+    }
+
+    #[test]
+    fn cancel_retry_and_remove_move_tasks_between_states() {
+        let (_tmp, queue) = queue();
+        let t = task(1);
+        queue.add(&t).unwrap();
+        queue.cancel(&t.id).unwrap();
+        let cancelled = queue.find(&t.id).unwrap().unwrap();
+        assert_eq!(cancelled.state, State::Failed);
+        assert_eq!(cancelled.task.unwrap().error.as_deref(), Some("cancelled"));
+        assert!(
+            queue
+                .cancel(&t.id)
+                .unwrap_err()
+                .to_string()
+                .contains("is failed, not pending")
+        );
+        queue.retry(&t.id).unwrap();
+        assert_eq!(states(&queue), vec![(State::Pending, t.id.clone())]);
+        let runner = queue.join(Duration::from_secs(30)).unwrap();
+        assert!(matches!(runner.claim(3).unwrap(), Some(Claimed::Task(_))));
+        assert!(
+            queue
+                .remove(&t.id)
+                .unwrap_err()
+                .to_string()
+                .contains("is running")
+        );
+        // Leaving puts the held task back, its delivery uncounted.
+        runner.leave().unwrap();
+        let back = queue.find(&t.id).unwrap().unwrap();
+        assert_eq!(
+            (back.state, back.task.unwrap().deliveries),
+            (State::Pending, 0)
+        );
+        queue.remove(&t.id).unwrap();
+        assert!(states(&queue).is_empty());
+        assert!(queue.remove("../../etc/passwd").is_err());
+    }
+}
