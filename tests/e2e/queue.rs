@@ -90,25 +90,38 @@ fn queued_tasks_run_once_and_bad_or_hostile_ones_fail_with_why_executing_nothing
     );
     let pending = queue.join("pending");
     fs::write(pending.join("0-poison.json"), b"{\"version\": 1, \"id\": ").unwrap();
-    let hostile = |id: &str| {
+    let hostile = |id: &str, args: Vec<String>| {
         serde_json::json!({
             "version": 1,
             "id": id,
             "kind": "bench",
-            "args": ["--suite", touch, "--server-config", format!("dir={touch}"),
-                     "--valkey-version", touch, "--base-port", port],
+            "args": args,
             "created": touch,
         })
     };
-    fs::write(
-        pending.join("1-hostile.json"),
-        serde_json::to_vec(&hostile("1-hostile")).unwrap(),
-    )
-    .unwrap();
+    // One document per flag, so each reaches its own check.
+    let fields: [(&str, Vec<String>); 4] = [
+        ("1-suite", vec!["--suite".into(), touch.clone()]),
+        (
+            "1-config",
+            vec!["--server-config".into(), format!("dir={touch}")],
+        ),
+        ("1-version", vec!["--valkey-version".into(), touch.clone()]),
+        ("1-cflags", vec!["--cflags".into(), touch.clone()]),
+    ];
+    for (id, args) in &fields {
+        let mut args = args.clone();
+        args.extend(["--base-port".to_string(), port.clone()]);
+        fs::write(
+            pending.join(format!("{id}.json")),
+            serde_json::to_vec(&hostile(id, args)).unwrap(),
+        )
+        .unwrap();
+    }
     let bad_id = format!("2-{touch}");
     fs::write(
         pending.join("2-hostile-id.json"),
-        serde_json::to_vec(&hostile(&bad_id)).unwrap(),
+        serde_json::to_vec(&hostile(&bad_id, vec![])).unwrap(),
     )
     .unwrap();
 
@@ -150,10 +163,21 @@ fn queued_tasks_run_once_and_bad_or_hostile_ones_fail_with_why_executing_nothing
             .starts_with("not a task document"),
         "{poison:#}"
     );
-    let refused = state_of(&tasks, "1-hostile");
-    assert_eq!(refused["state"], "failed");
-    let why = refused["task"]["error"].as_str().unwrap();
-    assert!(why.contains("--suite"), "{why}");
+    for (id, says) in [
+        ("1-suite", "--suite"),
+        ("1-config", "dir"),
+        ("1-version", "--valkey-version"),
+        ("1-cflags", "--cflags is not taken in a task"),
+    ] {
+        let refused = state_of(&tasks, id);
+        assert_eq!(refused["state"], "failed", "{refused:#}");
+        // Refused when read (a flag no task may carry) or when validated.
+        let why = refused["task"]["error"]
+            .as_str()
+            .or(refused["invalid"].as_str())
+            .unwrap_or_else(|| panic!("{id}: no reason: {refused:#}"));
+        assert!(why.contains(says), "{id}: {why}");
+    }
     let bad = state_of(&tasks, "2-hostile-id");
     assert_eq!(bad["state"], "failed");
     assert!(
@@ -207,8 +231,7 @@ fn a_runner_killed_mid_task_has_its_task_run_again_exactly_once_by_another() {
         "servers outlived their SIGKILLed runner: {:?}",
         servers_under(tmp.path())
     );
-    // Its lease (2 s, never renewed again) runs out; the next runner takes the task back.
-    std::thread::sleep(Duration::from_secs(3));
+    // Its lock died with it: the next runner takes the task back.
     let second = run(
         &["runner", "--queue", q, "--once", "--results", r],
         Some(tmp.path()),

@@ -44,6 +44,7 @@ pub fn validate_task(kind: TaskKind, args: &[String]) -> anyhow::Result<BenchTas
                     rendered.trim_end().trim_start_matches("error: ")
                 ))
             })?;
+            task.cmd.valkey.request().check()?;
             task.cmd.plan()?;
             Ok(task)
         }

@@ -1,7 +1,8 @@
 //! `cargo xtask runner`: takes tasks from a directory queue until stopped (`--once`:
 //! until the queue is empty), each run as its command would run it, its results in a run
 //! directory of its own with the task document beside them. A heartbeat thread renews the
-//! runner's lease; a runner whose lease was taken (it was paused past it) stops its task.
+//! runner's lease file while a task runs (what `queue list` shows); the runner's flock in
+//! the queue is what keeps its tasks its own while it lives.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,8 +25,8 @@ pub struct RunnerCmd {
     /// Stop when no task is pending, instead of waiting for more.
     #[arg(long)]
     pub once: bool,
-    /// Seconds a lease lasts unrenewed (renewed every third of it): another runner takes
-    /// the tasks of a runner silent this long.
+    /// Seconds the heartbeat (lease file) says the runner is good for; it is renewed every
+    /// third of it. A dead runner's tasks are taken back by its released lock, at once.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub lease_seconds: f64,
     /// Deliveries after which a task whose runners keep dying goes to failed.
@@ -79,12 +80,12 @@ impl RunnerCmd {
             if shutdown.is_triggered() {
                 return Ok(());
             }
-            for id in runner.reclaim_expired()? {
-                eprintln!("{id}: back to pending (its runner's lease expired)");
+            for id in runner.reclaim_dead()? {
+                eprintln!("{id}: back to pending (its runner died)");
             }
             if !runner.renew()? {
                 anyhow::bail!(
-                    "runner {}: another runner took this runner's lease",
+                    "runner {}: its directory in the queue was removed",
                     runner.id
                 );
             }
@@ -136,16 +137,20 @@ impl RunnerCmd {
         });
         if lost.load(Ordering::SeqCst) {
             anyhow::bail!(
-                "{}: stopped: another runner took this runner's lease (it was silent past it)",
+                "{}: stopped: this runner's directory in the queue was removed",
                 task.id
             );
         }
-        if results.is_dir() {
-            crate::rundir::write_atomically(&results.join("task.json"), &task.to_json())?;
+        if results.is_dir()
+            && let Err(e) =
+                crate::rundir::write_atomically(&results.join("task.json"), &task.to_json())
+        {
+            eprintln!("{}: writing task.json beside its results: {e:#}", task.id);
         }
         let outcome = match ran {
-            _ if shutdown.is_triggered() => Outcome::Requeued,
             Ok(()) => Outcome::Done,
+            // Stopped by a signal: not the task's failure; it goes back as it was.
+            Err(_) if shutdown.is_triggered() => Outcome::Requeued,
             Err(e) => Outcome::Failed(format!("{e:#}")),
         };
         eprintln!(
@@ -176,8 +181,8 @@ impl RunnerCmd {
     }
 }
 
-/// Renews the lease every third of it until `done`. A lease found taken stops the task:
-/// `lost`, the shutdown triggered and our servers killed.
+/// Renews the lease every third of it until `done`. A runner directory found removed stops
+/// the task: `lost`, the shutdown triggered and our servers killed.
 fn heartbeat(runner: &Runner<'_>, done: &AtomicBool, lost: &AtomicBool, shutdown: &Shutdown) {
     let every = runner.lease() / 3;
     let mut next = Instant::now() + every;
@@ -191,7 +196,7 @@ fn heartbeat(runner: &Runner<'_>, done: &AtomicBool, lost: &AtomicBool, shutdown
             Ok(true) => {}
             Ok(false) => {
                 eprintln!(
-                    "runner {}: its lease was taken; stopping its task",
+                    "runner {}: its queue directory is gone; stopping its task",
                     runner.id
                 );
                 lost.store(true, Ordering::SeqCst);

@@ -2,18 +2,23 @@
 //! and `failed/<id>.json` under one root, every document written atomically (a temporary
 //! file renamed into place).
 //!
-//! - A runner joins by renaming a prepared directory holding its lease into `running/`,
-//!   so a runner directory always has a lease; it renews the lease while it lives.
+//! - A runner joins by renaming a prepared directory into `running/`: it holds an
+//!   exclusive `flock` on the directory's `lock` file for as long as its process lives
+//!   (the kernel drops it when the process dies, however it dies), and renews a `lease`
+//!   file beside it (its heartbeat: who, which pid, until when).
 //! - It claims a task by renaming `pending/<id>.json` into its directory: of runners
 //!   racing for one task, one rename succeeds. The claim counts a delivery; past the
 //!   queue's limit the task fails instead of running again.
-//! - A runner whose lease expired (killed, or paused past it) is reclaimed by renaming its
-//!   whole directory aside (one reclaimer wins); its tasks go back to pending. A paused
-//!   runner that wakes to find its directory gone stops its task (`Runner::renew`).
-//! - A file in `pending/` that is not a task document fails with why (its bytes kept
-//!   under `failed/`, the reason beside them) and the runner goes on.
+//! - A runner whose lock another runner can take is dead: that runner, holding the lock
+//!   so no third one interferes, returns the dead runner's tasks to pending (or drops a
+//!   held copy already filed as done or failed) and removes its directory. A live runner,
+//!   however slow or stopped, keeps its tasks: a task is never run twice at once.
+//! - A file in `pending/` that is no task document, no regular file, larger than
+//!   [`MAX_TASK_BYTES`](super::MAX_TASK_BYTES), or a task whose id is already done or
+//!   failed, fails with why (its bytes kept under `failed/`, the reason beside them) and
+//!   the runner goes on.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -21,7 +26,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{Task, check_id};
+use super::{MAX_TASK_BYTES, Task, check_id};
 use crate::rundir::write_atomically;
 
 /// Where a task is.
@@ -74,25 +79,47 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The task files (`*.json`, not hidden) of a directory, sorted by name (ids start with
-/// their time, so oldest first).
-fn task_files(dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
-    let mut files = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".json")
-            && !stem.starts_with('.')
-            && entry.file_type()?.is_file()
-        {
-            files.push((stem.to_string(), entry.path()));
-        }
-    }
-    files.sort();
+/// The task files (`*.json` regular files, not hidden) of a directory, sorted by name
+/// (ids start with their time, so oldest first).
+fn task_files(dir: &Path) -> io::Result<Named> {
+    let (files, _) = dir_entries(dir)?;
     Ok(files)
 }
 
+/// Directory entries by name.
+type Named = Vec<(String, PathBuf)>;
+
+/// A directory's task files, and the other entries that are not hidden (a symlink, a
+/// directory, a name without `.json`): what a claim fails as no task.
+fn dir_entries(dir: &Path) -> io::Result<(Named, Named)> {
+    let (mut files, mut odd) = (Vec::new(), Vec::new());
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue; // temporary files of atomic writes
+        }
+        match name.strip_suffix(".json") {
+            Some(stem) if entry.file_type()?.is_file() => {
+                files.push((stem.to_string(), entry.path()));
+            }
+            _ => odd.push((name, entry.path())),
+        }
+    }
+    files.sort();
+    odd.sort();
+    Ok((files, odd))
+}
+
 fn read_task(path: &Path) -> Result<Task, String> {
+    let size = fs::symlink_metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .len();
+    if size > MAX_TASK_BYTES as u64 {
+        return Err(format!(
+            "not a task document: {size} bytes, at most {MAX_TASK_BYTES}"
+        ));
+    }
     let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let task = Task::parse(&bytes)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
@@ -138,7 +165,22 @@ impl DirQueue {
     pub fn list(&self) -> anyhow::Result<Vec<Entry>> {
         let mut entries = Vec::new();
         for state in [State::Pending, State::Done, State::Failed] {
-            for (name, path) in task_files(&self.dir(state))? {
+            let (files, odd) = dir_entries(&self.dir(state))?;
+            if state == State::Failed {
+                // What failed as no task file (a symlink, a directory), its reason beside.
+                for (name, path) in odd.iter().filter(|(n, _)| !n.ends_with(".error")) {
+                    let why = fs::read_to_string(path.with_extension("error"))
+                        .map_or_else(|_| "not a task file".to_string(), |w| w.trim_end().into());
+                    let name = name.strip_suffix(".json").unwrap_or(name).to_string();
+                    entries.push(Entry {
+                        state,
+                        name,
+                        task: Err(why),
+                        runner: None,
+                    });
+                }
+            }
+            for (name, path) in files {
                 let task = read_task(&path).map_err(|e| match state {
                     State::Failed => fs::read_to_string(path.with_extension("error"))
                         .map(|why| why.trim_end().to_string())
@@ -186,22 +228,30 @@ impl DirQueue {
         Ok(dirs)
     }
 
-    /// A pending task is cancelled: it moves to failed, "cancelled" its error.
+    /// A pending task is cancelled: it moves to failed, "cancelled" its error. It is taken
+    /// out of pending by a rename, as a runner claims, so a runner cannot take it too.
     pub fn cancel(&self, id: &str) -> anyhow::Result<()> {
-        let path = self.dir(State::Pending).join(format!("{id}.json"));
-        let mut task = self.expect(id, State::Pending)?;
+        self.expect(id, State::Pending)?;
+        let failed = self.dir(State::Failed).join(format!("{id}.json"));
+        match fs::rename(self.dir(State::Pending).join(format!("{id}.json")), &failed) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                anyhow::bail!("task {id} is no longer pending: a runner took it")
+            }
+            other => other?,
+        }
+        let mut task = read_task(&failed).map_err(anyhow::Error::msg)?;
         task.error = Some("cancelled".into());
         task.finished = Some(chrono::Utc::now().to_rfc3339());
-        write_atomically(
-            &self.dir(State::Failed).join(format!("{id}.json")),
-            &task.to_json(),
-        )?;
-        remove(&path)
+        write_atomically(&failed, &task.to_json())
     }
 
     /// A failed task is queued again, its deliveries and error cleared.
     pub fn retry(&self, id: &str) -> anyhow::Result<()> {
         let mut task = self.expect(id, State::Failed)?;
+        // Out of failed first (hidden), so a second retry finds nothing to queue.
+        let aside = self.dir(State::Failed).join(format!(".retry-{id}.json"));
+        fs::rename(self.dir(State::Failed).join(format!("{id}.json")), &aside)
+            .with_context(|| format!("taking task {id} out of failed"))?;
         task.deliveries = 0;
         task.error = None;
         task.results = None;
@@ -210,7 +260,8 @@ impl DirQueue {
             &self.dir(State::Pending).join(format!("{id}.json")),
             &task.to_json(),
         )?;
-        remove(&self.dir(State::Failed).join(format!("{id}.json")))
+        let _ = fs::remove_file(self.dir(State::Failed).join(format!("{id}.error")));
+        remove(&aside)
     }
 
     /// A pending, done or failed task's file is deleted (not a running one's).
@@ -263,16 +314,27 @@ impl DirQueue {
         let running = self.dir(State::Running);
         let staging = running.join(format!(".new-{id}"));
         fs::create_dir_all(&staging)?;
+        let lock = File::create(staging.join("lock"))?;
+        lock.try_lock()
+            .map_err(|e| anyhow::anyhow!("locking {}: {e}", staging.display()))?;
         let runner = Runner {
             queue: self,
             dir: running.join(&id),
             id,
             lease,
+            _lock: lock,
         };
         write_lease(&staging, &runner.id, lease)?;
         fs::rename(&staging, &runner.dir)
             .with_context(|| format!("joining the queue as {}", runner.dir.display()))?;
         Ok(runner)
+    }
+
+    /// Whether a task of this id was already filed as done or failed.
+    fn filed(&self, id: &str) -> bool {
+        [State::Done, State::Failed]
+            .iter()
+            .any(|&s| self.dir(s).join(format!("{id}.json")).exists())
     }
 }
 
@@ -316,6 +378,8 @@ pub struct Runner<'q> {
     pub id: String,
     dir: PathBuf,
     lease: Duration,
+    /// The flock that says this runner lives; released when the process ends.
+    _lock: File,
 }
 
 impl Runner<'_> {
@@ -324,24 +388,32 @@ impl Runner<'_> {
         self.lease
     }
 
-    /// Extends the lease. False when the runner's directory is gone: another runner
-    /// found the lease expired and took its tasks, so the task in hand must stop.
+    /// Extends the lease (the heartbeat `queue list` shows). False when the runner's
+    /// directory is gone (someone removed it by hand): the task in hand must stop.
     pub fn renew(&self) -> anyhow::Result<bool> {
         if !self.dir.is_dir() {
             return Ok(false);
         }
         match write_lease(&self.dir, &self.id, self.lease) {
-            // Reclaimed between the check and the write: the lease went with the directory.
             Err(_) if !self.dir.is_dir() => Ok(false),
             Err(e) => Err(e),
-            Ok(()) => Ok(self.dir.join("lease").is_file()),
+            Ok(()) => Ok(true),
         }
     }
 
     /// Takes the oldest pending task, if any. A task delivered `max_deliveries` times
     /// already fails instead of running again.
     pub fn claim(&self, max_deliveries: u32) -> anyhow::Result<Option<Claimed>> {
-        for (name, from) in task_files(&self.queue.dir(State::Pending))? {
+        let (files, odd) = dir_entries(&self.queue.dir(State::Pending))?;
+        for (name, from) in odd {
+            let why = "not a task file: a regular file named <id>.json".to_string();
+            let to = self.dir.join(format!(".odd-{name}"));
+            if fs::rename(&from, &to).is_ok() {
+                self.fail_file(&name, &to, &why)?;
+                return Ok(Some(Claimed::Failed { name, why }));
+            }
+        }
+        for (name, from) in files {
             let to = self.dir.join(format!("{name}.json"));
             match fs::rename(&from, &to) {
                 Ok(()) => {}
@@ -356,10 +428,18 @@ impl Runner<'_> {
                     return Ok(Some(Claimed::Failed { name, why }));
                 }
             };
+            if self.queue.filed(&task.id) {
+                let why = format!(
+                    "task {} is already done or failed: ids are used once",
+                    task.id
+                );
+                let kept = format!("{name}.duplicate-{:04x}", now_ms() & 0xffff);
+                self.fail_file(&kept, &to, &why)?;
+                return Ok(Some(Claimed::Failed { name, why }));
+            }
             if task.deliveries >= max_deliveries {
                 let why = format!(
-                    "delivered {} times, and its runner stopped each time before it ended \
-                     (killed, or its lease expired)",
+                    "delivered {} times, and its runner died each time before it ended",
                     task.deliveries
                 );
                 self.finish(task, Outcome::Failed(why.clone()))?;
@@ -395,6 +475,7 @@ impl Runner<'_> {
             Outcome::Requeued => {
                 // This delivery did not happen.
                 task.deliveries = task.deliveries.saturating_sub(1);
+                task.results = None;
                 State::Pending
             }
         };
@@ -408,30 +489,34 @@ impl Runner<'_> {
         remove(&held)
     }
 
-    /// Takes back the tasks of every runner whose lease expired: they go to pending
-    /// (their next claim counts the delivery). The ids taken back.
-    pub fn reclaim_expired(&self) -> anyhow::Result<Vec<String>> {
+    /// Takes back the tasks of every dead runner (one whose lock can be taken): they go to
+    /// pending (their next claim counts the delivery), or are dropped when already filed
+    /// as done or failed (a runner that died between filing and cleaning up). The ids
+    /// returned to pending.
+    pub fn reclaim_dead(&self) -> anyhow::Result<Vec<String>> {
         let mut taken = Vec::new();
-        let now = now_ms();
-        for (name, dir) in self.queue.runner_dirs()? {
-            if name == self.id {
+        for entry in fs::read_dir(self.queue.dir(State::Running))? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == self.id || !entry.file_type()?.is_dir() {
                 continue;
             }
-            let lease: Option<Lease> = fs::read(dir.join("lease"))
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            if lease.is_some_and(|l| l.expires_ms > now) {
+            let dir = entry.path();
+            // A runner still joining has no lock file yet: not ours to judge.
+            let Ok(lock) = File::open(dir.join("lock")) else {
                 continue;
+            };
+            if lock.try_lock().is_err() {
+                continue; // alive, or another runner is reclaiming it
             }
-            // One reclaimer wins the rename; the others find the directory gone.
-            let aside = self
-                .queue
-                .dir(State::Running)
-                .join(format!(".reclaim-{name}-{}", self.id));
-            if fs::rename(&dir, &aside).is_err() {
-                continue;
+            if !dir.is_dir() {
+                continue; // reclaimed and removed while we opened its lock
             }
-            for (task_name, path) in task_files(&aside)? {
+            for (task_name, path) in task_files(&dir)? {
+                if self.queue.filed(&task_name) {
+                    remove(&path)?;
+                    continue;
+                }
                 let pending = self
                     .queue
                     .dir(State::Pending)
@@ -440,7 +525,7 @@ impl Runner<'_> {
                     .with_context(|| format!("returning {} to pending", path.display()))?;
                 taken.push(task_name);
             }
-            fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         Ok(taken)
     }
@@ -568,25 +653,71 @@ mod tests {
         queue.add(&t).unwrap();
         let alive = queue.join(Duration::from_secs(30)).unwrap();
         for delivery in 1..=2 {
-            // A runner takes it and dies: its lease (a millisecond) runs out, never renewed.
-            let dead = queue.join(Duration::from_millis(1)).unwrap();
-            assert!(
-                matches!(dead.claim(2).unwrap(), Some(Claimed::Task(t)) if t.deliveries == delivery)
-            );
-            std::thread::sleep(Duration::from_millis(5));
-            assert_eq!(alive.reclaim_expired().unwrap(), vec![t.id.clone()]);
-            // The reclaimed runner learns it when it next renews.
-            assert!(!dead.renew().unwrap());
+            // A runner takes it and dies: dropped without leaving, as SIGKILL leaves it,
+            // its lock released with its file.
+            let dead = queue.join(Duration::from_secs(30)).unwrap();
+            let claimed = dead.claim(2).unwrap();
+            assert!(matches!(claimed, Some(Claimed::Task(t)) if t.deliveries == delivery));
+            drop(dead);
+            assert_eq!(alive.reclaim_dead().unwrap(), vec![t.id.clone()]);
         }
         let Some(Claimed::Failed { why, .. }) = alive.claim(2).unwrap() else {
             panic!("failed after two deliveries")
         };
         assert!(why.contains("delivered 2 times"), "{why}");
         assert_eq!(states(&queue), vec![(State::Failed, t.id.clone())]);
-        // A live lease is left alone.
-        assert!(alive.renew().unwrap());
+    }
+
+    #[test]
+    fn a_live_runner_keeps_its_task_however_late_its_lease() {
+        let (_tmp, queue) = queue();
+        queue.add(&task(1)).unwrap();
+        // Its lease ran out long ago (a stopped process), but its lock says it lives.
+        let slow = queue.join(Duration::from_millis(1)).unwrap();
+        assert!(matches!(slow.claim(3).unwrap(), Some(Claimed::Task(_))));
+        std::thread::sleep(Duration::from_millis(5));
         let other = queue.join(Duration::from_secs(30)).unwrap();
-        assert!(other.reclaim_expired().unwrap().is_empty());
+        assert!(other.reclaim_dead().unwrap().is_empty());
+        assert_eq!(states(&queue), vec![(State::Running, task(1).id)]);
+        assert!(slow.renew().unwrap());
+    }
+
+    #[test]
+    fn a_task_filed_before_its_runner_died_is_not_run_again() {
+        let (_tmp, queue) = queue();
+        let t = task(1);
+        queue.add(&t).unwrap();
+        let dead = queue.join(Duration::from_secs(30)).unwrap();
+        let Some(Claimed::Task(claimed)) = dead.claim(3).unwrap() else {
+            panic!("a task")
+        };
+        // Filed as done, then killed before removing its held copy.
+        write_atomically(
+            &queue.root().join("done").join(format!("{}.json", t.id)),
+            &claimed.to_json(),
+        )
+        .unwrap();
+        drop(dead);
+        let alive = queue.join(Duration::from_secs(30)).unwrap();
+        assert!(alive.reclaim_dead().unwrap().is_empty());
+        assert_eq!(states(&queue), vec![(State::Done, t.id.clone())]);
+        // A pending file reusing a filed id fails; the done task is untouched.
+        queue_file(&queue, &t);
+        assert!(
+            matches!(alive.claim(3).unwrap(), Some(Claimed::Failed { why, .. }) if why.contains("ids are used once"))
+        );
+        assert_eq!(queue.find(&t.id).unwrap().unwrap().state, State::Done);
+    }
+
+    fn queue_file(queue: &DirQueue, task: &Task) {
+        fs::write(
+            queue
+                .root()
+                .join("pending")
+                .join(format!("{}.json", task.id)),
+            task.to_json(),
+        )
+        .unwrap();
     }
 
     #[test]
@@ -598,6 +729,9 @@ mod tests {
         wrong.id = "another-name".into();
         fs::write(pending.join("1-misnamed.json"), wrong.to_json()).unwrap();
         queue.add(&task(9)).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", pending.join("2-link.json")).unwrap();
+        let huge = File::create(pending.join("3-huge.json")).unwrap();
+        huge.set_len(MAX_TASK_BYTES as u64 + 1).unwrap();
         let runner = queue.join(Duration::from_secs(30)).unwrap();
         let mut failed = Vec::new();
         loop {
@@ -610,12 +744,26 @@ mod tests {
                 None => break,
             }
         }
-        assert_eq!(failed.len(), 2, "{failed:?}");
-        assert!(failed[0].1.starts_with("not a task document"), "{failed:?}");
-        assert!(failed[1].1.contains("is not its file's name"), "{failed:?}");
+        assert_eq!(failed.len(), 4, "{failed:?}");
+        let why = |name: &str| &failed.iter().find(|(n, _)| n == name).unwrap().1;
+        assert!(
+            why("2-link.json").starts_with("not a task file"),
+            "{failed:?}"
+        );
+        assert!(
+            why("0-garbage").starts_with("not a task document"),
+            "{failed:?}"
+        );
+        assert!(
+            why("1-misnamed").contains("is not its file's name"),
+            "{failed:?}"
+        );
+        assert!(why("3-huge").contains("bytes, at most"), "{failed:?}");
         let listed = queue.find("0-garbage").unwrap().unwrap();
         assert_eq!(listed.state, State::Failed);
         assert!(listed.task.unwrap_err().starts_with("not a task document"));
+        let link = queue.find("2-link.json").unwrap().unwrap();
+        assert!(link.task.unwrap_err().starts_with("not a task file"));
     }
 
     #[test]

@@ -61,9 +61,9 @@ pub struct Task {
     pub finished: Option<String>,
 }
 
-/// Flags a task may not carry: where results go (the runner decides) and paths on the
-/// machine that queued it.
-const REFUSED_FLAGS: [(&str, &str); 5] = [
+/// Flags a task may not carry: where results go (the runner decides), paths on the
+/// machine that queued it, and compiler flags.
+const REFUSED_FLAGS: [(&str, &str); 6] = [
     (
         "--out",
         "the runner writes each task's results under its results directory",
@@ -84,7 +84,14 @@ const REFUSED_FLAGS: [(&str, &str); 5] = [
         "--valkey-tarball",
         "a tarball is a path on the queueing machine",
     ),
+    (
+        "--cflags",
+        "compiler flags can run programs (-wrapper) and write files (-MF) on the runner",
+    ),
 ];
+
+/// The largest task document read (a runner reads no more of a file than this).
+pub const MAX_TASK_BYTES: usize = 1 << 20;
 
 /// The most flags a task may carry, and the longest one.
 const MAX_ARGS: usize = 256;
@@ -116,6 +123,12 @@ impl Task {
     /// Reads a task document, checking what does not depend on the subcommand: its
     /// version, id and flags' shape. Errors name the field.
     pub fn parse(bytes: &[u8]) -> Result<Task, String> {
+        if bytes.len() > MAX_TASK_BYTES {
+            return Err(format!(
+                "not a task document: {} bytes, at most {MAX_TASK_BYTES}",
+                bytes.len()
+            ));
+        }
         let task: Task =
             serde_json::from_slice(bytes).map_err(|e| format!("not a task document: {e}"))?;
         if task.version != TASK_VERSION {

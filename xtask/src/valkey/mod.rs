@@ -88,6 +88,29 @@ impl BuildRequest {
         .into())
     }
 
+    /// What `binaries` refuses before it builds, checked without resolving anything: the
+    /// cflags' characters and a pinned version's name (a task is checked this way when it
+    /// is queued).
+    pub fn check(&self) -> Result<(), UsageError> {
+        build::check_cflags(&self.options.cflags).map_err(|e| UsageError(format!("{e:#}")))?;
+        let pinned_only = self.source.valkey_src.is_none() && self.source.valkey_tarball.is_none();
+        if let Some(version) = self
+            .source
+            .valkey_version
+            .as_deref()
+            .filter(|_| pinned_only)
+        {
+            let manifest = Manifest::embedded();
+            if manifest.find(version).is_none() {
+                return Err(UsageError(format!(
+                    "--valkey-version {version:?}: not a pinned version ({})",
+                    manifest.known().join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Resolves the source and returns its binaries, building them if they are not
     /// cached. A bad source or `cflags` is a [`UsageError`] (exit 2), before any build.
     pub fn binaries(&self, shutdown: &Shutdown) -> anyhow::Result<Binaries> {
