@@ -54,6 +54,25 @@ fn state_of<'a>(tasks: &'a [Value], id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no task {id} in {tasks:#?}"))
 }
 
+/// Starts `runner ARGS` on `queue` (scratch in `tmp`) and returns once it is mid-task:
+/// holding task `id` with its servers up.
+fn runner_mid_task(tmp: &Path, queue: &Path, id: &str, args: &[&str]) -> std::process::Child {
+    let mut all = vec!["runner", "--queue", queue.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let runner = xtask(&all, Some(tmp))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            state_of(&queue_list(queue), id)["state"] == "running" && !servers_under(tmp).is_empty()
+        }),
+        "the runner never started the task"
+    );
+    runner
+}
+
 #[test]
 fn queued_tasks_run_once_and_bad_or_hostile_ones_fail_with_why_executing_nothing() {
     let _heavy = heavy();
@@ -198,30 +217,12 @@ fn a_runner_killed_mid_task_has_its_task_run_again_exactly_once_by_another() {
     let port = ports(8).to_string();
     let id = queue_bench(&queue, &["--suite", "mem", "--quick", "--base-port", &port]);
 
-    let mut first = xtask(
-        &[
-            "runner",
-            "--queue",
-            q,
-            "--once",
-            "--results",
-            r,
-            "--lease-seconds",
-            "2",
-        ],
-        Some(tmp.path()),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
     // Mid-task: it holds the task and its servers are up.
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            state_of(&queue_list(&queue), &id)["state"] == "running"
-                && !servers_under(tmp.path()).is_empty()
-        }),
-        "the first runner never started the task"
+    let mut first = runner_mid_task(
+        tmp.path(),
+        &queue,
+        &id,
+        &["--once", "--results", r, "--lease-seconds", "2"],
     );
     signal(&first, libc::SIGKILL);
     wait_with_limit(&mut first, Duration::from_secs(10));
@@ -268,24 +269,11 @@ fn an_interrupted_runner_puts_its_task_back_and_stops_its_servers() {
     let _heavy = heavy();
     let tmp = tempfile::tempdir().unwrap();
     let queue = tmp.path().join("queue");
-    let (q, r) = (queue.to_str().unwrap(), tmp.path().join("results"));
+    let r = tmp.path().join("results");
     let port = ports(8).to_string();
     let id = queue_bench(&queue, &["--suite", "mem", "--quick", "--base-port", &port]);
-    let mut runner = xtask(
-        &["runner", "--queue", q, "--results", r.to_str().unwrap()],
-        Some(tmp.path()),
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    assert!(
-        wait_until(Duration::from_secs(60), || {
-            state_of(&queue_list(&queue), &id)["state"] == "running"
-                && !servers_under(tmp.path()).is_empty()
-        }),
-        "the runner never started the task"
-    );
+    let results = r.to_str().unwrap();
+    let mut runner = runner_mid_task(tmp.path(), &queue, &id, &["--results", results]);
     signal(&runner, libc::SIGTERM);
     let status = wait_with_limit(&mut runner, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "{status:?}");
