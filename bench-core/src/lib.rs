@@ -18,6 +18,7 @@ pub mod net;
 pub mod placement;
 pub mod populate;
 pub mod profile;
+pub mod ranges;
 pub mod report_page;
 pub mod resp;
 pub mod result;

@@ -108,6 +108,59 @@ pub struct PerfSpec {
     pub tls: Option<TlsMode>,
 }
 
+/// Lists that replace a perf suite's own (`--commands`, `--value-sizes`, `--pipelines`,
+/// `--clients`, `--io-threads`); each already checked against the suite file's limits.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Matrix {
+    pub commands: Option<Vec<Command>>,
+    pub value_sizes: Option<Vec<u64>>,
+    pub pipelines: Option<Vec<u32>>,
+    pub clients: Option<Vec<u32>>,
+    pub io_threads: Option<Vec<u32>>,
+}
+
+impl Matrix {
+    /// The flags given, by name (for "applies to the perf suite only" errors).
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--commands", self.commands.is_some()),
+            ("--value-sizes", self.value_sizes.is_some()),
+            ("--pipelines", self.pipelines.is_some()),
+            ("--clients", self.clients.is_some()),
+            ("--io-threads", self.io_threads.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
+    }
+
+    /// The spec with these lists in place of its own.
+    pub fn apply(&self, spec: &mut PerfSpec) {
+        if let Some(v) = &self.commands {
+            spec.commands = v.clone();
+        }
+        if let Some(v) = &self.value_sizes {
+            spec.value_sizes = v.clone();
+        }
+        if let Some(v) = &self.pipelines {
+            spec.pipelines = v.clone();
+        }
+        if let Some(v) = &self.clients {
+            spec.clients = v.clone();
+        }
+        if let Some(v) = &self.io_threads {
+            spec.io_threads = v.clone();
+        }
+    }
+}
+
+/// The limits a suite file's lists are checked against, for flags that replace them:
+/// (smallest, largest).
+pub const VALUE_SIZE_LIMITS: (u64, u64) = (1, 1 << 20);
+pub const PIPELINE_LIMITS: (u64, u64) = (1, 10_000);
+pub const CLIENT_LIMITS: (u64, u64) = (1, 10_000);
+pub const IO_THREAD_LIMITS: (u64, u64) = (1, 128);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum EngineKind {
@@ -263,16 +316,21 @@ impl PerfSpecFile {
             commands.push(command);
         }
         distinct("commands", &commands)?;
-        list_in_range("value_sizes", &self.value_sizes, 1, 1 << 20, "bytes")?;
+        let limit = |(low, high): (u64, u64)| (low as u32, high as u32);
+        let (low, high) = VALUE_SIZE_LIMITS;
+        list_in_range("value_sizes", &self.value_sizes, low, high, "bytes")?;
+        let (low, high) = limit(PIPELINE_LIMITS);
         list_in_range(
             "pipelines",
             &self.pipelines,
-            1,
-            10_000,
+            low,
+            high,
             "requests in flight",
         )?;
-        list_in_range("clients", &self.clients, 1, 10_000, "connections")?;
-        list_in_range("io_threads", &self.io_threads, 1, 128, "threads")?;
+        let (low, high) = limit(CLIENT_LIMITS);
+        list_in_range("clients", &self.clients, low, high, "connections")?;
+        let (low, high) = limit(IO_THREAD_LIMITS);
+        list_in_range("io_threads", &self.io_threads, low, high, "threads")?;
         in_range("keyspace", self.keyspace, 1, 100_000_000, "keys")?;
         in_range("repetitions", self.repetitions, 1, 1000, "repetitions")?;
         in_range("client_threads", self.client_threads, 1, 64, "threads")?;

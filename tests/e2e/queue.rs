@@ -288,3 +288,239 @@ fn an_interrupted_runner_puts_its_task_back_and_stops_its_servers() {
     // The runner left the queue: no runner directory remains.
     assert_eq!(fs::read_dir(queue.join("running")).unwrap().count(), 0);
 }
+
+/// Queues `KIND ARGS` and returns the ids it made.
+fn queue_add(queue: &Path, kind: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec![
+        "queue",
+        "--queue",
+        queue.to_str().unwrap(),
+        "--json",
+        "add",
+        kind,
+    ];
+    all.extend_from_slice(args);
+    let out = run(&all, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    added["added"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_campaign_a_compare_and_a_flame_graph_run_as_tasks_and_hostile_ones_do_not() {
+    let _heavy = heavy();
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, results) = (tmp.path().join("queue"), tmp.path().join("results"));
+    let q = queue.to_str().unwrap();
+
+    // Lists make one task per combination, each validated before any is queued.
+    let refused = run(
+        &[
+            "queue",
+            "--queue",
+            q,
+            "add",
+            "bench",
+            "--quick",
+            "--pipelines",
+            "1,16",
+            "--clients",
+            "0..2",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--clients"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = run(
+        &[
+            "queue",
+            "--queue",
+            q,
+            "add",
+            "bench",
+            "--quick",
+            "--commands",
+            "PING,GET",
+            "--pipelines",
+            "1..16x4",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("queued 6 tasks (2 --commands × 3 --pipelines)"),
+        "{said}"
+    );
+    for t in queue_list(&queue) {
+        assert!(t["task"]["kind"] == "bench", "{t}");
+        run(
+            &["queue", "--queue", q, "remove", t["id"].as_str().unwrap()],
+            None,
+        );
+    }
+    assert!(queue_list(&queue).is_empty());
+
+    let port = |n| ports(n).to_string();
+    let campaign = queue_add(
+        &queue,
+        "bench",
+        &[
+            "--quick",
+            "--commands",
+            "PING",
+            "--pipelines",
+            "1,16",
+            "--base-port",
+            &port(8),
+        ],
+    );
+    assert_eq!(campaign.len(), 2);
+    let compare = queue_add(
+        &queue,
+        "compare",
+        &[
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--mode",
+            "instructions",
+            "--quick",
+            "--cases",
+            "GET/32B/P16",
+            "--base-port",
+            &port(8),
+        ],
+    );
+    let flame = queue_add(
+        &queue,
+        "flamegraph",
+        &[
+            "--command",
+            "GET",
+            "--keyspace",
+            "1000",
+            "--warmup",
+            "0.2",
+            "--duration",
+            "1",
+            "--base-port",
+            &port(8),
+        ],
+    );
+    // Hostile compare and flamegraph documents: a path, shell metacharacters.
+    let mark = tmp.path().join("pwned");
+    let touch = format!("$(touch {}); `touch {0}`", mark.display());
+    let pending = queue.join("pending");
+    for (id, kind, args) in [
+        (
+            "1-candidate",
+            "compare",
+            vec!["--baseline", "8.1.1", "--candidate", touch.as_str()],
+        ),
+        (
+            "1-path",
+            "compare",
+            vec!["--baseline", "8.1.1", "--candidate", "/tmp"],
+        ),
+        (
+            "1-workload",
+            "flamegraph",
+            vec!["--workload", mark.to_str().unwrap()],
+        ),
+        ("1-diff", "flamegraph", vec!["--diff", touch.as_str()]),
+    ] {
+        let doc = serde_json::json!({
+            "version": 1, "id": id, "kind": kind, "args": args, "created": touch,
+        });
+        fs::write(
+            pending.join(format!("{id}.json")),
+            serde_json::to_vec(&doc).unwrap(),
+        )
+        .unwrap();
+    }
+
+    let out = run(
+        &[
+            "runner",
+            "--queue",
+            q,
+            "--once",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!mark.exists(), "a task's field was executed");
+    assert!(
+        servers_under(tmp.path()).is_empty(),
+        "a server outlived the runner"
+    );
+
+    let tasks = queue_list(&queue);
+    for (id, pipeline) in campaign.iter().zip(["P1", "P16"]) {
+        let t = state_of(&tasks, id);
+        assert_eq!(t["state"], "done", "{t:#}");
+        let records = fs::read_to_string(results.join(id).join("results.jsonl")).unwrap();
+        let names: Vec<String> = records
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["case"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        assert!(!names.is_empty());
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with(&format!("PING/{pipeline}/"))),
+            "{id}: {names:?}"
+        );
+    }
+    let c = state_of(&tasks, &compare[0]);
+    assert_eq!(c["state"], "done", "{c:#}");
+    assert_eq!(c["task"]["verdict"], "no regression", "{c:#}");
+    let dir = results.join(&compare[0]);
+    for file in [
+        "compare.md",
+        "baseline/results.jsonl",
+        "candidate/results.jsonl",
+        "task.json",
+    ] {
+        assert!(
+            dir.join(file).is_file(),
+            "{file} missing in {}",
+            dir.display()
+        );
+    }
+    let f = state_of(&tasks, &flame[0]);
+    assert_eq!(f["state"], "done", "{f:#}");
+    let svg = fs::read_to_string(results.join(&flame[0]).join("flamegraph.svg")).unwrap();
+    assert!(svg.contains("<svg"), "not an SVG");
+    assert!(results.join(&flame[0]).join("task.json").is_file());
+
+    for (id, says) in [
+        ("1-candidate", "not a revision a task may name"),
+        ("1-path", "a path"),
+        ("1-workload", "a workload file is a path"),
+        ("1-diff", "not a revision a task may name"),
+    ] {
+        let t = state_of(&tasks, id);
+        assert_eq!(t["state"], "failed", "{t:#}");
+        let why = t["task"]["error"].as_str().unwrap_or_default();
+        assert!(why.contains(says), "{id}: {why}");
+    }
+}

@@ -5,11 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use bench_core::command::Command;
 use bench_core::distribution::ValueSize;
 use bench_core::net::TlsMode;
 use bench_core::placement::{CpuList, Placement};
+use bench_core::ranges::{self, Unit};
 use bench_core::result::{BuildOptions, Malloc};
 use bench_core::shutdown::Shutdown;
+use bench_core::suite::{self, Matrix};
 use bench_core::topology::{ReadFrom, TopologySpec};
 use bench_core::workload::{self, WorkloadSpec};
 use clap::{Args, ValueEnum};
@@ -187,6 +190,96 @@ impl PlacementArgs {
             server_cpus: list("--server-cpus", &self.server_cpus)?,
             client_cpus: list("--client-cpus", &self.client_cpus)?,
         })
+    }
+}
+
+/// The perf matrix's lists, replacing the suite's own: `--value-sizes 16,64,1K`,
+/// `--pipelines 1..64x2` (1, 2, 4, ... 64). Shared by bench and compare; `queue add`
+/// makes one task per combination of them.
+#[derive(Args, Clone, Debug, Default)]
+pub struct MatrixArgs {
+    /// Commands, comma-separated (GET,SET,...), replacing the suite's.
+    #[arg(long, value_name = "LIST", value_parser = parse_commands)]
+    pub commands: Option<Commands>,
+    /// Value sizes in bytes: a list or ranges, binary units (16,64,1K; 1K..16Kx2).
+    #[arg(long, value_name = "SIZES", value_parser = list_parser(Unit::Bytes, suite::VALUE_SIZE_LIMITS))]
+    pub value_sizes: Option<Values>,
+    /// Requests in flight per connection: a list or ranges (1,16; 1..64x2).
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::PIPELINE_LIMITS))]
+    pub pipelines: Option<Values>,
+    /// Connections: a list or ranges (50; 10..100+30).
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::CLIENT_LIMITS))]
+    pub clients: Option<Values>,
+    /// The servers' io-threads: a list or ranges (1,2,4).
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::IO_THREAD_LIMITS))]
+    pub io_threads: Option<Values>,
+}
+
+/// A parsed list of numbers (one clap value, not repeated flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Values(pub Vec<u64>);
+
+/// A parsed list of commands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Commands(pub Vec<Command>);
+
+/// The flags `queue add` expands into one task per value (`MatrixArgs::values_of`).
+pub const MATRIX_FLAGS: [&str; 5] = [
+    "--commands",
+    "--value-sizes",
+    "--pipelines",
+    "--clients",
+    "--io-threads",
+];
+
+fn list_parser(
+    unit: Unit,
+    (low, high): (u64, u64),
+) -> impl Fn(&str) -> Result<Values, String> + Clone + Send + Sync + 'static {
+    move |text| ranges::parse_list(text, unit, low, high).map(Values)
+}
+
+fn parse_commands(text: &str) -> Result<Commands, String> {
+    let mut commands = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let command: Command = name.parse()?;
+        if commands.contains(&command) {
+            return Err(format!("{name} appears twice"));
+        }
+        commands.push(command);
+    }
+    Ok(Commands(commands))
+}
+
+impl MatrixArgs {
+    /// The lists, as the suite takes them.
+    pub fn matrix(&self) -> Matrix {
+        let u32s = |v: &Option<Values>| v.as_ref().map(|v| v.0.iter().map(|&n| n as u32).collect());
+        Matrix {
+            commands: self.commands.as_ref().map(|c| c.0.clone()),
+            value_sizes: self.value_sizes.as_ref().map(|v| v.0.clone()),
+            pipelines: u32s(&self.pipelines),
+            clients: u32s(&self.clients),
+            io_threads: u32s(&self.io_threads),
+        }
+    }
+
+    /// A flag's values as single command-line values, for `queue add`'s expansion; `None`
+    /// when the flag was not given.
+    pub fn values_of(&self, flag: &str) -> Option<Vec<String>> {
+        let numbers =
+            |v: &Option<Values>| v.as_ref().map(|v| v.0.iter().map(u64::to_string).collect());
+        match flag {
+            "--commands" => self
+                .commands
+                .as_ref()
+                .map(|c| c.0.iter().map(|c| c.to_string()).collect()),
+            "--value-sizes" => numbers(&self.value_sizes),
+            "--pipelines" => numbers(&self.pipelines),
+            "--clients" => numbers(&self.clients),
+            "--io-threads" => numbers(&self.io_threads),
+            _ => None,
+        }
     }
 }
 

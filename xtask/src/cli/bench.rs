@@ -7,7 +7,7 @@ use bench_core::shutdown::Shutdown;
 use bench_core::topology::ReadFrom;
 use clap::Args;
 
-use super::{PlacementArgs, SuiteArg, TopologyArgs, ValkeyArgs};
+use super::{MatrixArgs, PlacementArgs, SuiteArg, TopologyArgs, ValkeyArgs};
 use crate::error::UsageError;
 use crate::events::{Sink, Sinks};
 use crate::instances;
@@ -23,6 +23,8 @@ pub struct BenchCmd {
     pub topology: TopologyArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    #[command(flatten)]
+    pub matrix: MatrixArgs,
     /// The suite to run (default perf, or what the suite file says).
     #[arg(long, value_enum)]
     pub suite: Option<SuiteArg>,
@@ -77,6 +79,7 @@ impl BenchCmd {
             topology: self.topology.spec()?,
             placement: self.placement.parse()?,
             tls: self.topology.tls(self.valkey.tls),
+            matrix: self.matrix.matrix(),
         }
         .plan()?;
         let read_from = self.topology.read_from(plan.topology())?;

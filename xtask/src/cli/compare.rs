@@ -9,7 +9,7 @@ use std::time::Duration;
 use bench_core::shutdown::Shutdown;
 use clap::{Args, ValueEnum};
 
-use super::{PlacementArgs, SuiteArg, TopologyArgs};
+use super::{MatrixArgs, PlacementArgs, SuiteArg, TopologyArgs};
 use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
 use crate::events::Sinks;
@@ -38,6 +38,8 @@ pub struct CompareCmd {
     pub tls: bool,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    #[command(flatten)]
+    pub matrix: MatrixArgs,
     #[arg(long, value_enum, default_value_t = SuiteArg::Perf)]
     pub suite: SuiteArg,
     /// Only cases whose name contains one of these comma-separated strings.
@@ -91,6 +93,9 @@ pub struct CompareCmd {
         value_name = "WHICH"
     )]
     pub flamegraph: Option<FlameCases>,
+    /// Run as a queued task: SPECs are pinned versions or revisions, never paths.
+    #[arg(skip)]
+    pub task: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -107,14 +112,20 @@ pub enum Mode {
 }
 
 impl CompareCmd {
-    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+    /// The flags resolved and checked into the comparison, starting and building nothing:
+    /// what `run` runs and what `queue add` validates a task with.
+    pub fn request(&self) -> anyhow::Result<Request> {
         let manifest = Manifest::embedded();
         let side = |flag: &str, spec: &str| -> anyhow::Result<SideSpec> {
             Ok(SideSpec {
                 spec: spec.to_string(),
                 build: {
-                    let mut build =
-                        BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?;
+                    let resolve = if self.task {
+                        BuildRequest::from_task_spec
+                    } else {
+                        BuildRequest::from_spec
+                    };
+                    let mut build = resolve(flag, spec, self.valkey_src.as_deref(), &manifest)?;
                     build.options.tls = self.tls;
                     build
                 },
@@ -144,11 +155,12 @@ impl CompareCmd {
             candidate,
             suite: self.suite.into(),
             selection: crate::plan::cases::Selection {
-                cases: self.cases,
+                cases: self.cases.clone(),
                 quick: self.quick,
                 topology,
                 tls: self.topology.tls(self.tls),
                 placement,
+                matrix: self.matrix.matrix(),
             },
             read_from,
             mode: match self.mode {
@@ -159,8 +171,8 @@ impl CompareCmd {
             threshold: self.threshold,
             max_time: self.max_time,
             slice_seconds: self.slice_seconds,
-            out: self.out,
-            markdown: self.markdown,
+            out: self.out.clone(),
+            markdown: self.markdown.clone(),
             json: self.json,
             base_port: self.base_port,
             flamegraph: self.flamegraph.map(|f| match f {
@@ -170,6 +182,11 @@ impl CompareCmd {
         };
         // Every flag is checked before the progress file is created.
         request.check().map_err(CouldNotRun)?;
+        Ok(request)
+    }
+
+    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let request = self.request()?;
         if let Some(path) = &self.progress_json {
             let stream = JsonLines::create(path).map_err(CouldNotRun)?;
             request.sinks.borrow_mut().push(Box::new(stream));

@@ -16,7 +16,7 @@ use crate::project;
 use crate::run::{CaseContext, Deploy, preload::Preload};
 use crate::suites::profile::{self as flamegraph, Method, Profiler, Setup};
 use crate::topology;
-use crate::valkey::{Binaries, BuildRequest, Manifest};
+use crate::valkey::{BuildRequest, Manifest};
 use bench_core::topology::TopologySpec;
 
 #[derive(Args, Debug)]
@@ -68,10 +68,24 @@ pub struct FlamegraphCmd {
     /// Print what was written and the top functions as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Run as a queued task: SPECs are pinned versions or revisions, never paths, and the
+    /// workload a preset, never a file.
+    #[arg(skip)]
+    pub task: bool,
+}
+
+/// The flags, checked: what `run` uses, and what `queue add` validates a task with.
+pub struct Checked {
+    duration: Duration,
+    warmup: Duration,
+    topology: TopologySpec,
+    read_from: bench_core::topology::ReadFrom,
+    builds: (BuildRequest, Option<BuildRequest>),
 }
 
 impl FlamegraphCmd {
-    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+    /// Every flag checked, starting and building nothing.
+    pub fn check(&self) -> anyhow::Result<Checked> {
         let seconds = |flag: &str, s: f64, min: f64| -> anyhow::Result<Duration> {
             Duration::try_from_secs_f64(s)
                 .ok()
@@ -123,6 +137,58 @@ impl FlamegraphCmd {
             ))
             .into());
         }
+        if self.task
+            && let Some(file) = self
+                .load
+                .workload
+                .as_deref()
+                .filter(|w| !bench_core::workload::preset_names().contains(w))
+        {
+            return Err(UsageError(format!(
+                "--workload {file:?}: a task names a preset ({}); a workload file is a path \
+                 on the queueing machine",
+                bench_core::workload::preset_names().join(", ")
+            ))
+            .into());
+        }
+        self.load.resolve(None)?;
+        let manifest = Manifest::embedded();
+        let request = |flag: &str, spec: Option<&str>| -> anyhow::Result<BuildRequest> {
+            let spec = spec.unwrap_or(&manifest.default);
+            let resolve = if self.task {
+                BuildRequest::from_task_spec
+            } else {
+                BuildRequest::from_spec
+            };
+            let mut build = resolve(flag, spec, self.valkey_src.as_deref(), &manifest)?;
+            build.options.tls = self.tls;
+            build.check()?;
+            Ok(build)
+        };
+        let builds = (
+            request("--valkey", self.valkey.as_deref())?,
+            self.diff
+                .as_deref()
+                .map(|spec| request("--diff", Some(spec)))
+                .transpose()?,
+        );
+        Ok(Checked {
+            duration,
+            warmup,
+            topology,
+            read_from,
+            builds,
+        })
+    }
+
+    pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let Checked {
+            duration,
+            warmup,
+            topology,
+            read_from,
+            builds,
+        } = self.check()?;
         // Check the profiler before building anything.
         let event = match self.profiler {
             Profiler::Perf => flamegraph::perf_event(shutdown)?,
@@ -135,21 +201,21 @@ impl FlamegraphCmd {
             }
         };
         let (spec, pipeline) = self.load.resolve(None)?;
-        let manifest = Manifest::embedded();
-        let build = |flag: &str, spec: Option<&str>| -> anyhow::Result<Binaries> {
-            let default = manifest.default.clone();
-            let spec = spec.unwrap_or(&default);
-            let mut build =
-                BuildRequest::from_spec(flag, spec, self.valkey_src.as_deref(), &manifest)?;
-            build.options.tls = self.tls;
-            build
-                .binaries(shutdown)
-                .with_context(|| format!("building {flag} {spec}"))
-        };
-        let candidate = build("--valkey", self.valkey.as_deref())?;
-        let baseline = match self.diff.as_deref() {
-            Some(spec) => Some((build("--diff", Some(spec))?, spec)),
-            None => None,
+        let default = Manifest::embedded().default;
+        let candidate = builds.0.binaries(shutdown).with_context(|| {
+            format!(
+                "building --valkey {}",
+                self.valkey.as_ref().unwrap_or(&default)
+            )
+        })?;
+        let baseline = match (builds.1, self.diff.as_deref()) {
+            (Some(build), Some(spec)) => Some((
+                build
+                    .binaries(shutdown)
+                    .with_context(|| format!("building --diff {spec}"))?,
+                spec,
+            )),
+            _ => None,
         };
         let mut config = std::collections::BTreeMap::new();
         if self.io_threads > 1 {

@@ -16,37 +16,120 @@ pub mod start;
 
 pub use args::*;
 
+use std::path::Path;
+
+use bench_core::shutdown::Shutdown;
 use clap::Parser;
 
-use crate::error::UsageError;
+use crate::error::{Inconclusive, RegressionFound, UsageError};
 use crate::queue::{TaskKind, check_args};
 
 /// A queued task's flags, parsed by its command's own definitions (here, where every
 /// subcommand is known; a task's flags never pass through a shell).
 #[derive(Parser, Debug)]
 #[command(name = "bench", no_binary_name = true)]
-pub struct BenchTask {
+struct BenchTask {
     #[command(flatten)]
-    pub cmd: bench::BenchCmd,
+    cmd: bench::BenchCmd,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "compare", no_binary_name = true)]
+struct CompareTask {
+    #[command(flatten)]
+    cmd: compare::CompareCmd,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "flamegraph", no_binary_name = true)]
+struct FlamegraphTask {
+    #[command(flatten)]
+    cmd: flamegraph::FlamegraphCmd,
+}
+
+/// A task, parsed and checked: the command it runs.
+#[derive(Debug)]
+pub enum TaskCmd {
+    Bench(Box<bench::BenchCmd>),
+    Compare(Box<compare::CompareCmd>),
+    Flamegraph(Box<flamegraph::FlamegraphCmd>),
+}
+
+impl TaskCmd {
+    /// The perf matrix's lists this task was given (`queue add` expands them); none for a
+    /// flame graph.
+    pub fn matrix(&self) -> Option<&MatrixArgs> {
+        match self {
+            TaskCmd::Bench(cmd) => Some(&cmd.matrix),
+            TaskCmd::Compare(cmd) => Some(&cmd.matrix),
+            TaskCmd::Flamegraph(_) => None,
+        }
+    }
+
+    /// Runs the task with its results in `dir` (a flame graph's SVG as
+    /// `dir/flamegraph.svg`). `Ok` with a compare's verdict when it ran to the end: a
+    /// comparison that found a regression did its job.
+    pub fn run_in(self, dir: &Path, shutdown: &Shutdown) -> anyhow::Result<Option<String>> {
+        match self {
+            TaskCmd::Bench(mut cmd) => {
+                cmd.out = Some(dir.to_path_buf());
+                cmd.run(shutdown).map(|()| None)
+            }
+            TaskCmd::Compare(mut cmd) => {
+                cmd.out = Some(dir.to_path_buf());
+                match cmd.run(shutdown) {
+                    Ok(()) => Ok(Some("no regression".into())),
+                    Err(e) if e.is::<RegressionFound>() || e.is::<Inconclusive>() => {
+                        Ok(Some(e.to_string()))
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            TaskCmd::Flamegraph(mut cmd) => {
+                cmd.out = Some(dir.join("flamegraph.svg"));
+                cmd.run(shutdown).map(|()| None)
+            }
+        }
+    }
 }
 
 /// A task's flags parsed and checked as its command checks them, starting nothing:
 /// `queue add` before queueing, the runner before running. Errors name the flag and
 /// exit 2.
-pub fn validate_task(kind: TaskKind, args: &[String]) -> anyhow::Result<BenchTask> {
+pub fn validate_task(kind: TaskKind, args: &[String]) -> anyhow::Result<TaskCmd> {
     check_args(args).map_err(UsageError)?;
+    fn parse<T: Parser>(kind: TaskKind, args: &[String]) -> anyhow::Result<T> {
+        T::try_parse_from(args).map_err(|e| {
+            let rendered = e.render().to_string();
+            UsageError(format!(
+                "{}: {}",
+                kind.name(),
+                rendered.trim_end().trim_start_matches("error: ")
+            ))
+            .into()
+        })
+    }
     match kind {
         TaskKind::Bench => {
-            let task = BenchTask::try_parse_from(args).map_err(|e| {
-                let rendered = e.render().to_string();
-                UsageError(format!(
-                    "bench: {}",
-                    rendered.trim_end().trim_start_matches("error: ")
-                ))
-            })?;
-            task.cmd.valkey.request().check()?;
-            task.cmd.plan()?;
-            Ok(task)
+            let BenchTask { cmd } = parse(kind, args)?;
+            if let Some(rev) = &cmd.valkey.git_ref {
+                crate::valkey::check_revision("--ref", rev)?;
+            }
+            cmd.valkey.request().check()?;
+            cmd.plan()?;
+            Ok(TaskCmd::Bench(Box::new(cmd)))
+        }
+        TaskKind::Compare => {
+            let CompareTask { mut cmd } = parse(kind, args)?;
+            cmd.task = true;
+            cmd.request()?;
+            Ok(TaskCmd::Compare(Box::new(cmd)))
+        }
+        TaskKind::Flamegraph => {
+            let FlamegraphTask { mut cmd } = parse(kind, args)?;
+            cmd.task = true;
+            cmd.check()?;
+            Ok(TaskCmd::Flamegraph(Box::new(cmd)))
         }
     }
 }

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::validate_task;
+use super::{MATRIX_FLAGS, validate_task};
 use crate::error::UsageError;
 use crate::queue::dir::{DirQueue, Entry};
+use crate::queue::expand::{self, Axis};
 use crate::queue::{Task, TaskKind, default_root};
 
 #[derive(Args, Debug)]
@@ -26,8 +27,11 @@ pub struct QueueCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum QueueAction {
-    /// Queue a task: `queue add bench --quick --topology cluster:3x0`. Its flags are
-    /// checked as the command would check them; nothing is queued if one is wrong.
+    /// Queue a task: `queue add bench --quick --topology cluster:3x0`, `queue add compare
+    /// --baseline 8.0.2 --candidate 8.1.1`, `queue add flamegraph --command GET`. Its flags
+    /// are checked as the command would check them; nothing is queued if one is wrong.
+    /// Lists make a campaign, one task per combination: `--value-sizes 16,64,1K
+    /// --pipelines 1..64x2` (and bench's `--valkey-version A,B`, `--ref A,B`).
     Add {
         /// The command the task runs.
         #[arg(value_enum)]
@@ -51,12 +55,16 @@ pub enum QueueAction {
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 pub enum KindArg {
     Bench,
+    Compare,
+    Flamegraph,
 }
 
 impl From<KindArg> for TaskKind {
     fn from(kind: KindArg) -> TaskKind {
         match kind {
             KindArg::Bench => TaskKind::Bench,
+            KindArg::Compare => TaskKind::Compare,
+            KindArg::Flamegraph => TaskKind::Flamegraph,
         }
     }
 }
@@ -68,13 +76,25 @@ impl QueueCmd {
         match &self.action {
             QueueAction::Add { kind, args } => {
                 let kind = TaskKind::from(*kind);
-                validate_task(kind, args)?;
-                let task = Task::new(kind, args.clone());
-                queue.add(&task)?;
+                let (list, axes) = campaign(kind, args)?;
+                let tasks = Task::batch(kind, list);
+                for task in &tasks {
+                    queue.add(task)?;
+                }
+                let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
                 if self.json {
-                    println!("{}", json!({"added": [task.id]}));
+                    println!("{}", json!({"added": ids}));
+                } else if let [id] = ids[..] {
+                    println!("queued 1 task in {}: {id}", root.display());
                 } else {
-                    println!("queued 1 task in {}: {}", root.display(), task.id);
+                    println!(
+                        "queued {} tasks ({}) in {}: {} ... {}",
+                        ids.len(),
+                        expand::describe(&axes),
+                        root.display(),
+                        ids[0],
+                        ids[ids.len() - 1]
+                    );
                 }
                 Ok(())
             }
@@ -111,6 +131,54 @@ impl QueueCmd {
             QueueAction::Remove { id } => usage(queue.remove(id), "removed", id),
         }
     }
+}
+
+/// A campaign's tasks: one per combination of the lists given (`--value-sizes 16,64,1K`,
+/// `--pipelines 1..64x2`, and for bench `--valkey-version A,B` and `--ref A,B`), each
+/// validated as its command would validate it before any is queued.
+fn campaign(kind: TaskKind, args: &[String]) -> anyhow::Result<(Vec<Vec<String>>, Vec<Axis>)> {
+    let mut axes = Vec::new();
+    let mut first = args.to_vec();
+    if kind == TaskKind::Bench {
+        for flag in ["--valkey-version", "--ref"] {
+            let raw = expand::raw_values(args, flag);
+            let [list] = &raw[..] else { continue };
+            if !list.contains(',') {
+                continue;
+            }
+            let values: Vec<String> = list.split(',').map(|v| v.trim().to_string()).collect();
+            if values.iter().any(String::is_empty) {
+                return Err(UsageError(format!(
+                    "{flag} {list:?}: an empty item; separate builds with single commas"
+                ))
+                .into());
+            }
+            first = expand::without(&first, flag);
+            first.extend([flag.to_string(), values[0].clone()]);
+            axes.push(Axis { flag, values });
+        }
+    }
+    let parsed = validate_task(kind, &first)?;
+    if let Some(matrix) = parsed.matrix() {
+        for flag in MATRIX_FLAGS {
+            if let Some(values) = matrix.values_of(flag).filter(|v| v.len() > 1) {
+                axes.push(Axis { flag, values });
+            }
+        }
+    }
+    let list = expand::product(args, &axes).map_err(UsageError)?;
+    let n = list.len();
+    for (i, args) in list.iter().enumerate().filter(|_| n > 1) {
+        validate_task(kind, args).map_err(|e| {
+            UsageError(format!(
+                "task {} of {n} ({} {}): {e:#}",
+                i + 1,
+                kind.name(),
+                args.join(" ")
+            ))
+        })?;
+    }
+    Ok((list, axes))
 }
 
 /// A refused action (no such task, wrong state) is the user's error: exit 2.

@@ -117,7 +117,7 @@ impl RunnerCmd {
             task.args.join(" "),
             task.deliveries
         );
-        let mut parsed = match validate_task(task.kind, &task.args) {
+        let parsed = match validate_task(task.kind, &task.args) {
             Ok(parsed) => parsed,
             Err(e) => {
                 let why = format!("{e:#}");
@@ -126,12 +126,11 @@ impl RunnerCmd {
             }
         };
         let results = self.results_dir(&task.id);
-        parsed.cmd.out = Some(results.clone());
         task.results = Some(results.display().to_string());
         let (done, lost) = (AtomicBool::new(false), AtomicBool::new(false));
         let ran = std::thread::scope(|s| {
             s.spawn(|| heartbeat(runner, &done, &lost, shutdown));
-            let ran = parsed.cmd.run(shutdown);
+            let ran = parsed.run_in(&results, shutdown);
             done.store(true, Ordering::SeqCst);
             ran
         });
@@ -141,23 +140,33 @@ impl RunnerCmd {
                 task.id
             );
         }
+        let outcome = match ran {
+            Ok(verdict) => {
+                task.verdict = verdict;
+                Outcome::Done
+            }
+            // Stopped by a signal: not the task's failure; it goes back as it was.
+            Err(_) if shutdown.is_triggered() => Outcome::Requeued,
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
         if results.is_dir()
             && let Err(e) =
                 crate::rundir::write_atomically(&results.join("task.json"), &task.to_json())
         {
             eprintln!("{}: writing task.json beside its results: {e:#}", task.id);
         }
-        let outcome = match ran {
-            Ok(()) => Outcome::Done,
-            // Stopped by a signal: not the task's failure; it goes back as it was.
-            Err(_) if shutdown.is_triggered() => Outcome::Requeued,
-            Err(e) => Outcome::Failed(format!("{e:#}")),
-        };
         eprintln!(
             "{}: {}",
             task.id,
             match &outcome {
-                Outcome::Done => format!("done, results in {}", results.display()),
+                Outcome::Done => format!(
+                    "done{}, results in {}",
+                    task.verdict
+                        .as_ref()
+                        .map(|v| format!(" ({v})"))
+                        .unwrap_or_default(),
+                    results.display()
+                ),
                 Outcome::Failed(why) => format!("failed: {why}"),
                 Outcome::Requeued => "interrupted, back to pending".into(),
             }

@@ -173,6 +173,16 @@ impl Request {
             )
             .into());
         }
+        if let Some(flag) = self.selection.matrix.given().first()
+            && self.suite != SuiteKind::Perf
+        {
+            return Err(UsageError(format!(
+                "{flag} replaces a list of the perf suite's matrix; the {} suite has its own \
+                 cases: drop {flag} or use --suite perf",
+                self.suite.name()
+            ))
+            .into());
+        }
         let topology = self.selection.topology;
         if topology != TopologySpec::Standalone && self.suite != SuiteKind::Perf {
             return Err(UsageError(format!(

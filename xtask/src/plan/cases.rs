@@ -4,7 +4,7 @@
 
 use bench_core::net::TlsMode;
 use bench_core::placement::Placement;
-use bench_core::suite::{PerfCase, PerfSpec};
+use bench_core::suite::{Matrix, PerfCase, PerfSpec};
 use bench_core::topology::TopologySpec;
 use bench_core::{mem, sync};
 
@@ -23,6 +23,9 @@ pub struct Selection {
     pub placement: Placement,
     /// Perf cases' servers speak TLS only (`--tls`); their names end with `/tls`.
     pub tls: Option<TlsMode>,
+    /// `--commands`, `--value-sizes`, ...: lists replacing the perf matrix's (the caller
+    /// refuses them for other suites).
+    pub matrix: Matrix,
 }
 
 impl Selection {
@@ -77,6 +80,7 @@ impl Selection {
         spec.topology = self.topology;
         spec.placement = self.placement.clone();
         spec.tls = self.tls;
+        self.matrix.apply(&mut spec);
         let cases: Vec<PerfCase> = spec
             .expand()
             .into_iter()

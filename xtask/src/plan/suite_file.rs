@@ -11,7 +11,7 @@ use anyhow::Context;
 use bench_core::mem::{self, MemCase};
 use bench_core::net::TlsMode;
 use bench_core::placement::Placement;
-use bench_core::suite::{self, EngineKind, PerfSpec};
+use bench_core::suite::{self, EngineKind, Matrix, PerfSpec};
 use bench_core::sync::{self, SyncCase};
 use bench_core::topology::TopologySpec;
 
@@ -45,6 +45,9 @@ pub struct SuiteChoice {
     pub placement: Placement,
     /// `--tls` (with `--tls-auth-clients`): every case's servers speak TLS only.
     pub tls: Option<TlsMode>,
+    /// `--commands`, `--value-sizes`, `--pipelines`, `--clients`, `--io-threads`: the perf
+    /// matrix's lists, replacing the suite's.
+    pub matrix: Matrix,
 }
 
 impl Plan {
@@ -62,6 +65,18 @@ impl SuiteChoice {
     /// The plan, or an error naming what to fix.
     pub fn plan(&self) -> anyhow::Result<Plan> {
         let suite = self.which_suite()?;
+        if let Some(flag) = self
+            .matrix
+            .given()
+            .first()
+            .filter(|_| suite != SuiteKind::Perf)
+        {
+            return Err(UsageError(format!(
+                "{flag} replaces a list of the perf suite's matrix; the {suite:?} suite has its \
+                 own cases: drop {flag} or run --suite perf"
+            ))
+            .into());
+        }
         if self.placement.is_pinned() && suite != SuiteKind::Perf {
             return Err(UsageError(format!(
                 "--server-cpus / --client-cpus pin the perf suite's servers and generator; the \
@@ -194,7 +209,15 @@ impl SuiteChoice {
             eprintln!("warning: {w}");
         }
         spec.placement = placement;
+        self.matrix.apply(&mut spec);
         let mut extra = self.server_config.clone();
+        if let (Some(threads), Some(_)) = (extra.get("io-threads"), &self.matrix.io_threads) {
+            return Err(UsageError(format!(
+                "--server-config io-threads={threads} and --io-threads both set the servers' \
+                 io-threads; keep one"
+            ))
+            .into());
+        }
         if let Some(threads) = extra.remove("io-threads") {
             let n: u32 = threads
                 .parse()

@@ -9,6 +9,7 @@
 //! queued it, or where results go, are refused: the runner chooses the run directory.
 
 pub mod dir;
+pub mod expand;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,12 +26,16 @@ pub const TASK_VERSION: u32 = 1;
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     Bench,
+    Compare,
+    Flamegraph,
 }
 
 impl TaskKind {
     pub fn name(self) -> &'static str {
         match self {
             TaskKind::Bench => "bench",
+            TaskKind::Compare => "compare",
+            TaskKind::Flamegraph => "flamegraph",
         }
     }
 }
@@ -59,14 +64,21 @@ pub struct Task {
     /// When it ended (done or failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<String>,
+    /// A compare's verdict: "no regression", "2 regression(s) found", "inconclusive: ...".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
 }
 
 /// Flags a task may not carry: where results go (the runner decides), paths on the
 /// machine that queued it, and compiler flags.
-const REFUSED_FLAGS: [(&str, &str); 6] = [
+const REFUSED_FLAGS: [(&str, &str); 7] = [
     (
         "--out",
         "the runner writes each task's results under its results directory",
+    ),
+    (
+        "--markdown",
+        "the runner writes a compare's summary into its results directory",
     ),
     (
         "--progress-json",
@@ -117,7 +129,25 @@ impl Task {
             error: None,
             results: None,
             finished: None,
+            verdict: None,
         }
+    }
+
+    /// A campaign's tasks, in order, their ids one stem and `-001`, `-002`, ...
+    pub fn batch(kind: TaskKind, list: Vec<Vec<String>>) -> Vec<Task> {
+        let first = Task::new(kind, Vec::new());
+        if list.len() == 1 {
+            let args = list.into_iter().next().unwrap_or_default();
+            return vec![Task { args, ..first }];
+        }
+        list.into_iter()
+            .enumerate()
+            .map(|(i, args)| Task {
+                id: format!("{}-{:03}", first.id, i + 1),
+                args,
+                ..first.clone()
+            })
+            .collect()
     }
 
     /// Reads a task document, checking what does not depend on the subcommand: its

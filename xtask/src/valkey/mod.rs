@@ -88,6 +88,34 @@ impl BuildRequest {
         .into())
     }
 
+    /// A SPEC in a queued task: a pinned version, or a revision of the runner's own
+    /// repository (its `VALKEY_SRC`). Never a path: a task's paths are the queueing
+    /// machine's, and a task may not point a build at the runner's files.
+    pub fn from_task_spec(
+        flag: &str,
+        spec: &str,
+        valkey_src: Option<&Path>,
+        manifest: &Manifest,
+    ) -> anyhow::Result<BuildRequest> {
+        if manifest.find(spec).is_some() {
+            return BuildRequest::from_spec(flag, spec, None, manifest);
+        }
+        check_revision(flag, spec)?;
+        let Some(src) = valkey_src else {
+            return Err(UsageError(format!(
+                "{flag} {spec:?}: a task names a pinned version ({}) or a revision of the \
+                 runner's repository (VALKEY_SRC), and VALKEY_SRC is not set",
+                manifest.known().join(", ")
+            ))
+            .into());
+        };
+        Ok(BuildRequest::with_defaults(SourceRequest {
+            valkey_src: Some(src.to_path_buf()),
+            git_ref: Some(spec.to_string()),
+            ..SourceRequest::default()
+        }))
+    }
+
     /// What `binaries` refuses before it builds, checked without resolving anything: the
     /// cflags' characters and a pinned version's name (a task is checked this way when it
     /// is queued).
@@ -125,6 +153,31 @@ impl BuildRequest {
             &crate::project::cache_dir(),
             shutdown,
         )
+    }
+}
+
+/// A git revision as a task may name one: a branch, tag, hash or `HEAD~2`, not an option
+/// (`-...`), not a path, not a range.
+pub fn check_revision(flag: &str, rev: &str) -> Result<(), UsageError> {
+    let ok = !rev.is_empty()
+        && rev.len() <= 200
+        && !rev.starts_with(['-', '/', '.'])
+        && !rev.contains("..")
+        && rev.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'~' | b'^')
+        });
+    if ok {
+        Ok(())
+    } else if rev.starts_with(['/', '.']) {
+        Err(UsageError(format!(
+            "{flag} {rev:?}: a path; a task builds a pinned version or a revision of the \
+             runner's repository (VALKEY_SRC), never a path on the queueing machine"
+        )))
+    } else {
+        Err(UsageError(format!(
+            "{flag} {rev:?}: not a revision a task may name; use a pinned version, a branch, \
+             a tag or a commit hash (letters, digits, . _ - / ~ ^)"
+        )))
     }
 }
 
