@@ -32,19 +32,9 @@ fn queue_list(queue: &Path) -> Vec<Value> {
 
 /// Queues `bench ARGS` and returns the task's id.
 fn queue_bench(queue: &Path, args: &[&str]) -> String {
-    let mut all = vec![
-        "queue",
-        "--queue",
-        queue.to_str().unwrap(),
-        "--json",
-        "add",
-        "bench",
-    ];
-    all.extend_from_slice(args);
-    let out = run(&all, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
-    added["added"][0].as_str().unwrap().to_string()
+    let ids = queue_add(queue, "bench", args);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    ids[0].clone()
 }
 
 fn state_of<'a>(tasks: &'a [Value], id: &str) -> &'a Value {

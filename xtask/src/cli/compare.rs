@@ -120,12 +120,13 @@ impl CompareCmd {
             Ok(SideSpec {
                 spec: spec.to_string(),
                 build: {
-                    let resolve = if self.task {
-                        BuildRequest::from_task_spec
-                    } else {
-                        BuildRequest::from_spec
-                    };
-                    let mut build = resolve(flag, spec, self.valkey_src.as_deref(), &manifest)?;
+                    let mut build = BuildRequest::resolve_spec(
+                        self.task,
+                        flag,
+                        spec,
+                        self.valkey_src.as_deref(),
+                        &manifest,
+                    )?;
                     build.options.tls = self.tls;
                     build
                 },

@@ -155,12 +155,13 @@ impl FlamegraphCmd {
         let manifest = Manifest::embedded();
         let request = |flag: &str, spec: Option<&str>| -> anyhow::Result<BuildRequest> {
             let spec = spec.unwrap_or(&manifest.default);
-            let resolve = if self.task {
-                BuildRequest::from_task_spec
-            } else {
-                BuildRequest::from_spec
-            };
-            let mut build = resolve(flag, spec, self.valkey_src.as_deref(), &manifest)?;
+            let mut build = BuildRequest::resolve_spec(
+                self.task,
+                flag,
+                spec,
+                self.valkey_src.as_deref(),
+                &manifest,
+            )?;
             build.options.tls = self.tls;
             build.check()?;
             Ok(build)

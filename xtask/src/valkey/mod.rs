@@ -88,6 +88,22 @@ impl BuildRequest {
         .into())
     }
 
+    /// A SPEC as the command line takes it (`from_spec`), or as a queued task may name it
+    /// (`from_task_spec`).
+    pub fn resolve_spec(
+        task: bool,
+        flag: &str,
+        spec: &str,
+        valkey_src: Option<&Path>,
+        manifest: &Manifest,
+    ) -> anyhow::Result<BuildRequest> {
+        if task {
+            BuildRequest::from_task_spec(flag, spec, valkey_src, manifest)
+        } else {
+            BuildRequest::from_spec(flag, spec, valkey_src, manifest)
+        }
+    }
+
     /// A SPEC in a queued task: a pinned version, or a revision of the runner's own
     /// repository (its `VALKEY_SRC`). Never a path: a task's paths are the queueing
     /// machine's, and a task may not point a build at the runner's files.
