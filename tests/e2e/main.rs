@@ -16,6 +16,7 @@ mod queue;
 mod report;
 mod signals;
 mod source;
+mod streams;
 mod suites;
 mod tls;
 mod topology;

@@ -3,6 +3,7 @@
 //! and hostile task files failed with why and nothing executed, and a runner killed with
 //! SIGKILL mid-task whose task another runner runs again, once, with no server left.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::Path;
 use std::process::Stdio;
@@ -14,12 +15,13 @@ use crate::util::{
     heavy, ports, run, servers_under, signal, stderr, wait_until, wait_with_limit, xtask,
 };
 
-fn queue_list(queue: &Path) -> Vec<Value> {
+/// `queue list --json`'s tasks; `queue` a directory or a URL.
+pub fn queue_list(queue: impl AsRef<OsStr>) -> Vec<Value> {
     let out = run(
         &[
             "queue",
             "--queue",
-            queue.to_str().unwrap(),
+            queue.as_ref().to_str().unwrap(),
             "list",
             "--json",
         ],
@@ -37,7 +39,7 @@ fn queue_bench(queue: &Path, args: &[&str]) -> String {
     ids[0].clone()
 }
 
-fn state_of<'a>(tasks: &'a [Value], id: &str) -> &'a Value {
+pub fn state_of<'a>(tasks: &'a [Value], id: &str) -> &'a Value {
     tasks
         .iter()
         .find(|t| t["id"] == id)
@@ -280,11 +282,11 @@ fn an_interrupted_runner_puts_its_task_back_and_stops_its_servers() {
 }
 
 /// Queues `KIND ARGS` and returns the ids it made.
-fn queue_add(queue: &Path, kind: &str, args: &[&str]) -> Vec<String> {
+pub fn queue_add(queue: impl AsRef<OsStr>, kind: &str, args: &[&str]) -> Vec<String> {
     let mut all = vec![
         "queue",
         "--queue",
-        queue.to_str().unwrap(),
+        queue.as_ref().to_str().unwrap(),
         "--json",
         "add",
         kind,

@@ -58,12 +58,20 @@ pub struct BenchCmd {
 
 impl BenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        self.run_with(shutdown, Vec::new())
+    }
+
+    /// `run`, its events also given to `extra` (a queued task's status).
+    pub fn run_with(self, shutdown: &Shutdown, extra: Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
         if let Some(out) = &self.out {
             crate::rundir::check_unused(out).map_err(UsageError)?;
         }
         // Every flag and the suite file are checked before the progress file is created.
         let (plan, read_from) = self.plan()?;
         let mut sinks = self.sinks()?;
+        for sink in extra {
+            sinks.push(sink);
+        }
         self.runner(read_from).execute(plan, &mut sinks, shutdown)
     }
 

@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use super::{MatrixArgs, PlacementArgs, SuiteArg, TopologyArgs};
 use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
-use crate::events::Sinks;
+use crate::events::{Sink, Sinks};
 use crate::instances;
 use crate::ui::json_lines::JsonLines;
 use crate::ui::terminal::Terminal;
@@ -187,7 +187,15 @@ impl CompareCmd {
     }
 
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        self.run_with(shutdown, Vec::new())
+    }
+
+    /// `run`, its events also given to `extra` (a queued task's status).
+    pub fn run_with(self, shutdown: &Shutdown, extra: Vec<Box<dyn Sink>>) -> anyhow::Result<()> {
         let request = self.request()?;
+        for sink in extra {
+            request.sinks.borrow_mut().push(sink);
+        }
         if let Some(path) = &self.progress_json {
             let stream = JsonLines::create(path).map_err(CouldNotRun)?;
             request.sinks.borrow_mut().push(Box::new(stream));

@@ -67,17 +67,22 @@ impl TaskCmd {
     }
 
     /// Runs the task with its results in `dir` (a flame graph's SVG as
-    /// `dir/flamegraph.svg`). `Ok` with a compare's verdict when it ran to the end: a
+    /// `dir/flamegraph.svg`), its events also given to `extra`. `Ok` with a compare's verdict when it ran to the end: a
     /// comparison that found a regression did its job.
-    pub fn run_in(self, dir: &Path, shutdown: &Shutdown) -> anyhow::Result<Option<String>> {
+    pub fn run_in(
+        self,
+        dir: &Path,
+        shutdown: &Shutdown,
+        extra: Vec<Box<dyn crate::events::Sink>>,
+    ) -> anyhow::Result<Option<String>> {
         match self {
             TaskCmd::Bench(mut cmd) => {
                 cmd.out = Some(dir.to_path_buf());
-                cmd.run(shutdown).map(|()| None)
+                cmd.run_with(shutdown, extra).map(|()| None)
             }
             TaskCmd::Compare(mut cmd) => {
                 cmd.out = Some(dir.to_path_buf());
-                match cmd.run(shutdown) {
+                match cmd.run_with(shutdown, extra) {
                     Ok(()) => Ok(Some("no regression".into())),
                     Err(e) if e.is::<RegressionFound>() || e.is::<Inconclusive>() => {
                         Ok(Some(e.to_string()))

@@ -1,23 +1,21 @@
-//! `cargo xtask queue`: add a task (the flags `bench` takes, validated as `bench` would
-//! before anything is queued), list, show, cancel, retry and remove tasks of a directory
-//! queue (`queue/dir.rs`).
-
-use std::path::{Path, PathBuf};
+//! `cargo xtask queue`: add a task (the flags its command takes, validated as that command
+//! would before anything is queued), list, show, cancel, retry and remove tasks, in a
+//! directory queue (`queue/dir.rs`) or a Valkey one (`queue/streams.rs`).
 
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{MATRIX_FLAGS, validate_task};
 use crate::error::UsageError;
-use crate::queue::dir::{DirQueue, Entry};
 use crate::queue::expand::{self, Axis};
-use crate::queue::{Task, TaskKind, default_root};
+use crate::queue::{Entry, Task, TaskKind};
 
 #[derive(Args, Debug)]
 pub struct QueueCmd {
-    /// The queue directory (default: queue/ at the project root).
-    #[arg(long, global = true, value_name = "DIR")]
-    pub queue: Option<PathBuf>,
+    /// The queue: a directory (default: queue/ at the project root), or a Valkey server's
+    /// stream, valkey://HOST[:PORT]/NAME.
+    #[arg(long, global = true, value_name = "DIR|URL")]
+    pub queue: Option<String>,
     /// Print JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -71,8 +69,8 @@ impl From<KindArg> for TaskKind {
 
 impl QueueCmd {
     pub fn run(self) -> anyhow::Result<()> {
-        let root = self.queue.clone().unwrap_or_else(default_root);
-        let queue = DirQueue::open(&root)?;
+        let queue = crate::queue::open(self.queue.as_deref())?;
+        let root = queue.location();
         match &self.action {
             QueueAction::Add { kind, args } => {
                 let kind = TaskKind::from(*kind);
@@ -85,13 +83,12 @@ impl QueueCmd {
                 if self.json {
                     println!("{}", json!({"added": ids}));
                 } else if let [id] = ids[..] {
-                    println!("queued 1 task in {}: {id}", root.display());
+                    println!("queued 1 task in {root}: {id}");
                 } else {
                     println!(
-                        "queued {} tasks ({}) in {}: {} ... {}",
+                        "queued {} tasks ({}) in {root}: {} ... {}",
                         ids.len(),
                         expand::describe(&axes),
-                        root.display(),
                         ids[0],
                         ids[ids.len() - 1]
                     );
@@ -110,7 +107,7 @@ impl QueueCmd {
             }
             QueueAction::Show { id } => {
                 let Some(entry) = queue.find(id)? else {
-                    return Err(UsageError(format!("no task {id} in {}", root.display())).into());
+                    return Err(UsageError(format!("no task {id} in {root}")).into());
                 };
                 if self.json {
                     println!("{}", entry_json(&entry));
@@ -189,25 +186,24 @@ fn usage(result: anyhow::Result<()>, done: &str, id: &str) -> anyhow::Result<()>
 }
 
 fn entry_json(entry: &Entry) -> serde_json::Value {
+    let mut value = json!({
+        "id": entry.name,
+        "state": entry.state,
+        "runner": entry.runner,
+        "heartbeat_ms": entry.heartbeat_ms,
+        "status": entry.status,
+        "summary": entry.summary,
+    });
     match &entry.task {
-        Ok(task) => json!({
-            "id": entry.name,
-            "state": entry.state,
-            "runner": entry.runner,
-            "task": task,
-        }),
-        Err(why) => json!({
-            "id": entry.name,
-            "state": entry.state,
-            "runner": entry.runner,
-            "invalid": why,
-        }),
+        Ok(task) => value["task"] = json!(task),
+        Err(why) => value["invalid"] = json!(why),
     }
+    value
 }
 
-fn print_list(root: &Path, entries: &[Entry]) {
+fn print_list(root: &str, entries: &[Entry]) {
     if entries.is_empty() {
-        println!("{}: no tasks", root.display());
+        println!("{root}: no tasks");
         return;
     }
     println!("| state | id | deliveries | command | note |");
@@ -219,7 +215,16 @@ fn print_list(root: &Path, entries: &[Entry]) {
                 format!("{} {}", t.kind.name(), t.args.join(" ")),
                 t.error
                     .clone()
-                    .or_else(|| e.runner.as_ref().map(|r| format!("runner {r}")))
+                    .or_else(|| {
+                        e.runner.as_ref().map(|r| match &e.status {
+                            Some(s) if s.total > 0 => {
+                                format!("runner {r}: {} ({}/{})", s.step, s.done, s.total)
+                            }
+                            Some(s) => format!("runner {r}: {}", s.step),
+                            None => format!("runner {r}"),
+                        })
+                    })
+                    .or_else(|| t.verdict.clone())
                     .or_else(|| t.results.clone())
                     .unwrap_or_default(),
             ),

@@ -1,32 +1,37 @@
-//! `cargo xtask runner`: takes tasks from a directory queue until stopped (`--once`:
-//! until the queue is empty), each run as its command would run it, its results in a run
-//! directory of its own with the task document beside them. A heartbeat thread renews the
-//! runner's lease file while a task runs (what `queue list` shows); the runner's flock in
-//! the queue is what keeps its tasks its own while it lives.
+//! `cargo xtask runner`: takes tasks from a queue (a directory, or a Valkey stream shared
+//! by runners on several machines) until stopped (`--once`: until the queue is empty),
+//! each run as its command would run it, its results in a run directory of its own with
+//! the task document beside them. A heartbeat thread renews the runner's lease while a
+//! task runs and publishes the task's live status; a Valkey queue that cannot be reached
+//! is waited for (the task in hand goes on), and a task is filed only once its results
+//! are on disk.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
 
 use super::validate_task;
 use crate::error::UsageError;
-use crate::queue::dir::{Claimed, DirQueue, Outcome, Runner};
-use crate::queue::{Task, default_root};
+use crate::queue::{Claimed, Outcome, Seat, Status, Task, Unreachable};
+use crate::ui::status::StatusSink;
 
 #[derive(Args, Debug)]
 pub struct RunnerCmd {
-    /// The queue directory (default: queue/ at the project root).
-    #[arg(long, value_name = "DIR")]
-    pub queue: Option<PathBuf>,
-    /// Stop when no task is pending, instead of waiting for more.
+    /// The queue: a directory (default: queue/ at the project root), or a Valkey server's
+    /// stream, valkey://HOST[:PORT]/NAME.
+    #[arg(long, value_name = "DIR|URL")]
+    pub queue: Option<String>,
+    /// Stop when no task is pending, instead of waiting for more (on a Valkey queue, also
+    /// none held by another runner: it may die and its task come back).
     #[arg(long)]
     pub once: bool,
-    /// Seconds the heartbeat (lease file) says the runner is good for; it is renewed every
-    /// third of it. A dead runner's tasks are taken back by its released lock, at once.
+    /// Seconds the heartbeat lasts unrenewed; it is renewed every third of it. On a Valkey
+    /// queue a runner silent this long is dead and its task is taken back; on a
+    /// directory queue a dead runner's tasks are taken back by its released lock, at once.
     #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     pub lease_seconds: f64,
     /// Deliveries after which a task whose runners keep dying goes to failed.
@@ -38,6 +43,35 @@ pub struct RunnerCmd {
     /// Where run directories go (default: results/ at the project root).
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
+}
+
+/// Whether an error is the queue being out of reach (wait and try again).
+fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Unreachable>())
+}
+
+/// Says a queue outage once, and again when it is over.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    fn down(&mut self, e: &anyhow::Error) {
+        if self.since.is_none() {
+            eprintln!("{e:#}; trying again");
+            self.since = Some(Instant::now());
+        }
+    }
+
+    fn up(&mut self) {
+        if let Some(since) = self.since.take() {
+            eprintln!(
+                "queue reachable again after {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
 }
 
 impl RunnerCmd {
@@ -56,11 +90,10 @@ impl RunnerCmd {
         if self.max_deliveries == 0 {
             return Err(UsageError("--max-deliveries 0: give 1 or more".into()).into());
         }
-        let root = self.queue.clone().unwrap_or_else(default_root);
-        let queue = DirQueue::open(&root)?;
+        let queue = crate::queue::open(self.queue.as_deref())?;
         let runner = queue.join(lease)?;
-        eprintln!("runner {} on {}", runner.id, root.display());
-        let result = self.take_tasks(&runner, poll, shutdown);
+        eprintln!("runner {} on {}", runner.id(), queue.location());
+        let result = self.take_tasks(&*runner, poll, shutdown);
         let left = runner.leave();
         result.and(left)?;
         if shutdown.is_triggered() {
@@ -72,33 +105,48 @@ impl RunnerCmd {
 
     fn take_tasks(
         &self,
-        runner: &Runner<'_>,
+        runner: &dyn Seat,
         poll: Duration,
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
+        let mut outage = Outage::default();
+        let wait = |shutdown: &Shutdown| {
+            let until = Instant::now() + poll;
+            while Instant::now() < until && !shutdown.is_triggered() {
+                std::thread::sleep(Duration::from_millis(50).min(poll));
+            }
+        };
         loop {
             if shutdown.is_triggered() {
                 return Ok(());
             }
-            for id in runner.reclaim_dead()? {
-                eprintln!("{id}: back to pending (its runner died)");
-            }
-            if !runner.renew()? {
-                anyhow::bail!(
-                    "runner {}: its directory in the queue was removed",
-                    runner.id
-                );
-            }
-            match runner.claim(self.max_deliveries)? {
-                None if self.once => return Ok(()),
-                None => {
-                    let until = Instant::now() + poll;
-                    while Instant::now() < until && !shutdown.is_triggered() {
-                        std::thread::sleep(Duration::from_millis(50).min(poll));
+            let step = (|| {
+                for id in runner.reclaim_dead()? {
+                    eprintln!("{id}: back to pending (its runner died)");
+                }
+                if !runner.renew()? {
+                    anyhow::bail!("runner {}: its place in the queue was removed", runner.id());
+                }
+                let claimed = runner.claim(self.max_deliveries)?;
+                let awaiting = claimed.is_none() && self.once && runner.held_elsewhere()?;
+                Ok((claimed, awaiting))
+            })();
+            match step {
+                Err(e) if unreachable(&e) => {
+                    outage.down(&e);
+                    wait(shutdown);
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok((claimed, awaiting)) => {
+                    outage.up();
+                    match claimed {
+                        None if self.once && !awaiting => return Ok(()),
+                        None => wait(shutdown),
+                        Some(Claimed::Failed { name, why }) => eprintln!("{name}: failed: {why}"),
+                        Some(Claimed::Task(task)) => self.execute(runner, task, shutdown)?,
                     }
                 }
-                Some(Claimed::Failed { name, why }) => eprintln!("{name}: failed: {why}"),
-                Some(Claimed::Task(task)) => self.execute(runner, task, shutdown)?,
             }
         }
     }
@@ -106,7 +154,7 @@ impl RunnerCmd {
     /// Runs one claimed task with the lease renewed beside it, and files its outcome.
     fn execute(
         &self,
-        runner: &Runner<'_>,
+        runner: &dyn Seat,
         mut task: Task,
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
@@ -122,33 +170,48 @@ impl RunnerCmd {
             Err(e) => {
                 let why = format!("{e:#}");
                 eprintln!("{}: failed: {why}", task.id);
-                return runner.finish(task, Outcome::Failed(why));
+                return file(runner, task, Outcome::Failed(why), shutdown);
             }
         };
         let results = self.results_dir(&task.id);
         task.results = Some(results.display().to_string());
+        let (tx, rx) = channel();
+        let _ = tx.send(Status {
+            step: format!("starting {}", task.kind.name()),
+            updated_ms: crate::queue::now_ms(),
+            ..Status::default()
+        });
+        let sink = Box::new(StatusSink::new(tx));
         let (done, lost) = (AtomicBool::new(false), AtomicBool::new(false));
         let ran = std::thread::scope(|s| {
-            s.spawn(|| heartbeat(runner, &done, &lost, shutdown));
-            let ran = parsed.run_in(&results, shutdown);
+            s.spawn(|| heartbeat(runner, &task, rx, &done, &lost, shutdown));
+            let ran = parsed.run_in(&results, shutdown, vec![sink]);
             done.store(true, Ordering::SeqCst);
             ran
         });
         if lost.load(Ordering::SeqCst) {
+            // The shutdown stopped the task; the runner ends (a supervisor starts it again).
             anyhow::bail!(
-                "{}: stopped: this runner's directory in the queue was removed",
-                task.id
+                "{}: stopped: this runner no longer holds it (its place in the queue was \
+                 removed, or another runner took it after the lease ran out); its partial \
+                 results stay in {}",
+                task.id,
+                results.display()
             );
         }
         let outcome = match ran {
             Ok(verdict) => {
                 task.verdict = verdict;
-                Outcome::Done
+                let summary = ["summary.md", "compare.md"]
+                    .iter()
+                    .find_map(|f| std::fs::read_to_string(results.join(f)).ok());
+                Outcome::Done { summary }
             }
             // Stopped by a signal: not the task's failure; it goes back as it was.
             Err(_) if shutdown.is_triggered() => Outcome::Requeued,
             Err(e) => Outcome::Failed(format!("{e:#}")),
         };
+        // The results are on disk (appended with fsync) before the queue hears of them.
         if results.is_dir()
             && let Err(e) =
                 crate::rundir::write_atomically(&results.join("task.json"), &task.to_json())
@@ -159,7 +222,7 @@ impl RunnerCmd {
             "{}: {}",
             task.id,
             match &outcome {
-                Outcome::Done => format!(
+                Outcome::Done { .. } => format!(
                     "done{}, results in {}",
                     task.verdict
                         .as_ref()
@@ -171,7 +234,7 @@ impl RunnerCmd {
                 Outcome::Requeued => "interrupted, back to pending".into(),
             }
         );
-        runner.finish(task, outcome).context("filing the task")
+        file(runner, task, outcome, shutdown)
     }
 
     /// `results/<id>`, or `results/<id>.2`, ... when an earlier delivery left one.
@@ -190,30 +253,98 @@ impl RunnerCmd {
     }
 }
 
-/// Renews the lease every third of it until `done`. A runner directory found removed stops
-/// the task: `lost`, the shutdown triggered and our servers killed.
-fn heartbeat(runner: &Runner<'_>, done: &AtomicBool, lost: &AtomicBool, shutdown: &Shutdown) {
+/// Files a task's outcome, waiting for a queue out of reach (a stop while waiting leaves
+/// it held: it is taken back after the lease, its results kept).
+fn file(
+    runner: &dyn Seat,
+    task: Task,
+    outcome: Outcome,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let mut outage = Outage::default();
+    loop {
+        match runner.finish(task.clone(), outcome.clone()) {
+            Ok(true) => {
+                outage.up();
+                return Ok(());
+            }
+            Ok(false) => {
+                eprintln!(
+                    "{}: not filed: another runner took it after this runner's lease ran out",
+                    task.id
+                );
+                return Ok(());
+            }
+            Err(e) if unreachable(&e) && !shutdown.is_triggered() => {
+                outage.down(&e);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => {
+                return Err(e.context(format!(
+                    "filing task {} (its results stay in {}; the queue takes it back after the \
+                     lease)",
+                    task.id,
+                    task.results.as_deref().unwrap_or("no directory")
+                )));
+            }
+        }
+    }
+}
+
+/// Renews the lease every third of it until `done`, and publishes the task's latest status
+/// (at most once a second). A runner that no longer holds its task stops it: `lost`, the
+/// shutdown triggered and our servers killed. A queue out of reach is waited for.
+fn heartbeat(
+    runner: &dyn Seat,
+    task: &Task,
+    status: Receiver<Status>,
+    done: &AtomicBool,
+    lost: &AtomicBool,
+    shutdown: &Shutdown,
+) {
     let every = runner.lease() / 3;
     let mut next = Instant::now() + every;
+    let (mut latest, mut next_report) = (None, Instant::now());
+    let mut outage = Outage::default();
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+        if let Some(s) = status.try_iter().last() {
+            latest = Some(s);
+        }
+        if Instant::now() >= next_report
+            && let Some(s) = latest.take()
+        {
+            next_report = Instant::now() + Duration::from_secs(1);
+            if let Err(e) = runner.report(task, &s) {
+                if unreachable(&e) {
+                    outage.down(&e);
+                } else {
+                    eprintln!(
+                        "runner {}: publishing the task's status: {e:#}",
+                        runner.id()
+                    );
+                }
+            }
+        }
         if Instant::now() < next {
             continue;
         }
         next = Instant::now() + every;
         match runner.renew() {
-            Ok(true) => {}
+            Ok(true) => outage.up(),
             Ok(false) => {
                 eprintln!(
-                    "runner {}: its queue directory is gone; stopping its task",
-                    runner.id
+                    "runner {}: it no longer holds task {}; stopping it",
+                    runner.id(),
+                    task.id
                 );
                 lost.store(true, Ordering::SeqCst);
                 shutdown.trigger();
                 crate::process::kill_all();
                 return;
             }
-            Err(e) => eprintln!("runner {}: renewing the lease: {e:#}", runner.id),
+            Err(e) if unreachable(&e) => outage.down(&e),
+            Err(e) => eprintln!("runner {}: renewing the lease: {e:#}", runner.id()),
         }
     }
 }

@@ -21,62 +21,29 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_TASK_BYTES, Task, check_id};
+use super::{
+    Claimed, Entry, MAX_TASK_BYTES, Outcome, Queue, Seat, State, Status, Task, check_id, now_ms,
+};
 use crate::rundir::write_atomically;
 
-/// Where a task is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum State {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-impl State {
-    pub fn name(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Running => "running",
-            State::Done => "done",
-            State::Failed => "failed",
-        }
-    }
-}
-
-/// A task as listed: where it is, its document (or why its file is not one), and the
-/// runner holding it.
-#[derive(Debug)]
-pub struct Entry {
-    pub state: State,
-    /// The file's name without `.json`.
-    pub name: String,
-    pub task: Result<Task, String>,
-    pub runner: Option<String>,
-}
-
-/// A runner's lease: who holds it, and until when (milliseconds since the epoch).
+/// A runner's lease: who holds it, when it was renewed and until when (milliseconds
+/// since the epoch).
 #[derive(Debug, Serialize, Deserialize)]
 struct Lease {
     runner: String,
     pid: u32,
+    #[serde(default)]
+    renewed_ms: u64,
     expires_ms: u64,
 }
 
 pub struct DirQueue {
     root: PathBuf,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The task files (`*.json` regular files, not hidden) of a directory, sorted by name
@@ -172,12 +139,7 @@ impl DirQueue {
                     let why = fs::read_to_string(path.with_extension("error"))
                         .map_or_else(|_| "not a task file".to_string(), |w| w.trim_end().into());
                     let name = name.strip_suffix(".json").unwrap_or(name).to_string();
-                    entries.push(Entry {
-                        state,
-                        name,
-                        task: Err(why),
-                        runner: None,
-                    });
+                    entries.push(Entry::new(state, name, Err(why)));
                 }
             }
             for (name, path) in files {
@@ -187,21 +149,22 @@ impl DirQueue {
                         .unwrap_or(e),
                     _ => e,
                 });
-                entries.push(Entry {
-                    state,
-                    name,
-                    task,
-                    runner: None,
-                });
+                entries.push(Entry::new(state, name, task));
             }
         }
         for (runner, dir) in self.runner_dirs()? {
+            let lease: Option<Lease> = fs::read(dir.join("lease"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             for (name, path) in task_files(&dir)? {
+                let status = fs::read(path.with_extension("status"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok());
                 entries.push(Entry {
-                    state: State::Running,
-                    name,
-                    task: read_task(&path),
                     runner: Some(runner.clone()),
+                    heartbeat_ms: lease.as_ref().map(|l| l.renewed_ms),
+                    status,
+                    ..Entry::new(State::Running, name, read_task(&path))
                 });
             }
         }
@@ -343,33 +306,17 @@ fn remove(path: &Path) -> anyhow::Result<()> {
 }
 
 fn write_lease(dir: &Path, runner: &str, lease: Duration) -> anyhow::Result<()> {
+    let now = now_ms();
     let lease = Lease {
         runner: runner.to_string(),
         pid: std::process::id(),
-        expires_ms: now_ms() + lease.as_millis() as u64,
+        renewed_ms: now,
+        expires_ms: now + lease.as_millis() as u64,
     };
     write_atomically(
         &dir.join("lease"),
         &serde_json::to_vec(&lease).expect("a lease serializes"),
     )
-}
-
-/// A task a runner took.
-#[derive(Debug)]
-pub enum Claimed {
-    /// Its document, delivered once more.
-    Task(Task),
-    /// A file that is no task (moved to failed with why), or a task past its deliveries.
-    Failed { name: String, why: String },
-}
-
-/// What became of a task a runner ran.
-#[derive(Debug)]
-pub enum Outcome {
-    Done,
-    Failed(String),
-    /// Interrupted: back to pending, as it was.
-    Requeued,
 }
 
 /// One runner's place in the queue: its directory under `running/` and its lease.
@@ -467,7 +414,7 @@ impl Runner<'_> {
     pub fn finish(&self, mut task: Task, outcome: Outcome) -> anyhow::Result<()> {
         let held = self.dir.join(format!("{}.json", task.id));
         let state = match outcome {
-            Outcome::Done => State::Done,
+            Outcome::Done { .. } => State::Done,
             Outcome::Failed(why) => {
                 task.error = Some(why);
                 State::Failed
@@ -486,7 +433,16 @@ impl Runner<'_> {
             &self.queue.dir(state).join(format!("{}.json", task.id)),
             &task.to_json(),
         )?;
+        let _ = fs::remove_file(held.with_extension("status"));
         remove(&held)
+    }
+
+    /// Writes the held task's status beside it (`<id>.status`), for `queue list`.
+    pub fn report(&self, task: &Task, status: &Status) -> anyhow::Result<()> {
+        write_atomically(
+            &self.dir.join(format!("{}.status", task.id)),
+            &serde_json::to_vec(status).expect("a status serializes"),
+        )
     }
 
     /// Takes back the tasks of every dead runner (one whose lock can be taken): they go to
@@ -545,6 +501,58 @@ impl Runner<'_> {
             }
         }
         fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+    }
+}
+
+impl Queue for DirQueue {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+    fn add(&self, task: &Task) -> anyhow::Result<()> {
+        DirQueue::add(self, task)
+    }
+    fn list(&self) -> anyhow::Result<Vec<Entry>> {
+        DirQueue::list(self)
+    }
+    fn cancel(&self, id: &str) -> anyhow::Result<()> {
+        DirQueue::cancel(self, id)
+    }
+    fn retry(&self, id: &str) -> anyhow::Result<()> {
+        DirQueue::retry(self, id)
+    }
+    fn remove(&self, id: &str) -> anyhow::Result<()> {
+        DirQueue::remove(self, id)
+    }
+    fn join(&self, lease: Duration) -> anyhow::Result<Box<dyn Seat + '_>> {
+        Ok(Box::new(DirQueue::join(self, lease)?))
+    }
+}
+
+impl Seat for Runner<'_> {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn lease(&self) -> Duration {
+        self.lease
+    }
+    fn renew(&self) -> anyhow::Result<bool> {
+        Runner::renew(self)
+    }
+    fn claim(&self, max_deliveries: u32) -> anyhow::Result<Option<Claimed>> {
+        Runner::claim(self, max_deliveries)
+    }
+    fn report(&self, task: &Task, status: &Status) -> anyhow::Result<()> {
+        Runner::report(self, task, status)
+    }
+    /// While this runner lives its tasks are its own (the flock): always filed.
+    fn finish(&self, task: Task, outcome: Outcome) -> anyhow::Result<bool> {
+        Runner::finish(self, task, outcome).map(|()| true)
+    }
+    fn reclaim_dead(&self) -> anyhow::Result<Vec<String>> {
+        Runner::reclaim_dead(self)
+    }
+    fn leave(self: Box<Self>) -> anyhow::Result<()> {
+        Runner::leave(*self)
     }
 }
 

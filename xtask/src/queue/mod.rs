@@ -1,7 +1,9 @@
-//! The lab's task queue: a task document (one plan, as the CLI's own flags) and its
-//! backends. `dir.rs` is the embedded one: a directory of `pending/`, `running/<runner>/`,
-//! `done/` and `failed/`, every file written atomically, a task claimed by rename and held
-//! by its runner's lease.
+//! The lab's task queue: a task document (one plan, as the CLI's own flags), the two
+//! seams every backend fills ([`Queue`]: what any client does; [`Seat`]: what a runner
+//! holding tasks does), and the backends. `dir.rs` is the embedded one: a directory of
+//! `pending/`, `running/<runner>/`, `done/` and `failed/`, every file written atomically,
+//! a task claimed by rename and held while its runner lives. `streams.rs` is a Valkey
+//! stream with a consumer group, for runners on several machines.
 //!
 //! A task from a shared queue is untrusted. Its flags are parsed by the same clap
 //! definitions and checked by the same validation as the command line's (the runner
@@ -10,12 +12,195 @@
 
 pub mod dir;
 pub mod expand;
+pub mod streams;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 /// The default queue: `queue/` at the project root.
 pub fn default_root() -> std::path::PathBuf {
     crate::project::root().join("queue")
+}
+
+/// Opens the queue `--queue` names: `valkey://HOST[:PORT]/NAME` is a Valkey stream,
+/// anything else a directory (default: `queue/` at the project root).
+pub fn open(spec: Option<&str>) -> anyhow::Result<Box<dyn Queue>> {
+    match spec {
+        Some(url) if url.contains("://") => Ok(Box::new(streams::StreamQueue::open(url)?)),
+        Some(path) => Ok(Box::new(dir::DirQueue::open(std::path::Path::new(path))?)),
+        None => Ok(Box::new(dir::DirQueue::open(&default_root())?)),
+    }
+}
+
+/// A queue any client reads and changes: `queue add|list|show|cancel|retry|remove`, the
+/// TUI.
+pub trait Queue: Sync {
+    /// Where it is, for messages: a directory or `valkey://host:port/name`.
+    fn location(&self) -> String;
+    /// Queues `task`; refused if a task of that id is anywhere in the queue.
+    fn add(&self, task: &Task) -> anyhow::Result<()>;
+    /// Every task, by state and then age.
+    fn list(&self) -> anyhow::Result<Vec<Entry>>;
+    /// The task named `id`, wherever it is.
+    fn find(&self, id: &str) -> anyhow::Result<Option<Entry>> {
+        Ok(self.list()?.into_iter().find(|e| e.name == id))
+    }
+    /// A pending task goes to failed, "cancelled"; no runner can take it after.
+    fn cancel(&self, id: &str) -> anyhow::Result<()>;
+    /// A failed task is queued again, its deliveries and error cleared.
+    fn retry(&self, id: &str) -> anyhow::Result<()>;
+    /// A pending, done or failed task is deleted (not a running one).
+    fn remove(&self, id: &str) -> anyhow::Result<()>;
+    /// Joins as a runner whose heartbeat lasts `lease` unrenewed.
+    fn join(&self, lease: Duration) -> anyhow::Result<Box<dyn Seat + '_>>;
+}
+
+/// A runner's place in a queue: it claims one task at a time, renews its heartbeat
+/// while it runs (from another thread: `Sync`), reports its status, and files it.
+pub trait Seat: Sync {
+    fn id(&self) -> &str;
+    /// How long the heartbeat lasts unrenewed.
+    fn lease(&self) -> Duration;
+    /// Renews the heartbeat. False when this runner no longer holds its task (its place
+    /// was removed, or another runner took the task after the lease ran out): the task
+    /// in hand must stop.
+    fn renew(&self) -> anyhow::Result<bool>;
+    /// Takes the oldest pending task, if any; a task already delivered `max_deliveries`
+    /// times fails (dead-lettered) instead of running again.
+    fn claim(&self, max_deliveries: u32) -> anyhow::Result<Option<Claimed>>;
+    /// Publishes the held task's live status (step, progress, last figures).
+    fn report(&self, task: &Task, status: &Status) -> anyhow::Result<()>;
+    /// Records how the held task ended. False when it was no longer this runner's to
+    /// file (another runner took it): nothing was changed.
+    fn finish(&self, task: Task, outcome: Outcome) -> anyhow::Result<bool>;
+    /// Returns dead runners' tasks to pending; the ids returned.
+    fn reclaim_dead(&self) -> anyhow::Result<Vec<String>>;
+    /// Whether another runner holds a task (`--once` waits for it rather than stop: its
+    /// runner may die and the task come back). A directory queue takes a dead runner's
+    /// tasks back at once, and `--once` stops beside a live one's: never.
+    fn held_elsewhere(&self) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+    /// Leaves the queue; a task still held goes back to pending.
+    fn leave(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+/// The queue could not be reached (a Valkey queue's server is down or restarting): a
+/// runner waits and tries again; a client's command fails (exit code 1).
+#[derive(Debug, thiserror::Error)]
+#[error("queue {location} unreachable: {why}")]
+pub struct Unreachable {
+    pub location: String,
+    pub why: String,
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Running => "running",
+            State::Done => "done",
+            State::Failed => "failed",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<State> {
+        [State::Pending, State::Running, State::Done, State::Failed]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+/// A task as listed: where it is, its document (or why it is not one), the runner
+/// holding it, its live status and what a finished task left for every client to read.
+#[derive(Debug)]
+pub struct Entry {
+    pub state: State,
+    /// Its id (a directory queue's file name without `.json`).
+    pub name: String,
+    pub task: Result<Task, String>,
+    pub runner: Option<String>,
+    /// A running task's last heartbeat (ms since the epoch).
+    pub heartbeat_ms: Option<u64>,
+    /// A running task's step and progress.
+    pub status: Option<Status>,
+    /// A finished task's summary (its `summary.md` or `compare.md`), where the queue
+    /// keeps it (a Valkey queue: every client reads it; a directory queue: the results
+    /// directory has it).
+    pub summary: Option<String>,
+}
+
+impl Entry {
+    pub fn new(state: State, name: String, task: Result<Task, String>) -> Entry {
+        Entry {
+            state,
+            name,
+            task,
+            runner: None,
+            heartbeat_ms: None,
+            status: None,
+            summary: None,
+        }
+    }
+}
+
+/// What a running task is doing, as its run's events say.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Status {
+    /// `case 3/12 GET-64B-p16`, `trial 4 of GET-64B-p16`, `profiling ...`.
+    pub step: String,
+    /// Records (perf: repetitions; mem and sync: cases) or trials done, of `total` (0:
+    /// not known yet).
+    pub done: u64,
+    pub total: u64,
+    /// The last record's one-line summary, after its case.
+    pub last: String,
+    /// The last record's headline figures (perf: `ops_per_sec`, `p50_us`, `p99_us`; mem:
+    /// `bytes_per_item`, `efficiency`; sync: `sync_secs`, ...), for a live chart.
+    pub figures: std::collections::BTreeMap<String, f64>,
+    /// When this status was made (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+/// A task a runner took.
+#[derive(Debug)]
+pub enum Claimed {
+    /// Its document, delivered once more.
+    Task(Task),
+    /// A document that is no task (failed with why), or a task past its deliveries
+    /// (dead-lettered).
+    Failed { name: String, why: String },
+}
+
+/// What became of a task a runner ran.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// It ran to its end; `summary` is what it left for readers of the queue.
+    Done {
+        summary: Option<String>,
+    },
+    Failed(String),
+    /// Interrupted: back to pending, as it was.
+    Requeued,
 }
 
 /// The task document's version; a runner refuses any other.

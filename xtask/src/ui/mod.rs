@@ -1,4 +1,5 @@
 //! Views of a run: sinks of its events.
 
 pub mod json_lines;
+pub mod status;
 pub mod terminal;

@@ -52,7 +52,9 @@ fn a_task_goes_from_pending_through_a_runner_to_done_oldest_first() {
         (listed.state, listed.runner),
         (State::Running, Some(runner.id.clone()))
     );
-    runner.finish(claimed, Outcome::Done).unwrap();
+    runner
+        .finish(claimed, Outcome::Done { summary: None })
+        .unwrap();
     let Some(Claimed::Task(next)) = runner.claim(3).unwrap() else {
         panic!("a task")
     };
@@ -84,7 +86,7 @@ fn two_runners_never_hold_one_task() {
                 let runner = queue.join(Duration::from_secs(30)).unwrap();
                 while let Some(Claimed::Task(t)) = runner.claim(3).unwrap() {
                     taken.lock().unwrap().push(t.id.clone());
-                    runner.finish(t, Outcome::Done).unwrap();
+                    runner.finish(t, Outcome::Done { summary: None }).unwrap();
                 }
                 runner.leave().unwrap();
             });
@@ -190,7 +192,7 @@ fn a_file_that_is_no_task_fails_with_why_and_the_queue_goes_on() {
             Some(Claimed::Failed { name, why }) => failed.push((name, why)),
             Some(Claimed::Task(t)) => {
                 assert_eq!(t.id, task(9).id);
-                runner.finish(t, Outcome::Done).unwrap();
+                runner.finish(t, Outcome::Done { summary: None }).unwrap();
             }
             None => break,
         }

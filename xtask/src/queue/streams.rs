@@ -1,0 +1,394 @@
+//! The Valkey queue (`--queue valkey://HOST[:PORT]/NAME`): runners on several machines
+//! share one ordinary Valkey server. Every key is under the hash tag `{NAME}` (one slot,
+//! so a cluster works too):
+//!
+//! - `{NAME}:stream`: the work, one entry (`id <task id>`) per delivery, read by the
+//!   consumer group `runners`, each runner a consumer;
+//! - `{NAME}:task:<id>`: the task's hash: `doc` (the queued document, never rewritten),
+//!   `state`, `deliveries`, `entry` (its stream entry while pending or running), `runner`,
+//!   `heartbeat_ms`, the live status (`step`, `done`, `total`, `last`, `figures`, `status_ms`), and
+//!   once finished `error`, `results`, `verdict`, `summary`, `finished_ms`: what every
+//!   client reads;
+//! - `{NAME}:ids`: the ids by the time they were queued;
+//! - `{NAME}:dead`: the dead-letter stream (tasks past their deliveries, entries that name
+//!   no task), each with its reason;
+//! - `{NAME}:runner:<runner>`: a runner's heartbeat, expiring after its lease.
+//!
+//! A runner claims with XREADGROUP and marks the task running in the same script that
+//! checks it is still pending (a cancel is one script too, so one of them wins). While it
+//! runs, the heartbeat (a third of the lease) re-claims its own entry with XCLAIM JUSTID,
+//! which resets the entry's idle time without counting a delivery, and renews its key. A
+//! dead runner's entries go idle: XAUTOCLAIM with the lease as the idle time (three
+//! heartbeats) takes them, and they go back to pending unless their runner's key still
+//! lives, in which case they are handed back to it. The entry is acknowledged only when the
+//! task is filed, after its results are on disk (appended with fsync, `task.json` written
+//! atomically). Every transition is one Lua script: atomic on the server.
+//!
+//! Nothing read from the server reaches a shell or a path: an id is checked
+//! ([`check_id`]) before it names a key, the document is parsed as any task's, and the
+//! other fields are only shown.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bench_core::client::{Client, ClientError, Value};
+
+use super::{Entry, Queue, Seat, State, Status, Task, Unreachable, check_id, now_ms};
+use crate::error::UsageError;
+use scripts::{ADD, CANCEL, REMOVE, RETRY};
+use seat::StreamSeat;
+
+mod scripts;
+mod seat;
+
+/// The consumer group every runner reads through.
+const GROUP: &str = "runners";
+
+/// How long a connect, a read or a write to the queue server may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most of a finished task's summary kept in the queue.
+const MAX_SUMMARY_BYTES: usize = 64 * 1024;
+
+/// Queue names: one hash tag, nothing a key pattern or a URL would read differently.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "queue name {name:?}: 1-64 letters, digits, '.', '_' or '-'"
+        ))
+    }
+}
+
+/// `valkey://HOST[:PORT]/NAME` → (host:port, name). Errors name the part and the fix.
+pub fn parse_url(url: &str) -> Result<(String, String), String> {
+    let form = "give valkey://HOST[:PORT]/NAME, e.g. valkey://127.0.0.1:6379/lab";
+    let Some(rest) = url.strip_prefix("valkey://") else {
+        let scheme = url.split("://").next().unwrap_or(url);
+        return Err(format!(
+            "--queue {url:?}: {scheme}:// is not a queue; {form}, or a directory"
+        ));
+    };
+    let Some((authority, name)) = rest.split_once('/') else {
+        return Err(format!("--queue {url:?}: no queue NAME; {form}"));
+    };
+    check_name(name).map_err(|e| format!("--queue {url:?}: {e}"))?;
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!(
+            "--queue {url:?}: {:?} is no HOST[:PORT] (credentials are not taken in the URL); \
+             {form}",
+            authority
+        ));
+    }
+    let hostport = match authority.rsplit_once(':') {
+        Some((_, port)) if !authority.ends_with(']') => {
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("--queue {url:?}: port {port:?} is not 1-65535"))?;
+            authority.to_string()
+        }
+        _ => format!("{authority}:6379"),
+    };
+    Ok((hostport, name.to_string()))
+}
+
+/// One connection to the queue server, made again after it broke.
+struct Conn {
+    location: String,
+    addr: SocketAddr,
+    client: Mutex<Option<Client>>,
+}
+
+impl Conn {
+    fn unreachable(&self, why: impl std::fmt::Display) -> anyhow::Error {
+        Unreachable {
+            location: self.location.clone(),
+            why: why.to_string(),
+        }
+        .into()
+    }
+
+    /// Sends one command; a broken connection is dropped (the next call reconnects) and
+    /// reported as [`Unreachable`].
+    fn call<A: AsRef<[u8]>>(&self, args: &[A]) -> anyhow::Result<Value> {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot =
+                Some(Client::connect(self.addr, None, TIMEOUT).map_err(|e| self.unreachable(e))?);
+        }
+        let client = slot.as_mut().expect("connected above");
+        match client.call(args) {
+            Ok(value) => Ok(value),
+            // A server loading its data after a restart answers LOADING: not yet.
+            Err(ClientError::Server { message, .. }) if message.starts_with("LOADING") => {
+                Err(self.unreachable("the server is loading its data"))
+            }
+            Err(e @ ClientError::Server { .. }) => Err(e.into()),
+            Err(e) => {
+                *slot = None;
+                Err(self.unreachable(e))
+            }
+        }
+    }
+
+    /// Runs one of the scripts of `scripts.rs`.
+    fn script(&self, script: &str, keys: &[&str], args: &[&str]) -> anyhow::Result<Value> {
+        let numkeys = keys.len().to_string();
+        let mut all = vec!["EVAL", script, &numkeys];
+        all.extend_from_slice(keys);
+        all.extend_from_slice(args);
+        self.call(&all)
+    }
+}
+
+fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::Bulk(Some(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+        Value::Simple(s) => Some(s.clone()),
+        Value::Integer(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn items(value: &Value) -> &[Value] {
+    match value {
+        Value::Array(Some(items)) => items,
+        _ => &[],
+    }
+}
+
+/// A Valkey queue: the server's address and the queue's name.
+pub struct StreamQueue {
+    conn: Conn,
+    name: String,
+}
+
+impl StreamQueue {
+    /// Parses the URL and connects (creating the stream and its group if they are not
+    /// there). A bad URL is the user's error (exit 2), an unreachable server
+    /// [`Unreachable`].
+    pub fn open(url: &str) -> anyhow::Result<StreamQueue> {
+        let (hostport, name) = parse_url(url).map_err(UsageError)?;
+        let location = format!("valkey://{hostport}/{name}");
+        let addr = hostport
+            .to_socket_addrs()
+            .map_err(|e| UsageError(format!("--queue {url:?}: {hostport}: {e}")))?
+            .next()
+            .ok_or_else(|| UsageError(format!("--queue {url:?}: {hostport} has no address")))?;
+        let queue = StreamQueue {
+            conn: Conn {
+                location,
+                addr,
+                client: Mutex::new(None),
+            },
+            name,
+        };
+        queue.ensure_group()?;
+        Ok(queue)
+    }
+
+    /// The stream and its consumer group (again after a server that lost its data).
+    fn ensure_group(&self) -> anyhow::Result<()> {
+        match self.conn.call(&[
+            "XGROUP",
+            "CREATE",
+            &self.key("stream"),
+            GROUP,
+            "0",
+            "MKSTREAM",
+        ]) {
+            Ok(_) => Ok(()),
+            Err(e) if format!("{e}").contains("BUSYGROUP") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn key(&self, what: &str) -> String {
+        format!("{{{}}}:{what}", self.name)
+    }
+
+    fn task_key(&self, id: &str) -> String {
+        self.key(&format!("task:{id}"))
+    }
+
+    /// Runs a script that answers `ok` or the state that stopped it.
+    fn transition(
+        &self,
+        script: &str,
+        id: &str,
+        keys: &[&str],
+        args: &[&str],
+    ) -> anyhow::Result<()> {
+        check_id(id).map_err(UsageError)?;
+        let reply = self.conn.script(script, keys, args)?;
+        match text(&reply).as_deref() {
+            Some("ok") => Ok(()),
+            Some("missing") => anyhow::bail!("no task {id} in {}", self.location()),
+            Some(state) => anyhow::bail!("task {id} is {state}"),
+            None => anyhow::bail!("task {id}: the queue replied {reply:?}"),
+        }
+    }
+
+    /// One task's hash as an entry (`None`: no such task).
+    fn entry(&self, id: &str, fields: &[Value]) -> Option<Entry> {
+        let mut map = std::collections::HashMap::new();
+        for pair in fields.chunks(2) {
+            if let [k, v] = pair
+                && let (Some(k), Some(v)) = (text(k), text(v))
+            {
+                map.insert(k, v);
+            }
+        }
+        let get = |k: &str| map.get(k).cloned();
+        let num = |k: &str| get(k).and_then(|v| v.parse::<u64>().ok());
+        let state = State::parse(&get("state")?)?;
+        let task = match get("doc") {
+            None => Err("the task's hash has no document".to_string()),
+            Some(doc) => Task::parse(doc.as_bytes()).and_then(|mut task| {
+                if task.id != id {
+                    return Err(format!("id {:?} is not its key's ({id})", task.id));
+                }
+                task.deliveries = num("deliveries").unwrap_or(0) as u32;
+                task.error = get("error");
+                task.results = get("results");
+                task.verdict = get("verdict");
+                task.finished = num("finished_ms").and_then(|ms| {
+                    chrono::DateTime::from_timestamp_millis(ms as i64).map(|t| t.to_rfc3339())
+                });
+                Ok(task)
+            }),
+        };
+        let status = get("step").map(|step| Status {
+            step,
+            done: num("done").unwrap_or(0),
+            total: num("total").unwrap_or(0),
+            last: get("last").unwrap_or_default(),
+            updated_ms: num("status_ms").unwrap_or(0),
+            figures: get("figures")
+                .and_then(|f| serde_json::from_str(&f).ok())
+                .unwrap_or_default(),
+        });
+        Some(Entry {
+            runner: get("runner"),
+            heartbeat_ms: num("heartbeat_ms"),
+            status,
+            summary: get("summary"),
+            ..Entry::new(state, id.to_string(), task)
+        })
+    }
+}
+
+impl Queue for StreamQueue {
+    fn location(&self) -> String {
+        self.conn.location.clone()
+    }
+
+    fn add(&self, task: &Task) -> anyhow::Result<()> {
+        check_id(&task.id).map_err(anyhow::Error::msg)?;
+        let doc = String::from_utf8(task.to_json()).expect("JSON is UTF-8");
+        let queued = now_ms().to_string();
+        let (hash, ids, stream) = (self.task_key(&task.id), self.key("ids"), self.key("stream"));
+        let reply = self
+            .conn
+            .script(ADD, &[&hash, &ids, &stream], &[&task.id, &doc, &queued])?;
+        match text(&reply) {
+            None => Ok(()),
+            Some(state) => anyhow::bail!("task {} is already {state}", task.id),
+        }
+    }
+
+    fn list(&self) -> anyhow::Result<Vec<Entry>> {
+        let ids = self.conn.call(&["ZRANGE", &self.key("ids"), "0", "-1"])?;
+        let mut entries = Vec::new();
+        for id in items(&ids).iter().filter_map(text) {
+            if check_id(&id).is_err() {
+                continue; // not one of ours to name a key with
+            }
+            let fields = self.conn.call(&["HGETALL", &self.task_key(&id)])?;
+            if let Some(entry) = self.entry(&id, items(&fields)) {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by_key(|e| e.state);
+        Ok(entries)
+    }
+
+    fn find(&self, id: &str) -> anyhow::Result<Option<Entry>> {
+        check_id(id).map_err(UsageError)?;
+        let fields = self.conn.call(&["HGETALL", &self.task_key(id)])?;
+        Ok(self.entry(id, items(&fields)))
+    }
+
+    fn cancel(&self, id: &str) -> anyhow::Result<()> {
+        let (hash, stream) = (self.task_key(id), self.key("stream"));
+        self.transition(CANCEL, id, &[&hash, &stream], &[&now_ms().to_string()])
+    }
+
+    fn retry(&self, id: &str) -> anyhow::Result<()> {
+        let (hash, stream) = (self.task_key(id), self.key("stream"));
+        self.transition(RETRY, id, &[&hash, &stream], &[id])
+    }
+
+    fn remove(&self, id: &str) -> anyhow::Result<()> {
+        let (hash, stream, ids) = (self.task_key(id), self.key("stream"), self.key("ids"));
+        self.transition(REMOVE, id, &[&hash, &stream, &ids], &[id])
+    }
+
+    fn join(&self, lease: Duration) -> anyhow::Result<Box<dyn Seat + '_>> {
+        let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(40)
+            .collect();
+        let id = format!(
+            "{}-{}-{:04x}",
+            if host.is_empty() { "host" } else { &host },
+            std::process::id(),
+            now_ms() & 0xffff
+        );
+        let seat = StreamSeat::new(self, id, lease);
+        seat.renew()?;
+        Ok(Box::new(seat))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_the_part_that_is_wrong() {
+        assert_eq!(
+            parse_url("valkey://127.0.0.1:6400/lab"),
+            Ok(("127.0.0.1:6400".into(), "lab".into()))
+        );
+        assert_eq!(
+            parse_url("valkey://queue.example/lab-1"),
+            Ok(("queue.example:6379".into(), "lab-1".into()))
+        );
+        for (url, says) in [
+            ("redis://h:1/x", "redis:// is not a queue"),
+            ("valkey://h:1", "no queue NAME"),
+            ("valkey://h:1/", "queue name \"\""),
+            ("valkey://h:1/a/b", "queue name \"a/b\""),
+            ("valkey://h:1/{x}", "queue name \"{x}\""),
+            ("valkey://h:0/x", "port \"0\""),
+            ("valkey://h:99999/x", "port \"99999\""),
+            ("valkey://user:pw@h:1/x", "credentials"),
+            ("valkey:///x", "no HOST"),
+        ] {
+            let err = parse_url(url).unwrap_err();
+            assert!(err.contains(says), "{url}: {err}");
+        }
+    }
+}

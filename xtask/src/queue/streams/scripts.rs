@@ -1,0 +1,147 @@
+//! The Valkey queue's transitions, each one Lua script (atomic on the server). Keys come
+//! in `KEYS`, every value from outside in `ARGV`: nothing is spliced into a script.
+
+/// Queues a task unless its id is taken (then its state).
+pub const ADD: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HGET', KEYS[1], 'state') or 'there' end
+local entry = redis.call('XADD', KEYS[3], '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[1], 'doc', ARGV[2], 'state', 'pending', 'deliveries', 0, 'entry', entry)
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return false
+";
+
+/// A pending task fails as cancelled, its entry deleted (a runner that already read it
+/// finds it failed and drops it).
+pub const CANCEL: &str = r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state ~= 'pending' then return state end
+local entry = redis.call('HGET', KEYS[1], 'entry')
+if entry then redis.call('XDEL', KEYS[2], entry) end
+redis.call('HSET', KEYS[1], 'state', 'failed', 'error', 'cancelled', 'finished_ms', ARGV[1])
+redis.call('HDEL', KEYS[1], 'entry')
+return 'ok'
+";
+
+/// A failed task is queued again: a new entry, its deliveries and outcome cleared.
+pub const RETRY: &str = r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state ~= 'failed' then return state end
+local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+redis.call('HSET', KEYS[1], 'state', 'pending', 'deliveries', 0, 'entry', entry)
+redis.call('HDEL', KEYS[1], 'error', 'results', 'verdict', 'summary', 'finished_ms', 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures')
+return 'ok'
+";
+
+/// A task that is not running is deleted with its entry.
+pub const REMOVE: &str = r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'missing' end
+if state == 'running' then return 'running ' .. (redis.call('HGET', KEYS[1], 'runner') or '') end
+local entry = redis.call('HGET', KEYS[1], 'entry')
+if entry then redis.call('XDEL', KEYS[2], entry) end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 'ok'
+";
+
+/// A delivered entry becomes this runner's running task, if its task is still pending
+/// with this entry; past its deliveries it is dead-lettered instead.
+pub const CLAIM: &str = r"
+local function drop()
+  redis.call('XACK', KEYS[2], 'runners', ARGV[1])
+  redis.call('XDEL', KEYS[2], ARGV[1])
+end
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'pending' or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then
+  drop()
+  return {'skip'}
+end
+local d = tonumber(redis.call('HGET', KEYS[1], 'deliveries')) or 0
+if d >= tonumber(ARGV[3]) then
+  local why = 'delivered ' .. d .. ' times, and its runner died each time before it ended'
+  redis.call('HSET', KEYS[1], 'state', 'failed', 'error', why, 'finished_ms', ARGV[4])
+  redis.call('HDEL', KEYS[1], 'entry', 'runner')
+  redis.call('XADD', KEYS[3], '*', 'id', ARGV[5], 'deliveries', d, 'reason', why)
+  drop()
+  return {'dead', why}
+end
+redis.call('HSET', KEYS[1], 'state', 'running', 'runner', ARGV[2], 'deliveries', d + 1, 'heartbeat_ms', ARGV[4])
+redis.call('HDEL', KEYS[1], 'step', 'done', 'total', 'last', 'status_ms', 'figures')
+return {'run', redis.call('HGET', KEYS[1], 'doc'), tostring(d + 1)}
+";
+
+/// An entry that names no task (written by hand): dead-lettered with why.
+pub const POISON: &str = r"
+redis.call('XADD', KEYS[2], '*', 'entry', ARGV[1], 'reason', ARGV[2])
+redis.call('XACK', KEYS[1], 'runners', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+";
+
+/// The heartbeat: the runner's key renewed and, while it holds a task, its entry's idle
+/// time reset (XCLAIM JUSTID counts no delivery). 0 when the task is no longer its own.
+pub const RENEW: &str = r"
+redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
+if ARGV[2] == '' then return 1 end
+if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running'
+   or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[2] then return 0 end
+local held = redis.call('XPENDING', KEYS[2], 'runners', ARGV[2], ARGV[2], 1, ARGV[1])
+if #held == 0 then return 0 end
+redis.call('XCLAIM', KEYS[2], 'runners', ARGV[1], 0, ARGV[2], 'JUSTID')
+redis.call('HSET', KEYS[1], 'heartbeat_ms', ARGV[4])
+return 1
+";
+
+/// The held task's live status.
+pub const REPORT: &str = r"
+if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'step', ARGV[2], 'done', ARGV[3], 'total', ARGV[4], 'last', ARGV[5], 'status_ms', ARGV[6], 'figures', ARGV[7])
+return 1
+";
+
+/// Files the held task: acknowledged and its entry deleted, its outcome recorded (or,
+/// requeued, a fresh entry and the delivery not counted). 0 when it was not this
+/// runner's any more.
+pub const FINISH: &str = r"
+if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'running'
+   or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then return 0 end
+redis.call('XACK', KEYS[2], 'runners', ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures')
+if ARGV[3] == 'pending' then
+  local d = tonumber(redis.call('HGET', KEYS[1], 'deliveries')) or 1
+  local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[5])
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'entry', entry, 'deliveries', math.max(d - 1, 0))
+  redis.call('HDEL', KEYS[1], 'runner', 'results')
+  return 1
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'finished_ms', ARGV[4])
+redis.call('HDEL', KEYS[1], 'entry')
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return 1
+";
+
+/// An entry XAUTOCLAIM took from an idle consumer: back to pending (a fresh entry; the
+/// next claim counts the delivery), unless its runner's key still lives (handed back) or
+/// its task is gone or finished (dropped).
+pub const RECLAIM: &str = r"
+local state = redis.call('HGET', KEYS[1], 'state')
+if (state ~= 'pending' and state ~= 'running') or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then
+  redis.call('XACK', KEYS[2], 'runners', ARGV[1])
+  redis.call('XDEL', KEYS[2], ARGV[1])
+  return 'drop'
+end
+local owner = redis.call('HGET', KEYS[1], 'runner')
+if state == 'running' and owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+  redis.call('XCLAIM', KEYS[2], 'runners', owner, 0, ARGV[1], 'JUSTID')
+  return 'alive'
+end
+redis.call('XACK', KEYS[2], 'runners', ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'pending', 'entry', entry)
+redis.call('HDEL', KEYS[1], 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'results')
+return 'requeued'
+";
