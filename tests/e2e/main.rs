@@ -20,4 +20,5 @@ mod streams;
 mod suites;
 mod tls;
 mod topology;
+mod tui;
 mod util;

@@ -44,6 +44,8 @@ enum Command {
     Queue(cli::queue::QueueCmd),
     /// Take tasks from the queue and run them until stopped (--once: until it is empty).
     Runner(cli::runner::RunnerCmd),
+    /// The lab's terminal UI: running tasks live, the queue, results, a form to queue more.
+    Tui(cli::tui::TuiCmd),
 }
 
 /// Exit codes: 0 success, 1 the run failed (compare: a regression), 2 bad input (compare:
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Start(cmd) => cmd.run(&shutdown),
         Command::Queue(cmd) => cmd.run(),
         Command::Runner(cmd) => cmd.run(&shutdown),
+        Command::Tui(cmd) => cmd.run(&shutdown),
         Command::Loadgen(cmd) => cmd.run(&shutdown),
         Command::Flamegraph(cmd) => cmd.run(&shutdown),
         Command::Report(cmd) => cmd.run(),

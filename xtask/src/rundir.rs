@@ -128,12 +128,30 @@ pub struct Manifest {
     pub started: String,
 }
 
+/// The command a queued task stands for, while a runner runs it (see [`as_command`]).
+static TASK_COMMAND: std::sync::Mutex<Option<Vec<String>>> = std::sync::Mutex::new(None);
+
 /// This process's command line as the user typed it: `cargo xtask` for the binary, each
-/// argument quoted for a POSIX shell where it needs it.
+/// argument quoted for a POSIX shell where it needs it. While a runner runs a queued task
+/// it is the task's command (`cargo xtask bench --quick ...`), not the runner's: what
+/// reproduces the run.
 pub fn command_line() -> String {
+    let task = TASK_COMMAND
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let args = task.unwrap_or_else(|| std::env::args().skip(1).collect());
     let mut words = vec!["cargo".to_string(), "xtask".to_string()];
-    words.extend(std::env::args().skip(1).map(|a| shell_quote(&a)));
+    words.extend(args.iter().map(|a| shell_quote(a)));
     words.join(" ")
+}
+
+/// Runs `f` with [`command_line`] saying `args` (a queued task's subcommand and flags).
+pub fn as_command<T>(args: Vec<String>, f: impl FnOnce() -> T) -> T {
+    *TASK_COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = Some(args);
+    let result = f();
+    *TASK_COMMAND.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    result
 }
 
 /// `a` as one word of a POSIX shell command.

@@ -13,6 +13,7 @@ pub mod report;
 pub mod runner;
 pub mod selfbench;
 pub mod start;
+pub mod tui;
 
 pub use args::*;
 
@@ -22,6 +23,7 @@ use bench_core::shutdown::Shutdown;
 use clap::Parser;
 
 use crate::error::{Inconclusive, RegressionFound, UsageError};
+use crate::queue::expand::{self, Axis};
 use crate::queue::{TaskKind, check_args};
 
 /// A queued task's flags, parsed by its command's own definitions (here, where every
@@ -137,4 +139,52 @@ pub fn validate_task(kind: TaskKind, args: &[String]) -> anyhow::Result<TaskCmd>
             Ok(TaskCmd::Flamegraph(Box::new(cmd)))
         }
     }
+}
+
+/// A campaign's tasks: one per combination of the lists given (`--value-sizes 16,64,1K`,
+/// `--pipelines 1..64x2`, and for bench `--valkey-version A,B` and `--ref A,B`), each
+/// validated as its command would validate it before any is queued.
+pub fn campaign(kind: TaskKind, args: &[String]) -> anyhow::Result<(Vec<Vec<String>>, Vec<Axis>)> {
+    let mut axes = Vec::new();
+    let mut first = args.to_vec();
+    if kind == TaskKind::Bench {
+        for flag in ["--valkey-version", "--ref"] {
+            let raw = expand::raw_values(args, flag);
+            let [list] = &raw[..] else { continue };
+            if !list.contains(',') {
+                continue;
+            }
+            let values: Vec<String> = list.split(',').map(|v| v.trim().to_string()).collect();
+            if values.iter().any(String::is_empty) {
+                return Err(UsageError(format!(
+                    "{flag} {list:?}: an empty item; separate builds with single commas"
+                ))
+                .into());
+            }
+            first = expand::without(&first, flag);
+            first.extend([flag.to_string(), values[0].clone()]);
+            axes.push(Axis { flag, values });
+        }
+    }
+    let parsed = validate_task(kind, &first)?;
+    if let Some(matrix) = parsed.matrix() {
+        for flag in MATRIX_FLAGS {
+            if let Some(values) = matrix.values_of(flag).filter(|v| v.len() > 1) {
+                axes.push(Axis { flag, values });
+            }
+        }
+    }
+    let list = expand::product(args, &axes).map_err(UsageError)?;
+    let n = list.len();
+    for (i, args) in list.iter().enumerate().filter(|_| n > 1) {
+        validate_task(kind, args).map_err(|e| {
+            UsageError(format!(
+                "task {} of {n} ({} {}): {e:#}",
+                i + 1,
+                kind.name(),
+                args.join(" ")
+            ))
+        })?;
+    }
+    Ok((list, axes))
 }

@@ -5,10 +5,10 @@
 use clap::{Args, Subcommand};
 use serde_json::json;
 
-use super::{MATRIX_FLAGS, validate_task};
+use super::campaign;
 use crate::error::UsageError;
-use crate::queue::expand::{self, Axis};
-use crate::queue::{Entry, Task, TaskKind};
+use crate::queue::expand;
+use crate::queue::{Entry, State, Task, TaskKind, Unreachable};
 
 #[derive(Args, Debug)]
 pub struct QueueCmd {
@@ -130,57 +130,16 @@ impl QueueCmd {
     }
 }
 
-/// A campaign's tasks: one per combination of the lists given (`--value-sizes 16,64,1K`,
-/// `--pipelines 1..64x2`, and for bench `--valkey-version A,B` and `--ref A,B`), each
-/// validated as its command would validate it before any is queued.
-fn campaign(kind: TaskKind, args: &[String]) -> anyhow::Result<(Vec<Vec<String>>, Vec<Axis>)> {
-    let mut axes = Vec::new();
-    let mut first = args.to_vec();
-    if kind == TaskKind::Bench {
-        for flag in ["--valkey-version", "--ref"] {
-            let raw = expand::raw_values(args, flag);
-            let [list] = &raw[..] else { continue };
-            if !list.contains(',') {
-                continue;
-            }
-            let values: Vec<String> = list.split(',').map(|v| v.trim().to_string()).collect();
-            if values.iter().any(String::is_empty) {
-                return Err(UsageError(format!(
-                    "{flag} {list:?}: an empty item; separate builds with single commas"
-                ))
-                .into());
-            }
-            first = expand::without(&first, flag);
-            first.extend([flag.to_string(), values[0].clone()]);
-            axes.push(Axis { flag, values });
-        }
-    }
-    let parsed = validate_task(kind, &first)?;
-    if let Some(matrix) = parsed.matrix() {
-        for flag in MATRIX_FLAGS {
-            if let Some(values) = matrix.values_of(flag).filter(|v| v.len() > 1) {
-                axes.push(Axis { flag, values });
-            }
-        }
-    }
-    let list = expand::product(args, &axes).map_err(UsageError)?;
-    let n = list.len();
-    for (i, args) in list.iter().enumerate().filter(|_| n > 1) {
-        validate_task(kind, args).map_err(|e| {
-            UsageError(format!(
-                "task {} of {n} ({} {}): {e:#}",
-                i + 1,
-                kind.name(),
-                args.join(" ")
-            ))
-        })?;
-    }
-    Ok((list, axes))
-}
-
-/// A refused action (no such task, wrong state) is the user's error: exit 2.
+/// A refused action (no such task, wrong state) is the user's error: exit 2; a queue out
+/// of reach is not (exit 1).
 fn usage(result: anyhow::Result<()>, done: &str, id: &str) -> anyhow::Result<()> {
-    result.map_err(|e| UsageError(format!("{e:#}")))?;
+    result.map_err(|e| {
+        if e.chain().any(|c| c.is::<Unreachable>()) {
+            e
+        } else {
+            UsageError(format!("{e:#}")).into()
+        }
+    })?;
     println!("{id}: {done}");
     Ok(())
 }
@@ -216,7 +175,8 @@ fn print_list(root: &str, entries: &[Entry]) {
                 t.error
                     .clone()
                     .or_else(|| {
-                        e.runner.as_ref().map(|r| match &e.status {
+                        let runner = e.runner.as_ref().filter(|_| e.state == State::Running);
+                        runner.map(|r| match &e.status {
                             Some(s) if s.total > 0 => {
                                 format!("runner {r}: {} ({}/{})", s.step, s.done, s.total)
                             }

@@ -91,7 +91,22 @@ impl RunnerCmd {
             return Err(UsageError("--max-deliveries 0: give 1 or more".into()).into());
         }
         let queue = crate::queue::open(self.queue.as_deref())?;
-        let runner = queue.join(lease)?;
+        // A Valkey queue out of reach at the start is waited for, as later.
+        let mut outage = Outage::default();
+        let runner = loop {
+            match queue.join(lease) {
+                Ok(runner) => break runner,
+                Err(e) if unreachable(&e) && !shutdown.is_triggered() => {
+                    outage.down(&e);
+                    let until = Instant::now() + poll;
+                    while Instant::now() < until && !shutdown.is_triggered() {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        outage.up();
         eprintln!("runner {} on {}", runner.id(), queue.location());
         let result = self.take_tasks(&*runner, poll, shutdown);
         let left = runner.leave();
@@ -185,16 +200,19 @@ impl RunnerCmd {
         let (done, lost) = (AtomicBool::new(false), AtomicBool::new(false));
         let ran = std::thread::scope(|s| {
             s.spawn(|| heartbeat(runner, &task, rx, &done, &lost, shutdown));
-            let ran = parsed.run_in(&results, shutdown, vec![sink]);
+            let mut command = vec![task.kind.name().to_string()];
+            command.extend(task.args.iter().cloned());
+            let ran = crate::rundir::as_command(command, || {
+                parsed.run_in(&results, shutdown, vec![sink])
+            });
             done.store(true, Ordering::SeqCst);
             ran
         });
         if lost.load(Ordering::SeqCst) {
             // The shutdown stopped the task; the runner ends (a supervisor starts it again).
             anyhow::bail!(
-                "{}: stopped: this runner no longer holds it (its place in the queue was \
-                 removed, or another runner took it after the lease ran out); its partial \
-                 results stay in {}",
+                "{}: stopped: this runner could not keep its hold on it (said above); its \
+                 partial results stay in {}, and the queue gives it to another runner",
                 task.id,
                 results.display()
             );
@@ -292,8 +310,9 @@ fn file(
 }
 
 /// Renews the lease every third of it until `done`, and publishes the task's latest status
-/// (at most once a second). A runner that no longer holds its task stops it: `lost`, the
-/// shutdown triggered and our servers killed. A queue out of reach is waited for.
+/// (at most once a second). A runner that no longer holds its task, or has not renewed
+/// for two thirds of its lease, stops it: `lost`, the shutdown triggered and our servers
+/// killed. A shorter outage of the queue is waited for.
 fn heartbeat(
     runner: &dyn Seat,
     task: &Task,
@@ -304,6 +323,10 @@ fn heartbeat(
 ) {
     let every = runner.lease() / 3;
     let mut next = Instant::now() + every;
+    // When the last heartbeat that was renewed was sent: a runner that has not renewed for
+    // two thirds of its lease may lose its task to another at any moment, so it stops it
+    // (it fences itself) rather than risk two runs at once.
+    let mut renewed = Instant::now();
     let (mut latest, mut next_report) = (None, Instant::now());
     let mut outage = Outage::default();
     while !done.load(Ordering::SeqCst) {
@@ -326,23 +349,30 @@ fn heartbeat(
                 }
             }
         }
+        let stop = |why: String| {
+            eprintln!("runner {}: {why}; stopping task {}", runner.id(), task.id);
+            lost.store(true, Ordering::SeqCst);
+            shutdown.trigger();
+            crate::process::kill_all();
+        };
+        if renewed.elapsed() > runner.lease() * 2 / 3 {
+            return stop(format!(
+                "no heartbeat renewed for {:.1} s of a {:.0} s lease",
+                renewed.elapsed().as_secs_f64(),
+                runner.lease().as_secs_f64()
+            ));
+        }
         if Instant::now() < next {
             continue;
         }
         next = Instant::now() + every;
+        let sent = Instant::now();
         match runner.renew() {
-            Ok(true) => outage.up(),
-            Ok(false) => {
-                eprintln!(
-                    "runner {}: it no longer holds task {}; stopping it",
-                    runner.id(),
-                    task.id
-                );
-                lost.store(true, Ordering::SeqCst);
-                shutdown.trigger();
-                crate::process::kill_all();
-                return;
+            Ok(true) => {
+                renewed = sent;
+                outage.up();
             }
+            Ok(false) => return stop("it no longer holds the task".into()),
             Err(e) if unreachable(&e) => outage.down(&e),
             Err(e) => eprintln!("runner {}: renewing the lease: {e:#}", runner.id()),
         }

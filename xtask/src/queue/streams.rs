@@ -100,12 +100,28 @@ pub fn parse_url(url: &str) -> Result<(String, String), String> {
     Ok((hostport, name.to_string()))
 }
 
-/// One connection to the queue server, made again after it broke.
+/// One connection to the queue server, made again after it broke (the name resolved
+/// again each time: a server that moved is found).
 struct Conn {
     location: String,
-    addr: SocketAddr,
+    hostport: String,
+    /// For a connect, a read, a write; a runner sets it below its lease.
+    timeout: Mutex<Duration>,
     client: Mutex<Option<Client>>,
 }
+
+/// Server errors that say "not now" (loading after a restart, a script running long, a
+/// replica read-only during a failover, no room for one more client): waited out like a
+/// server that cannot be reached.
+const TRANSIENT: [&str; 7] = [
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "READONLY",
+    "ERR max number of clients",
+];
 
 impl Conn {
     fn unreachable(&self, why: impl std::fmt::Display) -> anyhow::Error {
@@ -116,20 +132,46 @@ impl Conn {
         .into()
     }
 
+    fn connect(&self) -> anyhow::Result<Client> {
+        let timeout = *self.timeout.lock().unwrap_or_else(|e| e.into_inner());
+        let addrs: Vec<SocketAddr> = self
+            .hostport
+            .to_socket_addrs()
+            .map_err(|e| self.unreachable(format!("{}: {e}", self.hostport)))?
+            .collect();
+        let mut last = format!("{}: no address", self.hostport);
+        for addr in addrs {
+            match Client::connect(addr, None, timeout) {
+                Ok(client) => return Ok(client),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(self.unreachable(last))
+    }
+
     /// Sends one command; a broken connection is dropped (the next call reconnects) and
-    /// reported as [`Unreachable`].
+    /// reported as [`Unreachable`], as are the server's "not now" errors.
     fn call<A: AsRef<[u8]>>(&self, args: &[A]) -> anyhow::Result<Value> {
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
-            *slot =
-                Some(Client::connect(self.addr, None, TIMEOUT).map_err(|e| self.unreachable(e))?);
+            *slot = Some(self.connect()?);
         }
         let client = slot.as_mut().expect("connected above");
         match client.call(args) {
             Ok(value) => Ok(value),
-            // A server loading its data after a restart answers LOADING: not yet.
-            Err(ClientError::Server { message, .. }) if message.starts_with("LOADING") => {
-                Err(self.unreachable("the server is loading its data"))
+            Err(ClientError::Server { message, .. })
+                if TRANSIENT.iter().any(|t| message.starts_with(t)) =>
+            {
+                Err(self.unreachable(format!("the server answers {message:?}")))
+            }
+            Err(ClientError::Server { message, .. })
+                if message.starts_with("MOVED") || message.starts_with("ASK") =>
+            {
+                anyhow::bail!(
+                    "{}: the server is a cluster node that does not hold this queue's slot \
+                     ({message}); give a standalone Valkey (or a cluster's node that owns it)",
+                    self.location
+                )
             }
             Err(e @ ClientError::Server { .. }) => Err(e.into()),
             Err(e) => {
@@ -137,6 +179,12 @@ impl Conn {
                 Err(self.unreachable(e))
             }
         }
+    }
+
+    /// Reads and writes take at most `timeout` from now on.
+    fn set_timeout(&self, timeout: Duration) {
+        *self.timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+        *self.client.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Runs one of the scripts of `scripts.rs`.
@@ -172,27 +220,19 @@ pub struct StreamQueue {
 }
 
 impl StreamQueue {
-    /// Parses the URL and connects (creating the stream and its group if they are not
-    /// there). A bad URL is the user's error (exit 2), an unreachable server
-    /// [`Unreachable`].
+    /// Parses the URL; the server is reached at the first command (a bad URL is the
+    /// user's error, exit 2; a server out of reach is [`Unreachable`]).
     pub fn open(url: &str) -> anyhow::Result<StreamQueue> {
         let (hostport, name) = parse_url(url).map_err(UsageError)?;
-        let location = format!("valkey://{hostport}/{name}");
-        let addr = hostport
-            .to_socket_addrs()
-            .map_err(|e| UsageError(format!("--queue {url:?}: {hostport}: {e}")))?
-            .next()
-            .ok_or_else(|| UsageError(format!("--queue {url:?}: {hostport} has no address")))?;
-        let queue = StreamQueue {
+        Ok(StreamQueue {
             conn: Conn {
-                location,
-                addr,
+                location: format!("valkey://{hostport}/{name}"),
+                hostport,
+                timeout: Mutex::new(TIMEOUT),
                 client: Mutex::new(None),
             },
             name,
-        };
-        queue.ensure_group()?;
-        Ok(queue)
+        })
     }
 
     /// The stream and its consumer group (again after a server that lost its data).
@@ -219,22 +259,30 @@ impl StreamQueue {
         self.key(&format!("task:{id}"))
     }
 
-    /// Runs a script that answers `ok` or the state that stopped it.
+    /// Runs a script that answers `ok` or the state that stopped it (`only` says which
+    /// state the action takes). A refusal is the user's error (exit 2).
     fn transition(
         &self,
         script: &str,
         id: &str,
+        only: &str,
         keys: &[&str],
         args: &[&str],
     ) -> anyhow::Result<()> {
         check_id(id).map_err(UsageError)?;
         let reply = self.conn.script(script, keys, args)?;
-        match text(&reply).as_deref() {
-            Some("ok") => Ok(()),
-            Some("missing") => anyhow::bail!("no task {id} in {}", self.location()),
-            Some(state) => anyhow::bail!("task {id} is {state}"),
+        let refused = match text(&reply).as_deref() {
+            Some("ok") => return Ok(()),
+            Some("missing") => format!("no task {id} in {}", self.location()),
+            Some(state) => match state.split_once(' ') {
+                Some(("running", runner)) => {
+                    format!("task {id} is running (runner {runner}); {only}")
+                }
+                _ => format!("task {id} is {state}; {only}"),
+            },
             None => anyhow::bail!("task {id}: the queue replied {reply:?}"),
-        }
+        };
+        Err(UsageError(refused).into())
     }
 
     /// One task's hash as an entry (`None`: no such task).
@@ -293,6 +341,7 @@ impl Queue for StreamQueue {
 
     fn add(&self, task: &Task) -> anyhow::Result<()> {
         check_id(&task.id).map_err(anyhow::Error::msg)?;
+        self.ensure_group()?;
         let doc = String::from_utf8(task.to_json()).expect("JSON is UTF-8");
         let queued = now_ms().to_string();
         let (hash, ids, stream) = (self.task_key(&task.id), self.key("ids"), self.key("stream"));
@@ -329,17 +378,35 @@ impl Queue for StreamQueue {
 
     fn cancel(&self, id: &str) -> anyhow::Result<()> {
         let (hash, stream) = (self.task_key(id), self.key("stream"));
-        self.transition(CANCEL, id, &[&hash, &stream], &[&now_ms().to_string()])
+        self.transition(
+            CANCEL,
+            id,
+            "only a pending task is cancelled",
+            &[&hash, &stream],
+            &[&now_ms().to_string()],
+        )
     }
 
     fn retry(&self, id: &str) -> anyhow::Result<()> {
         let (hash, stream) = (self.task_key(id), self.key("stream"));
-        self.transition(RETRY, id, &[&hash, &stream], &[id])
+        self.transition(
+            RETRY,
+            id,
+            "only a failed task is queued again",
+            &[&hash, &stream],
+            &[id],
+        )
     }
 
     fn remove(&self, id: &str) -> anyhow::Result<()> {
         let (hash, stream, ids) = (self.task_key(id), self.key("stream"), self.key("ids"));
-        self.transition(REMOVE, id, &[&hash, &stream, &ids], &[id])
+        self.transition(
+            REMOVE,
+            id,
+            "stop its runner first",
+            &[&hash, &stream, &ids],
+            &[id],
+        )
     }
 
     fn join(&self, lease: Duration) -> anyhow::Result<Box<dyn Seat + '_>> {
@@ -350,12 +417,21 @@ impl Queue for StreamQueue {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .take(40)
             .collect();
+        // A random suffix: pids repeat across machines (1 in every container).
+        let salt = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            now_ms(),
+        );
         let id = format!(
-            "{}-{}-{:04x}",
+            "{}-{}-{:012x}",
             if host.is_empty() { "host" } else { &host },
             std::process::id(),
-            now_ms() & 0xffff
+            salt & 0xffff_ffff_ffff
         );
+        // Every call well inside a heartbeat, so one slow reply cannot outlast the lease.
+        self.conn
+            .set_timeout((lease / 4).clamp(Duration::from_millis(250), TIMEOUT));
+        self.ensure_group()?;
         let seat = StreamSeat::new(self, id, lease);
         seat.renew()?;
         Ok(Box::new(seat))

@@ -3,3 +3,4 @@
 pub mod json_lines;
 pub mod status;
 pub mod terminal;
+pub mod tui;

@@ -63,7 +63,7 @@ if d >= tonumber(ARGV[3]) then
   local why = 'delivered ' .. d .. ' times, and its runner died each time before it ended'
   redis.call('HSET', KEYS[1], 'state', 'failed', 'error', why, 'finished_ms', ARGV[4])
   redis.call('HDEL', KEYS[1], 'entry', 'runner')
-  redis.call('XADD', KEYS[3], '*', 'id', ARGV[5], 'deliveries', d, 'reason', why)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'id', ARGV[5], 'deliveries', d, 'reason', why)
   drop()
   return {'dead', why}
 end
@@ -74,16 +74,17 @@ return {'run', redis.call('HGET', KEYS[1], 'doc'), tostring(d + 1)}
 
 /// An entry that names no task (written by hand): dead-lettered with why.
 pub const POISON: &str = r"
-redis.call('XADD', KEYS[2], '*', 'entry', ARGV[1], 'reason', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 10000, '*', 'entry', ARGV[1], 'reason', ARGV[2])
 redis.call('XACK', KEYS[1], 'runners', ARGV[1])
 redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// The heartbeat: the runner's key renewed and, while it holds a task, its entry's idle
-/// time reset (XCLAIM JUSTID counts no delivery). 0 when the task is no longer its own.
+/// The heartbeat: the runner's key renewed (its value the entry it holds, or empty) and,
+/// while it holds a task, the entry's idle time reset (XCLAIM JUSTID counts no delivery).
+/// 0 when the task is no longer its own.
 pub const RENEW: &str = r"
-redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[3])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
 if ARGV[2] == '' then return 1 end
 if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running'
    or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[2] then return 0 end
@@ -124,8 +125,9 @@ return 1
 ";
 
 /// An entry XAUTOCLAIM took from an idle consumer: back to pending (a fresh entry; the
-/// next claim counts the delivery), unless its runner's key still lives (handed back) or
-/// its task is gone or finished (dropped).
+/// next claim counts the delivery), unless its runner's key still lives and says it holds
+/// this entry (handed back), or its task is gone or finished (dropped). A runner whose
+/// claim ran but whose reply was lost holds nothing by its key: the task is requeued.
 pub const RECLAIM: &str = r"
 local state = redis.call('HGET', KEYS[1], 'state')
 if (state ~= 'pending' and state ~= 'running') or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then
@@ -134,7 +136,7 @@ if (state ~= 'pending' and state ~= 'running') or redis.call('HGET', KEYS[1], 'e
   return 'drop'
 end
 local owner = redis.call('HGET', KEYS[1], 'runner')
-if state == 'running' and owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
+if state == 'running' and owner and redis.call('GET', ARGV[3] .. owner) == ARGV[1] then
   redis.call('XCLAIM', KEYS[2], 'runners', owner, 0, ARGV[1], 'JUSTID')
   return 'alive'
 end

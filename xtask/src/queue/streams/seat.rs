@@ -82,35 +82,49 @@ impl<'q> StreamSeat<'q> {
                 &id,
             ],
         )?;
-        let reply: Vec<String> = items(&reply).iter().filter_map(text).collect();
-        match reply.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["run", doc, _] => {
-                self.set_held(Some(Held {
-                    id: id.clone(),
-                    entry: entry.to_string(),
-                }));
-                match Task::parse(doc.as_bytes()).and_then(|task| {
+        // By position: {'run', doc, deliveries}, {'dead', why} or {'skip'}.
+        let parts: Vec<Option<String>> = items(&reply).iter().map(text).collect();
+        let at = |i: usize| parts.get(i).cloned().flatten();
+        match at(0).as_deref() {
+            Some("run") => {
+                let doc = at(1).unwrap_or_default();
+                let parsed = Task::parse(doc.as_bytes()).and_then(|task| {
                     if task.id == id {
                         Ok(task)
                     } else {
                         Err(format!("id {:?} is not its key's ({id})", task.id))
                     }
-                }) {
+                });
+                match parsed {
                     Ok(mut task) => {
-                        task.deliveries = reply[2].parse().unwrap_or(1);
+                        task.deliveries = at(2).and_then(|d| d.parse().ok()).unwrap_or(1);
+                        self.set_held(Some(Held {
+                            id: id.clone(),
+                            entry: entry.to_string(),
+                        }));
                         Ok(Some(Claimed::Task(task)))
                     }
                     Err(why) => {
-                        self.file(&id, entry, "failed", &[("error", &why)])?;
+                        // Held only while it is filed: a filing that fails leaves this
+                        // runner's key holding nothing, so the task is taken back.
+                        self.set_held(Some(Held {
+                            id: id.clone(),
+                            entry: entry.to_string(),
+                        }));
+                        let filed = self.file(&id, entry, "failed", &[("error", &why)]);
+                        self.set_held(None);
+                        filed?;
                         Ok(Some(Claimed::Failed { name: id, why }))
                     }
                 }
             }
-            ["dead", why] => Ok(Some(Claimed::Failed {
+            Some("dead") => Ok(Some(Claimed::Failed {
                 name: id,
-                why: why.to_string(),
+                why: at(1).unwrap_or_default(),
             })),
-            _ => Ok(None), // cancelled, removed or requeued meanwhile: dropped
+            // Cancelled, removed or requeued meanwhile: dropped.
+            Some("skip") => Ok(None),
+            _ => anyhow::bail!("claiming {id}: the queue replied {reply:?}"),
         }
     }
 
@@ -149,8 +163,6 @@ impl Seat for StreamSeat<'_> {
         let (id, entry) = self.held().unwrap_or_default();
         let hash = q.task_key(if id.is_empty() { "-" } else { &id });
         let (stream, mine) = (q.key("stream"), q.key(&format!("runner:{}", self.id)));
-        let about = serde_json::json!({"runner": self.id, "pid": std::process::id(), "task": id})
-            .to_string();
         let reply = q.conn.script(
             RENEW,
             &[&hash, &stream, &mine],
@@ -159,7 +171,6 @@ impl Seat for StreamSeat<'_> {
                 &entry,
                 &self.lease.as_millis().to_string(),
                 &now_ms().to_string(),
-                &about,
             ],
         );
         let reply = match reply {
@@ -265,6 +276,20 @@ impl Seat for StreamSeat<'_> {
 
     fn reclaim_dead(&self) -> anyhow::Result<Vec<String>> {
         let q = self.queue;
+        // Idle times are kept across a restart of the server; its runners' heartbeats were
+        // not. Until the server has been up for a lease and a heartbeat, live runners may
+        // not have renewed yet: nothing is taken.
+        let info = q.conn.call(&["INFO", "server"])?;
+        let uptime = text(&info)
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("uptime_in_seconds:"))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(f64::MAX);
+        if uptime < (self.lease + self.lease / 3).as_secs_f64() + 1.0 {
+            return Ok(Vec::new());
+        }
         let stream = q.key("stream");
         let idle = self.lease.as_millis().to_string();
         let prefix = q.key("runner:");
