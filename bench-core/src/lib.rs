@@ -14,6 +14,7 @@ pub mod engine;
 pub mod info;
 pub mod loadgen;
 pub mod mem;
+pub mod metrics;
 pub mod net;
 pub mod placement;
 pub mod populate;

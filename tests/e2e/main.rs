@@ -10,6 +10,7 @@ mod compare;
 mod controls;
 mod hostile;
 mod loadgen;
+mod metrics;
 mod placement;
 mod profile;
 mod queue;

@@ -89,6 +89,23 @@ pub enum Event {
         line: String,
         figures: BTreeMap<String, f64>,
     },
+    /// Requests a record (perf) or a load generator run measured for one command: what a
+    /// metrics endpoint counts. `histogram` is the HDR histogram of their latencies (µs,
+    /// V2, base64), left out of the JSON lines (it is in the record).
+    Requests {
+        command: String,
+        requests: u64,
+        /// Errors by kind (the first word of an error reply, `io: ...`); `reply` when the
+        /// record only counts them.
+        errors: BTreeMap<String, u64>,
+        #[serde(skip_serializing)]
+        histogram: Option<String>,
+    },
+    /// A second of a load generator run went by: replies so far and in that second.
+    LoadSecond {
+        completed: u64,
+        ops_last_second: u64,
+    },
     /// A step of a long phase worth a line (`profiling GET/32B on both sides`).
     Step { message: String },
     /// Something the user should know that does not stop the run (a fallback taken, an

@@ -159,6 +159,17 @@ impl Run {
                     line: format!("{:.0} ops/s", m.ops_per_sec),
                     figures,
                 });
+                let errors: u64 = m.series.iter().map(|s| s.errors).sum();
+                sinks.emit(Event::Requests {
+                    command: record.params.command.clone(),
+                    requests: m.requests,
+                    errors: if errors > 0 {
+                        BTreeMap::from([("reply".to_string(), errors)])
+                    } else {
+                        BTreeMap::new()
+                    },
+                    histogram: m.histogram.clone(),
+                });
                 Ok(())
             });
             if let Err(e) = result {

@@ -1,6 +1,7 @@
 //! `cargo xtask loadgen`: drive any server with the native generator; a live line per
 //! second, then a table per command (or `--json`).
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,6 +15,8 @@ use clap::Args;
 
 use super::WorkloadArgs;
 use crate::error::UsageError;
+use crate::events::{Event, Sink, Sinks};
+use crate::ui::metrics::Metrics;
 
 #[derive(Args, Debug)]
 pub struct LoadgenCmd {
@@ -75,6 +78,20 @@ pub struct LoadgenCmd {
     /// early, with `partial` set).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run goes on (replies so
+    /// far and per second), and its requests, errors and latency histograms by command
+    /// once it ends.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+    /// With --metrics-addr: keep serving this many seconds after the run, so a scraper
+    /// reads its final figures.
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        value_name = "SECONDS",
+        requires = "metrics_addr"
+    )]
+    pub metrics_linger: f64,
 }
 
 impl LoadgenCmd {
@@ -164,6 +181,21 @@ impl LoadgenCmd {
                 "open loop at {r:.0} req/s"
             ))
         );
+        let linger = seconds("--metrics-linger", self.metrics_linger)?;
+        let metrics = match &self.metrics_addr {
+            Some(addr) => Some(Metrics::serve(addr)?),
+            None => None,
+        };
+        // The metrics endpoint is a sink of the run's events, as the runner's is.
+        let mut sinks = Sinks::new(
+            metrics
+                .iter()
+                .map(|m| Box::new(m.sink()) as Box<dyn Sink>)
+                .collect(),
+        );
+        if let Some(m) = &metrics {
+            eprintln!("metrics at http://{}/metrics", m.addr);
+        }
         let report = loadgen::run(&[addr], &spec, &options, shutdown, |p| {
             eprintln!(
                 "{:>5.1}s {:>10} ops/s {:>12} total",
@@ -171,6 +203,10 @@ impl LoadgenCmd {
                 p.ops_last_second,
                 p.completed
             );
+            sinks.emit(Event::LoadSecond {
+                completed: p.completed,
+                ops_last_second: p.ops_last_second,
+            });
         })
         .map_err(|e| match e {
             loadgen::LoadgenError::Workload(_) | loadgen::LoadgenError::Options(_) => {
@@ -178,6 +214,24 @@ impl LoadgenCmd {
             }
             other => anyhow::Error::from(other),
         })?;
+        let one = report.commands.len() == 1;
+        for c in &report.commands {
+            // Errors by kind are counted for the whole run: split by command only when
+            // there is one.
+            let errors = if one {
+                report.errors.clone()
+            } else if c.errors > 0 {
+                BTreeMap::from([("error".to_string(), c.errors)])
+            } else {
+                BTreeMap::new()
+            };
+            sinks.emit(Event::Requests {
+                command: c.command.clone(),
+                requests: c.requests,
+                errors,
+                histogram: Some(c.histogram.clone()),
+            });
+        }
         let json = serde_json::to_string(&report)?;
         if let Some(out) = &self.out {
             if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -192,6 +246,16 @@ impl LoadgenCmd {
             print!("{}", tables::loadgen_table(&report));
             for w in &report.warnings {
                 eprintln!("warning: {w}");
+            }
+        }
+        if metrics.is_some() && !linger.is_zero() {
+            eprintln!(
+                "serving the final metrics for {:.0} s",
+                linger.as_secs_f64()
+            );
+            let until = std::time::Instant::now() + linger;
+            while std::time::Instant::now() < until && !shutdown.is_triggered() {
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
         if let Some(why) = &report.partial {

@@ -16,7 +16,10 @@ use clap::Args;
 
 use super::validate_task;
 use crate::error::UsageError;
+use crate::events::Sink;
+use crate::queue::Queue;
 use crate::queue::{Claimed, Outcome, Seat, Status, Task, Unreachable};
+use crate::ui::metrics::Metrics;
 use crate::ui::status::StatusSink;
 
 #[derive(Args, Debug)]
@@ -43,6 +46,45 @@ pub struct RunnerCmd {
     /// Where run directories go (default: results/ at the project root).
     #[arg(long, value_name = "DIR")]
     pub results: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464): requests,
+    /// errors and latency histograms of the tasks' runs, tasks by outcome, the queue by
+    /// state, the heartbeat.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<String>,
+}
+
+/// What a runner works with: its queue, its place in it, and its metrics endpoint.
+struct Lab<'a> {
+    queue: &'a dyn Queue,
+    runner: &'a dyn Seat,
+    metrics: Option<&'a Metrics>,
+}
+
+impl Lab<'_> {
+    /// The queue's tasks by state, for the metrics (a failed read shows the last counts).
+    fn count_queue(&self) {
+        let Some(m) = self.metrics else { return };
+        if let Ok(entries) = self.queue.list() {
+            m.update(|s| {
+                s.queue.clear();
+                for e in entries {
+                    *s.queue.entry(e.state.name()).or_default() += 1;
+                }
+            });
+        }
+    }
+
+    fn beat(&self) {
+        if let Some(m) = self.metrics {
+            m.update(|s| s.heartbeat_s = Some(crate::queue::now_ms() as f64 / 1e3));
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        if let Some(m) = self.metrics {
+            m.update(|s| *s.outcomes.entry(outcome).or_default() += 1);
+        }
+    }
 }
 
 /// Whether an error is the queue being out of reach (wait and try again).
@@ -90,6 +132,10 @@ impl RunnerCmd {
         if self.max_deliveries == 0 {
             return Err(UsageError("--max-deliveries 0: give 1 or more".into()).into());
         }
+        let metrics = match &self.metrics_addr {
+            Some(addr) => Some(Metrics::serve(addr)?),
+            None => None,
+        };
         let queue = crate::queue::open(self.queue.as_deref())?;
         // A Valkey queue out of reach at the start is waited for, as later.
         let mut outage = Outage::default();
@@ -108,7 +154,16 @@ impl RunnerCmd {
         };
         outage.up();
         eprintln!("runner {} on {}", runner.id(), queue.location());
-        let result = self.take_tasks(&*runner, poll, shutdown);
+        if let Some(m) = &metrics {
+            eprintln!("metrics at http://{}/metrics", m.addr);
+            m.update(|s| s.runner = Some(runner.id().to_string()));
+        }
+        let lab = Lab {
+            queue: &*queue,
+            runner: &*runner,
+            metrics: metrics.as_ref(),
+        };
+        let result = self.take_tasks(&lab, poll, shutdown);
         let left = runner.leave();
         result.and(left)?;
         if shutdown.is_triggered() {
@@ -118,12 +173,8 @@ impl RunnerCmd {
         Ok(())
     }
 
-    fn take_tasks(
-        &self,
-        runner: &dyn Seat,
-        poll: Duration,
-        shutdown: &Shutdown,
-    ) -> anyhow::Result<()> {
+    fn take_tasks(&self, lab: &Lab<'_>, poll: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let runner = lab.runner;
         let mut outage = Outage::default();
         let wait = |shutdown: &Shutdown| {
             let until = Instant::now() + poll;
@@ -139,9 +190,11 @@ impl RunnerCmd {
                 for id in runner.reclaim_dead()? {
                     eprintln!("{id}: back to pending (its runner died)");
                 }
+                lab.count_queue();
                 if !runner.renew()? {
                     anyhow::bail!("runner {}: its place in the queue was removed", runner.id());
                 }
+                lab.beat();
                 let claimed = runner.claim(self.max_deliveries)?;
                 let awaiting = claimed.is_none() && self.once && runner.held_elsewhere()?;
                 Ok((claimed, awaiting))
@@ -159,7 +212,7 @@ impl RunnerCmd {
                         None if self.once && !awaiting => return Ok(()),
                         None => wait(shutdown),
                         Some(Claimed::Failed { name, why }) => eprintln!("{name}: failed: {why}"),
-                        Some(Claimed::Task(task)) => self.execute(runner, task, shutdown)?,
+                        Some(Claimed::Task(task)) => self.execute(lab, task, shutdown)?,
                     }
                 }
             }
@@ -167,12 +220,8 @@ impl RunnerCmd {
     }
 
     /// Runs one claimed task with the lease renewed beside it, and files its outcome.
-    fn execute(
-        &self,
-        runner: &dyn Seat,
-        mut task: Task,
-        shutdown: &Shutdown,
-    ) -> anyhow::Result<()> {
+    fn execute(&self, lab: &Lab<'_>, mut task: Task, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let runner = lab.runner;
         eprintln!(
             "{}: {} {} (delivery {})",
             task.id,
@@ -185,6 +234,7 @@ impl RunnerCmd {
             Err(e) => {
                 let why = format!("{e:#}");
                 eprintln!("{}: failed: {why}", task.id);
+                lab.outcome("failed");
                 return file(runner, task, Outcome::Failed(why), shutdown);
             }
         };
@@ -199,11 +249,13 @@ impl RunnerCmd {
         let sink = Box::new(StatusSink::new(tx));
         let (done, lost) = (AtomicBool::new(false), AtomicBool::new(false));
         let ran = std::thread::scope(|s| {
-            s.spawn(|| heartbeat(runner, &task, rx, &done, &lost, shutdown));
+            s.spawn(|| heartbeat(lab, &task, rx, &done, &lost, shutdown));
             let mut command = vec![task.kind.name().to_string()];
             command.extend(task.args.iter().cloned());
             let ran = crate::rundir::as_command(command, || {
-                parsed.run_in(&results, shutdown, vec![sink])
+                let mut sinks: Vec<Box<dyn Sink>> = vec![sink];
+                sinks.extend(lab.metrics.map(|m| Box::new(m.sink()) as Box<dyn Sink>));
+                parsed.run_in(&results, shutdown, sinks)
             });
             done.store(true, Ordering::SeqCst);
             ran
@@ -252,6 +304,11 @@ impl RunnerCmd {
                 Outcome::Requeued => "interrupted, back to pending".into(),
             }
         );
+        lab.outcome(match outcome {
+            Outcome::Done { .. } => "done",
+            Outcome::Failed(_) => "failed",
+            Outcome::Requeued => "requeued",
+        });
         file(runner, task, outcome, shutdown)
     }
 
@@ -314,13 +371,14 @@ fn file(
 /// for two thirds of its lease, stops it: `lost`, the shutdown triggered and our servers
 /// killed. A shorter outage of the queue is waited for.
 fn heartbeat(
-    runner: &dyn Seat,
+    lab: &Lab<'_>,
     task: &Task,
     status: Receiver<Status>,
     done: &AtomicBool,
     lost: &AtomicBool,
     shutdown: &Shutdown,
 ) {
+    let runner = lab.runner;
     let every = runner.lease() / 3;
     let mut next = Instant::now() + every;
     // When the last heartbeat that was renewed was sent: a runner that has not renewed for
@@ -370,6 +428,7 @@ fn heartbeat(
         match runner.renew() {
             Ok(true) => {
                 renewed = sent;
+                lab.beat();
                 outage.up();
             }
             Ok(false) => return stop("it no longer holds the task".into()),

@@ -99,7 +99,9 @@ impl Sink for StatusSink {
             }
             Event::Step { message } => s.step = message.clone(),
             Event::Warning { message } => s.last = format!("warning: {message}"),
-            Event::CaseFinished { .. } => {}
+            Event::CaseFinished { .. } | Event::Requests { .. } | Event::LoadSecond { .. } => {
+                return;
+            }
             Event::Finished { complete, .. } => {
                 s.step = if *complete { "finished" } else { "stopped" }.into();
             }

@@ -204,6 +204,8 @@ impl Sink for Terminal {
                     bar.finish_and_clear();
                 }
             }
+            // The record's line says it; the metrics endpoint counts these.
+            Event::Requests { .. } | Event::LoadSecond { .. } => {}
         }
     }
 }
