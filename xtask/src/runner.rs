@@ -145,7 +145,11 @@ impl Run {
                 done += 1;
                 let m = &record.metrics;
                 let mut figures = BTreeMap::from([("ops_per_sec".to_string(), m.ops_per_sec)]);
-                for (key, value) in [("p50_us", m.latency.p50_us), ("p99_us", m.latency.p99_us)] {
+                for (key, value) in [
+                    ("p50_us", m.latency.p50_us),
+                    ("p99_us", m.latency.p99_us),
+                    ("server_cpu_us_per_request", m.server_cpu_us_per_request),
+                ] {
                     if let Some(v) = value {
                         figures.insert(key.to_string(), v);
                     }

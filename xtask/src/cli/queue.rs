@@ -190,11 +190,19 @@ fn print_list(root: &str, entries: &[Entry]) {
             ),
             Err(why) => (String::new(), String::new(), why.clone()),
         };
+        // Shown, never obeyed: a control character from a shared queue becomes `?`.
+        let shown = |text: &str| -> String {
+            text.chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect::<String>()
+                .replace('|', "\\|")
+        };
         println!(
-            "| {} | {} | {deliveries} | {command} | {} |",
+            "| {} | {} | {deliveries} | {} | {} |",
             e.state.name(),
-            e.name,
-            note.replace('|', "\\|").replace('\n', " ")
+            shown(&e.name),
+            shown(&command),
+            shown(&note.replace('\n', " "))
         );
     }
 }

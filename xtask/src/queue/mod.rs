@@ -177,6 +177,8 @@ pub struct Status {
     /// The last record's headline figures (perf: `ops_per_sec`, `p50_us`, `p99_us`; mem:
     /// `bytes_per_item`, `efficiency`; sync: `sync_secs`, ...), for a live chart.
     pub figures: std::collections::BTreeMap<String, f64>,
+    /// The run's warnings so far (the last few), each as the run said it.
+    pub warnings: Vec<String>,
     /// When this status was made (ms since the epoch).
     pub updated_ms: u64,
 }
@@ -344,8 +346,13 @@ impl Task {
                 bytes.len()
             ));
         }
+        // The field that failed is named (`args[2]: invalid type: integer ...`).
         let task: Task =
-            serde_json::from_slice(bytes).map_err(|e| format!("not a task document: {e}"))?;
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+                .map_err(|e| match e.path().to_string() {
+                    path if path == "." => format!("not a task document: {}", e.inner()),
+                    path => format!("not a task document: {path}: {}", e.inner()),
+                })?;
         if task.version != TASK_VERSION {
             return Err(format!(
                 "version {}: this runner reads task documents of version {TASK_VERSION}",
@@ -433,6 +440,12 @@ mod tests {
                 .contains("shell")
         );
         assert!(Task::parse(b"{").is_err());
+        let typed = text.replacen("\"args\": []", "\"args\": [\"--quick\", 7]", 1);
+        let err = Task::parse(typed.as_bytes()).unwrap_err();
+        assert!(
+            err.starts_with("not a task document: args[1]: invalid type"),
+            "{err}"
+        );
         let traversal = text.replacen("\"id\": \"", "\"id\": \"../../", 1);
         assert!(
             Task::parse(traversal.as_bytes())

@@ -6,7 +6,7 @@
 //!   consumer group `runners`, each runner a consumer;
 //! - `{NAME}:task:<id>`: the task's hash: `doc` (the queued document, never rewritten),
 //!   `state`, `deliveries`, `entry` (its stream entry while pending or running), `runner`,
-//!   `heartbeat_ms`, the live status (`step`, `done`, `total`, `last`, `figures`, `status_ms`), and
+//!   `heartbeat_ms`, the live status (`step`, `done`, `total`, `last`, `figures`, `warnings`, `status_ms`), and
 //!   once finished `error`, `results`, `verdict`, `summary`, `finished_ms`: what every
 //!   client reads;
 //! - `{NAME}:ids`: the ids by the time they were queued;
@@ -321,6 +321,9 @@ impl StreamQueue {
             last: get("last").unwrap_or_default(),
             updated_ms: num("status_ms").unwrap_or(0),
             figures: get("figures")
+                .and_then(|f| serde_json::from_str(&f).ok())
+                .unwrap_or_default(),
+            warnings: get("warnings")
                 .and_then(|f| serde_json::from_str(&f).ok())
                 .unwrap_or_default(),
         });

@@ -8,6 +8,9 @@ use std::sync::mpsc::Sender;
 use crate::events::{Event, Sink};
 use crate::queue::{Status, now_ms};
 
+/// The most warnings a status carries (the latest).
+const MAX_WARNINGS: usize = 5;
+
 pub struct StatusSink {
     status: Status,
     tx: Sender<Status>,
@@ -98,7 +101,12 @@ impl Sink for StatusSink {
                 )
             }
             Event::Step { message } => s.step = message.clone(),
-            Event::Warning { message } => s.last = format!("warning: {message}"),
+            Event::Warning { message } => {
+                s.warnings.push(message.clone());
+                if s.warnings.len() > MAX_WARNINGS {
+                    s.warnings.remove(0);
+                }
+            }
             Event::CaseFinished { .. } | Event::Requests { .. } | Event::LoadSecond { .. } => {
                 return;
             }

@@ -236,6 +236,7 @@ impl Seat for StreamSeat<'_> {
                 &status.last,
                 &status.updated_ms.to_string(),
                 &serde_json::to_string(&status.figures).expect("figures serialize"),
+                &serde_json::to_string(&status.warnings).expect("warnings serialize"),
             ],
         )?;
         Ok(())
@@ -352,6 +353,9 @@ impl Seat for StreamSeat<'_> {
                 break;
             }
         }
+        // A killed runner's consumer stays in the group, empty once its entries are taken
+        // back: deleting it here could race with a stalled runner reading a new entry
+        // (DELCONSUMER drops what a consumer holds), so only `leave` deletes its own.
         Ok(taken)
     }
 

@@ -114,6 +114,7 @@ impl From<Entry> for Row {
             status: e.status.map(|s| Status {
                 step: one_line(s.step),
                 last: one_line(s.last),
+                warnings: s.warnings.into_iter().map(one_line).collect(),
                 ..s
             }),
             summary: e.summary.map(clean),

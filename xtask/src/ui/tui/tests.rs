@@ -226,8 +226,10 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
                 ("ops_per_sec".to_string(), 100_000.0 * done as f64),
                 ("p50_us".to_string(), 90.0),
                 ("p99_us".to_string(), 250.0),
+                ("server_cpu_us_per_request".to_string(), 1.25),
             ]
             .into(),
+            warnings: vec!["the client is saturated".into()],
             updated_ms: now_ms(),
         };
         Seat::report(&runner, &running, &status).unwrap();
@@ -242,6 +244,8 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
         "ops/s per record",
         "latency µs per record",
         "heartbeat",
+        "server CPU: 1.25 µs per request",
+        "warning: the client is saturated",
     ] {
         assert!(shown.contains(expected), "{expected:?} in\n{shown}");
     }

@@ -149,25 +149,26 @@ fn status(frame: &mut Frame, app: &App, area: Rect) {
         ));
         let inner = block.inner(*area);
         frame.render_widget(block, *area);
+        let mut lines = vec![
+            Line::from(row.command.clone()).dim(),
+            Line::from(format!("step: {}", s.step)),
+            Line::from(format!("last: {}", s.last)),
+        ];
+        if let Some(cpu) = s.figures.get("server_cpu_us_per_request") {
+            lines.push(Line::from(format!(
+                "server CPU: {cpu:.2} µs per request (the last record's, user + system)"
+            )));
+        }
+        for w in &s.warnings {
+            lines.push(Line::from(format!("warning: {w}")).red());
+        }
         let [text, gauge, charts] = Layout::vertical([
-            Constraint::Length(3),
+            Constraint::Length(lines.len() as u16),
             Constraint::Length(1),
             Constraint::Min(0),
         ])
         .areas(inner);
-        let warning = s.last.starts_with("warning:");
-        frame.render_widget(
-            Paragraph::new(vec![
-                Line::from(row.command.clone()).dim(),
-                Line::from(format!("step: {}", s.step)),
-                if warning {
-                    Line::from(s.last.clone()).red()
-                } else {
-                    Line::from(format!("last: {}", s.last))
-                },
-            ]),
-            text,
-        );
+        frame.render_widget(Paragraph::new(lines), text);
         let ratio = if s.total > 0 {
             (s.done as f64 / s.total as f64).clamp(0.0, 1.0)
         } else {
