@@ -2,10 +2,12 @@
 //! family's `# HELP` and `# TYPE`, its samples with escaped label values, and latency
 //! histograms whose buckets come from our HDR histograms.
 //!
-//! A bucket's count is the HDR histogram's count of values at or below its bound, so it
-//! is exact to the histogram's resolution (3 significant figures: a value within 0.1% of
-//! a bound may fall on either side); buckets of several records add exactly, as the
-//! bounds are fixed. `_sum` is the HDR mean times the count (the same resolution).
+//! A bucket's count is the HDR histogram's count of values up to its bound
+//! (`count_between(0, bound)`), which counts the whole HDR bucket holding the bound: it
+//! may hold values up to the HDR's resolution above the bound (3 significant figures:
+//! 0.1% above the larger bounds; latencies are whole µs, so up to 25.999 µs in the 25 µs
+//! bucket), never miss one below. Buckets of several records add exactly, as the bounds
+//! are fixed. `_sum` is the HDR mean times the count (the same resolution).
 
 use std::fmt::Write as _;
 

@@ -243,11 +243,15 @@ fn two_runners_share_a_valkey_queue_through_a_restart_of_its_server_and_run_each
         );
         // What every client of the queue reads: its results' place and summary.
         assert_eq!(task["task"]["results"].as_str(), dir.to_str());
-        // Its summary, readable from the queue, reproduces the task, not the runner.
-        let summary = task["summary"].as_str().unwrap_or("");
+        // Its summary, readable from the queue (`show`; `list` leaves summaries out),
+        // reproduces the task, not the runner.
+        let out = run(&["queue", "--queue", &url, "--json", "show", id], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let summary = shown["summary"].as_str().unwrap_or("");
         assert!(
             summary.contains("reproduce: `cargo xtask bench --suite mem --quick --base-port"),
-            "{task:#}"
+            "{shown:#}"
         );
     }
     // Both runners took work, and left the consumer group.

@@ -95,13 +95,16 @@ pub enum Event {
     Requests {
         command: String,
         requests: u64,
-        /// Errors by kind (the first word of an error reply, `io: ...`); `reply` when the
-        /// record only counts them.
-        errors: BTreeMap<String, u64>,
+        /// Of them, error replies.
+        errors: u64,
         #[serde(skip_serializing)]
         histogram: Option<String>,
     },
-    /// A second of a load generator run went by: replies so far and in that second.
+    /// A load generator run's errors by kind, all commands together (the first word of an
+    /// error reply, `io: ...`, `lost in flight ...`, `check: ...`).
+    Errors { by_kind: BTreeMap<String, u64> },
+    /// A second of a load generator run went by: measured replies so far and in that
+    /// second (none during the warmup).
     LoadSecond {
         completed: u64,
         ops_last_second: u64,

@@ -167,11 +167,7 @@ impl Run {
                 sinks.emit(Event::Requests {
                     command: record.params.command.clone(),
                     requests: m.requests,
-                    errors: if errors > 0 {
-                        BTreeMap::from([("reply".to_string(), errors)])
-                    } else {
-                        BTreeMap::new()
-                    },
+                    errors,
                     histogram: m.histogram.clone(),
                 });
                 Ok(())

@@ -267,7 +267,7 @@ impl Gate {
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
     pub elapsed: Duration,
-    /// Replies in the last second (warmup included).
+    /// Measured replies in the last second (none during the warmup).
     pub ops_last_second: u64,
     pub completed: u64,
 }

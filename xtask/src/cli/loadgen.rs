@@ -1,7 +1,6 @@
 //! `cargo xtask loadgen`: drive any server with the native generator; a live line per
 //! second, then a table per command (or `--json`).
 
-use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -214,24 +213,17 @@ impl LoadgenCmd {
             }
             other => anyhow::Error::from(other),
         })?;
-        let one = report.commands.len() == 1;
         for c in &report.commands {
-            // Errors by kind are counted for the whole run: split by command only when
-            // there is one.
-            let errors = if one {
-                report.errors.clone()
-            } else if c.errors > 0 {
-                BTreeMap::from([("error".to_string(), c.errors)])
-            } else {
-                BTreeMap::new()
-            };
             sinks.emit(Event::Requests {
                 command: c.command.clone(),
                 requests: c.requests,
-                errors,
+                errors: c.errors,
                 histogram: Some(c.histogram.clone()),
             });
         }
+        sinks.emit(Event::Errors {
+            by_kind: report.errors.clone(),
+        });
         let json = serde_json::to_string(&report)?;
         if let Some(out) = &self.out {
             if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -58,6 +58,7 @@ struct Lab<'a> {
     queue: &'a dyn Queue,
     runner: &'a dyn Seat,
     metrics: Option<&'a Metrics>,
+    outage: Outage,
 }
 
 impl Lab<'_> {
@@ -66,6 +67,7 @@ impl Lab<'_> {
         let Some(m) = self.metrics else { return };
         if let Ok(entries) = self.queue.list() {
             m.update(|s| {
+                s.queue_read_s = Some(crate::queue::now_ms() as f64 / 1e3);
                 s.queue.clear();
                 for e in entries {
                     *s.queue.entry(e.state.name()).or_default() += 1;
@@ -92,25 +94,28 @@ fn unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.is::<Unreachable>())
 }
 
-/// Says a queue outage once, and again when it is over.
+/// Says a queue outage once, and again when it is over: one for the whole runner, so the
+/// thread that sees the queue back says so whichever saw it go.
 #[derive(Default)]
 struct Outage {
-    since: Option<Instant>,
+    since: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Outage {
-    fn down(&mut self, e: &anyhow::Error) {
-        if self.since.is_none() {
+    fn down(&self, e: &anyhow::Error) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.is_none() {
             eprintln!("{e:#}; trying again");
-            self.since = Some(Instant::now());
+            *since = Some(Instant::now());
         }
     }
 
-    fn up(&mut self) {
-        if let Some(since) = self.since.take() {
+    fn up(&self) {
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = since.take() {
             eprintln!(
                 "queue reachable again after {:.1} s",
-                since.elapsed().as_secs_f64()
+                at.elapsed().as_secs_f64()
             );
         }
     }
@@ -138,7 +143,7 @@ impl RunnerCmd {
         };
         let queue = crate::queue::open(self.queue.as_deref())?;
         // A Valkey queue out of reach at the start is waited for, as later.
-        let mut outage = Outage::default();
+        let outage = Outage::default();
         let runner = loop {
             match queue.join(lease) {
                 Ok(runner) => break runner,
@@ -162,6 +167,7 @@ impl RunnerCmd {
             queue: &*queue,
             runner: &*runner,
             metrics: metrics.as_ref(),
+            outage,
         };
         let result = self.take_tasks(&lab, poll, shutdown);
         let left = runner.leave();
@@ -175,7 +181,7 @@ impl RunnerCmd {
 
     fn take_tasks(&self, lab: &Lab<'_>, poll: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
         let runner = lab.runner;
-        let mut outage = Outage::default();
+        let outage = &lab.outage;
         let wait = |shutdown: &Shutdown| {
             let until = Instant::now() + poll;
             while Instant::now() < until && !shutdown.is_triggered() {
@@ -211,7 +217,10 @@ impl RunnerCmd {
                     match claimed {
                         None if self.once && !awaiting => return Ok(()),
                         None => wait(shutdown),
-                        Some(Claimed::Failed { name, why }) => eprintln!("{name}: failed: {why}"),
+                        Some(Claimed::Failed { name, why }) => {
+                            eprintln!("{name}: failed: {why}");
+                            lab.outcome("failed");
+                        }
                         Some(Claimed::Task(task)) => self.execute(lab, task, shutdown)?,
                     }
                 }
@@ -221,7 +230,6 @@ impl RunnerCmd {
 
     /// Runs one claimed task with the lease renewed beside it, and files its outcome.
     fn execute(&self, lab: &Lab<'_>, mut task: Task, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let runner = lab.runner;
         eprintln!(
             "{}: {} {} (delivery {})",
             task.id,
@@ -234,8 +242,9 @@ impl RunnerCmd {
             Err(e) => {
                 let why = format!("{e:#}");
                 eprintln!("{}: failed: {why}", task.id);
+                file(lab, task, Outcome::Failed(why), shutdown)?;
                 lab.outcome("failed");
-                return file(runner, task, Outcome::Failed(why), shutdown);
+                return Ok(());
             }
         };
         let results = self.results_dir(&task.id);
@@ -248,8 +257,10 @@ impl RunnerCmd {
         });
         let sink = Box::new(StatusSink::new(tx));
         let (done, lost) = (AtomicBool::new(false), AtomicBool::new(false));
+        let hold = Hold::new();
         let ran = std::thread::scope(|s| {
-            s.spawn(|| heartbeat(lab, &task, rx, &done, &lost, shutdown));
+            s.spawn(|| heartbeat(lab, &task, rx, &hold, &done, &lost, shutdown));
+            s.spawn(|| watchdog(lab.runner, &task, &hold, &done, &lost, shutdown));
             let mut command = vec![task.kind.name().to_string()];
             command.extend(task.args.iter().cloned());
             let ran = crate::rundir::as_command(command, || {
@@ -304,12 +315,14 @@ impl RunnerCmd {
                 Outcome::Requeued => "interrupted, back to pending".into(),
             }
         );
-        lab.outcome(match outcome {
+        let name = match outcome {
             Outcome::Done { .. } => "done",
             Outcome::Failed(_) => "failed",
             Outcome::Requeued => "requeued",
-        });
-        file(runner, task, outcome, shutdown)
+        };
+        file(lab, task, outcome, shutdown)?;
+        lab.outcome(name);
+        Ok(())
     }
 
     /// `results/<id>`, or `results/<id>.2`, ... when an earlier delivery left one.
@@ -330,13 +343,8 @@ impl RunnerCmd {
 
 /// Files a task's outcome, waiting for a queue out of reach (a stop while waiting leaves
 /// it held: it is taken back after the lease, its results kept).
-fn file(
-    runner: &dyn Seat,
-    task: Task,
-    outcome: Outcome,
-    shutdown: &Shutdown,
-) -> anyhow::Result<()> {
-    let mut outage = Outage::default();
+fn file(lab: &Lab<'_>, task: Task, outcome: Outcome, shutdown: &Shutdown) -> anyhow::Result<()> {
+    let (runner, outage) = (lab.runner, &lab.outage);
     loop {
         match runner.finish(task.clone(), outcome.clone()) {
             Ok(true) => {
@@ -366,14 +374,72 @@ fn file(
     }
 }
 
-/// Renews the lease every third of it until `done`, and publishes the task's latest status
-/// (at most once a second). A runner that no longer holds its task, or has not renewed
-/// for two thirds of its lease, stops it: `lost`, the shutdown triggered and our servers
-/// killed. A shorter outage of the queue is waited for.
+/// When the held task's heartbeat was last renewed (the moment the renewal was sent).
+struct Hold {
+    origin: Instant,
+    /// Milliseconds after `origin`.
+    renewed_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Hold {
+    fn new() -> Hold {
+        Hold {
+            origin: Instant::now(),
+            renewed_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn renewed(&self, sent: Instant) {
+        let ms = sent.saturating_duration_since(self.origin).as_millis() as u64;
+        self.renewed_ms.fetch_max(ms, Ordering::SeqCst);
+    }
+
+    fn since(&self) -> Duration {
+        let at = self.origin + Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst));
+        at.elapsed()
+    }
+}
+
+/// Stops the task when its heartbeat has not been renewed for two thirds of the lease:
+/// another runner may take it once the lease is out, so this one fences itself first.
+/// It makes no call that can block (the heartbeat's calls to the queue can), so the stop
+/// comes on time however slow the queue is.
+fn watchdog(
+    runner: &dyn Seat,
+    task: &Task,
+    hold: &Hold,
+    done: &AtomicBool,
+    lost: &AtomicBool,
+    shutdown: &Shutdown,
+) {
+    let limit = runner.lease() * 2 / 3;
+    while !done.load(Ordering::SeqCst) && !lost.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(50));
+        if hold.since() > limit {
+            eprintln!(
+                "runner {}: no heartbeat renewed for {:.1} s of a {:.0} s lease; stopping task {}",
+                runner.id(),
+                hold.since().as_secs_f64(),
+                runner.lease().as_secs_f64(),
+                task.id
+            );
+            lost.store(true, Ordering::SeqCst);
+            shutdown.trigger();
+            crate::process::kill_all();
+            return;
+        }
+    }
+}
+
+/// Renews the lease every third of it until `done`, publishes the task's latest status
+/// (at most once a second) and, with metrics, counts the queue every 5 s. A runner that
+/// no longer holds its task stops it: `lost`, the shutdown triggered and our servers
+/// killed. An outage of the queue is waited for (the watchdog fences a long one).
 fn heartbeat(
     lab: &Lab<'_>,
     task: &Task,
     status: Receiver<Status>,
+    hold: &Hold,
     done: &AtomicBool,
     lost: &AtomicBool,
     shutdown: &Shutdown,
@@ -381,12 +447,9 @@ fn heartbeat(
     let runner = lab.runner;
     let every = runner.lease() / 3;
     let mut next = Instant::now() + every;
-    // When the last heartbeat that was renewed was sent: a runner that has not renewed for
-    // two thirds of its lease may lose its task to another at any moment, so it stops it
-    // (it fences itself) rather than risk two runs at once.
-    let mut renewed = Instant::now();
     let (mut latest, mut next_report) = (None, Instant::now());
-    let mut outage = Outage::default();
+    let mut next_count = Instant::now();
+    let outage = &lab.outage;
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
         if let Some(s) = status.try_iter().last() {
@@ -396,7 +459,11 @@ fn heartbeat(
             && let Some(s) = latest.take()
         {
             next_report = Instant::now() + Duration::from_secs(1);
-            if let Err(e) = runner.report(task, &s) {
+            let reported = runner.report(task, &s);
+            if reported.is_ok() {
+                outage.up();
+            }
+            if let Err(e) = reported {
                 if unreachable(&e) {
                     outage.down(&e);
                 } else {
@@ -407,19 +474,16 @@ fn heartbeat(
                 }
             }
         }
+        if lab.metrics.is_some() && Instant::now() >= next_count {
+            next_count = Instant::now() + Duration::from_secs(5);
+            lab.count_queue();
+        }
         let stop = |why: String| {
             eprintln!("runner {}: {why}; stopping task {}", runner.id(), task.id);
             lost.store(true, Ordering::SeqCst);
             shutdown.trigger();
             crate::process::kill_all();
         };
-        if renewed.elapsed() > runner.lease() * 2 / 3 {
-            return stop(format!(
-                "no heartbeat renewed for {:.1} s of a {:.0} s lease",
-                renewed.elapsed().as_secs_f64(),
-                runner.lease().as_secs_f64()
-            ));
-        }
         if Instant::now() < next {
             continue;
         }
@@ -427,7 +491,7 @@ fn heartbeat(
         let sent = Instant::now();
         match runner.renew() {
             Ok(true) => {
-                renewed = sent;
+                hold.renewed(sent);
                 lab.beat();
                 outage.up();
             }

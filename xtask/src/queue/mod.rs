@@ -172,6 +172,8 @@ pub struct Status {
     /// not known yet).
     pub done: u64,
     pub total: u64,
+    /// What `done` counts: `records`, `cases` or `trials`.
+    pub unit: String,
     /// The last record's one-line summary, after its case.
     pub last: String,
     /// The last record's headline figures (perf: `ops_per_sec`, `p50_us`, `p99_us`; mem:

@@ -181,6 +181,36 @@ impl Conn {
         }
     }
 
+    /// Sends `commands` in one round trip and reads their replies, in order (an error
+    /// reply is returned as a value).
+    fn pipeline(&self, commands: &[Vec<String>]) -> anyhow::Result<Vec<Value>> {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(self.connect()?);
+        }
+        let client = slot.as_mut().expect("connected above");
+        for command in commands {
+            client.queue(command);
+        }
+        match client.flush_and_read(commands.len()) {
+            Ok(values) => {
+                if let Some(Value::Error(message)) =
+                    values.iter().find(|v| matches!(v, Value::Error(_)))
+                {
+                    if TRANSIENT.iter().any(|t| message.starts_with(t)) {
+                        return Err(self.unreachable(format!("the server answers {message:?}")));
+                    }
+                    anyhow::bail!("{}: {message}", self.location);
+                }
+                Ok(values)
+            }
+            Err(e) => {
+                *slot = None;
+                Err(self.unreachable(e))
+            }
+        }
+    }
+
     /// Reads and writes take at most `timeout` from now on.
     fn set_timeout(&self, timeout: Duration) {
         *self.timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
@@ -212,6 +242,28 @@ fn items(value: &Value) -> &[Value] {
         _ => &[],
     }
 }
+
+/// The fields of a task's hash `list` reads: all but the summary.
+const LISTED: [&str; 18] = [
+    "doc",
+    "state",
+    "deliveries",
+    "runner",
+    "heartbeat_ms",
+    "error",
+    "results",
+    "verdict",
+    "finished_ms",
+    "step",
+    "done",
+    "total",
+    "last",
+    "figures",
+    "warnings",
+    "status_ms",
+    "unit",
+    "entry",
+];
 
 /// A Valkey queue: the server's address and the queue's name.
 pub struct StreamQueue {
@@ -318,6 +370,7 @@ impl StreamQueue {
             step,
             done: num("done").unwrap_or(0),
             total: num("total").unwrap_or(0),
+            unit: get("unit").unwrap_or_default(),
             last: get("last").unwrap_or_default(),
             updated_ms: num("status_ms").unwrap_or(0),
             figures: get("figures")
@@ -359,14 +412,33 @@ impl Queue for StreamQueue {
 
     fn list(&self) -> anyhow::Result<Vec<Entry>> {
         let ids = self.conn.call(&["ZRANGE", &self.key("ids"), "0", "-1"])?;
+        // Not one of ours to name a key with: skipped.
+        let ids: Vec<String> = items(&ids)
+            .iter()
+            .filter_map(text)
+            .filter(|id| check_id(id).is_ok())
+            .collect();
         let mut entries = Vec::new();
-        for id in items(&ids).iter().filter_map(text) {
-            if check_id(&id).is_err() {
-                continue; // not one of ours to name a key with
-            }
-            let fields = self.conn.call(&["HGETALL", &self.task_key(&id)])?;
-            if let Some(entry) = self.entry(&id, items(&fields)) {
-                entries.push(entry);
+        // Every field but the summary (up to 64 KiB each: `find` reads it), 500 tasks
+        // per round trip.
+        for chunk in ids.chunks(500) {
+            let commands: Vec<Vec<String>> = chunk
+                .iter()
+                .map(|id| {
+                    let mut c = vec!["HMGET".to_string(), self.task_key(id)];
+                    c.extend(LISTED.iter().map(|f| f.to_string()));
+                    c
+                })
+                .collect();
+            for (id, values) in chunk.iter().zip(self.conn.pipeline(&commands)?) {
+                let fields: Vec<Value> = LISTED
+                    .iter()
+                    .zip(items(&values))
+                    .flat_map(|(k, v)| [Value::Simple(k.to_string()), v.clone()])
+                    .collect();
+                if let Some(entry) = self.entry(id, &fields) {
+                    entries.push(entry);
+                }
             }
         }
         entries.sort_by_key(|e| e.state);

@@ -44,7 +44,14 @@ impl<W: Write> JsonLines<W> {
 
 impl<W: Write> Sink for JsonLines<W> {
     fn event(&mut self, event: &Event) {
-        if self.failed {
+        // What a metrics endpoint counts: the record already carries it, and the progress
+        // stream keeps the events it documents.
+        if self.failed
+            || matches!(
+                event,
+                Event::Requests { .. } | Event::Errors { .. } | Event::LoadSecond { .. }
+            )
+        {
             return;
         }
         let line = serde_json::to_string(event).expect("events serialize");

@@ -1,7 +1,7 @@
 //! `--metrics-addr ADDR` on `runner` and `loadgen`: a Prometheus endpoint (`GET /metrics`,
 //! the text format of `bench_core::metrics`) served by a thread of its own. What it shows
 //! comes from the same run events every other view reads ([`MetricsSink`]): requests and
-//! errors by command and kind, latency histograms whose buckets come from each record's
+//! error replies by command, a load generator run's errors by kind, latency histograms whose buckets come from each record's
 //! HDR histogram, records written and the last record's throughput, a load generator's
 //! replies per second; and, from the runner itself, its tasks by outcome, the queue's
 //! tasks by state and depth, and its heartbeat.
@@ -19,9 +19,10 @@ use crate::events::{Event, Sink};
 /// What the endpoint shows, updated by sinks and the runner.
 #[derive(Default)]
 pub struct State {
-    /// By command: replies, and errors by kind.
+    /// By command: replies, and error replies; a load generator run's errors by kind.
     requests: BTreeMap<String, u64>,
-    errors: BTreeMap<(String, String), u64>,
+    error_replies: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
     latency: BTreeMap<String, Buckets>,
     records: u64,
     /// The last record's case and throughput.
@@ -34,6 +35,8 @@ pub struct State {
     pub outcomes: BTreeMap<&'static str, u64>,
     pub queue: BTreeMap<&'static str, u64>,
     pub heartbeat_s: Option<f64>,
+    /// When the queue's counts were read (s since the epoch).
+    pub queue_read_s: Option<f64>,
 }
 
 /// Owned labels and a value, as samples borrow them.
@@ -55,20 +58,26 @@ fn render(s: &State) -> String {
         "Replies received in measured windows (errors included), by command.",
         &samples(&commands),
     );
+    let replies: Vec<Owned<'_>> = s
+        .error_replies
+        .iter()
+        .map(|(c, n)| (vec![("command", c.as_str())], *n as f64))
+        .collect();
+    page.counter(
+        "valkey_bench_error_replies_total",
+        "Error replies in measured windows, by command (counted in requests_total too).",
+        &samples(&replies),
+    );
     let errors: Vec<Owned<'_>> = s
         .errors
         .iter()
-        .map(|((c, k), n)| {
-            (
-                vec![("command", c.as_str()), ("kind", k.as_str())],
-                *n as f64,
-            )
-        })
+        .map(|(k, n)| (vec![("kind", k.as_str())], *n as f64))
         .collect();
     page.counter(
         "valkey_bench_errors_total",
-        "Errors in measured windows, by command and kind (the first word of an error \
-         reply, io, lost in flight; reply where a record only counts them).",
+        "A load generator run's errors by kind, all commands together: the first word of \
+         an error reply, io: ..., lost in flight at disconnect, no reply before the run \
+         ended, check: ... (a reply of the wrong size).",
         &samples(&errors),
     );
     let latency: Vec<(Vec<(&str, &str)>, &Buckets)> = s
@@ -99,12 +108,12 @@ fn render(s: &State) -> String {
     if let Some((completed, last)) = s.load {
         page.counter(
             "valkey_bench_loadgen_replies_total",
-            "Replies the load generator has received so far (warmup included).",
+            "Measured replies the load generator has received so far (none during the warmup).",
             &[(&[], completed as f64)],
         );
         page.gauge(
             "valkey_bench_loadgen_replies_last_second",
-            "Replies in the last whole second.",
+            "Measured replies in the last whole second.",
             &[(&[], last as f64)],
         );
     }
@@ -139,6 +148,14 @@ fn render(s: &State) -> String {
             "Pending tasks.",
             &[(&[], s.queue.get("pending").copied().unwrap_or(0) as f64)],
         );
+        if let Some(t) = s.queue_read_s {
+            page.gauge(
+                "valkey_bench_queue_read_timestamp_seconds",
+                "When this runner last read the queue's counts (Unix time): older than a few \
+                 polls means the gauges above are stale.",
+                &[(&r, t)],
+            );
+        }
         if let Some(t) = s.heartbeat_s {
             page.gauge(
                 "valkey_bench_runner_heartbeat_timestamp_seconds",
@@ -244,9 +261,7 @@ impl Sink for MetricsSink {
                 histogram,
             } => {
                 *s.requests.entry(command.clone()).or_default() += requests;
-                for (kind, n) in errors {
-                    *s.errors.entry((command.clone(), kind.clone())).or_default() += n;
-                }
+                *s.error_replies.entry(command.clone()).or_default() += errors;
                 if let Some(h) = histogram.as_deref().and_then(|h| decode_histogram(h).ok()) {
                     s.latency
                         .entry(command.clone())
@@ -258,6 +273,11 @@ impl Sink for MetricsSink {
                 s.records += 1;
                 if let Some(ops) = figures.get("ops_per_sec") {
                     s.last_ops = Some((case.clone(), *ops));
+                }
+            }
+            Event::Errors { by_kind } => {
+                for (kind, n) in by_kind {
+                    *s.errors.entry(kind.clone()).or_default() += n;
                 }
             }
             Event::LoadSecond {
@@ -288,15 +308,19 @@ mod tests {
             sink.event(&Event::Requests {
                 command: "GET".into(),
                 requests: 4,
-                errors: BTreeMap::from([("WRONGTYPE".to_string(), 1)]),
+                errors: 1,
                 histogram: Some(encoded.clone()),
             });
         }
+        sink.event(&Event::Errors {
+            by_kind: BTreeMap::from([("WRONGTYPE".to_string(), 1)]),
+        });
         state.lock().unwrap().runner = Some("r1".into());
         let text = sink.render();
         for line in [
             "valkey_bench_requests_total{command=\"GET\"} 8",
-            "valkey_bench_errors_total{command=\"GET\",kind=\"WRONGTYPE\"} 2",
+            "valkey_bench_error_replies_total{command=\"GET\"} 2",
+            "valkey_bench_errors_total{kind=\"WRONGTYPE\"} 1",
             "valkey_bench_request_latency_seconds_bucket{command=\"GET\",le=\"0.00005\"} 2",
             "valkey_bench_request_latency_seconds_bucket{command=\"GET\",le=\"0.0001\"} 6",
             "valkey_bench_request_latency_seconds_bucket{command=\"GET\",le=\"+Inf\"} 8",

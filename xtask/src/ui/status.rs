@@ -36,11 +36,12 @@ impl Sink for StatusSink {
                 ..
             } => {
                 s.step = format!("{suite}: {cases} case(s)");
-                // Perf counts records; mem and sync count cases.
-                s.total = if *expected_records > 0 {
-                    *expected_records
+                // Perf counts records; mem and sync count cases (sync writes a record
+                // per replica).
+                (s.total, s.unit) = if *expected_records > 0 {
+                    (*expected_records, "records".into())
                 } else {
-                    *cases as u64
+                    (*cases as u64, "cases".into())
                 };
                 s.done = 0;
             }
@@ -53,6 +54,7 @@ impl Sink for StatusSink {
             } => {
                 s.step = format!("compare {suite} ({mode}): {baseline} vs {candidate}");
                 (s.done, s.total) = (0, 0);
+                s.unit = "trials".into();
                 s.figures.clear();
             }
             Event::CaseStarted { case, index, cases } => {
@@ -65,7 +67,9 @@ impl Sink for StatusSink {
                 figures,
                 ..
             } => {
-                s.done = *done;
+                if s.unit == "records" {
+                    s.done = *done;
+                }
                 s.last = format!("{case}: {line}");
                 s.figures = figures.clone();
             }
@@ -107,7 +111,11 @@ impl Sink for StatusSink {
                     s.warnings.remove(0);
                 }
             }
-            Event::CaseFinished { .. } | Event::Requests { .. } | Event::LoadSecond { .. } => {
+            Event::CaseFinished { index, .. } if s.unit == "cases" => s.done = *index as u64,
+            Event::CaseFinished { .. }
+            | Event::Requests { .. }
+            | Event::Errors { .. }
+            | Event::LoadSecond { .. } => {
                 return;
             }
             Event::Finished { complete, .. } => {
@@ -169,5 +177,6 @@ mod tests {
             )
         );
         assert_eq!(last.figures["ops_per_sec"], 1e5);
+        assert_eq!(last.unit, "records");
     }
 }

@@ -205,7 +205,7 @@ impl Sink for Terminal {
                 }
             }
             // The record's line says it; the metrics endpoint counts these.
-            Event::Requests { .. } | Event::LoadSecond { .. } => {}
+            Event::Requests { .. } | Event::Errors { .. } | Event::LoadSecond { .. } => {}
         }
     }
 }

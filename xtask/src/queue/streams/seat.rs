@@ -237,6 +237,7 @@ impl Seat for StreamSeat<'_> {
                 &status.updated_ms.to_string(),
                 &serde_json::to_string(&status.figures).expect("figures serialize"),
                 &serde_json::to_string(&status.warnings).expect("warnings serialize"),
+                &status.unit,
             ],
         )?;
         Ok(())

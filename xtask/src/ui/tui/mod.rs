@@ -7,20 +7,21 @@
 //! queue from any machine), once a second.
 //!
 //! `App` is the state and the keys (tested without a terminal); `view.rs` draws it
-//! (tested on ratatui's test backend); `run` owns the terminal: raw mode and the
-//! alternate screen, restored on exit, on a stop signal and on a panic (ratatui's hook).
+//! (tested on ratatui's test backend); `live.rs` owns the terminal (raw mode and the
+//! alternate screen, restored on exit, on a stop signal and on a panic: ratatui's hook)
+//! and the worker thread that makes every call to the queue.
 
 mod form;
+mod live;
 mod view;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
-use bench_core::shutdown::Shutdown;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 pub use form::Form;
+pub use live::run;
 
 use crate::queue::{Entry, Queue, State, Status, Task, TaskKind, now_ms};
 
@@ -115,6 +116,7 @@ impl From<Entry> for Row {
                 step: one_line(s.step),
                 last: one_line(s.last),
                 warnings: s.warnings.into_iter().map(one_line).collect(),
+                unit: one_line(s.unit),
                 ..s
             }),
             summary: e.summary.map(clean),
@@ -122,23 +124,57 @@ impl From<Entry> for Row {
     }
 }
 
-/// An action waiting for its `y`.
+/// An action waiting for its `y`; the question names the task and its command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Confirm {
-    Cancel(String),
-    Retry(String),
-    Remove(String),
-    Submit(TaskKind, Vec<String>),
+    Cancel(String, String),
+    Retry(String, String),
+    Remove(String, String),
+    Submit(TaskKind, Vec<String>, usize),
 }
 
 impl Confirm {
     pub fn question(&self) -> String {
         match self {
-            Confirm::Cancel(id) => format!("Cancel {id}?"),
-            Confirm::Retry(id) => format!("Queue {id} again?"),
-            Confirm::Remove(id) => format!("Remove {id} from the queue?"),
-            Confirm::Submit(kind, args) => {
-                format!("Queue {} {}?", kind.name(), args.join(" "))
+            Confirm::Cancel(id, command) => format!("Cancel {id} ({command})?"),
+            Confirm::Retry(id, command) => format!("Queue {id} ({command}) again?"),
+            Confirm::Remove(id, command) => format!("Remove {id} ({command}) from the queue?"),
+            Confirm::Submit(kind, args, n) => {
+                format!("Queue {n} task(s): {} {}?", kind.name(), args.join(" "))
+            }
+        }
+    }
+}
+
+/// What the queue is asked to do, after a `y` (on the worker thread in `run`).
+#[derive(Clone, Debug)]
+pub enum Work {
+    Cancel(String),
+    Retry(String),
+    Remove(String),
+    /// Tasks planned from the form, and how the product was made.
+    Add(Vec<Task>, String),
+}
+
+/// Does `work` on the queue; the line the TUI shows after.
+pub fn perform(queue: &dyn Queue, work: Work) -> String {
+    let done = |r: anyhow::Result<()>, what: &str, id: &str| match r {
+        Ok(()) => format!("{id}: {what}"),
+        Err(e) => format!("{id}: {e:#}"),
+    };
+    match work {
+        Work::Cancel(id) => done(queue.cancel(&id), "cancelled", &id),
+        Work::Retry(id) => done(queue.retry(&id), "queued again", &id),
+        Work::Remove(id) => done(queue.remove(&id), "removed", &id),
+        Work::Add(tasks, how) => {
+            for (n, task) in tasks.iter().enumerate() {
+                if let Err(e) = queue.add(task) {
+                    return format!("queued {n} of {} tasks, then: {e:#}", tasks.len());
+                }
+            }
+            match tasks.len() {
+                1 => format!("queued 1 task: {}", tasks[0].id),
+                n => format!("queued {n} tasks ({how})"),
             }
         }
     }
@@ -150,6 +186,51 @@ pub type Point = (u64, std::collections::BTreeMap<String, f64>);
 /// The most points kept per running task.
 const MAX_POINTS: usize = 500;
 
+/// The largest summary file read from a results directory.
+const MAX_SUMMARY_BYTES: u64 = 1 << 20;
+
+/// A finished task's summary: the queue's copy (a Valkey queue keeps it), else its
+/// results directory's, read only when that directory is named for the task (`<id>` or
+/// `<id>.N`: a path from a shared queue is not followed anywhere else) and the file is a
+/// regular file of at most 1 MiB. Control characters become `?`.
+pub fn load_summary(queue: &dyn Queue, id: &str) -> String {
+    let entry = match queue.find(id) {
+        Ok(Some(entry)) => entry,
+        Ok(None) => return format!("{id}: no longer in the queue"),
+        Err(e) => return format!("{e:#}"),
+    };
+    if let Some(summary) = entry.summary {
+        return clean(summary);
+    }
+    let Some(dir) = entry.task.ok().and_then(|t| t.results) else {
+        return "no results directory".into();
+    };
+    match checked_dir(id, &dir).and_then(|dir| {
+        ["summary.md", "compare.md"].iter().find_map(|f| {
+            let path = dir.join(f);
+            let meta = std::fs::symlink_metadata(&path).ok()?;
+            (meta.is_file() && meta.len() <= MAX_SUMMARY_BYTES)
+                .then(|| std::fs::read_to_string(&path).ok())
+                .flatten()
+        })
+    }) {
+        Some(text) => clean(text),
+        None => format!("{dir}: no summary here (another machine's?)"),
+    }
+}
+
+/// `dir` as a local directory named for task `id` (`<id>` or `<id>.N`), or `None`.
+pub fn checked_dir(id: &str, dir: &str) -> Option<PathBuf> {
+    let path = std::fs::canonicalize(dir).ok()?;
+    let name = path.file_name()?.to_str()?;
+    let ours = name == id
+        || name
+            .strip_prefix(id)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (ours && path.is_dir()).then_some(path)
+}
+
 pub struct App {
     pub tab: Tab,
     pub location: String,
@@ -158,14 +239,19 @@ pub struct App {
     pub error: Option<String>,
     /// The last action's outcome, shown at the bottom.
     pub message: Option<String>,
-    /// The selected row of the Queue and Results tabs.
+    /// The selected row of the Queue and Results tabs, and its task (the selection
+    /// follows the task when rows move).
     pub queue_at: usize,
     pub results_at: usize,
+    queue_id: Option<String>,
+    results_id: Option<String>,
     /// Results marked to be drawn together (at most two).
     pub marked: Vec<String>,
     pub confirm: Option<Confirm>,
-    /// Each running task's records so far, for its chart.
+    /// Each running task's records since the TUI started watching, for its chart.
     pub series: HashMap<String, Vec<Point>>,
+    /// The selected result's summary: (id, text).
+    pub summary: Option<(String, String)>,
     pub form: Form,
     /// The form's tasks as the planner counts them, or why it refuses them.
     pub preview: Result<(usize, String), String>,
@@ -184,9 +270,12 @@ impl App {
             message: None,
             queue_at: 0,
             results_at: 0,
+            queue_id: None,
+            results_id: None,
             marked: Vec::new(),
             confirm: None,
             series: HashMap::new(),
+            summary: None,
             form: Form::default(),
             preview: Err("fill in the form".into()),
             read_ms: 0,
@@ -217,9 +306,25 @@ impl App {
         self.rows.iter().filter(|r| r.state == state).count()
     }
 
-    /// Reads the queue again; a running task's new record extends its chart.
+    /// The selected result's id, whose summary the Results tab shows.
+    pub fn selected_result(&self) -> Option<String> {
+        self.result_rows()
+            .get(self.results_at)
+            .map(|r| r.id.clone())
+    }
+
+    /// Reads the queue again (the tests; `run` reads on its worker and calls `apply`).
     pub fn refresh(&mut self, queue: &dyn Queue) {
-        match queue.list() {
+        self.apply(queue.list());
+        if let Some(id) = self.selected_result() {
+            self.summary = Some((id.clone(), load_summary(queue, &id)));
+        }
+    }
+
+    /// A new reading of the queue; a running task's new record extends its chart, and the
+    /// selections follow their tasks.
+    pub fn apply(&mut self, listed: anyhow::Result<Vec<Entry>>) {
+        match listed {
             Ok(entries) => {
                 self.rows = entries.into_iter().map(Row::from).collect();
                 self.error = None;
@@ -243,6 +348,10 @@ impl App {
                 continue;
             }
             let points = self.series.entry(row.id.clone()).or_default();
+            // A task delivered again starts its records over.
+            if points.last().is_some_and(|(done, _)| *done > status.done) {
+                points.clear();
+            }
             if points.last().is_none_or(|(done, _)| *done < status.done) {
                 points.push((status.done, status.figures.clone()));
                 if points.len() > MAX_POINTS {
@@ -250,10 +359,21 @@ impl App {
                 }
             }
         }
-        self.queue_at = self.queue_at.min(self.queue_rows().len().saturating_sub(1));
-        self.results_at = self
-            .results_at
-            .min(self.result_rows().len().saturating_sub(1));
+        let ids: Vec<String> = self.rows.iter().map(|r| r.id.clone()).collect();
+        self.marked.retain(|m| ids.contains(m));
+        let follow = |rows: Vec<&Row>, id: &Option<String>, at: usize| {
+            id.as_ref()
+                .and_then(|id| rows.iter().position(|r| r.id == *id))
+                .unwrap_or(at.min(rows.len().saturating_sub(1)))
+        };
+        self.queue_at = follow(self.queue_rows(), &self.queue_id, self.queue_at);
+        self.results_at = follow(self.result_rows(), &self.results_id, self.results_at);
+        self.remember();
+    }
+
+    fn remember(&mut self) {
+        self.queue_id = self.queue_rows().get(self.queue_at).map(|r| r.id.clone());
+        self.results_id = self.selected_result();
     }
 
     /// Counts the form's tasks with the planner.
@@ -263,35 +383,43 @@ impl App {
             .map(|(tasks, how)| (tasks.len(), how));
     }
 
-    /// One key. Actions on the queue happen after their `y`.
-    pub fn key(&mut self, key: KeyEvent, queue: &dyn Queue, actions: &dyn Actions) {
+    /// One key; the work it asks of the queue, after its `y`.
+    pub fn key(&mut self, key: KeyEvent, actions: &dyn Actions) -> Option<Work> {
         if key.kind == KeyEventKind::Release {
-            return;
+            return None;
         }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         if ctrl && key.code == KeyCode::Char('c') {
             self.quit = true;
-            return;
+            return None;
         }
         if let Some(confirm) = self.confirm.take() {
-            if key.code == KeyCode::Char('y') {
-                self.message = Some(self.perform(confirm, queue, actions));
-                self.refresh(queue);
-            } else {
+            if key.code != KeyCode::Char('y') {
                 self.message = Some("not done".into());
+                return None;
             }
-            return;
+            return match confirm {
+                Confirm::Cancel(id, _) => Some(Work::Cancel(id)),
+                Confirm::Retry(id, _) => Some(Work::Retry(id)),
+                Confirm::Remove(id, _) => {
+                    self.marked.retain(|m| *m != id);
+                    Some(Work::Remove(id))
+                }
+                // Planned again: the tasks queued are the ones validated now.
+                Confirm::Submit(kind, args, _) => match actions.plan(kind, &args) {
+                    Ok((tasks, how)) => Some(Work::Add(tasks, how)),
+                    Err(why) => {
+                        self.message = Some(format!("not queued: {why}"));
+                        None
+                    }
+                },
+            };
         }
         match key.code {
-            KeyCode::Tab => return self.switch(1),
-            KeyCode::BackTab => return self.switch(TABS.len() - 1),
-            KeyCode::Esc if self.tab == Tab::Create => return self.tab = Tab::Status,
-            _ => {}
-        }
-        if self.tab == Tab::Create {
-            return self.create_key(key, actions);
-        }
-        match key.code {
+            KeyCode::Tab => self.switch(1),
+            KeyCode::BackTab => self.switch(TABS.len() - 1),
+            KeyCode::Esc if self.tab == Tab::Create => self.tab = Tab::Status,
+            _ if self.tab == Tab::Create => self.create_key(key, actions),
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Char(c @ '1'..='4') => self.tab = TABS[c as usize - '1' as usize],
             KeyCode::Up | KeyCode::Char('k') => self.step(false),
@@ -302,6 +430,7 @@ impl App {
                 _ => {}
             },
         }
+        None
     }
 
     fn switch(&mut self, by: usize) {
@@ -321,25 +450,27 @@ impl App {
         } else {
             at.saturating_sub(1)
         };
+        self.remember();
     }
 
     fn queue_key(&mut self, key: KeyEvent) {
         let Some(row) = self.queue_rows().get(self.queue_at).map(|r| (*r).clone()) else {
             return;
         };
+        let (id, command) = (row.id.clone(), row.command.clone());
         let (confirm, allowed, why) = match key.code {
             KeyCode::Char('c') => (
-                Confirm::Cancel(row.id.clone()),
+                Confirm::Cancel(id, command),
                 row.state == State::Pending,
                 "only a pending task is cancelled",
             ),
             KeyCode::Char('r') => (
-                Confirm::Retry(row.id.clone()),
+                Confirm::Retry(id, command),
                 row.state == State::Failed,
                 "only a failed task is queued again",
             ),
             KeyCode::Char('d') => (
-                Confirm::Remove(row.id.clone()),
+                Confirm::Remove(id, command),
                 row.state != State::Running,
                 "a running task is not removed: stop its runner first",
             ),
@@ -376,18 +507,34 @@ impl App {
                     self.message = Some("mark two results with space first".into());
                     return;
                 }
-                let dirs: Vec<PathBuf> = self
-                    .marked
-                    .iter()
-                    .filter_map(|id| self.rows.iter().find(|r| r.id == *id))
-                    .filter_map(|r| r.results.clone().map(PathBuf::from))
-                    .collect();
+                // Only directories named for their tasks, on this machine.
+                let mut dirs = Vec::new();
+                for id in &self.marked {
+                    let results = self
+                        .rows
+                        .iter()
+                        .find(|r| r.id == *id)
+                        .and_then(|r| r.results.clone());
+                    match results.as_deref().and_then(|d| checked_dir(id, d)) {
+                        Some(dir) => dirs.push(dir),
+                        None => {
+                            self.message = Some(format!(
+                                "no report: {id}'s results ({}) are not a directory of it \
+                                 on this machine",
+                                results.as_deref().unwrap_or("none")
+                            ));
+                            return;
+                        }
+                    }
+                }
                 self.message = Some(match actions.report(&dirs) {
                     Ok(page) => format!("both runs drawn in {}", page.display()),
                     Err(why) => format!("no report: {why}"),
                 });
             }
-            KeyCode::Char('d') => self.confirm = Some(Confirm::Remove(row.id.clone())),
+            KeyCode::Char('d') => {
+                self.confirm = Some(Confirm::Remove(row.id.clone(), row.command.clone()))
+            }
             _ => {}
         }
     }
@@ -402,8 +549,8 @@ impl App {
             KeyCode::Backspace => form.backspace(),
             KeyCode::Enter if form.on_submit() => {
                 match &self.preview {
-                    Ok(_) => {
-                        self.confirm = Some(Confirm::Submit(form.kind(), form.args()));
+                    Ok((n, _)) => {
+                        self.confirm = Some(Confirm::Submit(form.kind(), form.args(), *n));
                     }
                     Err(why) => self.message = Some(format!("not queued: {why}")),
                 }
@@ -415,71 +562,6 @@ impl App {
         }
         self.replan(actions);
     }
-
-    fn perform(&mut self, confirm: Confirm, queue: &dyn Queue, actions: &dyn Actions) -> String {
-        let done = |r: anyhow::Result<()>, what: &str, id: &str| match r {
-            Ok(()) => format!("{id}: {what}"),
-            Err(e) => format!("{id}: {e:#}"),
-        };
-        match confirm {
-            Confirm::Cancel(id) => done(queue.cancel(&id), "cancelled", &id),
-            Confirm::Retry(id) => done(queue.retry(&id), "queued again", &id),
-            Confirm::Remove(id) => {
-                self.marked.retain(|m| *m != id);
-                done(queue.remove(&id), "removed", &id)
-            }
-            Confirm::Submit(kind, args) => match actions.plan(kind, &args) {
-                Err(why) => format!("not queued: {why}"),
-                Ok((tasks, how)) => {
-                    for (n, task) in tasks.iter().enumerate() {
-                        if let Err(e) = queue.add(task) {
-                            return format!("queued {n} of {} tasks, then: {e:#}", tasks.len());
-                        }
-                    }
-                    match tasks.len() {
-                        1 => format!("queued 1 task: {}", tasks[0].id),
-                        n => format!("queued {n} tasks ({how})"),
-                    }
-                }
-            },
-        }
-    }
-}
-
-/// How often the queue is read.
-const REFRESH: Duration = Duration::from_secs(1);
-
-/// Runs the TUI on this terminal until `q`, Ctrl-C or a stop signal.
-pub fn run(queue: &dyn Queue, actions: &dyn Actions, shutdown: &Shutdown) -> anyhow::Result<()> {
-    let mut app = App::new(queue.location());
-    app.refresh(queue);
-    app.replan(actions);
-    // Raw mode and the alternate screen, and a panic hook that restores the terminal
-    // before the panic is printed.
-    let mut terminal = ratatui::try_init()?;
-    let result = (|| -> anyhow::Result<()> {
-        let mut read = Instant::now();
-        let fault = std::env::var_os("VALKEY_BENCH_TUI_PANIC").is_some();
-        while !app.quit && !shutdown.is_triggered() {
-            terminal.draw(|frame| view::draw(frame, &app))?;
-            // Fault injection for the e2e test of the panic hook.
-            if fault {
-                panic!("VALKEY_BENCH_TUI_PANIC is set: the TUI panics after its first frame");
-            }
-            if event::poll(Duration::from_millis(100))?
-                && let Event::Key(key) = event::read()?
-            {
-                app.key(key, queue, actions);
-            }
-            if read.elapsed() >= REFRESH {
-                app.refresh(queue);
-                read = Instant::now();
-            }
-        }
-        Ok(())
-    })();
-    ratatui::try_restore()?;
-    result
 }
 
 #[cfg(test)]

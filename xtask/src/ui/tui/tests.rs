@@ -2,6 +2,7 @@
 //! backend.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -46,8 +47,13 @@ impl Actions for Planner {
     }
 }
 
+/// A key, and the work it asks for done on the queue at once (`run` does it on its
+/// worker thread), then the queue read again.
 fn press(app: &mut App, queue: &dyn Queue, code: KeyCode) {
-    app.key(KeyEvent::new(code, KeyModifiers::NONE), queue, &Planner);
+    if let Some(work) = app.key(KeyEvent::new(code, KeyModifiers::NONE), &Planner) {
+        app.message = Some(perform(queue, work));
+        app.refresh(queue);
+    }
 }
 
 fn typed(app: &mut App, queue: &dyn Queue, text: &str) {
@@ -203,7 +209,8 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
         let Some(crate::queue::Claimed::Task(mut t)) = runner.claim(3).unwrap() else {
             panic!("a task")
         };
-        let dir = tmp.path().join(format!("r{n}"));
+        // Named for its task, as a runner names it: a summary is read from no other.
+        let dir = tmp.path().join("results").join(&t.id);
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(
             dir.join("summary.md"),
@@ -221,6 +228,7 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
             step: "case 1/1: GET-64B-p3".into(),
             done,
             total: 4,
+            unit: "records".into(),
             last: format!("GET-64B-p3: {} ops/s", 100_000 * done),
             figures: [
                 ("ops_per_sec".to_string(), 100_000.0 * done as f64),
@@ -262,6 +270,7 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
 
     // Results: newest first; the summary is read from the results directory.
     press(&mut app, &queue, KeyCode::Char('3'));
+    app.refresh(&queue);
     let shown = screen(&app);
     assert!(shown.contains("Results: 2 done"), "{shown}");
     assert!(shown.contains("# run 2"), "{shown}");
@@ -274,7 +283,21 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
     press(&mut app, &queue, KeyCode::Char('c'));
     let message = app.message.clone().unwrap();
     assert!(
-        message.starts_with("both runs drawn in") && message.contains("r2"),
+        message.starts_with("both runs drawn in") && message.contains("bench-000002"),
+        "{message}"
+    );
+    // A results path from the queue that is not a directory named for its task is not
+    // read, nor handed to the report.
+    let first_id = "20261202T000000.001Z-bench-000001";
+    assert!(checked_dir(first_id, tmp.path().to_str().unwrap()).is_none());
+    assert!(checked_dir(first_id, "/etc").is_none());
+    assert!(checked_dir(&format!("{first_id}.2"), "/nonexistent").is_none());
+    let second = tmp.path().join("results").join(format!("{first_id}.2"));
+    std::fs::create_dir_all(&second).unwrap();
+    assert!(checked_dir(first_id, second.to_str().unwrap()).is_some());
+    let message = app.message.clone().unwrap();
+    assert!(
+        message.starts_with("both runs drawn in") && message.contains("bench-000002"),
         "{message}"
     );
 }

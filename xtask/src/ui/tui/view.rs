@@ -31,7 +31,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     footer(frame, app, bottom);
     if let Some(confirm) = &app.confirm {
-        let area = centered(frame.area(), 70, 5);
+        let area = centered(frame.area(), 100, 7);
         frame.render_widget(Clear, area);
         frame.render_widget(
             Paragraph::new(vec![
@@ -138,6 +138,21 @@ fn status(frame: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let shown = running.len().min(3);
+    let area = if running.len() > shown {
+        let [more, rest] =
+            Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+        frame.render_widget(
+            Line::from(format!(
+                " {} tasks running; the first {shown} shown (all are in the Queue tab)",
+                running.len()
+            ))
+            .yellow(),
+            more,
+        );
+        rest
+    } else {
+        area
+    };
     let areas = Layout::vertical(vec![Constraint::Ratio(1, shown as u32); shown]).split(area);
     for (row, area) in running.iter().zip(areas.iter()) {
         let s = row.status.clone().unwrap_or_default();
@@ -179,7 +194,8 @@ fn status(frame: &mut Frame, app: &App, area: Rect) {
                 .gauge_style(Style::new().green())
                 .ratio(ratio)
                 .label(if s.total > 0 {
-                    format!("{} of {} records", s.done, s.total)
+                    let unit = if s.unit.is_empty() { "done" } else { &s.unit };
+                    format!("{} of {} {unit}", s.done, s.total)
                 } else {
                     format!("{} done", s.done)
                 }),
@@ -359,9 +375,10 @@ fn results(frame: &mut Frame, app: &App, area: Rect) {
     .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
     .block(Block::bordered().title(format!(" Results: {} done ", rows.len())));
     frame.render_stateful_widget(table, list, &mut table_state(app.results_at, rows.len()));
-    let text = match rows.get(app.results_at) {
-        None => "No task has finished yet.".to_string(),
-        Some(r) => summary_of(r),
+    let text = match (rows.get(app.results_at), &app.summary) {
+        (None, _) => "No task has finished yet.".to_string(),
+        (Some(r), Some((id, text))) if *id == r.id => text.clone(),
+        (Some(_), _) => "reading its summary...".to_string(),
     };
     frame.render_widget(
         Paragraph::new(text)
@@ -369,22 +386,6 @@ fn results(frame: &mut Frame, app: &App, area: Rect) {
             .block(Block::bordered().title(" Summary ")),
         detail,
     );
-}
-
-/// A finished task's summary: the queue's copy (a Valkey queue keeps it), else its
-/// results directory's when that is on this machine.
-fn summary_of(row: &super::Row) -> String {
-    if let Some(s) = &row.summary {
-        return s.clone();
-    }
-    let Some(dir) = &row.results else {
-        return "no results directory".into();
-    };
-    let dir = std::path::Path::new(dir);
-    ["summary.md", "compare.md"]
-        .iter()
-        .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
-        .unwrap_or_else(|| format!("{}: no summary here (another machine's?)", dir.display()))
 }
 
 fn create(frame: &mut Frame, app: &App, area: Rect) {
