@@ -259,17 +259,10 @@ impl DirQueue {
     /// Joins the queue as a runner holding a lease of `lease`.
     pub fn join(&self, lease: Duration) -> anyhow::Result<Runner<'_>> {
         // A directory name: the host's name reduced to safe bytes, the pid, a salt.
-        let host: String = fs::read_to_string("/proc/sys/kernel/hostname")
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(40)
-            .collect();
         static JOINED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!(
             "{}-{}-{}-{:04x}",
-            if host.is_empty() { "host" } else { &host },
+            super::host_name(),
             std::process::id(),
             JOINED.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             now_ms() & 0xffff

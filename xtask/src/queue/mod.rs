@@ -373,16 +373,32 @@ impl Task {
     }
 }
 
+/// Whether `text` is 1 to `max` letters, digits, `.`, `_` or `-`: a name that is the
+/// same as a file name, a key part and a word on a command line.
+pub fn safe_name(text: &str, max: usize) -> bool {
+    !text.is_empty()
+        && text.len() <= max
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// This machine's name reduced to safe bytes (at most 40), for runner ids.
+pub fn host_name() -> String {
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .take(40)
+        .collect();
+    if host.is_empty() { "host".into() } else { host }
+}
+
 /// An id is a file name in the queue and a directory name under results: nothing that
 /// could climb out of either.
 pub fn check_id(id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
-        && id.len() <= 100
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if safe_name(id, 100) && !id.starts_with('.') {
         Ok(())
     } else {
         Err(format!(

@@ -53,12 +53,7 @@ const MAX_SUMMARY_BYTES: usize = 64 * 1024;
 
 /// Queue names: one hash tag, nothing a key pattern or a URL would read differently.
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
+    if super::safe_name(name, 64) {
         Ok(())
     } else {
         Err(format!(
@@ -485,13 +480,6 @@ impl Queue for StreamQueue {
     }
 
     fn join(&self, lease: Duration) -> anyhow::Result<Box<dyn Seat + '_>> {
-        let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .unwrap_or_default()
-            .trim()
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(40)
-            .collect();
         // A random suffix: pids repeat across machines (1 in every container).
         let salt = std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),
@@ -499,7 +487,7 @@ impl Queue for StreamQueue {
         );
         let id = format!(
             "{}-{}-{:012x}",
-            if host.is_empty() { "host" } else { &host },
+            super::host_name(),
             std::process::id(),
             salt & 0xffff_ffff_ffff
         );
