@@ -268,3 +268,29 @@ fn a_panic_in_the_tui_restores_the_terminal_and_says_why() {
         "the panic message is on the restored screen:\n{screen}"
     );
 }
+
+#[test]
+fn sigterm_stops_the_tui_and_restores_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let q = tmp.path().join("queue");
+    let command = format!("{} tui --queue {}", xtask_bin().display(), q.display());
+    let Some(tui) = Tmux::start(tmp.path(), &[], &command) else {
+        return;
+    };
+    tui.wait_for("1 Status");
+    // The pane runs `sh -c "...; stty -a > ..."`: the TUI is that shell's child.
+    let out = tui.tmux(&["display-message", "-p", "-t", "tui", "#{pane_pid}"]);
+    let shell: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap_or_default();
+    let pid: i32 = children
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no TUI under the pane's shell {shell}"))
+        .parse()
+        .unwrap();
+    // SAFETY: kill(2) on the TUI this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let (state, stty) = tui.ended();
+    assert_restored(&state, &stty, &tui.screen());
+}
