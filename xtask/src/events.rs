@@ -99,6 +99,9 @@ pub enum Event {
         errors: u64,
         #[serde(skip_serializing)]
         histogram: Option<String>,
+        /// A perf record's seconds: `[replies, p50 µs, p99 µs]` each (empty elsewhere).
+        #[serde(skip_serializing)]
+        seconds: Vec<[u64; 3]>,
     },
     /// A load generator run's errors by kind, all commands together (the first word of an
     /// error reply, `io: ...`, `lost in flight ...`, `check: ...`).

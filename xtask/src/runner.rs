@@ -169,6 +169,11 @@ impl Run {
                     requests: m.requests,
                     errors,
                     histogram: m.histogram.clone(),
+                    seconds: m
+                        .series
+                        .iter()
+                        .map(|s| [s.ops, s.p50_us, s.p99_us])
+                        .collect(),
                 });
                 Ok(())
             });

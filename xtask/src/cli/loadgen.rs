@@ -219,6 +219,7 @@ impl LoadgenCmd {
                 requests: c.requests,
                 errors: c.errors,
                 histogram: Some(c.histogram.clone()),
+                seconds: Vec::new(),
             });
         }
         sinks.emit(Event::Errors {

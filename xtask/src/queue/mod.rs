@@ -181,6 +181,10 @@ pub struct Status {
     pub figures: std::collections::BTreeMap<String, f64>,
     /// The run's warnings so far (the last few), each as the run said it.
     pub warnings: Vec<String>,
+    /// The seconds of record `seconds_of` (perf): `[replies, p50 µs, p99 µs]` each, for a
+    /// per-second chart that grows a record at a time.
+    pub seconds: Vec<[u64; 3]>,
+    pub seconds_of: u64,
     /// When this status was made (ms since the epoch).
     pub updated_ms: u64,
 }

@@ -239,7 +239,7 @@ fn items(value: &Value) -> &[Value] {
 }
 
 /// The fields of a task's hash `list` reads: all but the summary.
-const LISTED: [&str; 18] = [
+const LISTED: [&str; 20] = [
     "doc",
     "state",
     "deliveries",
@@ -257,6 +257,8 @@ const LISTED: [&str; 18] = [
     "warnings",
     "status_ms",
     "unit",
+    "seconds",
+    "seconds_of",
     "entry",
 ];
 
@@ -366,6 +368,10 @@ impl StreamQueue {
             done: num("done").unwrap_or(0),
             total: num("total").unwrap_or(0),
             unit: get("unit").unwrap_or_default(),
+            seconds: get("seconds")
+                .and_then(|f| serde_json::from_str(&f).ok())
+                .unwrap_or_default(),
+            seconds_of: num("seconds_of").unwrap_or(0),
             last: get("last").unwrap_or_default(),
             updated_ms: num("status_ms").unwrap_or(0),
             figures: get("figures")

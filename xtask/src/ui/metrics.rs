@@ -259,6 +259,7 @@ impl Sink for MetricsSink {
                 requests,
                 errors,
                 histogram,
+                ..
             } => {
                 *s.requests.entry(command.clone()).or_default() += requests;
                 *s.error_replies.entry(command.clone()).or_default() += errors;
@@ -310,6 +311,7 @@ mod tests {
                 requests: 4,
                 errors: 1,
                 histogram: Some(encoded.clone()),
+                seconds: Vec::new(),
             });
         }
         sink.event(&Event::Errors {

@@ -112,6 +112,11 @@ impl Sink for StatusSink {
                 }
             }
             Event::CaseFinished { index, .. } if s.unit == "cases" => s.done = *index as u64,
+            // Written right after its record: these seconds are record `done`'s.
+            Event::Requests { seconds, .. } if !seconds.is_empty() => {
+                s.seconds = seconds.clone();
+                s.seconds_of = s.done;
+            }
             Event::CaseFinished { .. }
             | Event::Requests { .. }
             | Event::Errors { .. }

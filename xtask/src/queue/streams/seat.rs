@@ -238,6 +238,8 @@ impl Seat for StreamSeat<'_> {
                 &serde_json::to_string(&status.figures).expect("figures serialize"),
                 &serde_json::to_string(&status.warnings).expect("warnings serialize"),
                 &status.unit,
+                &serde_json::to_string(&status.seconds).expect("seconds serialize"),
+                &status.seconds_of.to_string(),
             ],
         )?;
         Ok(())

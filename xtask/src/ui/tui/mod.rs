@@ -186,6 +186,9 @@ pub type Point = (u64, std::collections::BTreeMap<String, f64>);
 /// The most points kept per running task.
 const MAX_POINTS: usize = 500;
 
+/// The most seconds kept per running task (an hour).
+const MAX_SECONDS: usize = 3600;
+
 /// The largest summary file read from a results directory.
 const MAX_SUMMARY_BYTES: u64 = 1 << 20;
 
@@ -250,6 +253,9 @@ pub struct App {
     pub confirm: Option<Confirm>,
     /// Each running task's records since the TUI started watching, for its chart.
     pub series: HashMap<String, Vec<Point>>,
+    /// Each running task's measured seconds (`[replies, p50 µs, p99 µs]`), a record's at
+    /// a time, and the last record they came from.
+    pub seconds: HashMap<String, (u64, Vec<[u64; 3]>)>,
     /// The selected result's summary: (id, text).
     pub summary: Option<(String, String)>,
     pub form: Form,
@@ -275,6 +281,7 @@ impl App {
             marked: Vec::new(),
             confirm: None,
             series: HashMap::new(),
+            seconds: HashMap::new(),
             summary: None,
             form: Form::default(),
             preview: Err("fill in the form".into()),
@@ -342,8 +349,20 @@ impl App {
             .map(|r| r.id.clone())
             .collect();
         self.series.retain(|id, _| running.contains(id));
+        self.seconds.retain(|id, _| running.contains(id));
         for row in self.rows.iter().filter(|r| r.state == State::Running) {
             let Some(status) = &row.status else { continue };
+            let (of, seconds) = self.seconds.entry(row.id.clone()).or_default();
+            if status.seconds_of < *of {
+                // Delivered again: its records start over.
+                (*of, *seconds) = (0, Vec::new());
+            }
+            if status.seconds_of > *of && !status.seconds.is_empty() {
+                *of = status.seconds_of;
+                seconds.extend_from_slice(&status.seconds);
+                let excess = seconds.len().saturating_sub(MAX_SECONDS);
+                seconds.drain(..excess);
+            }
             if status.figures.is_empty() {
                 continue;
             }

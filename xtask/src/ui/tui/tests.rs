@@ -238,6 +238,8 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
             ]
             .into(),
             warnings: vec!["the client is saturated".into()],
+            seconds: vec![[90_000 * done, 80, 200], [110_000 * done, 85, 240]],
+            seconds_of: done,
             updated_ms: now_ms(),
         };
         Seat::report(&runner, &running, &status).unwrap();
@@ -249,8 +251,9 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
         "step: case 1/1: GET-64B-p3",
         "last: GET-64B-p3: 200000 ops/s",
         "2 of 4 records",
-        "ops/s per record",
-        "latency µs per record",
+        "ops/s, each measured second",
+        "latency µs, each measured second",
+        "s 4",
         "heartbeat",
         "server CPU: 1.25 µs per request",
         "warning: the client is saturated",
@@ -258,6 +261,12 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
         assert!(shown.contains(expected), "{expected:?} in\n{shown}");
     }
     assert_eq!(app.series[&running.id].len(), 2);
+    // Each record's seconds added once, in order: 2 records × 2 seconds.
+    let seconds = &app.seconds[&running.id].1;
+    assert_eq!(
+        seconds.iter().map(|s| s[0]).collect::<Vec<_>>(),
+        [90_000, 110_000, 180_000, 220_000]
+    );
     // What a hostile writer puts in a status is shown, not obeyed by the terminal.
     let hostile = Status {
         step: "\x1b]0;owned\x07 step".into(),

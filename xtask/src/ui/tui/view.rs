@@ -202,13 +202,51 @@ fn status(frame: &mut Frame, app: &App, area: Rect) {
             gauge,
         );
         if charts.height >= 5 {
-            series_charts(
-                frame,
-                app.series.get(&row.id).map_or(&[][..], Vec::as_slice),
-                charts,
-            );
+            let seconds = app
+                .seconds
+                .get(&row.id)
+                .map_or(&[][..], |(_, s)| s.as_slice());
+            if seconds.is_empty() {
+                series_charts(
+                    frame,
+                    app.series.get(&row.id).map_or(&[][..], Vec::as_slice),
+                    charts,
+                );
+            } else {
+                second_charts(frame, seconds, charts);
+            }
         }
     }
+}
+
+/// A perf task's measured seconds, a record's at a time (each record's per-second series,
+/// added when it is written): throughput on the left, p50 and p99 on the right.
+fn second_charts(frame: &mut Frame, seconds: &[[u64; 3]], area: Rect) {
+    let pick = |i: usize| -> Vec<(f64, f64)> {
+        seconds
+            .iter()
+            .enumerate()
+            .map(|(n, s)| (n as f64 + 1.0, s[i] as f64))
+            .collect()
+    };
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+    let ops = pick(0);
+    chart(
+        frame,
+        left,
+        "ops/s, each measured second",
+        "s",
+        &[("ops/s", Color::Cyan, &ops)],
+    );
+    let (p50, p99) = (pick(1), pick(2));
+    chart(
+        frame,
+        right,
+        "latency µs, each measured second",
+        "s",
+        &[("p50", Color::Green, &p50), ("p99", Color::Magenta, &p99)],
+    );
 }
 
 /// The running task's records: throughput on the left, p50 and p99 on the right (perf);
@@ -225,7 +263,13 @@ fn series_charts(frame: &mut Frame, points: &[Point], area: Rect) {
         let first = points.last().and_then(|(_, f)| f.keys().next().cloned());
         if let Some(key) = first {
             let data = pick(&key);
-            chart(frame, area, &key, &[(key.as_str(), Color::Cyan, &data)]);
+            chart(
+                frame,
+                area,
+                &key,
+                "record",
+                &[(key.as_str(), Color::Cyan, &data)],
+            );
         } else {
             frame.render_widget(Paragraph::new("no record yet").dim(), area);
         }
@@ -237,6 +281,7 @@ fn series_charts(frame: &mut Frame, points: &[Point], area: Rect) {
         frame,
         left,
         "ops/s per record",
+        "record",
         &[("ops/s", Color::Cyan, &ops)],
     );
     let (p50, p99) = (pick("p50_us"), pick("p99_us"));
@@ -244,6 +289,7 @@ fn series_charts(frame: &mut Frame, points: &[Point], area: Rect) {
         frame,
         right,
         "latency µs per record",
+        "record",
         &[("p50", Color::Green, &p50), ("p99", Color::Magenta, &p99)],
     );
 }
@@ -251,7 +297,7 @@ fn series_charts(frame: &mut Frame, points: &[Point], area: Rect) {
 /// A line of a chart: its name, colour and points.
 type Series<'a> = (&'a str, Color, &'a Vec<(f64, f64)>);
 
-fn chart(frame: &mut Frame, area: Rect, title: &str, sets: &[Series<'_>]) {
+fn chart(frame: &mut Frame, area: Rect, title: &str, unit: &str, sets: &[Series<'_>]) {
     let all = sets.iter().flat_map(|(_, _, d)| d.iter());
     let (mut x0, mut x1, mut y1) = (f64::MAX, f64::MIN, 0.0f64);
     for (x, y) in all {
@@ -292,7 +338,7 @@ fn chart(frame: &mut Frame, area: Rect, title: &str, sets: &[Series<'_>]) {
             .x_axis(
                 Axis::default()
                     .bounds([x0, x1])
-                    .labels([format!("{x0:.0}"), format!("record {x1:.0}")]),
+                    .labels([format!("{x0:.0}"), format!("{unit} {x1:.0}")]),
             )
             .y_axis(Axis::default().bounds([0.0, y1]).labels([
                 "0".to_string(),
