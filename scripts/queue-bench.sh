@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# How long `queue list --json` takes with 1000 tasks queued, a directory queue against a
+# Valkey queue on a local server of our build (the whole process: start, read, print).
+# Prints the median, minimum and maximum of 11 runs of each, side by side.
+# Usage: scripts/queue-bench.sh [PORT]   (default 6490; the server is started and stopped here)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+port=${1:-6490}
+cargo build --release -q -p xtask
+x=target/release/xtask
+server=$($x build --json | sed -n 's/.*"server":"\([^"]*\)".*/\1/p')
+tmp=$(mktemp -d)
+"$server" --port "$port" --bind 127.0.0.1 --save "" --dir "$tmp" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$tmp"' EXIT
+for _ in $(seq 50); do "$x" queue --queue "valkey://127.0.0.1:$port/bench" list >/dev/null 2>&1 && break; sleep 0.1; done
+campaign=(add bench --quick --commands GET --value-sizes 1..1000)
+"$x" queue --queue "$tmp/dir" "${campaign[@]}" >/dev/null
+"$x" queue --queue "valkey://127.0.0.1:$port/bench" "${campaign[@]}" >/dev/null
+for q in "$tmp/dir" "valkey://127.0.0.1:$port/bench"; do
+  times=()
+  for _ in $(seq 11); do
+    start=$(date +%s%N)
+    "$x" queue --queue "$q" list --json >/dev/null
+    times+=($(( ($(date +%s%N) - start) / 1000 )))
+  done
+  sorted=($(printf '%s\n' "${times[@]}" | sort -n))
+  kind=$([[ $q == valkey://* ]] && echo "valkey queue" || echo "directory queue")
+  awk -v k="$kind" -v med="${sorted[5]}" -v lo="${sorted[0]}" -v hi="${sorted[10]}" 'BEGIN {
+    printf "%-16s 1000 tasks: queue list --json median %.1f ms (min %.1f, max %.1f, 11 runs)\n",
+      k, med / 1000, lo / 1000, hi / 1000 }'
+done
