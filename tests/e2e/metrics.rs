@@ -186,6 +186,13 @@ fn loadgen_serves_live_and_final_metrics_that_match_its_report() {
             min * 0.99 <= mean && mean <= max * 1.01,
             "{command}: sum/count {mean} s outside [{min}, {max}]"
         );
+        // And it is the report's mean: the histogram went through the event, base64 and
+        // the bucket rendering, not around them.
+        let avg = c["latency"]["avg_us"].as_f64().unwrap() / 1e6;
+        assert!(
+            (mean - avg).abs() <= avg * 0.01,
+            "{command}: sum/count {mean} s against the report's mean {avg} s"
+        );
     }
     signal(&child, libc::SIGTERM);
     wait_with_limit(&mut child, Duration::from_secs(10));

@@ -242,8 +242,9 @@ impl RunnerCmd {
             Err(e) => {
                 let why = format!("{e:#}");
                 eprintln!("{}: failed: {why}", task.id);
-                file(lab, task, Outcome::Failed(why), shutdown)?;
-                lab.outcome("failed");
+                if file(lab, task, Outcome::Failed(why), shutdown)? {
+                    lab.outcome("failed");
+                }
                 return Ok(());
             }
         };
@@ -320,8 +321,9 @@ impl RunnerCmd {
             Outcome::Failed(_) => "failed",
             Outcome::Requeued => "requeued",
         };
-        file(lab, task, outcome, shutdown)?;
-        lab.outcome(name);
+        if file(lab, task, outcome, shutdown)? {
+            lab.outcome(name);
+        }
         Ok(())
     }
 
@@ -342,21 +344,22 @@ impl RunnerCmd {
 }
 
 /// Files a task's outcome, waiting for a queue out of reach (a stop while waiting leaves
-/// it held: it is taken back after the lease, its results kept).
-fn file(lab: &Lab<'_>, task: Task, outcome: Outcome, shutdown: &Shutdown) -> anyhow::Result<()> {
+/// it held: it is taken back after the lease, its results kept). Whether it was filed
+/// (not: another runner had taken it).
+fn file(lab: &Lab<'_>, task: Task, outcome: Outcome, shutdown: &Shutdown) -> anyhow::Result<bool> {
     let (runner, outage) = (lab.runner, &lab.outage);
     loop {
         match runner.finish(task.clone(), outcome.clone()) {
             Ok(true) => {
                 outage.up();
-                return Ok(());
+                return Ok(true);
             }
             Ok(false) => {
                 eprintln!(
                     "{}: not filed: another runner took it after this runner's lease ran out",
                     task.id
                 );
-                return Ok(());
+                return Ok(false);
             }
             Err(e) if unreachable(&e) && !shutdown.is_triggered() => {
                 outage.down(&e);
@@ -446,58 +449,175 @@ fn heartbeat(
 ) {
     let runner = lab.runner;
     let every = runner.lease() / 3;
+    // As long as one call to the queue may take (its connection's timeout).
+    let call = (runner.lease() / 4).min(Duration::from_secs(5));
     let mut next = Instant::now() + every;
     let (mut latest, mut next_report) = (None, Instant::now());
     let mut next_count = Instant::now();
+    let mut failing = false;
     let outage = &lab.outage;
+    let stop = |why: String| {
+        eprintln!("runner {}: {why}; stopping task {}", runner.id(), task.id);
+        lost.store(true, Ordering::SeqCst);
+        shutdown.trigger();
+        crate::process::kill_all();
+    };
     while !done.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));
+        // The renewal first: nothing else this thread does may delay it.
+        if Instant::now() >= next {
+            let sent = Instant::now();
+            match runner.renew() {
+                Ok(true) => {
+                    hold.renewed(sent);
+                    lab.beat();
+                    outage.up();
+                    failing = false;
+                }
+                Ok(false) => return stop("it no longer holds the task".into()),
+                Err(e) => {
+                    if unreachable(&e) {
+                        outage.down(&e);
+                    } else {
+                        eprintln!("runner {}: renewing the lease: {e:#}", runner.id());
+                    }
+                    failing = true;
+                }
+            }
+            // A failed renewal is tried again soon, not a third of the lease later: the
+            // watchdog fences at two thirds.
+            next = Instant::now()
+                + if failing {
+                    every.min(Duration::from_millis(500))
+                } else {
+                    every
+                };
+        }
         if let Some(s) = status.try_iter().last() {
             latest = Some(s);
+        }
+        // The rest only while the queue answers and no renewal is due before a slow call
+        // could end.
+        if failing || next.saturating_duration_since(Instant::now()) < call {
+            continue;
         }
         if Instant::now() >= next_report
             && let Some(s) = latest.take()
         {
             next_report = Instant::now() + Duration::from_secs(1);
-            let reported = runner.report(task, &s);
-            if reported.is_ok() {
-                outage.up();
-            }
-            if let Err(e) = reported {
-                if unreachable(&e) {
-                    outage.down(&e);
-                } else {
-                    eprintln!(
-                        "runner {}: publishing the task's status: {e:#}",
-                        runner.id()
-                    );
-                }
+            match runner.report(task, &s) {
+                Ok(()) => outage.up(),
+                Err(e) if unreachable(&e) => outage.down(&e),
+                Err(e) => eprintln!(
+                    "runner {}: publishing the task's status: {e:#}",
+                    runner.id()
+                ),
             }
         }
         if lab.metrics.is_some() && Instant::now() >= next_count {
             next_count = Instant::now() + Duration::from_secs(5);
             lab.count_queue();
         }
-        let stop = |why: String| {
-            eprintln!("runner {}: {why}; stopping task {}", runner.id(), task.id);
-            lost.store(true, Ordering::SeqCst);
-            shutdown.trigger();
-            crate::process::kill_all();
-        };
-        if Instant::now() < next {
-            continue;
-        }
-        next = Instant::now() + every;
-        let sent = Instant::now();
-        match runner.renew() {
-            Ok(true) => {
-                hold.renewed(sent);
-                lab.beat();
-                outage.up();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::{Claimed, Outcome};
+    use std::sync::atomic::AtomicU32;
+
+    /// A seat whose renewals fail (the queue out of reach) for the first `failing` calls.
+    struct Flaky {
+        failing: u32,
+        calls: AtomicU32,
+        at: std::sync::Mutex<Vec<Instant>>,
+    }
+
+    impl Flaky {
+        fn new(failing: u32) -> Flaky {
+            Flaky {
+                failing,
+                calls: AtomicU32::new(0),
+                at: std::sync::Mutex::new(Vec::new()),
             }
-            Ok(false) => return stop("it no longer holds the task".into()),
-            Err(e) if unreachable(&e) => outage.down(&e),
-            Err(e) => eprintln!("runner {}: renewing the lease: {e:#}", runner.id()),
         }
+    }
+
+    impl Seat for Flaky {
+        fn id(&self) -> &str {
+            "flaky"
+        }
+        fn lease(&self) -> Duration {
+            Duration::from_secs(3)
+        }
+        fn renew(&self) -> anyhow::Result<bool> {
+            self.at.lock().unwrap().push(Instant::now());
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.failing {
+                return Err(Unreachable {
+                    location: "test".into(),
+                    why: "down".into(),
+                }
+                .into());
+            }
+            Ok(true)
+        }
+        fn claim(&self, _: u32) -> anyhow::Result<Option<Claimed>> {
+            Ok(None)
+        }
+        fn report(&self, _: &Task, _: &Status) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn finish(&self, _: Task, _: Outcome) -> anyhow::Result<bool> {
+            Ok(true)
+        }
+        fn reclaim_dead(&self) -> anyhow::Result<Vec<String>> {
+            Ok(Vec::new())
+        }
+        fn leave(self: Box<Self>) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Runs the heartbeat and the watchdog on `seat` for `run`; whether the task was
+    /// fenced.
+    fn fenced(seat: &Flaky, run: Duration) -> bool {
+        let tmp = tempfile::tempdir().unwrap();
+        let queue = crate::queue::dir::DirQueue::open(tmp.path()).unwrap();
+        let lab = Lab {
+            queue: &queue,
+            runner: seat,
+            metrics: None,
+            outage: Outage::default(),
+        };
+        let task = Task::new(crate::queue::TaskKind::Bench, Vec::new());
+        let (done, lost, hold) = (AtomicBool::new(false), AtomicBool::new(false), Hold::new());
+        let shutdown = Shutdown::new();
+        let (_tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| heartbeat(&lab, &task, rx, &hold, &done, &lost, &shutdown));
+            s.spawn(|| watchdog(seat, &task, &hold, &done, &lost, &shutdown));
+            std::thread::sleep(run);
+            done.store(true, Ordering::SeqCst);
+        });
+        lost.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_failed_renewal_is_tried_again_soon_and_only_a_long_outage_fences_the_task() {
+        // Lease 3 s: renewals every 1 s, the fence at 2 s. The first renewal (at 1 s)
+        // fails; its retry half a second later holds the task.
+        let once = Flaky::new(1);
+        assert!(!fenced(&once, Duration::from_millis(4500)));
+        let at = once.at.lock().unwrap().clone();
+        assert!(at.len() >= 3, "{at:?}");
+        let retry = at[1] - at[0];
+        assert!(
+            retry < Duration::from_millis(900),
+            "retried after {retry:?}"
+        );
+        // Out of reach for good: fenced at two thirds of the lease.
+        let down = Flaky::new(u32::MAX);
+        assert!(fenced(&down, Duration::from_millis(3000)));
     }
 }

@@ -23,7 +23,7 @@ pub struct TuiCmd {
 impl TuiCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let queue = crate::queue::open(self.queue.as_deref())?;
-        tui::run(&*queue, &Lab, shutdown)
+        tui::run(queue.into(), &Lab, shutdown)
     }
 }
 

@@ -119,8 +119,8 @@ impl DirQueue {
     /// Queues `task`; refused if a task of that id is anywhere in the queue.
     pub fn add(&self, task: &Task) -> anyhow::Result<()> {
         check_id(&task.id).map_err(anyhow::Error::msg)?;
-        if let Some(entry) = self.find(&task.id)? {
-            anyhow::bail!("task {} is already {}", task.id, entry.state.name());
+        if let Some(state) = self.where_is(&task.id)? {
+            anyhow::bail!("task {} is already {}", task.id, state.name());
         }
         write_atomically(
             &self.dir(State::Pending).join(format!("{}.json", task.id)),
@@ -175,6 +175,23 @@ impl DirQueue {
     /// The task named `id`, wherever it is.
     pub fn find(&self, id: &str) -> anyhow::Result<Option<Entry>> {
         Ok(self.list()?.into_iter().find(|e| e.name == id))
+    }
+
+    /// Where a file named for `id` is, by its name alone (no document read: what `add`
+    /// asks of every task of a campaign).
+    fn where_is(&self, id: &str) -> anyhow::Result<Option<State>> {
+        let name = format!("{id}.json");
+        for state in [State::Pending, State::Done, State::Failed] {
+            if fs::symlink_metadata(self.dir(state).join(&name)).is_ok() {
+                return Ok(Some(state));
+            }
+        }
+        for (_, dir) in self.runner_dirs()? {
+            if fs::symlink_metadata(dir.join(&name)).is_ok() {
+                return Ok(Some(State::Running));
+            }
+        }
+        Ok(None)
     }
 
     /// The runners' directories under `running/` (not the ones being set up or reclaimed).

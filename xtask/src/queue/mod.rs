@@ -35,7 +35,7 @@ pub fn open(spec: Option<&str>) -> anyhow::Result<Box<dyn Queue>> {
 
 /// A queue any client reads and changes: `queue add|list|show|cancel|retry|remove`, the
 /// TUI.
-pub trait Queue: Sync {
+pub trait Queue: Send + Sync {
     /// Where it is, for messages: a directory or `valkey://host:port/name`.
     fn location(&self) -> String;
     /// Queues `task`; refused if a task of that id is anywhere in the queue.
@@ -162,6 +162,9 @@ impl Entry {
     }
 }
 
+/// The most measured seconds a status carries.
+pub const MAX_STATUS_SECONDS: usize = 300;
+
 /// What a running task is doing, as its run's events say.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -181,10 +184,12 @@ pub struct Status {
     pub figures: std::collections::BTreeMap<String, f64>,
     /// The run's warnings so far (the last few), each as the run said it.
     pub warnings: Vec<String>,
-    /// The seconds of record `seconds_of` (perf): `[replies, p50 µs, p99 µs]` each, for a
-    /// per-second chart that grows a record at a time.
+    /// The run's last measured seconds (perf; at most [`MAX_STATUS_SECONDS`]):
+    /// `[replies, p50 µs, p99 µs]` each, and how many it has measured in all, so a reader
+    /// adds only the seconds it has not seen (a per-second chart growing a record at a
+    /// time).
     pub seconds: Vec<[u64; 3]>,
-    pub seconds_of: u64,
+    pub seconds_total: u64,
     /// When this status was made (ms since the epoch).
     pub updated_ms: u64,
 }

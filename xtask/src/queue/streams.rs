@@ -258,7 +258,7 @@ const LISTED: [&str; 20] = [
     "status_ms",
     "unit",
     "seconds",
-    "seconds_of",
+    "seconds_total",
     "entry",
 ];
 
@@ -371,7 +371,7 @@ impl StreamQueue {
             seconds: get("seconds")
                 .and_then(|f| serde_json::from_str(&f).ok())
                 .unwrap_or_default(),
-            seconds_of: num("seconds_of").unwrap_or(0),
+            seconds_total: num("seconds_total").unwrap_or(0),
             last: get("last").unwrap_or_default(),
             updated_ms: num("status_ms").unwrap_or(0),
             figures: get("figures")

@@ -6,7 +6,7 @@
 use std::sync::mpsc::Sender;
 
 use crate::events::{Event, Sink};
-use crate::queue::{Status, now_ms};
+use crate::queue::{MAX_STATUS_SECONDS, Status, now_ms};
 
 /// The most warnings a status carries (the latest).
 const MAX_WARNINGS: usize = 5;
@@ -112,10 +112,12 @@ impl Sink for StatusSink {
                 }
             }
             Event::CaseFinished { index, .. } if s.unit == "cases" => s.done = *index as u64,
-            // Written right after its record: these seconds are record `done`'s.
+            // A record's seconds: added to the tail, counted in the total.
             Event::Requests { seconds, .. } if !seconds.is_empty() => {
-                s.seconds = seconds.clone();
-                s.seconds_of = s.done;
+                s.seconds.extend_from_slice(seconds);
+                let excess = s.seconds.len().saturating_sub(MAX_STATUS_SECONDS);
+                s.seconds.drain(..excess);
+                s.seconds_total += seconds.len() as u64;
             }
             Event::CaseFinished { .. }
             | Event::Requests { .. }

@@ -239,7 +239,7 @@ impl Seat for StreamSeat<'_> {
                 &serde_json::to_string(&status.warnings).expect("warnings serialize"),
                 &status.unit,
                 &serde_json::to_string(&status.seconds).expect("seconds serialize"),
-                &status.seconds_of.to_string(),
+                &status.seconds_total.to_string(),
             ],
         )?;
         Ok(())

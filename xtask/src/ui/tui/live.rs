@@ -2,6 +2,7 @@
 //! worker thread that makes every call to the queue, so a slow or unreachable queue never
 //! freezes the screen or the keys.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench_core::shutdown::Shutdown;
@@ -29,38 +30,44 @@ enum Answer {
 /// Runs the TUI on this terminal until `q`, Ctrl-C or a stop signal. Every call to the
 /// queue (a Valkey queue may be slow or down) is made on a worker thread, so the screen
 /// and the keys never wait for it.
-pub fn run(queue: &dyn Queue, actions: &dyn Actions, shutdown: &Shutdown) -> anyhow::Result<()> {
+pub fn run(
+    queue: Arc<dyn Queue>,
+    actions: &dyn Actions,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
     let mut app = App::new(queue.location());
     app.replan(actions);
     let (ask, asked) = std::sync::mpsc::channel::<Ask>();
     let (answer, answers) = std::sync::mpsc::channel::<Answer>();
-    std::thread::scope(|s| {
-        s.spawn(move || {
+    // Not joined: a call in flight to a queue that is down must not hold up quitting (the
+    // process ends with the TUI, and the worker with it).
+    std::thread::Builder::new()
+        .name("tui-queue".into())
+        .spawn(move || {
             for request in asked {
                 let reply = match request {
                     Ask::Read(selected) => {
                         let listed = queue.list();
                         let summary = selected.map(|id| {
-                            let text = load_summary(queue, &id);
+                            let text = load_summary(&*queue, &id);
                             (id, text)
                         });
                         Answer::Read(listed, summary)
                     }
-                    Ask::Do(work) => Answer::Done(perform(queue, work)),
+                    Ask::Do(work) => Answer::Done(perform(&*queue, work)),
                 };
                 if answer.send(reply).is_err() {
                     return;
                 }
             }
-        });
-        // Raw mode and the alternate screen, and a panic hook that restores the terminal
-        // before the panic is printed. Restored before the scope waits for the worker.
-        let mut terminal = ratatui::try_init()?;
-        let result = event_loop(&mut terminal, &mut app, actions, shutdown, &ask, &answers);
-        drop(ask);
-        ratatui::try_restore()?;
-        result
-    })
+        })?;
+    // Raw mode and the alternate screen, and a panic hook that restores the terminal
+    // before the panic is printed.
+    let mut terminal = ratatui::try_init()?;
+    let result = event_loop(&mut terminal, &mut app, actions, shutdown, &ask, &answers);
+    drop(ask);
+    ratatui::try_restore()?;
+    result
 }
 
 fn event_loop(

@@ -352,17 +352,18 @@ impl App {
         self.seconds.retain(|id, _| running.contains(id));
         for row in self.rows.iter().filter(|r| r.state == State::Running) {
             let Some(status) = &row.status else { continue };
-            let (of, seconds) = self.seconds.entry(row.id.clone()).or_default();
-            if status.seconds_of < *of {
+            let (seen, seconds) = self.seconds.entry(row.id.clone()).or_default();
+            if status.seconds_total < *seen {
                 // Delivered again: its records start over.
-                (*of, *seconds) = (0, Vec::new());
+                (*seen, *seconds) = (0, Vec::new());
             }
-            if status.seconds_of > *of && !status.seconds.is_empty() {
-                *of = status.seconds_of;
-                seconds.extend_from_slice(&status.seconds);
-                let excess = seconds.len().saturating_sub(MAX_SECONDS);
-                seconds.drain(..excess);
-            }
+            // Only the seconds not seen yet: the status's tail holds the last ones.
+            let new = (status.seconds_total - *seen) as usize;
+            let tail = &status.seconds;
+            seconds.extend_from_slice(&tail[tail.len() - new.min(tail.len())..]);
+            *seen = status.seconds_total;
+            let excess = seconds.len().saturating_sub(MAX_SECONDS);
+            seconds.drain(..excess);
             if status.figures.is_empty() {
                 continue;
             }

@@ -223,7 +223,12 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
     let Some(crate::queue::Claimed::Task(running)) = runner.claim(3).unwrap() else {
         panic!("a task")
     };
-    for done in 1..=2u64 {
+    // Records 1 and 2 reported and read one by one, record 3's report read only after
+    // record 4's: each record's two seconds are added once, the missed one's too, and a
+    // read with nothing new adds nothing.
+    let mut tail: Vec<[u64; 3]> = Vec::new();
+    for done in 1..=4u64 {
+        tail.extend([[90_000 * done, 80, 200], [110_000 * done, 85, 240]]);
         let status = Status {
             step: "case 1/1: GET-64B-p3".into(),
             done,
@@ -238,35 +243,36 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
             ]
             .into(),
             warnings: vec!["the client is saturated".into()],
-            seconds: vec![[90_000 * done, 80, 200], [110_000 * done, 85, 240]],
-            seconds_of: done,
+            seconds: tail.clone(),
+            seconds_total: 2 * done,
             updated_ms: now_ms(),
         };
         Seat::report(&runner, &running, &status).unwrap();
-        app.refresh(&queue);
+        if done != 3 {
+            app.refresh(&queue);
+        }
     }
+    app.refresh(&queue);
     let shown = screen(&app);
     for expected in [
         running.id.as_str(),
         "step: case 1/1: GET-64B-p3",
-        "last: GET-64B-p3: 200000 ops/s",
-        "2 of 4 records",
+        "last: GET-64B-p3: 400000 ops/s",
+        "4 of 4 records",
         "ops/s, each measured second",
         "latency µs, each measured second",
-        "s 4",
+        "s 8",
         "heartbeat",
         "server CPU: 1.25 µs per request",
         "warning: the client is saturated",
     ] {
         assert!(shown.contains(expected), "{expected:?} in\n{shown}");
     }
-    assert_eq!(app.series[&running.id].len(), 2);
-    // Each record's seconds added once, in order: 2 records × 2 seconds.
-    let seconds = &app.seconds[&running.id].1;
-    assert_eq!(
-        seconds.iter().map(|s| s[0]).collect::<Vec<_>>(),
-        [90_000, 110_000, 180_000, 220_000]
-    );
+    // Per record: the missed third is missed here (a point per read of the status).
+    assert_eq!(app.series[&running.id].len(), 3);
+    let seconds: Vec<u64> = app.seconds[&running.id].1.iter().map(|s| s[0]).collect();
+    let expected: Vec<u64> = (1..=4u64).flat_map(|d| [90_000 * d, 110_000 * d]).collect();
+    assert_eq!(seconds, expected);
     // What a hostile writer puts in a status is shown, not obeyed by the terminal.
     let hostile = Status {
         step: "\x1b]0;owned\x07 step".into(),
@@ -300,7 +306,18 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
     let first_id = "20261202T000000.001Z-bench-000001";
     assert!(checked_dir(first_id, tmp.path().to_str().unwrap()).is_none());
     assert!(checked_dir(first_id, "/etc").is_none());
-    assert!(checked_dir(&format!("{first_id}.2"), "/nonexistent").is_none());
+    for near in [
+        format!("{first_id}x"),
+        format!("{first_id}.2a"),
+        format!("{first_id}."),
+    ] {
+        let dir = tmp.path().join("results").join(&near);
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(
+            checked_dir(first_id, dir.to_str().unwrap()).is_none(),
+            "{near}"
+        );
+    }
     let second = tmp.path().join("results").join(format!("{first_id}.2"));
     std::fs::create_dir_all(&second).unwrap();
     assert!(checked_dir(first_id, second.to_str().unwrap()).is_some());
