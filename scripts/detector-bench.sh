@@ -9,10 +9,14 @@
 # regressions, and the time:
 #   A/A:     8.1.1 against 8.1.1: every case called a regression is a false alarm
 #   planted: 8.1.1 against the slowed build (~6% on GET/32B/P16)
+#   system call: 8.1.1 against a build with one getppid() before every command (kernel
+#            time, a handful of instructions): its system-call count must name it
+#   release pair (PAIR=1): 8.1.1 against 9.1.2, each case's default-mode verdict beside a
+#            time-mode run of the same case with PAIR_MAX_TIME (default 10m), the ground truth
 # Usage: scripts/detector-bench.sh [RUNS] [MAX_TIME] [CASES]   (defaults: 10 5m, every case)
 # SUITE=default compares the default suite (32 cases) instead of the quick one;
-# ITERS_PLANTED overrides the iteration count; MODE picks --mode (default auto); A_A_RUNS
-# and PLANTED_RUNS override RUNS per scenario; DETECTOR_KEEP=DIR keeps each run's JSON
+# ITERS_PLANTED overrides the iteration count; MODE picks --mode (default auto); A_A_RUNS,
+# PLANTED_RUNS and SYSCALL_RUNS override RUNS per scenario; DETECTOR_KEEP=DIR keeps each run's JSON
 # report and stderr there.
 set -euo pipefail
 
@@ -65,6 +69,28 @@ slow = """    {
 open(path, "w").write(text.replace(call, slow + call))
 PY
 "$xtask" build --valkey-src "$tree" >/dev/null
+# The same source with VB_SYSCALLS (default 1) getppid() calls before every command.
+systree=$scratch/valkey-syscall
+mkdir -p "$systree"
+tar -xf "$tarball" -C "$systree" --strip-components=1
+python3 - "$systree/src/server.c" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+call = "    c->cmd->proc(c);\n"
+assert text.count(call) == 1, "call() no longer has exactly one proc() call"
+plant = """    {
+        static long vb_syscalls = -1;
+        if (vb_syscalls < 0) {
+            const char *e = getenv("VB_SYSCALLS");
+            vb_syscalls = e ? atol(e) : 1;
+        }
+        for (long vb_i = 0; vb_i < vb_syscalls; vb_i++) (void)getppid();
+    }
+"""
+open(path, "w").write(text.replace(call, plant + call))
+PY
+"$xtask" build --valkey-src "$systree" >/dev/null
 
 # run LABEL ITERS CANDIDATE COUNT: prints a table row: runs flagged (exit 1), inconclusive
 # (exit 3), the cases called regressions per run, and the median time.
@@ -104,3 +130,48 @@ echo "| scenario ($mode mode, $suite suite) | runs exiting 1 | runs exiting 3 | 
 echo "| ---------------------------------- | -------------: | -------------: | --------------------------------- | ---------------------------: |"
 [ "${A_A_RUNS:-$runs}" -gt 0 ] && run "A/A" 0 8.1.1 "${A_A_RUNS:-$runs}"
 [ "${PLANTED_RUNS:-$runs}" -gt 0 ] && run "planted ~6% (${iters} iterations)" "$iters" "$tree" "${PLANTED_RUNS:-$runs}"
+[ "${SYSCALL_RUNS:-$runs}" -gt 0 ] && run "planted system call (1 getppid per command)" 0 "$systree" "${SYSCALL_RUNS:-$runs}"
+
+# The release pair: the default mode's verdict per case against a long time-mode run of the
+# same case (the ground truth), and whether they agree.
+if [ "${PAIR:-0}" = 1 ]; then
+    "$xtask" build --valkey-version 9.1.2 >/dev/null
+    filter=()
+    if [ -n "$case_filter" ]; then filter=(--cases "$case_filter"); fi
+    start=$(date +%s)
+    code=0
+    "$xtask" compare --baseline 8.1.1 --candidate 9.1.2 "${suite_flag[@]}" "${filter[@]}" --max-time "$max_time" \
+        --json --out "$scratch/pair-auto" >"$scratch/pair-auto.json" 2>"$scratch/pair-auto.err" || code=$?
+    echo "release pair, default mode: exit $code in $(($(date +%s) - start)) s" >&2
+    start=$(date +%s)
+    tcode=0
+    "$xtask" compare --baseline 8.1.1 --candidate 9.1.2 "${suite_flag[@]}" "${filter[@]}" --mode time \
+        --max-time "${PAIR_MAX_TIME:-10m}" --json --out "$scratch/pair-time" \
+        >"$scratch/pair-time.json" 2>"$scratch/pair-time.err" || tcode=$?
+    echo "release pair, time mode (truth): exit $tcode in $(($(date +%s) - start)) s" >&2
+    if [ -n "${DETECTOR_KEEP:-}" ]; then
+        mkdir -p "$DETECTOR_KEEP"
+        cp "$scratch"/pair-*.json "$scratch"/pair-*.err "$DETECTOR_KEEP/"
+    fi
+    python3 - "$scratch/pair-auto.json" "$scratch/pair-time.json" <<'PY'
+import json, sys
+auto = {c["case"]: c for c in json.load(open(sys.argv[1]))["cases"]}
+truth = {c["case"]: c for c in json.load(open(sys.argv[2]))["cases"]}
+print("| case | instructions/req | default mode | time mode (truth), ops/s | agree |")
+print("| ---- | ---------------: | ------------ | ------------------------ | ----- |")
+agree = called = 0
+for name, t in truth.items():
+    a = auto[name]
+    instr = next((m for m in a["metrics"] if m["metric"] == "instructions_per_request"), None)
+    ops = next(m for m in t["metrics"] if m["metric"] == "ops_per_sec")
+    change = lambda m: (m["comparison"]["ratio"] - 1) * 100
+    # A regression where time found none, or an improvement where time found a regression,
+    # disagrees; inconclusive never claims a direction.
+    ok = a["verdict"] == t["verdict"] or a["verdict"] == "inconclusive" or t["verdict"] == "inconclusive"
+    if a["verdict"] in ("regression", "improvement"):
+        called += 1
+    agree += ok
+    print(f"| {name} | {change(instr):+.1f}% | {a['verdict']} | {change(ops):+.1f}% {t['verdict']} | {'yes' if ok else 'NO'} |")
+print(f"\n{agree} of {len(truth)} agree; the default mode called a direction in {called}")
+PY
+fi

@@ -22,8 +22,9 @@ use crate::loadgen::stats::SecondReport;
 /// `metrics.mem_clients_before`/`after`, and `bytes_per_item` leaves client buffers and
 /// the server's first-call allocations out. 7: perf `params.topology`, and on a cluster
 /// `metrics.nodes` and `metrics.redirects`, `params.placement`. 8: perf and mem
-/// `params.tls`.
-pub const SCHEMA_VERSION: u32 = 8;
+/// `params.tls`. 9: perf `metrics.server_user_us_per_request` and
+/// `metrics.server_sys_us_per_request`.
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;
@@ -271,6 +272,13 @@ pub struct Metrics {
     /// per request, µs. A strong regression signal: it does not depend on the client.
     #[serde(default)]
     pub server_cpu_us_per_request: Option<f64>,
+    /// Its user-space part (`used_cpu_user` delta per request), µs.
+    #[serde(default)]
+    pub server_user_us_per_request: Option<f64>,
+    /// Its kernel part (`used_cpu_sys` delta per request), µs: where a system call added
+    /// to the command path shows, which no instruction count sees.
+    #[serde(default)]
+    pub server_sys_us_per_request: Option<f64>,
     /// `INFO commandstats` for the measured command over the measured run: Δusec / Δcalls,
     /// µs. The server's own cost of the command, without I/O. On a cluster, summed over the
     /// primaries (as is the server CPU).
@@ -515,6 +523,8 @@ pub(crate) mod tests {
                 warmup_series: Vec::new(),
                 client_cpu_us_per_request: None,
                 server_cpu_us_per_request: Some(3.5),
+                server_user_us_per_request: Some(1.5),
+                server_sys_us_per_request: Some(2.0),
                 usec_per_call: Some(0.8),
                 nodes: Vec::new(),
                 redirects: BTreeMap::new(),

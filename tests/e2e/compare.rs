@@ -196,8 +196,9 @@ fn compare_a_against_a_finds_no_regression() {
     }
 }
 
-/// The default mode: every case counted under callgrind on both sides, then the cases
-/// that did not move timed as guards, the verdict the count's unless time decides.
+/// The default mode: every case counted under callgrind on both sides (instructions, and
+/// system calls by kind), then the cases that did not move timed as guards; unmoved
+/// counts vouch for "no change" unless time contradicts them.
 #[test]
 fn compare_default_mode_screens_by_counts_then_times_guards() {
     let _machine = heavy();
@@ -231,7 +232,7 @@ fn compare_default_mode_screens_by_counts_then_times_guards() {
     let screen_threshold = report["instructions_threshold_pct"].as_f64().unwrap();
     assert!([0.5, 1.5].contains(&screen_threshold), "{report}");
     assert!(
-        err.contains("screen: 0 of 2 case(s) moved past"),
+        err.contains("screen: 0 of 2 case(s) changed in"),
         "the screen's line: {err}"
     );
     let cases = report["cases"].as_array().unwrap();
@@ -244,7 +245,13 @@ fn compare_default_mode_screens_by_counts_then_times_guards() {
         assert!(change.abs() < 0.005, "{case}");
         // Both unmoved cases are guards (P1 and P16), timed in AB/BA trials.
         assert_eq!(case["screen"], "guard", "{case}");
-        assert_eq!(case["metrics"][1]["metric"], "ops_per_sec", "{case}");
+        // The counts (instructions, then system calls), then the timed metrics.
+        let metrics = case["metrics"].as_array().unwrap();
+        let first_timed = metrics
+            .iter()
+            .find(|m| !m["comparison"]["sign_p"].is_null())
+            .unwrap();
+        assert_eq!(first_timed["metric"], "ops_per_sec", "{case}");
         let trials = case["trials"].as_array().unwrap();
         assert!(
             trials.len() >= 6 * 8,
@@ -252,7 +259,29 @@ fn compare_default_mode_screens_by_counts_then_times_guards() {
             trials.len()
         );
         assert_ne!(case["verdict"], "regression");
-        assert_ne!(case["verdict"], "inconclusive", "the count decides: {case}");
+        assert_ne!(
+            case["verdict"], "inconclusive",
+            "unmoved counts vouch unless time contradicts them: {case}"
+        );
+        // The system calls of the counted window were counted, by kind, and agree.
+        let calls: Vec<&Value> = case["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["metric"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("syscalls_per_request")
+            })
+            .collect();
+        assert!(
+            calls.iter().any(|m| m["label"] == "epoll_wait"),
+            "system calls by kind: {case}"
+        );
+        for m in calls {
+            assert_eq!(m["comparison"]["verdict"], "no_change", "{m}");
+        }
     }
     // Each side's records: the counts, then the timed slices.
     for side in ["baseline", "candidate"] {
@@ -269,7 +298,7 @@ fn compare_default_mode_screens_by_counts_then_times_guards() {
         assert!(modes.len() > 2 + 40, "{side}: {} records", modes.len());
     }
     let md = fs::read_to_string(out_dir.join("compare.md")).unwrap();
-    assert!(md.contains("screened by exact instruction counts"), "{md}");
+    assert!(md.contains("screened by exact counts"), "{md}");
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
 }
 

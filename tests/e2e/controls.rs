@@ -137,27 +137,6 @@ fn pipelined_requests_are_timed_one_by_one() {
     server.stop(Duration::from_secs(20));
 }
 
-/// The pinned tree with a busy loop before every command's `proc()`, as long as
-/// `VB_SLOWDOWN_ITERS` (read once from the server's environment) says: the same patch as
-/// scripts/detector-bench.sh. Its content hash is stable, so it builds once per machine.
-fn slowed_tree(dir: &std::path::Path) -> std::path::PathBuf {
-    let tree = pinned_tree(&dir.join("valkey-slow"));
-    let server_c = tree.join("src/server.c");
-    let text = fs::read_to_string(&server_c).unwrap();
-    let call = "    c->cmd->proc(c);\n";
-    assert_eq!(text.matches(call).count(), 1, "call() changed shape");
-    let slow = "    {\n        static long vb_slowdown_iters = -1;\n\
-        static volatile unsigned long vb_slowdown_sink;\n\
-        if (vb_slowdown_iters < 0) {\n\
-            const char *e = getenv(\"VB_SLOWDOWN_ITERS\");\n\
-            vb_slowdown_iters = e ? atol(e) : 0;\n\
-        }\n\
-        for (long vb_i = 0; vb_i < vb_slowdown_iters; vb_i++) vb_slowdown_sink += (unsigned long)vb_i;\n\
-    }\n";
-    fs::write(&server_c, text.replace(call, &format!("{slow}{call}"))).unwrap();
-    tree
-}
-
 /// The positive control of `compare`: a candidate made several times slower per command
 /// (a busy loop of 3,000 iterations, about 1 µs, against GET's ~1 µs of server time) must
 /// be called a regression, exit 1, even on a loaded machine.

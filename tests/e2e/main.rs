@@ -23,3 +23,4 @@ mod tls;
 mod topology;
 mod tui;
 mod util;
+mod verdicts;

@@ -426,3 +426,51 @@ pub fn stand_in_tree(tree: &Path, tag: &str, salt: &str, recipe: &str) -> PathBu
     .unwrap();
     tree.to_path_buf()
 }
+
+/// The pinned tree with `block` (C statements) planted before every command's `proc()` in
+/// `call()`, extracted under `dir/name`. Its content hash is stable, so each plant builds
+/// once per machine.
+pub fn planted_tree(dir: &Path, name: &str, block: &str) -> PathBuf {
+    let tree = pinned_tree(&dir.join(name));
+    let server_c = tree.join("src/server.c");
+    let text = fs::read_to_string(&server_c).unwrap();
+    let call = "    c->cmd->proc(c);\n";
+    assert_eq!(text.matches(call).count(), 1, "call() changed shape");
+    fs::write(&server_c, text.replace(call, &format!("{block}{call}"))).unwrap();
+    tree
+}
+
+/// A busy loop before every command, as long as `VB_SLOWDOWN_ITERS` (read once from the
+/// server's environment) says: the same patch as scripts/detector-bench.sh. One iteration
+/// is about 5 instructions and 2 ns.
+pub fn slowed_tree(dir: &Path) -> PathBuf {
+    planted_tree(
+        dir,
+        "valkey-slow",
+        "    {\n        static long vb_slowdown_iters = -1;\n\
+        static volatile unsigned long vb_slowdown_sink;\n\
+        if (vb_slowdown_iters < 0) {\n\
+            const char *e = getenv(\"VB_SLOWDOWN_ITERS\");\n\
+            vb_slowdown_iters = e ? atol(e) : 0;\n\
+        }\n\
+        for (long vb_i = 0; vb_i < vb_slowdown_iters; vb_i++) vb_slowdown_sink += (unsigned long)vb_i;\n\
+    }\n",
+    )
+}
+
+/// `VB_SYSCALLS` (read once from the server's environment; 1 when unset) `getppid` system
+/// calls before every command: a few hundred nanoseconds in the kernel each, and a handful
+/// of user-space instructions. The same patch as scripts/detector-bench.sh.
+pub fn syscall_tree(dir: &Path) -> PathBuf {
+    planted_tree(
+        dir,
+        "valkey-syscall",
+        "    {\n        static long vb_syscalls = -1;\n\
+        if (vb_syscalls < 0) {\n\
+            const char *e = getenv(\"VB_SYSCALLS\");\n\
+            vb_syscalls = e ? atol(e) : 1;\n\
+        }\n\
+        for (long vb_i = 0; vb_i < vb_syscalls; vb_i++) (void)getppid();\n\
+    }\n",
+    )
+}

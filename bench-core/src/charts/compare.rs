@@ -1,4 +1,6 @@
 //! Compare: change % with its 95% interval per case, the threshold band, verdict colours.
+//! Rows come as costs (time per operation, instructions, CPU per request), so slower or
+//! more work is always to the right.
 
 use super::*;
 
@@ -78,7 +80,7 @@ impl Draw for Compare {
             .disable_y_mesh()
             .y_labels(0)
             .x_desc(
-                "candidate against baseline, % (dot: median ratio; bar: 95% CI; band: ±threshold)",
+                "cost per request, candidate against baseline, % (right: slower or more work; bar: 95% CI; band: ±threshold)",
             )
             .x_label_formatter(&|v| format!("{v:+.0}%"))
             .light_line_style(TRANSPARENT)

@@ -144,18 +144,32 @@ pub fn exact_note(c: &Comparison) -> Option<String> {
 /// event-loop iterations more or less in 10,000 requests); the table shows two decimals.
 pub const EXACT_FLOOR_PCT: f64 = 0.05;
 
-/// Exact counts that moved one way across cases: a finding of its own even when every
-/// case is under the threshold (a small cost added on a path every command takes). Reported
-/// when at least 5 cases moved and the sign test over the cases' directions gives
-/// p < [`ALPHA`].
+/// Instruction counts that moved one way across cases: a finding of its own even when
+/// every case is under the threshold (a small cost added on a path every command takes).
+/// A case takes part when its direction is clear: an exact count that moved by at least
+/// [`EXACT_FLOOR_PCT`], or a count that varies between processes and moved past its own
+/// widened bar. Reported when at least 5 cases take part and the sign test over their
+/// directions gives p < [`ALPHA`]; the text says how many cases took part and why the
+/// others did not. A shift in counts is a change, not a direction of speed.
 pub fn exact_shift(cases: &[CaseResult]) -> Option<String> {
-    let changes: Vec<f64> = cases
+    let exact: Vec<&MetricResult> = cases
         .iter()
         .filter_map(|c| c.metrics.first())
-        // Exact counts only: not samples, and not counts that vary between processes.
-        .filter(|m| m.comparison.sign_p.is_none() && m.comparison.mde_pct.is_none())
+        .filter(|m| m.comparison.sign_p.is_none() && m.comparison.pairs == 1)
+        .collect();
+    let clear = |m: &MetricResult| {
+        let c = &m.comparison;
+        let change = c.change_pct();
+        change.is_finite()
+            && match c.mde_pct {
+                None => change.abs() >= EXACT_FLOOR_PCT,
+                Some(_) => c.verdict != Verdict::NoChange,
+            }
+    };
+    let changes: Vec<f64> = exact
+        .iter()
+        .filter(|m| clear(m))
         .map(|m| m.comparison.change_pct())
-        .filter(|c| c.is_finite() && c.abs() >= EXACT_FLOOR_PCT)
         .collect();
     if changes.len() < 5 {
         return None;
@@ -170,9 +184,30 @@ pub fn exact_shift(cases: &[CaseResult]) -> Option<String> {
     } else {
         (changes.len() - up, "down")
     };
+    let same = exact
+        .iter()
+        .filter(|m| m.comparison.mde_pct.is_none() && !clear(m))
+        .count();
+    let varying = exact.len() - changes.len() - same;
+    let mut left_out = Vec::new();
+    if same > 0 {
+        left_out.push(format!("{same} unchanged"));
+    }
+    if varying > 0 {
+        left_out.push(format!(
+            "{varying} whose counts vary between processes more than they moved"
+        ));
+    }
+    let left_out = if left_out.is_empty() {
+        String::new()
+    } else {
+        format!("; left out: {}", left_out.join(", "))
+    };
     let median = crate::stats::median(&changes).expect("five or more");
     Some(format!(
-        "a consistent shift: {moved} of {} cases moved {way} (median {median:+.2}%, exact counts; sign test over the cases p = {p:.1e})",
+        "a consistent shift in instruction counts: {moved} of the {} cases whose count moved went {way} \
+         (median {median:+.2}%; sign test over the cases p = {p:.1e}){left_out}; of {} cases in all",
+        changes.len(),
         cases.len()
     ))
 }
@@ -273,7 +308,9 @@ pub(crate) mod tests {
         }
         let finding = exact_shift(&cases).unwrap();
         assert!(
-            finding.starts_with("a consistent shift: 9 of 10 cases moved up"),
+            finding.starts_with(
+                "a consistent shift in instruction counts: 9 of the 10 cases whose count moved went up"
+            ),
             "{finding}"
         );
         // Counts that agree to the processes' precision are not a direction.
@@ -283,5 +320,39 @@ pub(crate) mod tests {
         assert_eq!(exact_shift(&same), None);
         // Sampled comparisons never count.
         assert_eq!(exact_shift(&[]), None);
+        // Counts that vary between processes take part once they moved past their own
+        // widened bar, and the text says how many cases it speaks of and why others not.
+        let varying = |name: &str, b: [f64; 3], c: [f64; 3]| {
+            let comparison = compare_counts(&b, &c, Better::Lower, 0.005);
+            CaseResult {
+                verdict: comparison.verdict,
+                metrics: vec![MetricResult {
+                    comparison,
+                    ..exact_case(name, 1.0, 1.0).metrics[0].clone()
+                }],
+                ..exact_case(name, 1.0, 1.0)
+            }
+        };
+        let mut cases: Vec<CaseResult> = (0..5)
+            .map(|i| exact_case(&format!("e{i}"), 4000.0, 4400.0))
+            .collect();
+        // Moved +10% with rounds 1% apart: past its bar (0.5 + 2 × 1 = 2.5%).
+        cases.push(varying("v1", [1000.0; 3], [1100.0, 1110.0, 1105.0]));
+        // Moved +0.7% with rounds 1% apart: within its bar, left out.
+        cases.push(varying("v2", [1000.0; 3], [1002.0, 1012.0, 1007.0]));
+        cases.push(exact_case("same", 4000.0, 4000.0));
+        let finding = exact_shift(&cases).unwrap();
+        assert!(
+            finding.starts_with(
+                "a consistent shift in instruction counts: 6 of the 6 cases whose count moved went up"
+            ),
+            "{finding}"
+        );
+        assert!(
+            finding.ends_with(
+                "left out: 1 unchanged, 1 whose counts vary between processes more than they moved; of 8 cases in all"
+            ),
+            "{finding}"
+        );
     }
 }

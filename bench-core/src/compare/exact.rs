@@ -88,6 +88,73 @@ pub fn compare_counts(
     c
 }
 
+/// System calls per request that a change must move by to count, when one build's
+/// processes agree: 0.01 is 100 calls in a 10,000-request window. A call the command path
+/// makes adds 1 per request; one per pipelined batch of 16, 0.0625; the clock-driven
+/// calls of serverCron at `hz 1` (reading its RSS, a timer's `epoll_wait`) a few per
+/// window, under 0.001.
+pub const SYSCALL_THRESHOLD_PER_REQUEST: f64 = 0.01;
+
+/// Compares counts of system calls per request (`baseline[k]`, `candidate[k]`: round `k`,
+/// as [`compare_counts`]). A kind the command path makes a fixed number of times per
+/// request is exact: it appears, disappears or moves by whole calls per request (or per
+/// batch). Batching-dependent kinds (`epoll_wait`, `read`, `write` at pipeline > 1) vary
+/// with timing, so the change must pass `threshold` (calls per request) plus twice the
+/// range of the rounds' differences. The verdict is by the difference, not the ratio (a
+/// kind may appear from zero); `ratio` is candidate / baseline, infinite for a new kind.
+/// `mde_pct` is unused (`None`); the widened bar comes back beside the comparison.
+pub fn compare_calls(baseline: &[f64], candidate: &[f64], threshold: f64) -> (Comparison, f64) {
+    let median = |v: &[f64]| crate::stats::median(v).unwrap_or(f64::NAN);
+    let diffs: Vec<f64> = baseline
+        .iter()
+        .zip(candidate)
+        .map(|(b, c)| c - b)
+        .filter(|d| d.is_finite())
+        .collect();
+    let diff = median(&diffs);
+    let range = if diffs.len() > 1 {
+        diffs.iter().copied().fold(f64::MIN, f64::max)
+            - diffs.iter().copied().fold(f64::MAX, f64::min)
+    } else {
+        0.0
+    };
+    let bar = threshold + 2.0 * range;
+    let (b, c) = (median(baseline), median(candidate));
+    let ratio = if b > 0.0 {
+        c / b
+    } else if c > 0.0 {
+        f64::INFINITY
+    } else {
+        1.0
+    };
+    let verdict = if diffs.is_empty() || baseline.len() != candidate.len() {
+        Verdict::Inconclusive
+    } else if diff > bar {
+        Verdict::Regression
+    } else if diff < -bar {
+        Verdict::Improvement
+    } else {
+        Verdict::NoChange
+    };
+    let spread_of = |v: &[f64]| if v.len() > 1 { cv(v) } else { 0.0 };
+    let comparison = Comparison {
+        pairs: 1,
+        baseline_median: b,
+        candidate_median: c,
+        ratio,
+        ci_low: ratio.is_finite().then_some(ratio),
+        ci_high: ratio.is_finite().then_some(ratio),
+        ci_coverage: Some(1.0),
+        sign_p: None,
+        mann_whitney_p: None,
+        baseline_cv: spread_of(baseline),
+        candidate_cv: spread_of(candidate),
+        mde_pct: None,
+        verdict,
+    };
+    (comparison, bar)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +184,28 @@ mod tests {
             compare_counts(&[1000.0], &[990.0], Better::Lower, 0.005),
             compare_exact(1000.0, 990.0, Better::Lower, 0.005)
         );
+    }
+    #[test]
+    fn system_calls_move_by_whole_calls_and_varying_kinds_need_more() {
+        // One getppid per request appears: exact, +1.
+        let (c, bar) = compare_calls(&[0.0], &[1.0], SYSCALL_THRESHOLD_PER_REQUEST);
+        assert_eq!(c.verdict, Verdict::Regression);
+        assert!(c.ratio.is_infinite());
+        assert!((bar - 0.01).abs() < 1e-12);
+        // A few cron calls in the window: the same count.
+        let (c, _) = compare_calls(&[3.0004], &[3.0009], SYSCALL_THRESHOLD_PER_REQUEST);
+        assert_eq!(c.verdict, Verdict::NoChange);
+        // epoll_wait at pipeline 16 whose rounds differ by up to 0.02: a 0.04 move is
+        // within 0.01 + 2 × 0.02.
+        let (c, bar) = compare_calls(
+            &[0.0625, 0.0625, 0.0625],
+            &[0.1025, 0.0925, 0.1125],
+            SYSCALL_THRESHOLD_PER_REQUEST,
+        );
+        assert!((bar - 0.05).abs() < 1e-9, "{bar}");
+        assert_eq!(c.verdict, Verdict::NoChange);
+        // Fewer calls: better.
+        let (c, _) = compare_calls(&[2.0, 2.0], &[1.0, 1.0], SYSCALL_THRESHOLD_PER_REQUEST);
+        assert_eq!(c.verdict, Verdict::Improvement);
     }
 }

@@ -109,9 +109,13 @@ impl Verdict {
 pub struct Comparison {
     /// Independent pairs the statistics ran over (in the perf suite: trials).
     pub pairs: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub baseline_median: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub candidate_median: f64,
-    /// Median of the per-pair ratios candidate/baseline.
+    /// Median of the per-pair ratios candidate/baseline (infinite for a count that
+    /// appeared from zero, written as `null`, as is NaN).
+    #[serde(deserialize_with = "nan_if_null")]
     pub ratio: f64,
     /// Distribution-free 95% interval of the ratio (order statistics of the pairs' log
     /// ratios); `None` with fewer than 6 pairs.
@@ -124,11 +128,18 @@ pub struct Comparison {
     pub sign_p: Option<f64>,
     /// Two-sided Mann-Whitney U on the two sides.
     pub mann_whitney_p: Option<f64>,
+    #[serde(deserialize_with = "nan_if_null")]
     pub baseline_cv: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub candidate_cv: f64,
     /// Minimum detectable effect, percent (80% power, 5% two-sided).
     pub mde_pct: Option<f64>,
     pub verdict: Verdict,
+}
+
+/// JSON has no NaN or infinity: serde_json writes them as `null`; read that back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl Comparison {

@@ -55,13 +55,90 @@ fn evidence_text(case: &CaseResult, metric: &MetricResult) -> String {
 
 /// The metrics a case's verdict rests on, one table row each: the primary, and in a
 /// screened comparison the timed primary after the count.
-pub fn headline_metrics(case: &CaseResult) -> &[MetricResult] {
-    let timed = matches!(
+pub fn headline_metrics(case: &CaseResult) -> Vec<&MetricResult> {
+    let mut rows: Vec<&MetricResult> = case.metrics.iter().take(1).collect();
+    if matches!(
         case.screen,
         Some(screen::Screen::Moved | screen::Screen::Guard)
-    );
-    let n = if timed { 2 } else { 1 };
-    &case.metrics[..n.min(case.metrics.len())]
+    ) && let Some(timed) = screen::timed_primary(case)
+        && !rows.iter().any(|m| std::ptr::eq(*m, timed))
+    {
+        rows.push(timed);
+    }
+    rows
+}
+
+/// A case's verdict as the tables show it: "changed, not timed" for a case whose counts
+/// moved and that no trial timed; in instructions mode, a count's call is labelled as
+/// one ("regression (instructions)").
+pub fn verdict_label(report: &CompareReport, case: &CaseResult) -> String {
+    if case.screen == Some(screen::Screen::NotTimed)
+        && case.verdict == Verdict::Inconclusive
+        && screen::moved(case)
+    {
+        return "changed, not timed".into();
+    }
+    if report.mode == "instructions" && case.verdict != Verdict::Inconclusive {
+        return format!("{} (instructions)", case.verdict.label());
+    }
+    case.verdict.label().into()
+}
+
+/// A metric's change: percent, or for system calls the difference in calls per request.
+fn change_cell(m: &MetricResult) -> String {
+    let c = &m.comparison;
+    if screen::is_syscalls(m) {
+        format!("{:+.2}/req", c.candidate_median - c.baseline_median)
+    } else {
+        format!("{:+.2}%", c.change_pct())
+    }
+}
+
+/// The one-line outcome of a comparison, as the Markdown, the terminal and the report
+/// page open with it: the regressions, else inconclusive (with what stays open), else no
+/// regression; a kernel-side change is named whatever the outcome.
+pub fn headline(report: &CompareReport) -> String {
+    let regressions = report.count(Verdict::Regression);
+    let open = report.count(Verdict::Inconclusive);
+    let improvements = report.count(Verdict::Improvement);
+    let mut text = if regressions > 0 {
+        format!("{regressions} regression(s)")
+    } else if open > 0 {
+        let not_timed = report
+            .cases
+            .iter()
+            .filter(|c| {
+                c.screen == Some(screen::Screen::NotTimed)
+                    && c.verdict == Verdict::Inconclusive
+                    && screen::moved(c)
+            })
+            .count();
+        let mut why = Vec::new();
+        if not_timed > 0 {
+            why.push(format!("{not_timed} changed, not timed"));
+        }
+        if open > not_timed {
+            why.push(format!("{} undecided", open - not_timed));
+        }
+        format!(
+            "inconclusive: no regression found, {open} of {} case(s) open ({})",
+            report.cases.len(),
+            why.join(", ")
+        )
+    } else {
+        "no regression".to_string()
+    };
+    if improvements > 0 {
+        text.push_str(&format!(", {improvements} improvement(s)"));
+    }
+    if report
+        .findings
+        .iter()
+        .any(|f| f.starts_with("kernel-side change"))
+    {
+        text.push_str("; kernel-side change");
+    }
+    text
 }
 
 /// A p-value or α with the digits it needs: 0.031, 0.0078, 4.9e-4.
@@ -114,7 +191,7 @@ pub fn verdict_table(report: &CompareReport) -> String {
         .iter()
         .flat_map(|case| {
             headline_metrics(case)
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(move |(row, m)| {
                     let c = &m.comparison;
@@ -125,11 +202,11 @@ pub fn verdict_table(report: &CompareReport) -> String {
                         m.label.clone(),
                         figure(c.baseline_median),
                         figure(c.candidate_median),
-                        format!("{:+.2}%", c.change_pct()),
+                        change_cell(m),
                         ci_text(c),
                         c.pairs.to_string(),
                         evidence_text(case, m),
-                        first(case.verdict.label().to_string()),
+                        first(verdict_label(report, case)),
                         first(note_text(case)),
                     ]
                 })
@@ -165,7 +242,7 @@ pub fn detail_table(report: &CompareReport) -> String {
                     m.label.clone(),
                     figure(c.baseline_median),
                     figure(c.candidate_median),
-                    format!("{:+.2}%", c.change_pct()),
+                    change_cell(m),
                     ci_text(c),
                     p(c.sign_p),
                     p(c.mann_whitney_p),
@@ -192,27 +269,7 @@ pub fn markdown(report: &CompareReport) -> String {
     };
     let regressions = report.count(Verdict::Regression);
     let open = report.count(Verdict::Inconclusive);
-    let headline = if regressions > 0 {
-        format!("**{regressions} regression(s)**")
-    } else if open > 0 {
-        let mde = report
-            .cases
-            .iter()
-            .filter(|c| c.verdict == Verdict::Inconclusive)
-            .filter_map(|c| c.metrics.first().and_then(|m| m.comparison.mde_pct))
-            .fold(f64::NAN, f64::max);
-        let within = if mde.is_finite() {
-            format!("; these trials could detect changes of {mde:.1}% or more")
-        } else {
-            String::new()
-        };
-        format!(
-            "**inconclusive**: no regression found, {open} of {} case(s) undecided{within}",
-            report.cases.len()
-        )
-    } else {
-        "**no regression**".to_string()
-    };
+    let headline = format!("**{}**", escape_markdown(&headline(report)));
     let mut out = format!(
         "## valkey-bench compare: {headline}\n\n\
          - baseline: {}\n- candidate: {}\n- suite: {}, mode: {}, threshold: {}%\n\
@@ -239,18 +296,11 @@ pub fn markdown(report: &CompareReport) -> String {
                 .filter(|c| c.screen == Some(role))
                 .count()
         };
-        let moved = report
-            .cases
-            .iter()
-            .filter(|c| {
-                c.metrics
-                    .first()
-                    .is_some_and(|m| m.comparison.verdict != Verdict::NoChange)
-            })
-            .count();
+        let moved = report.cases.iter().filter(|c| screen::moved(c)).count();
         out.push_str(&format!(
-            "- screened by exact instruction counts (threshold {t}%): {moved} of {} case(s) moved; \
-             timed (threshold {}%): {} moved case(s) and {} guard(s) that did not move\n",
+            "- screened by exact counts (instructions, threshold {t}%; system calls per request by kind): \
+             {moved} of {} case(s) changed; timed (threshold {}%): {} changed case(s) and {} guard(s) \
+             whose counts did not move\n",
             report.cases.len(),
             report.threshold_pct,
             with(screen::Screen::Moved),
@@ -271,12 +321,16 @@ pub fn markdown(report: &CompareReport) -> String {
 /// How to read the tables, printed under them.
 pub const METHOD_NOTE: &str = "\nChange is the median of per-trial ratios candidate/baseline (in the perf suite a \
 trial's ratio is the median of its slices; trials alternate AB/BA on fresh servers). 95% CI: the distribution-free \
-interval of the median from order statistics. p raw: the sign test over the trials; adjusted: Holm over every case \
-of the comparison, at the look's share of 5% (at most 8 looks at fixed trial counts, a third of alpha at the first, \
-2/21 at each later one), so the whole comparison false-alarms at most 5% of the time. A regression needs the adjusted p \
-within the look's alpha and the change past the threshold. No change: the CI within ±threshold. Inconclusive: \
-neither when the trials stopped; MDE: the smallest change these trials detect at 80% power. Exact counts \
-(instructions mode) are not samples: the change decides alone, and one under the threshold says so. In the default \
-mode (auto) every case's count is the screen: a count that moved past its threshold decides the case; the timed cases \
-(the moved ones, and guards that did not move) are judged as above, Holm over the timed cases, and a timed regression or \
-improvement overrides the count.\n";
+interval of the median from order statistics. p raw: the sign test over the trials; adjusted: Holm over every timed \
+case of the comparison, at the look's share of 5% (at most 8 looks at fixed trial counts, a third of alpha at the \
+first, 2/21 at each later one), so the whole comparison false-alarms at most 5% of the time. A regression needs the \
+adjusted p within the look's alpha and the change past the threshold. No change: the CI within ±threshold. \
+Inconclusive: neither when the trials stopped (a CI entirely beyond ±threshold that the family's rule did not \
+decide stays inconclusive); MDE: the smallest change these trials detect at 80% power. Exact counts are not \
+samples: in the default mode (auto) every case's instructions per request and system calls per request (by kind) \
+are counted under callgrind, and a count that moved says the case changed, not which way: Valkey trades \
+instructions for fewer memory stalls, and a system call's cost is in the kernel. Time decides the direction: the \
+changed cases are timed (the largest change first) with guards whose counts did not move; a changed case left \
+untimed is \"changed, not timed\" (inconclusive). An unmoved count vouches for its case unless a timed guard's \
+time moved where its counts did not. Instructions mode (--mode instructions) calls regressions on counts alone, \
+labelled as instruction verdicts.\n";

@@ -1,112 +1,194 @@
-//! The default comparison: screen every case by exact instruction counts, then spend
-//! wall-clock trials where they can decide something.
+//! The default comparison: screen every case by exact counts, then let time say which way.
 //!
-//! Instruction counts under callgrind are exact (with the hash seed pinned, one build
-//! repeats to 0.0003%), cheap per case once a server runs, and blind to what costs time
-//! without costing user-space instructions: the kernel's share (at pipeline 1 most of a
-//! request is `read`/`write`), cache and memory stalls (large values), I/O and threads.
-//! So the plan is:
-//! 1. **Screen.** Count every case on both sides. A case whose count moved by the
-//!    instructions threshold has *moved*; its exact count decides it (a regression
-//!    or an improvement), as in rustc's perf CI, where instruction counts are the primary
-//!    metric because wall clock is too noisy to gate on.
+//! Exact counts under callgrind (instructions per request, and the system calls per
+//! request the server made in the same counted window, by kind) repeat between processes
+//! of one build, so a count that moved says, whatever the machine's noise, that the case
+//! **changed**. It does not say which way the case's speed went: Valkey's speed-ups often
+//! trade instructions for fewer memory stalls (8.1.1 → 9.1.2 adds 8–27% instructions per
+//! request and runs pipelined SET and GET 21–32% faster on a working set larger than the
+//! cache), and a system call costs hundreds of nanoseconds that no instruction count sees.
+//! So:
+//! 1. **Screen.** Count every case on both sides. A case whose instructions moved past
+//!    the instructions threshold, or any kind of system call past
+//!    [`SYSCALL_THRESHOLD_PER_REQUEST`](super::SYSCALL_THRESHOLD_PER_REQUEST), has
+//!    *moved*: a finding ("instructions/req +26.8%"), never a verdict.
 //! 2. **Time.** Wall-clock trials (`family.rs`: Holm over the timed cases, α spent over
-//!    looks) run on [`GUARDS`] cases that did not move, chosen for what instructions cannot
-//!    see ([`timed_cases`]), then on the moved cases, most moved first, as many as the
-//!    time budget fits. A timed case that the family calls a regression or an improvement
-//!    takes that verdict ([`merge`]): the guard against a slowdown the count missed.
-//! 3. An untimed or undecided case keeps its exact verdict; the report says which cases
-//!    were timed and, for an undecided one, the smallest change its trials could see.
+//!    looks) run on [`GUARDS`] unmoved cases, chosen for what counts cannot see
+//!    ([`timed_cases`]), then on the moved cases, those whose system calls moved first,
+//!    then the largest instruction change first, as many as the time budget fits.
+//! 3. **Verdicts** ([`merge`]): time alone says regression or improvement. A moved case is
+//!    "no change" only when its timed interval lies within ±threshold; a moved case not
+//!    timed is "changed, not timed" (inconclusive: exit 3). An unmoved case keeps "no
+//!    change" on its counts unless time contradicts them: a timed interval entirely
+//!    beyond ±threshold is inconclusive even where the family's rule did not decide it,
+//!    and a guard whose time moved while its counts did not shows the counts **blind** to
+//!    this change ([`blind`]): the rest of the budget times further unmoved cases, and
+//!    unmoved cases still untimed are inconclusive.
 //!
-//! The run's false-alarm rate is then the time family's (≤ α over the timed cases) plus
-//! the count's: side by side, a count of one build against itself moves by a few
-//! hundredths of a percent, except where the server draws random numbers from a
-//! clock-seeded generator (ZADD) or, across rounds run at other moments, where clock-driven
-//! event-loop work grows with a slower stream; a moved case is counted in two more rounds
-//! and must move past the threshold plus twice the range of the rounds' ratios
-//! (`compare_counts`). A change in the command path is found by its count
-//! whatever the machine's noise.
+//! The run's false-alarm rate for "regression" is then the time family's (≤ α over the
+//! timed cases): counts never call one.
 
 use super::*;
 
-/// Unmoved cases timed as guards against what instruction counts cannot see.
+/// Unmoved cases timed as guards against what counts cannot see.
 pub const GUARDS: usize = 2;
 
 /// Why a case of a screened comparison was timed, or that it was not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Screen {
-    /// Its instruction count moved past the threshold; timed to show what that costs.
+    /// Its counts moved; timed to say which way.
     Moved,
-    /// Its count did not move; timed as a guard.
+    /// Its counts did not move; timed as a guard against what counts cannot see.
     Guard,
-    /// Its count decided it; the budget timed others.
+    /// Not timed: its counts vouch for it when they did not move; when they moved, it is
+    /// "changed, not timed".
     NotTimed,
 }
 
-/// The cases to time, in order, from the screen's results (`screened[i]`, exact) and each
-/// case's pipeline depth: up to [`GUARDS`] unmoved cases (those whose count varies
-/// between processes first, then the shallowest pipeline, where the kernel's share is
-/// largest, and the deepest, each depth once, then by size of their exact change), then
-/// the moved cases (and any the count could not decide), the largest change first. `fits(m)`
-/// says whether `m` timed cases fit the budget; the list is cut to the most that fit.
-pub fn timed_cases(
-    screened: &[CaseResult],
-    pipelines: &[u32],
-    fits: &dyn Fn(usize) -> bool,
-) -> Vec<(usize, Screen)> {
-    let change = |i: usize| {
-        let c = screened[i]
-            .metrics
-            .first()
-            .map_or(0.0, |m| m.comparison.change_pct().abs());
-        if c.is_finite() { c } else { 0.0 }
+/// The key of the total system calls per request among a screened case's metrics; each
+/// kind is `syscalls_per_request.<name>`.
+pub const SYSCALLS: &str = "syscalls_per_request";
+
+/// Whether a metric is an exact count (no sampling: no sign test).
+pub fn is_exact(m: &MetricResult) -> bool {
+    m.comparison.sign_p.is_none()
+}
+
+/// Whether a metric counts system calls (its change is shown in calls per request).
+pub fn is_syscalls(m: &MetricResult) -> bool {
+    m.metric == SYSCALLS || m.metric.starts_with("syscalls_per_request.")
+}
+
+/// Whether any exact count of the case moved past its bar (or could not be compared).
+pub fn moved(case: &CaseResult) -> bool {
+    case.metrics
+        .iter()
+        .any(|m| is_exact(m) && m.comparison.verdict != Verdict::NoChange)
+}
+
+/// Whether the case's system calls moved.
+fn syscalls_moved(case: &CaseResult) -> bool {
+    case.metrics
+        .iter()
+        .any(|m| is_syscalls(m) && m.comparison.verdict != Verdict::NoChange)
+}
+
+/// The timed primary metric of a case (the first sampled one), if it was timed.
+pub fn timed_primary(case: &CaseResult) -> Option<&MetricResult> {
+    case.metrics.iter().find(|m| !is_exact(m))
+}
+
+/// What moved, as a finding: `instructions/req +26.8%, getppid +1.00/req`; `None` when
+/// no count moved. Kinds of system calls by name (the total only when no kind moved on
+/// its own).
+pub fn changes(case: &CaseResult) -> Option<String> {
+    let mut parts = Vec::new();
+    for m in case.metrics.iter().filter(|m| is_exact(m)) {
+        if m.comparison.verdict == Verdict::NoChange || m.metric == SYSCALLS {
+            continue;
+        }
+        parts.push(change_text(m));
+    }
+    if parts.iter().all(|p| p.starts_with("instructions")) && syscalls_moved(case) {
+        // Only the total moved: name it.
+        if let Some(total) = case.metrics.iter().find(|m| m.metric == SYSCALLS) {
+            parts.push(change_text(total));
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A count's change as people read it: `instructions/req +26.8%`, and for system calls the
+/// difference in calls per request, `getppid +1.00/req` (a kind may appear from zero).
+pub fn change_text(m: &MetricResult) -> String {
+    let c = &m.comparison;
+    if is_syscalls(m) {
+        format!(
+            "{} {:+.2}/req",
+            m.label,
+            c.candidate_median - c.baseline_median
+        )
+    } else {
+        format!("{} {:+.1}%", m.label, c.change_pct())
+    }
+}
+
+/// How a case sorts among the moved: system calls moved first (a call costs hundreds of
+/// nanoseconds, more than most instruction changes), then by the instruction change.
+fn weight(case: &CaseResult) -> (bool, f64) {
+    let instructions = case
+        .metrics
+        .first()
+        .filter(|m| is_exact(m) && !is_syscalls(m))
+        .map_or(0.0, |m| m.comparison.change_pct().abs());
+    let instructions = if instructions.is_finite() {
+        instructions
+    } else {
+        0.0
     };
-    // A count that varies between processes (its bar widened) is the first guard: there
-    // the count sees least.
+    (syscalls_moved(case), instructions)
+}
+
+/// The unmoved cases in the order they are worth timing as guards: those whose counts
+/// vary between processes first (there the counts see least), then the shallowest
+/// pipeline (where the kernel's share is largest) and the deepest, each depth once, then
+/// the rest by the size of their exact change.
+pub fn unmoved_order(screened: &[CaseResult], pipelines: &[u32]) -> Vec<usize> {
+    let change = |i: usize| weight(&screened[i]).1;
     let noisy = |i: usize| {
         screened[i]
             .metrics
             .first()
             .is_some_and(|m| m.comparison.mde_pct.is_some())
     };
-    let by_change = |mut v: Vec<usize>| {
-        // Largest change first; ties in suite order.
-        v.sort_by(|&a, &b| change(b).total_cmp(&change(a)).then(a.cmp(&b)));
-        v
-    };
-    let unmoved = by_change(
-        (0..screened.len())
-            .filter(|&i| screened[i].verdict == Verdict::NoChange)
-            .collect(),
-    );
-    let moved = by_change(
-        (0..screened.len())
-            .filter(|&i| screened[i].verdict != Verdict::NoChange)
-            .collect(),
-    );
-    let mut guards: Vec<usize> = unmoved.iter().copied().filter(|&i| noisy(i)).collect();
-    guards.truncate(GUARDS);
+    let mut unmoved: Vec<usize> = (0..screened.len())
+        .filter(|&i| !moved(&screened[i]))
+        .collect();
+    unmoved.sort_by(|&a, &b| change(b).total_cmp(&change(a)).then(a.cmp(&b)));
+    let mut order: Vec<usize> = unmoved.iter().copied().filter(|&i| noisy(i)).collect();
     let shallowest = unmoved.iter().map(|&i| pipelines[i]).min();
     let deepest = unmoved.iter().map(|&i| pipelines[i]).max();
     for depth in [shallowest, deepest].into_iter().flatten() {
-        let covered = guards.iter().any(|&g| pipelines[g] == depth);
+        let covered = order.iter().any(|&g| pipelines[g] == depth);
         if let Some(&i) = unmoved
             .iter()
-            .find(|&&i| pipelines[i] == depth && !guards.contains(&i))
+            .find(|&&i| pipelines[i] == depth && !order.contains(&i))
             && !covered
         {
-            guards.push(i);
+            order.push(i);
         }
     }
     for &i in &unmoved {
-        if guards.len() < GUARDS && !guards.contains(&i) {
-            guards.push(i);
+        if !order.contains(&i) {
+            order.push(i);
         }
     }
-    guards.truncate(GUARDS);
-    let mut order: Vec<(usize, Screen)> = guards.into_iter().map(|i| (i, Screen::Guard)).collect();
-    order.extend(moved.into_iter().map(|i| (i, Screen::Moved)));
+    order
+}
+
+/// The cases to time, in order, from the screen's results and each case's pipeline depth:
+/// the first [`GUARDS`] of [`unmoved_order`], then the moved cases ([`weight`]: system
+/// calls moved first, then the largest instruction change first). `fits(m)` says whether
+/// `m` timed cases fit the budget; the list is cut to the most that fit.
+pub fn timed_cases(
+    screened: &[CaseResult],
+    pipelines: &[u32],
+    fits: &dyn Fn(usize) -> bool,
+) -> Vec<(usize, Screen)> {
+    let mut moved_cases: Vec<usize> = (0..screened.len())
+        .filter(|&i| moved(&screened[i]))
+        .collect();
+    moved_cases.sort_by(|&a, &b| {
+        let (wa, wb) = (weight(&screened[a]), weight(&screened[b]));
+        wb.0.cmp(&wa.0).then(wb.1.total_cmp(&wa.1)).then(a.cmp(&b))
+    });
+    let mut order: Vec<(usize, Screen)> = unmoved_order(screened, pipelines)
+        .into_iter()
+        .take(GUARDS)
+        .map(|i| (i, Screen::Guard))
+        .collect();
+    order.extend(moved_cases.into_iter().map(|i| (i, Screen::Moved)));
     let mut m = order.len();
     while m > 0 && !fits(m) {
         m -= 1;
@@ -115,29 +197,86 @@ pub fn timed_cases(
     order
 }
 
-/// One case of a screened comparison: its exact result, and what its timed trials
-/// found if it was timed (`role` Moved or Guard). A time verdict of regression or
-/// improvement stands; otherwise the exact one does. Metrics: the count first, then the
+/// Whether a timed case's interval lies entirely beyond ±`threshold` (a fraction).
+pub fn beyond(c: &Comparison, threshold: f64) -> bool {
+    c.ci_low
+        .zip(c.ci_high)
+        .is_some_and(|(low, high)| low > 1.0 + threshold || high < 1.0 - threshold)
+}
+
+/// Whether time moved where the counts did not: a timed unmoved case called a
+/// regression or improvement, or whose interval lies entirely beyond ±`threshold`. Then
+/// the counts are blind to this change and cannot vouch for any unmoved case.
+pub fn blind(screened: &CaseResult, time: &CaseResult, threshold: f64) -> bool {
+    if moved(screened) {
+        return false;
+    }
+    matches!(time.verdict, Verdict::Regression | Verdict::Improvement)
+        || timed_primary(time).is_some_and(|m| beyond(&m.comparison, threshold))
+}
+
+/// How [`merge`] judges.
+#[derive(Clone, Copy, Debug)]
+pub struct Rule {
+    /// The timed trials' threshold (a fraction).
+    pub threshold: f64,
+    /// A guard showed the counts blind to this change ([`blind`]): unmoved counts vouch
+    /// for nothing.
+    pub blind: bool,
+}
+
+/// One case of a screened comparison: its exact result, and what its timed trials found
+/// if it was timed (`role` Moved or Guard). The verdict is time's; the counts say only
+/// whether the case changed (module doc, step 3). Metrics: the counts first, then the
 /// time metrics; trials and evidence are the timed ones.
-pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>) -> CaseResult {
+pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>, rule: Rule) -> CaseResult {
+    let changed = changes(&screened);
+    let mut notes: Vec<String> = Vec::new();
+    match &changed {
+        Some(c) => notes.push(format!("changed: {c}")),
+        None => notes.extend(screened.note.clone()),
+    }
     let Some((time, role)) = timed else {
+        let verdict = if changed.is_some() {
+            notes[0] = format!("changed, not timed: {}", changed.as_deref().unwrap_or(""));
+            Verdict::Inconclusive
+        } else if rule.blind {
+            notes.push(
+                "not timed, and a guard's time moved where its counts did not: the counts cannot vouch for it"
+                    .into(),
+            );
+            Verdict::Inconclusive
+        } else {
+            Verdict::NoChange
+        };
         return CaseResult {
+            verdict,
+            note: (!notes.is_empty()).then(|| notes.join("; ")),
             screen: Some(Screen::NotTimed),
             ..screened
         };
-    };
-    let decided_by_time = matches!(time.verdict, Verdict::Regression | Verdict::Improvement);
-    let verdict = if decided_by_time {
-        time.verdict
-    } else {
-        screened.verdict
     };
     let why = match role {
         Screen::Guard => "time guard",
         _ => "timed",
     };
-    let primary = time.metrics.first();
-    let time_note = match (time.verdict, primary) {
+    let primary = timed_primary(&time);
+    let threshold_pct = rule.threshold * 100.0;
+    let outside = primary.is_some_and(|m| beyond(&m.comparison, rule.threshold));
+    let verdict = match time.verdict {
+        Verdict::Regression | Verdict::Improvement | Verdict::NoChange => time.verdict,
+        Verdict::Inconclusive if changed.is_some() || outside => Verdict::Inconclusive,
+        // An unmoved guard whose interval neither lies within nor beyond ±threshold: the
+        // counts vouch, and time does not contradict them.
+        Verdict::Inconclusive => Verdict::NoChange,
+    };
+    notes.push(match (time.verdict, primary) {
+        (Verdict::Inconclusive, Some(m)) if outside => format!(
+            "{why}: {} {:+.1}% ({}), beyond ±{threshold_pct}% but not significant for the whole comparison",
+            m.label,
+            m.comparison.change_pct(),
+            interval_text(&m.comparison),
+        ),
         (Verdict::Inconclusive, Some(m)) => match m.comparison.mde_pct {
             Some(mde) => format!(
                 "{why}: {} {:+.1}%, undecided (MDE {mde:.1}%)",
@@ -146,6 +285,11 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>) -> CaseR
             ),
             None => format!("{why}: undecided"),
         },
+        (Verdict::NoChange, Some(m)) => format!(
+            "{why}: {} {:+.1}%, within ±{threshold_pct}%",
+            m.label,
+            m.comparison.change_pct()
+        ),
         (v, Some(m)) => format!(
             "{why}: {} {:+.1}%, {}",
             m.label,
@@ -153,10 +297,11 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>) -> CaseR
             v.label()
         ),
         (v, None) => format!("{why}: {}", v.label()),
-    };
-    let mut notes: Vec<String> = screened.note.into_iter().collect();
-    notes.push(time_note);
-    notes.extend(time.note);
+    });
+    notes.extend(time.note.clone());
+    if let Some(kernel) = kernel_side(&screened, &time) {
+        notes.push(kernel);
+    }
     let mut metrics = screened.metrics;
     metrics.extend(time.metrics);
     CaseResult {
@@ -170,139 +315,173 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>) -> CaseR
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn exact(name: &str, change: f64) -> CaseResult {
-        super::super::analysis::tests::exact_case(name, 1000.0, 1000.0 * (1.0 + change))
-    }
-
-    fn timed(verdict: Verdict, change: f64) -> CaseResult {
-        let mut c = compare(
-            &[100.0; 8],
-            &[100.0 * (1.0 + change); 8],
-            Better::Higher,
-            0.02,
-        );
-        c.verdict = verdict;
-        CaseResult {
-            case: "x".into(),
-            verdict,
-            note: None,
-            metrics: vec![MetricResult {
-                metric: "ops_per_sec".into(),
-                label: "ops/s".into(),
-                better: Better::Higher,
-                comparison: c,
-            }],
-            trials: Vec::new(),
-            evidence: None,
-            screen: None,
-        }
-    }
-
-    #[test]
-    fn guards_cover_both_pipeline_ends_then_moved_by_size() {
-        // Cases 0..4 at P1, 4..8 at P16; 2 and 5 moved (5 more), 1 and 6 nearly did.
-        let changes = [0.0, 0.004, 0.03, 0.0, 0.0, -0.08, 0.003, 0.0];
-        let screened: Vec<CaseResult> = changes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| exact(&format!("c{i}"), *c))
-            .collect();
-        let pipelines = [1, 1, 1, 1, 16, 16, 16, 16];
-        let all = timed_cases(&screened, &pipelines, &|_| true);
-        assert_eq!(
-            all,
-            vec![
-                (1, Screen::Guard),
-                (6, Screen::Guard),
-                (5, Screen::Moved),
-                (2, Screen::Moved)
-            ]
-        );
-        // The budget cuts from the end: the least moved goes first, the guards last.
-        let three = timed_cases(&screened, &pipelines, &|m| m <= 3);
-        assert_eq!(three.len(), 3);
-        assert_eq!(three[2], (5, Screen::Moved));
-        assert!(timed_cases(&screened, &pipelines, &|_| false).is_empty());
-        // Every case moved: no guards, the moved ones by size.
-        let moved: Vec<CaseResult> = [0.01, 0.05, 0.02].iter().map(|c| exact("m", *c)).collect();
-        let order: Vec<usize> = timed_cases(&moved, &[1, 1, 16], &|_| true)
-            .into_iter()
-            .map(|(i, _)| i)
-            .collect();
-        assert_eq!(order, [1, 2, 0]);
-    }
-
-    #[test]
-    fn a_count_that_varies_between_processes_is_the_first_guard() {
-        let mut screened: Vec<CaseResult> = (0..4).map(|i| exact(&format!("c{i}"), 0.0)).collect();
-        // c3 (P16): rounds disagreed, its bar widened to 2.5%; it did not pass it.
-        screened[3] = CaseResult {
-            metrics: vec![MetricResult {
-                comparison: compare_counts(
-                    &[1000.0, 1000.0, 1000.0],
-                    &[1002.0, 1012.0, 1006.0],
-                    Better::Lower,
-                    0.005,
-                ),
-                ..screened[3].metrics[0].clone()
-            }],
-            ..screened[3].clone()
-        };
-        screened[3].verdict = screened[3].metrics[0].comparison.verdict;
-        assert_eq!(screened[3].verdict, Verdict::NoChange);
-        let got = timed_cases(&screened, &[1, 1, 16, 16], &|_| true);
-        // Then the shallowest depth; the deepest is covered by c3.
-        assert_eq!(got, vec![(3, Screen::Guard), (0, Screen::Guard)]);
-    }
-
-    #[test]
-    fn one_pipeline_depth_still_gets_two_guards() {
-        let screened: Vec<CaseResult> = (0..4).map(|i| exact(&format!("c{i}"), 0.0)).collect();
-        let got = timed_cases(&screened, &[16; 4], &|_| true);
-        assert_eq!(got, vec![(0, Screen::Guard), (1, Screen::Guard)]);
-    }
-
-    #[test]
-    fn a_decided_time_verdict_overrides_the_count_and_an_open_one_does_not() {
-        // A guard whose count did not move but whose time did: the regression stands.
-        let m = merge(
-            exact("g", 0.0),
-            Some((timed(Verdict::Regression, -0.06), Screen::Guard)),
-        );
-        assert_eq!(m.verdict, Verdict::Regression);
-        assert_eq!(m.metrics.len(), 2);
-        assert_eq!(m.screen, Some(Screen::Guard));
-        assert!(
-            m.note
-                .as_deref()
-                .unwrap()
-                .contains("time guard: ops/s -6.0%, regression")
-        );
-        // A moved count with undecided time: the count's regression, the MDE said.
-        let m = merge(
-            exact("m", 0.03),
-            Some((timed(Verdict::Inconclusive, -0.01), Screen::Moved)),
-        );
-        assert_eq!(m.verdict, Verdict::Regression);
-        assert!(
-            m.note.as_deref().unwrap().contains("undecided (MDE"),
-            "{:?}",
-            m.note
-        );
-        // An unmoved guard with undecided time keeps its exact no change.
-        let m = merge(
-            exact("g", 0.0),
-            Some((timed(Verdict::Inconclusive, 0.01), Screen::Guard)),
-        );
-        assert_eq!(m.verdict, Verdict::NoChange);
-        // Untimed: exact, marked.
-        let m = merge(exact("u", 0.002), None);
-        assert_eq!(m.verdict, Verdict::NoChange);
-        assert_eq!(m.screen, Some(Screen::NotTimed));
-        assert_eq!(m.metrics.len(), 1);
+fn interval_text(c: &Comparison) -> String {
+    match (c.ci_low, c.ci_high) {
+        (Some(l), Some(h)) => format!(
+            "CI {:+.1}% .. {:+.1}%",
+            (l - 1.0) * 100.0,
+            (h - 1.0) * 100.0
+        ),
+        _ => "no CI".into(),
     }
 }
+
+/// The key of the server's system CPU per request among a timed case's metrics.
+pub const SERVER_SYS: &str = "server_sys_us_per_request";
+
+/// A kernel-side change in one case: its system calls moved (each one costs hundreds of
+/// nanoseconds in the kernel, which no instruction count sees), or, timed, the server's
+/// system CPU per request rose past the threshold by the metric's own test
+/// (`Comparison::verdict`) while its instructions did not move. `None` otherwise.
+pub fn kernel_side(screened: &CaseResult, time: &CaseResult) -> Option<String> {
+    let instructions = screened
+        .metrics
+        .iter()
+        .find(|m| is_exact(m) && !is_syscalls(m) && m.comparison.verdict != Verdict::NoChange);
+    if syscalls_moved(screened) {
+        let calls: Vec<String> = screened
+            .metrics
+            .iter()
+            .filter(|m| {
+                is_syscalls(m) && m.metric != SYSCALLS && m.comparison.verdict != Verdict::NoChange
+            })
+            .map(change_text)
+            .collect();
+        let calls = if calls.is_empty() {
+            screened
+                .metrics
+                .iter()
+                .find(|m| m.metric == SYSCALLS)
+                .map(change_text)
+                .unwrap_or_default()
+        } else {
+            calls.join(", ")
+        };
+        return Some(match instructions {
+            None => format!("kernel-side change: {calls} with instructions unchanged"),
+            Some(m) => format!("kernel-side change: {calls}, with {}", change_text(m)),
+        });
+    }
+    if instructions.is_some() {
+        return None;
+    }
+    let sys = time
+        .metrics
+        .iter()
+        .find(|m| m.metric == SERVER_SYS && m.comparison.verdict == Verdict::Regression)?;
+    Some(format!(
+        "kernel-side change: server system CPU/req {:+.1}% with instructions unchanged",
+        sys.comparison.change_pct()
+    ))
+}
+
+/// The key of the server's user CPU per request among a timed case's metrics.
+pub const SERVER_USER: &str = "server_user_us_per_request";
+
+/// In a comparison without counts (time mode): the cases whose server system CPU per
+/// request rose by the metric's own test, as one finding naming each with its user CPU
+/// beside it. Instructions were not counted there, so it says only where the CPU went.
+pub fn kernel_side_in_time(cases: &[CaseResult]) -> Option<String> {
+    let named: Vec<String> = cases
+        .iter()
+        .filter(|c| c.screen.is_none())
+        .filter_map(|c| {
+            let find = |key: &str| c.metrics.iter().find(|m| m.metric == key);
+            let sys = find(SERVER_SYS).filter(|m| m.comparison.verdict == Verdict::Regression)?;
+            let user = find(SERVER_USER).map_or(String::new(), |m| {
+                format!(", user CPU/req {:+.1}%", m.comparison.change_pct())
+            });
+            Some(format!(
+                "{} (server system CPU/req {:+.1}%{user})",
+                c.case,
+                sys.comparison.change_pct()
+            ))
+        })
+        .collect();
+    (!named.is_empty()).then(|| format!("kernel-side change: {}", named.join("; ")))
+}
+
+/// What a screened comparison found across its cases, for the report's findings: how
+/// many cases' counts changed and that counts do not say which way, kernel-side changes,
+/// and counts shown blind. `blind_guards` names the guards whose time moved.
+pub fn findings(cases: &[CaseResult], blind_guards: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let changed: Vec<&CaseResult> = cases.iter().filter(|c| moved(c)).collect();
+    if !changed.is_empty() {
+        let instr: Vec<f64> = changed
+            .iter()
+            .filter_map(|c| c.metrics.first())
+            .filter(|m| is_exact(m) && !is_syscalls(m) && m.comparison.verdict != Verdict::NoChange)
+            .map(|m| m.comparison.change_pct())
+            .filter(|c| c.is_finite())
+            .collect();
+        let range = if instr.is_empty() {
+            String::new()
+        } else {
+            let lo = instr.iter().copied().fold(f64::MAX, f64::min);
+            let hi = instr.iter().copied().fold(f64::MIN, f64::max);
+            if (hi - lo).abs() < 0.05 {
+                format!(" instructions/req {lo:+.1}% in {}", instr.len())
+            } else {
+                format!(
+                    " instructions/req {lo:+.1}% .. {hi:+.1}% in {}",
+                    instr.len()
+                )
+            }
+        };
+        let calls = changed.iter().filter(|c| syscalls_moved(c)).count();
+        let calls = if calls > 0 {
+            format!(
+                "{}system calls/req in {calls}",
+                if range.is_empty() { " " } else { ", " }
+            )
+        } else {
+            String::new()
+        };
+        let timed = changed
+            .iter()
+            .filter(|c| c.screen == Some(Screen::Moved))
+            .count();
+        out.push(format!(
+            "exact counts changed in {} of {} cases ({}{}): a count says that a case changed, not which way; \
+             time decides ({timed} of them timed)",
+            changed.len(),
+            cases.len(),
+            range.trim_start(),
+            calls,
+        ));
+    }
+    let kernel: Vec<String> = cases
+        .iter()
+        .filter_map(|c| {
+            c.note
+                .as_deref()?
+                .split("; ")
+                .find(|n| n.starts_with("kernel-side change: "))
+                .map(|n| format!("{} ({})", c.case, &n["kernel-side change: ".len()..]))
+        })
+        .collect();
+    if !kernel.is_empty() {
+        out.push(format!("kernel-side change: {}", kernel.join("; ")));
+    }
+    if !blind_guards.is_empty() {
+        let untimed = cases
+            .iter()
+            .filter(|c| c.screen == Some(Screen::NotTimed) && !moved(c))
+            .count();
+        out.push(format!(
+            "the counts are blind to this change: time moved in {} while its counts did not; \
+             the rest of the budget timed further unmoved cases{}",
+            blind_guards.join(", "),
+            if untimed > 0 {
+                format!(", and the {untimed} left untimed are inconclusive")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

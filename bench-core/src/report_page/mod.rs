@@ -95,6 +95,13 @@ pub fn build(runs: &[Run], chart_dir: &str) -> Result<Rendered, String> {
     let mut charts = Vec::new();
     blocks.push(Block::Heading(1, "valkey-bench report".into()));
     blocks.push(Block::List(runs.iter().map(describe_run).collect()));
+    // A comparison opens with its verdict and chart; where it ran comes below them.
+    for run in runs {
+        if let Some(c) = &run.compare {
+            compare_section(c, &run.run_id, &mut blocks, &mut charts)?;
+            flamegraph_section(&run.flamegraphs, &mut blocks);
+        }
+    }
     // Before any number: what makes a run weak, how to repeat it, where it ran.
     // (A compare's sides are slices, short and paired by design: its verdicts say what
     // they can tell.)
@@ -136,12 +143,6 @@ pub fn build(runs: &[Run], chart_dir: &str) -> Result<Rendered, String> {
                 .map(|l| compare::escape_markdown(l))
                 .collect(),
         ));
-    }
-    for run in runs {
-        if let Some(c) = &run.compare {
-            compare_section(c, &run.run_id, &mut blocks, &mut charts)?;
-            flamegraph_section(&run.flamegraphs, &mut blocks);
-        }
     }
     if runs.iter().any(|r| !r.perf.is_empty()) {
         let labels = labels(runs, |r| !r.perf.is_empty());

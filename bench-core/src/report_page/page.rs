@@ -58,11 +58,11 @@ pub(crate) fn markdown(blocks: &[Block], charts: &[Chart], chart_dir: &str) -> S
 }
 
 pub(crate) const STYLE: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;\
-max-width:1060px;margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}\
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
-th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}\
+max-width:1320px;margin:2em auto;padding:0 1em;color:#1a1a1a;line-height:1.45}\
+table{border-collapse:collapse;margin:1em 0;font-size:0.85em;display:block;overflow-x:auto;max-width:100%}\
+th,td{border:1px solid #ccc;padding:0.2em 0.5em;text-align:right}\
 th:first-child,td:first-child{text-align:left}th{background:#f3f3f6}\
-td:not(:last-child){white-space:nowrap}\
+td:not(:last-child){white-space:nowrap}td:last-child{text-align:left;min-width:16em}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}\
 figcaption{font-size:0.85em;color:#555}";
 

@@ -376,11 +376,19 @@ pub(crate) fn compare_section(
     let regressions = c.count(Verdict::Regression);
     let thresholds = match c.instructions_threshold_pct {
         Some(count) => format!(
-            "thresholds {count}% for instruction counts, {}% for timed trials",
+            "the screen's counts change at {count}% of instructions (or 0.01 system calls per \
+             request), timed trials decide at {}%",
             c.threshold_pct
         ),
         None => format!("threshold {}%", c.threshold_pct),
     };
+    blocks.push(Block::Paragraph(format!(
+        "Verdict: {}.",
+        compare::headline(c)
+    )));
+    for finding in &c.findings {
+        blocks.push(Block::Paragraph(format!("Finding: {finding}.")));
+    }
     blocks.push(Block::Paragraph(format!(
         "{} suite, {} mode, {thresholds}: {} regression(s), {} improvement(s), {} no change, \
          {} inconclusive; {} after {:.0} s.",
@@ -393,29 +401,43 @@ pub(crate) fn compare_section(
         c.stopped,
         c.elapsed_secs
     )));
-    blocks.push(Block::Table(compare::verdict_table(c)));
     let rows = c
         .cases
         .iter()
         .flat_map(|case| {
             // The count's row, and a timed case's time row under it.
             compare::headline_metrics(case)
-                .iter()
+                .into_iter()
                 .map(move |m| (case, m))
         })
         .map(|(case, m)| {
             let cmp = &m.comparison;
-            let pct = |r: Option<f64>| r.map(|r| (r - 1.0) * 100.0);
+            // Every row as a cost, so that slower (or more work) is always to the right:
+            // a higher-is-better metric (ops/s) becomes time per operation, 1/ratio.
+            let (cost, label) = match m.better {
+                compare::Better::Lower => (
+                    (|r: f64| (r - 1.0) * 100.0) as fn(f64) -> f64,
+                    m.label.clone(),
+                ),
+                compare::Better::Higher => (
+                    (|r: f64| (1.0 / r - 1.0) * 100.0) as fn(f64) -> f64,
+                    format!("{} as time/op", m.label),
+                ),
+            };
+            let ci = cmp.ci_low.zip(cmp.ci_high).map(|(lo, hi)| {
+                let (a, b) = (cost(lo), cost(hi));
+                (a.min(b), a.max(b))
+            });
             charts::CompareRow {
-                label: format!("{} · {}", case.case, m.label),
+                label: format!("{} · {label}", case.case),
                 // The unit is in the row's label.
                 values: format!(
                     "{} → {}",
                     charts::si(cmp.baseline_median),
                     charts::si(cmp.candidate_median)
                 ),
-                change_pct: cmp.change_pct(),
-                ci_pct: pct(cmp.ci_low).zip(pct(cmp.ci_high)),
+                change_pct: cost(cmp.ratio),
+                ci_pct: ci,
                 verdict: case.verdict,
             }
         })
@@ -442,7 +464,9 @@ pub(crate) fn compare_section(
         &chart,
         blocks,
         charts,
-    )
+    )?;
+    blocks.push(Block::Table(compare::verdict_table(c)));
+    Ok(())
 }
 
 pub(crate) fn flamegraph_section(profiled: &[(FlameGraphs, String)], blocks: &mut Vec<Block>) {

@@ -1,10 +1,13 @@
 //! Instruction counts of both sides: `compare --mode instructions`, and the screen that
 //! opens the default mode (`screen.rs`). Each side's cases are counted under callgrind
-//! (`suites::instructions`), both sides at once, the records written, and each case
-//! compared exactly.
+//! (`suites::instructions`), with the system calls of each counted window where perf can
+//! trace them (`suites::syscalls`), both sides at once, the records written, and each
+//! case compared exactly: instructions per request first, then system calls per request
+//! in all and by kind.
 
 use anyhow::Context;
-use bench_core::compare::{self, Better, CaseResult, MetricResult, Trial, TrialPair};
+use bench_core::compare::screen::SYSCALLS;
+use bench_core::compare::{self, Better, CaseResult, MetricResult, Trial, TrialPair, Verdict};
 use bench_core::suite::PerfCase;
 
 use super::sides::Sides;
@@ -13,18 +16,28 @@ use crate::plan::Side;
 use crate::run::CaseContext;
 use crate::suites::instructions::{InstructionsRecord, SeedFile, count};
 
-/// Counts every case on both sides, `runs` server rounds per side, writes the records,
-/// and compares each case's counts against `threshold` (a fraction).
+/// How cases are counted.
+#[derive(Clone, Copy)]
+pub struct Counting<'a> {
+    /// The fixed "/dev/urandom" the servers read, where it can be pinned.
+    pub seed: Option<&'a SeedFile>,
+    /// Server rounds per side.
+    pub runs: usize,
+    /// Whether system calls are counted too (`suites::syscalls::available`).
+    pub syscalls: bool,
+}
+
+/// Counts every case on both sides, writes the records, and compares each case's counts
+/// against `threshold` (a fraction).
 pub fn compare_cases(
     cases: &[PerfCase],
     sides: &Sides,
     ctxs: &[CaseContext<'_>; 2],
     threshold: f64,
-    seed: Option<&SeedFile>,
-    runs: usize,
+    counting: Counting<'_>,
     emit: &dyn Fn(Event),
 ) -> anyhow::Result<Vec<CaseResult>> {
-    let counted = count_sides(cases, ctxs, seed, runs, emit)?;
+    let counted = count_sides(cases, ctxs, counting, emit)?;
     write(sides, &counted)?;
     Ok(results(&counted, threshold))
 }
@@ -34,10 +47,14 @@ pub fn compare_cases(
 pub fn count_sides(
     cases: &[PerfCase],
     ctxs: &[CaseContext<'_>; 2],
-    seed: Option<&SeedFile>,
-    runs: usize,
+    counting: Counting<'_>,
     emit: &dyn Fn(Event),
 ) -> anyhow::Result<[Vec<InstructionsRecord>; 2]> {
+    let Counting {
+        seed,
+        runs,
+        syscalls,
+    } = counting;
     let pinned = seed.map(|s| s.path.as_path());
     let progress = |round: usize, case: &PerfCase| {
         let of = if runs > 1 {
@@ -51,8 +68,16 @@ pub fn count_sides(
     };
     let side_count = |side: Side, progress: &dyn Fn(usize, &PerfCase)| {
         let name = format!("{side:?}").to_lowercase();
-        count(cases, &ctxs[side.index()], &name, pinned, runs, progress)
-            .with_context(|| format!("counting the {name} under callgrind"))
+        count(
+            cases,
+            &ctxs[side.index()],
+            &name,
+            pinned,
+            runs,
+            syscalls,
+            progress,
+        )
+        .with_context(|| format!("counting the {name} under callgrind"))
     };
     let (baseline, candidate) = std::thread::scope(|s| {
         let candidate = s.spawn(|| side_count(Side::Candidate, &|_, _| {}));
@@ -115,16 +140,30 @@ fn exact_result(
         Better::Lower,
         threshold,
     );
+    let mut metrics = vec![MetricResult {
+        metric: "instructions_per_request".into(),
+        label: "instructions/req".into(),
+        better: Better::Lower,
+        comparison,
+    }];
+    metrics.extend(syscall_metrics(baseline, candidate));
+    let verdict = metrics[0].comparison.verdict;
+    let mut notes: Vec<String> = compare::exact_note(&metrics[0].comparison)
+        .into_iter()
+        .collect();
+    let calls: Vec<String> = metrics
+        .iter()
+        .filter(|m| compare::screen::is_syscalls(m) && m.comparison.verdict != Verdict::NoChange)
+        .map(compare::screen::change_text)
+        .collect();
+    if !calls.is_empty() {
+        notes.push(format!("system calls moved: {}", calls.join(", ")));
+    }
     CaseResult {
         case: baseline.case.clone(),
-        verdict: comparison.verdict,
-        note: compare::exact_note(&comparison),
-        metrics: vec![MetricResult {
-            metric: "instructions_per_request".into(),
-            label: "instructions/req".into(),
-            better: Better::Lower,
-            comparison,
-        }],
+        verdict,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
+        metrics,
         trials: vec![TrialPair {
             trial: 1,
             pair: 1,
@@ -135,4 +174,56 @@ fn exact_result(
         evidence: None,
         screen: None,
     }
+}
+
+/// System calls per request, in all and by kind, compared round by round
+/// (`compare::compare_calls`); none when either side's were not counted in every round.
+fn syscall_metrics(
+    baseline: &InstructionsRecord,
+    candidate: &InstructionsRecord,
+) -> Vec<MetricResult> {
+    let counted =
+        |r: &InstructionsRecord| !r.syscalls.is_empty() && r.syscalls.len() == r.instructions.len();
+    if !counted(baseline) || !counted(candidate) {
+        return Vec::new();
+    }
+    let per_request = |r: &InstructionsRecord, kind: Option<&str>| -> Vec<f64> {
+        r.syscalls
+            .iter()
+            .map(|calls| {
+                let n: u64 = match kind {
+                    Some(k) => calls.get(k).copied().unwrap_or(0),
+                    None => calls.values().sum(),
+                };
+                n as f64 / r.requests as f64
+            })
+            .collect()
+    };
+    let mut kinds: Vec<&String> = baseline
+        .syscalls
+        .iter()
+        .chain(&candidate.syscalls)
+        .flat_map(|c| c.keys())
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    let one = |kind: Option<&str>| {
+        let (comparison, _) = compare::compare_calls(
+            &per_request(baseline, kind),
+            &per_request(candidate, kind),
+            compare::SYSCALL_THRESHOLD_PER_REQUEST,
+        );
+        MetricResult {
+            metric: match kind {
+                Some(k) => format!("{SYSCALLS}.{k}"),
+                None => SYSCALLS.into(),
+            },
+            label: kind.map_or("syscalls/req".into(), str::to_string),
+            better: Better::Lower,
+            comparison,
+        }
+    };
+    std::iter::once(one(None))
+        .chain(kinds.into_iter().map(|k| one(Some(k))))
+        .collect()
 }

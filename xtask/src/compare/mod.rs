@@ -285,6 +285,17 @@ impl Request {
             }
             Mode::Time => None,
         };
+        // System calls are counted beside instructions where perf can trace them.
+        let syscalls = match mode {
+            Mode::Instructions | Mode::Auto => match crate::suites::syscalls::available(shutdown) {
+                Ok(()) => true,
+                Err(why) => {
+                    self.emit(Event::Warning { message: why });
+                    false
+                }
+            },
+            Mode::Time => false,
+        };
         // The defaults are in range; a given --threshold was checked above.
         let instructions_threshold_pct = match &seed {
             Some(_) => crate::suites::instructions::THRESHOLD_PINNED_PCT,
@@ -384,6 +395,7 @@ impl Request {
         };
         let clock = || started.elapsed();
         let emit = |e| self.emit(e);
+        let mut findings = Vec::new();
         let (cases, stopped) = match (mode, self.suite) {
             (Mode::Instructions, _) => {
                 let cases = self.perf_cases()?;
@@ -392,8 +404,11 @@ impl Request {
                     &sides,
                     &ctxs,
                     threshold,
-                    seed.as_ref(),
-                    crate::suites::instructions::RUNS,
+                    instructions::Counting {
+                        seed: seed.as_ref(),
+                        runs: crate::suites::instructions::RUNS,
+                        syscalls,
+                    },
                     &emit,
                 )?;
                 (results, "exact counts".to_string())
@@ -405,16 +420,19 @@ impl Request {
                     instructions_threshold: instructions_threshold_pct / 100.0,
                     slice_seconds: self.slice_seconds,
                 };
-                screen::compare_cases(
+                let (cases, stopped, found) = screen::compare_cases(
                     self.perf_cases()?,
                     &sides,
                     &ctxs,
                     seed.as_ref(),
+                    syscalls,
                     &budget,
                     &clock,
                     &emit,
                     shutdown,
-                )?
+                )?;
+                findings = found;
+                (cases, stopped)
             }
             (Mode::Time, SuiteKind::Perf) => {
                 let mut trial = trials::Perf::new(self.perf_cases()?, &ctxs, &sides);
@@ -448,7 +466,11 @@ impl Request {
             candidate: side_info(&self.candidate.spec, &sides.candidate),
             elapsed_secs: started.elapsed().as_secs_f64(),
             stopped,
-            findings: compare::exact_shift(&cases).into_iter().collect(),
+            findings: findings
+                .into_iter()
+                .chain(compare::exact_shift(&cases))
+                .chain(compare::screen::kernel_side_in_time(&cases))
+                .collect(),
             cases,
         };
         self.emit(Event::Verdicts {
@@ -472,8 +494,12 @@ impl Request {
             println!("{}", serde_json::to_string(&report)?);
         } else {
             print!("{}", compare::verdict_table(&report));
+            for finding in &report.findings {
+                println!("finding: {finding}");
+            }
             println!(
-                "\n{} regression, {} improvement, {} no change, {} inconclusive ({:.0} s; {})",
+                "\n{}\n{} regression, {} improvement, {} no change, {} inconclusive ({:.0} s; {})",
+                compare::headline(&report),
                 report.count(Verdict::Regression),
                 report.count(Verdict::Improvement),
                 report.count(Verdict::NoChange),

@@ -1,9 +1,10 @@
-//! The default mode (`--mode auto`) of a perf comparison: every case's instruction count
-//! on both sides first (`instructions.rs`, one callgrind server per side serving the
-//! cases in turn), then wall-clock trials on the cases bench-core's `compare::screen`
-//! picks (guards that did not move, then the moved cases), as many as `--max-time` fits,
-//! on the schedule of `plan/interleave.rs`. The statistics and the merge rule are
-//! bench-core's.
+//! The default mode (`--mode auto`) of a perf comparison: every case's exact counts on
+//! both sides first (`instructions.rs`: instructions and system calls per request, one
+//! callgrind server per side serving the cases in turn), then wall-clock trials on the
+//! cases bench-core's `compare::screen` picks (guards that did not move, then the changed
+//! cases), as many as `--max-time` fits, on the schedule of `plan/interleave.rs`; when a
+//! guard's time moves where its counts did not, more unmoved cases in the time left. Time
+//! decides every direction; the statistics and the merge rule are bench-core's.
 
 use std::time::Duration;
 
@@ -33,31 +34,39 @@ pub struct Budget {
     pub slice_seconds: f64,
 }
 
-/// Screens, times, merges; returns the cases and why the trials stopped.
+/// Screens, times, merges; returns the cases, why the trials stopped, and the findings
+/// across cases.
 #[allow(clippy::too_many_arguments)]
 pub fn compare_cases(
     cases: Vec<PerfCase>,
     sides: &Sides,
     ctxs: &[CaseContext<'_>; 2],
     seed: Option<&SeedFile>,
+    syscalls: bool,
     budget: &Budget,
     clock: &dyn Fn() -> Duration,
     emit: &dyn Fn(Event),
     shutdown: &Shutdown,
-) -> anyhow::Result<(Vec<CaseResult>, String)> {
+) -> anyhow::Result<(Vec<CaseResult>, String, Vec<String>)> {
     let started = clock();
     // With the seed pinned both sides of one round agree to a few hundredths of a percent
     // (moved cases get two more rounds, which measure what rounds add);
     // without, RUNS rounds up front tame the seed's ±0.3%.
     let runs = if seed.is_some() { 1 } else { RUNS };
-    let mut counted = instructions::count_sides(&cases, ctxs, seed, runs, emit)?;
+    let counting = instructions::Counting {
+        seed,
+        runs,
+        syscalls,
+    };
+    let mut counted = instructions::count_sides(&cases, ctxs, counting, emit)?;
     let mut screened = instructions::results(&counted, budget.instructions_threshold);
     // A count that moved is counted again on two more fresh servers per side: a case
-    // whose count varies between processes (ZADD's clock-seeded skiplist levels) then
-    // shows its spread over three, and only a move past the threshold plus twice that
-    // spread stands (`compare::compare_counts`).
+    // whose count varies between processes (ZADD's clock-seeded skiplist levels, a
+    // batching-dependent system call) then shows its spread over three, and only a move
+    // past the threshold plus twice that spread stands (`compare::compare_counts`,
+    // `compare::compare_calls`).
     let moved_first: Vec<usize> = (0..cases.len())
-        .filter(|&i| screened[i].verdict != bench_core::compare::Verdict::NoChange)
+        .filter(|&i| screen::moved(&screened[i]))
         .collect();
     if runs == 1 && !moved_first.is_empty() {
         emit(Event::Step {
@@ -67,7 +76,15 @@ pub fn compare_cases(
             ),
         });
         let again: Vec<PerfCase> = moved_first.iter().map(|&i| cases[i].clone()).collect();
-        let recount = instructions::count_sides(&again, ctxs, seed, RECOUNTS, emit)?;
+        let recount = instructions::count_sides(
+            &again,
+            ctxs,
+            instructions::Counting {
+                runs: RECOUNTS,
+                ..counting
+            },
+            emit,
+        )?;
         for side in 0..2 {
             for (&i, record) in moved_first.iter().zip(&recount[side]) {
                 counted[side][i].add_runs(record);
@@ -76,10 +93,7 @@ pub fn compare_cases(
         screened = instructions::results(&counted, budget.instructions_threshold);
     }
     instructions::write(sides, &counted)?;
-    let moved = screened
-        .iter()
-        .filter(|c| c.verdict != bench_core::compare::Verdict::NoChange)
-        .count();
+    let moved = screened.iter().filter(|c| screen::moved(c)).count();
     let screen_took = clock() - started;
     let left = budget.max_time.saturating_sub(screen_took);
     let per_trial = trial_estimate(budget.slice_seconds);
@@ -87,11 +101,15 @@ pub fn compare_cases(
     let pipelines: Vec<u32> = cases.iter().map(|c| c.pipeline).collect();
     let wanted = screen::timed_cases(&screened, &pipelines, &|_| true);
     let timed = screen::timed_cases(&screened, &pipelines, &|m| needs(m) <= left);
+    let counted_what = if syscalls {
+        "instructions or system calls"
+    } else {
+        "instructions"
+    };
     emit(Event::Step {
         message: format!(
-            "screen: {moved} of {} case(s) moved past {:.1}% in instructions ({}); timing {} of them{}",
+            "screen: {moved} of {} case(s) changed in {counted_what} ({}); timing {} of them{}",
             cases.len(),
-            budget.instructions_threshold * 100.0,
             humanize(screen_took),
             timed.len(),
             if timed.is_empty() {
@@ -121,47 +139,119 @@ pub fn compare_cases(
         emit(Event::Warning {
             message: format!(
                 "--max-time {} leaves {} after the screen: {} of the {} case(s) worth timing fit (about {} per trial); \
-                 raise --max-time to time more; the counts decide the rest",
+                 a changed case left untimed is inconclusive (\"changed, not timed\"): about {} would time them all",
                 humanize(budget.max_time),
                 humanize(left),
                 timed.len(),
                 wanted.len(),
                 humanize(per_trial),
+                humanize(screen_took + needs(wanted.len())),
             ),
         });
     }
     let mut timed_results: Vec<Option<(CaseResult, Screen)>> = vec![None; cases.len()];
-    let mut stopped = format!("screen: {moved} moved (exact counts)");
-    if !timed.is_empty() {
-        let names: Vec<String> = timed.iter().map(|(i, _)| cases[*i].name.clone()).collect();
-        let timed_cases: Vec<PerfCase> = timed.iter().map(|(i, _)| cases[*i].clone()).collect();
+    let mut stopped = format!("screen: {moved} changed (exact counts)");
+    let time = |plan: &[(usize, Screen)], max_time: Duration, budget_text: String| {
+        let names: Vec<String> = plan.iter().map(|(i, _)| cases[*i].name.clone()).collect();
+        let timed_cases: Vec<PerfCase> = plan.iter().map(|(i, _)| cases[*i].clone()).collect();
         let mut trial = trials::Perf::new(timed_cases, ctxs, sides);
         let schedule = Schedule {
             names: &names,
             metrics: &PERF_METRICS,
             confirm: Some(PERF_CONFIRM),
             threshold: budget.threshold,
-            max_time: left.saturating_sub(clock() - started - screen_took),
-            budget: format!(
+            max_time,
+            budget: budget_text,
+        };
+        schedule.run(clock, emit, shutdown, &mut |i, n, order| {
+            trial.run(i, n, order)
+        })
+    };
+    if !timed.is_empty() {
+        let max_time = left.saturating_sub(clock() - started - screen_took);
+        let (results, why) = time(
+            &timed,
+            max_time,
+            format!(
                 "the {} that --max-time {} left after the screen",
                 humanize(left),
                 humanize(budget.max_time)
             ),
-        };
-        let (results, why) = schedule.run(clock, emit, shutdown, &mut |i, n, order| {
-            trial.run(i, n, order)
-        })?;
+        )?;
         for ((i, role), result) in timed.iter().zip(results) {
             timed_results[*i] = Some((result, *role));
         }
         stopped = format!("{stopped}; timed: {why}");
     }
-    let merged = screened
+    // A guard whose time moved while its counts did not: the counts are blind to this
+    // change, so they vouch for no unmoved case; the rest of the budget times more of
+    // them (a family of its own, run only once time has measured a change).
+    let blind_guards: Vec<String> = timed_results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let (result, _) = t.as_ref()?;
+            screen::blind(&screened[i], result, budget.threshold).then(|| cases[i].name.clone())
+        })
+        .collect();
+    if !blind_guards.is_empty() {
+        let rest = budget.max_time.saturating_sub(clock() - started);
+        let untimed: Vec<usize> = screen::unmoved_order(&screened, &pipelines)
+            .into_iter()
+            .filter(|&i| timed_results[i].is_none())
+            .collect();
+        let mut m = untimed.len();
+        while m > 0 && needs(m) > rest {
+            m -= 1;
+        }
+        let plan: Vec<(usize, Screen)> = untimed[..m].iter().map(|&i| (i, Screen::Guard)).collect();
+        emit(Event::Warning {
+            message: format!(
+                "the counts are blind to this change: time moved in {} while its counts did not; \
+                 timing {m} more unmoved case(s) of {} in the {} left",
+                blind_guards.join(", "),
+                untimed.len(),
+                humanize(rest)
+            ),
+        });
+        if !plan.is_empty() {
+            let (results, why) = time(&plan, rest, format!("the {} left", humanize(rest)))?;
+            for ((i, role), result) in plan.iter().zip(results) {
+                timed_results[*i] = Some((result, *role));
+            }
+            stopped = format!("{stopped}; unmoved cases timed: {why}");
+        }
+    }
+    let rule = screen::Rule {
+        threshold: budget.threshold,
+        blind: !blind_guards.is_empty(),
+    };
+    let merged: Vec<CaseResult> = screened
         .into_iter()
         .zip(timed_results)
-        .map(|(s, t)| screen::merge(s, t))
+        .map(|(s, t)| screen::merge(s, t, rule))
         .collect();
-    Ok((merged, stopped))
+    let mut findings = screen::findings(&merged, &blind_guards);
+    let not_timed = merged
+        .iter()
+        .filter(|c| c.screen == Some(Screen::NotTimed) && screen::moved(c))
+        .count();
+    if not_timed > 0 {
+        findings.push(format!(
+            "{not_timed} changed case(s) not timed: --max-time {} fit {} timed case(s); about {} \
+             (--max-time {}) would time every changed case",
+            humanize(budget.max_time),
+            timed.len(),
+            humanize(needs(wanted.len())),
+            humanize_up(screen_took + needs(wanted.len())),
+        ));
+    }
+    Ok((merged, stopped, findings))
+}
+
+/// A duration rounded up to whole minutes, as `--max-time` takes it.
+fn humanize_up(d: Duration) -> String {
+    format!("{}m", d.as_secs().div_ceil(60).max(1))
 }
 
 /// About how long one perf trial takes: a warming slice and [`SLICES`] measured ones per

@@ -7,8 +7,9 @@ use crate::plan::Side;
 use crate::rundir::RunDir;
 use crate::valkey::Binaries;
 
-/// The perf metrics: throughput decides, the server's CPU per request confirms.
-pub const PERF_METRICS: [Metric; 5] = [
+/// The perf metrics: throughput decides, the server's CPU per request confirms; its user
+/// and system parts say where a change went (a system-CPU rise names a kernel-side change).
+pub const PERF_METRICS: [Metric; 7] = [
     Metric {
         key: "ops_per_sec",
         label: "ops/s",
@@ -17,6 +18,16 @@ pub const PERF_METRICS: [Metric; 5] = [
     Metric {
         key: "server_cpu_us_per_request",
         label: "server CPU µs/req",
+        better: compare::Better::Lower,
+    },
+    Metric {
+        key: "server_user_us_per_request",
+        label: "server user µs/req",
+        better: compare::Better::Lower,
+    },
+    Metric {
+        key: "server_sys_us_per_request",
+        label: "server sys µs/req",
         better: compare::Better::Lower,
     },
     Metric {

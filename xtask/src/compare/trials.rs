@@ -79,6 +79,8 @@ fn slice_numbers(r: &ResultRecord) -> Trial {
     t.insert("ops_per_sec".into(), m.ops_per_sec);
     let optional = [
         ("server_cpu_us_per_request", m.server_cpu_us_per_request),
+        ("server_user_us_per_request", m.server_user_us_per_request),
+        ("server_sys_us_per_request", m.server_sys_us_per_request),
         ("usec_per_call", m.usec_per_call),
         ("p50_us", m.latency.p50_us),
         ("p99_us", m.latency.p99_us),

@@ -32,6 +32,7 @@ use crate::instances;
 use crate::run::CaseContext;
 use crate::run::preload::Reads;
 use crate::suites::perf;
+use crate::suites::syscalls::{Calls, Tracer};
 
 /// Requests counted per run.
 pub const REQUESTS: u64 = 10_000;
@@ -59,6 +60,11 @@ pub struct InstructionsRecord {
     pub server_config: std::collections::BTreeMap<String, String>,
     /// Whether the servers read a fixed `/dev/urandom` (same hash seed every process).
     pub hash_seed_pinned: bool,
+    /// System calls the server made in each process's counted window, by kind (one map
+    /// per entry of `instructions`); empty where they were not counted
+    /// (`suites::syscalls::available`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<Calls>,
 }
 
 impl InstructionsRecord {
@@ -66,6 +72,7 @@ impl InstructionsRecord {
     /// recomputed.
     pub fn add_runs(&mut self, more: &InstructionsRecord) {
         self.instructions.extend(&more.instructions);
+        self.syscalls.extend(more.syscalls.iter().cloned());
         let per_run: Vec<f64> = self.instructions.iter().map(|&i| i as f64).collect();
         let median = bench_core::stats::median(&per_run).expect("one run or more");
         self.instructions_per_request = median / self.requests as f64;
@@ -122,17 +129,19 @@ fn spec(case: &PerfCase, requests: u64) -> WorkloadSpec {
 
 /// Counts one side (`side` names it in the record) of every case: [`RUNS`] rounds, each
 /// through [`Counter`]s (one server process per distinct server config, serving its cases
-/// in turn), and per case the median per request. `progress` hears each case as its
-/// count starts (round, case).
+/// in turn), and per case the median per request; with `syscalls`, the system calls of
+/// each counted window too. `progress` hears each case as its count starts (round, case).
 pub fn count(
     cases: &[PerfCase],
     ctx: &CaseContext<'_>,
     side: &str,
     fixed_urandom: Option<&Path>,
     runs: usize,
+    syscalls: bool,
     progress: &dyn Fn(usize, &PerfCase),
 ) -> anyhow::Result<Vec<InstructionsRecord>> {
     let mut counts = vec![Vec::with_capacity(runs); cases.len()];
+    let mut calls: Vec<Vec<Calls>> = vec![Vec::new(); cases.len()];
     for round in 1..=runs {
         // Cases that share a server config share a server, in the suite's order.
         let mut configs: Vec<std::collections::BTreeMap<String, String>> = Vec::new();
@@ -160,10 +169,11 @@ pub fn count(
                         },
                     )?),
                 };
-                let counted = counter
-                    .count(case, ctx)
+                let (counted, window_calls) = counter
+                    .count(case, ctx, syscalls)
                     .with_context(|| format!("{} on the {side} (round {round})", case.name))?;
                 counts[i].push(counted);
+                calls[i].extend(window_calls);
             }
         }
     }
@@ -171,7 +181,8 @@ pub fn count(
     Ok(cases
         .iter()
         .zip(counts)
-        .map(|(case, instructions)| {
+        .zip(calls)
+        .map(|((case, instructions), syscalls)| {
             let per_run: Vec<f64> = instructions.iter().map(|&i| i as f64).collect();
             let median = bench_core::stats::median(&per_run).expect("runs > 0");
             InstructionsRecord {
@@ -188,6 +199,7 @@ pub fn count(
                 pipeline: case.pipeline,
                 server_config: server_config(case),
                 hash_seed_pinned: fixed_urandom.is_some(),
+                syscalls,
             }
         })
         .collect())
@@ -258,8 +270,14 @@ impl Counter {
     }
 
     /// Empties the keyspace, preloads, zeroes the counters, sends [`REQUESTS`], dumps,
-    /// and returns the dump's instruction total.
-    fn count(&mut self, case: &PerfCase, ctx: &CaseContext<'_>) -> anyhow::Result<u64> {
+    /// and returns the dump's instruction total; with `syscalls`, also the system calls
+    /// the server made while the requests ran (`suites::syscalls`).
+    fn count(
+        &mut self,
+        case: &PerfCase,
+        ctx: &CaseContext<'_>,
+        syscalls: bool,
+    ) -> anyhow::Result<(u64, Option<Calls>)> {
         let server = self.server.as_mut();
         let mut control = server.client()?;
         control
@@ -280,8 +298,18 @@ impl Counter {
                 .context("connecting the stream")?;
         connections_settle_at(&mut control, 2)?;
         let pid = server.pid();
+        let mut tracer = match syscalls {
+            true => Some(
+                Tracer::attach(pid, self.scratch.path())
+                    .context("attaching perf to count system calls")?,
+            ),
+            false => None,
+        };
         callgrind_control("--instr=on", pid, &self.vgdb_prefix, ctx.shutdown)?;
         callgrind_control("--zero", pid, &self.vgdb_prefix, ctx.shutdown)?;
+        if let Some(t) = &mut tracer {
+            t.enable()?;
+        }
         let outcome = stream::run_on(
             &mut connection,
             &spec(case, REQUESTS),
@@ -289,6 +317,9 @@ impl Counter {
             case.pipeline as usize,
         )
         .context("sending the request stream")?;
+        if let Some(t) = &mut tracer {
+            t.disable()?;
+        }
         if outcome.error_replies > 0 {
             bail!(
                 "{} of {REQUESTS} requests of {} got error replies; the count would not be of the command",
@@ -313,7 +344,11 @@ impl Counter {
         let total = total_instructions(&dump)?;
         // The next dump is then the only one left.
         std::fs::remove_file(&dump)?;
-        Ok(total)
+        let calls = match tracer {
+            Some(t) => Some(t.finish(ctx.shutdown)?),
+            None => None,
+        };
+        Ok((total, calls))
     }
 }
 

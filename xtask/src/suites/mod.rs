@@ -1,6 +1,7 @@
 //! The suites: each measures one case on a fresh deployment, through the case flow in
 //! `run/`, and returns its records. perf (throughput and latency), mem (bytes per item),
-//! sync (full-sync time), instructions (callgrind counts, `compare --mode instructions`),
+//! sync (full-sync time), instructions (callgrind counts, `compare --mode instructions`,
+//! with the system calls of the counted window from `syscalls`),
 //! profile (flame graphs) and selfbench (what the generator costs).
 
 pub mod instructions;
@@ -9,6 +10,7 @@ pub mod perf;
 pub mod profile;
 pub mod selfbench;
 pub mod sync;
+pub mod syscalls;
 
 /// Which suite a run or a comparison measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -228,7 +228,7 @@ pub fn measured_run(
     let samples = monitor.map(|m| m.stop()).unwrap_or_default();
     let m: Measurement = measured?;
     let after = server.info()?;
-    let (server_cpu, usec_per_call) = server_costs(&before, &after, case.command, m.requests);
+    let costs = server_costs(&before, &after, case.command, m.requests);
     check_after(case, server)?;
     let b = ctx.binaries;
     Ok(ResultRecord {
@@ -265,8 +265,10 @@ pub fn measured_run(
             series: m.series,
             warmup_series: Vec::new(),
             client_cpu_us_per_request: m.client_cpu_us_per_request,
-            server_cpu_us_per_request: server_cpu,
-            usec_per_call,
+            server_cpu_us_per_request: costs.cpu,
+            server_user_us_per_request: costs.user,
+            server_sys_us_per_request: costs.sys,
+            usec_per_call: costs.usec_per_call,
             nodes: m.nodes,
             redirects: m.redirects,
         },
@@ -279,25 +281,43 @@ pub fn measured_run(
     })
 }
 
-/// The server's CPU per request (µs) and the command's usec_per_call over a run, from INFO
-/// read just before and just after it.
-pub fn server_costs(
-    before: &Info,
-    after: &Info,
-    command: Command,
-    requests: u64,
-) -> (Option<f64>, Option<f64>) {
-    let cpu = match (before.cpu_seconds(), after.cpu_seconds()) {
+/// What a run cost the server, per request, from INFO read just before and just after
+/// it; `None` where INFO lacks the field.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ServerCosts {
+    /// CPU time, user + system, µs per request.
+    pub cpu: Option<f64>,
+    /// Its user-space part, µs per request.
+    pub user: Option<f64>,
+    /// Its kernel part, µs per request.
+    pub sys: Option<f64>,
+    /// The command's own `usec_per_call` over the run (commandstats).
+    pub usec_per_call: Option<f64>,
+}
+
+/// The server's CPU per request (µs; in all, user and system) and the command's
+/// usec_per_call over a run, from INFO read just before and just after it.
+pub fn server_costs(before: &Info, after: &Info, command: Command, requests: u64) -> ServerCosts {
+    let per_request = |b: Option<f64>, a: Option<f64>| match (b, a) {
         (Some(b), Some(a)) if requests > 0 => Some((a - b) * 1e6 / requests as f64),
         _ => None,
     };
+    let field = |info: &Info, name: &str| info.get_f64(name);
     let name = command.name().to_ascii_lowercase();
     let (b, a) = (before.commandstats(), after.commandstats());
     let usec_per_call = a.get(&name).and_then(|&(calls, usec)| {
         let (calls0, usec0) = b.get(&name).copied().unwrap_or((0, 0));
         (calls > calls0).then(|| (usec - usec0) as f64 / (calls - calls0) as f64)
     });
-    (cpu, usec_per_call)
+    ServerCosts {
+        cpu: per_request(before.cpu_seconds(), after.cpu_seconds()),
+        user: per_request(
+            field(before, "used_cpu_user"),
+            field(after, "used_cpu_user"),
+        ),
+        sys: per_request(field(before, "used_cpu_sys"), field(after, "used_cpu_sys")),
+        usec_per_call,
+    }
 }
 
 /// A fresh server for the case (its server config), preloaded for `requests` requests;
@@ -400,16 +420,18 @@ mod tests {
                 "# CPU\r\nused_cpu_sys:0\r\nused_cpu_user:{cpu}\r\n# Commandstats\r\ncmdstat_get:calls={calls},usec={usec},usec_per_call=1\r\n"
             ))
         };
-        let (cpu, per_call) = server_costs(
+        let costs = server_costs(
             &info(1.0, 100, 50),
             &info(1.5, 1100, 1050),
             Command::Get,
             1000,
         );
-        assert!((cpu.unwrap() - 500.0).abs() < 1e-6);
-        assert_eq!(per_call, Some(1.0));
-        let (_, none) = server_costs(&info(1.0, 100, 50), &info(1.5, 100, 50), Command::Set, 1000);
-        assert_eq!(none, None);
+        assert!((costs.cpu.unwrap() - 500.0).abs() < 1e-6);
+        assert!((costs.user.unwrap() - 500.0).abs() < 1e-6);
+        assert_eq!(costs.sys, Some(0.0));
+        assert_eq!(costs.usec_per_call, Some(1.0));
+        let none = server_costs(&info(1.0, 100, 50), &info(1.5, 100, 50), Command::Set, 1000);
+        assert_eq!(none.usec_per_call, None);
     }
 
     use crate::run::fake::{self, FakeEngine, FakeServers, Log};

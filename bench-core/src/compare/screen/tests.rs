@@ -1,0 +1,326 @@
+//! The screen's rules on constructed cases: what a count may decide, and what only time may.
+
+use super::*;
+
+fn exact(name: &str, change: f64) -> CaseResult {
+    super::super::analysis::tests::exact_case(name, 1000.0, 1000.0 * (1.0 + change))
+}
+
+/// An exact case whose system calls (one kind, `name`) went from `b` to `c` per
+/// request, instructions `change`.
+fn with_calls(name: &str, change: f64, b: f64, c: f64) -> CaseResult {
+    let mut case = exact(name, change);
+    let (comparison, _) = compare_calls(&[b], &[c], SYSCALL_THRESHOLD_PER_REQUEST);
+    for (metric, label) in [
+        (SYSCALLS.to_string(), "syscalls/req".to_string()),
+        (format!("{SYSCALLS}.getppid"), "getppid".to_string()),
+    ] {
+        case.metrics.push(MetricResult {
+            metric,
+            label,
+            better: Better::Lower,
+            comparison: comparison.clone(),
+        });
+    }
+    case
+}
+
+/// A timed result: ops/s `change` over 8 trials; `verdict` as the family decided.
+fn timed(verdict: Verdict, change: f64) -> CaseResult {
+    timed_with(verdict, &[100.0 * (1.0 + change); 8])
+}
+
+fn timed_with(verdict: Verdict, candidate: &[f64]) -> CaseResult {
+    let c = compare(&[100.0; 8], candidate, Better::Higher, 0.02);
+    CaseResult {
+        case: "x".into(),
+        verdict,
+        note: None,
+        metrics: vec![MetricResult {
+            metric: "ops_per_sec".into(),
+            label: "ops/s".into(),
+            better: Better::Higher,
+            comparison: c,
+        }],
+        trials: Vec::new(),
+        evidence: None,
+        screen: None,
+    }
+}
+
+const RULE: Rule = Rule {
+    threshold: 0.02,
+    blind: false,
+};
+
+#[test]
+fn guards_cover_both_pipeline_ends_then_moved_by_size() {
+    // Cases 0..4 at P1, 4..8 at P16; 2 and 5 moved (5 more), 1 and 6 nearly did.
+    let changes = [0.0, 0.004, 0.03, 0.0, 0.0, -0.08, 0.003, 0.0];
+    let screened: Vec<CaseResult> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| exact(&format!("c{i}"), *c))
+        .collect();
+    let pipelines = [1, 1, 1, 1, 16, 16, 16, 16];
+    let all = timed_cases(&screened, &pipelines, &|_| true);
+    assert_eq!(
+        all,
+        vec![
+            (1, Screen::Guard),
+            (6, Screen::Guard),
+            (5, Screen::Moved),
+            (2, Screen::Moved)
+        ]
+    );
+    // The budget cuts from the end: the least moved goes first, the guards last.
+    let three = timed_cases(&screened, &pipelines, &|m| m <= 3);
+    assert_eq!(three.len(), 3);
+    assert_eq!(three[2], (5, Screen::Moved));
+    assert!(timed_cases(&screened, &pipelines, &|_| false).is_empty());
+    // Every case moved: no guards, the moved ones by size.
+    let moved: Vec<CaseResult> = [0.01, 0.05, 0.02].iter().map(|c| exact("m", *c)).collect();
+    let order: Vec<usize> = timed_cases(&moved, &[1, 1, 16], &|_| true)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(order, [1, 2, 0]);
+    // A case whose system calls moved goes before any instruction change.
+    let mixed = vec![
+        exact("a", 0.2),
+        with_calls("b", 0.0, 1.0, 2.0),
+        exact("c", 0.0),
+    ];
+    let order: Vec<(usize, Screen)> = timed_cases(&mixed, &[1, 1, 1], &|_| true);
+    assert_eq!(
+        order,
+        vec![(2, Screen::Guard), (1, Screen::Moved), (0, Screen::Moved)]
+    );
+}
+
+#[test]
+fn a_count_that_varies_between_processes_is_the_first_guard() {
+    let mut screened: Vec<CaseResult> = (0..4).map(|i| exact(&format!("c{i}"), 0.0)).collect();
+    // c3 (P16): rounds disagreed, its bar widened to 2.5%; it did not pass it.
+    screened[3] = CaseResult {
+        metrics: vec![MetricResult {
+            comparison: compare_counts(
+                &[1000.0, 1000.0, 1000.0],
+                &[1002.0, 1012.0, 1006.0],
+                Better::Lower,
+                0.005,
+            ),
+            ..screened[3].metrics[0].clone()
+        }],
+        ..screened[3].clone()
+    };
+    screened[3].verdict = screened[3].metrics[0].comparison.verdict;
+    assert_eq!(screened[3].verdict, Verdict::NoChange);
+    let got = timed_cases(&screened, &[1, 1, 16, 16], &|_| true);
+    // Then the shallowest depth; the deepest is covered by c3.
+    assert_eq!(got, vec![(3, Screen::Guard), (0, Screen::Guard)]);
+}
+
+#[test]
+fn one_pipeline_depth_still_gets_two_guards() {
+    let screened: Vec<CaseResult> = (0..4).map(|i| exact(&format!("c{i}"), 0.0)).collect();
+    let got = timed_cases(&screened, &[16; 4], &|_| true);
+    assert_eq!(got, vec![(0, Screen::Guard), (1, Screen::Guard)]);
+}
+
+#[test]
+fn a_moved_count_is_a_change_never_a_direction() {
+    // Instructions +26.8%, untimed: changed, not timed; inconclusive, not a regression.
+    let m = merge(exact("m", 0.268), None, RULE);
+    assert_eq!(m.verdict, Verdict::Inconclusive);
+    assert_eq!(m.screen, Some(Screen::NotTimed));
+    assert_eq!(
+        m.note.as_deref(),
+        Some("changed, not timed: instructions/req +26.8%")
+    );
+    // Timed faster: time says improvement, whatever the count says.
+    let m = merge(
+        exact("m", 0.268),
+        Some((timed(Verdict::Improvement, 0.32), Screen::Moved)),
+        RULE,
+    );
+    assert_eq!(m.verdict, Verdict::Improvement);
+    assert!(
+        m.note
+            .as_deref()
+            .unwrap()
+            .starts_with("changed: instructions/req +26.8%; timed: ops/s +32.0%, improvement"),
+        "{:?}",
+        m.note
+    );
+    // Timed and undecided: inconclusive, with the MDE; never the count's call.
+    let m = merge(
+        exact("m", 0.03),
+        Some((timed(Verdict::Inconclusive, -0.01), Screen::Moved)),
+        RULE,
+    );
+    assert_eq!(m.verdict, Verdict::Inconclusive);
+    assert!(m.note.as_deref().unwrap().contains("undecided (MDE"));
+    // Timed within ±threshold: no change in time, the count's change still said.
+    let m = merge(
+        exact("m", 0.03),
+        Some((timed(Verdict::NoChange, 0.001), Screen::Moved)),
+        RULE,
+    );
+    assert_eq!(m.verdict, Verdict::NoChange);
+    assert!(
+        m.note
+            .as_deref()
+            .unwrap()
+            .contains("changed: instructions/req +3.0%")
+    );
+    assert!(m.note.as_deref().unwrap().contains("within ±2%"));
+    // A system call appeared: changed, named by kind.
+    let m = merge(with_calls("k", 0.0, 0.0, 1.0), None, RULE);
+    assert_eq!(m.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        m.note.as_deref(),
+        Some("changed, not timed: getppid +1.00/req")
+    );
+}
+
+#[test]
+fn unmoved_counts_vouch_unless_time_contradicts_them() {
+    // Untimed and unmoved: the counts vouch.
+    let m = merge(exact("u", 0.002), None, RULE);
+    assert_eq!(m.verdict, Verdict::NoChange);
+    assert_eq!(m.metrics.len(), 1);
+    // ... but not once a guard showed them blind.
+    let m = merge(
+        exact("u", 0.0),
+        None,
+        Rule {
+            blind: true,
+            ..RULE
+        },
+    );
+    assert_eq!(m.verdict, Verdict::Inconclusive);
+    // A guard whose time regressed: the regression stands, and it is blindness.
+    let screened = exact("g", 0.0);
+    let time = timed(Verdict::Regression, -0.06);
+    assert!(blind(&screened, &time, 0.02));
+    let m = merge(screened, Some((time, Screen::Guard)), RULE);
+    assert_eq!(m.verdict, Verdict::Regression);
+    assert!(
+        m.note
+            .as_deref()
+            .unwrap()
+            .contains("time guard: ops/s -6.0%, regression")
+    );
+    // A guard whose interval lies beyond -2% though the family did not decide it:
+    // inconclusive, never no change, and the counts are blind.
+    let slower = [91.0, 92.0, 93.0, 90.0, 92.5, 91.5, 93.5, 92.0];
+    let time = timed_with(Verdict::Inconclusive, &slower);
+    assert!(beyond(&time.metrics[0].comparison, 0.02));
+    assert!(blind(&exact("g", 0.0), &time, 0.02));
+    let m = merge(exact("g", 0.0), Some((time, Screen::Guard)), RULE);
+    assert_eq!(m.verdict, Verdict::Inconclusive);
+    assert!(
+        m.note
+            .as_deref()
+            .unwrap()
+            .contains("beyond ±2% but not significant"),
+        "{:?}",
+        m.note
+    );
+    // A guard whose interval straddles the threshold: the counts vouch.
+    let wide = [97.0, 103.0, 99.0, 101.0, 96.0, 104.0, 100.0, 100.5];
+    let time = timed_with(Verdict::Inconclusive, &wide);
+    assert!(!beyond(&time.metrics[0].comparison, 0.02));
+    assert!(!blind(&exact("g", 0.0), &time, 0.02));
+    let m = merge(exact("g", 0.0), Some((time, Screen::Guard)), RULE);
+    assert_eq!(m.verdict, Verdict::NoChange);
+    // A moved case is never "blindness": its counts saw the change.
+    assert!(!blind(
+        &exact("m", 0.05),
+        &timed(Verdict::Regression, -0.06),
+        0.02
+    ));
+}
+
+#[test]
+fn a_kernel_side_change_is_named() {
+    // A system call planted, instructions unmoved.
+    let case = with_calls("k", 0.0, 2.0, 3.0);
+    let time = timed(Verdict::Regression, -0.08);
+    let merged = merge(case, Some((time, Screen::Moved)), RULE);
+    assert_eq!(merged.verdict, Verdict::Regression);
+    assert!(
+        merged
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("kernel-side change: getppid +1.00/req with instructions unchanged"),
+        "{:?}",
+        merged.note
+    );
+    // The server's system CPU rose in a guard whose counts did not move.
+    let mut time = timed(Verdict::Inconclusive, -0.01);
+    let mut sys = compare(&[1.0; 8], &[1.2; 8], Better::Lower, 0.02);
+    sys.verdict = Verdict::Regression;
+    time.metrics.push(MetricResult {
+        metric: SERVER_SYS.into(),
+        label: "server sys µs/req".into(),
+        better: Better::Lower,
+        comparison: sys,
+    });
+    let merged = merge(exact("g", 0.0), Some((time, Screen::Guard)), RULE);
+    assert!(
+        merged
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("kernel-side change: server system CPU/req +20.0%"),
+        "{:?}",
+        merged.note
+    );
+    let found = findings(std::slice::from_ref(&merged), &[]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].starts_with("kernel-side change: g (server system CPU/req +20.0%"));
+    // Instructions that moved as well: still kernel-side, with both named.
+    assert_eq!(
+        kernel_side(
+            &with_calls("k", 0.05, 2.0, 3.0),
+            &timed(Verdict::Regression, -0.1)
+        )
+        .as_deref(),
+        Some("kernel-side change: getppid +1.00/req, with instructions/req +5.0%")
+    );
+    // Instructions moved and system calls did not: the system CPU is not named.
+    let mut time = timed(Verdict::Regression, -0.1);
+    let mut sys = compare(&[1.0; 8], &[1.2; 8], Better::Lower, 0.02);
+    sys.verdict = Verdict::Regression;
+    time.metrics.push(MetricResult {
+        metric: SERVER_SYS.into(),
+        label: "server sys µs/req".into(),
+        better: Better::Lower,
+        comparison: sys,
+    });
+    assert_eq!(kernel_side(&exact("i", 0.05), &time), None);
+}
+
+#[test]
+fn findings_count_the_changed_cases_and_say_counts_do_not_give_a_direction() {
+    let cases: Vec<CaseResult> = vec![
+        merge(exact("a", 0.1), None, RULE),
+        merge(
+            exact("b", 0.2),
+            Some((timed(Verdict::Improvement, 0.3), Screen::Moved)),
+            RULE,
+        ),
+        merge(exact("c", 0.0), None, RULE),
+    ];
+    let found = findings(&cases, &["g".into()]);
+    assert_eq!(
+        found[0],
+        "exact counts changed in 2 of 3 cases (instructions/req +10.0% .. +20.0% in 2): a count says \
+         that a case changed, not which way; time decides (1 of them timed)"
+    );
+    assert!(found[1].starts_with("the counts are blind to this change: time moved in g"));
+    assert!(found[1].ends_with("and the 1 left untimed are inconclusive"));
+}

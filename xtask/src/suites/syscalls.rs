@@ -1,0 +1,270 @@
+//! System calls a server makes in a counted window, by kind: what instruction counts
+//! cannot see (a system call costs hundreds of nanoseconds in the kernel and a handful of
+//! user-space instructions).
+//!
+//! `perf record -e raw_syscalls:sys_enter -p PID` attaches to the server (every thread)
+//! with its events disabled (`-D -1`) and a control FIFO (`--control fifo:CTL,ACK`): the
+//! window opens with `enable` and closes with `disable`, each acknowledged by perf, so
+//! nothing outside the window is counted, however long perf takes to start. Then
+//! `perf script -F trace` lists one `NR n (...)` line per call, named from the kernel
+//! headers' `__NR_*` table (`syscall N` where it is missing).
+//!
+//! Under callgrind every call the server makes passes through valgrind, which adds
+//! `rt_sigprocmask` calls of its own around blocking ones; both sides run under the same
+//! valgrind, so a kind that moved moved in the server.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bench_core::shutdown::Shutdown;
+
+use crate::process::{self, Guarded};
+
+/// System calls of one window, by kind.
+pub type Calls = BTreeMap<String, u64>;
+
+/// Whether system calls can be counted here: perf installed and allowed to trace the
+/// `raw_syscalls:sys_enter` tracepoint (root, or a permissive `perf_event_paranoid` with
+/// tracefs readable). `Err` says why not and how to fix it.
+pub fn available(shutdown: &Shutdown) -> Result<(), String> {
+    if !process::runs("perf") {
+        return Err(
+            "perf is not installed, so system calls are not counted: install it with apt-get install linux-perf"
+                .into(),
+        );
+    }
+    let mut cmd = process::command("perf");
+    cmd.args(["stat", "-x,", "-e", "raw_syscalls:sys_enter", "--", "true"]);
+    match process::output(cmd, "perf stat", shutdown, Some(Duration::from_secs(30))) {
+        Ok(out) if out.status.success() && out.stderr.contains("raw_syscalls:sys_enter") => Ok(()),
+        Ok(out) => Err(format!(
+            "perf cannot trace system calls here ({}), so they are not counted: run as root, or \
+             lower kernel.perf_event_paranoid and make tracefs readable",
+            process::tail(&out.stderr, 2).trim()
+        )),
+        Err(e) => Err(format!(
+            "perf stat failed ({e:#}), so system calls are not counted"
+        )),
+    }
+}
+
+/// perf attached to a process with its events off, and the FIFOs that switch them.
+pub struct Tracer {
+    perf: Guarded,
+    control: File,
+    ack: File,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl Tracer {
+    /// Attaches to `pid` (every thread), events off; its files go under `dir`.
+    pub fn attach(pid: u32, dir: &Path) -> anyhow::Result<Tracer> {
+        let control_path = dir.join("perf-control");
+        let ack_path = dir.join("perf-ack");
+        for fifo in [&control_path, &ack_path] {
+            let _ = std::fs::remove_file(fifo);
+            let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes())
+                .context("a FIFO path with a NUL byte")?;
+            // SAFETY: a plain syscall on a NUL-terminated path.
+            if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .with_context(|| format!("mkfifo {}", fifo.display()));
+            }
+        }
+        // Read-write opens of a FIFO never block (Linux), so neither end waits for perf.
+        let open = |p: &Path| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))
+        };
+        let control = open(&control_path)?;
+        let ack = open(&ack_path)?;
+        let data = dir.join("syscalls.data");
+        let log = dir.join("perf-syscalls.log");
+        let mut cmd = process::command("perf");
+        cmd.args([
+            "record",
+            "-q",
+            "--no-buildid-cache",
+            "-e",
+            "raw_syscalls:sys_enter",
+        ])
+        .args(["-D", "-1", "--control"])
+        .arg(format!(
+            "fifo:{},{}",
+            control_path.display(),
+            ack_path.display()
+        ))
+        .arg("-p")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(File::create(&log)?);
+        let perf = Guarded::spawn(cmd, "perf record (system calls)")?;
+        Ok(Tracer {
+            perf,
+            control,
+            ack,
+            data,
+            log,
+        })
+    }
+
+    /// Opens the window; returns once perf says its events are on.
+    pub fn enable(&mut self) -> anyhow::Result<()> {
+        self.command("enable")
+    }
+
+    /// Closes the window; returns once perf says its events are off.
+    pub fn disable(&mut self) -> anyhow::Result<()> {
+        self.command("disable")
+    }
+
+    fn command(&mut self, what: &str) -> anyhow::Result<()> {
+        self.control
+            .write_all(format!("{what}\n").as_bytes())
+            .with_context(|| format!("telling perf to {what}"))?;
+        // perf answers "ack\n" (with a NUL after it); it may take a moment to attach first.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut got = Vec::new();
+        while !got.windows(4).any(|w| w == b"ack\n") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "perf did not acknowledge `{what}` within 30 s: {}",
+                    process::tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 5)
+                );
+            }
+            if let Ok(Some(status)) = self.perf.try_wait() {
+                bail!(
+                    "perf record exited ({status}) before `{what}`: {}",
+                    process::tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 5)
+                );
+            }
+            let mut poll = libc::pollfd {
+                fd: self.ack.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd; a short timeout so perf's exit is noticed.
+            let ready = unsafe { libc::poll(&mut poll, 1, 100) };
+            if ready > 0 {
+                let mut buf = [0u8; 64];
+                let n = self.ack.read(&mut buf)?;
+                got.extend_from_slice(&buf[..n]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops perf and counts the window's calls by kind.
+    pub fn finish(mut self, shutdown: &Shutdown) -> anyhow::Result<Calls> {
+        self.perf.interrupt();
+        let status = self.perf.wait(shutdown, Some(Duration::from_secs(60)))?;
+        use std::os::unix::process::ExitStatusExt;
+        let interrupted = status.code() == Some(130) || status.signal() == Some(libc::SIGINT);
+        if !status.success() && !interrupted {
+            bail!(
+                "perf record (system calls) failed ({status}): {}",
+                process::tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 10)
+            );
+        }
+        let mut cmd = process::command("perf");
+        cmd.args(["script", "-F", "trace", "-i"]).arg(&self.data);
+        let out = process::output(cmd, "perf script", shutdown, Some(Duration::from_secs(120)))?;
+        if !out.status.success() {
+            bail!(
+                "perf script failed ({}): {}",
+                out.status,
+                process::tail(&out.stderr, 10)
+            );
+        }
+        let calls = tally(&out.stdout);
+        let _ = std::fs::remove_file(&self.data);
+        Ok(calls)
+    }
+}
+
+/// Counts `perf script -F trace` lines of `raw_syscalls:sys_enter` (`NR 232 (...)`) by
+/// name.
+pub fn tally(script: &str) -> Calls {
+    let mut calls = Calls::new();
+    for line in script.lines() {
+        let Some(nr) = line
+            .trim_start()
+            .strip_prefix("NR ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        *calls.entry(name(nr)).or_default() += 1;
+    }
+    calls
+}
+
+/// A system call's name from its number on this machine's architecture: the kernel
+/// headers' `__NR_*` table, read once, else `syscall N`.
+fn name(nr: u32) -> String {
+    static TABLE: OnceLock<BTreeMap<u32, String>> = OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let arch = std::env::consts::ARCH;
+        let paths = [
+            format!("/usr/include/{arch}-linux-gnu/asm/unistd_64.h"),
+            "/usr/include/asm/unistd_64.h".to_string(),
+            format!("/usr/include/{arch}-linux-gnu/asm/unistd.h"),
+        ];
+        let text = paths
+            .iter()
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default();
+        parse_table(&text)
+    });
+    table
+        .get(&nr)
+        .cloned()
+        .unwrap_or_else(|| format!("syscall {nr}"))
+}
+
+/// `#define __NR_read 0` lines into number → name.
+fn parse_table(text: &str) -> BTreeMap<u32, String> {
+    text.lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            (words.next()? == "#define").then_some(())?;
+            let name = words.next()?.strip_prefix("__NR_")?;
+            let nr = words.next()?.parse().ok()?;
+            Some((nr, name.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_lines_are_counted_by_kind() {
+        let table = parse_table(
+            "#ifndef _ASM\n#define __NR_read 0\n#define __NR_write 1\n#define __NR_getppid 110\n#define X 5\n",
+        );
+        assert_eq!(table.get(&110).map(String::as_str), Some("getppid"));
+        assert_eq!(table.len(), 3);
+        let script =
+            "  NR 0 (7, 7f00, 4000, 0, 0, 0)\nNR 0 (7, 1, 2, 3, 4, 5)\n NR 99999 (0)\ngarbage\n";
+        let calls = tally(script);
+        assert_eq!(calls.values().sum::<u64>(), 3);
+        assert_eq!(calls.get("syscall 99999"), Some(&1));
+    }
+}
