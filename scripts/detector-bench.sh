@@ -153,25 +153,35 @@ if [ "${PAIR:-0}" = 1 ]; then
         mkdir -p "$DETECTOR_KEEP"
         cp "$scratch"/pair-*.json "$scratch"/pair-*.err "$DETECTOR_KEEP/"
     fi
+    if [ "$code" = 2 ] || [ "$tcode" = 2 ]; then
+        echo "a release-pair compare could not run:" >&2
+        tail -5 "$scratch/pair-auto.err" "$scratch/pair-time.err" >&2
+        exit 2
+    fi
     python3 - "$scratch/pair-auto.json" "$scratch/pair-time.json" <<'PY'
 import json, sys
 auto = {c["case"]: c for c in json.load(open(sys.argv[1]))["cases"]}
 truth = {c["case"]: c for c in json.load(open(sys.argv[2]))["cases"]}
-print("| case | instructions/req | default mode | time mode (truth), ops/s | agree |")
-print("| ---- | ---------------: | ------------ | ------------------------ | ----- |")
-agree = called = 0
+
+def change(m):
+    r = m["comparison"]["ratio"] if m else None
+    return "-" if r is None else f"{(r - 1) * 100:+.1f}%"
+
+print("| case | instructions/req | default mode | time mode (truth), ops/s | reading |")
+print("| ---- | ---------------: | ------------ | ------------------------ | ------- |")
+tally = {"agree": 0, "disagree": 0, "open": 0}
 for name, t in truth.items():
     a = auto[name]
     instr = next((m for m in a["metrics"] if m["metric"] == "instructions_per_request"), None)
-    ops = next(m for m in t["metrics"] if m["metric"] == "ops_per_sec")
-    change = lambda m: (m["comparison"]["ratio"] - 1) * 100
-    # A regression where time found none, or an improvement where time found a regression,
-    # disagrees; inconclusive never claims a direction.
-    ok = a["verdict"] == t["verdict"] or a["verdict"] == "inconclusive" or t["verdict"] == "inconclusive"
-    if a["verdict"] in ("regression", "improvement"):
-        called += 1
-    agree += ok
-    print(f"| {name} | {change(instr):+.1f}% | {a['verdict']} | {change(ops):+.1f}% {t['verdict']} | {'yes' if ok else 'NO'} |")
-print(f"\n{agree} of {len(truth)} agree; the default mode called a direction in {called}")
+    ops = next((m for m in t["metrics"] if m["metric"] == "ops_per_sec"), None)
+    decided = lambda v: v in ("regression", "improvement", "no_change")
+    if decided(a["verdict"]) and decided(t["verdict"]):
+        reading = "agree" if a["verdict"] == t["verdict"] else "disagree"
+    else:
+        # An inconclusive side claims no direction: neither right nor wrong.
+        reading = "open"
+    tally[reading] += 1
+    print(f"| {name} | {change(instr)} | {a['verdict']} | {change(ops)} {t['verdict']} | {reading} |")
+print(f"\n{tally['agree']} agree, {tally['disagree']} disagree, {tally['open']} open (either side inconclusive) of {len(truth)}")
 PY
 fi

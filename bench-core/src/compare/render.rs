@@ -72,10 +72,7 @@ pub fn headline_metrics(case: &CaseResult) -> Vec<&MetricResult> {
 /// moved and that no trial timed; in instructions mode, a count's call is labelled as
 /// one ("regression (instructions)").
 pub fn verdict_label(report: &CompareReport, case: &CaseResult) -> String {
-    if case.screen == Some(screen::Screen::NotTimed)
-        && case.verdict == Verdict::Inconclusive
-        && screen::moved(case)
-    {
+    if screen::changed_not_timed(case) {
         return "changed, not timed".into();
     }
     if report.mode == "instructions" && case.verdict != Verdict::Inconclusive {
@@ -86,11 +83,11 @@ pub fn verdict_label(report: &CompareReport, case: &CaseResult) -> String {
 
 /// A metric's change: percent, or for system calls the difference in calls per request.
 fn change_cell(m: &MetricResult) -> String {
-    let c = &m.comparison;
     if screen::is_syscalls(m) {
+        let c = &m.comparison;
         format!("{:+.2}/req", c.candidate_median - c.baseline_median)
     } else {
-        format!("{:+.2}%", c.change_pct())
+        format!("{:+.2}%", m.comparison.change_pct())
     }
 }
 
@@ -107,11 +104,7 @@ pub fn headline(report: &CompareReport) -> String {
         let not_timed = report
             .cases
             .iter()
-            .filter(|c| {
-                c.screen == Some(screen::Screen::NotTimed)
-                    && c.verdict == Verdict::Inconclusive
-                    && screen::moved(c)
-            })
+            .filter(|c| screen::changed_not_timed(c))
             .count();
         let mut why = Vec::new();
         if not_timed > 0 {
@@ -297,8 +290,17 @@ pub fn markdown(report: &CompareReport) -> String {
                 .count()
         };
         let moved = report.cases.iter().filter(|c| screen::moved(c)).count();
+        let calls = if report
+            .cases
+            .iter()
+            .any(|c| c.metrics.iter().any(screen::is_syscalls))
+        {
+            "; system calls per request by kind"
+        } else {
+            "; system calls not counted"
+        };
         out.push_str(&format!(
-            "- screened by exact counts (instructions, threshold {t}%; system calls per request by kind): \
+            "- screened by exact counts (instructions, threshold {t}%{calls}): \
              {moved} of {} case(s) changed; timed (threshold {}%): {} changed case(s) and {} guard(s) \
              whose counts did not move\n",
             report.cases.len(),
@@ -323,8 +325,10 @@ pub const METHOD_NOTE: &str = "\nChange is the median of per-trial ratios candid
 trial's ratio is the median of its slices; trials alternate AB/BA on fresh servers). 95% CI: the distribution-free \
 interval of the median from order statistics. p raw: the sign test over the trials; adjusted: Holm over every timed \
 case of the comparison, at the look's share of 5% (at most 8 looks at fixed trial counts, a third of alpha at the \
-first, 2/21 at each later one), so the whole comparison false-alarms at most 5% of the time. A regression needs the \
-adjusted p within the look's alpha and the change past the threshold. No change: the CI within ±threshold. \
+first, 2/21 at each later one), so the whole comparison false-alarms at most 5% of the time (10% where guards showed the counts blind and \
+further unmoved cases were timed as a family of their own). A regression needs the \
+adjusted p within the look's alpha and the change past the threshold. No change: the CI within ±threshold (in \
+the default mode also an unchanged count that time did not contradict, below). \
 Inconclusive: neither when the trials stopped (a CI entirely beyond ±threshold that the family's rule did not \
 decide stays inconclusive); MDE: the smallest change these trials detect at 80% power. Exact counts are not \
 samples: in the default mode (auto) every case's instructions per request and system calls per request (by kind) \

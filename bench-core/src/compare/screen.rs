@@ -26,7 +26,8 @@
 //!    unmoved cases still untimed are inconclusive.
 //!
 //! The run's false-alarm rate for "regression" is then the time family's (≤ α over the
-//! timed cases): counts never call one.
+//! timed cases), plus at most α more in a run whose guards showed the counts blind (the
+//! further unmoved cases are a family of their own): counts never call one.
 
 use super::*;
 
@@ -67,11 +68,39 @@ pub fn moved(case: &CaseResult) -> bool {
         .any(|m| is_exact(m) && m.comparison.verdict != Verdict::NoChange)
 }
 
+/// A count that moved by this much (percent of instructions) or more is beyond what
+/// processes of one build differ by (ZADD's clock-seeded count, the noisiest, spreads ~1%):
+/// counting it again would not change that it changed.
+pub const CLEARLY_MOVED_PCT: f64 = 3.0;
+/// The same for a kind of system call, in calls per request.
+pub const CLEARLY_MOVED_CALLS: f64 = 0.5;
+
+/// Whether a moved case is worth counting again to see whether its counts vary between
+/// processes: it moved, but none of its counts by clearly more than processes of one
+/// build differ ([`CLEARLY_MOVED_PCT`], [`CLEARLY_MOVED_CALLS`]). A clear mover is timed
+/// whatever a recount says, so recounting it would only spend the budget.
+pub fn worth_recounting(case: &CaseResult) -> bool {
+    let clear = case.metrics.iter().filter(|m| is_exact(m)).any(|m| {
+        let c = &m.comparison;
+        if is_syscalls(m) {
+            (c.candidate_median - c.baseline_median).abs() >= CLEARLY_MOVED_CALLS
+        } else {
+            c.change_pct().abs() >= CLEARLY_MOVED_PCT
+        }
+    });
+    moved(case) && !clear
+}
+
 /// Whether the case's system calls moved.
 fn syscalls_moved(case: &CaseResult) -> bool {
     case.metrics
         .iter()
         .any(|m| is_syscalls(m) && m.comparison.verdict != Verdict::NoChange)
+}
+
+/// Whether a merged case is "changed, not timed": its counts moved and no trial timed it.
+pub fn changed_not_timed(case: &CaseResult) -> bool {
+    case.screen == Some(Screen::NotTimed) && case.verdict == Verdict::Inconclusive && moved(case)
 }
 
 /// The timed primary metric of a case (the first sampled one), if it was timed.
@@ -238,7 +267,10 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>, rule: Ru
     }
     let Some((time, role)) = timed else {
         let verdict = if changed.is_some() {
-            notes[0] = format!("changed, not timed: {}", changed.as_deref().unwrap_or(""));
+            notes[0] = format!(
+                "changed, not timed: {}",
+                changed.as_deref().unwrap_or_default()
+            );
             Verdict::Inconclusive
         } else if rule.blind {
             notes.push(
@@ -249,6 +281,7 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>, rule: Ru
         } else {
             Verdict::NoChange
         };
+        notes.extend(kernel_side(&screened, None));
         return CaseResult {
             verdict,
             note: (!notes.is_empty()).then(|| notes.join("; ")),
@@ -261,13 +294,16 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>, rule: Ru
         _ => "timed",
     };
     let primary = timed_primary(&time);
-    let threshold_pct = rule.threshold * 100.0;
+    // Rounded: 0.07 * 100 is 7.000000000000001.
+    let threshold_pct = (rule.threshold * 1e4).round() / 100.0;
     let outside = primary.is_some_and(|m| beyond(&m.comparison, rule.threshold));
     let verdict = match time.verdict {
         Verdict::Regression | Verdict::Improvement | Verdict::NoChange => time.verdict,
-        Verdict::Inconclusive if changed.is_some() || outside => Verdict::Inconclusive,
+        Verdict::Inconclusive if changed.is_some() || outside || rule.blind => {
+            Verdict::Inconclusive
+        }
         // An unmoved guard whose interval neither lies within nor beyond ±threshold: the
-        // counts vouch, and time does not contradict them.
+        // counts vouch, and time does not contradict them (docs/design.md says why).
         Verdict::Inconclusive => Verdict::NoChange,
     };
     notes.push(match (time.verdict, primary) {
@@ -299,7 +335,7 @@ pub fn merge(screened: CaseResult, timed: Option<(CaseResult, Screen)>, rule: Ru
         (v, None) => format!("{why}: {}", v.label()),
     });
     notes.extend(time.note.clone());
-    if let Some(kernel) = kernel_side(&screened, &time) {
+    if let Some(kernel) = kernel_side(&screened, Some(&time)) {
         notes.push(kernel);
     }
     let mut metrics = screened.metrics;
@@ -333,7 +369,7 @@ pub const SERVER_SYS: &str = "server_sys_us_per_request";
 /// nanoseconds in the kernel, which no instruction count sees), or, timed, the server's
 /// system CPU per request rose past the threshold by the metric's own test
 /// (`Comparison::verdict`) while its instructions did not move. `None` otherwise.
-pub fn kernel_side(screened: &CaseResult, time: &CaseResult) -> Option<String> {
+pub fn kernel_side(screened: &CaseResult, time: Option<&CaseResult>) -> Option<String> {
     let instructions = screened
         .metrics
         .iter()
@@ -365,7 +401,7 @@ pub fn kernel_side(screened: &CaseResult, time: &CaseResult) -> Option<String> {
     if instructions.is_some() {
         return None;
     }
-    let sys = time
+    let sys = time?
         .metrics
         .iter()
         .find(|m| m.metric == SERVER_SYS && m.comparison.verdict == Verdict::Regression)?;

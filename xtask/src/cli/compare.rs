@@ -48,10 +48,12 @@ pub struct CompareCmd {
     /// The short built-in matrix of the suite.
     #[arg(long)]
     pub quick: bool,
-    /// auto: every perf case's instruction count first, then wall-clock trials on the
-    /// cases that moved and on guards that did not (time outside the perf suite, or
-    /// without valgrind). time: interleaved wall-clock trials of every case.
-    /// instructions: callgrind instruction counts alone (perf suite only).
+    /// auto: every perf case's exact counts first (instructions and system calls per
+    /// request), which say which cases changed, then wall-clock trials on the changed
+    /// cases and on guards that did not, which say which way (time outside the perf suite,
+    /// or without valgrind). time: interleaved wall-clock trials of every case.
+    /// instructions: callgrind instruction counts alone, deciding as instruction verdicts
+    /// (perf suite only).
     #[arg(long, value_enum, default_value_t = Mode::Auto)]
     pub mode: Mode,
     /// Smallest change called a regression or improvement, percent: the timed trials'

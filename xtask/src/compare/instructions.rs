@@ -15,6 +15,7 @@ use crate::events::Event;
 use crate::plan::Side;
 use crate::run::CaseContext;
 use crate::suites::instructions::{InstructionsRecord, SeedFile, count};
+use crate::suites::syscalls::VALGRIND_ONLY;
 
 /// How cases are counted.
 #[derive(Clone, Copy)]
@@ -177,7 +178,8 @@ fn exact_result(
 }
 
 /// System calls per request, in all and by kind, compared round by round
-/// (`compare::compare_calls`); none when either side's were not counted in every round.
+/// (`compare::compare_calls`), less the kinds only valgrind makes
+/// (`syscalls::VALGRIND_ONLY`); none when either side's were not counted in every round.
 fn syscall_metrics(
     baseline: &InstructionsRecord,
     candidate: &InstructionsRecord,
@@ -187,13 +189,18 @@ fn syscall_metrics(
     if !counted(baseline) || !counted(candidate) {
         return Vec::new();
     }
+    let compared = |kind: &str| !VALGRIND_ONLY.contains(&kind);
     let per_request = |r: &InstructionsRecord, kind: Option<&str>| -> Vec<f64> {
         r.syscalls
             .iter()
             .map(|calls| {
                 let n: u64 = match kind {
                     Some(k) => calls.get(k).copied().unwrap_or(0),
-                    None => calls.values().sum(),
+                    None => calls
+                        .iter()
+                        .filter(|(k, _)| compared(k))
+                        .map(|(_, n)| n)
+                        .sum(),
                 };
                 n as f64 / r.requests as f64
             })
@@ -204,6 +211,7 @@ fn syscall_metrics(
         .iter()
         .chain(&candidate.syscalls)
         .flat_map(|c| c.keys())
+        .filter(|k| compared(k))
         .collect();
     kinds.sort();
     kinds.dedup();

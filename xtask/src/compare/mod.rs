@@ -286,11 +286,18 @@ impl Request {
             Mode::Time => None,
         };
         // System calls are counted beside instructions where perf can trace them.
+        let mut findings = Vec::new();
         let syscalls = match mode {
             Mode::Instructions | Mode::Auto => match crate::suites::syscalls::available(shutdown) {
                 Ok(()) => true,
                 Err(why) => {
-                    self.emit(Event::Warning { message: why });
+                    self.emit(Event::Warning {
+                        message: why.clone(),
+                    });
+                    // The report says what its "no change" rests on.
+                    findings.push(format!(
+                        "{why}; the screen's unchanged cases rest on instruction counts alone"
+                    ));
                     false
                 }
             },
@@ -395,7 +402,6 @@ impl Request {
         };
         let clock = || started.elapsed();
         let emit = |e| self.emit(e);
-        let mut findings = Vec::new();
         let (cases, stopped) = match (mode, self.suite) {
             (Mode::Instructions, _) => {
                 let cases = self.perf_cases()?;
@@ -431,7 +437,7 @@ impl Request {
                     &emit,
                     shutdown,
                 )?;
-                findings = found;
+                findings.extend(found);
                 (cases, stopped)
             }
             (Mode::Time, SuiteKind::Perf) => {

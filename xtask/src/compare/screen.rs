@@ -60,18 +60,19 @@ pub fn compare_cases(
     };
     let mut counted = instructions::count_sides(&cases, ctxs, counting, emit)?;
     let mut screened = instructions::results(&counted, budget.instructions_threshold);
-    // A count that moved is counted again on two more fresh servers per side: a case
-    // whose count varies between processes (ZADD's clock-seeded skiplist levels, a
-    // batching-dependent system call) then shows its spread over three, and only a move
-    // past the threshold plus twice that spread stands (`compare::compare_counts`,
-    // `compare::compare_calls`).
+    // A count that moved by as little as processes of one build can differ is counted
+    // again on two more fresh servers per side: a case whose count varies between
+    // processes (ZADD's clock-seeded skiplist levels, a batching-dependent system call)
+    // then shows its spread over three, and only a move past the threshold plus twice
+    // that spread stands (`compare::compare_counts`, `compare::compare_calls`). A case
+    // that moved clearly more is timed anyway (`screen::worth_recounting`).
     let moved_first: Vec<usize> = (0..cases.len())
-        .filter(|&i| screen::moved(&screened[i]))
+        .filter(|&i| screen::worth_recounting(&screened[i]))
         .collect();
     if runs == 1 && !moved_first.is_empty() {
         emit(Event::Step {
             message: format!(
-                "screen: {} case(s) moved; counting them twice more on fresh servers",
+                "screen: {} case(s) moved by as little as processes can differ; counting them twice more on fresh servers",
                 moved_first.len()
             ),
         });
@@ -234,7 +235,7 @@ pub fn compare_cases(
     let mut findings = screen::findings(&merged, &blind_guards);
     let not_timed = merged
         .iter()
-        .filter(|c| c.screen == Some(Screen::NotTimed) && screen::moved(c))
+        .filter(|c| screen::changed_not_timed(c))
         .count();
     if not_timed > 0 {
         findings.push(format!(

@@ -308,7 +308,7 @@ impl Counter {
         callgrind_control("--instr=on", pid, &self.vgdb_prefix, ctx.shutdown)?;
         callgrind_control("--zero", pid, &self.vgdb_prefix, ctx.shutdown)?;
         if let Some(t) = &mut tracer {
-            t.enable()?;
+            t.enable(ctx.shutdown)?;
         }
         let outcome = stream::run_on(
             &mut connection,
@@ -318,7 +318,7 @@ impl Counter {
         )
         .context("sending the request stream")?;
         if let Some(t) = &mut tracer {
-            t.disable()?;
+            t.disable(ctx.shutdown)?;
         }
         if outcome.error_replies > 0 {
             bail!(

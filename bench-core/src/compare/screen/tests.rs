@@ -178,9 +178,13 @@ fn a_moved_count_is_a_change_never_a_direction() {
     // A system call appeared: changed, named by kind.
     let m = merge(with_calls("k", 0.0, 0.0, 1.0), None, RULE);
     assert_eq!(m.verdict, Verdict::Inconclusive);
-    assert_eq!(
-        m.note.as_deref(),
-        Some("changed, not timed: getppid +1.00/req")
+    assert!(
+        m.note
+            .as_deref()
+            .unwrap()
+            .starts_with("changed, not timed: getppid +1.00/req; kernel-side change"),
+        "{:?}",
+        m.note
     );
 }
 
@@ -233,8 +237,18 @@ fn unmoved_counts_vouch_unless_time_contradicts_them() {
     let time = timed_with(Verdict::Inconclusive, &wide);
     assert!(!beyond(&time.metrics[0].comparison, 0.02));
     assert!(!blind(&exact("g", 0.0), &time, 0.02));
-    let m = merge(exact("g", 0.0), Some((time, Screen::Guard)), RULE);
+    let m = merge(exact("g", 0.0), Some((time.clone(), Screen::Guard)), RULE);
     assert_eq!(m.verdict, Verdict::NoChange);
+    // ... unless the counts were shown blind: then time alone decides, and it did not.
+    let m = merge(
+        exact("g", 0.0),
+        Some((time, Screen::Guard)),
+        Rule {
+            blind: true,
+            ..RULE
+        },
+    );
+    assert_eq!(m.verdict, Verdict::Inconclusive);
     // A moved case is never "blindness": its counts saw the change.
     assert!(!blind(
         &exact("m", 0.05),
@@ -286,7 +300,7 @@ fn a_kernel_side_change_is_named() {
     assert_eq!(
         kernel_side(
             &with_calls("k", 0.05, 2.0, 3.0),
-            &timed(Verdict::Regression, -0.1)
+            Some(&timed(Verdict::Regression, -0.1))
         )
         .as_deref(),
         Some("kernel-side change: getppid +1.00/req, with instructions/req +5.0%")
@@ -301,7 +315,19 @@ fn a_kernel_side_change_is_named() {
         better: Better::Lower,
         comparison: sys,
     });
-    assert_eq!(kernel_side(&exact("i", 0.05), &time), None);
+    assert_eq!(kernel_side(&exact("i", 0.05), Some(&time)), None);
+    // A system call planted in a case that was not timed: named all the same.
+    let untimed = merge(with_calls("k", 0.0, 0.0, 1.0), None, RULE);
+    assert!(changed_not_timed(&untimed));
+    assert!(
+        untimed
+            .note
+            .as_deref()
+            .unwrap()
+            .ends_with("; kernel-side change: getppid +1.00/req with instructions unchanged"),
+        "{:?}",
+        untimed.note
+    );
 }
 
 #[test]
@@ -323,4 +349,14 @@ fn findings_count_the_changed_cases_and_say_counts_do_not_give_a_direction() {
     );
     assert!(found[1].starts_with("the counts are blind to this change: time moved in g"));
     assert!(found[1].ends_with("and the 1 left untimed are inconclusive"));
+}
+
+#[test]
+fn only_a_case_that_moved_by_as_little_as_noise_is_counted_again() {
+    assert!(worth_recounting(&exact("near", 0.008)));
+    assert!(!worth_recounting(&exact("far", 0.12)));
+    assert!(!worth_recounting(&exact("same", 0.001)));
+    // A whole system call per request is no noise, whatever the instructions did.
+    assert!(!worth_recounting(&with_calls("k", 0.0, 0.0, 1.0)));
+    assert!(worth_recounting(&with_calls("b", 0.0, 0.0625, 0.125)));
 }
