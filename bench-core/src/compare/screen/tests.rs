@@ -359,4 +359,7 @@ fn only_a_case_that_moved_by_as_little_as_noise_is_counted_again() {
     // A whole system call per request is no noise, whatever the instructions did.
     assert!(!worth_recounting(&with_calls("k", 0.0, 0.0, 1.0)));
     assert!(worth_recounting(&with_calls("b", 0.0, 0.0625, 0.125)));
+    // A clear instruction change beside a marginal system-call one: the marginal one is
+    // counted again before the case is said to have changed in it.
+    assert!(worth_recounting(&with_calls("m", 0.12, 1.0, 1.011)));
 }
