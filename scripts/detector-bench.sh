@@ -47,16 +47,23 @@ xtask=$scratch/xtask
 
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/valkey-bench
 tarball=$(ls "$cache"/sources/8.1.1*/valkey_8.1.1*.orig.tar.* | head -n 1)
-tree=$scratch/valkey-slow
-mkdir -p "$tree"
-tar -xf "$tarball" -C "$tree" --strip-components=1
-python3 - "$tree/src/server.c" <<'PY'
+# plant DIR BLOCK: the pinned source extracted into DIR with BLOCK (C statements) before
+# every command's proc() in call(), built.
+plant() {
+    mkdir -p "$1"
+    tar -xf "$tarball" -C "$1" --strip-components=1
+    python3 - "$1/src/server.c" "$2" <<'PY'
 import sys
-path = sys.argv[1]
+path, block = sys.argv[1], sys.argv[2]
 text = open(path).read()
 call = "    c->cmd->proc(c);\n"
 assert text.count(call) == 1, "call() no longer has exactly one proc() call"
-slow = """    {
+open(path, "w").write(text.replace(call, block + call))
+PY
+    "$xtask" build --valkey-src "$1" >/dev/null
+}
+tree=$scratch/valkey-slow
+plant "$tree" '    {
         static long vb_slowdown_iters = -1;
         static volatile unsigned long vb_slowdown_sink;
         if (vb_slowdown_iters < 0) {
@@ -65,21 +72,10 @@ slow = """    {
         }
         for (long vb_i = 0; vb_i < vb_slowdown_iters; vb_i++) vb_slowdown_sink += (unsigned long)vb_i;
     }
-"""
-open(path, "w").write(text.replace(call, slow + call))
-PY
-"$xtask" build --valkey-src "$tree" >/dev/null
+'
 # The same source with VB_SYSCALLS (default 1) getppid() calls before every command.
 systree=$scratch/valkey-syscall
-mkdir -p "$systree"
-tar -xf "$tarball" -C "$systree" --strip-components=1
-python3 - "$systree/src/server.c" <<'PY'
-import sys
-path = sys.argv[1]
-text = open(path).read()
-call = "    c->cmd->proc(c);\n"
-assert text.count(call) == 1, "call() no longer has exactly one proc() call"
-plant = """    {
+plant "$systree" '    {
         static long vb_syscalls = -1;
         if (vb_syscalls < 0) {
             const char *e = getenv("VB_SYSCALLS");
@@ -87,10 +83,7 @@ plant = """    {
         }
         for (long vb_i = 0; vb_i < vb_syscalls; vb_i++) (void)getppid();
     }
-"""
-open(path, "w").write(text.replace(call, plant + call))
-PY
-"$xtask" build --valkey-src "$systree" >/dev/null
+'
 
 # run LABEL ITERS CANDIDATE COUNT: prints a table row: runs flagged (exit 1), inconclusive
 # (exit 3), the cases called regressions per run, and the median time.
