@@ -166,7 +166,7 @@ fn compare_a_against_a_finds_no_regression() {
     let md = fs::read_to_string(&markdown).unwrap();
     // "no regression" only when every case was decided; else it says what it is.
     let headline = if case["verdict"] == "inconclusive" {
-        "## valkey-bench compare: **inconclusive**: no regression found, 1 of 1 case(s) undecided"
+        "## valkey-bench compare: **inconclusive: no regression found, 1 of 1 case(s) open (1 undecided)**"
     } else {
         "## valkey-bench compare: **no regression**"
     };
