@@ -372,9 +372,9 @@ fn interval_text(c: &Comparison) -> String {
 pub const SERVER_SYS: &str = "server_sys_us_per_request";
 
 /// A kernel-side change in one case: its system calls moved (each one costs hundreds of
-/// nanoseconds in the kernel, which no instruction count sees), or, timed, the server's
-/// system CPU per request rose past the threshold by the metric's own test
-/// (`Comparison::verdict`) while its instructions did not move. `None` otherwise.
+/// nanoseconds in the kernel, which no instruction count sees), or, timed and called a
+/// regression, the server's system CPU per request rose past the threshold by the
+/// metric's own test (`sys_rise`) while its instructions did not move. `None` otherwise.
 pub fn kernel_side(screened: &CaseResult, time: Option<&CaseResult>) -> Option<String> {
     let instructions = screened
         .metrics
@@ -407,29 +407,41 @@ pub fn kernel_side(screened: &CaseResult, time: Option<&CaseResult>) -> Option<S
     if instructions.is_some() {
         return None;
     }
-    let sys = time?
-        .metrics
-        .iter()
-        .find(|m| m.metric == SERVER_SYS && m.comparison.verdict == Verdict::Regression)?;
+    let sys = sys_rise(time?)?;
     Some(format!(
         "kernel-side change: server system CPU/req {:+.1}% with instructions unchanged",
         sys.comparison.change_pct()
     ))
 }
 
+/// The server's system CPU per request of a timed case, when it names a kernel-side
+/// change: the case is a regression by the run-wide rule (so an A/A run names one no more
+/// often than it calls a regression) and the system CPU rose by its own test. The
+/// metric's own test alone would false-alarm at its 5% in every case of every run:
+/// `used_cpu_sys` over short slices is coarse.
+fn sys_rise(time: &CaseResult) -> Option<&MetricResult> {
+    (time.verdict == Verdict::Regression)
+        .then(|| {
+            time.metrics
+                .iter()
+                .find(|m| m.metric == SERVER_SYS && m.comparison.verdict == Verdict::Regression)
+        })
+        .flatten()
+}
+
 /// The key of the server's user CPU per request among a timed case's metrics.
 pub const SERVER_USER: &str = "server_user_us_per_request";
 
-/// In a comparison without counts (time mode): the cases whose server system CPU per
-/// request rose by the metric's own test, as one finding naming each with its user CPU
-/// beside it. Instructions were not counted there, so it says only where the CPU went.
+/// In a comparison without counts (time mode): the regressions whose server system CPU
+/// per request rose by the metric's own test (`sys_rise`), as one finding naming each with
+/// its user CPU beside it. Instructions were not counted there, so it says only where the CPU went.
 pub fn kernel_side_in_time(cases: &[CaseResult]) -> Option<String> {
     let named: Vec<String> = cases
         .iter()
         .filter(|c| c.screen.is_none())
         .filter_map(|c| {
             let find = |key: &str| c.metrics.iter().find(|m| m.metric == key);
-            let sys = find(SERVER_SYS).filter(|m| m.comparison.verdict == Verdict::Regression)?;
+            let sys = sys_rise(c)?;
             let user = find(SERVER_USER).map_or(String::new(), |m| {
                 format!(", user CPU/req {:+.1}%", m.comparison.change_pct())
             });

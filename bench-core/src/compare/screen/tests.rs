@@ -273,8 +273,9 @@ fn a_kernel_side_change_is_named() {
         "{:?}",
         merged.note
     );
-    // The server's system CPU rose in a guard whose counts did not move.
-    let mut time = timed(Verdict::Inconclusive, -0.01);
+    // The server's system CPU rose in a guard whose counts did not move, and time called
+    // it a regression.
+    let mut time = timed(Verdict::Regression, -0.06);
     let mut sys = compare(&[1.0; 8], &[1.2; 8], Better::Lower, 0.02);
     sys.verdict = Verdict::Regression;
     time.metrics.push(MetricResult {
@@ -296,6 +297,18 @@ fn a_kernel_side_change_is_named() {
     let found = findings(std::slice::from_ref(&merged), &[]);
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(found[0].starts_with("kernel-side change: g (server system CPU/req +20.0%"));
+    // The same rise in a case time did not call a regression names nothing: the metric's
+    // own test alone false-alarms (an A/A run in time mode named one).
+    let mut undecided = merged.clone();
+    undecided.screen = None;
+    undecided.verdict = Verdict::Inconclusive;
+    assert_eq!(kernel_side_in_time(std::slice::from_ref(&undecided)), None);
+    undecided.verdict = Verdict::Regression;
+    assert!(
+        kernel_side_in_time(std::slice::from_ref(&undecided))
+            .unwrap()
+            .starts_with("kernel-side change: g (server system CPU/req +20.0%")
+    );
     // Instructions that moved as well: still kernel-side, with both named.
     assert_eq!(
         kernel_side(
