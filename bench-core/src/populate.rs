@@ -11,6 +11,9 @@ use crate::cluster::{KeyedClient, Single};
 
 /// Commands sent per round trip.
 const BATCH: usize = 1000;
+/// Keys per MSET when every key lives on one node: the server's per-command cost (read,
+/// parse, dispatch, reply) is paid once per this many keys.
+const KEYS_PER_MSET: usize = 100;
 /// List elements per RPUSH.
 const ELEMENTS_PER_PUSH: usize = 500;
 
@@ -105,7 +108,9 @@ pub fn random_strings(
     })
 }
 
-/// SETs `name(N)` to `value(N)` for every N in `0..keyspace`, pipelined, then checks DBSIZE.
+/// Writes `name(N)` = `value(N)` for every N in `0..keyspace`, pipelined, then checks
+/// DBSIZE: [`KEYS_PER_MSET`] keys per MSET on one node, one SET per key on a cluster
+/// (each key to its slot's owner).
 fn set_keys<'v>(
     client: &mut dyn KeyedClient,
     keyspace: u64,
@@ -113,22 +118,37 @@ fn set_keys<'v>(
     value: impl Fn(u64) -> &'v [u8],
 ) -> Result<Populated, PopulateError> {
     let start = Instant::now();
+    let per_command = if client.one_node() { KEYS_PER_MSET } else { 1 };
+    let per_batch = (BATCH * per_command) as u64;
     let mut next = 0u64;
     while next < keyspace {
-        let batch = (keyspace - next).min(BATCH as u64);
-        for i in next..next + batch {
-            let key = name(i);
-            client.queue_keyed(
-                key.as_bytes(),
-                &[b"SET".as_slice(), key.as_bytes(), value(i)],
-            );
+        let end = (next + per_batch).min(keyspace);
+        let mut i = next;
+        while i < end {
+            let last = (i + per_command as u64).min(end);
+            let keys: Vec<String> = (i..last).map(&name).collect();
+            if per_command == 1 {
+                client.queue_keyed(
+                    keys[0].as_bytes(),
+                    &[b"SET".as_slice(), keys[0].as_bytes(), value(i)],
+                );
+            } else {
+                let mut args: Vec<&[u8]> = Vec::with_capacity(1 + 2 * keys.len());
+                args.push(b"MSET");
+                for (n, key) in (i..last).zip(&keys) {
+                    args.push(key.as_bytes());
+                    args.push(value(n));
+                }
+                client.queue_keyed(keys[0].as_bytes(), &args);
+            }
+            i = last;
         }
         check_replies(
             client.flush_all()?,
-            "SET",
+            if per_command == 1 { "SET" } else { "MSET" },
             |r| matches!(r, Value::Simple(s) if s == "OK"),
         )?;
-        next += batch;
+        next = end;
     }
     let actual = client.dbsize()?;
     if actual != keyspace {

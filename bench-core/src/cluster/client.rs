@@ -66,6 +66,10 @@ pub trait KeyedClient {
     fn dbsize(&mut self) -> Result<u64, ClientError>;
     /// One command on `key`'s node.
     fn call_keyed(&mut self, key: &[u8], args: &[&[u8]]) -> Result<Value, ClientError>;
+    /// Whether every key lives on one node, so one command may carry keys of any slot.
+    fn one_node(&self) -> bool {
+        false
+    }
 }
 
 /// One server, with what [`Client`] queued counted (`flush_all` reads that many).
@@ -97,6 +101,10 @@ impl KeyedClient for Single<'_> {
 
     fn call_keyed(&mut self, _key: &[u8], args: &[&[u8]]) -> Result<Value, ClientError> {
         self.client.call(args)
+    }
+
+    fn one_node(&self) -> bool {
+        true
     }
 }
 
