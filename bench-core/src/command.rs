@@ -80,9 +80,27 @@ impl Command {
         )
     }
 
+    /// Whether its keys are string keys drawn from the keyspace, so the keyspace is its
+    /// working set (the perf matrix multiplies these by keyspaces).
+    pub fn keys_from_keyspace(self) -> bool {
+        matches!(
+            self,
+            Command::Set | Command::Get | Command::Incr | Command::Mset
+        )
+    }
+
+    /// Whether the keyspace shapes its requests: its keys, or the members it adds to its
+    /// one collection (SADD, HSET, ZADD).
+    pub fn uses_keyspace(self) -> bool {
+        self.keys_from_keyspace() || matches!(self, Command::Sadd | Command::Hset | Command::Zadd)
+    }
+
+    /// What must exist before it runs. Commands on string keys find every key of the
+    /// keyspace written: reads hit, and writes overwrite from the first request, so a
+    /// faster build does not do a different mix of inserts and overwrites.
     pub fn preload(self) -> Preload {
         match self {
-            Command::Get => Preload::Strings,
+            c if c.keys_from_keyspace() => Preload::Strings,
             Command::Lpop | Command::Rpop => Preload::List,
             _ => Preload::None,
         }

@@ -43,7 +43,7 @@ pub struct Record<P, M> {
     pub run_id: String,
     /// The suite: `perf` or `mem`.
     pub suite: String,
-    /// Stable case name, e.g. `GET/32B/P16/c50/io1`: the same knobs give the same name
+    /// Stable case name, e.g. `GET/32B/P16/c50/io1/100k-keys`: the same knobs give the same name
     /// in every run, so runs can be joined on it.
     pub case: String,
     /// 1-based index of the measured repetition within the case.

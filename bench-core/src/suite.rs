@@ -51,8 +51,15 @@ pub struct PerfSpecFile {
     /// The server's `io-threads` (1 means the main thread only). Default `[1]`.
     #[serde(default = "default_io_threads")]
     pub io_threads: Vec<u32>,
-    /// Distinct keys the load draws from uniformly (valkey-benchmark `-r`).
-    pub keyspace: u64,
+    /// Working sets: distinct keys the load draws from uniformly (valkey-benchmark `-r`).
+    /// Commands on string keys (SET, GET, INCR, MSET) run once per keyspace, every key
+    /// written before the run; SADD, HSET and ZADD draw members of their one collection
+    /// from the first.
+    #[serde(default)]
+    pub keyspaces: Vec<u64>,
+    /// The old single-keyspace field, refused with its replacement.
+    #[serde(default)]
+    pub keyspace: Option<u64>,
     /// Measured repetitions per case, each on a fresh server.
     pub repetitions: u32,
     /// Load run before each measured repetition and discarded, in seconds.
@@ -96,7 +103,7 @@ pub struct PerfSpec {
     pub pipelines: Vec<u32>,
     pub clients: Vec<u32>,
     pub io_threads: Vec<u32>,
-    pub keyspace: u64,
+    pub keyspaces: Vec<u64>,
     pub repetitions: u32,
     pub warmup_seconds: f64,
     pub measure_seconds: f64,
@@ -117,6 +124,7 @@ pub struct Matrix {
     pub pipelines: Option<Vec<u32>>,
     pub clients: Option<Vec<u32>>,
     pub io_threads: Option<Vec<u32>>,
+    pub keyspaces: Option<Vec<u64>>,
 }
 
 impl Matrix {
@@ -128,6 +136,7 @@ impl Matrix {
             ("--pipelines", self.pipelines.is_some()),
             ("--clients", self.clients.is_some()),
             ("--io-threads", self.io_threads.is_some()),
+            ("--keyspaces", self.keyspaces.is_some()),
         ]
         .into_iter()
         .filter_map(|(flag, given)| given.then_some(flag))
@@ -151,6 +160,9 @@ impl Matrix {
         if let Some(v) = &self.io_threads {
             spec.io_threads = v.clone();
         }
+        if let Some(v) = &self.keyspaces {
+            spec.keyspaces = v.clone();
+        }
     }
 }
 
@@ -160,6 +172,7 @@ pub const VALUE_SIZE_LIMITS: (u64, u64) = (1, 1 << 20);
 pub const PIPELINE_LIMITS: (u64, u64) = (1, 10_000);
 pub const CLIENT_LIMITS: (u64, u64) = (1, 10_000);
 pub const IO_THREAD_LIMITS: (u64, u64) = (1, 128);
+pub const KEYSPACE_LIMITS: (u64, u64) = (1, 100_000_000);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -181,7 +194,7 @@ impl EngineKind {
 /// One cell of the matrix: every knob fixed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct PerfCase {
-    /// Stable name, e.g. `GET/32B/P16/c50/io1`.
+    /// Stable name, e.g. `GET/32B/P16/c50/io1/100k-keys`.
     pub name: String,
     pub command: Command,
     /// `None` for commands that carry no value.
@@ -240,7 +253,9 @@ impl PerfSpec {
     }
 
     /// Every case of the matrix, in a stable order. Commands that carry no value are not
-    /// multiplied by value sizes.
+    /// multiplied by value sizes; only commands on string keys are multiplied by keyspaces
+    /// (the others take the first). A command that uses the keyspace names it
+    /// (`GET/32B/P16/c50/io1/1M-keys`).
     pub fn expand(&self) -> Vec<PerfCase> {
         let mut cases = Vec::new();
         for &command in &self.commands {
@@ -249,45 +264,77 @@ impl PerfSpec {
             } else {
                 vec![None]
             };
+            let keyspaces = if command.keys_from_keyspace() {
+                &self.keyspaces[..]
+            } else {
+                &self.keyspaces[..1]
+            };
             for &value_size in &sizes {
-                for &pipeline in &self.pipelines {
-                    for &clients in &self.clients {
-                        for &io_threads in &self.io_threads {
-                            let size = value_size.map(|s| format!("/{s}B")).unwrap_or_default();
-                            let mut server_config = self.server_config.clone();
-                            if io_threads > 1 {
-                                server_config.insert("io-threads".into(), io_threads.to_string());
+                for &keyspace in keyspaces {
+                    for &pipeline in &self.pipelines {
+                        for &clients in &self.clients {
+                            for &io_threads in &self.io_threads {
+                                cases.push(self.case(
+                                    command, value_size, keyspace, pipeline, clients, io_threads,
+                                ));
                             }
-                            let mut place = match self.topology {
-                                TopologySpec::Standalone => String::new(),
-                                t => format!("/{t}"),
-                            };
-                            place.push_str(self.tls.map_or("", TlsMode::suffix));
-                            cases.push(PerfCase {
-                                name: format!(
-                                    "{command}{size}/P{pipeline}/c{clients}/io{io_threads}{place}"
-                                ),
-                                topology: self.topology,
-                                placement: self.placement.clone(),
-                                tls: self.tls,
-                                command,
-                                value_size,
-                                pipeline,
-                                clients,
-                                io_threads,
-                                keyspace: self.keyspace,
-                                repetitions: self.repetitions,
-                                warmup_seconds: self.warmup_seconds,
-                                measure_seconds: self.measure_seconds,
-                                client_threads: self.client_threads,
-                                server_config,
-                            });
                         }
                     }
                 }
             }
         }
         cases
+    }
+
+    fn case(
+        &self,
+        command: Command,
+        value_size: Option<u64>,
+        keyspace: u64,
+        pipeline: u32,
+        clients: u32,
+        io_threads: u32,
+    ) -> PerfCase {
+        let size = value_size.map(|s| format!("/{s}B")).unwrap_or_default();
+        let keys = match command.uses_keyspace() {
+            true => format!("/{}-keys", short_count(keyspace)),
+            false => String::new(),
+        };
+        let mut server_config = self.server_config.clone();
+        if io_threads > 1 {
+            server_config.insert("io-threads".into(), io_threads.to_string());
+        }
+        let mut place = match self.topology {
+            TopologySpec::Standalone => String::new(),
+            t => format!("/{t}"),
+        };
+        place.push_str(self.tls.map_or("", TlsMode::suffix));
+        PerfCase {
+            name: format!("{command}{size}/P{pipeline}/c{clients}/io{io_threads}{keys}{place}"),
+            topology: self.topology,
+            placement: self.placement.clone(),
+            tls: self.tls,
+            command,
+            value_size,
+            pipeline,
+            clients,
+            io_threads,
+            keyspace,
+            repetitions: self.repetitions,
+            warmup_seconds: self.warmup_seconds,
+            measure_seconds: self.measure_seconds,
+            client_threads: self.client_threads,
+            server_config,
+        }
+    }
+}
+
+/// A count as a case name writes it: `1M`, `100k`, or the digits when neither divides it.
+pub fn short_count(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1000 && n % 1000 == 0 => format!("{}k", n / 1000),
+        n => n.to_string(),
     }
 }
 
@@ -331,7 +378,15 @@ impl PerfSpecFile {
         list_in_range("clients", &self.clients, low, high, "connections")?;
         let (low, high) = limit(IO_THREAD_LIMITS);
         list_in_range("io_threads", &self.io_threads, low, high, "threads")?;
-        in_range("keyspace", self.keyspace, 1, 100_000_000, "keys")?;
+        if let Some(n) = self.keyspace {
+            return Err(error(
+                "keyspace",
+                n.to_string(),
+                &format!("the field is now a list of working sets: write `keyspaces = [{n}]`"),
+            ));
+        }
+        let (low, high) = KEYSPACE_LIMITS;
+        list_in_range("keyspaces", &self.keyspaces, low, high, "keys")?;
         in_range("repetitions", self.repetitions, 1, 1000, "repetitions")?;
         in_range("client_threads", self.client_threads, 1, 64, "threads")?;
         seconds_in_range("warmup_seconds", self.warmup_seconds, 0.0, 600.0)?;
@@ -375,7 +430,7 @@ impl PerfSpecFile {
             pipelines: self.pipelines,
             clients: self.clients,
             io_threads: self.io_threads,
-            keyspace: self.keyspace,
+            keyspaces: self.keyspaces,
             repetitions: self.repetitions,
             warmup_seconds: self.warmup_seconds,
             measure_seconds: self.measure_seconds,
@@ -481,6 +536,10 @@ mod tests {
     #[test]
     fn expansion_multiplies_only_value_carrying_commands_by_size() {
         let spec = spec_with("commands", "commands = [\"PING\", \"GET\"]").unwrap();
+        let spec = PerfSpec {
+            keyspaces: vec![100_000],
+            ..spec
+        };
         let cases = spec.expand();
         // PING: 1 size-less variant; GET: 2 sizes; each × 2 pipelines × 1 client count.
         assert_eq!(cases.len(), (1 + 2) * 2);
@@ -490,14 +549,61 @@ mod tests {
             [
                 "PING/P1/c50/io1",
                 "PING/P16/c50/io1",
-                "GET/32B/P1/c50/io1",
-                "GET/32B/P16/c50/io1",
-                "GET/1024B/P1/c50/io1",
-                "GET/1024B/P16/c50/io1",
+                "GET/32B/P1/c50/io1/100k-keys",
+                "GET/32B/P16/c50/io1/100k-keys",
+                "GET/1024B/P1/c50/io1/100k-keys",
+                "GET/1024B/P16/c50/io1/100k-keys",
             ]
         );
         assert_eq!(cases[0].value_size, None);
         assert_eq!(cases[5].value_size, Some(1024));
+    }
+
+    #[test]
+    fn only_commands_on_string_keys_run_once_per_keyspace() {
+        let spec = spec_with("commands", "commands = [\"GET\", \"SADD\", \"LPUSH\"]").unwrap();
+        let spec = PerfSpec {
+            keyspaces: vec![1000, 2_000_000],
+            value_sizes: vec![32],
+            pipelines: vec![1],
+            ..spec
+        };
+        let names: Vec<_> = spec
+            .expand()
+            .into_iter()
+            .map(|c| (c.name, c.keyspace))
+            .collect();
+        let expected = [
+            ("GET/32B/P1/c50/io1/1k-keys", 1000),
+            ("GET/32B/P1/c50/io1/2M-keys", 2_000_000),
+            // SADD draws its members from the first keyspace, and says so; LPUSH ignores it.
+            ("SADD/P1/c50/io1/1k-keys", 1000),
+            ("LPUSH/32B/P1/c50/io1", 1000),
+        ];
+        let expected: Vec<_> = expected.iter().map(|(n, k)| (n.to_string(), *k)).collect();
+        assert_eq!(names, expected);
+        assert_eq!(short_count(1_500_000), "1500k");
+        assert_eq!(short_count(12_345), "12345");
+    }
+
+    #[test]
+    fn the_default_suite_has_a_working_set_beyond_the_last_level_cache() {
+        let spec = PerfSpec::from_toml(DEFAULT_PERF).unwrap();
+        assert_eq!(spec.keyspaces, [100_000, 1_000_000]);
+        let big: Vec<_> = spec
+            .expand()
+            .into_iter()
+            .filter(|c| c.keyspace == 1_000_000)
+            .collect();
+        assert!(
+            big.iter()
+                .all(|c| c.command.keys_from_keyspace() && c.name.ends_with("/1M-keys"))
+        );
+        assert_eq!(
+            big.len(),
+            (2 + 2 + 1 + 2) * 2,
+            "SET, GET, INCR, MSET × sizes × pipelines"
+        );
     }
 
     #[test]
@@ -526,7 +632,8 @@ mod tests {
             "commands",
             "Get",
         );
-        check_error("keyspace", "keyspace = 0", "keyspace", "0");
+        check_error("keyspaces", "keyspaces = [0]", "keyspaces", "0");
+        check_error("keyspaces", "keyspace = 5000", "keyspace", "5000");
         check_error(
             "measure_seconds",
             "measure_seconds = -1.0",
@@ -548,9 +655,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pipline"), "{err}");
-        let err = spec_with("keyspace", "keyspace = \"many\"")
+        let err = spec_with("keyspaces", "keyspaces = \"many\"")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("keyspace"), "{err}");
+        assert!(err.contains("keyspaces"), "{err}");
     }
 }

@@ -355,7 +355,7 @@ fn a_compare_of_one_build_on_a_cluster_finds_no_change() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cases = report["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 1);
-    assert_eq!(cases[0]["case"], "GET/32B/P16/c50/io1/cluster:2x0");
+    assert_eq!(cases[0]["case"], "GET/32B/P16/c50/io1/10k-keys/cluster:2x0");
     assert_eq!(cases[0]["verdict"], "no_change", "{}", cases[0]);
     assert!(servers_under(tmp.path()).is_empty());
 }
@@ -386,7 +386,7 @@ fn the_replicas_topology_measures_the_primary_with_its_replicas_attached() {
     let records: Vec<ResultRecord> = read_jsonl(&out_dir.join("results.jsonl"));
     assert_eq!(records.len(), 1);
     let r = &records[0];
-    assert_eq!(r.case, "SET/64B/P8/c10/io1/replicas:2");
+    assert_eq!(r.case, "SET/64B/P8/c10/io1/1k-keys/replicas:2");
     assert_eq!(r.params.topology.to_string(), "replicas:2");
     assert!(
         r.metrics.nodes.is_empty(),

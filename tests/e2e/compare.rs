@@ -128,7 +128,7 @@ fn compare_a_against_a_finds_no_regression() {
     assert_eq!(verdicts["regressions"], 0);
     assert_eq!(events.last().unwrap()["complete"], true);
     let case = &cases[0];
-    assert_eq!(case["case"], "GET/32B/P16/c50/io1");
+    assert_eq!(case["case"], "GET/32B/P16/c50/io1/10k-keys");
     assert_ne!(case["verdict"], "regression");
     // At least the minimum of trials, each of six slice pairs, orders rotating.
     let trials = case["trials"].as_array().unwrap();
@@ -182,7 +182,7 @@ fn compare_a_against_a_finds_no_regression() {
         let flames = out_dir.join("flamegraphs");
         let index: Value =
             serde_json::from_str(&fs::read_to_string(flames.join("index.json")).unwrap()).unwrap();
-        assert_eq!(index[0]["case"], "GET/32B/P16/c50/io1");
+        assert_eq!(index[0]["case"], "GET/32B/P16/c50/io1/10k-keys");
         let stem = index[0]["stem"].as_str().unwrap();
         let diff = fs::read_to_string(flames.join(format!("{stem}.diff.svg"))).unwrap();
         assert!(

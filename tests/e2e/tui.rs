@@ -166,18 +166,19 @@ fn the_tui_makes_a_campaign_cancels_a_task_shows_one_running_and_restores_the_te
     tui.type_text("PING,SET");
     tui.keys(&["Down", "Down"]);
     tui.type_text("1,16");
-    tui.keys(&["Down", "Down", "Down", "Right"]);
+    // clients, io-threads, keyspaces, then quick.
+    tui.keys(&["Down", "Down", "Down", "Down", "Right"]);
     tui.wait_for("[ queue 4 tasks: 2 --commands × 2 --pipelines ]");
     tui.wait_for("queue add bench --commands PING,SET --pipelines 1,16 --quick");
     assert!(queue_list(&queue).is_empty(), "queued before the yes");
     // A list the suite refuses is named, and nothing can be queued.
-    tui.keys(&["Up", "Up", "Up"]);
+    tui.keys(&["Up", "Up", "Up", "Up"]);
     tui.type_text(",0");
     tui.wait_for("[ nothing to queue yet ]");
     tui.wait_for("--pipelines");
     tui.keys(&["BSpace", "BSpace"]);
     tui.wait_for("[ queue 4 tasks");
-    for _ in 0..8 {
+    for _ in 0..9 {
         tui.keys(&["Down"]);
     }
     tui.keys(&["Enter"]);

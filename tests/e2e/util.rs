@@ -157,7 +157,7 @@ pub fn suite_file(dir: &Path, overrides: &[(&str, &str)]) -> PathBuf {
         ("value_sizes", "[64]"),
         ("pipelines", "[1, 8]"),
         ("clients", "[10]"),
-        ("keyspace", "1000"),
+        ("keyspaces", "[1000]"),
         ("repetitions", "2"),
         ("warmup_seconds", "0.05"),
         ("measure_seconds", "0.2"),

@@ -154,9 +154,11 @@ pub fn environment(first: &ResultRecord, engine: &str) -> Vec<String> {
 }
 
 /// What a perf case name says.
-pub const CASE_NAME_NOTE: &str = "A case name is COMMAND/VALUE/P<pipeline>/c<clients>/io<io-threads>: \
-`GET/32B/P16/c50/io1` sends GET with 32-byte values, 16 requests in flight per connection, over 50 connections, \
-to a server with 1 I/O thread. Each repetition starts a fresh server, writes what the command reads (preloaded), \
+pub const CASE_NAME_NOTE: &str = "A case name is COMMAND/VALUE/P<pipeline>/c<clients>/io<io-threads>/<keyspace>-keys: \
+`GET/32B/P16/c50/io1/1M-keys` sends GET with 32-byte values, 16 requests in flight per connection, over 50 connections, \
+to a server with 1 I/O thread, on keys drawn uniformly from 1,000,000 (its working set; commands that touch no \
+key have no keyspace in their name). Each repetition starts a fresh server, writes what the command reads or \
+overwrites (preloaded), \
 runs the warmup requests (discarded), then the measured ones; the last column is the measured run's own command \
 line (`cargo xtask loadgen` repeats it against a server you start).";
 

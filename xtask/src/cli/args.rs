@@ -213,6 +213,10 @@ pub struct MatrixArgs {
     /// The servers' io-threads: a list or ranges (1,2,4).
     #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::IO_THREAD_LIMITS))]
     pub io_threads: Option<Values>,
+    /// Working sets, in keys: a list or ranges, K = 1000, M = 10⁶ (100K,1M). SET, GET,
+    /// INCR and MSET run on each.
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::KEYSPACE_LIMITS))]
+    pub keyspaces: Option<Values>,
 }
 
 /// A parsed list of numbers (one clap value, not repeated flags).
@@ -224,12 +228,13 @@ pub struct Values(pub Vec<u64>);
 pub struct Commands(pub Vec<Command>);
 
 /// The flags `queue add` expands into one task per value (`MatrixArgs::values_of`).
-pub const MATRIX_FLAGS: [&str; 5] = [
+pub const MATRIX_FLAGS: [&str; 6] = [
     "--commands",
     "--value-sizes",
     "--pipelines",
     "--clients",
     "--io-threads",
+    "--keyspaces",
 ];
 
 fn list_parser(
@@ -261,6 +266,7 @@ impl MatrixArgs {
             pipelines: u32s(&self.pipelines),
             clients: u32s(&self.clients),
             io_threads: u32s(&self.io_threads),
+            keyspaces: self.keyspaces.as_ref().map(|v| v.0.clone()),
         }
     }
 
@@ -278,6 +284,7 @@ impl MatrixArgs {
             "--pipelines" => numbers(&self.pipelines),
             "--clients" => numbers(&self.clients),
             "--io-threads" => numbers(&self.io_threads),
+            "--keyspaces" => numbers(&self.keyspaces),
             _ => None,
         }
     }
@@ -316,10 +323,11 @@ pub struct WorkloadArgs {
     /// Value size in bytes (overrides the workload's).
     #[arg(long, value_name = "BYTES")]
     pub value_size: Option<u32>,
-    #[arg(long, default_value_t = 50)]
+    /// Connections, 1 to 10000.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub clients: u32,
-    /// Requests in flight per connection (default: the preset's, else 1).
-    #[arg(long)]
+    /// Requests in flight per connection, 1 to 10000 (default: the preset's, else 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub pipeline: Option<u32>,
 }
 

@@ -153,6 +153,6 @@ mod tests {
             .into_iter()
             .map(|c| c.name)
             .collect();
-        assert_eq!(names, ["GET/32B/P1/c50/io1/cluster:3x1"]);
+        assert_eq!(names, ["GET/32B/P1/c50/io1/10k-keys/cluster:3x1"]);
     }
 }

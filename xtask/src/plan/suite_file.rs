@@ -45,8 +45,8 @@ pub struct SuiteChoice {
     pub placement: Placement,
     /// `--tls` (with `--tls-auth-clients`): every case's servers speak TLS only.
     pub tls: Option<TlsMode>,
-    /// `--commands`, `--value-sizes`, `--pipelines`, `--clients`, `--io-threads`: the perf
-    /// matrix's lists, replacing the suite's.
+    /// `--commands`, `--value-sizes`, `--pipelines`, `--clients`, `--io-threads`,
+    /// `--keyspaces`: the perf matrix's lists, replacing the suite's.
     pub matrix: Matrix,
 }
 

@@ -545,7 +545,8 @@ mod tests {
         );
     }
 
-    /// Pops read a list long enough for every request plus two windows in flight.
+    /// Pops read a list long enough for every request plus two windows in flight; commands on
+    /// string keys find the keyspace written.
     #[test]
     fn pops_preload_a_list_that_outlasts_the_run() {
         let mut c = case(16);
@@ -558,8 +559,11 @@ mod tests {
                 len: 10_000 + 2 * 50 * 16
             }
         );
-        c.command = Command::Set;
+        c.command = Command::Lpush;
         assert_eq!(preload(&c, 10_000).reads, preload::Reads::Nothing);
+        // Writes on string keys overwrite from the first request, as reads hit.
+        c.command = Command::Set;
+        assert_eq!(preload(&c, 10_000).reads, preload::Reads::Strings);
         c.command = Command::Get;
         let p = preload(&c, 10_000);
         assert_eq!(p.reads, preload::Reads::Strings);

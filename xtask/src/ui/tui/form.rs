@@ -95,6 +95,7 @@ impl Default for Form {
                 field("pipelines", "--pipelines", Text, both, "e.g. 1..64x2"),
                 field("clients", "--clients", Text, both, "e.g. 10,50"),
                 field("io-threads", "--io-threads", Text, both, "e.g. 1..4"),
+                field("keyspaces", "--keyspaces", Text, both, "e.g. 100K,1M"),
                 field("quick", "--quick", Choice(YES_NO), both, "←/→"),
                 field("topology", "--topology", Text, both, "e.g. cluster:3x0"),
                 field(
