@@ -252,6 +252,27 @@ fn a_runner_serves_its_tasks_requests_latency_queue_and_heartbeat() {
     .stderr(Stdio::null())
     .spawn()
     .unwrap();
+    // What a stranger on the port can send: a body of 2^50 bytes announced (it aborted the
+    // runner when tiny_http served the page), a body announced and never sent (it blocked
+    // the endpoint's one thread), headers without end. Each gets an answer at once, and the
+    // runner goes on with its task. The held-open one must not delay its exit either.
+    assert!(
+        wait_until(Duration::from_secs(30), || TcpStream::connect(&addr)
+            .is_ok()),
+        "the endpoint never listened"
+    );
+    let huge = exchange(
+        &addr,
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 1125899906842624\r\n\r\n",
+    );
+    assert!(huge.starts_with("HTTP/1.1 405"), "{huge}");
+    let mut held = TcpStream::connect(&addr).unwrap();
+    held.write_all(b"GET /metrics HTTP/1.1\r\nContent-Length: 2000\r\n\r\n")
+        .unwrap();
+    let endless = format!("GET /metrics HTTP/1.1\r\n{}", "X: y\r\n".repeat(4000));
+    let endless = exchange(&addr, endless.as_bytes());
+    assert!(endless.starts_with("HTTP/1.1 4"), "{endless}");
+    let silent = TcpStream::connect(&addr).unwrap();
     assert!(
         wait_until(Duration::from_secs(120), || {
             state_of(&queue_list(&queue), &id)["state"] == "done"
@@ -312,4 +333,17 @@ fn a_runner_serves_its_tasks_requests_latency_queue_and_heartbeat() {
     let status = wait_with_limit(&mut runner, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130));
     assert!(scrape(&addr).is_none(), "the endpoint outlived its runner");
+    drop((held, silent));
+}
+
+/// Sends `bytes` to `addr` and reads the answer until the endpoint closes.
+fn exchange(addr: &str, bytes: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 
 use bench_core::loadgen::stats::decode_histogram;
 use bench_core::metrics::{Buckets, Exposition};
 
 use crate::error::UsageError;
 use crate::events::{Event, Sink};
+use crate::ui::http::{Endpoint, Pages};
 
 /// What the endpoint shows, updated by sinks and the runner.
 #[derive(Default)]
@@ -167,53 +167,40 @@ fn render(s: &State) -> String {
     page.finish()
 }
 
-/// The endpoint: a listening socket and the thread that answers it; both go when this
-/// is dropped.
+/// The endpoint: a listening socket and the thread that answers it (`ui::http`: GET only,
+/// bounded, never waited on); both go when this is dropped.
 pub struct Metrics {
     state: Arc<Mutex<State>>,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
+    _endpoint: Endpoint,
     pub addr: String,
 }
 
 impl Metrics {
     /// Listens on `addr` (`127.0.0.1:9464`, `[::]:9464`); a refusal is the flag's error.
+    /// Beyond loopback it warns: the page is unauthenticated.
     pub fn serve(addr: &str) -> anyhow::Result<Metrics> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| UsageError(format!("--metrics-addr {addr}: cannot listen: {e}")))?;
-        let bound = server
-            .server_addr()
-            .to_ip()
-            .map_or_else(|| addr.to_string(), |a| a.to_string());
-        let server = Arc::new(server);
         let state = Arc::new(Mutex::new(State::default()));
-        let thread = {
-            let (server, state) = (server.clone(), state.clone());
-            std::thread::Builder::new()
-                .name("metrics".into())
-                .spawn(move || {
-                    for request in server.incoming_requests() {
-                        let response = if request.url() == "/metrics" {
-                            let text = render(&state.lock().unwrap_or_else(|e| e.into_inner()));
-                            let header = tiny_http::Header::from_bytes(
-                                "Content-Type",
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )
-                            .expect("a valid header");
-                            tiny_http::Response::from_string(text).with_header(header)
-                        } else {
-                            tiny_http::Response::from_string("metrics are at /metrics\n")
-                                .with_status_code(404)
-                        };
-                        let _ = request.respond(response);
-                    }
-                })?
+        let pages: Pages = {
+            let state = state.clone();
+            Arc::new(move |path: &str| {
+                (path == "/metrics")
+                    .then(|| render(&state.lock().unwrap_or_else(|e| e.into_inner())))
+            })
         };
+        let endpoint = Endpoint::serve(addr, pages)
+            .map_err(|e| UsageError(format!("--metrics-addr {addr}: cannot listen: {e}")))?;
+        if !endpoint.addr.ip().is_loopback() {
+            eprintln!(
+                "warning: --metrics-addr {addr}: the metrics page is served without \
+                 authentication to anyone who can reach {}; bind 127.0.0.1 unless a firewall \
+                 or a scraper's network keeps others out",
+                endpoint.addr
+            );
+        }
         Ok(Metrics {
             state,
-            server,
-            thread: Some(thread),
-            addr: bound,
+            addr: endpoint.addr.to_string(),
+            _endpoint: endpoint,
         })
     }
 
@@ -227,15 +214,6 @@ impl Metrics {
     /// Changes what the runner itself reports.
     pub fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.state.lock().unwrap_or_else(|e| e.into_inner()));
-    }
-}
-
-impl Drop for Metrics {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
