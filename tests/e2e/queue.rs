@@ -361,6 +361,26 @@ fn a_campaign_a_compare_and_a_flame_graph_run_as_tasks_and_hostile_ones_do_not()
         );
     }
     assert!(queue_list(&queue).is_empty());
+    // Checked when queued, too.
+    let config = run(
+        &[
+            "queue",
+            "--queue",
+            q,
+            "add",
+            "flamegraph",
+            "--command",
+            "CONFIG SET protected-mode no",
+        ],
+        None,
+    );
+    assert_eq!(config.status.code(), Some(2), "{}", stderr(&config));
+    assert!(
+        stderr(&config).contains("CONFIG is not a data command"),
+        "{}",
+        stderr(&config)
+    );
+    assert!(queue_list(&queue).is_empty());
 
     let port = |n| ports(n).to_string();
     let campaign = queue_add(
@@ -431,6 +451,28 @@ fn a_campaign_a_compare_and_a_flame_graph_run_as_tasks_and_hostile_ones_do_not()
             vec!["--workload", mark.to_str().unwrap()],
         ),
         ("1-diff", "flamegraph", vec!["--diff", touch.as_str()]),
+        // Loads that would administer the server: open it to the network, make it a
+        // replica of a host that is not ours, stop it.
+        (
+            "1-config",
+            "flamegraph",
+            vec![
+                "--command",
+                "CONFIG SET bind 0.0.0.0 protected-mode no",
+                "--duration",
+                "604800",
+            ],
+        ),
+        (
+            "1-replicaof",
+            "flamegraph",
+            vec!["--command", "REPLICAOF 127.0.0.99 6379"],
+        ),
+        (
+            "1-shutdown",
+            "flamegraph",
+            vec!["--command", "shutdown NOSAVE"],
+        ),
     ] {
         let doc = serde_json::json!({
             "version": 1, "id": id, "kind": kind, "args": args, "created": touch,
@@ -509,6 +551,9 @@ fn a_campaign_a_compare_and_a_flame_graph_run_as_tasks_and_hostile_ones_do_not()
         ("1-path", "a path"),
         ("1-workload", "a workload file is a path"),
         ("1-diff", "not a revision a task may name"),
+        ("1-config", "CONFIG is not a data command"),
+        ("1-replicaof", "REPLICAOF is not a data command"),
+        ("1-shutdown", "SHUTDOWN is not a data command"),
     ] {
         let t = state_of(&tasks, id);
         assert_eq!(t["state"], "failed", "{t:#}");

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distribution::{KeyDistribution, ValueSize};
 
+pub mod allowed;
 mod presets;
 mod template;
 

@@ -78,6 +78,7 @@ impl Template {
         if name.contains('{') {
             return Err("a template starts with the command name".into());
         }
+        super::allowed::check(&name)?;
         let family = family(&name);
         let key_name = format!("{}{family}:", spec.key_prefix);
         let member_name = format!("{}m:", spec.key_prefix);
