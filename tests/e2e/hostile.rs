@@ -63,6 +63,20 @@ fn suite_files_of_every_suite_cannot_set_what_the_harness_owns() {
         ("unixsocket=/tmp/x.sock", "set by the harness"),
         ("Dir=/", "lowercase"),
         ("maxclients=-x", "starts with '-'"),
+        // Off the allowlist: records would claim client certificates were required; a
+        // debug command a load could reach; an address that sends clients elsewhere.
+        (
+            "tls-auth-clients=no",
+            "not a setting a benchmark may change",
+        ),
+        (
+            "enable-debug-command=yes",
+            "not a setting a benchmark may change",
+        ),
+        (
+            "replica-announce-ip=127.0.0.99",
+            "not a setting a benchmark may change",
+        ),
     ] {
         assert_refused(
             &["start", "--server-config", flag],
