@@ -9,6 +9,7 @@ use super::campaign;
 use crate::error::UsageError;
 use crate::queue::expand;
 use crate::queue::{Entry, State, Task, TaskKind, Unreachable};
+use crate::ui::printable;
 
 #[derive(Args, Debug)]
 pub struct QueueCmd {
@@ -112,13 +113,16 @@ impl QueueCmd {
                 if self.json {
                     println!("{}", entry_json(&entry));
                 } else {
-                    println!("{} ({})", entry.name, entry.state.name());
+                    // Shown, never obeyed: names and reasons come from a shared queue.
+                    let shown = |text: &str| printable(text, false);
+                    println!("{} ({})", shown(&entry.name), entry.state.name());
                     if let Some(runner) = &entry.runner {
-                        println!("runner: {runner}");
+                        println!("runner: {}", shown(runner));
                     }
                     match &entry.task {
+                        // JSON escapes every control character in its strings.
                         Ok(task) => print!("{}", String::from_utf8_lossy(&task.to_json())),
-                        Err(why) => println!("not a task: {why}"),
+                        Err(why) => println!("not a task: {}", shown(why)),
                     }
                 }
                 Ok(())
@@ -191,12 +195,7 @@ fn print_list(root: &str, entries: &[Entry]) {
             Err(why) => (String::new(), String::new(), why.clone()),
         };
         // Shown, never obeyed: a control character from a shared queue becomes `?`.
-        let shown = |text: &str| -> String {
-            text.chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect::<String>()
-                .replace('|', "\\|")
-        };
+        let shown = |text: &str| -> String { printable(text, false).replace('|', "\\|") };
         println!(
             "| {} | {} | {deliveries} | {} | {} |",
             e.state.name(),

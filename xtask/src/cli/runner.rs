@@ -20,6 +20,7 @@ use crate::events::Sink;
 use crate::queue::Queue;
 use crate::queue::{Claimed, Outcome, Seat, Status, Task, Unreachable};
 use crate::ui::metrics::Metrics;
+use crate::ui::printable;
 use crate::ui::status::StatusSink;
 
 #[derive(Args, Debug)]
@@ -218,7 +219,11 @@ impl RunnerCmd {
                         None if self.once && !awaiting => return Ok(()),
                         None => wait(shutdown),
                         Some(Claimed::Failed { name, why }) => {
-                            eprintln!("{name}: failed: {why}");
+                            eprintln!(
+                                "{}: failed: {}",
+                                printable(&name, false),
+                                printable(&why, false)
+                            );
                             lab.outcome("failed");
                         }
                         Some(Claimed::Task(task)) => self.execute(lab, task, shutdown)?,
@@ -234,14 +239,14 @@ impl RunnerCmd {
             "{}: {} {} (delivery {})",
             task.id,
             task.kind.name(),
-            task.args.join(" "),
+            printable(&task.args.join(" "), false),
             task.deliveries
         );
         let parsed = match validate_task(task.kind, &task.args) {
             Ok(parsed) => parsed,
             Err(e) => {
                 let why = format!("{e:#}");
-                eprintln!("{}: failed: {why}", task.id);
+                eprintln!("{}: failed: {}", task.id, printable(&why, false));
                 if file(lab, task, Outcome::Failed(why), shutdown)? {
                     lab.outcome("failed");
                 }

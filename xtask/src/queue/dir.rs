@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::files;
 use super::{
     Claimed, Entry, MAX_TASK_BYTES, Outcome, Queue, Seat, State, Status, Task, check_id, now_ms,
 };
@@ -87,7 +88,8 @@ fn read_task(path: &Path) -> Result<Task, String> {
             "not a task document: {size} bytes, at most {MAX_TASK_BYTES}"
         ));
     }
-    let bytes = fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = files::read_limited(path, MAX_TASK_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let task = Task::parse(&bytes)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
     if stem.as_deref() != Some(task.id.as_str()) {
@@ -136,7 +138,7 @@ impl DirQueue {
             if state == State::Failed {
                 // What failed as no task file (a symlink, a directory), its reason beside.
                 for (name, path) in odd.iter().filter(|(n, _)| !n.ends_with(".error")) {
-                    let why = fs::read_to_string(path.with_extension("error"))
+                    let why = files::read_small_text(&path.with_extension("error"))
                         .map_or_else(|_| "not a task file".to_string(), |w| w.trim_end().into());
                     let name = name.strip_suffix(".json").unwrap_or(name).to_string();
                     entries.push(Entry::new(state, name, Err(why)));
@@ -144,7 +146,7 @@ impl DirQueue {
             }
             for (name, path) in files {
                 let task = read_task(&path).map_err(|e| match state {
-                    State::Failed => fs::read_to_string(path.with_extension("error"))
+                    State::Failed => files::read_small_text(&path.with_extension("error"))
                         .map(|why| why.trim_end().to_string())
                         .unwrap_or(e),
                     _ => e,
@@ -153,11 +155,11 @@ impl DirQueue {
             }
         }
         for (runner, dir) in self.runner_dirs()? {
-            let lease: Option<Lease> = fs::read(dir.join("lease"))
+            let lease: Option<Lease> = files::read_limited(&dir.join("lease"), files::MAX_SMALL)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             for (name, path) in task_files(&dir)? {
-                let status = fs::read(path.with_extension("status"))
+                let status = files::read_limited(&path.with_extension("status"), files::MAX_SMALL)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
                 entries.push(Entry {
@@ -469,7 +471,7 @@ impl Runner<'_> {
             }
             let dir = entry.path();
             // A runner still joining has no lock file yet: not ours to judge.
-            let Ok(lock) = File::open(dir.join("lock")) else {
+            let Ok(lock) = files::open_regular(&dir.join("lock")) else {
                 continue;
             };
             if lock.try_lock().is_err() {

@@ -12,6 +12,7 @@
 
 pub mod dir;
 pub mod expand;
+pub mod files;
 pub mod streams;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

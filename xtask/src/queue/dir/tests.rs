@@ -257,3 +257,47 @@ fn cancel_retry_and_remove_move_tasks_between_states() {
     assert!(states(&queue).is_empty());
     assert!(queue.remove("../../etc/passwd").is_err());
 }
+
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "{path:?}");
+}
+
+/// FIFOs and links where the queue keeps its small files (a failed task's reason, a
+/// runner's lock, lease and status) once hung `queue list` and every idle runner's
+/// reclaim; now each is read as what it is not (no reason, no lease, no status, a dead
+/// runner it cannot judge) and both return.
+#[test]
+fn fifos_and_links_in_every_queue_place_neither_hang_nor_stop_the_queue() {
+    let (_tmp, queue) = queue();
+    let failed = queue.root().join("failed");
+    std::os::unix::fs::symlink("/dev/zero", failed.join("0-zero.json")).unwrap();
+    mkfifo(&failed.join("0-zero.error"));
+    fs::write(failed.join("1-bad.json"), b"{not json").unwrap();
+    std::os::unix::fs::symlink("/dev/zero", failed.join("1-bad.error")).unwrap();
+    let stranger = queue.root().join("running").join("stranger");
+    fs::create_dir(&stranger).unwrap();
+    mkfifo(&stranger.join("lock"));
+    mkfifo(&stranger.join("lease"));
+    let held = task(3);
+    fs::write(stranger.join(format!("{}.json", held.id)), held.to_json()).unwrap();
+    mkfifo(&stranger.join(format!("{}.status", held.id)));
+    let (done, result) = std::sync::mpsc::channel();
+    let root = queue.root().to_path_buf();
+    std::thread::spawn(move || {
+        let queue = DirQueue::open(&root).unwrap();
+        let listed = queue.list().map(|l| l.len());
+        let runner = queue.join(Duration::from_secs(30)).unwrap();
+        let reclaimed = runner.reclaim_dead().map(|r| r.len());
+        let _ = done.send((listed, reclaimed));
+    });
+    let (listed, reclaimed) = result
+        .recv_timeout(Duration::from_secs(30))
+        .expect("listing or reclaiming the queue hung on a FIFO");
+    assert_eq!(listed.unwrap(), 3, "two failed entries and the held task");
+    // The stranger's lock is no lock file: it is not judged dead, its task stays.
+    assert_eq!(reclaimed.unwrap(), 0);
+    let zero = queue.find("0-zero").unwrap().unwrap();
+    assert!(zero.task.unwrap_err().contains("not a task file"));
+}

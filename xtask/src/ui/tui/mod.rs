@@ -74,16 +74,10 @@ pub struct Row {
     pub summary: Option<String>,
 }
 
-/// Text from the queue is shown, never obeyed: control characters (an escape sequence a
-/// hostile writer put in a field) become `?`; a summary keeps its line breaks.
+/// Text from the queue is shown, never obeyed (`ui::printable`); a summary keeps its line
+/// breaks.
 fn clean(text: String) -> String {
-    if text.chars().any(|c| c.is_control() && c != '\n') {
-        text.chars()
-            .map(|c| if c.is_control() && c != '\n' { '?' } else { c })
-            .collect()
-    } else {
-        text
-    }
+    super::printable(&text, true)
 }
 
 fn one_line(text: String) -> String {
