@@ -396,3 +396,60 @@ fn a_dead_runners_task_is_taken_back_after_its_lease_dead_lettered_past_its_deli
     assert!(!marker.exists(), "a hostile entry executed something");
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+/// A queue server frozen (SIGSTOP) for 3 s under a 4 s lease: the runner cannot renew its
+/// hold, so its watchdog fences the task (servers killed) — and then the runner files the
+/// task back and goes on, instead of stopping the whole process (it exited 130 before);
+/// the task is run again and done once.
+#[test]
+fn a_runner_fenced_by_a_frozen_queue_gives_its_task_back_and_goes_on() {
+    let _heavy = heavy();
+    let (tmp, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = QueueServer::start(data.path(), ports(1));
+    let url = format!("valkey://127.0.0.1:{}/fence", server.port);
+    let results = tmp.path().join("results");
+    let port = ports(8).to_string();
+    let id = queue_add(&url, "bench", &["--quick", "--base-port", &port]).remove(0);
+    let log = tmp.path().join("runner.log");
+    let mut runner = runner(
+        tmp.path(),
+        &url,
+        &log,
+        &[
+            "--once",
+            "--lease-seconds",
+            "4",
+            "--results",
+            results.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            try_list(&url).is_some_and(|tasks| {
+                tasks
+                    .iter()
+                    .any(|t| t["state"] == "running" && t["status"]["total"].as_u64() > Some(0))
+            })
+        }),
+        "the task never ran: {}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    signal(&server.child, libc::SIGSTOP);
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&server.child, libc::SIGCONT);
+    let exit = wait_with_limit(&mut runner, Duration::from_secs(400));
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "{exit:?}: {text}");
+    assert!(text.contains("stopping task"), "{text}");
+    assert!(text.contains("back to the queue"), "{text}");
+    let tasks = list(&url);
+    let task = state_of(&tasks, &id);
+    assert_eq!(task["state"], "done", "{task:#}");
+    // Given back, not lost: the fenced delivery does not count against the task (its
+    // runner did not die), and the second run wrote beside the first's partial results.
+    assert_eq!(task["task"]["deliveries"], 1, "{task:#}");
+    let second = results.join(format!("{id}.2"));
+    assert_eq!(task["task"]["results"].as_str(), second.to_str(), "{task:#}");
+    assert!(results.join(&id).is_dir() && second.join("results.jsonl").is_file());
+    assert!(servers_under(tmp.path()).is_empty());
+}

@@ -264,27 +264,45 @@ impl RunnerCmd {
         let sink = Box::new(StatusSink::new(tx));
         let (done, lost) = (AtomicBool::new(false), AtomicBool::new(false));
         let hold = Hold::new();
+        // The task's own stop, under the process's: a signal stops the task and the
+        // runner; a lost hold (fenced by the watchdog or the heartbeat) stops the task only.
+        let stop = Shutdown::new();
         let ran = std::thread::scope(|s| {
-            s.spawn(|| heartbeat(lab, &task, rx, &hold, &done, &lost, shutdown));
-            s.spawn(|| watchdog(lab.runner, &task, &hold, &done, &lost, shutdown));
+            s.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    if shutdown.is_triggered() {
+                        stop.trigger();
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            s.spawn(|| heartbeat(lab, &task, rx, &hold, &done, &lost, &stop));
+            s.spawn(|| watchdog(lab.runner, &task, &hold, &done, &lost, &stop));
             let mut command = vec![task.kind.name().to_string()];
             command.extend(task.args.iter().cloned());
             let ran = crate::rundir::as_command(command, || {
                 let mut sinks: Vec<Box<dyn Sink>> = vec![sink];
                 sinks.extend(lab.metrics.map(|m| Box::new(m.sink()) as Box<dyn Sink>));
-                parsed.run_in(&results, shutdown, sinks)
+                parsed.run_in(&results, &stop, sinks)
             });
             done.store(true, Ordering::SeqCst);
             ran
         });
-        if lost.load(Ordering::SeqCst) {
-            // The shutdown stopped the task; the runner ends (a supervisor starts it again).
-            anyhow::bail!(
+        if lost.load(Ordering::SeqCst) && !shutdown.is_triggered() {
+            // Stopped because another runner may hold it now: this one gives it back if it
+            // still can, and takes the next task.
+            eprintln!(
                 "{}: stopped: this runner could not keep its hold on it (said above); its \
-                 partial results stay in {}, and the queue gives it to another runner",
+                 partial results stay in {}; back to the queue for another delivery",
                 task.id,
                 results.display()
             );
+            match file(lab, task, Outcome::Requeued, shutdown) {
+                Ok(true) => lab.outcome("requeued"),
+                Ok(false) => {} // another runner took it; said by `file`
+                Err(e) => eprintln!("{e:#}"),
+            }
+            return Ok(());
         }
         let outcome = match ran {
             Ok(verdict) => {
@@ -465,6 +483,7 @@ fn heartbeat(
         eprintln!("runner {}: {why}; stopping task {}", runner.id(), task.id);
         lost.store(true, Ordering::SeqCst);
         shutdown.trigger();
+        // Every child of a runner is its one task's.
         crate::process::kill_all();
     };
     while !done.load(Ordering::SeqCst) {

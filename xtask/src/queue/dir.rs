@@ -79,6 +79,30 @@ fn dir_entries(dir: &Path) -> io::Result<(Named, Named)> {
     Ok((files, odd))
 }
 
+/// How old an interrupted write's temporary file must be before a joining runner removes it.
+const LEFTOVER_AGE: Duration = Duration::from_secs(600);
+
+/// The longest name the queue keeps a failed entry under: with `.duplicate-XXXX.error`
+/// or `.odd-` around it, a name stays under the file system's 255 bytes.
+const MAX_KEPT_NAME: usize = 200;
+
+/// `name`, or when it is longer than [`MAX_KEPT_NAME`] bytes its first 100 bytes and a
+/// hash of the whole (`long-name…-1f2e3d4c5b6a7980`): a 250-byte name in pending/ once
+/// overflowed the name of its `.error` file and stopped the runner.
+fn kept_name(name: &str) -> String {
+    use sha2::Digest;
+    if name.len() <= MAX_KEPT_NAME {
+        return name.to_string();
+    }
+    let mut cut = 100;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let hash = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{hex}", &name[..cut])
+}
+
 fn read_task(path: &Path) -> Result<Task, String> {
     let size = fs::symlink_metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
@@ -275,8 +299,31 @@ impl DirQueue {
         }
     }
 
+    /// Removes the temporary files of atomic writes (`.tmp*`) that were interrupted: ones
+    /// older than [`LEFTOVER_AGE`], which no write still in progress can be.
+    fn sweep_leftovers(&self) {
+        for state in [State::Pending, State::Done, State::Failed] {
+            let Ok(entries) = fs::read_dir(self.dir(state)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > LEFTOVER_AGE);
+                let temporary = entry.file_name().to_string_lossy().starts_with(".tmp");
+                if temporary && old && entry.file_type().is_ok_and(|t| t.is_file()) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
     /// Joins the queue as a runner holding a lease of `lease`.
     pub fn join(&self, lease: Duration) -> anyhow::Result<Runner<'_>> {
+        self.sweep_leftovers();
         // A directory name: the host's name reduced to safe bytes, the pid, a salt.
         static JOINED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!(
@@ -366,7 +413,7 @@ impl Runner<'_> {
         let (files, odd) = dir_entries(&self.queue.dir(State::Pending))?;
         for (name, from) in odd {
             let why = "not a task file: a regular file named <id>.json".to_string();
-            let to = self.dir.join(format!(".odd-{name}"));
+            let to = self.dir.join(format!(".odd-{}", kept_name(&name)));
             if fs::rename(&from, &to).is_ok() {
                 self.fail_file(&name, &to, &why)?;
                 return Ok(Some(Claimed::Failed { name, why }));
@@ -411,9 +458,11 @@ impl Runner<'_> {
         Ok(None)
     }
 
-    /// Moves a file that is no task document to failed, its reason beside it.
+    /// Moves a file that is no task document to failed, its reason beside it (under a
+    /// shortened name when `name` leaves no room for the suffixes).
     fn fail_file(&self, name: &str, path: &Path, why: &str) -> anyhow::Result<()> {
         let failed = self.queue.dir(State::Failed);
+        let name = kept_name(name);
         write_atomically(
             &failed.join(format!("{name}.error")),
             format!("{why}\n").as_bytes(),
@@ -466,7 +515,9 @@ impl Runner<'_> {
         for entry in fs::read_dir(self.queue.dir(State::Running))? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == self.id || !entry.file_type()?.is_dir() {
+            // `.new-*`: a runner still joining (it locks its lock file only after
+            // creating it); never another's to judge.
+            if name == self.id || name.starts_with('.') || !entry.file_type()?.is_dir() {
                 continue;
             }
             let dir = entry.path();

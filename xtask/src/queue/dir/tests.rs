@@ -301,3 +301,64 @@ fn fifos_and_links_in_every_queue_place_neither_hang_nor_stop_the_queue() {
     let zero = queue.find("0-zero").unwrap().unwrap();
     assert!(zero.task.unwrap_err().contains("not a task file"));
 }
+
+/// A 250-byte name in pending/ once overflowed its `.error` file's name and stopped the
+/// runner, its bytes lost; now it fails under a shortened name with its bytes kept, and
+/// the next task runs.
+#[test]
+fn a_name_too_long_for_its_error_file_fails_kept_and_the_queue_goes_on() {
+    let (_tmp, queue) = queue();
+    let pending = queue.root().join("pending");
+    let long = "x".repeat(245);
+    fs::write(pending.join(format!("{long}.json")), b"poison bytes").unwrap();
+    fs::write(pending.join(format!("{long}-odd")), b"odd bytes").unwrap();
+    queue.add(&task(7)).unwrap();
+    let runner = queue.join(Duration::from_secs(30)).unwrap();
+    let mut failed = Vec::new();
+    loop {
+        match runner.claim(3).unwrap() {
+            Some(Claimed::Failed { name, why }) => failed.push((name, why)),
+            Some(Claimed::Task(t)) => {
+                assert_eq!(t.id, task(7).id);
+                runner.finish(t, Outcome::Done { summary: None }).unwrap();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    let kept: Vec<Vec<u8>> = fs::read_dir(queue.root().join("failed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    assert!(kept.contains(&b"poison bytes".to_vec()), "{kept:?}");
+    assert!(kept.contains(&b"odd bytes".to_vec()), "{kept:?}");
+    let listed = queue.list().unwrap();
+    assert_eq!(
+        listed.iter().filter(|e| e.state == State::Failed).count(),
+        2
+    );
+    assert_eq!(queue.find(&task(7).id).unwrap().unwrap().state, State::Done);
+}
+
+/// Interrupted atomic writes leave `.tmp*` files that nothing reads; a joining runner
+/// removes the old ones, never a fresh one (a write that may be in progress).
+#[test]
+fn old_temporary_files_are_swept_when_a_runner_joins() {
+    let (_tmp, queue) = queue();
+    let pending = queue.root().join("pending");
+    let (old, fresh) = (pending.join(".tmpOLD123"), pending.join(".tmpNEW456"));
+    fs::write(&old, b"half a task").unwrap();
+    fs::write(&fresh, b"a task being written").unwrap();
+    let long_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    let _runner = queue.join(Duration::from_secs(30)).unwrap();
+    assert!(!old.exists(), "an old temporary file was left");
+    assert!(fresh.exists(), "a fresh temporary file was removed");
+}
