@@ -76,7 +76,7 @@ pub fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
     fs::create_dir_all(&root)
         .with_context(|| format!("creating the scratch directory {}", root.display()))?;
     tempfile::Builder::new()
-        .prefix(&format!("{DIR_PREFIX}{}-{kind}-", std::process::id()))
+        .prefix(&format!("{DIR_PREFIX}{}-{kind}-", owner(&root)?))
         .tempdir_in(&root)
         .with_context(|| format!("creating a {kind} directory under {}", root.display()))
 }
@@ -89,30 +89,98 @@ pub fn tls_material(
         .transpose()
 }
 
+/// This process's owner token in `root` (`<pid>.<8 hex>`), the first part of the name of
+/// every directory it makes there, and the lock it holds for its whole life on
+/// `root/.valkey-bench-<token>.owner`. The pid alone cannot say whether a directory's owner
+/// lives when the cache is shared (NFS, a container's bind mount: another host or pid
+/// namespace); a lock held by a live owner anywhere on the kernel (or the NFS server)
+/// can.
+fn owner(root: &Path) -> anyhow::Result<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static OWNERS: OnceLock<Mutex<HashMap<PathBuf, (String, fs::File)>>> = OnceLock::new();
+    let mut owners = OWNERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some((token, _)) = owners.get(root) {
+        return Ok(token.clone());
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let salt = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+    let token = format!("{}.{salt:08x}", std::process::id());
+    let path = root.join(format!(".{DIR_PREFIX}{token}.owner"));
+    let file = fs::File::create(&path)
+        .with_context(|| format!("creating the owner lock {}", path.display()))?;
+    file.try_lock()
+        .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+    owners.insert(root.to_path_buf(), (token.clone(), file));
+    Ok(token)
+}
+
 /// Removes instance directories left by xtask processes that no longer exist (killed
-/// outright, so their destructors never ran). A directory whose owner is alive, or whose
-/// name is not ours, is left alone. Returns how many were removed.
+/// outright, so their destructors never ran). A directory is its owner's while the
+/// owner's lock ([`owner`]) is held; one named by a bare pid (an older xtask's) while a
+/// process of that pid exists here. Anything else (a live owner, a name that is not ours)
+/// is left alone. Returns how many were removed.
 pub fn sweep_stale(root: &Path) -> usize {
     let Ok(entries) = fs::read_dir(root) else {
         return 0;
     };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(owner) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(DIR_PREFIX))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
+    let names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect();
+    // First the owner locks: the owners whose lock no one holds ended. Their locks are
+    // held here until their directories are gone, then removed.
+    let mut ended = BTreeMap::new();
+    let mut held = std::collections::BTreeSet::new();
+    for name in &names {
+        let Some(token) = name
+            .strip_prefix(&format!(".{DIR_PREFIX}"))
+            .and_then(|n| n.strip_suffix(".owner"))
         else {
             continue;
         };
-        if owner as u32 == std::process::id() || process_exists(owner) {
-            continue;
+        let path = root.join(name);
+        match crate::queue::files::open_regular(&path) {
+            Ok(file) if file.try_lock().is_ok() => {
+                ended.insert(token.to_string(), (path, file));
+            }
+            Ok(_) => {
+                held.insert(token.to_string());
+            }
+            Err(_) => {}
         }
-        if entry.file_type().is_ok_and(|t| t.is_dir()) && fs::remove_dir_all(entry.path()).is_ok() {
+    }
+    let mut removed = 0;
+    for name in &names {
+        let Some(owner) = name
+            .strip_prefix(DIR_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        let alive = match owner.split_once('.') {
+            // A token: alive while its lock is held (a missing lock is removed last, so
+            // its owner ended).
+            Some(_) => held.contains(owner),
+            // A bare pid (an older xtask's): alive while a process of that pid exists here.
+            None => match owner.parse::<i32>() {
+                Ok(pid) => pid as u32 == std::process::id() || process_exists(pid),
+                Err(_) => continue,
+            },
+        };
+        let path = root.join(name);
+        let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+        if !alive && is_dir && fs::remove_dir_all(&path).is_ok() {
             removed += 1;
         }
+    }
+    for (path, _lock) in ended.into_values() {
+        let _ = fs::remove_file(path);
     }
     removed
 }
@@ -281,7 +349,7 @@ fn start_one(
         )
     })?;
     let dir = tempfile::Builder::new()
-        .prefix(&format!("{DIR_PREFIX}{}-{port}-", std::process::id()))
+        .prefix(&format!("{DIR_PREFIX}{}-{port}-", owner(&options.scratch)?))
         .tempdir_in(&options.scratch)
         .context("creating the instance directory")?;
     let log = dir.path().join("valkey.log");
@@ -387,6 +455,34 @@ fn start_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory whose owner holds its lock is never swept, whatever its pid says (the
+    /// owner may be in another pid namespace); once the lock is free it is.
+    #[test]
+    fn an_owners_lock_keeps_its_directories_and_a_free_one_does_not() {
+        let root = tempfile::tempdir().unwrap();
+        let token = owner(root.path()).unwrap();
+        assert!(token.starts_with(&format!("{}.", std::process::id())));
+        let mine = root.path().join(format!("valkey-bench-{token}-9000-abc"));
+        // Owned elsewhere: a pid that cannot exist here, its lock held (by this test).
+        let elsewhere = root.path().join("valkey-bench-99999999.0badf00d-9001-abc");
+        let lock = root.path().join(".valkey-bench-99999999.0badf00d.owner");
+        let held = fs::File::create(&lock).unwrap();
+        held.try_lock().unwrap();
+        // Dead: its lock free.
+        let dead = root.path().join("valkey-bench-99999998.deadbeef-9002-abc");
+        let dead_lock = root.path().join(".valkey-bench-99999998.deadbeef.owner");
+        fs::File::create(&dead_lock).unwrap();
+        for dir in [&mine, &elsewhere, &dead] {
+            fs::create_dir_all(dir.join("sub")).unwrap();
+        }
+        assert_eq!(sweep_stale(root.path()), 1);
+        assert!(mine.exists() && elsewhere.exists());
+        assert!(!dead.exists() && !dead_lock.exists());
+        drop(held);
+        assert_eq!(sweep_stale(root.path()), 1);
+        assert!(!elsewhere.exists() && mine.exists());
+    }
 
     #[test]
     fn sweeps_only_dirs_of_dead_owners() {
