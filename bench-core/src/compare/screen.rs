@@ -165,11 +165,20 @@ fn weight(case: &CaseResult) -> (bool, f64) {
     (syscalls_moved(case), instructions)
 }
 
+/// What guard choice needs to know of a case besides its counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    pub pipeline: u32,
+    /// Its working set, in keys.
+    pub keyspace: u64,
+}
+
 /// The unmoved cases in the order they are worth timing as guards: those whose counts
-/// vary between processes first (there the counts see least), then the shallowest
-/// pipeline (where the kernel's share is largest) and the deepest, each depth once, then
-/// the rest by the size of their exact change.
-pub fn unmoved_order(screened: &[CaseResult], pipelines: &[u32]) -> Vec<usize> {
+/// vary between processes first (there the counts see least), then one on the largest
+/// working set when there are several (memory stalls, which no count sees, weigh most
+/// there), then the shallowest pipeline (where the kernel's share is largest) and the
+/// deepest, each depth once, then the rest by the size of their exact change.
+pub fn unmoved_order(screened: &[CaseResult], shapes: &[Shape]) -> Vec<usize> {
     let change = |i: usize| weight(&screened[i]).1;
     let noisy = |i: usize| {
         screened[i]
@@ -182,13 +191,22 @@ pub fn unmoved_order(screened: &[CaseResult], pipelines: &[u32]) -> Vec<usize> {
         .collect();
     unmoved.sort_by(|&a, &b| change(b).total_cmp(&change(a)).then(a.cmp(&b)));
     let mut order: Vec<usize> = unmoved.iter().copied().filter(|&i| noisy(i)).collect();
-    let shallowest = unmoved.iter().map(|&i| pipelines[i]).min();
-    let deepest = unmoved.iter().map(|&i| pipelines[i]).max();
+    let smallest = unmoved.iter().map(|&i| shapes[i].keyspace).min();
+    let largest = unmoved.iter().map(|&i| shapes[i].keyspace).max();
+    if let (Some(small), Some(large)) = (smallest, largest)
+        && large > small
+        && !order.iter().any(|&g| shapes[g].keyspace == large)
+        && let Some(&i) = unmoved.iter().find(|&&i| shapes[i].keyspace == large)
+    {
+        order.push(i);
+    }
+    let shallowest = unmoved.iter().map(|&i| shapes[i].pipeline).min();
+    let deepest = unmoved.iter().map(|&i| shapes[i].pipeline).max();
     for depth in [shallowest, deepest].into_iter().flatten() {
-        let covered = order.iter().any(|&g| pipelines[g] == depth);
+        let covered = order.iter().any(|&g| shapes[g].pipeline == depth);
         if let Some(&i) = unmoved
             .iter()
-            .find(|&&i| pipelines[i] == depth && !order.contains(&i))
+            .find(|&&i| shapes[i].pipeline == depth && !order.contains(&i))
             && !covered
         {
             order.push(i);
@@ -202,13 +220,13 @@ pub fn unmoved_order(screened: &[CaseResult], pipelines: &[u32]) -> Vec<usize> {
     order
 }
 
-/// The cases to time, in order, from the screen's results and each case's pipeline depth:
+/// The cases to time, in order, from the screen's results and each case's shape:
 /// the first [`GUARDS`] of [`unmoved_order`], then the moved cases ([`weight`]: system
 /// calls moved first, then the largest instruction change first). `fits(m)` says whether
 /// `m` timed cases fit the budget; the list is cut to the most that fit.
 pub fn timed_cases(
     screened: &[CaseResult],
-    pipelines: &[u32],
+    shapes: &[Shape],
     fits: &dyn Fn(usize) -> bool,
 ) -> Vec<(usize, Screen)> {
     let mut moved_cases: Vec<usize> = (0..screened.len())
@@ -218,7 +236,7 @@ pub fn timed_cases(
         let (wa, wb) = (weight(&screened[a]), weight(&screened[b]));
         wb.0.cmp(&wa.0).then(wb.1.total_cmp(&wa.1)).then(a.cmp(&b))
     });
-    let mut order: Vec<(usize, Screen)> = unmoved_order(screened, pipelines)
+    let mut order: Vec<(usize, Screen)> = unmoved_order(screened, shapes)
         .into_iter()
         .take(GUARDS)
         .map(|i| (i, Screen::Guard))

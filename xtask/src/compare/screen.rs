@@ -99,9 +99,15 @@ pub fn compare_cases(
     let left = budget.max_time.saturating_sub(screen_took);
     let per_trial = trial_estimate(budget.slice_seconds);
     let needs = |m: usize| per_trial * (family::look_trials(1, m, ALPHA) * m) as u32;
-    let pipelines: Vec<u32> = cases.iter().map(|c| c.pipeline).collect();
-    let wanted = screen::timed_cases(&screened, &pipelines, &|_| true);
-    let timed = screen::timed_cases(&screened, &pipelines, &|m| needs(m) <= left);
+    let shapes: Vec<screen::Shape> = cases
+        .iter()
+        .map(|c| screen::Shape {
+            pipeline: c.pipeline,
+            keyspace: c.keyspace,
+        })
+        .collect();
+    let wanted = screen::timed_cases(&screened, &shapes, &|_| true);
+    let timed = screen::timed_cases(&screened, &shapes, &|m| needs(m) <= left);
     let counted_what = if syscalls {
         "instructions or system calls"
     } else {
@@ -197,7 +203,7 @@ pub fn compare_cases(
         .collect();
     if !blind_guards.is_empty() {
         let rest = budget.max_time.saturating_sub(clock() - started);
-        let untimed: Vec<usize> = screen::unmoved_order(&screened, &pipelines)
+        let untimed: Vec<usize> = screen::unmoved_order(&screened, &shapes)
             .into_iter()
             .filter(|&i| timed_results[i].is_none())
             .collect();

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// Cases of these pipeline depths, all on one working set.
+fn shapes(pipelines: &[u32]) -> Vec<Shape> {
+    pipelines
+        .iter()
+        .map(|&pipeline| Shape {
+            pipeline,
+            keyspace: 1000,
+        })
+        .collect()
+}
+
 fn exact(name: &str, change: f64) -> CaseResult {
     super::super::analysis::tests::exact_case(name, 1000.0, 1000.0 * (1.0 + change))
 }
@@ -53,6 +64,30 @@ const RULE: Rule = Rule {
     blind: false,
 };
 
+/// With two working sets, one guard is on the larger (where memory stalls, which no count
+/// sees, weigh most), the other covers a pipeline end the first did not.
+#[test]
+fn a_guard_runs_on_the_largest_working_set() {
+    let screened: Vec<CaseResult> = (0..6).map(|i| exact(&format!("c{i}"), 0.0)).collect();
+    let shape = |pipeline, keyspace| Shape { pipeline, keyspace };
+    let shapes = [
+        shape(1, 100_000),
+        shape(16, 100_000),
+        shape(1, 1_000_000),
+        shape(16, 1_000_000),
+        shape(1, 100_000),
+        shape(16, 100_000),
+    ];
+    let guards = timed_cases(&screened, &shapes, &|_| true);
+    assert_eq!(guards, vec![(2, Screen::Guard), (1, Screen::Guard)]);
+    // One working set: the pipeline ends, as before.
+    let one: Vec<Shape> = shapes.iter().map(|s| shape(s.pipeline, 5)).collect();
+    assert_eq!(
+        timed_cases(&screened, &one, &|_| true),
+        vec![(0, Screen::Guard), (1, Screen::Guard)]
+    );
+}
+
 #[test]
 fn guards_cover_both_pipeline_ends_then_moved_by_size() {
     // Cases 0..4 at P1, 4..8 at P16; 2 and 5 moved (5 more), 1 and 6 nearly did.
@@ -63,7 +98,7 @@ fn guards_cover_both_pipeline_ends_then_moved_by_size() {
         .map(|(i, c)| exact(&format!("c{i}"), *c))
         .collect();
     let pipelines = [1, 1, 1, 1, 16, 16, 16, 16];
-    let all = timed_cases(&screened, &pipelines, &|_| true);
+    let all = timed_cases(&screened, &shapes(&pipelines), &|_| true);
     assert_eq!(
         all,
         vec![
@@ -74,13 +109,13 @@ fn guards_cover_both_pipeline_ends_then_moved_by_size() {
         ]
     );
     // The budget cuts from the end: the least moved goes first, the guards last.
-    let three = timed_cases(&screened, &pipelines, &|m| m <= 3);
+    let three = timed_cases(&screened, &shapes(&pipelines), &|m| m <= 3);
     assert_eq!(three.len(), 3);
     assert_eq!(three[2], (5, Screen::Moved));
-    assert!(timed_cases(&screened, &pipelines, &|_| false).is_empty());
+    assert!(timed_cases(&screened, &shapes(&pipelines), &|_| false).is_empty());
     // Every case moved: no guards, the moved ones by size.
     let moved: Vec<CaseResult> = [0.01, 0.05, 0.02].iter().map(|c| exact("m", *c)).collect();
-    let order: Vec<usize> = timed_cases(&moved, &[1, 1, 16], &|_| true)
+    let order: Vec<usize> = timed_cases(&moved, &shapes(&[1, 1, 16]), &|_| true)
         .into_iter()
         .map(|(i, _)| i)
         .collect();
@@ -91,7 +126,7 @@ fn guards_cover_both_pipeline_ends_then_moved_by_size() {
         with_calls("b", 0.0, 1.0, 2.0),
         exact("c", 0.0),
     ];
-    let order: Vec<(usize, Screen)> = timed_cases(&mixed, &[1, 1, 1], &|_| true);
+    let order: Vec<(usize, Screen)> = timed_cases(&mixed, &shapes(&[1, 1, 1]), &|_| true);
     assert_eq!(
         order,
         vec![(2, Screen::Guard), (1, Screen::Moved), (0, Screen::Moved)]
@@ -116,7 +151,7 @@ fn a_count_that_varies_between_processes_is_the_first_guard() {
     };
     screened[3].verdict = screened[3].metrics[0].comparison.verdict;
     assert_eq!(screened[3].verdict, Verdict::NoChange);
-    let got = timed_cases(&screened, &[1, 1, 16, 16], &|_| true);
+    let got = timed_cases(&screened, &shapes(&[1, 1, 16, 16]), &|_| true);
     // Then the shallowest depth; the deepest is covered by c3.
     assert_eq!(got, vec![(3, Screen::Guard), (0, Screen::Guard)]);
 }
@@ -124,7 +159,7 @@ fn a_count_that_varies_between_processes_is_the_first_guard() {
 #[test]
 fn one_pipeline_depth_still_gets_two_guards() {
     let screened: Vec<CaseResult> = (0..4).map(|i| exact(&format!("c{i}"), 0.0)).collect();
-    let got = timed_cases(&screened, &[16; 4], &|_| true);
+    let got = timed_cases(&screened, &shapes(&[16; 4]), &|_| true);
     assert_eq!(got, vec![(0, Screen::Guard), (1, Screen::Guard)]);
 }
 
