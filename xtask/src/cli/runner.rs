@@ -277,6 +277,20 @@ impl RunnerCmd {
                 }
             });
             s.spawn(|| heartbeat(lab, &task, rx, &hold, &done, &lost, &stop));
+            // The queue's counts for the metrics page, on a thread of their own: listing a
+            // large or slow queue must never delay a renewal.
+            if lab.metrics.is_some() {
+                s.spawn(|| {
+                    let mut next = Instant::now();
+                    while !done.load(Ordering::SeqCst) {
+                        if Instant::now() >= next {
+                            lab.count_queue();
+                            next = Instant::now() + Duration::from_secs(5);
+                        }
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                });
+            }
             s.spawn(|| watchdog(lab.runner, &task, &hold, &done, &lost, &stop));
             let mut command = vec![task.kind.name().to_string()];
             command.extend(task.args.iter().cloned());
@@ -457,8 +471,8 @@ fn watchdog(
     }
 }
 
-/// Renews the lease every third of it until `done`, publishes the task's latest status
-/// (at most once a second) and, with metrics, counts the queue every 5 s. A runner that
+/// Renews the lease every third of it until `done` and publishes the task's latest status
+/// (at most once a second). A runner that
 /// no longer holds its task stops it: `lost`, the shutdown triggered and our servers
 /// killed. An outage of the queue is waited for (the watchdog fences a long one).
 fn heartbeat(
@@ -476,7 +490,6 @@ fn heartbeat(
     let call = (runner.lease() / 4).min(Duration::from_secs(5));
     let mut next = Instant::now() + every;
     let (mut latest, mut next_report) = (None, Instant::now());
-    let mut next_count = Instant::now();
     let mut failing = false;
     let outage = &lab.outage;
     let stop = |why: String| {
@@ -537,10 +550,6 @@ fn heartbeat(
                     runner.id()
                 ),
             }
-        }
-        if lab.metrics.is_some() && Instant::now() >= next_count {
-            next_count = Instant::now() + Duration::from_secs(5);
-            lab.count_queue();
         }
     }
 }
