@@ -449,7 +449,11 @@ fn a_runner_fenced_by_a_frozen_queue_gives_its_task_back_and_goes_on() {
     // runner did not die), and the second run wrote beside the first's partial results.
     assert_eq!(task["task"]["deliveries"], 1, "{task:#}");
     let second = results.join(format!("{id}.2"));
-    assert_eq!(task["task"]["results"].as_str(), second.to_str(), "{task:#}");
+    assert_eq!(
+        task["task"]["results"].as_str(),
+        second.to_str(),
+        "{task:#}"
+    );
     assert!(results.join(&id).is_dir() && second.join("results.jsonl").is_file());
     assert!(servers_under(tmp.path()).is_empty());
 }
