@@ -5,7 +5,7 @@
 # path: VB_SLOWDOWN_ITERS dependent iterations of a volatile add before every command's
 # proc() in call(), read once from the environment. The patched tree lives in a scratch
 # directory (never in this repository). Then it runs compares of the whole quick suite
-# (20 cases; SUITE=default: the default suite's 32) in the default mode and counts, per run, the exit code, the cases called
+# (20 cases; SUITE=default: the default suite's 46) in the default mode and counts, per run, the exit code, the cases called
 # regressions, and the time:
 #   A/A:     8.1.1 against 8.1.1: every case called a regression is a false alarm
 #   planted: 8.1.1 against the slowed build (~6% on GET/32B/P16)
@@ -14,7 +14,7 @@
 #   release pair (PAIR=1): 8.1.1 against 9.1.2, each case's default-mode verdict beside a
 #            time-mode run of the same case with PAIR_MAX_TIME (default 10m), the ground truth
 # Usage: scripts/detector-bench.sh [RUNS] [MAX_TIME] [CASES]   (defaults: 10 5m, every case)
-# SUITE=default compares the default suite (32 cases) instead of the quick one;
+# SUITE=default compares the default suite (46 cases) instead of the quick one;
 # ITERS_PLANTED overrides the iteration count; MODE picks --mode (default auto); A_A_RUNS,
 # PLANTED_RUNS and SYSCALL_RUNS override RUNS per scenario; DETECTOR_KEEP=DIR keeps each run's JSON
 # report and stderr there.

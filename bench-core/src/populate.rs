@@ -11,6 +11,9 @@ use crate::cluster::{KeyedClient, Single};
 
 /// Commands sent per round trip.
 const BATCH: usize = 1000;
+/// Value bytes sent per round trip, at most (about): 1000 MSETs of 100 values of 64 KiB
+/// would be 6.4 GB in the write buffer.
+const BATCH_BYTES: usize = 8 << 20;
 /// Keys per MSET when every key lives on one node: the server's per-command cost (read,
 /// parse, dispatch, reply) is paid once per this many keys.
 const KEYS_PER_MSET: usize = 100;
@@ -119,7 +122,11 @@ fn set_keys<'v>(
 ) -> Result<Populated, PopulateError> {
     let start = Instant::now();
     let per_command = if client.one_node() { KEYS_PER_MSET } else { 1 };
-    let per_batch = (BATCH * per_command) as u64;
+    // At most BATCH commands, and about BATCH_BYTES of values, per round trip.
+    let value_bytes = value(0).len().max(1);
+    let per_batch = (BATCH * per_command)
+        .min(BATCH_BYTES / value_bytes)
+        .max(per_command) as u64;
     let mut next = 0u64;
     while next < keyspace {
         let end = (next + per_batch).min(keyspace);

@@ -445,9 +445,10 @@ fn a_runner_fenced_by_a_frozen_queue_gives_its_task_back_and_goes_on() {
     let tasks = list(&url);
     let task = state_of(&tasks, &id);
     assert_eq!(task["state"], "done", "{task:#}");
-    // Given back, not lost: the fenced delivery does not count against the task (its
-    // runner did not die), and the second run wrote beside the first's partial results.
-    assert_eq!(task["task"]["deliveries"], 1, "{task:#}");
+    // Given back, its fenced delivery counted (a task that starves its own heartbeat ends
+    // dead-lettered, not run forever); the second run wrote beside the first's partial
+    // results.
+    assert_eq!(task["task"]["deliveries"], 2, "{task:#}");
     let second = results.join(format!("{id}.2"));
     assert_eq!(
         task["task"]["results"].as_str(),

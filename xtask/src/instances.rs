@@ -111,11 +111,16 @@ fn owner(root: &Path) -> anyhow::Result<String> {
         .map_or(0, |d| d.subsec_nanos());
     let salt = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
     let token = format!("{}.{salt:08x}", std::process::id());
+    // Locked under a name no sweep reads, then renamed into place: a sweep never sees
+    // the lock file unlocked.
     let path = root.join(format!(".{DIR_PREFIX}{token}.owner"));
-    let file = fs::File::create(&path)
-        .with_context(|| format!("creating the owner lock {}", path.display()))?;
+    let new = root.join(format!(".{DIR_PREFIX}{token}.owner.new"));
+    let file = fs::File::create(&new)
+        .with_context(|| format!("creating the owner lock {}", new.display()))?;
     file.try_lock()
-        .map_err(|e| anyhow::anyhow!("locking {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("locking {}: {e}", new.display()))?;
+    fs::rename(&new, &path)
+        .with_context(|| format!("placing the owner lock {}", path.display()))?;
     owners.insert(root.to_path_buf(), (token.clone(), file));
     Ok(token)
 }
@@ -145,13 +150,21 @@ pub fn sweep_stale(root: &Path) -> usize {
             continue;
         };
         let path = root.join(name);
-        match crate::queue::files::open_regular(&path) {
-            Ok(file) if file.try_lock().is_ok() => {
-                ended.insert(token.to_string(), (path, file));
-            }
-            Ok(_) => {
+        match crate::untrusted::open_regular_for_lock(&path) {
+            Ok(file) => match file.try_lock() {
+                Ok(()) => {
+                    ended.insert(token.to_string(), (path, file));
+                }
+                // Held; or a lock that cannot be taken here, which is not a dead owner.
+                Err(_) => {
+                    held.insert(token.to_string());
+                }
+            },
+            // Another user's: not ours to judge.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 held.insert(token.to_string());
             }
+            // Not a lock file (a FIFO, a link): its owner cannot hold it either.
             Err(_) => {}
         }
     }

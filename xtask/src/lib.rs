@@ -23,5 +23,6 @@ pub mod suites;
 pub mod tls;
 pub mod topology;
 pub mod ui;
+pub mod untrusted;
 pub mod valkey;
 pub mod valkey_benchmark;

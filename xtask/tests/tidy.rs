@@ -231,7 +231,7 @@ const LAYERS: [&[&str]; 12] = [
     &["topology"],
     &["host", "valkey", "valkey_benchmark"],
     &["instances", "rundir"],
-    &["process", "project", "tls"],
+    &["process", "project", "tls", "untrusted"],
     &["error"],
 ];
 

@@ -65,8 +65,13 @@ struct Lab<'a> {
 impl Lab<'_> {
     /// The queue's tasks by state, for the metrics (a failed read shows the last counts).
     fn count_queue(&self) {
+        self.count_queue_in(self.queue);
+    }
+
+    /// Counts `queue` (this runner's queue, or another handle of it) for the page.
+    fn count_queue_in(&self, queue: &dyn Queue) {
         let Some(m) = self.metrics else { return };
-        if let Ok(entries) = self.queue.list() {
+        if let Ok(entries) = queue.list() {
             m.update(|s| {
                 s.queue_read_s = Some(crate::queue::now_ms() as f64 / 1e3);
                 s.queue.clear();
@@ -279,12 +284,17 @@ impl RunnerCmd {
             s.spawn(|| heartbeat(lab, &task, rx, &hold, &done, &lost, &stop));
             // The queue's counts for the metrics page, on a thread of their own: listing a
             // large or slow queue must never delay a renewal.
+            // Through a handle of its own (the Valkey queue's is one connection behind a
+            // lock, which a renewal must never wait for).
             if lab.metrics.is_some() {
                 s.spawn(|| {
+                    let own = crate::queue::open(self.queue.as_deref()).ok();
                     let mut next = Instant::now();
                     while !done.load(Ordering::SeqCst) {
-                        if Instant::now() >= next {
-                            lab.count_queue();
+                        if let Some(own) = &own
+                            && Instant::now() >= next
+                        {
+                            lab.count_queue_in(own.as_ref());
                             next = Instant::now() + Duration::from_secs(5);
                         }
                         std::thread::sleep(Duration::from_millis(50));
@@ -304,14 +314,15 @@ impl RunnerCmd {
         });
         if lost.load(Ordering::SeqCst) && !shutdown.is_triggered() {
             // Stopped because another runner may hold it now: this one gives it back if it
-            // still can, and takes the next task.
+            // still can (the delivery counted: a task that starves its own heartbeat must
+            // not run forever), and takes the next task.
             eprintln!(
                 "{}: stopped: this runner could not keep its hold on it (said above); its \
                  partial results stay in {}; back to the queue for another delivery",
                 task.id,
                 results.display()
             );
-            match file(lab, task, Outcome::Requeued, shutdown) {
+            match file(lab, task, Outcome::GivenBack, shutdown) {
                 Ok(true) => lab.outcome("requeued"),
                 Ok(false) => {} // another runner took it; said by `file`
                 Err(e) => eprintln!("{e:#}"),
@@ -351,12 +362,13 @@ impl RunnerCmd {
                 ),
                 Outcome::Failed(why) => format!("failed: {why}"),
                 Outcome::Requeued => "interrupted, back to pending".into(),
+                Outcome::GivenBack => "given back to the queue".into(),
             }
         );
         let name = match outcome {
             Outcome::Done { .. } => "done",
             Outcome::Failed(_) => "failed",
-            Outcome::Requeued => "requeued",
+            Outcome::Requeued | Outcome::GivenBack => "requeued",
         };
         if file(lab, task, outcome, shutdown)? {
             lab.outcome(name);

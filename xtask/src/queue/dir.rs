@@ -26,11 +26,11 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use super::files;
 use super::{
     Claimed, Entry, MAX_TASK_BYTES, Outcome, Queue, Seat, State, Status, Task, check_id, now_ms,
 };
 use crate::rundir::write_atomically;
+use crate::untrusted;
 
 /// A runner's lease: who holds it, when it was renewed and until when (milliseconds
 /// since the epoch).
@@ -112,7 +112,7 @@ fn read_task(path: &Path) -> Result<Task, String> {
             "not a task document: {size} bytes, at most {MAX_TASK_BYTES}"
         ));
     }
-    let bytes = files::read_limited(path, MAX_TASK_BYTES)
+    let bytes = untrusted::read_limited(path, MAX_TASK_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let task = Task::parse(&bytes)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
@@ -162,7 +162,7 @@ impl DirQueue {
             if state == State::Failed {
                 // What failed as no task file (a symlink, a directory), its reason beside.
                 for (name, path) in odd.iter().filter(|(n, _)| !n.ends_with(".error")) {
-                    let why = files::read_small_text(&path.with_extension("error"))
+                    let why = untrusted::read_small_text(&path.with_extension("error"))
                         .map_or_else(|_| "not a task file".to_string(), |w| w.trim_end().into());
                     let name = name.strip_suffix(".json").unwrap_or(name).to_string();
                     entries.push(Entry::new(state, name, Err(why)));
@@ -170,7 +170,7 @@ impl DirQueue {
             }
             for (name, path) in files {
                 let task = read_task(&path).map_err(|e| match state {
-                    State::Failed => files::read_small_text(&path.with_extension("error"))
+                    State::Failed => untrusted::read_small_text(&path.with_extension("error"))
                         .map(|why| why.trim_end().to_string())
                         .unwrap_or(e),
                     _ => e,
@@ -179,13 +179,15 @@ impl DirQueue {
             }
         }
         for (runner, dir) in self.runner_dirs()? {
-            let lease: Option<Lease> = files::read_limited(&dir.join("lease"), files::MAX_SMALL)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            for (name, path) in task_files(&dir)? {
-                let status = files::read_limited(&path.with_extension("status"), files::MAX_SMALL)
+            let lease: Option<Lease> =
+                untrusted::read_limited(&dir.join("lease"), untrusted::MAX_SMALL)
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok());
+            for (name, path) in task_files(&dir)? {
+                let status =
+                    untrusted::read_limited(&path.with_extension("status"), untrusted::MAX_SMALL)
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
                 entries.push(Entry {
                     runner: Some(runner.clone()),
                     heartbeat_ms: lease.as_ref().map(|l| l.renewed_ms),
@@ -486,6 +488,10 @@ impl Runner<'_> {
                 task.results = None;
                 State::Pending
             }
+            Outcome::GivenBack => {
+                task.results = None;
+                State::Pending
+            }
         };
         if state != State::Pending {
             task.finished = Some(chrono::Utc::now().to_rfc3339());
@@ -522,7 +528,7 @@ impl Runner<'_> {
             }
             let dir = entry.path();
             // A runner still joining has no lock file yet: not ours to judge.
-            let Ok(lock) = files::open_regular(&dir.join("lock")) else {
+            let Ok(lock) = untrusted::open_regular_for_lock(&dir.join("lock")) else {
                 continue;
             };
             if lock.try_lock().is_err() {

@@ -12,7 +12,6 @@
 
 pub mod dir;
 pub mod expand;
-pub mod files;
 pub mod streams;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -215,6 +214,10 @@ pub enum Outcome {
     Failed(String),
     /// Interrupted: back to pending, as it was.
     Requeued,
+    /// Stopped because its runner lost its hold (the heartbeat went unrenewed): back to
+    /// pending with this delivery counted, so a task that starves its own heartbeat ends
+    /// dead-lettered after `--max-deliveries` instead of running forever.
+    GivenBack,
 }
 
 /// The task document's version; a runner refuses any other.

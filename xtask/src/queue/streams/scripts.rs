@@ -103,18 +103,19 @@ return 1
 ";
 
 /// Files the held task: acknowledged and its entry deleted, its outcome recorded (or,
-/// requeued, a fresh entry and the delivery not counted). 0 when it was not this
-/// runner's any more.
+/// requeued, a fresh entry and the delivery not counted; given back after a lost hold, a
+/// fresh entry and the delivery counted). 0 when it was not this runner's any more.
 pub const FINISH: &str = r"
 if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[2] or redis.call('HGET', KEYS[1], 'state') ~= 'running'
    or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then return 0 end
 redis.call('XACK', KEYS[2], 'runners', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[1], 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total')
-if ARGV[3] == 'pending' then
+if ARGV[3] == 'pending' or ARGV[3] == 'given_back' then
   local d = tonumber(redis.call('HGET', KEYS[1], 'deliveries')) or 1
+  if ARGV[3] == 'pending' then d = math.max(d - 1, 0) end
   local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[5])
-  redis.call('HSET', KEYS[1], 'state', 'pending', 'entry', entry, 'deliveries', math.max(d - 1, 0))
+  redis.call('HSET', KEYS[1], 'state', 'pending', 'entry', entry, 'deliveries', d)
   redis.call('HDEL', KEYS[1], 'runner', 'results')
   return 1
 end

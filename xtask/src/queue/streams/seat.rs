@@ -252,6 +252,7 @@ impl Seat for StreamSeat<'_> {
         let results = task.results.clone().unwrap_or_default();
         match outcome {
             Outcome::Requeued => self.file(&id, &entry, "pending", &[]),
+            Outcome::GivenBack => self.file(&id, &entry, "given_back", &[]),
             Outcome::Failed(why) => self.file(
                 &id,
                 &entry,

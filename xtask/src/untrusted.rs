@@ -1,6 +1,7 @@
-//! Reading the directory queue's files, which anyone who can write the queue directory
-//! can replace: a FIFO would block a plain open or read forever, a symlink to /dev/zero
-//! would read without end, a link could point anywhere. So every queue file is opened
+//! Reading files that others can write (the directory queue's, owner locks in a shared
+//! scratch directory), which anyone who can write their directory can replace: a FIFO
+//! would block a plain open or read forever, a symlink to /dev/zero would read without
+//! end, a link could point anywhere. So every such file is opened
 //! without following a final symlink and without blocking, must be a regular file, and is
 //! read through a size limit.
 
@@ -9,7 +10,7 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-/// The most bytes any small queue file (an error reason, a lease, a status) may hold.
+/// The most bytes any small file (a queue's error reason, lease or status) may hold.
 pub const MAX_SMALL: usize = 64 * 1024;
 
 /// Opens `path` for reading: not through a final symlink, without blocking on a FIFO or
@@ -17,6 +18,23 @@ pub const MAX_SMALL: usize = 64 * 1024;
 pub fn open_regular(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    Ok(file)
+}
+
+/// [`open_regular`] for reading and writing: an exclusive `flock` on NFS (emulated with
+/// POSIX locks) needs a file open for writing.
+pub fn open_regular_for_lock(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
     if !file.metadata()?.is_file() {
