@@ -173,6 +173,9 @@ pub const PIPELINE_LIMITS: (u64, u64) = (1, 10_000);
 pub const CLIENT_LIMITS: (u64, u64) = (1, 10_000);
 pub const IO_THREAD_LIMITS: (u64, u64) = (1, 128);
 pub const KEYSPACE_LIMITS: (u64, u64) = (1, 100_000_000);
+/// The most cases one perf matrix may expand to: each list is capped, but their product is
+/// what a run (or a queued task) would hold in memory and run.
+pub const MAX_CASES: u64 = 10_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -250,6 +253,55 @@ impl PerfSpec {
     pub fn from_toml(text: &str) -> Result<PerfSpec, LoadError> {
         let file: PerfSpecFile = toml::from_str(text)?;
         Ok(file.validate()?)
+    }
+
+    /// How many cases [`expand`](Self::expand) makes, counted without making them.
+    pub fn case_count(&self) -> u64 {
+        let product = |lists: &[usize]| lists.iter().map(|&n| n as u64).product::<u64>();
+        let rest = product(&[
+            self.pipelines.len(),
+            self.clients.len(),
+            self.io_threads.len(),
+        ]);
+        self.commands
+            .iter()
+            .map(|c| {
+                let sizes = if c.uses_value_size() {
+                    self.value_sizes.len()
+                } else {
+                    1
+                };
+                let keyspaces = if c.keys_from_keyspace() {
+                    self.keyspaces.len()
+                } else {
+                    1
+                };
+                product(&[sizes, keyspaces]).saturating_mul(rest)
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+
+    /// Refuses a matrix of more than [`MAX_CASES`] cases, naming its lists' lengths.
+    pub fn check_size(&self) -> Result<(), SpecError> {
+        let n = self.case_count();
+        if n <= MAX_CASES {
+            return Ok(());
+        }
+        Err(error(
+            "matrix",
+            format!("{n} cases"),
+            &format!(
+                "a matrix may hold at most {MAX_CASES} cases; its lists have {} commands, {} \
+                 value sizes, {} keyspaces, {} pipelines, {} client counts, {} io-threads: \
+                 shorten some, or split the campaign",
+                self.commands.len(),
+                self.value_sizes.len(),
+                self.keyspaces.len(),
+                self.pipelines.len(),
+                self.clients.len(),
+                self.io_threads.len()
+            ),
+        ))
     }
 
     /// Every case of the matrix, in a stable order. Commands that carry no value are not
@@ -420,7 +472,7 @@ impl PerfSpecFile {
             server_cpus: cpus("server_cpus", &self.server_cpus)?,
             client_cpus: cpus("client_cpus", &self.client_cpus)?,
         };
-        Ok(PerfSpec {
+        let spec = PerfSpec {
             placement,
             topology,
             tls: None,
@@ -436,7 +488,9 @@ impl PerfSpecFile {
             measure_seconds: self.measure_seconds,
             client_threads: self.client_threads,
             server_config: self.server_config,
-        })
+        };
+        spec.check_size()?;
+        Ok(spec)
     }
 }
 
@@ -604,6 +658,32 @@ mod tests {
             (2 + 2 + 1 + 2) * 2,
             "SET, GET, INCR, MSET × sizes × pipelines"
         );
+    }
+
+    /// Each list is capped, and so is their product: 1000 sizes × 1000 pipelines would be
+    /// a million cases held in memory.
+    #[test]
+    fn a_matrix_is_capped_in_cases_not_only_in_each_list() {
+        let default = PerfSpec::from_toml(DEFAULT_PERF).unwrap();
+        assert_eq!(default.case_count(), default.expand().len() as u64);
+        let sizes: Vec<String> = (1..=1000).map(|n| n.to_string()).collect();
+        let pipelines = format!("pipelines = [{}]", sizes.join(", "));
+        let text = DEFAULT_PERF
+            .replace(
+                "value_sizes = [32, 1024]",
+                &format!("value_sizes = [{}]", sizes.join(", ")),
+            )
+            .replace("pipelines = [1, 16]", &pipelines);
+        match PerfSpec::from_toml(&text) {
+            Err(LoadError::Spec(e)) => {
+                assert_eq!(e.field, "matrix");
+                assert!(e.fix.contains("1000 value sizes"), "{e}");
+            }
+            other => panic!("a 6-million-case matrix was accepted: {other:?}"),
+        }
+        let mut wide = default.clone();
+        wide.pipelines = (1..=1000).collect();
+        assert!(wide.check_size().is_err());
     }
 
     #[test]

@@ -86,6 +86,22 @@ fn suite_files_of_every_suite_cannot_set_what_the_harness_owns() {
     }
 }
 
+/// Each list is capped (1000 values), and so is their product: a million cases would be
+/// held in memory (and a queued task would hold a runner for years). Refused before
+/// anything is built or started.
+#[test]
+fn a_matrix_of_a_million_cases_is_refused_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    for command in ["bench", "compare"] {
+        let mut args = vec![command];
+        if command == "compare" {
+            args.extend(["--baseline", "8.1.1", "--candidate", "8.1.1"]);
+        }
+        args.extend(["--value-sizes", "1..1000", "--pipelines", "1..1000"]);
+        assert_refused(&args, tmp.path(), &["matrix", "cases", "at most 10000"]);
+    }
+}
+
 #[test]
 fn cflags_never_reach_a_shell() {
     let tmp = tempfile::tempdir().unwrap();

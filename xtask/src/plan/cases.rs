@@ -81,6 +81,8 @@ impl Selection {
         spec.placement = self.placement.clone();
         spec.tls = self.tls;
         self.matrix.apply(&mut spec);
+        spec.check_size()
+            .map_err(|e| crate::error::UsageError(format!("with the flags: {e}")))?;
         let cases: Vec<PerfCase> = spec
             .expand()
             .into_iter()

@@ -210,6 +210,8 @@ impl SuiteChoice {
         }
         spec.placement = placement;
         self.matrix.apply(&mut spec);
+        spec.check_size()
+            .map_err(|e| UsageError(format!("{origin} with the flags: {e}")))?;
         let mut extra = self.server_config.clone();
         if let (Some(threads), Some(_)) = (extra.get("io-threads"), &self.matrix.io_threads) {
             return Err(UsageError(format!(

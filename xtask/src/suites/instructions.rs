@@ -32,7 +32,7 @@ use crate::instances;
 use crate::run::CaseContext;
 use crate::run::preload::Reads;
 use crate::suites::perf;
-use crate::suites::syscalls::{Calls, Tracer};
+use crate::suites::syscalls::{Calls, LostEvents, Tracer};
 
 /// Requests counted per run.
 pub const REQUESTS: u64 = 10_000;
@@ -170,9 +170,16 @@ pub fn count(
                         },
                     )?),
                 };
-                let (counted, window_calls) = counter
-                    .count(case, ctx, syscalls)
-                    .with_context(|| format!("{} on the {side} (round {round})", case.name))?;
+                // A window whose system-call events perf lost is counted once more (the
+                // counts are exact, so a second window is as good as the first).
+                let (counted, window_calls) = match counter.count(case, ctx, syscalls) {
+                    Err(e) if e.downcast_ref::<LostEvents>().is_some() => {
+                        eprintln!("{}: {e}; counting it again", case.name);
+                        counter.count(case, ctx, syscalls)
+                    }
+                    other => other,
+                }
+                .with_context(|| format!("{} on the {side} (round {round})", case.name))?;
                 counts[i].push(counted);
                 calls[i].extend(window_calls);
             }

@@ -91,6 +91,12 @@ pub struct Tracer {
     log: PathBuf,
 }
 
+/// perf lost events of a counted window (its buffer overflowed), so the window's count
+/// would be short: the caller may count the window again.
+#[derive(Debug, thiserror::Error)]
+#[error("perf lost system-call events, so the count is short: {0}")]
+pub struct LostEvents(pub String);
+
 impl Tracer {
     /// Attaches to `pid` (every thread), events off; its files go under `dir`.
     pub fn attach(pid: u32, dir: &Path) -> anyhow::Result<Tracer> {
@@ -125,6 +131,11 @@ impl Tracer {
             "--no-buildid-cache",
             "-e",
             "raw_syscalls:sys_enter",
+            // A buffer for the bursts: under valgrind a window can hold a few hundred
+            // thousand calls (valgrind's own among them), and on a busy machine the
+            // default one overflowed (events lost, the count refused).
+            "-m",
+            "16M",
         ])
         .args(["-D", "-1", "--control"])
         .arg(format!(
@@ -238,7 +249,7 @@ impl Tracer {
             .map(str::to_ascii_lowercase)
             .find(|l| l.contains("lost") && !l.contains("lost 0 "))
         {
-            bail!("perf lost system-call events, so the count is short: {lost}");
+            return Err(LostEvents(lost).into());
         }
         Ok(tally(&out.stdout))
     }
