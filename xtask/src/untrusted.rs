@@ -16,25 +16,19 @@ pub const MAX_SMALL: usize = 64 * 1024;
 /// Opens `path` for reading: not through a final symlink, without blocking on a FIFO or
 /// device, and only if it is a regular file.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{} is not a regular file", path.display()),
-        ));
-    }
-    Ok(file)
+    open(path, false)
 }
 
 /// [`open_regular`] for reading and writing: an exclusive `flock` on NFS (emulated with
 /// POSIX locks) needs a file open for writing.
 pub fn open_regular_for_lock(path: &Path) -> io::Result<File> {
+    open(path, true)
+}
+
+fn open(path: &Path, write: bool) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
-        .write(true)
+        .write(write)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
     if !file.metadata()?.is_file() {
