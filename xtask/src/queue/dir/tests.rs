@@ -162,6 +162,22 @@ fn a_task_filed_before_its_runner_died_is_not_run_again() {
     assert_eq!(queue.find(&t.id).unwrap().unwrap().state, State::Done);
 }
 
+/// Claims until pending is empty: `only` is the one real task (run and filed done); the
+/// rest fail, and their names and reasons are returned.
+fn claim_all(runner: &Runner<'_>, only: &Task) -> Vec<(String, String)> {
+    let mut failed = Vec::new();
+    loop {
+        match runner.claim(3).unwrap() {
+            Some(Claimed::Failed { name, why }) => failed.push((name, why)),
+            Some(Claimed::Task(t)) => {
+                assert_eq!(t.id, only.id);
+                runner.finish(t, Outcome::Done { summary: None }).unwrap();
+            }
+            None => return failed,
+        }
+    }
+}
+
 fn queue_file(queue: &DirQueue, task: &Task) {
     fs::write(
         queue
@@ -186,17 +202,7 @@ fn a_file_that_is_no_task_fails_with_why_and_the_queue_goes_on() {
     let huge = File::create(pending.join("3-huge.json")).unwrap();
     huge.set_len(MAX_TASK_BYTES as u64 + 1).unwrap();
     let runner = queue.join(Duration::from_secs(30)).unwrap();
-    let mut failed = Vec::new();
-    loop {
-        match runner.claim(3).unwrap() {
-            Some(Claimed::Failed { name, why }) => failed.push((name, why)),
-            Some(Claimed::Task(t)) => {
-                assert_eq!(t.id, task(9).id);
-                runner.finish(t, Outcome::Done { summary: None }).unwrap();
-            }
-            None => break,
-        }
-    }
+    let failed = claim_all(&runner, &task(9));
     assert_eq!(failed.len(), 4, "{failed:?}");
     let why = |name: &str| &failed.iter().find(|(n, _)| n == name).unwrap().1;
     assert!(
@@ -314,17 +320,7 @@ fn a_name_too_long_for_its_error_file_fails_kept_and_the_queue_goes_on() {
     fs::write(pending.join(format!("{long}-odd")), b"odd bytes").unwrap();
     queue.add(&task(7)).unwrap();
     let runner = queue.join(Duration::from_secs(30)).unwrap();
-    let mut failed = Vec::new();
-    loop {
-        match runner.claim(3).unwrap() {
-            Some(Claimed::Failed { name, why }) => failed.push((name, why)),
-            Some(Claimed::Task(t)) => {
-                assert_eq!(t.id, task(7).id);
-                runner.finish(t, Outcome::Done { summary: None }).unwrap();
-            }
-            None => break,
-        }
-    }
+    let failed = claim_all(&runner, &task(7));
     assert_eq!(failed.len(), 2, "{failed:?}");
     let kept: Vec<Vec<u8>> = fs::read_dir(queue.root().join("failed"))
         .unwrap()
