@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The detector benchmark of `cargo xtask compare` (README: "How well compare detects").
+# The detector benchmark of `cargo xtask compare` (docs/compare.md: "How well compare detects").
 #
 # Builds a candidate from the pinned 8.1.1 source with a deliberate slowdown in the command
 # path: VB_SLOWDOWN_ITERS dependent iterations of a volatile add before every command's
@@ -23,7 +23,7 @@ set -euo pipefail
 runs=${1:-10}
 max_time=${2:-5m}
 case_filter=${3:-}
-# Calibrated on the 2-core VM (see README): one iteration costs 2.27 ns of usec_per_call and
+# Calibrated on the 2-core VM (see docs/compare.md): one iteration costs 2.27 ns of usec_per_call and
 # 5.3 instructions; GET/32B/P16 costs ~1.1 µs of server CPU and ~4,030 instructions, so 29
 # iterations are ~6% of its time and ~3.8% of its instructions.
 iters=${ITERS_PLANTED:-29}
