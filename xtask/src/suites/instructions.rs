@@ -3,8 +3,8 @@
 //!
 //! Per side, a server runs under `valgrind --tool=callgrind` (one per server config and
 //! round) and counts the cases in turn ([`Counter`]): FLUSHALL, the case's preload, then
-//! `callgrind_control --zero` resets the counters, [`REQUESTS`] requests run, and
-//! `callgrind_control --dump` writes what they cost. Determinism comes from: one
+//! callgrind's `zero` resets the counters (`callgrind.rs`), [`REQUESTS`] requests run, and
+//! its `dump` writes what they cost. Determinism comes from: one
 //! connection, batches written whole and answered before the next one
 //! (`loadgen::stream`), `hz 1` and serverCron's inclusive cost subtracted from the count
 //! (its calls follow the wall clock, which callgrind stretches), `activerehashing no` (serverCron's rehashing runs for a time
@@ -31,8 +31,8 @@ use serde::Serialize;
 use crate::instances;
 use crate::run::CaseContext;
 use crate::run::preload::Reads;
-use crate::suites::perf;
 use crate::suites::syscalls::{Calls, LostEvents, Tracer};
+use crate::suites::{callgrind, perf};
 
 /// Requests counted per run.
 pub const REQUESTS: u64 = 10_000;
@@ -285,13 +285,17 @@ impl Counter {
             wrapper: vec![
                 "valgrind".into(),
                 "--tool=callgrind".into(),
+                // Threads take valgrind's lock in turn by a futex, not by a byte through
+                // a pipe around every blocking call: the server's own reads and writes
+                // are then the only ones a system-call count sees.
+                "--fair-sched=yes".into(),
                 format!("--callgrind-out-file={}", out_file.display()),
                 "--dump-instr=no".into(),
                 "--dump-line=no".into(),
                 // Start-up and each case's preload run uninstrumented (several times
                 // faster); only the counted requests are.
                 "--instr-atstart=no".into(),
-                // callgrind_control finds the server through these FIFOs; in the scratch
+                // vgdb finds the server through these FIFOs; in the scratch
                 // directory they go away with it even though the server is killed.
                 format!("--vgdb-prefix={}", vgdb_prefix.display()),
             ],
@@ -356,8 +360,12 @@ impl Counter {
             ),
             false => None,
         };
-        callgrind_control("--instr=on", pid, &self.vgdb_prefix, ctx.shutdown)?;
-        callgrind_control("--zero", pid, &self.vgdb_prefix, ctx.shutdown)?;
+        callgrind::monitor(
+            &["instrumentation on", "zero"],
+            pid,
+            &self.vgdb_prefix,
+            ctx.shutdown,
+        )?;
         if let Some(t) = &mut tracer {
             t.enable(ctx.shutdown)?;
         }
@@ -370,6 +378,8 @@ impl Counter {
         .context("sending the request stream")?;
         if let Some(t) = &mut tracer {
             t.disable(ctx.shutdown)?;
+            // perf writes its data out while callgrind dumps.
+            t.stop();
         }
         if outcome.error_replies > 0 {
             bail!(
@@ -378,9 +388,13 @@ impl Counter {
                 case.name
             );
         }
-        callgrind_control("--dump", pid, &self.vgdb_prefix, ctx.shutdown)?;
-        callgrind_control("--instr=off", pid, &self.vgdb_prefix, ctx.shutdown)?;
-        let dump = dump_file(self.scratch.path())?;
+        callgrind::monitor(
+            &["dump", "instrumentation off"],
+            pid,
+            &self.vgdb_prefix,
+            ctx.shutdown,
+        )?;
+        let dump = callgrind::dump_file(self.scratch.path())?;
         if let Some(keep) = std::env::var_os("VALKEY_BENCH_KEEP_CALLGRIND") {
             // For callgrind_annotate: where the instructions went.
             let keep = Path::new(&keep);
@@ -392,7 +406,7 @@ impl Counter {
             );
             std::fs::copy(&dump, keep.join(name))?;
         }
-        let total = total_instructions(&dump)?;
+        let total = callgrind::total_instructions(&dump)?;
         // The next dump is then the only one left.
         std::fs::remove_file(&dump)?;
         let calls = match tracer {
@@ -424,125 +438,9 @@ fn connections_settle_at(control: &mut bench_core::client::Client, n: u64) -> an
     }
 }
 
-/// `callgrind_control --zero|--dump PID`: talks to the running server's callgrind.
-pub(crate) fn callgrind_control(
-    action: &str,
-    pid: u32,
-    vgdb_prefix: &Path,
-    shutdown: &bench_core::shutdown::Shutdown,
-) -> anyhow::Result<()> {
-    let mut cmd = crate::process::command("callgrind_control");
-    cmd.arg(format!("--vgdb-prefix={}", vgdb_prefix.display()))
-        .arg(action)
-        .arg(pid.to_string());
-    let out = crate::process::output(
-        cmd,
-        "callgrind_control",
-        shutdown,
-        Some(Duration::from_secs(180)),
-    )?;
-    if !out.status.success() || !out.stdout.contains("OK") {
-        bail!(
-            "callgrind_control {action} {pid} failed ({}): {}{}",
-            out.status,
-            out.stdout,
-            out.stderr
-        );
-    }
-    Ok(())
-}
-
-/// The dump callgrind wrote: `callgrind.out.N` beside the output file.
-pub(crate) fn dump_file(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let mut dumps: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("callgrind.out."))
-        })
-        .collect();
-    dumps.sort();
-    dumps
-        .pop()
-        .with_context(|| format!("callgrind wrote no dump in {}", dir.display()))
-}
-
-/// Instructions in a callgrind dump, less what `serverCron` cost: its calls follow the
-/// wall clock (hz), not the requests, and callgrind's slowdown varies with the machine's
-/// load.
-pub fn total_instructions(file: &Path) -> anyhow::Result<u64> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("reading callgrind's output {}", file.display()))?;
-    let total = parse_total(&text).with_context(|| {
-        format!(
-            "{} has no `summary:` or `totals:` line; is it a callgrind output file?",
-            file.display()
-        )
-    })?;
-    Ok(total.saturating_sub(inclusive_cost(&text, "serverCron")))
-}
-
-/// The summed inclusive cost of every call to `function` in a callgrind dump: the cost
-/// line that follows each `calls=` line under a `cfn=` naming it. Names are given once
-/// with their id (`(12) serverCron`), later by id alone.
-fn inclusive_cost(text: &str, function: &str) -> u64 {
-    let mut names = std::collections::HashMap::new();
-    let mut name_of = |spec: &str| -> String {
-        let spec = spec.trim();
-        match spec.strip_prefix('(').and_then(|r| r.split_once(')')) {
-            Some((id, rest)) if !rest.trim().is_empty() => {
-                names.insert(id.to_string(), rest.trim().to_string());
-                rest.trim().to_string()
-            }
-            Some((id, _)) => names.get(id).cloned().unwrap_or_default(),
-            None => spec.to_string(),
-        }
-    };
-    let (mut callee, mut after_calls, mut sum) = (String::new(), false, 0u64);
-    for line in text.lines() {
-        if after_calls {
-            after_calls = false;
-            if callee == function {
-                sum += line
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        } else if let Some(spec) = line.strip_prefix("cfn=") {
-            callee = name_of(spec);
-        } else if let Some(spec) = line.strip_prefix("fn=") {
-            name_of(spec);
-        } else if line.starts_with("calls=") {
-            after_calls = true;
-        }
-    }
-    sum
-}
-
-fn parse_total(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("summary:")
-                .or_else(|| l.strip_prefix("totals:"))
-        })
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn callgrind_totals() {
-        let text = "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\n\nfn=(1) main\n5 10\n\nsummary: 123456789\ntotals: 123456789\n";
-        assert_eq!(parse_total(text), Some(123_456_789));
-        assert_eq!(parse_total("events: Ir\ntotals: 42 7\n"), Some(42));
-        assert_eq!(parse_total("events: Ir\n"), None);
-    }
 
     /// The default suite's string-key cases on one dataset are counted in a row (one
     /// preload each), the rest in the suite's order.
@@ -578,17 +476,5 @@ mod tests {
             ]
         );
         assert_eq!(cases[order[4]].name, "GET/32B/P1/c50/io1/100k-keys");
-    }
-
-    #[test]
-    fn server_cron_inclusive_cost() {
-        // Two calls of serverCron from processTimeEvents (named once, then by id), one of
-        // another function, and serverCron's own lines (self cost, not counted again).
-        let text = "events: Ir\nfn=(1) processTimeEvents\n0 10\ncfn=(2) serverCron\ncalls=1 0\n0 5000\n\
-                    cfn=(3) beforeSleep\ncalls=1 0\n0 700\ncfn=(2)\ncalls=1 0\n0 4000\n\
-                    fn=(2)\n0 300\ncfn=(4) clientsCron\ncalls=1 0\n0 200\nsummary: 100000\n";
-        assert_eq!(inclusive_cost(text, "serverCron"), 9000);
-        assert_eq!(inclusive_cost(text, "beforeSleep"), 700);
-        assert_eq!(inclusive_cost(text, "nothing"), 0);
     }
 }

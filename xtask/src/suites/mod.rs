@@ -1,9 +1,10 @@
 //! The suites: each measures one case on a fresh deployment, through the case flow in
 //! `run/`, and returns its records. perf (throughput and latency), mem (bytes per item),
 //! sync (full-sync time), instructions (callgrind counts, `compare --mode instructions`,
-//! with the system calls of the counted window from `syscalls`),
-//! profile (flame graphs) and selfbench (what the generator costs).
+//! with the system calls of the counted window from `syscalls`; `callgrind` talks to
+//! callgrind), profile (flame graphs) and selfbench (what the generator costs).
 
+pub mod callgrind;
 pub mod instructions;
 pub mod mem;
 pub mod perf;

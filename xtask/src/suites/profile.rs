@@ -8,7 +8,7 @@
 //!   default build keeps them). The `cycles` event where the machine has hardware counters,
 //!   else the `cpu-clock` software event, as on most VMs. Folded counts are the samples'
 //!   periods: nanoseconds of CPU for `cpu-clock`, cycles for `cycles`.
-//! - callgrind: the server runs under valgrind; `callgrind_control --zero` and `--dump`
+//! - callgrind: the server runs under valgrind; callgrind's `zero` and `dump` (through `vgdb`)
 //!   bracket the window. Deterministic instruction counts, ~50× slower, no perf needed.
 //!
 //! Folding and rendering are in `bench_core::profile`.
@@ -39,7 +39,7 @@ use crate::valkey::Binaries;
 /// the load wind down.
 const TAIL: Duration = Duration::from_millis(500);
 
-/// How long callgrind_control's zero and dump may take on top of the window.
+/// How long callgrind's zero and dump may take on top of the window.
 const CONTROL_ALLOWANCE: Duration = Duration::from_secs(120);
 /// Callgrind paths worth less than this share of the total are cut (self costs stay
 /// exact; see `profile::fold_callgrind`).
@@ -172,18 +172,18 @@ pub fn record(
             (folded, unit, method)
         }
         Profiler::Callgrind => {
-            // callgrind_control can take seconds under valgrind: the window is bracketed by
+            // vgdb can take seconds under valgrind: the window is bracketed by
             // the calls themselves (from --zero's return to --dump's start), and the load
             // runs past both (it is stopped once the dump is taken).
             let pid = server.pid();
-            crate::suites::instructions::callgrind_control("--zero", pid, &vgdb_prefix, shutdown)?;
+            crate::suites::callgrind::monitor(&["zero"], pid, &vgdb_prefix, shutdown)?;
             let window = Instant::now();
             sleep(setup.duration, shutdown)?;
             load.check_running()?;
             let window = window.elapsed();
-            crate::suites::instructions::callgrind_control("--dump", pid, &vgdb_prefix, shutdown)?;
+            crate::suites::callgrind::monitor(&["dump"], pid, &vgdb_prefix, shutdown)?;
             load.stop.trigger();
-            let dump = crate::suites::instructions::dump_file(scratch.path())?;
+            let dump = crate::suites::callgrind::dump_file(scratch.path())?;
             let text = std::fs::read_to_string(&dump)
                 .with_context(|| format!("reading {}", dump.display()))?;
             let folded = profile::fold_callgrind(&text, CALLGRIND_MIN_SHARE)

@@ -10,8 +10,9 @@
 //! headers' `__NR_*` table (`syscall N` where it is missing).
 //!
 //! Under callgrind every call the server makes passes through valgrind, which adds
-//! `rt_sigprocmask` calls of its own around blocking ones; both sides run under the same
-//! valgrind, so a kind that moved moved in the server.
+//! `rt_sigprocmask` calls of its own around blocking ones (dropped in the kernel by a
+//! tracepoint filter, [`VALGRIND_ONLY`]); both sides run under the same valgrind, so a
+//! kind that moved moved in the server.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -31,7 +32,9 @@ use crate::process::{self, Guarded};
 pub type Calls = BTreeMap<String, u64>;
 
 /// Kinds counted under valgrind that a server running natively does not make per
-/// request, so compare leaves them out (they stay in the records): the clock reads the
+/// request, so perf drops them in the kernel where the headers number them (they are
+/// neither in the records nor compared; compare also leaves them out where perf could
+/// not drop them): the clock reads the
 /// vDSO serves without entering the kernel (`clock_gettime`, `gettimeofday`, `time`,
 /// `getcpu`), which valgrind turns into real calls (9.1.2 reads the TSC instead, so
 /// these fell by 9 per request against 8.1.1 without any kernel work changing), and the
@@ -89,6 +92,8 @@ pub struct Tracer {
     ack: File,
     data: PathBuf,
     log: PathBuf,
+    /// perf was told to exit.
+    stopped: bool,
 }
 
 /// perf lost events of a counted window (its buffer overflowed), so the window's count
@@ -129,13 +134,21 @@ impl Tracer {
             "record",
             "-q",
             "--no-buildid-cache",
+            // No build-id pass over the data at exit (a second per window).
+            "--no-buildid",
             "-e",
             "raw_syscalls:sys_enter",
+        ]);
+        // Valgrind's own kinds are dropped in the kernel: at pipeline 1 they are three
+        // quarters of the events, and perf's exit and script take a second longer with them.
+        if let Some(filter) = valgrind_only_filter() {
+            cmd.args(["--filter", &filter]);
+        }
+        cmd.args([
             // A buffer for the bursts: under valgrind a window can hold a few hundred
             // thousand calls (valgrind's own among them), and on a busy machine the
             // default one overflowed (events lost, the count refused).
-            "-m",
-            "16M",
+            "-m", "16M",
         ])
         .args(["-D", "-1", "--control"])
         .arg(format!(
@@ -156,6 +169,7 @@ impl Tracer {
             ack,
             data,
             log,
+            stopped: false,
         })
     }
 
@@ -214,9 +228,18 @@ impl Tracer {
         Ok(())
     }
 
-    /// Stops perf and counts the window's calls by kind.
+    /// Tells perf to write its data out and exit (after [`disable`](Self::disable));
+    /// [`finish`](Self::finish) waits for it.
+    pub fn stop(&mut self) {
+        if !self.stopped {
+            self.perf.interrupt();
+            self.stopped = true;
+        }
+    }
+
+    /// Stops perf (if [`stop`](Self::stop) did not) and counts the window's calls by kind.
     pub fn finish(mut self, shutdown: &Shutdown) -> anyhow::Result<Calls> {
-        self.perf.interrupt();
+        self.stop();
         let status = self.perf.wait(shutdown, Some(Duration::from_secs(60)))?;
         use std::os::unix::process::ExitStatusExt;
         let interrupted = status.code() == Some(130) || status.signal() == Some(libc::SIGINT);
@@ -276,8 +299,16 @@ pub fn tally(script: &str) -> Calls {
 /// A system call's name from its number on this machine's architecture: the kernel
 /// headers' `__NR_*` table, read once, else `syscall N`.
 fn name(nr: u32) -> String {
+    table()
+        .get(&nr)
+        .cloned()
+        .unwrap_or_else(|| format!("syscall {nr}"))
+}
+
+/// This machine's system call numbers and names, read once.
+fn table() -> &'static BTreeMap<u32, String> {
     static TABLE: OnceLock<BTreeMap<u32, String>> = OnceLock::new();
-    let table = TABLE.get_or_init(|| {
+    TABLE.get_or_init(|| {
         let arch = std::env::consts::ARCH;
         let paths = [
             format!("/usr/include/{arch}-linux-gnu/asm/unistd_64.h"),
@@ -289,11 +320,18 @@ fn name(nr: u32) -> String {
             .find_map(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
         parse_table(&text)
-    });
-    table
-        .get(&nr)
-        .cloned()
-        .unwrap_or_else(|| format!("syscall {nr}"))
+    })
+}
+
+/// The tracepoint filter that leaves out [`VALGRIND_ONLY`]'s kinds (`id != 228 && ...`),
+/// or `None` where the kernel headers do not name them.
+fn valgrind_only_filter() -> Option<String> {
+    let numbers: Vec<String> = table()
+        .iter()
+        .filter(|(_, name)| VALGRIND_ONLY.contains(&name.as_str()))
+        .map(|(nr, _)| format!("id != {nr}"))
+        .collect();
+    (!numbers.is_empty()).then(|| numbers.join(" && "))
 }
 
 /// `#define __NR_read 0` lines into number → name.
