@@ -97,6 +97,22 @@ pub fn worth_recounting(case: &CaseResult) -> bool {
         .any(|m| !clear(m))
 }
 
+/// The cases worth recounting ([`worth_recounting`]) in the order a short budget recounts
+/// them: the smallest instruction change first, where a single round's count is likeliest
+/// to be what processes of one build differ by.
+pub fn recount_order(screened: &[CaseResult]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..screened.len())
+        .filter(|&i| worth_recounting(&screened[i]))
+        .collect();
+    order.sort_by(|&a, &b| {
+        weight(&screened[a])
+            .1
+            .total_cmp(&weight(&screened[b]).1)
+            .then(a.cmp(&b))
+    });
+    order
+}
+
 /// Whether the case's system calls moved.
 fn syscalls_moved(case: &CaseResult) -> bool {
     case.metrics

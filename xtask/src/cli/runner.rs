@@ -453,7 +453,8 @@ impl Hold {
 }
 
 /// Stops the task when its heartbeat has not been renewed for two thirds of the lease:
-/// another runner may take it once the lease is out, so this one fences itself first.
+/// another runner may take it once the lease is out, so this one fences itself first
+/// (on a queue where the lease decides that: `Seat::lease_fences`).
 /// It makes no call that can block (the heartbeat's calls to the queue can), so the stop
 /// comes on time however slow the queue is.
 fn watchdog(
@@ -464,6 +465,9 @@ fn watchdog(
     lost: &AtomicBool,
     shutdown: &Shutdown,
 ) {
+    if !runner.lease_fences() {
+        return;
+    }
     let limit = runner.lease() * 2 / 3;
     while !done.load(Ordering::SeqCst) && !lost.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(50));

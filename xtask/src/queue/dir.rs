@@ -607,6 +607,9 @@ impl Seat for Runner<'_> {
     fn renew(&self) -> anyhow::Result<bool> {
         Runner::renew(self)
     }
+    fn lease_fences(&self) -> bool {
+        false
+    }
     fn claim(&self, max_deliveries: u32) -> anyhow::Result<Option<Claimed>> {
         Runner::claim(self, max_deliveries)
     }

@@ -66,6 +66,13 @@ pub trait Seat: Sync {
     /// was removed, or another runner took the task after the lease ran out): the task
     /// in hand must stop.
     fn renew(&self) -> anyhow::Result<bool>;
+    /// Whether a heartbeat left unrenewed for the lease lets another runner take the held
+    /// task, so that this one must stop it first (the Valkey queue). The directory queue
+    /// knows a runner is alive by its `flock`, which no stall loses: there the lease is
+    /// what `queue list` shows, and a failing renewal (a full disk) stops nothing.
+    fn lease_fences(&self) -> bool {
+        true
+    }
     /// Takes the oldest pending task, if any; a task already delivered `max_deliveries`
     /// times fails (dead-lettered) instead of running again.
     fn claim(&self, max_deliveries: u32) -> anyhow::Result<Option<Claimed>>;

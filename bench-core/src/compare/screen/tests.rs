@@ -400,6 +400,18 @@ fn findings_count_the_changed_cases_and_say_counts_do_not_give_a_direction() {
 }
 
 #[test]
+fn the_smallest_marginal_moves_are_recounted_first() {
+    let screened = [
+        exact("far", 0.12),
+        exact("two", 0.02),
+        exact("same", 0.001),
+        exact("one", 0.008),
+        exact("down", -0.015),
+    ];
+    assert_eq!(recount_order(&screened), [3, 4, 1]);
+}
+
+#[test]
 fn only_a_case_that_moved_by_as_little_as_noise_is_counted_again() {
     assert!(worth_recounting(&exact("near", 0.008)));
     assert!(!worth_recounting(&exact("far", 0.12)));

@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicU32;
 /// A seat whose renewals fail (the queue out of reach) for the first `failing` calls.
 struct Flaky {
     failing: u32,
+    fences: bool,
     calls: AtomicU32,
     at: std::sync::Mutex<Vec<Instant>>,
 }
@@ -16,6 +17,7 @@ impl Flaky {
     fn new(failing: u32) -> Flaky {
         Flaky {
             failing,
+            fences: true,
             calls: AtomicU32::new(0),
             at: std::sync::Mutex::new(Vec::new()),
         }
@@ -39,6 +41,9 @@ impl Seat for Flaky {
             .into());
         }
         Ok(true)
+    }
+    fn lease_fences(&self) -> bool {
+        self.fences
     }
     fn claim(&self, _: u32) -> anyhow::Result<Option<Claimed>> {
         Ok(None)
@@ -97,4 +102,15 @@ fn a_failed_renewal_is_tried_again_soon_and_only_a_long_outage_fences_the_task()
     // Out of reach for good: fenced at two thirds of the lease.
     let down = Flaky::new(u32::MAX);
     assert!(fenced(&down, Duration::from_millis(3000)));
+}
+
+#[test]
+fn where_the_lease_fences_nothing_a_failing_renewal_stops_nothing() {
+    // The directory queue: its flock says the runner is alive, whatever its lease file.
+    let disk_full = Flaky {
+        fences: false,
+        ..Flaky::new(u32::MAX)
+    };
+    assert!(!fenced(&disk_full, Duration::from_millis(3000)));
+    assert!(disk_full.calls.load(Ordering::SeqCst) >= 3);
 }
