@@ -363,6 +363,53 @@ fn a_dead_runners_task_is_taken_back_after_its_lease_dead_lettered_past_its_deli
     client
         .call(&["ZADD", "{lab}:ids", "1", "hostile-1"])
         .unwrap();
+    // Sizes no task of ours has, read by nobody: an entry whose id field is 2 MiB, a task
+    // whose document is, a failed task whose error is, an id member of 1000 bytes and one
+    // whose task is gone.
+    let huge = "a".repeat(2 << 20);
+    client
+        .call(&["XADD", "{lab}:stream", "*", "id", &huge])
+        .unwrap();
+    let Reply::Bulk(Some(entry)) = client
+        .call(&["XADD", "{lab}:stream", "*", "id", "huge-1"])
+        .unwrap()
+    else {
+        panic!("XADD gives an id")
+    };
+    let entry = String::from_utf8(entry).unwrap();
+    client
+        .call(&[
+            "HSET",
+            "{lab}:task:huge-1",
+            "doc",
+            &huge,
+            "state",
+            "pending",
+            "deliveries",
+            "0",
+            "entry",
+            &entry,
+        ])
+        .unwrap();
+    let big = serde_json::json!({
+        "version": 1, "id": "big-1", "kind": "bench", "args": [], "created": "2026-12-06T00:00:00Z",
+    })
+    .to_string();
+    client
+        .call(&[
+            "HSET",
+            "{lab}:task:big-1",
+            "doc",
+            &big,
+            "state",
+            "failed",
+            "error",
+            &huge,
+        ])
+        .unwrap();
+    for id in ["huge-1", "big-1", "gone-1", &"b".repeat(1000)] {
+        client.call(&["ZADD", "{lab}:ids", "2", id]).unwrap();
+    }
 
     let log = once(&["--max-deliveries", "1"]);
     assert!(log.contains(&format!("{second}: back to pending")), "{log}");
@@ -395,6 +442,30 @@ fn a_dead_runners_task_is_taken_back_after_its_lease_dead_lettered_past_its_deli
     );
     assert!(!marker.exists(), "a hostile entry executed something");
     assert!(servers_under(tmp.path()).is_empty());
+    // The 2 MiB id was read as its first 256 bytes: no task id, dead-lettered.
+    assert!(
+        dead.contains(&"a".repeat(256)),
+        "the huge entry: {dead:.300}"
+    );
+    assert!(!dead.contains(&"a".repeat(257)), "read whole: {dead:.300}");
+    // The 2 MiB document never reached the runner: failed, on the server, by its size.
+    let huge_task = state_of(&tasks, "huge-1");
+    assert_eq!(huge_task["state"], "failed", "{huge_task:.300}");
+    assert!(
+        dead.contains("not a task document: over 1048576 bytes"),
+        "{dead:.300}"
+    );
+    // A field is listed cut at 64 KiB.
+    let error = state_of(&tasks, "big-1")["task"]["error"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert_eq!(error, 64 * 1024);
+    // Listing trimmed the ids that name no task of ours.
+    for id in ["gone-1".to_string(), "b".repeat(1000)] {
+        let score = client.call(&["ZSCORE", "{lab}:ids", &id]).unwrap();
+        assert_eq!(score, Reply::Bulk(None), "{id:.20} still in the ids");
+    }
 }
 
 /// A queue server frozen (SIGSTOP) for 3 s under a 4 s lease: the runner cannot renew its

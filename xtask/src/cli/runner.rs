@@ -426,30 +426,39 @@ fn file(lab: &Lab<'_>, task: Task, outcome: Outcome, shutdown: &Shutdown) -> any
     }
 }
 
-/// When the held task's heartbeat was last renewed (the moment the renewal was sent).
+/// When the held task's heartbeat was last renewed (the moment the renewal was sent), in
+/// [`boot_ms`].
 struct Hold {
-    origin: Instant,
-    /// Milliseconds after `origin`.
     renewed_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Hold {
     fn new() -> Hold {
         Hold {
-            origin: Instant::now(),
-            renewed_ms: std::sync::atomic::AtomicU64::new(0),
+            renewed_ms: std::sync::atomic::AtomicU64::new(boot_ms()),
         }
     }
 
-    fn renewed(&self, sent: Instant) {
-        let ms = sent.saturating_duration_since(self.origin).as_millis() as u64;
-        self.renewed_ms.fetch_max(ms, Ordering::SeqCst);
+    fn renewed(&self, sent_ms: u64) {
+        self.renewed_ms.fetch_max(sent_ms, Ordering::SeqCst);
     }
 
     fn since(&self) -> Duration {
-        let at = self.origin + Duration::from_millis(self.renewed_ms.load(Ordering::SeqCst));
-        at.elapsed()
+        Duration::from_millis(boot_ms().saturating_sub(self.renewed_ms.load(Ordering::SeqCst)))
     }
+}
+
+/// Milliseconds since boot, suspended time included (`CLOCK_BOOTTIME`): `Instant` stops
+/// while a VM is suspended, the queue server's clock does not, so a lease that ran out
+/// during a suspension is seen as out on waking.
+fn boot_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a plain syscall filling a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
 /// Stops the task when its heartbeat has not been renewed for two thirds of the lease:
@@ -519,7 +528,7 @@ fn heartbeat(
         std::thread::sleep(Duration::from_millis(50));
         // The renewal first: nothing else this thread does may delay it.
         if Instant::now() >= next {
-            let sent = Instant::now();
+            let sent = boot_ms();
             match runner.renew() {
                 Ok(true) => {
                     hold.renewed(sent);

@@ -36,7 +36,7 @@ use bench_core::client::{Client, ClientError, Value};
 
 use super::{Entry, Queue, Seat, State, Status, Task, Unreachable, check_id, now_ms};
 use crate::error::UsageError;
-use scripts::{ADD, CANCEL, REMOVE, RETRY};
+use scripts::{ADD, CANCEL, PAGE, REMOVE, RETRY};
 use seat::StreamSeat;
 
 mod scripts;
@@ -48,8 +48,16 @@ const GROUP: &str = "runners";
 /// How long a connect, a read or a write to the queue server may take.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The most of a finished task's summary kept in the queue.
+/// The most of a finished task's summary kept in the queue, and the most of any field
+/// but the document read from it.
 const MAX_SUMMARY_BYTES: usize = 64 * 1024;
+
+/// A stream entry's fields as read: how many, and how long each (`scripts::read`).
+const ENTRY_FIELDS: usize = 64;
+const ENTRY_FIELD_BYTES: usize = 256;
+
+/// Tasks listed per round trip: each at most a document and 64 KiB a field.
+const PAGE_TASKS: usize = 50;
 
 /// Queue names: one hash tag, nothing a key pattern or a URL would read differently.
 fn check_name(name: &str) -> Result<(), String> {
@@ -169,36 +177,6 @@ impl Conn {
                 )
             }
             Err(e @ ClientError::Server { .. }) => Err(e.into()),
-            Err(e) => {
-                *slot = None;
-                Err(self.unreachable(e))
-            }
-        }
-    }
-
-    /// Sends `commands` in one round trip and reads their replies, in order (an error
-    /// reply is returned as a value).
-    fn pipeline(&self, commands: &[Vec<String>]) -> anyhow::Result<Vec<Value>> {
-        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            *slot = Some(self.connect()?);
-        }
-        let client = slot.as_mut().expect("connected above");
-        for command in commands {
-            client.queue(command);
-        }
-        match client.flush_and_read(commands.len()) {
-            Ok(values) => {
-                if let Some(Value::Error(message)) =
-                    values.iter().find(|v| matches!(v, Value::Error(_)))
-                {
-                    if TRANSIENT.iter().any(|t| message.starts_with(t)) {
-                        return Err(self.unreachable(format!("the server answers {message:?}")));
-                    }
-                    anyhow::bail!("{}: {message}", self.location);
-                }
-                Ok(values)
-            }
             Err(e) => {
                 *slot = None;
                 Err(self.unreachable(e))
@@ -334,6 +312,28 @@ impl StreamQueue {
         Err(UsageError(refused).into())
     }
 
+    /// The tasks of ranks `first..=last` in `{NAME}:ids` with `fields` (none: all), each
+    /// cut to size on the server (`scripts::PAGE`); ids that are not ours skipped.
+    fn page(&self, first: usize, last: usize, fields: &[&str]) -> anyhow::Result<Vec<Entry>> {
+        let (doc_cap, cap, n) = (
+            (super::MAX_TASK_BYTES + 1).to_string(),
+            MAX_SUMMARY_BYTES.to_string(),
+            fields.len().to_string(),
+        );
+        let (first, last) = (first.to_string(), last.to_string());
+        let mut args = vec![first.as_str(), &last, &doc_cap, &cap, &n];
+        args.extend_from_slice(fields);
+        let reply = self.conn.script(PAGE, &[&self.key("ids")], &args)?;
+        Ok(items(&reply)
+            .iter()
+            .filter_map(|row| {
+                let id = items(row).first().and_then(text)?;
+                check_id(&id).ok()?;
+                self.entry(&id, items(row).get(1).map(items).unwrap_or(&[]))
+            })
+            .collect())
+    }
+
     /// One task's hash as an entry (`None`: no such task).
     fn entry(&self, id: &str, fields: &[Value]) -> Option<Entry> {
         let mut map = std::collections::HashMap::new();
@@ -412,44 +412,35 @@ impl Queue for StreamQueue {
     }
 
     fn list(&self) -> anyhow::Result<Vec<Entry>> {
-        let ids = self.conn.call(&["ZRANGE", &self.key("ids"), "0", "-1"])?;
-        // Not one of ours to name a key with: skipped.
-        let ids: Vec<String> = items(&ids)
-            .iter()
-            .filter_map(text)
-            .filter(|id| check_id(id).is_ok())
-            .collect();
-        let mut entries = Vec::new();
-        // Every field but the summary (up to 64 KiB each: `find` reads it), 500 tasks
-        // per round trip.
-        for chunk in ids.chunks(500) {
-            let commands: Vec<Vec<String>> = chunk
-                .iter()
-                .map(|id| {
-                    let mut c = vec!["HMGET".to_string(), self.task_key(id)];
-                    c.extend(LISTED.iter().map(|f| f.to_string()));
-                    c
-                })
-                .collect();
-            for (id, values) in chunk.iter().zip(self.conn.pipeline(&commands)?) {
-                let fields: Vec<Value> = LISTED
-                    .iter()
-                    .zip(items(&values))
-                    .flat_map(|(k, v)| [Value::Simple(k.to_string()), v.clone()])
-                    .collect();
-                if let Some(entry) = self.entry(id, &fields) {
-                    entries.push(entry);
-                }
-            }
+        let total = match self.conn.call(&["ZCARD", &self.key("ids")])? {
+            Value::Integer(n) => n.max(0) as usize,
+            _ => 0,
+        };
+        // From the last page to the first (the script trims as it reads), every field but
+        // the summary (`find` reads it).
+        let mut pages = Vec::new();
+        let mut end = total;
+        while end > 0 {
+            let start = end.saturating_sub(PAGE_TASKS);
+            pages.push(self.page(start, end - 1, &LISTED)?);
+            end = start;
         }
+        let mut entries: Vec<Entry> = pages.into_iter().rev().flatten().collect();
         entries.sort_by_key(|e| e.state);
         Ok(entries)
     }
 
     fn find(&self, id: &str) -> anyhow::Result<Option<Entry>> {
         check_id(id).map_err(UsageError)?;
-        let fields = self.conn.call(&["HGETALL", &self.task_key(id)])?;
-        Ok(self.entry(id, items(&fields)))
+        let rank = self.conn.call(&["ZRANK", &self.key("ids"), id])?;
+        let Value::Integer(rank) = rank else {
+            return Ok(None);
+        };
+        let rank = rank.max(0) as usize;
+        Ok(self
+            .page(rank, rank, &[])?
+            .into_iter()
+            .find(|e| e.name == id))
     }
 
     fn cancel(&self, id: &str) -> anyhow::Result<()> {

@@ -47,7 +47,8 @@ return 'ok'
 ";
 
 /// A delivered entry becomes this runner's running task, if its task is still pending
-/// with this entry; past its deliveries it is dead-lettered instead.
+/// with this entry; past its deliveries, or with a document over `ARGV[6]` bytes (never
+/// read), it is dead-lettered instead.
 pub const CLAIM: &str = r"
 local function drop()
   redis.call('XACK', KEYS[2], 'runners', ARGV[1])
@@ -59,8 +60,13 @@ if state ~= 'pending' or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then
   return {'skip'}
 end
 local d = tonumber(redis.call('HGET', KEYS[1], 'deliveries')) or 0
-if d >= tonumber(ARGV[3]) then
-  local why = 'delivered ' .. d .. ' times, and its runner died each time before it ended'
+local why = nil
+if redis.call('HSTRLEN', KEYS[1], 'doc') > tonumber(ARGV[6]) then
+  why = 'not a task document: over ' .. ARGV[6] .. ' bytes'
+elseif d >= tonumber(ARGV[3]) then
+  why = 'delivered ' .. d .. ' times, and its runner died each time before it ended'
+end
+if why then
   redis.call('HSET', KEYS[1], 'state', 'failed', 'error', why, 'finished_ms', ARGV[4])
   redis.call('HDEL', KEYS[1], 'entry', 'runner')
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'id', ARGV[5], 'deliveries', d, 'reason', why)
@@ -147,4 +153,93 @@ local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'pending', 'entry', entry)
 redis.call('HDEL', KEYS[1], 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total', 'results')
 return 'requeued'
+";
+
+/// Cuts what a stream read returns to size: each entry's first `ARGV[n]` field names and
+/// values (64), each at most `ARGV[n+1]` bytes (256; an id is at most 100). Shared by the
+/// two reads below; a hand-written entry with a huge field costs the runner nothing.
+const CUT_ENTRIES: &str = r"
+local function cut(entries, most, longest)
+  for i, e in ipairs(entries) do
+    if type(e) == 'table' and type(e[2]) == 'table' then
+      local f = {}
+      for j = 1, math.min(#e[2], most) do
+        local v = e[2][j]
+        if #v > longest then v = string.sub(v, 1, longest) end
+        f[j] = v
+      end
+      entries[i] = {e[1], f}
+    end
+  end
+  return entries
+end
+";
+
+/// XREADGROUP of one new entry for consumer `ARGV[1]`, cut to size (`CUT_ENTRIES`, with
+/// `ARGV[2]` and `ARGV[3]`); nil when nothing is new.
+pub fn read() -> String {
+    format!(
+        "{CUT_ENTRIES}{}",
+        r"
+local read = redis.call('XREADGROUP', 'GROUP', 'runners', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[1], '>')
+if not read then return false end
+for _, s in ipairs(read) do cut(s[2], tonumber(ARGV[2]), tonumber(ARGV[3])) end
+return read
+"
+    )
+}
+
+/// XAUTOCLAIM for consumer `ARGV[1]` of entries idle `ARGV[2]` ms from cursor `ARGV[3]`,
+/// 50 at a time, cut to size (`ARGV[4]`, `ARGV[5]`).
+pub fn autoclaim() -> String {
+    format!(
+        "{CUT_ENTRIES}{}",
+        r"
+local r = redis.call('XAUTOCLAIM', KEYS[1], 'runners', ARGV[1], ARGV[2], ARGV[3], 'COUNT', 50)
+cut(r[2], tonumber(ARGV[4]), tonumber(ARGV[5]))
+return r
+"
+    )
+}
+
+/// A page of the queued ids, ranks `ARGV[1]`..`ARGV[2]`, each with its task's fields: the
+/// named ones (`ARGV[5]` of them from `ARGV[6]`), or every field when none is named (the
+/// first 64). A `doc` is cut at `ARGV[3]` bytes (one byte over the task limit, so an
+/// oversized one still fails as such), any other field at `ARGV[4]`. An id longer than any
+/// of ours, or whose task hash is gone, leaves the ids (`{NAME}:ids` stays trimmed) and
+/// is answered as false. Paged from the top by the caller, so removing a member never
+/// moves one not yet read.
+pub const PAGE: &str = r"
+local doc_cap, cap, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local fields = {}
+for j = 1, n do fields[j] = ARGV[5 + j] end
+local prefix = string.sub(KEYS[1], 1, #KEYS[1] - 3) .. 'task:'
+local out = {}
+for i, id in ipairs(redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])) do
+  local key = prefix .. id
+  if #id > 100 or redis.call('EXISTS', key) == 0 then
+    redis.call('ZREM', KEYS[1], id)
+    out[i] = false
+  else
+    local row = {}
+    if n == 0 then
+      local all = redis.call('HGETALL', key)
+      for j = 1, math.min(#all, 128) do row[j] = all[j] end
+    else
+      local values = redis.call('HMGET', key, unpack(fields))
+      for j = 1, n do
+        row[2 * j - 1] = fields[j]
+        row[2 * j] = values[j]
+      end
+    end
+    for j = 2, #row, 2 do
+      local v = row[j]
+      local c = cap
+      if row[j - 1] == 'doc' then c = doc_cap end
+      if v and #v > c then row[j] = string.sub(v, 1, c) end
+    end
+    out[i] = {id, row}
+  end
+end
+return out
 ";

@@ -8,7 +8,9 @@ use std::time::Duration;
 use bench_core::client::Value;
 
 use super::scripts::{CLAIM, FINISH, POISON, RECLAIM, RENEW, REPORT};
-use super::{GROUP, MAX_SUMMARY_BYTES, StreamQueue, items, text};
+use super::{
+    ENTRY_FIELD_BYTES, ENTRY_FIELDS, GROUP, MAX_SUMMARY_BYTES, StreamQueue, items, scripts, text,
+};
 use crate::queue::{Claimed, Outcome, Seat, Status, Task, check_id, now_ms};
 
 /// The task a runner holds and its stream entry.
@@ -80,6 +82,7 @@ impl<'q> StreamSeat<'q> {
                 &max.to_string(),
                 &now_ms().to_string(),
                 &id,
+                &crate::queue::MAX_TASK_BYTES.to_string(),
             ],
         )?;
         // By position: {'run', doc, deliveries}, {'dead', why} or {'skip'}.
@@ -187,17 +190,15 @@ impl Seat for StreamSeat<'_> {
         let q = self.queue;
         let stream = q.key("stream");
         loop {
-            let read = q.conn.call(&[
-                "XREADGROUP",
-                "GROUP",
-                GROUP,
-                &self.id,
-                "COUNT",
-                "1",
-                "STREAMS",
-                &stream,
-                ">",
-            ]);
+            let read = q.conn.script(
+                &scripts::read(),
+                &[&stream],
+                &[
+                    &self.id,
+                    &ENTRY_FIELDS.to_string(),
+                    &ENTRY_FIELD_BYTES.to_string(),
+                ],
+            );
             let read = match read {
                 Err(e) if format!("{e:#}").contains("NOGROUP") => {
                     q.ensure_group()?;
@@ -301,16 +302,17 @@ impl Seat for StreamSeat<'_> {
         let mut taken = Vec::new();
         let mut cursor = "0-0".to_string();
         for _ in 0..100 {
-            let reply = q.conn.call(&[
-                "XAUTOCLAIM",
-                &stream,
-                GROUP,
-                &self.id,
-                &idle,
-                &cursor,
-                "COUNT",
-                "50",
-            ]);
+            let reply = q.conn.script(
+                &scripts::autoclaim(),
+                &[&stream],
+                &[
+                    &self.id,
+                    &idle,
+                    &cursor,
+                    &ENTRY_FIELDS.to_string(),
+                    &ENTRY_FIELD_BYTES.to_string(),
+                ],
+            );
             let reply = match reply {
                 Err(e) if format!("{e:#}").contains("NOGROUP") => {
                     q.ensure_group()?;
