@@ -82,6 +82,9 @@ fn dir_entries(dir: &Path) -> io::Result<(Named, Named)> {
 /// How old an interrupted write's temporary file must be before a joining runner removes it.
 const LEFTOVER_AGE: Duration = Duration::from_secs(600);
 
+/// A failed task being queued again by `retry` (`failed/.retry-<id>.json`).
+const RETRYING: &str = ".retry-";
+
 /// The longest name the queue keeps a failed entry under: with `.duplicate-XXXX.error`
 /// or `.odd-` around it, a name stays under the file system's 255 bytes.
 const MAX_KEPT_NAME: usize = 200;
@@ -103,6 +106,8 @@ fn kept_name(name: &str) -> String {
     format!("{}-{hex}", &name[..cut])
 }
 
+/// A task document whose id is its file's name (less `.json`, and [`RETRYING`] for one
+/// being queued again).
 fn read_task(path: &Path) -> Result<Task, String> {
     let size = fs::symlink_metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
@@ -116,7 +121,10 @@ fn read_task(path: &Path) -> Result<Task, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let task = Task::parse(&bytes)?;
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    if stem.as_deref() != Some(task.id.as_str()) {
+    let stem = stem
+        .as_deref()
+        .map(|s| s.strip_prefix(RETRYING).unwrap_or(s));
+    if stem != Some(task.id.as_str()) {
         return Err(format!("id {:?} is not its file's name", task.id));
     }
     Ok(task)
@@ -255,21 +263,31 @@ impl DirQueue {
 
     /// A failed task is queued again, its deliveries and error cleared.
     pub fn retry(&self, id: &str) -> anyhow::Result<()> {
-        let mut task = self.expect(id, State::Failed)?;
-        // Out of failed first (hidden), so a second retry finds nothing to queue.
-        let aside = self.dir(State::Failed).join(format!(".retry-{id}.json"));
+        let task = self.expect(id, State::Failed)?;
+        // Out of failed first (hidden), so a second retry finds nothing to queue; reset
+        // in place; then one rename into pending. A crash before that rename leaves the
+        // aside copy, which the next runner to join finishes queueing (`sweep_leftovers`).
+        let aside = self.dir(State::Failed).join(format!("{RETRYING}{id}.json"));
         fs::rename(self.dir(State::Failed).join(format!("{id}.json")), &aside)
             .with_context(|| format!("taking task {id} out of failed"))?;
+        self.requeue_aside(task, &aside)
+    }
+
+    /// Resets a failed task's document at `aside` (its deliveries, error and results) and
+    /// moves it into pending.
+    fn requeue_aside(&self, mut task: Task, aside: &Path) -> anyhow::Result<()> {
         task.deliveries = 0;
         task.error = None;
         task.results = None;
         task.finished = None;
-        write_atomically(
-            &self.dir(State::Pending).join(format!("{id}.json")),
-            &task.to_json(),
-        )?;
-        let _ = fs::remove_file(self.dir(State::Failed).join(format!("{id}.error")));
-        remove(&aside)
+        write_atomically(aside, &task.to_json())?;
+        fs::rename(
+            aside,
+            self.dir(State::Pending).join(format!("{}.json", task.id)),
+        )
+        .with_context(|| format!("queueing task {} again", task.id))?;
+        let _ = fs::remove_file(self.dir(State::Failed).join(format!("{}.error", task.id)));
+        Ok(())
     }
 
     /// A pending, done or failed task's file is deleted (not a running one's).
@@ -301,9 +319,46 @@ impl DirQueue {
         }
     }
 
-    /// Removes the temporary files of atomic writes (`.tmp*`) that were interrupted: ones
-    /// older than [`LEFTOVER_AGE`], which no write still in progress can be.
+    /// Removes the temporary files of atomic writes (`.tmp*`) that were interrupted, and
+    /// finishes a `retry` interrupted before its task reached pending: ones older than
+    /// [`LEFTOVER_AGE`], which no write or retry still in progress can be.
     fn sweep_leftovers(&self) {
+        if let Ok(entries) = fs::read_dir(self.dir(State::Failed)) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(id) = name
+                    .strip_prefix(RETRYING)
+                    .and_then(|n| n.strip_suffix(".json"))
+                else {
+                    continue;
+                };
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > LEFTOVER_AGE);
+                if !old || check_id(id).is_err() {
+                    continue;
+                }
+                let path = entry.path();
+                match (read_task(&path), self.where_is(id)) {
+                    (Ok(task), Ok(None)) => {
+                        let _ = self.requeue_aside(task, &path);
+                    }
+                    // Queued again meanwhile: the aside copy only goes.
+                    (Ok(_), Ok(Some(_))) => {
+                        let _ = fs::remove_file(&path);
+                    }
+                    // Not readable: back among the failed, bytes and all, to be seen.
+                    (Err(_), Ok(None)) => {
+                        let _ =
+                            fs::rename(&path, self.dir(State::Failed).join(format!("{id}.json")));
+                    }
+                    _ => {}
+                }
+            }
+        }
         for state in [State::Pending, State::Done, State::Failed] {
             let Ok(entries) = fs::read_dir(self.dir(state)) else {
                 continue;
@@ -493,14 +548,19 @@ impl Runner<'_> {
                 State::Pending
             }
         };
-        if state != State::Pending {
-            task.finished = Some(chrono::Utc::now().to_rfc3339());
-        }
-        write_atomically(
-            &self.queue.dir(state).join(format!("{}.json", task.id)),
-            &task.to_json(),
-        )?;
         let _ = fs::remove_file(held.with_extension("status"));
+        let to = self.queue.dir(state).join(format!("{}.json", task.id));
+        if state == State::Pending {
+            // Rewritten where it is held, then moved by one rename: a crash in between
+            // leaves it held by a dead runner, taken back once; never in pending while a
+            // copy is still held, which a peer would take back and run a second time.
+            write_atomically(&held, &task.to_json())?;
+            return fs::rename(&held, &to)
+                .with_context(|| format!("returning {} to pending", task.id));
+        }
+        task.finished = Some(chrono::Utc::now().to_rfc3339());
+        // A crash before the held copy goes leaves it filed: a peer drops it.
+        write_atomically(&to, &task.to_json())?;
         remove(&held)
     }
 
