@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -256,4 +257,79 @@ fn make_ignores_exported_build_variables_and_the_compiler_is_in_the_key() {
         fs::remove_dir_all(&entry).unwrap(); // salted keys are never used again
         let _ = fs::remove_file(entry.with_extension("lock"));
     }
+}
+
+/// The children of `pid` (their pids, names and process groups) from /proc.
+fn children_of(pid: u32) -> Vec<(u32, String, Option<u32>)> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`; comm may hold spaces, so split at its last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map(|(_, n)| n.to_string());
+        let mut fields = rest.split_whitespace().skip(1);
+        let ppid: Option<u32> = fields.next().and_then(|p| p.parse().ok());
+        let pgrp = fields.next().and_then(|p| p.parse().ok());
+        if ppid == Some(pid) {
+            found.push((child, name.unwrap_or_default(), pgrp));
+        }
+    }
+    found
+}
+
+/// `kill -9` of xtask while apt-get fetches into an empty cache: the tools it started go
+/// with it (they died with their parent only once they ran through the process module;
+/// before, apt-get went on downloading on its own).
+#[test]
+fn a_fetch_killed_with_sigkill_leaves_no_tool_running() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut fetch = xtask(&["fetch"], None)
+        .env("XDG_CACHE_HOME", cache.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut tools = Vec::new();
+    let seen = wait_until(Duration::from_secs(120), || {
+        // The long ones: a list update or a download (`apt-get --version` is over at once).
+        tools = children_of(fetch.id())
+            .into_iter()
+            .filter(|(pid, _, _)| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let cmdline = String::from_utf8_lossy(&cmdline);
+                cmdline.contains("update") || cmdline.contains("download-file")
+            })
+            .collect();
+        !tools.is_empty()
+    });
+    if !seen {
+        let _ = fetch.kill();
+        panic!(
+            "fetch started no apt tool within 120 s (finished: {:?})",
+            fetch.try_wait()
+        );
+    }
+    // Started by the process module: each in a group of its own (xshell's shared ours).
+    for (pid, name, pgrp) in &tools {
+        assert_eq!(
+            *pgrp,
+            Some(*pid),
+            "{name} ({pid}) is not in a group of its own"
+        );
+    }
+    signal(&fetch, libc::SIGKILL);
+    wait_with_limit(&mut fetch, Duration::from_secs(10));
+    assert!(
+        wait_until(Duration::from_secs(2), || tools
+            .iter()
+            .all(|(pid, _, _)| !pid_alive(*pid))),
+        "still running 2 s after xtask was killed: {tools:?}"
+    );
 }

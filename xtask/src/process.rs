@@ -300,6 +300,35 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String>
     })
 }
 
+/// A tool run to its end (git, tar, apt-get): a child like any other (its own group,
+/// killed with xtask and by a signal's [`kill_all`]), stopped after `timeout` (a hung
+/// mirror or lock must not stall a run forever). Its output whatever its exit status.
+pub fn tool<S: AsRef<OsStr>>(
+    program: impl AsRef<OsStr>,
+    args: impl IntoIterator<Item = S>,
+    timeout: Duration,
+) -> anyhow::Result<Output> {
+    let name = program.as_ref().to_string_lossy().into_owned();
+    let mut cmd = command(program);
+    cmd.args(args);
+    // A signal reaches the child through `kill_all`; no run's shutdown is needed here.
+    output(cmd, &name, &Shutdown::new(), Some(timeout))
+}
+
+/// [`tool`] that must succeed: its stdout, trimmed; else an error with its stderr's tail.
+pub fn tool_read<S: AsRef<OsStr>>(
+    program: impl AsRef<OsStr>,
+    args: impl IntoIterator<Item = S>,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let name = program.as_ref().to_string_lossy().into_owned();
+    let out = tool(program, args, timeout)?;
+    if !out.status.success() {
+        bail!("{name} failed ({}): {}", out.status, tail(&out.stderr, 5));
+    }
+    Ok(out.stdout.trim_end().to_string())
+}
+
 /// Kills every registered child's process group. Safe to call from the signal thread.
 pub fn kill_all() {
     let live = LIVE.lock().unwrap_or_else(|e| e.into_inner());

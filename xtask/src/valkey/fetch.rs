@@ -8,10 +8,10 @@
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
-use xshell::{Shell, cmd};
 
 use super::manifest::{Manifest, PinnedVersion};
 
@@ -22,6 +22,10 @@ pub struct AptEntry {
     pub suites: Vec<String>,
     pub signed_by: Option<String>,
 }
+
+/// How long one apt-get, apt-cache or apt-helper run may take: a mirror that stops
+/// answering must not stall a run (or a queued task, whose heartbeat goes on) forever.
+const NETWORK_TIME: Duration = Duration::from_secs(600);
 
 /// apt's helper that downloads one URI and checks its hash.
 const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
@@ -255,14 +259,20 @@ impl PrivateApt {
             .unwrap_or(false)
     }
 
-    fn update(&self, sh: &Shell) -> anyhow::Result<()> {
-        let options = &self.options;
+    fn update(&self) -> anyhow::Result<()> {
         eprintln!("fetching Debian's source package lists (private apt configuration)");
-        cmd!(sh, "apt-get -q {options...} update")
-            .quiet()
-            .ignore_stdout()
-            .run()
+        self.apt("apt-get", &["update"])
+            .map(drop)
             .context("apt-get update with the private source list failed")
+    }
+
+    /// `PROGRAM -q OPTIONS... ARGS...` (apt-get, apt-cache) with the private
+    /// configuration, which must succeed: its stdout.
+    fn apt(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        let mut all = vec!["-q"];
+        all.extend(self.options.iter().map(String::as_str));
+        all.extend_from_slice(args);
+        crate::process::tool_read(program, all, NETWORK_TIME)
     }
 
     /// Finds a served revision whose source lists the pinned orig tarball and downloads
@@ -273,12 +283,7 @@ impl PrivateApt {
         manifest: &Manifest,
         dest: &Path,
     ) -> anyhow::Result<String> {
-        let sh = Shell::new()?;
-        if cmd!(sh, "apt-get --version")
-            .quiet()
-            .ignore_stdout()
-            .run()
-            .is_err()
+        if crate::process::tool_read("apt-get", ["--version"], NETWORK_TIME).is_err()
             || !Path::new(APT_HELPER).is_file()
         {
             bail!(
@@ -290,27 +295,24 @@ impl PrivateApt {
         }
         let mut updated = false;
         if !self.has_lists() {
-            self.update(&sh)?;
+            self.update()?;
             updated = true;
         }
-        let options = &self.options;
         let package = &pinned.package;
         loop {
-            let served = self.source_records(&sh, package);
+            let served = self.source_records(package);
             let Some(record) = served.iter().find(|r| r.carries(pinned)) else {
                 if !updated {
                     // The lists may be older than the revision that carries it.
-                    self.update(&sh)?;
+                    self.update()?;
                     updated = true;
                     continue;
                 }
                 bail!(not_served(pinned, manifest, &served));
             };
             let spec = format!("{package}={}", record.version);
-            let uris = cmd!(sh, "apt-get -q {options...} source --print-uris {spec}")
-                .quiet()
-                .ignore_stderr()
-                .read()
+            let uris = self
+                .apt("apt-get", &["source", "--print-uris", &spec])
                 .with_context(|| format!("apt-get source --print-uris {spec} failed"))?;
             let uri = uri_for(&uris, &pinned.orig_tarball).with_context(|| {
                 format!(
@@ -319,13 +321,14 @@ impl PrivateApt {
                 )
             })?;
             let hash = format!("SHA256:{}", pinned.sha256);
-            let out = cmd!(
-                sh,
-                "{APT_HELPER} {options...} download-file {uri} {dest} {hash}"
-            )
-            .quiet()
-            .ignore_status()
-            .output()?;
+            let mut args: Vec<std::ffi::OsString> = self.options.iter().map(|o| o.into()).collect();
+            args.extend([
+                "download-file".into(),
+                (&uri).into(),
+                dest.into(),
+                hash.into(),
+            ]);
+            let out = crate::process::tool(APT_HELPER, args, NETWORK_TIME)?;
             if out.status.success() {
                 eprintln!(
                     "fetched {} (Debian {spec}, sha256 checked)",
@@ -335,7 +338,7 @@ impl PrivateApt {
             }
             if !updated {
                 // Old lists can name a revision whose files the mirror dropped.
-                self.update(&sh)?;
+                self.update()?;
                 updated = true;
                 continue;
             }
@@ -343,19 +346,15 @@ impl PrivateApt {
                 "downloading {uri} (Debian {spec}) failed: {}\n\
                  fix: build offline from a copy of {} with --valkey-tarball FILE, or a source \
                  tree with --valkey-src DIR",
-                String::from_utf8_lossy(&out.stderr).trim(),
+                out.stderr.trim(),
                 pinned.orig_tarball
             );
         }
     }
 
-    fn source_records(&self, sh: &Shell, package: &str) -> Vec<SourceRecord> {
-        let options = &self.options;
-        let text = cmd!(sh, "apt-cache {options...} showsrc {package}")
-            .quiet()
-            .ignore_status()
-            .ignore_stderr()
-            .read()
+    fn source_records(&self, package: &str) -> Vec<SourceRecord> {
+        let text = self
+            .apt("apt-cache", &["showsrc", package])
             .unwrap_or_default();
         parse_showsrc(&text)
     }

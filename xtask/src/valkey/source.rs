@@ -1,16 +1,29 @@
 //! Where the Valkey source comes from, its identity (the cache key's first half), and how
 //! a scratch copy of it is made for building.
 
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use walkdir::WalkDir;
-use xshell::{Shell, cmd};
 
 use super::fetch;
 use super::manifest::{Manifest, PinnedVersion};
+use crate::process;
+
+/// How long a git or tar run may take (a repository on a stalled network file system
+/// must not stall a run forever).
+const TOOL_TIME: Duration = Duration::from_secs(600);
+
+/// `git -C DIR ARGS...`, which must succeed: its stdout, trimmed.
+fn git(dir: &Path, args: &[&dyn AsRef<OsStr>]) -> anyhow::Result<String> {
+    let mut all: Vec<OsString> = vec!["-C".into(), dir.into()];
+    all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+    process::tool_read("git", all, TOOL_TIME)
+}
 
 /// What the user asked for. First match wins: an explicit tree (`--valkey-src` or
 /// `VALKEY_SRC`) or tarball (`--valkey-tarball`), an explicit pinned version, a checkout at
@@ -98,18 +111,14 @@ impl Source {
         }
         // Listing reads the whole archive once; it is cheap next to a build and lets bad
         // input be refused before anything starts.
-        let sh = Shell::new()?;
-        let listing = cmd!(sh, "tar -tf {path}")
-            .quiet()
-            .ignore_stderr()
-            .read()
+        let listing = process::tool_read("tar", [OsStr::new("-tf"), path.as_os_str()], TOOL_TIME)
             .map_err(|_| {
-                anyhow::anyhow!(
-                    "--valkey-tarball {}: tar cannot read it; give a Valkey release tarball \
+            anyhow::anyhow!(
+                "--valkey-tarball {}: tar cannot read it; give a Valkey release tarball \
                      (.tar.gz or .tar.xz)",
-                    path.display()
-                )
-            })?;
+                path.display()
+            )
+        })?;
         let has_server_c = listing.lines().any(|member| {
             member
                 .trim_start_matches("./")
@@ -138,14 +147,11 @@ impl Source {
                 dir.display()
             );
         }
-        let sh = Shell::new()?;
-        let commit = git_head(&sh, &dir);
+        let commit = git_head(&dir);
         match (rev, commit) {
             (Some(rev), Some(_)) => {
                 let spec = format!("{rev}^{{commit}}");
-                let commit = cmd!(sh, "git -C {dir} rev-parse --verify --quiet {spec}")
-                    .quiet()
-                    .read()
+                let commit = git(&dir, &[&"rev-parse", &"--verify", &"--quiet", &spec])
                     .ok()
                     .filter(|c| !c.is_empty())
                     .with_context(|| {
@@ -161,12 +167,10 @@ impl Source {
                 dir.display()
             ),
             (None, Some(commit)) => {
-                let status = cmd!(
-                    sh,
-                    "git -C {dir} status --porcelain --untracked-files=normal"
-                )
-                .quiet()
-                .read()?;
+                let status = git(
+                    &dir,
+                    &[&"status", &"--porcelain", &"--untracked-files=normal"],
+                )?;
                 let id = if status.trim().is_empty() {
                     format!("git:{commit}")
                 } else {
@@ -210,27 +214,24 @@ impl Source {
         manifest: &Manifest,
         cache: &Path,
     ) -> anyhow::Result<Prepared> {
-        let sh = Shell::new()?;
         match self {
             Source::Pinned(pinned) => {
                 let fetched = fetch::orig_tarball(pinned, manifest, cache)?;
-                extract(&sh, &fetched.tarball, dest)?;
+                extract(&fetched.tarball, dest)?;
                 Ok(Prepared { worktree: None })
             }
             Source::Tarball { path, .. } => {
-                extract(&sh, path, dest)?;
+                extract(path, dest)?;
                 Ok(Prepared { worktree: None })
             }
             Source::GitCommit { repo, commit } => {
                 // Registrations of our scratch worktrees whose directories a killed run's
                 // successor swept (or that were deleted) go first.
-                let _ = cmd!(sh, "git -C {repo} worktree prune").quiet().run();
-                cmd!(
-                    sh,
-                    "git -C {repo} worktree add --detach --quiet {dest} {commit}"
+                let _ = git(repo, &[&"worktree", &"prune"]);
+                git(
+                    repo,
+                    &[&"worktree", &"add", &"--detach", &"--quiet", &dest, commit],
                 )
-                .quiet()
-                .run()
                 .with_context(|| {
                     format!("creating a git worktree of {} at {commit}", repo.display())
                 })?;
@@ -254,28 +255,27 @@ pub struct Prepared {
 
 impl Drop for Prepared {
     fn drop(&mut self) {
-        if let Some((repo, dest)) = self.worktree.take()
-            && let Ok(sh) = Shell::new()
-        {
-            let _ = cmd!(sh, "git -C {repo} worktree remove --force {dest}")
-                .quiet()
-                .run();
-            let _ = cmd!(sh, "git -C {repo} worktree prune").quiet().run();
+        if let Some((repo, dest)) = self.worktree.take() {
+            let _ = git(&repo, &[&"worktree", &"remove", &"--force", &dest]);
+            let _ = git(&repo, &[&"worktree", &"prune"]);
         }
     }
 }
 
 /// Extracts a tarball with one top directory (as releases and Debian's orig tarballs have)
 /// into `dest`, and checks that it is a Valkey tree. GNU tar refuses members with `..`.
-fn extract(sh: &Shell, tarball: &Path, dest: &Path) -> anyhow::Result<()> {
+fn extract(tarball: &Path, dest: &Path) -> anyhow::Result<()> {
     fs::create_dir_all(dest)?;
-    cmd!(
-        sh,
-        "tar -xf {tarball} -C {dest} --strip-components=1 --no-same-owner"
-    )
-    .quiet()
-    .run()
-    .with_context(|| format!("extracting {}", tarball.display()))?;
+    let args: [&OsStr; 6] = [
+        "-xf".as_ref(),
+        tarball.as_os_str(),
+        "-C".as_ref(),
+        dest.as_os_str(),
+        "--strip-components=1".as_ref(),
+        "--no-same-owner".as_ref(),
+    ];
+    process::tool_read("tar", args, TOOL_TIME)
+        .with_context(|| format!("extracting {}", tarball.display()))?;
     if !dest.join("src").join("server.c").is_file() {
         bail!(
             "{} is not a Valkey source tarball: after stripping its top directory there is \
@@ -286,20 +286,12 @@ fn extract(sh: &Shell, tarball: &Path, dest: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn git_head(sh: &Shell, dir: &Path) -> Option<String> {
-    let top = cmd!(sh, "git -C {dir} rev-parse --show-toplevel")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()?;
+fn git_head(dir: &Path) -> Option<String> {
+    let top = git(dir, &[&"rev-parse", &"--show-toplevel"]).ok()?;
     if Path::new(&top).canonicalize().ok()? != dir {
         return None; // a directory inside some other repository is a plain tree
     }
-    cmd!(sh, "git -C {dir} rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok()
+    git(dir, &[&"rev-parse", &"HEAD"]).ok()
 }
 
 /// Build outputs that do not identify the source (a tree built in place hashes the same
