@@ -81,6 +81,9 @@ pub struct Target {
     pub cluster: Option<ReadFrom>,
     /// The servers speak TLS only: how to.
     pub tls: Option<crate::net::Tls>,
+    /// Every server of the deployment: a cluster's slot map and its redirects may name
+    /// only these (`SlotMap::foreign`). Empty: any (a user's own servers).
+    pub nodes: Vec<SocketAddr>,
 }
 
 impl Target {
@@ -90,15 +93,22 @@ impl Target {
             endpoints: vec![addr],
             cluster: None,
             tls: None,
+            nodes: vec![addr],
         }
     }
 
-    /// A cluster, reached through its primaries.
-    pub fn cluster(primaries: Vec<SocketAddr>, read_from: ReadFrom) -> Target {
+    /// A cluster, reached through its primaries, whose nodes are `nodes` (primaries and
+    /// replicas).
+    pub fn cluster(
+        primaries: Vec<SocketAddr>,
+        nodes: Vec<SocketAddr>,
+        read_from: ReadFrom,
+    ) -> Target {
         Target {
             endpoints: primaries,
             cluster: Some(read_from),
             tls: None,
+            nodes,
         }
     }
 

@@ -250,6 +250,51 @@ fn a_slot_migrated_mid_run_loses_no_request_and_its_redirects_are_counted() {
         .call(&["GET", "key:000000000042"])
         .unwrap_err();
     assert!(moved.to_string().contains("MOVED"), "{moved}");
+
+    // A node that announces an address that is none of ours (what a task could once ask
+    // for with --server-config): neither the generator nor the populators go there.
+    let ours: Vec<SocketAddr> = ports
+        .iter()
+        .map(|&p| SocketAddr::from(([127, 0, 0, 1], p)))
+        .collect();
+    client(ports[0])
+        .call(&[
+            "CONFIG",
+            "SET",
+            "cluster-announce-client-ipv4",
+            "127.0.0.99",
+        ])
+        .unwrap();
+    let load = bench_core::engine::Load {
+        command: bench_core::command::Command::Get,
+        value_size: 32,
+        pipeline: 1,
+        clients: 2,
+        keyspace: 100,
+        requests: 1000,
+        threads: 1,
+        client_cpus: Vec::new(),
+    };
+    let target = bench_core::engine::Target::cluster(
+        vec![ours[0]],
+        ours.clone(),
+        bench_core::topology::ReadFrom::Primaries,
+    );
+    use bench_core::engine::Engine;
+    let refused = bench_core::loadgen::engine::NativeEngine
+        .run(&target, &load, &bench_core::shutdown::Shutdown::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("127.0.0.99") && refused.contains("none of the deployment's nodes"),
+        "{refused}"
+    );
+    let refused =
+        bench_core::cluster::ClusterClient::connect(ours[0], &ours, None, Duration::from_secs(5))
+            .err()
+            .expect("the populators' client refuses the map")
+            .to_string();
+    assert!(refused.contains("127.0.0.99"), "{refused}");
     assert_eq!(cluster.stop(Duration::from_secs(20)).code(), Some(0));
     assert!(servers_under(tmp.path()).is_empty());
 }

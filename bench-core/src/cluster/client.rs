@@ -18,13 +18,23 @@ pub struct ClusterClient {
 }
 
 impl ClusterClient {
-    /// Reads the slot map from `seed` and connects to every primary (over TLS with `tls`).
+    /// Reads the slot map from `seed` and connects to every primary (over TLS with `tls`);
+    /// refused when the map names an address outside `nodes` ([`SlotMap::foreign`]).
     pub fn connect(
         seed: SocketAddr,
+        nodes: &[SocketAddr],
         tls: Option<&Tls>,
         timeout: Duration,
     ) -> Result<ClusterClient, ClusterError> {
         let map = SlotMap::discover(&mut Client::connect(seed, tls, timeout)?)?;
+        if let Some(addr) = map.foreign(nodes) {
+            return Err(ClusterError::Map {
+                addr: seed,
+                what: format!(
+                    "the slot map names {addr}, which is none of the deployment's nodes; nothing is sent there"
+                ),
+            });
+        }
         if map.unowned() > 0 {
             return Err(ClusterError::Map {
                 addr: seed,

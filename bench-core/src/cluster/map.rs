@@ -53,6 +53,21 @@ impl SlotMap {
         &self.owner
     }
 
+    /// The first address the map names (a primary or a replica) that is not among
+    /// `nodes`: a node that announces another address (`cluster-announce-*`) would send our
+    /// traffic somewhere that is not ours. `None` when every address is, or `nodes` is
+    /// empty (a user's own cluster, whatever its addresses).
+    pub fn foreign(&self, nodes: &[SocketAddr]) -> Option<SocketAddr> {
+        if nodes.is_empty() {
+            return None;
+        }
+        self.shards
+            .iter()
+            .flat_map(|s| std::iter::once(&s.primary).chain(&s.replicas))
+            .find(|a| !nodes.contains(a))
+            .copied()
+    }
+
     /// Slots no shard owns.
     pub fn unowned(&self) -> usize {
         self.owner.iter().filter(|&&o| o == u16::MAX).count()
@@ -267,6 +282,33 @@ fn slot(v: &Value) -> Result<u16, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_address_that_is_not_a_node_of_ours_is_foreign() {
+        let a = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let map = SlotMap::from_ranges(
+            vec![
+                Shard {
+                    primary: a(1),
+                    replicas: vec![a(3)],
+                },
+                Shard {
+                    primary: a(2),
+                    replicas: vec![SocketAddr::from(([127, 0, 0, 99], 6379))],
+                },
+            ],
+            &[(0, 8191, 0), (8192, 16383, 1)],
+        );
+        assert_eq!(
+            map.foreign(&[a(1), a(2), a(3)]),
+            Some(SocketAddr::from(([127, 0, 0, 99], 6379)))
+        );
+        assert_eq!(
+            map.foreign(&[a(1), a(2), a(3), SocketAddr::from(([127, 0, 0, 99], 6379))]),
+            None
+        );
+        assert_eq!(map.foreign(&[]), None);
+    }
+
     use super::*;
     fn bulk(s: &str) -> Value {
         Value::Bulk(Some(s.as_bytes().to_vec()))

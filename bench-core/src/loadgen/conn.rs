@@ -661,6 +661,14 @@ impl Connection {
         let known = routing.link_of[node];
         let to = match self.links.iter().position(|l| l.addr == redirect.to) {
             Some(i) => i,
+            None if !self.shared.nodes.is_empty() && !self.shared.nodes.contains(&redirect.to) => {
+                self.shared.abort(format!(
+                    "connection {} was redirected to {}, which is none of the deployment's \
+                     nodes; nothing is sent there",
+                    self.index, redirect.to
+                ));
+                return false;
+            }
             None => match Wire::connect(redirect.to, self.shared.tls.as_ref()).await {
                 Ok(stream) => {
                     let node = self.links[0]

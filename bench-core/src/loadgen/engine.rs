@@ -134,6 +134,7 @@ impl Engine for NativeEngine {
             cluster: target.cluster.map(|read_from| ClusterOptions {
                 read_from,
                 tag_multi_key: true,
+                nodes: target.nodes.clone(),
             }),
             cpus: load.client_cpus.clone(),
             tls: target.tls.clone(),

@@ -75,7 +75,7 @@ pub struct RunOptions {
 }
 
 /// How the generator drives a cluster.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClusterOptions {
     pub read_from: ReadFrom,
     /// Multi-key commands whose keys have no hash tag get one per connection (`{cN}`
@@ -83,6 +83,9 @@ pub struct ClusterOptions {
     /// spread the command over the shards (valkey-benchmark's `--cluster` tags its keys
     /// per node). Off: such a command is refused, as its keys would span slots.
     pub tag_multi_key: bool,
+    /// The deployment's nodes: a slot map or a redirect naming another address stops the
+    /// run, nothing sent there (`Target::nodes`). Empty: any.
+    pub nodes: Vec<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +164,8 @@ pub(crate) struct Shared {
     shutdown: Shutdown,
     /// How connections (and reconnections) speak TLS, if they do.
     tls: Option<crate::net::Tls>,
+    /// Where a redirect may lead (`ClusterOptions::nodes`; empty: anywhere).
+    nodes: Vec<SocketAddr>,
 }
 
 impl Shared {
@@ -288,7 +293,7 @@ pub fn run(
             addrs,
             options.tls.as_ref(),
             &templates,
-            *cluster,
+            cluster.clone(),
         )?)),
         None => None,
     };
@@ -310,6 +315,11 @@ pub fn run(
         publishers_left: AtomicU32::new(options.connections),
         shutdown: shutdown.clone(),
         tls: options.tls.clone(),
+        nodes: options
+            .cluster
+            .as_ref()
+            .map(|c| c.nodes.clone())
+            .unwrap_or_default(),
     });
     let subscribe = (spec.subscribers > 0).then(|| SubscribeTo {
         prefix: spec.key_prefix.clone(),
@@ -406,7 +416,7 @@ pub fn run(
                 .map(|t| crate::cluster::is_read_only(&t.name))
                 .collect(),
             spec: spec.clone(),
-            tag_multi_key: options.cluster.is_some_and(|c| c.tag_multi_key),
+            tag_multi_key: options.cluster.as_ref().is_some_and(|c| c.tag_multi_key),
             templates,
             keys: spec.keys.clone(),
             keyspace: spec.keyspace,

@@ -61,6 +61,11 @@ impl Wiring {
             }
         }
         let map = map.ok_or(LoadgenError::Cluster(last))?;
+        if let Some(addr) = map.foreign(&options.nodes) {
+            return Err(LoadgenError::Cluster(format!(
+                "the slot map names {addr}, which is none of the deployment's nodes; nothing is sent there"
+            )));
+        }
         if map.unowned() > 0 {
             return Err(LoadgenError::Cluster(format!(
                 "{} of {} slots have no owner: the cluster is not ready",

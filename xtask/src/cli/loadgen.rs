@@ -160,6 +160,8 @@ impl LoadgenCmd {
                         .parse()
                         .map_err(|why| UsageError(format!("--read-from: {why}")))?,
                     tag_multi_key: self.cluster_tag_keys,
+                    // The user's own cluster: whatever addresses it announces.
+                    nodes: Vec::new(),
                 }),
             },
             cpus: Vec::new(),

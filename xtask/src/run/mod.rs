@@ -141,6 +141,7 @@ impl Deployed {
     fn cluster_client(&self) -> anyhow::Result<ClusterClient> {
         Ok(ClusterClient::connect(
             self.deployment.primary().addr,
+            &self.deployment.target.nodes,
             self.deployment.target.tls.as_ref(),
             Duration::from_secs(10),
         )?)

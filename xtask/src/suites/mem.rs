@@ -147,6 +147,7 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
         Some(_) => (
             Some(ClusterClient::connect(
                 target.primary(),
+                &target.nodes,
                 target.tls.as_ref(),
                 CONTROL_TIMEOUT,
             )?),

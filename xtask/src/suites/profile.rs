@@ -326,6 +326,7 @@ impl Load {
             cluster: target.cluster.map(|read_from| loadgen::ClusterOptions {
                 read_from,
                 tag_multi_key: false,
+                nodes: target.nodes.clone(),
             }),
             cpus: Vec::new(),
             tls: target.tls.clone(),

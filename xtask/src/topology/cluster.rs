@@ -96,8 +96,12 @@ impl Topology for Cluster {
             .map(|n| n.instance.addr)
             .collect();
         let deployment = Deployment {
-            target: Target::cluster(primaries, self.read_from)
-                .with_tls(nodes[0].instance.tls.clone()),
+            target: Target::cluster(
+                primaries,
+                nodes.iter().map(|n| n.instance.addr).collect(),
+                self.read_from,
+            )
+            .with_tls(nodes[0].instance.tls.clone()),
             nodes,
         };
         self.create(&deployment, shutdown)
@@ -178,6 +182,7 @@ impl Cluster {
         // Every node must agree on the owners, every replica report its own sync done, and
         // the node clients discover the map from (the first primary) list every replica.
         let (shards, replicas) = (self.shards as usize, self.replicas as usize);
+        let ours: Vec<std::net::SocketAddr> = nodes.iter().map(|n| n.instance.addr).collect();
         wait(
             "cluster_state:ok and one slot map on every node",
             &mut || {
@@ -196,6 +201,14 @@ impl Cluster {
                     let map = SlotMap::discover(client)?.normalized();
                     if map.unowned() > 0 || map.shards.len() != shards {
                         return Ok(false);
+                    }
+                    // A whole map that names another address is no passing state.
+                    if let Some(addr) = map.foreign(&ours) {
+                        anyhow::bail!(
+                            "{} names {addr} in its slot map, which is none of the nodes we started \
+                             (a cluster-announce setting?); nothing is sent there",
+                            node.instance.addr
+                        );
                     }
                     if i == 0 && map.shards.iter().any(|s| s.replicas.len() != replicas) {
                         return Ok(false);
