@@ -238,12 +238,13 @@ pub fn unmoved_order(screened: &[CaseResult], shapes: &[Shape]) -> Vec<usize> {
 
 /// The cases to time, in order, from the screen's results and each case's shape:
 /// the first [`GUARDS`] of [`unmoved_order`], then the moved cases ([`weight`]: system
-/// calls moved first, then the largest instruction change first). `fits(m)` says whether
-/// `m` timed cases fit the budget; the list is cut to the most that fit.
+/// calls moved first, then the largest instruction change first). `fits(cases)` says
+/// whether timing these cases (indices, the first of the order) fits the budget; the list
+/// is cut to the most that fit.
 pub fn timed_cases(
     screened: &[CaseResult],
     shapes: &[Shape],
-    fits: &dyn Fn(usize) -> bool,
+    fits: &dyn Fn(&[usize]) -> bool,
 ) -> Vec<(usize, Screen)> {
     let mut moved_cases: Vec<usize> = (0..screened.len())
         .filter(|&i| moved(&screened[i]))
@@ -258,8 +259,9 @@ pub fn timed_cases(
         .map(|i| (i, Screen::Guard))
         .collect();
     order.extend(moved_cases.into_iter().map(|i| (i, Screen::Moved)));
+    let indices: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
     let mut m = order.len();
-    while m > 0 && !fits(m) {
+    while m > 0 && !fits(&indices[..m]) {
         m -= 1;
     }
     order.truncate(m);

@@ -18,8 +18,9 @@ use super::{instructions, trials};
 use crate::events::Event;
 use crate::plan::interleave::{Schedule, humanize};
 use crate::run::CaseContext;
+use crate::run::preload::Reads;
 use crate::suites::instructions::{RUNS, SeedFile};
-use crate::suites::perf::SLICES;
+use crate::suites::perf::{self, SLICES};
 
 /// Server rounds per side that count a moved case again.
 const RECOUNTS: usize = 2;
@@ -116,8 +117,14 @@ pub fn compare_cases(
     let moved = screened.iter().filter(|c| screen::moved(c)).count();
     let screen_took = clock() - started;
     let left = budget.max_time.saturating_sub(screen_took);
-    let per_trial = trial_estimate(budget.slice_seconds);
-    let needs = |m: usize| per_trial * (family::look_trials(1, m, ALPHA) * m) as u32;
+    // A first look of these cases: each the trials the family's size asks for.
+    let needs = |plan: &[usize]| {
+        let one_each: Duration = plan
+            .iter()
+            .map(|&i| trial_estimate(&cases[i], budget.slice_seconds))
+            .sum();
+        one_each * family::look_trials(1, plan.len(), ALPHA) as u32
+    };
     let shapes: Vec<screen::Shape> = cases
         .iter()
         .map(|c| screen::Shape {
@@ -126,7 +133,10 @@ pub fn compare_cases(
         })
         .collect();
     let wanted = screen::timed_cases(&screened, &shapes, &|_| true);
-    let timed = screen::timed_cases(&screened, &shapes, &|m| needs(m) <= left);
+    let wanted_plan: Vec<usize> = wanted.iter().map(|(i, _)| *i).collect();
+    let timed_plan =
+        |timed: &[(usize, Screen)]| -> Vec<usize> { timed.iter().map(|(i, _)| *i).collect() };
+    let timed = screen::timed_cases(&screened, &shapes, &|plan| needs(plan) <= left);
     let counted_what = if syscalls {
         "instructions or system calls"
     } else {
@@ -156,7 +166,7 @@ pub fn compare_cases(
                         ))
                         .collect::<Vec<_>>()
                         .join(", "),
-                    humanize(needs(timed.len()))
+                    humanize(needs(&timed_plan(&timed)))
                 )
             }
         ),
@@ -164,14 +174,15 @@ pub fn compare_cases(
     if timed.len() < wanted.len() {
         emit(Event::Warning {
             message: format!(
-                "--max-time {} leaves {} after the screen: {} of the {} case(s) worth timing fit (about {} per trial); \
-                 a changed case left untimed is inconclusive (\"changed, not timed\"): about {} would time them all",
+                "--max-time {} leaves {} after the screen: {} of the {} case(s) worth timing fit (a first look of \
+                 them all needs about {}); a changed case left untimed is inconclusive (\"changed, not timed\"): \
+                 about {} in all would time them all",
                 humanize(budget.max_time),
                 humanize(left),
                 timed.len(),
                 wanted.len(),
-                humanize(per_trial),
-                humanize(screen_took + needs(wanted.len())),
+                humanize(needs(&wanted_plan)),
+                humanize(screen_took + needs(&wanted_plan)),
             ),
         });
     }
@@ -227,7 +238,7 @@ pub fn compare_cases(
             .filter(|&i| timed_results[i].is_none())
             .collect();
         let mut m = untimed.len();
-        while m > 0 && needs(m) > rest {
+        while m > 0 && needs(&untimed[..m]) > rest {
             m -= 1;
         }
         let plan: Vec<(usize, Screen)> = untimed[..m].iter().map(|&i| (i, Screen::Guard)).collect();
@@ -268,8 +279,8 @@ pub fn compare_cases(
              (--max-time {}) would time every changed case",
             humanize(budget.max_time),
             timed.len(),
-            humanize(needs(wanted.len())),
-            humanize_up(screen_took + needs(wanted.len())),
+            humanize(needs(&wanted_plan)),
+            humanize_up(screen_took + needs(&wanted_plan)),
         ));
     }
     Ok((merged, stopped, findings))
@@ -280,8 +291,16 @@ fn humanize_up(d: Duration) -> String {
     format!("{}m", d.as_secs().div_ceil(60).max(1))
 }
 
-/// About how long one perf trial takes: a warming slice and [`SLICES`] measured ones per
-/// side, plus two fresh servers and their preloads (measured here at about 1 s).
-fn trial_estimate(slice_seconds: f64) -> Duration {
-    Duration::from_secs_f64(2.0 * (SLICES + 1) as f64 * slice_seconds + 1.0)
+/// About how long one perf trial of `case` takes: a warming slice and [`SLICES`] measured
+/// ones per side, two fresh servers (about 1 s), and each server's preload. Preload rates
+/// measured on the 2-core VM with MSETs of 100 keys: ~1.2 µs a key of 32 B (2,000,000 in
+/// 2.35 s), ~3.9 µs a key of 1024 B; a trial on 1,000,000 keys took ~10 s where the
+/// estimate without preloads said 5.2 s.
+fn trial_estimate(case: &PerfCase, slice_seconds: f64) -> Duration {
+    let keys = match perf::preload(case, 0).reads {
+        Reads::Strings => case.keyspace as f64,
+        _ => 0.0,
+    };
+    let preload = keys * (1.2e-6 + case.value_size.unwrap_or(0) as f64 * 2.6e-9);
+    Duration::from_secs_f64(2.0 * (SLICES + 1) as f64 * slice_seconds + 1.0 + 2.0 * preload)
 }

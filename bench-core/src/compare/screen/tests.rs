@@ -109,7 +109,7 @@ fn guards_cover_both_pipeline_ends_then_moved_by_size() {
         ]
     );
     // The budget cuts from the end: the least moved goes first, the guards last.
-    let three = timed_cases(&screened, &shapes(&pipelines), &|m| m <= 3);
+    let three = timed_cases(&screened, &shapes(&pipelines), &|m: &[usize]| m.len() <= 3);
     assert_eq!(three.len(), 3);
     assert_eq!(three[2], (5, Screen::Moved));
     assert!(timed_cases(&screened, &shapes(&pipelines), &|_| false).is_empty());
