@@ -84,6 +84,13 @@ fn suite_files_of_every_suite_cannot_set_what_the_harness_owns() {
             &["--server-config", expected],
         );
     }
+    // Allowed, but a value the server itself refuses: bad input too (exit 2, the setting
+    // named), not a failure of the run (it exited 1, compare's code for a regression).
+    assert_refused(
+        &["start", "--server-config", "maxmemory=lots"],
+        tmp.path(),
+        &["refuses the setting", "maxmemory", "must be a memory value"],
+    );
 }
 
 /// Each list is capped (1000 values), and so is their product: a million cases would be

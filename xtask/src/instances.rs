@@ -433,6 +433,13 @@ fn start_one(
                 return Ok(None);
             }
             let stderr = process::tail(&fs::read_to_string(&stderr_path).unwrap_or_default(), 20);
+            if let Some((setting, why)) = refused_setting(&stderr) {
+                return Err(crate::error::UsageError(format!(
+                    "valkey-server refuses the setting {setting} ({why}): fix its value in \
+                     --server-config or the suite file, or drop it"
+                ))
+                .into());
+            }
             bail!(
                 "valkey-server on port {port} exited during startup; last log lines:\n{tail}{}",
                 if stderr.trim().is_empty() {
@@ -465,9 +472,34 @@ fn start_one(
     }
 }
 
+/// The setting a server refused at startup and why, from what it printed:
+/// `>>> 'maxmemory "lots"'` and the line after it.
+fn refused_setting(stderr: &str) -> Option<(String, String)> {
+    if !stderr.contains("FATAL CONFIG FILE ERROR") {
+        return None;
+    }
+    let mut lines = stderr.lines().skip_while(|l| !l.starts_with(">>> "));
+    let setting = lines.next()?.trim_start_matches(">>> ").trim().to_string();
+    let why = lines.next().unwrap_or("no reason given").trim().to_string();
+    Some((setting, why))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_the_server_refuses_is_named_with_why() {
+        let printed = "\n*** FATAL CONFIG FILE ERROR (Version 8.1.1) ***\nReading the configuration file, at line 10\n>>> 'maxmemory \"lots\"'\nargument must be a memory value\n";
+        assert_eq!(
+            refused_setting(printed),
+            Some((
+                "'maxmemory \"lots\"'".to_string(),
+                "argument must be a memory value".to_string()
+            ))
+        );
+        assert_eq!(refused_setting("Address already in use"), None);
+    }
 
     /// A directory whose owner holds its lock is never swept, whatever its pid says (the
     /// owner may be in another pid namespace); once the lock is free it is.
