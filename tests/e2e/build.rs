@@ -100,7 +100,7 @@ fn a_failed_build_shows_its_log_tail_and_caches_nothing() {
             Some(tmp.path()),
         );
         let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(1), "attempt {attempt}: {err}");
+        assert_eq!(out.status.code(), Some(2), "attempt {attempt}: {err}");
         assert!(
             err.contains("last lines of the build log"),
             "attempt {attempt}: {err}"

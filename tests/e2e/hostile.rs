@@ -162,7 +162,7 @@ fn a_server_config_value_is_one_argument() {
         Some(tmp.path()),
     );
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("couldn't be parsed into an integer"), "{err}");
     assert!(servers_under(tmp.path()).is_empty());
 }

@@ -219,7 +219,7 @@ fn a_server_killed_mid_run_gives_a_clear_error_and_a_partial_report() {
     ];
     let (status, err, report) = loadgen(port, &args, tmp.path());
     killer.join().unwrap();
-    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(status.code(), Some(2), "{err}");
     assert!(
         err.contains("ended early") && err.contains("reconnecting failed"),
         "{err}"

@@ -444,7 +444,7 @@ fn mem_suite_detects_a_cardinality_mismatch() {
         ports(8),
     );
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("DBSIZE: expected 8000 after populating"),
         "{err}"
@@ -515,7 +515,7 @@ fn a_replica_that_cannot_connect_times_out_cleanly() {
         ports(8),
     );
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("did not finish within 3 s"), "{err}");
     assert!(err.contains("master_link_status: down"), "{err}");
     assert!(

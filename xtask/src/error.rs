@@ -1,6 +1,8 @@
-//! The errors that decide an exit code, and the mapping: 0 success, 1 the run failed
-//! (compare: a regression), 2 bad input (compare: could not run), 3 compare was
-//! inconclusive (no regression found, but not every case decided), 130 interrupted.
+//! The errors that decide an exit code, and the mapping, the same for every command:
+//! 0 success, 1 a regression found (compare), 2 could not run (bad input, a failed build,
+//! a server that died: the message says which), 3 inconclusive (compare: no regression
+//! found, but not every case decided), 130 interrupted. A CI gate fails on 1 and asks a
+//! human on 2 and 3.
 //!
 //! Any layer may return these; only `main` turns them into a process exit code.
 
@@ -38,12 +40,7 @@ pub fn outcome(result: &anyhow::Result<()>, interrupted: bool) -> (u8, Option<St
         ),
         Err(e) if e.is::<RegressionFound>() => (1, Some(e.to_string())),
         Err(e) if e.is::<Inconclusive>() => (3, Some(e.to_string())),
-        Err(e) => {
-            let usage = e
-                .chain()
-                .any(|c| c.is::<UsageError>() || c.is::<CouldNotRun>());
-            (if usage { 2 } else { 1 }, Some(format!("error: {e:#}")))
-        }
+        Err(e) => (2, Some(format!("error: {e:#}"))),
     }
 }
 
@@ -75,8 +72,9 @@ mod tests {
                 Some("inconclusive: 4 case(s) undecided, no regression found".into())
             )
         );
+        // Not a regression: whatever stopped the run, it could not run.
         let failed: anyhow::Result<()> = Err(anyhow::anyhow!("server died"));
-        assert_eq!(outcome(&failed, false).0, 1);
+        assert_eq!(outcome(&failed, false).0, 2);
         assert_eq!(outcome(&failed, true).0, INTERRUPTED);
         assert_eq!(outcome(&usage, true).0, INTERRUPTED);
     }

@@ -7,9 +7,19 @@ use clap::{Parser, Subcommand};
 use xtask::cli;
 use xtask::process;
 
-/// valkey-bench: build Valkey, run instances, measure them.
+/// valkey-bench, the performance lab for Valkey: builds it from a pinned or given source,
+/// starts servers (standalone, replicas, cluster, TLS), drives them with its own load
+/// generator, compares a candidate against a baseline with a verdict, and runs campaigns
+/// from a task queue. Exit codes, the same for every command: 0 success, 1 a regression
+/// found, 2 could not run (bad input, a failed build, a server that died), 3 inconclusive,
+/// 130 interrupted.
 #[derive(Parser, Debug)]
-#[command(name = "cargo xtask", version, about)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    version,
+    after_help = "Examples:\n  cargo xtask bench                       # the default perf suite on pinned Valkey 8.1.1\n  cargo xtask compare --baseline 8.1.1 --candidate ~/src/valkey\n  cargo xtask queue add bench --quick && cargo xtask runner --once\n\nThe manual: README.md and docs/ in the repository."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,38 +28,92 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a benchmark suite and write results/<run-id>/.
+    #[command(after_help = EXAMPLES_BENCH)]
     Bench(cli::bench::BenchCmd),
-    /// Baseline against candidate: interleaved trials, statistics, a verdict.
-    /// Exit 0 no regression, 1 regression, 2 could not run, 3 inconclusive (no regression,
-    /// some cases undecided).
+    /// Baseline against candidate: exact counts say which cases changed, interleaved
+    /// trials which way, and a verdict. Exit 0 no regression, 1 regression, 2 could not
+    /// run, 3 inconclusive (no regression, some cases undecided).
+    #[command(after_help = EXAMPLES_COMPARE)]
     Compare(cli::compare::CompareCmd),
     /// Fetch and build Valkey (or find the build in the cache).
+    #[command(after_help = EXAMPLES_BUILD)]
     Build(cli::build::BuildCmd),
     /// Download and verify pinned Valkey sources into the cache without building them.
+    #[command(after_help = EXAMPLES_FETCH)]
     Fetch(cli::fetch::FetchCmd),
     /// Profile a server under a workload: a flame graph (perf or callgrind), top functions,
     /// and with --diff a differential flame graph against a baseline.
+    #[command(after_help = EXAMPLES_FLAMEGRAPH)]
     Flamegraph(cli::flamegraph::FlamegraphCmd),
     /// Render the HTML report, Markdown and charts of one or more runs (also written at
     /// the end of bench and compare).
+    #[command(after_help = EXAMPLES_REPORT)]
     Report(cli::report::ReportCmd),
     /// Drive a server with the native load generator.
+    #[command(after_help = EXAMPLES_LOADGEN)]
     Loadgen(cli::loadgen::LoadgenCmd),
     /// Compare the native generator's cost per request with valkey-benchmark's.
+    #[command(after_help = EXAMPLES_SELFBENCH)]
     Selfbench(cli::selfbench::SelfbenchCmd),
     /// Start local valkey-server instances and keep them up until Ctrl-C.
+    #[command(after_help = EXAMPLES_START)]
     Start(cli::start::StartCmd),
     /// The lab's task queue: add (bench's flags, validated first), list, show, cancel,
     /// retry, remove.
+    #[command(after_help = EXAMPLES_QUEUE)]
     Queue(cli::queue::QueueCmd),
     /// Take tasks from the queue and run them until stopped (--once: until it is empty).
+    #[command(after_help = EXAMPLES_RUNNER)]
     Runner(cli::runner::RunnerCmd),
     /// The lab's terminal UI: running tasks live, the queue, results, a form to queue more.
+    #[command(after_help = EXAMPLES_TUI)]
     Tui(cli::tui::TuiCmd),
 }
 
-/// Exit codes: 0 success, 1 the run failed (compare: a regression), 2 bad input (compare:
-/// could not run), 3 compare inconclusive, 130 interrupted.
+const EXAMPLES_BENCH: &str = "Examples:
+  cargo xtask bench                                    # the default perf suite, pinned 8.1.1
+  cargo xtask bench --valkey-src ~/src/valkey --quick  # your tree, the smoke matrix
+  cargo xtask bench --commands GET,SET --value-sizes 16,1K --pipelines 1..64x2
+  cargo xtask bench --suite mem --topology cluster:3x0";
+const EXAMPLES_COMPARE: &str = "Examples:
+  cargo xtask compare --baseline 8.1.1 --candidate ~/src/valkey
+  cargo xtask compare --valkey-src ~/src/valkey --baseline unstable --candidate HEAD --quick
+  cargo xtask compare --baseline 8.1.1 --candidate 9.1.2 --cases GET/32B/P16 --mode time";
+const EXAMPLES_BUILD: &str = "Examples:
+  cargo xtask build --json                             # pinned 8.1.1: paths and source id
+  cargo xtask build --valkey-src ~/src/valkey --ref HEAD~3";
+const EXAMPLES_FETCH: &str = "Examples:
+  cargo xtask fetch                                    # every pinned version
+  cargo xtask fetch --valkey-version 9.1.2 --json";
+const EXAMPLES_FLAMEGRAPH: &str = "Examples:
+  cargo xtask flamegraph --command GET --pipeline 16 --io-threads 2
+  cargo xtask flamegraph --valkey 9.1.2 --diff 8.1.1 --command SET
+  cargo xtask flamegraph --profiler callgrind --command GET   # no perf needed";
+const EXAMPLES_REPORT: &str = "Examples:
+  cargo xtask report results/20261206T213407Z-perf-b83c
+  cargo xtask report results/RUN_A results/RUN_B --out /tmp/both   # one page, both runs";
+const EXAMPLES_LOADGEN: &str = "Examples:
+  cargo xtask loadgen --port 6379 --command 'SET {key} {value}' --duration 10
+  cargo xtask loadgen --port 7000 --cluster --workload basic_rw --rate 50000 --json";
+const EXAMPLES_SELFBENCH: &str = "Examples:
+  cargo xtask selfbench                # the native generator beside valkey-benchmark
+  cargo xtask selfbench --cluster      # what cluster routing costs it";
+const EXAMPLES_START: &str = "Examples:
+  cargo xtask start --count 2 --json
+  cargo xtask start --topology cluster:3x1 --tls";
+const EXAMPLES_QUEUE: &str = "Examples:
+  cargo xtask queue add bench --valkey-version 8.1.1,9.1.2 --commands GET,SET --pipelines 1..64x2
+  cargo xtask queue list
+  cargo xtask queue retry ID --queue valkey://127.0.0.1:6400/lab";
+const EXAMPLES_RUNNER: &str = "Examples:
+  cargo xtask runner --metrics-addr 127.0.0.1:9464     # until Ctrl-C or SIGTERM
+  cargo xtask runner --once --queue valkey://127.0.0.1:6400/lab";
+const EXAMPLES_TUI: &str = "Examples:
+  cargo xtask tui
+  cargo xtask tui --queue valkey://127.0.0.1:6400/lab";
+
+/// Exit codes, the same for every command: 0 success, 1 a regression found (compare), 2
+/// could not run (bad input or a failure), 3 compare inconclusive, 130 interrupted.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let shutdown = Shutdown::new();
@@ -78,4 +142,55 @@ fn main() -> ExitCode {
         eprintln!("{message}");
     }
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every example in every `--help` parses: the help and the binary agree.
+    #[test]
+    fn every_help_example_parses() {
+        let mut checked = 0;
+        let top = Cli::command();
+        let helps = std::iter::once(top.get_after_help().map(|h| h.to_string()))
+            .chain(
+                top.get_subcommands()
+                    .map(|s| s.get_after_help().map(|h| h.to_string())),
+            )
+            .flatten();
+        for help in helps {
+            for line in help.lines() {
+                for example in line.split("&&") {
+                    let Some(rest) = example.trim().strip_prefix("cargo xtask ") else {
+                        continue;
+                    };
+                    let rest = rest.split(" #").next().unwrap_or(rest);
+                    let mut args = vec!["cargo-xtask".to_string()];
+                    // Words, a 'quoted phrase' being one.
+                    let mut quoted = None::<String>;
+                    for word in rest.split_whitespace() {
+                        match (&mut quoted, word.strip_prefix('\'')) {
+                            (None, Some(start)) if start.ends_with('\'') => {
+                                args.push(start.trim_end_matches('\'').to_string())
+                            }
+                            (None, Some(start)) => quoted = Some(start.to_string()),
+                            (Some(q), _) if word.ends_with('\'') => {
+                                args.push(format!("{q} {}", word.trim_end_matches('\'')));
+                                quoted = None;
+                            }
+                            (Some(q), _) => *q = format!("{q} {word}"),
+                            (None, None) => args.push(word.to_string()),
+                        }
+                    }
+                    if let Err(e) = Cli::try_parse_from(&args) {
+                        panic!("{args:?} does not parse: {e}");
+                    }
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 25, "only {checked} examples found");
+    }
 }

@@ -456,3 +456,128 @@ fn long_files_are_explained() {
         violations,
     );
 }
+
+/// The user documents: the front door, the manual, the code map, the contributing guide.
+fn documents() -> Vec<PathBuf> {
+    let mut docs: Vec<PathBuf> = [
+        "README.md",
+        "ARCHITECTURE.md",
+        "CONTRIBUTING.md",
+        "results/README.md",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    for entry in fs::read_dir(root().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path.strip_prefix(root()).unwrap().to_path_buf());
+        }
+    }
+    docs.sort();
+    docs
+}
+
+/// A heading's anchor as GitHub makes it: lowercase, punctuation dropped, spaces to `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim_start_matches('#')
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_' || *c == ' ')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Lines outside fenced code blocks.
+fn prose(text: &str) -> Vec<&str> {
+    let mut fenced = false;
+    text.lines()
+        .filter(|l| {
+            if l.trim_start().starts_with("```") {
+                fenced = !fenced;
+                return false;
+            }
+            !fenced
+        })
+        .collect()
+}
+
+#[test]
+fn every_relative_link_in_the_documents_resolves() {
+    let mut violations = Vec::new();
+    let mut anchored = 0;
+    for doc in documents() {
+        let text = read(&doc);
+        for line in prose(&text) {
+            for (at, _) in line.match_indices("](") {
+                let rest = &line[at + 2..];
+                let Some(end) = rest.find(')') else { continue };
+                let target = &rest[..end];
+                if target.contains("://") || target.starts_with("mailto:") || target.contains(' ') {
+                    continue;
+                }
+                let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+                let file = if path.is_empty() {
+                    doc.clone()
+                } else {
+                    doc.parent().unwrap().join(path)
+                };
+                let resolved = root().join(&file);
+                if !resolved.exists() {
+                    violations.push(format!(
+                        "{}: {target} (no {})",
+                        doc.display(),
+                        file.display()
+                    ));
+                    continue;
+                }
+                if !fragment.is_empty() && resolved.is_file() {
+                    let anchors: BTreeSet<String> = prose(&fs::read_to_string(&resolved).unwrap())
+                        .into_iter()
+                        .filter(|l| l.starts_with('#'))
+                        .map(anchor)
+                        .collect();
+                    anchored += 1;
+                    if !anchors.contains(fragment) {
+                        violations.push(format!("{}: {target} (no such heading)", doc.display()));
+                    }
+                }
+            }
+        }
+    }
+    report(
+        "every relative link in README.md, docs/, ARCHITECTURE.md resolves",
+        violations,
+    );
+}
+
+#[test]
+fn the_readme_names_every_command_and_exit_code() {
+    let readme = read(Path::new("README.md"));
+    let main = read(Path::new("xtask/src/main.rs"));
+    let mut violations = Vec::new();
+    // `Command::Bench(cmd) => ...`: the subcommands main dispatches.
+    for line in main.lines() {
+        let Some(rest) = line.trim().strip_prefix("Command::") else {
+            continue;
+        };
+        let Some((variant, _)) = rest.split_once('(') else {
+            continue;
+        };
+        let command = format!("`cargo xtask {}`", variant.to_lowercase());
+        if !readme.contains(&command) {
+            violations.push(format!("README.md does not name {command}"));
+        }
+    }
+    for code in ["0", "1", "2", "3", "130"] {
+        if !readme
+            .lines()
+            .any(|l| l.starts_with(&format!("| {code} |")))
+        {
+            violations.push(format!("README.md's exit codes lack {code}"));
+        }
+    }
+    report("README.md names every command and exit code", violations);
+}
