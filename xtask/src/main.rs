@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use bench_core::shutdown::Shutdown;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use xtask::cli;
 use xtask::process;
 
@@ -68,6 +68,13 @@ enum Command {
     /// The lab's terminal UI: running tasks live, the queue, results, a form to queue more.
     #[command(after_help = EXAMPLES_TUI)]
     Tui(cli::tui::TuiCmd),
+    /// Write man pages: cargo-xtask.1 and one per command (cargo-xtask-bench.1, ...).
+    #[command(after_help = EXAMPLES_MAN)]
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, default_value = "target/man", value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
 }
 
 const EXAMPLES_BENCH: &str = "Examples:
@@ -108,6 +115,9 @@ const EXAMPLES_QUEUE: &str = "Examples:
 const EXAMPLES_RUNNER: &str = "Examples:
   cargo xtask runner --metrics-addr 127.0.0.1:9464     # until Ctrl-C or SIGTERM
   cargo xtask runner --once --queue valkey://127.0.0.1:6400/lab";
+const EXAMPLES_MAN: &str = "Examples:
+  cargo xtask man && man target/man/cargo-xtask-compare.1
+  cargo xtask man --out /usr/local/share/man/man1";
 const EXAMPLES_TUI: &str = "Examples:
   cargo xtask tui
   cargo xtask tui --queue valkey://127.0.0.1:6400/lab";
@@ -136,6 +146,7 @@ fn main() -> ExitCode {
         Command::Flamegraph(cmd) => cmd.run(&shutdown),
         Command::Report(cmd) => cmd.run(),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
+        Command::Man { out } => write_man_pages(&out),
     };
     let (code, message) = xtask::error::outcome(&result, shutdown.is_triggered());
     if let Some(message) = message {
@@ -144,10 +155,55 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
+/// `cargo-xtask.1` and `cargo-xtask-<command>.1` into `out`, each with its examples.
+fn write_man_pages(out: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let top = Cli::command();
+    let mut pages = vec![("cargo-xtask".to_string(), top.clone())];
+    for sub in top.get_subcommands() {
+        // The page's title is its file's name; its usage line says `cargo xtask CMD`.
+        let name = format!("cargo-xtask-{}", sub.get_name());
+        let bin = format!("cargo xtask {}", sub.get_name());
+        // clap names take 'static text; a handful of short strings, once per process.
+        let static_name: &'static str = Box::leak(name.clone().into_boxed_str());
+        pages.push((name, sub.clone().name(static_name).bin_name(bin)));
+    }
+    for (name, command) in pages {
+        let path = out.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command)
+            .title(name.clone())
+            .render(&mut page)?;
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
+
+    /// A man page per command, named as the user types it, with its examples.
+    #[test]
+    fn man_pages_and_completions_cover_every_command() {
+        let dir = tempfile::tempdir().unwrap();
+        write_man_pages(dir.path()).unwrap();
+        let compare = std::fs::read_to_string(dir.path().join("cargo-xtask-compare.1")).unwrap();
+        assert!(
+            compare.contains(".TH cargo-xtask-compare 1"),
+            "{compare:.300}"
+        );
+        assert!(
+            compare.contains("cargo xtask compare \\-\\-baseline 8.1.1"),
+            "its examples: {compare}"
+        );
+        for sub in Cli::command().get_subcommands() {
+            let page = dir.path().join(format!("cargo-xtask-{}.1", sub.get_name()));
+            assert!(page.is_file(), "{}", page.display());
+        }
+    }
 
     /// Every example in every `--help` parses: the help and the binary agree.
     #[test]
@@ -167,6 +223,8 @@ mod tests {
                         continue;
                     };
                     let rest = rest.split(" #").next().unwrap_or(rest);
+                    // A shell's redirection is not an argument.
+                    let rest = rest.split(" > ").next().unwrap_or(rest);
                     let mut args = vec!["cargo-xtask".to_string()];
                     // Words, a 'quoted phrase' being one.
                     let mut quoted = None::<String>;
