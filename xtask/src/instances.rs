@@ -435,8 +435,8 @@ fn start_one(
             let stderr = process::tail(&fs::read_to_string(&stderr_path).unwrap_or_default(), 20);
             if let Some((setting, why)) = refused_setting(&stderr) {
                 return Err(crate::error::UsageError(format!(
-                    "valkey-server refuses the setting {setting} ({why}): fix its value in \
-                     --server-config or the suite file, or drop it"
+                    "valkey-server refuses the setting {setting} ({why}): if it came from \
+                     --server-config or a suite file, fix its value or drop it"
                 ))
                 .into());
             }

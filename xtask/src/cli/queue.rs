@@ -135,7 +135,7 @@ impl QueueCmd {
 }
 
 /// A refused action (no such task, wrong state) is the user's error: exit 2; a queue out
-/// of reach is not (exit 1).
+/// of reach is not, but exits 2 too (it could not run).
 fn usage(result: anyhow::Result<()>, done: &str, id: &str) -> anyhow::Result<()> {
     result.map_err(|e| {
         if e.chain().any(|c| c.is::<Unreachable>()) {

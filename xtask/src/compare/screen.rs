@@ -68,9 +68,10 @@ pub fn compare_cases(
     // that spread stands (`compare::compare_counts`, `compare::compare_calls`). A case
     // that moved clearly more is timed anyway (`screen::worth_recounting`).
     //
-    // The recount spends at most until half of `--max-time`, at the first pass's pace
-    // (a round of a case costs about what it cost there), the smallest moves first; a
-    // case it does not reach stays changed on its one round.
+    // The recount is planned to end by about half of `--max-time`, at the first pass's
+    // pace (a round of a case costs about what it cost there: an estimate, which fresh
+    // servers and a large preload can exceed), the smallest moves first; a case it does
+    // not reach stays changed on its one round.
     let mut moved_first = screen::recount_order(&screened);
     let first_pass = clock() - started;
     let per_round = first_pass.as_secs_f64() / cases.len().max(1) as f64;
@@ -81,7 +82,9 @@ pub fn compare_cases(
     if runs == 1 && moved_first.len() > fit {
         emit(Event::Warning {
             message: format!(
-                "screen: {} case(s) moved by as little as processes can differ; recounting the {fit}                  with the smallest moves that fit half of --max-time {} (about {} a case); the                  rest stay changed on one round's count",
+                "screen: {} case(s) moved by as little as processes can differ; recounting the {fit} \
+                 with the smallest moves that fit half of --max-time {} (about {} a case, at the \
+                 first pass's pace); the rest stay changed on one round's count",
                 moved_first.len(),
                 humanize(budget.max_time),
                 humanize(Duration::from_secs_f64(RECOUNTS as f64 * per_round)),

@@ -106,9 +106,14 @@ fn kept_name(name: &str) -> String {
     format!("{}-{hex}", &name[..cut])
 }
 
-/// A task document whose id is its file's name (less `.json`, and [`RETRYING`] for one
-/// being queued again).
+/// A task document whose id is its file's name, less `.json`.
 fn read_task(path: &Path) -> Result<Task, String> {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    read_task_of(path, stem.as_deref().unwrap_or_default())
+}
+
+/// A task document whose id must be `id`.
+fn read_task_of(path: &Path, id: &str) -> Result<Task, String> {
     let size = fs::symlink_metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?
         .len();
@@ -120,11 +125,7 @@ fn read_task(path: &Path) -> Result<Task, String> {
     let bytes = untrusted::read_limited(path, MAX_TASK_BYTES)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let task = Task::parse(&bytes)?;
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
-    let stem = stem
-        .as_deref()
-        .map(|s| s.strip_prefix(RETRYING).unwrap_or(s));
-    if stem != Some(task.id.as_str()) {
+    if task.id != id {
         return Err(format!("id {:?} is not its file's name", task.id));
     }
     Ok(task)
@@ -322,27 +323,52 @@ impl DirQueue {
     /// Removes the temporary files of atomic writes (`.tmp*`) that were interrupted, and
     /// finishes a `retry` interrupted before its task reached pending: ones older than
     /// [`LEFTOVER_AGE`], which no write or retry still in progress can be.
-    fn sweep_leftovers(&self) {
+    fn sweep_leftovers(&self, age: Duration) {
+        // A retry's aside copy is judged by its ctime, which the rename that hid it set
+        // (its mtime is the failed document's, often old).
+        let changed_before = |entry: &fs::DirEntry| {
+            use std::os::unix::fs::MetadataExt;
+            entry.metadata().is_ok_and(|m| {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                now.as_secs().saturating_sub(m.ctime().max(0) as u64) > age.as_secs()
+                    || age.is_zero()
+            })
+        };
         if let Ok(entries) = fs::read_dir(self.dir(State::Failed)) {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let Some(id) = name
-                    .strip_prefix(RETRYING)
-                    .and_then(|n| n.strip_suffix(".json"))
-                else {
+                let Some(rest) = name.strip_prefix(RETRYING) else {
                     continue;
                 };
-                let old = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > LEFTOVER_AGE);
-                if !old || check_id(id).is_err() {
+                if !changed_before(&entry) {
                     continue;
                 }
-                let path = entry.path();
-                match (read_task(&path), self.where_is(id)) {
+                let Some(id) = rest.strip_suffix(".json") else {
+                    // A sweeper's claim (`.retry-<id>.json.<claim>`) that it never
+                    // finished: hidden again for the next sweep.
+                    if let Some((id, _)) = rest.split_once(".json.") {
+                        let aside = self.dir(State::Failed).join(format!("{RETRYING}{id}.json"));
+                        if fs::symlink_metadata(&aside).is_err() {
+                            let _ = fs::rename(entry.path(), aside);
+                        }
+                    }
+                    continue;
+                };
+                if check_id(id).is_err() {
+                    continue;
+                }
+                // One sweeper takes it, by a rename only one of several can win.
+                let path = entry.path().with_extension(format!(
+                    "json.{}-{}",
+                    std::process::id(),
+                    now_ms()
+                ));
+                if fs::rename(entry.path(), &path).is_err() {
+                    continue;
+                }
+                match (read_task_of(&path, id), self.where_is(id)) {
                     (Ok(task), Ok(None)) => {
                         let _ = self.requeue_aside(task, &path);
                     }
@@ -355,7 +381,10 @@ impl DirQueue {
                         let _ =
                             fs::rename(&path, self.dir(State::Failed).join(format!("{id}.json")));
                     }
-                    _ => {}
+                    // The queue could not be read: hidden again, for another sweep.
+                    _ => {
+                        let _ = fs::rename(&path, entry.path());
+                    }
                 }
             }
         }
@@ -369,7 +398,7 @@ impl DirQueue {
                     .and_then(|m| m.modified())
                     .ok()
                     .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age > LEFTOVER_AGE);
+                    .is_some_and(|old| old > age);
                 let temporary = entry.file_name().to_string_lossy().starts_with(".tmp");
                 if temporary && old && entry.file_type().is_ok_and(|t| t.is_file()) {
                     let _ = fs::remove_file(entry.path());
@@ -380,7 +409,7 @@ impl DirQueue {
 
     /// Joins the queue as a runner holding a lease of `lease`.
     pub fn join(&self, lease: Duration) -> anyhow::Result<Runner<'_>> {
-        self.sweep_leftovers();
+        self.sweep_leftovers(LEFTOVER_AGE);
         // A directory name: the host's name reduced to safe bytes, the pid, a salt.
         static JOINED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let id = format!(
@@ -577,6 +606,8 @@ impl Runner<'_> {
     /// as done or failed (a runner that died between filing and cleaning up). The ids
     /// returned to pending.
     pub fn reclaim_dead(&self) -> anyhow::Result<Vec<String>> {
+        // An interrupted retry is finished by whichever runner looks first.
+        self.queue.sweep_leftovers(LEFTOVER_AGE);
         let mut taken = Vec::new();
         for entry in fs::read_dir(self.queue.dir(State::Running))? {
             let entry = entry?;

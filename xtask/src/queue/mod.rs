@@ -94,7 +94,7 @@ pub trait Seat: Sync {
 }
 
 /// The queue could not be reached (a Valkey queue's server is down or restarting): a
-/// runner waits and tries again; a client's command fails (exit code 1).
+/// runner waits and tries again; a client's command fails (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("queue {location} unreachable: {why}")]
 pub struct Unreachable {

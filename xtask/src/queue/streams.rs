@@ -52,7 +52,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// but the document read from it.
 const MAX_SUMMARY_BYTES: usize = 64 * 1024;
 
-/// A stream entry's fields as read: how many, and how long each (`scripts::read`).
+/// A stream entry's fields as read: how many names and values (32 fields), and how long
+/// each (`scripts::read`).
 const ENTRY_FIELDS: usize = 64;
 const ENTRY_FIELD_BYTES: usize = 256;
 

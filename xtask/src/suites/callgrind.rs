@@ -27,8 +27,12 @@ pub(crate) fn monitor(
         cmd.args(command.split(' '));
     }
     let out = crate::process::output(cmd, "vgdb", shutdown, Some(Duration::from_secs(180)))?;
-    // vgdb exits 0 on a command the tool does not know, and says so on stdout.
-    if !out.status.success() || out.stdout.contains("not recognised") {
+    // vgdb exits 0 on a command the tool does not know (it says so on stdout) and on a
+    // broken packet exchange (`E NN error packet`, `error reading packet` on stderr).
+    if !out.status.success()
+        || out.stdout.contains("not recognised")
+        || out.stderr.to_ascii_lowercase().contains("error")
+    {
         bail!(
             "vgdb {} (pid {pid}) failed ({}): {}{}",
             commands.join(" -c "),

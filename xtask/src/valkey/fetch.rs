@@ -353,8 +353,12 @@ impl PrivateApt {
     }
 
     fn source_records(&self, package: &str) -> Vec<SourceRecord> {
-        let text = self
-            .apt("apt-cache", &["showsrc", package])
+        // What apt-cache lists counts even when it exits non-zero (some suites unknown).
+        let mut args = vec!["-q"];
+        args.extend(self.options.iter().map(String::as_str));
+        args.extend(["showsrc", package]);
+        let text = crate::process::tool("apt-cache", args, NETWORK_TIME)
+            .map(|out| out.stdout)
             .unwrap_or_default();
         parse_showsrc(&text)
     }

@@ -262,13 +262,16 @@ impl Seat for StreamSeat<'_> {
             ),
             Outcome::Done { summary } => {
                 let mut summary = summary.unwrap_or_default();
+                const CUT: &str = "\n[cut: the whole summary is in the results directory]\n";
                 if summary.len() > MAX_SUMMARY_BYTES {
-                    let mut cut = MAX_SUMMARY_BYTES;
+                    // The note fits inside what a reader of the queue gets (fields are
+                    // read cut at MAX_SUMMARY_BYTES).
+                    let mut cut = MAX_SUMMARY_BYTES - CUT.len();
                     while !summary.is_char_boundary(cut) {
                         cut -= 1;
                     }
                     summary.truncate(cut);
-                    summary.push_str("\n[cut: the whole summary is in the results directory]\n");
+                    summary.push_str(CUT);
                 }
                 let verdict = task.verdict.clone().unwrap_or_default();
                 let mut fields = vec![("results", results.as_str()), ("summary", &summary)];
