@@ -149,9 +149,13 @@ fn more_instructions_in_less_time_is_never_a_regression() {
     let calls = &metric(case, "syscalls_per_request.getppid")["comparison"];
     assert_eq!(calls["candidate_median"].as_f64(), Some(0.0), "{calls}");
     assert_eq!(case["screen"], "moved", "{case}");
+    // The instruction rise (+2.6%) is in the median above; whether it also counts as a
+    // change depends on the processes' spread, which a loaded machine can widen (a process
+    // that takes an extra event-loop pass per batch, +2.8%, was seen in 2 of 5 runs with a
+    // core kept busy), so the note is asked only for the exact system-call change.
     let note = case["note"].as_str().unwrap();
     assert!(
-        note.starts_with("changed: instructions/req +") && note.contains("getppid -1.00/req"),
+        note.starts_with("changed: ") && note.contains("getppid -1.00/req"),
         "{note}"
     );
     let findings = report["findings"].to_string();
