@@ -124,6 +124,33 @@ fn runner(tmp: &Path, url: &str, log: &Path, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// What a writer of the queue server could add by hand: a stream entry naming `id` and a
+/// pending task hash holding `doc` for it.
+fn queue_by_hand(client: &mut Client, id: &str, doc: &str) {
+    let Reply::Bulk(Some(entry)) = client
+        .call(&["XADD", "{lab}:stream", "*", "id", id])
+        .unwrap()
+    else {
+        panic!("XADD gives an id")
+    };
+    let entry = String::from_utf8(entry).unwrap();
+    let hash = format!("{{lab}}:task:{id}");
+    client
+        .call(&[
+            "HSET",
+            &hash,
+            "doc",
+            doc,
+            "state",
+            "pending",
+            "deliveries",
+            "0",
+            "entry",
+            &entry,
+        ])
+        .unwrap();
+}
+
 /// Every string in a reply, in order.
 fn texts(reply: &Reply) -> Vec<String> {
     match reply {
@@ -339,27 +366,7 @@ fn a_dead_runners_task_is_taken_back_after_its_lease_dead_lettered_past_its_deli
         "created": format!("`touch {m}`"),
     })
     .to_string();
-    let Reply::Bulk(Some(entry)) = client
-        .call(&["XADD", "{lab}:stream", "*", "id", "hostile-1"])
-        .unwrap()
-    else {
-        panic!("XADD gives an id")
-    };
-    let entry = String::from_utf8(entry).unwrap();
-    client
-        .call(&[
-            "HSET",
-            "{lab}:task:hostile-1",
-            "doc",
-            &doc,
-            "state",
-            "pending",
-            "deliveries",
-            "0",
-            "entry",
-            &entry,
-        ])
-        .unwrap();
+    queue_by_hand(&mut client, "hostile-1", &doc);
     client
         .call(&["ZADD", "{lab}:ids", "1", "hostile-1"])
         .unwrap();
@@ -370,27 +377,7 @@ fn a_dead_runners_task_is_taken_back_after_its_lease_dead_lettered_past_its_deli
     client
         .call(&["XADD", "{lab}:stream", "*", "id", &huge])
         .unwrap();
-    let Reply::Bulk(Some(entry)) = client
-        .call(&["XADD", "{lab}:stream", "*", "id", "huge-1"])
-        .unwrap()
-    else {
-        panic!("XADD gives an id")
-    };
-    let entry = String::from_utf8(entry).unwrap();
-    client
-        .call(&[
-            "HSET",
-            "{lab}:task:huge-1",
-            "doc",
-            &huge,
-            "state",
-            "pending",
-            "deliveries",
-            "0",
-            "entry",
-            &entry,
-        ])
-        .unwrap();
+    queue_by_hand(&mut client, "huge-1", &huge);
     let big = serde_json::json!({
         "version": 1, "id": "big-1", "kind": "bench", "args": [], "created": "2026-12-06T00:00:00Z",
     })
