@@ -334,7 +334,7 @@ decide stays inconclusive); MDE: the smallest change these trials detect at 80% 
 samples: in the default mode (auto) every case's instructions per request and system calls per request (by kind) \
 are counted under callgrind, and a count that moved says the case changed, not which way: Valkey trades \
 instructions for fewer memory stalls, and a system call's cost is in the kernel. Time decides the direction: the \
-changed cases are timed (the largest change first) with guards whose counts did not move; a changed case left \
-untimed is \"changed, not timed\" (inconclusive). An unmoved count vouches for its case unless a timed guard's \
+changed cases are timed (the largest change first), then guards whose counts did not move as --max-time allows; a \
+changed case left untimed is \"changed, not timed\" (inconclusive). An unmoved count vouches for its case unless a timed guard's \
 time moved where its counts did not. Instructions mode (--mode instructions) calls regressions on counts alone, \
 labelled as instruction verdicts.\n";

@@ -13,9 +13,9 @@
 //!    [`SYSCALL_THRESHOLD_PER_REQUEST`](super::SYSCALL_THRESHOLD_PER_REQUEST), has
 //!    *moved*: a finding ("instructions/req +26.8%"), never a verdict.
 //! 2. **Time.** Wall-clock trials (`family.rs`: Holm over the timed cases, α spent over
-//!    looks) run on [`GUARDS`] unmoved cases, chosen for what counts cannot see
-//!    ([`timed_cases`]), then on the moved cases, those whose system calls moved first,
-//!    then the largest instruction change first, as many as the time budget fits.
+//!    looks) run on the moved cases, those whose system calls moved first, then the
+//!    largest instruction change first, then on [`GUARDS`] unmoved cases chosen for what
+//!    counts cannot see ([`timed_cases`]), as many as the time budget fits.
 //! 3. **Verdicts** ([`merge`]): time alone says regression or improvement. A moved case is
 //!    "no change" only when its timed interval lies within ±threshold; a moved case not
 //!    timed is "changed, not timed" (inconclusive: exit 3). An unmoved case keeps "no
@@ -30,9 +30,6 @@
 //! further unmoved cases are a family of their own): counts never call one.
 
 use super::*;
-
-/// Unmoved cases timed as guards against what counts cannot see.
-pub const GUARDS: usize = 2;
 
 /// Why a case of a screened comparison was timed, or that it was not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,109 +160,6 @@ pub fn change_text(m: &MetricResult) -> String {
     } else {
         format!("{} {:+.1}%", m.label, c.change_pct())
     }
-}
-
-/// How a case sorts among the moved: system calls moved first (a call costs hundreds of
-/// nanoseconds, more than most instruction changes), then by the instruction change.
-fn weight(case: &CaseResult) -> (bool, f64) {
-    let instructions = case
-        .metrics
-        .first()
-        .filter(|m| is_exact(m) && !is_syscalls(m))
-        .map_or(0.0, |m| m.comparison.change_pct().abs());
-    let instructions = if instructions.is_finite() {
-        instructions
-    } else {
-        0.0
-    };
-    (syscalls_moved(case), instructions)
-}
-
-/// What guard choice needs to know of a case besides its counts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shape {
-    pub pipeline: u32,
-    /// Its working set, in keys.
-    pub keyspace: u64,
-}
-
-/// The unmoved cases in the order they are worth timing as guards: those whose counts
-/// vary between processes first (there the counts see least), then one on the largest
-/// working set when there are several (memory stalls, which no count sees, weigh most
-/// there), then the shallowest pipeline (where the kernel's share is largest) and the
-/// deepest, each depth once, then the rest by the size of their exact change.
-pub fn unmoved_order(screened: &[CaseResult], shapes: &[Shape]) -> Vec<usize> {
-    let change = |i: usize| weight(&screened[i]).1;
-    let noisy = |i: usize| {
-        screened[i]
-            .metrics
-            .first()
-            .is_some_and(|m| m.comparison.mde_pct.is_some())
-    };
-    let mut unmoved: Vec<usize> = (0..screened.len())
-        .filter(|&i| !moved(&screened[i]))
-        .collect();
-    unmoved.sort_by(|&a, &b| change(b).total_cmp(&change(a)).then(a.cmp(&b)));
-    let mut order: Vec<usize> = unmoved.iter().copied().filter(|&i| noisy(i)).collect();
-    let smallest = unmoved.iter().map(|&i| shapes[i].keyspace).min();
-    let largest = unmoved.iter().map(|&i| shapes[i].keyspace).max();
-    if let (Some(small), Some(large)) = (smallest, largest)
-        && large > small
-        && !order.iter().any(|&g| shapes[g].keyspace == large)
-        && let Some(&i) = unmoved.iter().find(|&&i| shapes[i].keyspace == large)
-    {
-        order.push(i);
-    }
-    let shallowest = unmoved.iter().map(|&i| shapes[i].pipeline).min();
-    let deepest = unmoved.iter().map(|&i| shapes[i].pipeline).max();
-    for depth in [shallowest, deepest].into_iter().flatten() {
-        let covered = order.iter().any(|&g| shapes[g].pipeline == depth);
-        if let Some(&i) = unmoved
-            .iter()
-            .find(|&&i| shapes[i].pipeline == depth && !order.contains(&i))
-            && !covered
-        {
-            order.push(i);
-        }
-    }
-    for &i in &unmoved {
-        if !order.contains(&i) {
-            order.push(i);
-        }
-    }
-    order
-}
-
-/// The cases to time, in order, from the screen's results and each case's shape:
-/// the first [`GUARDS`] of [`unmoved_order`], then the moved cases ([`weight`]: system
-/// calls moved first, then the largest instruction change first). `fits(cases)` says
-/// whether timing these cases (indices, the first of the order) fits the budget; the list
-/// is cut to the most that fit.
-pub fn timed_cases(
-    screened: &[CaseResult],
-    shapes: &[Shape],
-    fits: &dyn Fn(&[usize]) -> bool,
-) -> Vec<(usize, Screen)> {
-    let mut moved_cases: Vec<usize> = (0..screened.len())
-        .filter(|&i| moved(&screened[i]))
-        .collect();
-    moved_cases.sort_by(|&a, &b| {
-        let (wa, wb) = (weight(&screened[a]), weight(&screened[b]));
-        wb.0.cmp(&wa.0).then(wb.1.total_cmp(&wa.1)).then(a.cmp(&b))
-    });
-    let mut order: Vec<(usize, Screen)> = unmoved_order(screened, shapes)
-        .into_iter()
-        .take(GUARDS)
-        .map(|i| (i, Screen::Guard))
-        .collect();
-    order.extend(moved_cases.into_iter().map(|i| (i, Screen::Moved)));
-    let indices: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
-    let mut m = order.len();
-    while m > 0 && !fits(&indices[..m]) {
-        m -= 1;
-    }
-    order.truncate(m);
-    order
 }
 
 /// Whether a timed case's interval lies entirely beyond ±`threshold` (a fraction).
@@ -541,6 +435,20 @@ pub fn findings(cases: &[CaseResult], blind_guards: &[String]) -> Vec<String> {
             calls,
         ));
     }
+    let unmoved = cases.iter().filter(|c| !moved(c)).count();
+    let guards = cases
+        .iter()
+        .filter(|c| c.screen == Some(Screen::Guard))
+        .count();
+    if unmoved > 0 && guards < GUARDS.min(unmoved) {
+        out.push(format!(
+            "{guards} of {} guard(s) timed (the changed cases took the time first): the {unmoved} unchanged \
+             case(s) rest on their exact counts, and what counts cannot see (memory stalls, contention) \
+             was {}checked by time; a longer --max-time times the guards too",
+            GUARDS.min(unmoved),
+            if guards == 0 { "not " } else { "only partly " },
+        ));
+    }
     let kernel: Vec<String> = cases
         .iter()
         .filter_map(|c| {
@@ -572,6 +480,10 @@ pub fn findings(cases: &[CaseResult], blind_guards: &[String]) -> Vec<String> {
     }
     out
 }
+
+mod plan;
+use plan::weight;
+pub use plan::{GUARDS, Shape, timed_cases, unmoved_order};
 
 #[cfg(test)]
 mod tests;

@@ -140,6 +140,7 @@ pub fn compare_cases(
         .map(|c| screen::Shape {
             pipeline: c.pipeline,
             keyspace: c.keyspace,
+            trial_secs: trial_estimate(c, budget.slice_seconds).as_secs_f64(),
         })
         .collect();
     let wanted = screen::timed_cases(&screened, &shapes, &|_| true);
@@ -182,16 +183,27 @@ pub fn compare_cases(
         ),
     });
     if timed.len() < wanted.len() {
+        let guards =
+            |plan: &[(usize, Screen)]| plan.iter().filter(|(_, r)| *r == Screen::Guard).count();
         emit(Event::Warning {
             message: format!(
                 "--max-time {} leaves {} after the screen: {} of the {} case(s) worth timing fit (a first look of \
-                 them all needs about {}); a changed case left untimed is inconclusive (\"changed, not timed\"): \
-                 about {} in all would time them all",
+                 them all needs about {}); {}: about {} in all would time them all",
                 humanize(budget.max_time),
                 humanize(left),
                 timed.len(),
                 wanted.len(),
                 humanize(needs(&wanted_plan)),
+                if timed.len() < wanted.len() - guards(&wanted) {
+                    "a changed case left untimed is inconclusive (\"changed, not timed\"), and no guard is timed"
+                        .to_string()
+                } else {
+                    format!(
+                        "every changed case is timed, {} of {} guard(s)",
+                        guards(&timed),
+                        guards(&wanted)
+                    )
+                },
                 humanize(screen_took + needs(&wanted_plan)),
             ),
         });

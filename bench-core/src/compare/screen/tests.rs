@@ -9,6 +9,7 @@ fn shapes(pipelines: &[u32]) -> Vec<Shape> {
         .map(|&pipeline| Shape {
             pipeline,
             keyspace: 1000,
+            trial_secs: 5.0,
         })
         .collect()
 }
@@ -69,7 +70,11 @@ const RULE: Rule = Rule {
 #[test]
 fn a_guard_runs_on_the_largest_working_set() {
     let screened: Vec<CaseResult> = (0..6).map(|i| exact(&format!("c{i}"), 0.0)).collect();
-    let shape = |pipeline, keyspace| Shape { pipeline, keyspace };
+    let shape = |pipeline, keyspace| Shape {
+        pipeline,
+        keyspace,
+        trial_secs: 5.0,
+    };
     let shapes = [
         shape(1, 100_000),
         shape(16, 100_000),
@@ -88,8 +93,41 @@ fn a_guard_runs_on_the_largest_working_set() {
     );
 }
 
+/// A guard costs the same number of trials whichever case it is: of the cases that could
+/// fill a place, the cheapest trial takes it, so the time goes to the changed cases.
 #[test]
-fn guards_cover_both_pipeline_ends_then_moved_by_size() {
+fn the_cheapest_case_that_fills_a_guards_place_takes_it() {
+    let mut screened: Vec<CaseResult> = (0..4).map(|i| exact(&format!("c{i}"), 0.0)).collect();
+    // c0 has the largest exact change (still under the threshold) and the dearest trial.
+    screened[0] = exact("c0", 0.004);
+    let shape = |pipeline, keyspace, trial_secs| Shape {
+        pipeline,
+        keyspace,
+        trial_secs,
+    };
+    let shapes = [
+        shape(1, 1_000_000, 13.0),
+        shape(1, 1_000_000, 6.0),
+        shape(16, 100_000, 9.0),
+        shape(16, 100_000, 4.0),
+    ];
+    assert_eq!(
+        timed_cases(&screened, &shapes, &|_| true),
+        vec![(1, Screen::Guard), (3, Screen::Guard)]
+    );
+    // At equal cost, the larger exact change decides.
+    let even: Vec<Shape> = shapes
+        .iter()
+        .map(|s| shape(s.pipeline, s.keyspace, 5.0))
+        .collect();
+    assert_eq!(
+        timed_cases(&screened, &even, &|_| true),
+        vec![(0, Screen::Guard), (2, Screen::Guard)]
+    );
+}
+
+#[test]
+fn moved_by_size_then_guards_covering_both_pipeline_ends() {
     // Cases 0..4 at P1, 4..8 at P16; 2 and 5 moved (5 more), 1 and 6 nearly did.
     let changes = [0.0, 0.004, 0.03, 0.0, 0.0, -0.08, 0.003, 0.0];
     let screened: Vec<CaseResult> = changes
@@ -102,16 +140,17 @@ fn guards_cover_both_pipeline_ends_then_moved_by_size() {
     assert_eq!(
         all,
         vec![
-            (1, Screen::Guard),
-            (6, Screen::Guard),
             (5, Screen::Moved),
-            (2, Screen::Moved)
+            (2, Screen::Moved),
+            (1, Screen::Guard),
+            (6, Screen::Guard)
         ]
     );
-    // The budget cuts from the end: the least moved goes first, the guards last.
+    // The budget cuts from the end: the guards go first, then the least moved.
     let three = timed_cases(&screened, &shapes(&pipelines), &|m: &[usize]| m.len() <= 3);
-    assert_eq!(three.len(), 3);
-    assert_eq!(three[2], (5, Screen::Moved));
+    assert_eq!(three, all[..3]);
+    let one = timed_cases(&screened, &shapes(&pipelines), &|m: &[usize]| m.len() <= 1);
+    assert_eq!(one, vec![(5, Screen::Moved)]);
     assert!(timed_cases(&screened, &shapes(&pipelines), &|_| false).is_empty());
     // Every case moved: no guards, the moved ones by size.
     let moved: Vec<CaseResult> = [0.01, 0.05, 0.02].iter().map(|c| exact("m", *c)).collect();
@@ -129,7 +168,7 @@ fn guards_cover_both_pipeline_ends_then_moved_by_size() {
     let order: Vec<(usize, Screen)> = timed_cases(&mixed, &shapes(&[1, 1, 1]), &|_| true);
     assert_eq!(
         order,
-        vec![(2, Screen::Guard), (1, Screen::Moved), (0, Screen::Moved)]
+        vec![(1, Screen::Moved), (0, Screen::Moved), (2, Screen::Guard)]
     );
 }
 
@@ -395,8 +434,27 @@ fn findings_count_the_changed_cases_and_say_counts_do_not_give_a_direction() {
         "exact counts changed in 2 of 3 cases (instructions/req +10.0% .. +20.0% in 2): a count says \
          that a case changed, not which way; time decides (1 of them timed)"
     );
-    assert!(found[1].starts_with("the counts are blind to this change: time moved in g"));
-    assert!(found[1].ends_with("and the 1 left untimed are inconclusive"));
+    // c did not move and was not timed: no guard checked what counts cannot see.
+    assert!(
+        found[1].starts_with("0 of 1 guard(s) timed (the changed cases took the time first)"),
+        "{}",
+        found[1]
+    );
+    assert!(found[1].contains("was not checked by time"));
+    assert!(found[2].starts_with("the counts are blind to this change: time moved in g"));
+    assert!(found[2].ends_with("and the 1 left untimed are inconclusive"));
+    // With its guard timed, that finding is gone.
+    let mut guarded = cases.clone();
+    guarded[2] = merge(
+        exact("c", 0.0),
+        Some((timed(Verdict::NoChange, 0.0), Screen::Guard)),
+        RULE,
+    );
+    assert!(
+        !findings(&guarded, &[])
+            .iter()
+            .any(|f| f.contains("guard(s) timed"))
+    );
 }
 
 #[test]
