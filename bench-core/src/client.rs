@@ -7,8 +7,8 @@ use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::net::{Stream, Tls};
 use crate::resp::{self, Frame, ParseError};
+use crate::transport::{Stream, Tls};
 
 /// An owned reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Client {
             Err(why) => {
                 return Err(ClientError::Io {
                     addr,
-                    why: crate::net::explain(why),
+                    why: crate::transport::explain(why),
                 });
             }
         };

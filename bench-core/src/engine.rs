@@ -80,7 +80,7 @@ pub struct Target {
     /// A cluster, and where its reads go.
     pub cluster: Option<ReadFrom>,
     /// The servers speak TLS only: how to.
-    pub tls: Option<crate::net::Tls>,
+    pub tls: Option<crate::transport::Tls>,
     /// Every server of the deployment: a cluster's slot map and its redirects may name
     /// only these (`SlotMap::foreign`). Empty: any (a user's own servers).
     pub nodes: Vec<SocketAddr>,
@@ -113,7 +113,7 @@ impl Target {
     }
 
     /// The same servers, spoken to over TLS.
-    pub fn with_tls(self, tls: Option<crate::net::Tls>) -> Target {
+    pub fn with_tls(self, tls: Option<crate::transport::Tls>) -> Target {
         Target { tls, ..self }
     }
 

@@ -106,7 +106,7 @@ pub struct MemCase {
     /// Standalone, or a cluster whose primaries share the keys (the name ends with it).
     pub topology: TopologySpec,
     /// TLS only (the name ends with `/tls`).
-    pub tls: Option<crate::net::TlsMode>,
+    pub tls: Option<crate::transport::TlsMode>,
 }
 
 /// An invalid mem suite: field, value, fix.

@@ -231,7 +231,7 @@ pub struct PerfParams {
     pub placement: crate::placement::Placement,
     /// `{"auth_clients": bool}` when the servers spoke TLS only, null for plain TCP.
     #[serde(default)]
-    pub tls: Option<crate::net::TlsMode>,
+    pub tls: Option<crate::transport::TlsMode>,
 }
 
 /// Measurements of one repetition.
@@ -318,7 +318,7 @@ pub struct MemParams {
     pub topology: TopologySpec,
     /// `{"auth_clients": bool}` when the server spoke TLS only, null for plain TCP.
     #[serde(default)]
-    pub tls: Option<crate::net::TlsMode>,
+    pub tls: Option<crate::transport::TlsMode>,
 }
 
 /// What a mem case measured. Memory figures are bytes from `INFO memory`, read when the

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bench_core::client::Client;
-use bench_core::net::{Tls, TlsMode};
 use bench_core::result::ResultRecord;
+use bench_core::transport::{Tls, TlsMode};
 use serde_json::Value;
 
 use crate::util::*;

@@ -1,7 +1,7 @@
 //! What a run reports as it goes, as typed events, and the sinks that show them.
 //!
 //! The run loops emit [`Event`]s and never print progress themselves; the terminal view
-//! (`ui::terminal`) and the JSON-lines stream (`ui::json_lines`, `--progress-json FILE`)
+//! (`views::terminal`) and the JSON-lines stream (`views::json_lines`, `--progress-json FILE`)
 //! are sinks. A TUI or a metrics endpoint is one more sink, with no change to the suites.
 //! A sink never changes what is measured, and a sink that fails (a full disk under the
 //! progress file) warns once and keeps the run going: progress is not a result.

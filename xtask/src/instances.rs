@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench_core::client::Client;
-use bench_core::net::Tls;
 use bench_core::shutdown::Shutdown;
+use bench_core::transport::Tls;
 
 use crate::process::{self, Guarded};
 
@@ -83,7 +83,7 @@ pub fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
 
 /// TLS material for a deployment that asks for it (`mode`), in a scratch directory.
 pub fn tls_material(
-    mode: Option<bench_core::net::TlsMode>,
+    mode: Option<bench_core::transport::TlsMode>,
 ) -> anyhow::Result<Option<Arc<crate::tls::Material>>> {
     mode.map(|m| crate::tls::Material::generate(m, scratch_dir("tls")?).map(Arc::new))
         .transpose()

@@ -11,6 +11,12 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `results/` at the workspace root: where run directories go unless `--out` (or a
+/// runner's `--results`) says otherwise.
+pub fn results_dir() -> PathBuf {
+    root().join("results")
+}
+
 /// `$XDG_CACHE_HOME/valkey-bench`, else `~/.cache/valkey-bench`: outside the clone, so
 /// fresh clones and CI runs share Valkey builds.
 pub fn cache_dir() -> PathBuf {

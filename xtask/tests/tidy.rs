@@ -119,10 +119,10 @@ fn only_the_process_module_creates_commands() {
 
 #[test]
 fn connections_to_servers_are_opened_where_they_can_speak_tls() {
-    // bench-core/src/net.rs opens every connection (plain or TLS); the selfbench floor
+    // bench-core/src/transport.rs opens every connection (plain or TLS); the selfbench floor
     // client is plain TCP by design (the kernel's cost, nothing more).
     let allowed = [
-        Path::new("bench-core/src/net.rs"),
+        Path::new("bench-core/src/transport.rs"),
         Path::new("bench-core/src/loadgen/floor.rs"),
     ];
     let violations = rust_files("xtask/src")
@@ -133,7 +133,7 @@ fn connections_to_servers_are_opened_where_they_can_speak_tls() {
         .map(|p| format!("{}: TcpStream::connect", p.display()))
         .collect();
     report(
-        "connections open through bench_core::net (Stream, Wire), which speak TLS when asked",
+        "connections open through bench_core::transport (Stream, Wire), which speak TLS when asked",
         violations,
     );
 }
@@ -223,14 +223,16 @@ fn layers_point_down_to_the_cli_never_up() {
 
 /// xtask's layers, top down: a module may use the ones below its own layer, never one
 /// beside or above it (ARCHITECTURE.md draws the same table).
-const LAYERS: [&[&str]; 12] = [
+const LAYERS: [&[&str]; 14] = [
     &["cli"],
-    &["runner", "compare"],
-    &["plan", "ui", "publish"],
+    &["bench", "compare"],
+    &["plan", "views", "publish"],
     &["queue"],
     &["events"],
+    &["flamegraph", "selfbench"],
+    &["counts"],
     &["suites"],
-    &["run"],
+    &["case"],
     &["topology"],
     &["host", "valkey", "valkey_benchmark"],
     &["instances", "rundir"],

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{ClusterError, SLOTS, SlotMap, key_slot};
 use crate::client::{Client, ClientError, Value};
-use crate::net::Tls;
+use crate::transport::Tls;
 
 /// A control-plane client for a cluster: a [`Client`] per primary, each key sent to its
 /// slot's owner. The populators write through it (`KeyedClient`).

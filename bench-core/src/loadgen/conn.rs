@@ -19,14 +19,14 @@ use rand::Rng;
 use tokio::io::AsyncReadExt;
 
 use super::schedule::Schedule;
+use super::slot_routing::{Route, Routing, Tagged};
 use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
-use super::wiring::{Route, Routing, Tagged};
 use super::{Plan, Shared};
 use crate::cluster::{Redirect, RedirectKind};
 use crate::distribution::{KeySampler, SizeSampler, worker_rng};
-use crate::net::Wire;
 use crate::resp::{self, ParseError, Reply};
 use crate::topology::ReadFrom;
+use crate::transport::Wire;
 use crate::workload::Fill;
 
 /// How often a waiting connection looks at the clock and the stop flags.

@@ -33,7 +33,7 @@ pub fn template(command: Command) -> &'static str {
 
 /// `loadgen`'s TLS flags for `tls` (its files; a configuration without files is named by a
 /// placeholder, as it cannot be repeated from the command line).
-pub fn tls_flags(tls: &crate::net::Tls) -> Vec<String> {
+pub fn tls_flags(tls: &crate::transport::Tls) -> Vec<String> {
     let Some(files) = tls.files() else {
         return vec!["--tls-ca".into(), "<CA file>".into()];
     };

@@ -15,10 +15,10 @@ pub mod engine;
 pub mod floor;
 mod report;
 pub mod schedule;
+mod slot_routing;
 pub mod stats;
 pub mod stream;
 mod subscriber;
-mod wiring;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -35,9 +35,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::SlotPrefix;
 use crate::distribution::{KeyDistribution, KeySampler, ValueSize};
-use crate::net::Wire;
 use crate::shutdown::Shutdown;
 use crate::topology::ReadFrom;
+use crate::transport::Wire;
 use crate::workload::KeyRoute;
 use crate::workload::{Prepared, Template, WorkloadError, WorkloadSpec};
 use stats::{CommandReport, NodeReport, SecondReport, WorkerStats};
@@ -71,7 +71,7 @@ pub struct RunOptions {
     /// CPUs every worker thread may run on (`sched_setaffinity`); empty: unpinned.
     pub cpus: Vec<usize>,
     /// Speak TLS to every server (handshakes before the clock starts).
-    pub tls: Option<crate::net::Tls>,
+    pub tls: Option<crate::transport::Tls>,
 }
 
 /// How the generator drives a cluster.
@@ -163,7 +163,7 @@ pub(crate) struct Shared {
     publishers_left: AtomicU32,
     shutdown: Shutdown,
     /// How connections (and reconnections) speak TLS, if they do.
-    tls: Option<crate::net::Tls>,
+    tls: Option<crate::transport::Tls>,
     /// Where a redirect may lead (`ClusterOptions::nodes`; empty: anywhere).
     nodes: Vec<SocketAddr>,
 }
@@ -190,7 +190,7 @@ pub(crate) struct Plan {
     /// GET/HGET replies must have this length when values have a fixed size.
     expected_len: Vec<Option<usize>>,
     /// Per template, how cluster mode routes it, and whether it only reads.
-    routes: Vec<wiring::Route>,
+    routes: Vec<slot_routing::Route>,
     read_only: Vec<bool>,
     seed: u64,
     pipeline: usize,
@@ -207,7 +207,7 @@ pub(crate) struct Plan {
 impl Plan {
     /// Connection `index`'s own versions of the multi-key templates whose keys would span
     /// slots: their keys prefixed with the hash tag `{cN}`.
-    fn tagged(&self, index: u32) -> Vec<Option<wiring::Tagged>> {
+    fn tagged(&self, index: u32) -> Vec<Option<slot_routing::Tagged>> {
         self.templates
             .iter()
             .zip(&self.spec.commands)
@@ -226,9 +226,9 @@ impl Plan {
                     ValueSize::Fixed { bytes } => Some(bytes as usize),
                     _ => None,
                 };
-                Some(wiring::Tagged {
+                Some(slot_routing::Tagged {
                     prepared: template.prepare(&self.value, fixed),
-                    route: wiring::Route::of(&template, self.keyspace),
+                    route: slot_routing::Route::of(&template, self.keyspace),
                     template,
                 })
             })
@@ -289,7 +289,7 @@ pub fn run(
     let templates = spec.compile()?;
     validate(addrs, spec, options)?;
     let wiring = match &options.cluster {
-        Some(cluster) => Some(Arc::new(wiring::Wiring::discover(
+        Some(cluster) => Some(Arc::new(slot_routing::Wiring::discover(
             addrs,
             options.tls.as_ref(),
             &templates,
@@ -409,7 +409,7 @@ pub fn run(
             prepared: templates.iter().map(|t| t.prepare(&value, fixed)).collect(),
             routes: templates
                 .iter()
-                .map(|t| wiring::Route::of(t, spec.keyspace))
+                .map(|t| slot_routing::Route::of(t, spec.keyspace))
                 .collect(),
             read_only: templates
                 .iter()
@@ -547,7 +547,7 @@ fn worker_main(
     subscribers: Vec<SocketAddr>,
     subscribe: Option<SubscribeTo>,
     templates: usize,
-    wiring: Option<Arc<wiring::Wiring>>,
+    wiring: Option<Arc<slot_routing::Wiring>>,
     gate: Arc<Gate>,
     ready: mpsc::Sender<Result<(), LoadgenError>>,
     shared: Arc<Shared>,
@@ -581,11 +581,11 @@ fn worker_main(
                 let mut stream = Wire::connect(addr, shared.tls.as_ref())
                     .await
                     .map_err(|why| LoadgenError::Connect { addr, why })?;
-                wiring::ping(&mut stream)
+                slot_routing::ping(&mut stream)
                     .await
                     .map_err(|why| LoadgenError::Connect { addr, why })?;
                 if readonly {
-                    wiring::readonly_mode(&mut stream)
+                    slot_routing::readonly_mode(&mut stream)
                         .await
                         .map_err(|why| LoadgenError::Connect { addr, why })?;
                 }
@@ -624,19 +624,20 @@ fn worker_main(
     let local = tokio::task::LocalSet::new();
     let owners = wiring
         .as_ref()
-        .map(|w| Rc::new(wiring::Owners::new(&w.owner, &w.links)));
+        .map(|w| Rc::new(slot_routing::Owners::new(&w.owner, &w.links)));
     for (index, links) in streams {
-        let routing = wiring
-            .as_ref()
-            .zip(owners.as_ref())
-            .map(|(w, owners)| wiring::Routing {
-                owners: Rc::clone(owners),
-                link_of: (0..w.links.len() as u16).collect(),
-                replicas_of: w.replicas_of.clone(),
-                primaries: w.primaries,
-                read_from: w.read_from,
-                next: index as usize,
-            });
+        let routing =
+            wiring
+                .as_ref()
+                .zip(owners.as_ref())
+                .map(|(w, owners)| slot_routing::Routing {
+                    owners: Rc::clone(owners),
+                    link_of: (0..w.links.len() as u16).collect(),
+                    replicas_of: w.replicas_of.clone(),
+                    primaries: w.primaries,
+                    read_from: w.read_from,
+                    next: index as usize,
+                });
         let tagged = if routing.is_some() {
             plan.tagged(index)
         } else {

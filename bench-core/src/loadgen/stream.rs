@@ -16,8 +16,8 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::distribution::{KeyDistribution, KeySampler, worker_rng};
-use crate::net::{Stream, Tls};
 use crate::resp::{self, ParseError, Reply};
+use crate::transport::{Stream, Tls};
 use crate::workload::{Fill, WorkloadSpec};
 
 /// What the stream sent and got back.

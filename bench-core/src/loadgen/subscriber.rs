@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 
 use super::stats::{HIGHEST_US, WorkerStats};
 use super::{Plan, Shared};
-use crate::net::Wire;
 use crate::resp::{self, ParseError};
+use crate::transport::Wire;
 use crate::workload::STAMP_DIGITS;
 
 /// How long subscribers keep reading after the last publisher stops.
@@ -27,7 +27,7 @@ pub(super) async fn subscribe(
     channels: u64,
 ) -> std::io::Result<()> {
     let setup = subscribe_now(stream, prefix, digits, channels);
-    super::wiring::within_setup("SUBSCRIBE", setup).await
+    super::slot_routing::within_setup("SUBSCRIBE", setup).await
 }
 
 async fn subscribe_now(

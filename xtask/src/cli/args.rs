@@ -7,13 +7,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use bench_core::command::Command;
 use bench_core::distribution::ValueSize;
-use bench_core::net::TlsMode;
+use bench_core::perf::{self, Matrix};
 use bench_core::placement::{CpuList, Placement};
 use bench_core::ranges::{self, Unit};
 use bench_core::result::{BuildOptions, Malloc};
 use bench_core::shutdown::Shutdown;
-use bench_core::suite::{self, Matrix};
 use bench_core::topology::{ReadFrom, TopologySpec};
+use bench_core::transport::TlsMode;
 use bench_core::workload::{self, WorkloadSpec};
 use clap::{Args, ValueEnum};
 
@@ -202,20 +202,20 @@ pub struct MatrixArgs {
     #[arg(long, value_name = "LIST", value_parser = parse_commands)]
     pub commands: Option<Commands>,
     /// Value sizes in bytes: a list or ranges, binary units (16,64,1K; 1K..16Kx2).
-    #[arg(long, value_name = "SIZES", value_parser = list_parser(Unit::Bytes, suite::VALUE_SIZE_LIMITS))]
+    #[arg(long, value_name = "SIZES", value_parser = list_parser(Unit::Bytes, perf::VALUE_SIZE_LIMITS))]
     pub value_sizes: Option<Values>,
     /// Requests in flight per connection: a list or ranges (1,16; 1..64x2).
-    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::PIPELINE_LIMITS))]
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, perf::PIPELINE_LIMITS))]
     pub pipelines: Option<Values>,
     /// Connections: a list or ranges (50; 10..100+30).
-    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::CLIENT_LIMITS))]
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, perf::CLIENT_LIMITS))]
     pub clients: Option<Values>,
     /// The servers' io-threads: a list or ranges (1,2,4).
-    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::IO_THREAD_LIMITS))]
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, perf::IO_THREAD_LIMITS))]
     pub io_threads: Option<Values>,
     /// Working sets, in keys: a list or ranges, K = 1000, M = 10⁶ (100K,1M). SET, GET,
     /// INCR and MSET run on each.
-    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, suite::KEYSPACE_LIMITS))]
+    #[arg(long, value_name = "LIST", value_parser = list_parser(Unit::Count, perf::KEYSPACE_LIMITS))]
     pub keyspaces: Option<Values>,
 }
 

@@ -12,8 +12,8 @@ use crate::error::UsageError;
 use crate::events::{Sink, Sinks};
 use crate::instances;
 use crate::plan::suite_file::SuiteChoice;
-use crate::ui::json_lines::JsonLines;
-use crate::ui::terminal::Terminal;
+use crate::views::json_lines::JsonLines;
+use crate::views::terminal::Terminal;
 
 #[derive(Args, Debug)]
 pub struct BenchCmd {
@@ -72,7 +72,7 @@ impl BenchCmd {
         for sink in extra {
             sinks.push(sink);
         }
-        self.runner(read_from).execute(plan, &mut sinks, shutdown)
+        self.bench(read_from).execute(plan, &mut sinks, shutdown)
     }
 
     /// The flags and the suite file checked and turned into the plan, starting nothing:
@@ -94,8 +94,8 @@ impl BenchCmd {
         Ok((plan, read_from))
     }
 
-    fn runner(&self, read_from: ReadFrom) -> crate::runner::Run {
-        crate::runner::Run {
+    fn bench(&self, read_from: ReadFrom) -> crate::bench::Bench {
+        crate::bench::Bench {
             build: self.valkey.request(),
             out: self.out.clone(),
             base_port: self.base_port,

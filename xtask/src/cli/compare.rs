@@ -14,9 +14,9 @@ use crate::compare::{self, Request, SideSpec};
 use crate::error::CouldNotRun;
 use crate::events::{Sink, Sinks};
 use crate::instances;
-use crate::ui::json_lines::JsonLines;
-use crate::ui::terminal::Terminal;
 use crate::valkey::{BuildRequest, Manifest};
+use crate::views::json_lines::JsonLines;
+use crate::views::terminal::Terminal;
 
 #[derive(Args, Debug)]
 pub struct CompareCmd {

@@ -10,11 +10,11 @@ use bench_core::shutdown::Shutdown;
 use clap::Args;
 
 use super::{TopologyArgs, WorkloadArgs};
+use crate::case::{CaseContext, Deploy, preload::Preload};
 use crate::error::UsageError;
+use crate::flamegraph::{self, Method, Profiler, Setup};
 use crate::host::local::Local;
 use crate::project;
-use crate::run::{CaseContext, Deploy, preload::Preload};
-use crate::suites::profile::{self as flamegraph, Method, Profiler, Setup};
 use crate::topology;
 use crate::valkey::{BuildRequest, Manifest};
 use bench_core::topology::TopologySpec;
@@ -194,7 +194,7 @@ impl FlamegraphCmd {
         let event = match self.profiler {
             Profiler::Perf => flamegraph::perf_event(shutdown)?,
             Profiler::Callgrind => {
-                crate::suites::instructions::check_valgrind(
+                crate::counts::instructions::check_valgrind(
                     "--profiler callgrind",
                     "--profiler perf",
                 )?;
@@ -235,8 +235,7 @@ impl FlamegraphCmd {
         };
         let host = crate::host::info();
         let out = self.out.clone().unwrap_or_else(|| {
-            project::root()
-                .join("results")
+            project::results_dir()
                 .join(crate::rundir::run_id("flamegraph"))
                 .join("flamegraph.svg")
         });

@@ -7,15 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bench_core::loadgen::{self, ClusterOptions, RunOptions, Stop};
-use bench_core::net::{Tls, TlsFiles};
 use bench_core::shutdown::Shutdown;
 use bench_core::tables;
+use bench_core::transport::{Tls, TlsFiles};
 use clap::Args;
 
 use super::WorkloadArgs;
 use crate::error::UsageError;
 use crate::events::{Event, Sink, Sinks};
-use crate::ui::metrics::Metrics;
+use crate::views::prometheus::Metrics;
 
 #[derive(Args, Debug)]
 pub struct LoadgenCmd {

@@ -1,6 +1,6 @@
 //! `cargo xtask queue`: add a task (the flags its command takes, validated as that command
 //! would before anything is queued), list, show, cancel, retry and remove tasks, in a
-//! directory queue (`queue/dir.rs`) or a Valkey one (`queue/streams.rs`).
+//! directory queue (`queue/dir.rs`) or a Valkey one (`queue/valkey.rs`).
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -9,7 +9,7 @@ use super::campaign;
 use crate::error::UsageError;
 use crate::queue::expand;
 use crate::queue::{Entry, State, Task, TaskKind, Unreachable};
-use crate::ui::printable;
+use crate::views::printable;
 
 #[derive(Args, Debug)]
 pub struct QueueCmd {

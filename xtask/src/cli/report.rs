@@ -32,9 +32,7 @@ impl ReportCmd {
         let out = match (&self.out, dirs.as_slice()) {
             (Some(out), _) => out.clone(),
             (None, [one]) => one.clone(),
-            (None, _) => project::root()
-                .join("results")
-                .join(crate::rundir::run_id("report")),
+            (None, _) => project::results_dir().join(crate::rundir::run_id("report")),
         };
         let written = crate::publish::write(&dirs, &out)?;
         if self.json {
@@ -54,7 +52,7 @@ impl ReportCmd {
 
 /// The newest run directory under results/ (names start with the UTC start time).
 fn newest_run() -> anyhow::Result<PathBuf> {
-    let results = project::root().join("results");
+    let results = project::results_dir();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&results)
         .map(|entries| {
             entries

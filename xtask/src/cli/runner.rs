@@ -19,9 +19,9 @@ use crate::error::UsageError;
 use crate::events::Sink;
 use crate::queue::Queue;
 use crate::queue::{Claimed, Outcome, Seat, Status, Task, Unreachable};
-use crate::ui::metrics::Metrics;
-use crate::ui::printable;
-use crate::ui::status::StatusSink;
+use crate::views::printable;
+use crate::views::prometheus::Metrics;
+use crate::views::status::StatusSink;
 
 #[derive(Args, Debug)]
 pub struct RunnerCmd {
@@ -54,15 +54,16 @@ pub struct RunnerCmd {
     pub metrics_addr: Option<String>,
 }
 
-/// What a runner works with: its queue, its place in it, and its metrics endpoint.
-struct Lab<'a> {
+/// A runner's post: its queue, its place in it, its metrics endpoint and what it knows of
+/// an outage.
+struct Post<'a> {
     queue: &'a dyn Queue,
     runner: &'a dyn Seat,
     metrics: Option<&'a Metrics>,
     outage: Outage,
 }
 
-impl Lab<'_> {
+impl Post<'_> {
     /// The queue's tasks by state, for the metrics (a failed read shows the last counts).
     fn count_queue(&self) {
         self.count_queue_in(self.queue);
@@ -169,13 +170,13 @@ impl RunnerCmd {
             eprintln!("metrics at http://{}/metrics", m.addr);
             m.update(|s| s.runner = Some(runner.id().to_string()));
         }
-        let lab = Lab {
+        let post = Post {
             queue: &*queue,
             runner: &*runner,
             metrics: metrics.as_ref(),
             outage,
         };
-        let result = self.take_tasks(&lab, poll, shutdown);
+        let result = self.take_tasks(&post, poll, shutdown);
         let left = runner.leave();
         result.and(left)?;
         if shutdown.is_triggered() {
@@ -185,9 +186,14 @@ impl RunnerCmd {
         Ok(())
     }
 
-    fn take_tasks(&self, lab: &Lab<'_>, poll: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let runner = lab.runner;
-        let outage = &lab.outage;
+    fn take_tasks(
+        &self,
+        post: &Post<'_>,
+        poll: Duration,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        let runner = post.runner;
+        let outage = &post.outage;
         let wait = |shutdown: &Shutdown| {
             let until = Instant::now() + poll;
             while Instant::now() < until && !shutdown.is_triggered() {
@@ -202,11 +208,11 @@ impl RunnerCmd {
                 for id in runner.reclaim_dead()? {
                     eprintln!("{id}: back to pending (its runner died)");
                 }
-                lab.count_queue();
+                post.count_queue();
                 if !runner.renew()? {
                     anyhow::bail!("runner {}: its place in the queue was removed", runner.id());
                 }
-                lab.beat();
+                post.beat();
                 let claimed = runner.claim(self.max_deliveries)?;
                 let awaiting = claimed.is_none() && self.once && runner.held_elsewhere()?;
                 Ok((claimed, awaiting))
@@ -229,9 +235,9 @@ impl RunnerCmd {
                                 printable(&name, false),
                                 printable(&why, false)
                             );
-                            lab.outcome("failed");
+                            post.outcome("failed");
                         }
-                        Some(Claimed::Task(task)) => self.execute(lab, task, shutdown)?,
+                        Some(Claimed::Task(task)) => self.execute(post, task, shutdown)?,
                     }
                 }
             }
@@ -239,7 +245,7 @@ impl RunnerCmd {
     }
 
     /// Runs one claimed task with the lease renewed beside it, and files its outcome.
-    fn execute(&self, lab: &Lab<'_>, mut task: Task, shutdown: &Shutdown) -> anyhow::Result<()> {
+    fn execute(&self, post: &Post<'_>, mut task: Task, shutdown: &Shutdown) -> anyhow::Result<()> {
         eprintln!(
             "{}: {} {} (delivery {})",
             task.id,
@@ -252,8 +258,8 @@ impl RunnerCmd {
             Err(e) => {
                 let why = format!("{e:#}");
                 eprintln!("{}: failed: {}", task.id, printable(&why, false));
-                if file(lab, task, Outcome::Failed(why), shutdown)? {
-                    lab.outcome("failed");
+                if file(post, task, Outcome::Failed(why), shutdown)? {
+                    post.outcome("failed");
                 }
                 return Ok(());
             }
@@ -281,12 +287,12 @@ impl RunnerCmd {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             });
-            s.spawn(|| heartbeat(lab, &task, rx, &hold, &done, &lost, &stop));
+            s.spawn(|| heartbeat(post, &task, rx, &hold, &done, &lost, &stop));
             // The queue's counts for the metrics page, on a thread of their own: listing a
             // large or slow queue must never delay a renewal.
             // Through a handle of its own (the Valkey queue's is one connection behind a
             // lock, which a renewal must never wait for).
-            if lab.metrics.is_some() {
+            if post.metrics.is_some() {
                 s.spawn(|| {
                     let own = crate::queue::open(self.queue.as_deref()).ok();
                     let mut next = Instant::now();
@@ -294,19 +300,19 @@ impl RunnerCmd {
                         if let Some(own) = &own
                             && Instant::now() >= next
                         {
-                            lab.count_queue_in(own.as_ref());
+                            post.count_queue_in(own.as_ref());
                             next = Instant::now() + Duration::from_secs(5);
                         }
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 });
             }
-            s.spawn(|| watchdog(lab.runner, &task, &hold, &done, &lost, &stop));
+            s.spawn(|| watchdog(post.runner, &task, &hold, &done, &lost, &stop));
             let mut command = vec![task.kind.name().to_string()];
             command.extend(task.args.iter().cloned());
             let ran = crate::rundir::as_command(command, || {
                 let mut sinks: Vec<Box<dyn Sink>> = vec![sink];
-                sinks.extend(lab.metrics.map(|m| Box::new(m.sink()) as Box<dyn Sink>));
+                sinks.extend(post.metrics.map(|m| Box::new(m.sink()) as Box<dyn Sink>));
                 parsed.run_in(&results, &stop, sinks)
             });
             done.store(true, Ordering::SeqCst);
@@ -322,8 +328,8 @@ impl RunnerCmd {
                 task.id,
                 results.display()
             );
-            match file(lab, task, Outcome::GivenBack, shutdown) {
-                Ok(true) => lab.outcome("requeued"),
+            match file(post, task, Outcome::GivenBack, shutdown) {
+                Ok(true) => post.outcome("requeued"),
                 Ok(false) => {} // another runner took it; said by `file`
                 Err(e) => eprintln!("{e:#}"),
             }
@@ -370,8 +376,8 @@ impl RunnerCmd {
             Outcome::Failed(_) => "failed",
             Outcome::Requeued | Outcome::GivenBack => "requeued",
         };
-        if file(lab, task, outcome, shutdown)? {
-            lab.outcome(name);
+        if file(post, task, outcome, shutdown)? {
+            post.outcome(name);
         }
         Ok(())
     }
@@ -381,7 +387,7 @@ impl RunnerCmd {
         let base = self
             .results
             .clone()
-            .unwrap_or_else(|| crate::project::root().join("results"));
+            .unwrap_or_else(crate::project::results_dir);
         let mut dir = base.join(id);
         let mut n = 2;
         while dir.exists() {
@@ -395,8 +401,13 @@ impl RunnerCmd {
 /// Files a task's outcome, waiting for a queue out of reach (a stop while waiting leaves
 /// it held: it is taken back after the lease, its results kept). Whether it was filed
 /// (not: another runner had taken it).
-fn file(lab: &Lab<'_>, task: Task, outcome: Outcome, shutdown: &Shutdown) -> anyhow::Result<bool> {
-    let (runner, outage) = (lab.runner, &lab.outage);
+fn file(
+    post: &Post<'_>,
+    task: Task,
+    outcome: Outcome,
+    shutdown: &Shutdown,
+) -> anyhow::Result<bool> {
+    let (runner, outage) = (post.runner, &post.outage);
     loop {
         match runner.finish(task.clone(), outcome.clone()) {
             Ok(true) => {
@@ -501,7 +512,7 @@ fn watchdog(
 /// no longer holds its task stops it: `lost`, the shutdown triggered and our servers
 /// killed. An outage of the queue is waited for (the watchdog fences a long one).
 fn heartbeat(
-    lab: &Lab<'_>,
+    post: &Post<'_>,
     task: &Task,
     status: Receiver<Status>,
     hold: &Hold,
@@ -509,14 +520,14 @@ fn heartbeat(
     lost: &AtomicBool,
     shutdown: &Shutdown,
 ) {
-    let runner = lab.runner;
+    let runner = post.runner;
     let every = runner.lease() / 3;
     // As long as one call to the queue may take (its connection's timeout).
     let call = (runner.lease() / 4).min(Duration::from_secs(5));
     let mut next = Instant::now() + every;
     let (mut latest, mut next_report) = (None, Instant::now());
     let mut failing = false;
-    let outage = &lab.outage;
+    let outage = &post.outage;
     let stop = |why: String| {
         eprintln!("runner {}: {why}; stopping task {}", runner.id(), task.id);
         lost.store(true, Ordering::SeqCst);
@@ -532,7 +543,7 @@ fn heartbeat(
             match runner.renew() {
                 Ok(true) => {
                     hold.renewed(sent);
-                    lab.beat();
+                    post.beat();
                     outage.up();
                     failing = false;
                 }

@@ -8,9 +8,9 @@ use clap::Args;
 use serde_json::json;
 
 use super::ValkeyArgs;
+use crate::case::{CaseContext, Deploy, LOCAL_STANDALONE};
 use crate::host::local::Local;
-use crate::run::{CaseContext, Deploy, LOCAL_STANDALONE};
-use crate::suites::selfbench;
+use crate::selfbench;
 use crate::topology::Cluster;
 use crate::valkey_benchmark::ValkeyBenchmark;
 use bench_core::topology::ReadFrom;
@@ -142,8 +142,8 @@ impl SelfbenchCmd {
         self.side_by_side(&[("plain", plain), ("tls", &tls)], "TLS / plain")
     }
 
-    fn topology_tls(&self) -> Option<bench_core::net::TlsMode> {
-        Some(bench_core::net::TlsMode {
+    fn topology_tls(&self) -> Option<bench_core::transport::TlsMode> {
+        Some(bench_core::transport::TlsMode {
             auth_clients: self.tls_auth_clients,
         })
     }

@@ -10,7 +10,7 @@ use clap::Args;
 use super::campaign;
 use crate::queue::expand;
 use crate::queue::{Task, TaskKind};
-use crate::ui::tui::{self, Actions};
+use crate::views::tui::{self, Actions};
 
 #[derive(Args, Debug)]
 pub struct TuiCmd {
@@ -23,14 +23,14 @@ pub struct TuiCmd {
 impl TuiCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let queue = crate::queue::open(self.queue.as_deref())?;
-        tui::run(queue.into(), &Lab, shutdown)
+        tui::run(queue.into(), &CliActions, shutdown)
     }
 }
 
 /// What the form and the Results tab do, as `queue add` and `report` do it.
-struct Lab;
+struct CliActions;
 
-impl Actions for Lab {
+impl Actions for CliActions {
     fn plan(&self, kind: TaskKind, args: &[String]) -> Result<(Vec<Task>, String), String> {
         let (list, axes) = campaign(kind, args).map_err(|e| format!("{e:#}"))?;
         Ok((Task::batch(kind, list), expand::describe(&axes)))
@@ -43,9 +43,7 @@ impl Actions for Lab {
                 missing.display()
             ));
         }
-        let out = crate::project::root()
-            .join("results")
-            .join(crate::rundir::run_id("report"));
+        let out = crate::project::results_dir().join(crate::rundir::run_id("report"));
         crate::publish::write(dirs, &out)
             .map(|written| written.html)
             .map_err(|e| format!("{e:#}"))

@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bench_core::compare::{CompareReport, Verdict};
-use bench_core::suite::PerfCase;
+use bench_core::perf::PerfCase;
 
 use super::sides::Sides;
 use super::{FlameCases, Request};
+use crate::case::CaseContext;
 use crate::events::Event;
-use crate::run::CaseContext;
+use crate::flamegraph::{self, Profiler, Setup};
 use crate::suites::perf;
-use crate::suites::profile::{self, Profiler, Setup};
 
 /// How long each side of a case is profiled, after a warmup of [`FLAME_WARMUP`].
 const FLAME_SECONDS: Duration = Duration::from_secs(3);
@@ -72,9 +72,9 @@ pub fn write(
             message: format!("--flamegraph: profiling {} on both sides", case.name),
         });
         let profiled = (|| -> anyhow::Result<()> {
-            let before = profile::record(&ctxs[0], &setup, Profiler::Perf, event)?;
-            let after = profile::record(&ctxs[1], &setup, Profiler::Perf, event)?;
-            profile::write_diff(
+            let before = flamegraph::record(&ctxs[0], &setup, Profiler::Perf, event)?;
+            let after = flamegraph::record(&ctxs[1], &setup, Profiler::Perf, event)?;
+            flamegraph::write_diff(
                 &dir.join(format!("{stem}.svg")),
                 (&sides.baseline, &before),
                 (&sides.candidate, &after),

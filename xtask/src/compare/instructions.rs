@@ -1,21 +1,21 @@
 //! Instruction counts of both sides: `compare --mode instructions`, and the screen that
 //! opens the default mode (`screen.rs`). Each side's cases are counted under callgrind
-//! (`suites::instructions`), with the system calls of each counted window where perf can
-//! trace them (`suites::syscalls`), both sides at once, the records written, and each
+//! (`counts::instructions`), with the system calls of each counted window where perf can
+//! trace them (`counts::syscalls`), both sides at once, the records written, and each
 //! case compared exactly: instructions per request first, then system calls per request
 //! in all and by kind.
 
 use anyhow::Context;
 use bench_core::compare::screen::SYSCALLS;
 use bench_core::compare::{self, Better, CaseResult, MetricResult, Trial, TrialPair, Verdict};
-use bench_core::suite::PerfCase;
+use bench_core::perf::PerfCase;
 
 use super::sides::Sides;
+use crate::case::CaseContext;
+use crate::counts::instructions::{InstructionsRecord, SeedFile, count};
+use crate::counts::syscalls::VALGRIND_ONLY;
 use crate::events::Event;
 use crate::plan::Side;
-use crate::run::CaseContext;
-use crate::suites::instructions::{InstructionsRecord, SeedFile, count};
-use crate::suites::syscalls::VALGRIND_ONLY;
 
 /// How cases are counted.
 #[derive(Clone, Copy)]
@@ -24,7 +24,7 @@ pub struct Counting<'a> {
     pub seed: Option<&'a SeedFile>,
     /// Server rounds per side.
     pub runs: usize,
-    /// Whether system calls are counted too (`suites::syscalls::available`).
+    /// Whether system calls are counted too (`counts::syscalls::available`).
     pub syscalls: bool,
 }
 

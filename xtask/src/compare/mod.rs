@@ -27,13 +27,13 @@ mod screen;
 pub mod sides;
 mod trials;
 
+use crate::case::{CaseContext, Deploy};
 use crate::error::{CouldNotRun, Inconclusive, RegressionFound, UsageError};
 use crate::events::{Event, Sinks};
 use crate::host::local::Local;
 use crate::plan::Side;
 use crate::plan::cases::Selection;
 use crate::plan::interleave::Schedule;
-use crate::run::{CaseContext, Deploy};
 use crate::rundir::RunDir;
 use crate::suites::SuiteKind;
 use crate::topology;
@@ -271,11 +271,11 @@ impl Request {
         self.check()?;
         let mode = self.resolved_mode();
         if mode == Mode::Instructions {
-            crate::suites::instructions::check_valgrind("--mode instructions", "--mode time")?;
+            crate::counts::instructions::check_valgrind("--mode instructions", "--mode time")?;
         }
         let seed = match mode {
             Mode::Instructions | Mode::Auto => {
-                match crate::suites::instructions::SeedFile::pinned()? {
+                match crate::counts::instructions::SeedFile::pinned()? {
                     Ok(seed) => Some(seed),
                     Err(why) => {
                         self.emit(Event::Warning { message: why });
@@ -288,7 +288,7 @@ impl Request {
         // System calls are counted beside instructions where perf can trace them.
         let mut findings = Vec::new();
         let syscalls = match mode {
-            Mode::Instructions | Mode::Auto => match crate::suites::syscalls::available(shutdown) {
+            Mode::Instructions | Mode::Auto => match crate::counts::syscalls::available(shutdown) {
                 Ok(()) => true,
                 Err(why) => {
                     self.emit(Event::Warning {
@@ -305,8 +305,8 @@ impl Request {
         };
         // The defaults are in range; a given --threshold was checked above.
         let instructions_threshold_pct = match &seed {
-            Some(_) => crate::suites::instructions::THRESHOLD_PINNED_PCT,
-            None => crate::suites::instructions::THRESHOLD_UNPINNED_PCT,
+            Some(_) => crate::counts::instructions::THRESHOLD_PINNED_PCT,
+            None => crate::counts::instructions::THRESHOLD_UNPINNED_PCT,
         };
         let threshold_pct = self.threshold.unwrap_or(match mode {
             Mode::Time | Mode::Auto => 2.0,
@@ -314,7 +314,7 @@ impl Request {
         });
         // Before building anything: fail now, saying how to fix it, if perf cannot run.
         let perf_event = match self.flamegraph {
-            Some(_) => Some(crate::suites::profile::perf_event(shutdown)?),
+            Some(_) => Some(crate::flamegraph::perf_event(shutdown)?),
             None => None,
         };
         let started = Instant::now();
@@ -340,7 +340,7 @@ impl Request {
         let out = self
             .out
             .clone()
-            .unwrap_or_else(|| project::root().join("results").join(&run_id));
+            .unwrap_or_else(|| project::results_dir().join(&run_id));
         let sides = Sides {
             baseline_dir: RunDir::create(&out.join("baseline"))?,
             candidate_dir: RunDir::create(&out.join("candidate"))?,
@@ -412,7 +412,7 @@ impl Request {
                     threshold,
                     instructions::Counting {
                         seed: seed.as_ref(),
-                        runs: crate::suites::instructions::RUNS,
+                        runs: crate::counts::instructions::RUNS,
                         syscalls,
                     },
                     &emit,
@@ -542,7 +542,7 @@ impl Request {
     }
 
     /// The perf cases, each slice `--slice-seconds` long.
-    fn perf_cases(&self) -> anyhow::Result<Vec<bench_core::suite::PerfCase>> {
+    fn perf_cases(&self) -> anyhow::Result<Vec<bench_core::perf::PerfCase>> {
         self.selection.perf(self.slice_seconds)
     }
 }

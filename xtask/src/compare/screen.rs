@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use bench_core::compare::screen::{self, Screen};
 use bench_core::compare::{ALPHA, CaseResult, family};
+use bench_core::perf::PerfCase;
 use bench_core::shutdown::Shutdown;
-use bench_core::suite::PerfCase;
 
 use super::sides::{PERF_CONFIRM, PERF_METRICS, Sides};
 use super::{instructions, trials};
+use crate::case::CaseContext;
+use crate::case::preload::Reads;
+use crate::counts::instructions::{RUNS, SeedFile};
 use crate::events::Event;
 use crate::plan::interleave::{Schedule, humanize};
-use crate::run::CaseContext;
-use crate::run::preload::Reads;
-use crate::suites::instructions::{RUNS, SeedFile};
 use crate::suites::perf::{self, SLICES};
 
 /// Server rounds per side that count a moved case again.

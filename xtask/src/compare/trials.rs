@@ -6,14 +6,14 @@
 use anyhow::Context;
 use bench_core::compare::Trial;
 use bench_core::mem::MemCase;
+use bench_core::perf::PerfCase;
 use bench_core::result::ResultRecord;
-use bench_core::suite::PerfCase;
 use bench_core::sync::SyncCase;
 
 use super::sides::Sides;
+use crate::case::CaseContext;
 use crate::plan::Side;
 use crate::plan::interleave::{SlicePair, sequential};
-use crate::run::CaseContext;
 use crate::suites::{mem, perf, sync};
 
 /// The perf suite's trials, with each case's counts calibrated once, on the baseline.

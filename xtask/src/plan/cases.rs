@@ -2,10 +2,10 @@
 //! `--cases` (comma-separated substrings of case names). A filter that matches nothing is
 //! bad input, found before anything is built.
 
-use bench_core::net::TlsMode;
+use bench_core::perf::{Matrix, PerfCase, PerfSpec};
 use bench_core::placement::Placement;
-use bench_core::suite::{Matrix, PerfCase, PerfSpec};
 use bench_core::topology::TopologySpec;
+use bench_core::transport::TlsMode;
 use bench_core::{mem, sync};
 
 use crate::error::UsageError;
@@ -72,9 +72,9 @@ impl Selection {
     /// The perf cases, each slice (warmup and measured) `slice_seconds` long.
     pub fn perf(&self, slice_seconds: f64) -> anyhow::Result<Vec<PerfCase>> {
         let text = if self.quick {
-            bench_core::suite::QUICK_PERF
+            bench_core::perf::QUICK_PERF
         } else {
-            bench_core::suite::DEFAULT_PERF
+            bench_core::perf::DEFAULT_PERF
         };
         let mut spec = PerfSpec::from_toml(text).map_err(|e| anyhow::anyhow!("{e}"))?;
         spec.topology = self.topology;

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use bench_core::mem::{self, MemCase};
-use bench_core::net::TlsMode;
+use bench_core::perf::{self, EngineKind, Matrix, PerfSpec};
 use bench_core::placement::Placement;
-use bench_core::suite::{self, EngineKind, Matrix, PerfSpec};
 use bench_core::sync::{self, SyncCase};
 use bench_core::topology::TopologySpec;
+use bench_core::transport::TlsMode;
 
 use crate::error::UsageError;
 use crate::suites::SuiteKind;
@@ -184,7 +184,7 @@ impl SuiteChoice {
     /// The perf spec: the suite, `--engine`, and `--server-config` (`io-threads=N`
     /// replaces the matrix's list; the settings the suite fixes are refused).
     fn perf(&self) -> anyhow::Result<PerfSpec> {
-        let (text, origin) = self.text(suite::DEFAULT_PERF, suite::QUICK_PERF, "suite")?;
+        let (text, origin) = self.text(perf::DEFAULT_PERF, perf::QUICK_PERF, "suite")?;
         let mut spec =
             PerfSpec::from_toml(&text).map_err(|e| UsageError(format!("{origin}: {e}")))?;
         if let Some(name) = &self.engine {
@@ -233,7 +233,7 @@ impl SuiteChoice {
             spec.io_threads = vec![n];
         }
         for (key, value) in extra {
-            if suite::PERF_RESERVED.contains(&key.as_str()) {
+            if perf::PERF_RESERVED.contains(&key.as_str()) {
                 return Err(UsageError(format!(
                     "--server-config {key}={value}: the harness sets `{key}` itself"
                 ))

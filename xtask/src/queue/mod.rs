@@ -2,7 +2,7 @@
 //! seams every backend fills ([`Queue`]: what any client does; [`Seat`]: what a runner
 //! holding tasks does), and the backends. `dir.rs` is the embedded one: a directory of
 //! `pending/`, `running/<runner>/`, `done/` and `failed/`, every file written atomically,
-//! a task claimed by rename and held while its runner lives. `streams.rs` is a Valkey
+//! a task claimed by rename and held while its runner lives. `valkey.rs` is a Valkey
 //! stream with a consumer group, for runners on several machines.
 //!
 //! A task from a shared queue is untrusted. Its flags are parsed by the same clap
@@ -12,7 +12,7 @@
 
 pub mod dir;
 pub mod expand;
-pub mod streams;
+pub mod valkey;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +27,7 @@ pub fn default_root() -> std::path::PathBuf {
 /// anything else a directory (default: `queue/` at the project root).
 pub fn open(spec: Option<&str>) -> anyhow::Result<Box<dyn Queue>> {
     match spec {
-        Some(url) if url.contains("://") => Ok(Box::new(streams::StreamQueue::open(url)?)),
+        Some(url) if url.contains("://") => Ok(Box::new(valkey::ValkeyQueue::open(url)?)),
         Some(path) => Ok(Box::new(dir::DirQueue::open(std::path::Path::new(path))?)),
         None => Ok(Box::new(dir::DirQueue::open(&default_root())?)),
     }

@@ -23,8 +23,8 @@ use bench_core::mem::{self, MemCase};
 use bench_core::result::{EngineInfo, MemMetrics, MemNode, MemParams, MemRecord, SCHEMA_VERSION};
 use bench_core::shutdown::Shutdown;
 
+pub use crate::case::CaseContext;
 use crate::instances;
-pub use crate::run::CaseContext;
 
 /// Samples of the data's memory that must agree, and the least time between two.
 const WINDOW: usize = 10;

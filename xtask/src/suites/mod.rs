@@ -1,17 +1,11 @@
 //! The suites: each measures one case on a fresh deployment, through the case flow in
-//! `run/`, and returns its records. perf (throughput and latency), mem (bytes per item),
-//! sync (full-sync time), instructions (callgrind counts, `compare --mode instructions`,
-//! with the system calls of the counted window from `syscalls`; `callgrind` talks to
-//! callgrind), profile (flame graphs) and selfbench (what the generator costs).
+//! `case/`, and returns its records: perf (throughput and latency), mem (bytes per item),
+//! sync (full-sync time). Exact counts are in `counts/`, flame graphs in `flamegraph.rs`,
+//! what the generator costs in `selfbench.rs`.
 
-pub mod callgrind;
-pub mod instructions;
 pub mod mem;
 pub mod perf;
-pub mod profile;
-pub mod selfbench;
 pub mod sync;
-pub mod syscalls;
 
 /// Which suite a run or a comparison measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

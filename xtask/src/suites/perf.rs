@@ -2,7 +2,7 @@
 //!
 //! Per case: a calibration run on its own server measures the rate, which fixes the request
 //! counts of the warmup and the measured run (the same for every repetition, so they are
-//! comparable). Per repetition, the case flow (`run/`): fresh server, preload what the
+//! comparable). Per repetition, the case flow (`case/`): fresh server, preload what the
 //! command reads (checked), warmup (discarded), measured run with its probes (INFO deltas,
 //! the 1 Hz monitor), one record. `pair` is a comparison's trial: both sides' servers,
 //! measured in alternating slices.
@@ -12,13 +12,13 @@ use bench_core::command::{Command, Preload as Reads};
 use bench_core::engine::{Load, Measurement};
 use bench_core::info::Info;
 use bench_core::loadgen::engine;
+use bench_core::perf::PerfCase;
 use bench_core::result::{EngineInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION};
-use bench_core::suite::PerfCase;
 
+pub use crate::case::CaseContext;
+use crate::case::preload::{self, Preload};
+use crate::case::{Server, drive};
 use crate::instances;
-pub use crate::run::CaseContext;
-use crate::run::preload::{self, Preload};
-use crate::run::{Server, drive};
 
 /// valkey-benchmark's default value size, used for commands that carry no value.
 pub const DEFAULT_VALUE_SIZE: u64 = 3;
@@ -377,7 +377,7 @@ fn check_after(case: &PerfCase, server: &mut dyn Server) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bench_core::suite::{PerfSpec, QUICK_PERF};
+    use bench_core::perf::{PerfSpec, QUICK_PERF};
 
     fn case(pipeline: u32) -> PerfCase {
         let mut c = PerfSpec::from_toml(QUICK_PERF).unwrap().expand().remove(0);
@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(none.usec_per_call, None);
     }
 
-    use crate::run::fake::{self, FakeEngine, FakeServers, Log};
+    use crate::case::fake::{self, FakeEngine, FakeServers, Log};
     use bench_core::shutdown::Shutdown;
 
     fn host() -> bench_core::result::HostInfo {

@@ -21,10 +21,10 @@ use bench_core::shutdown::Shutdown;
 use bench_core::sync::{SyncCase, sync_done};
 use bench_core::workload::WorkloadSpec;
 
+pub use crate::case::CaseContext;
+use crate::case::monitor::Monitor;
 use crate::host::local::Local;
 use crate::instances;
-pub use crate::run::CaseContext;
-use crate::run::monitor::Monitor;
 use crate::topology::{ReplicationGroup, Topology};
 
 /// How often each replica is polled during its sync.

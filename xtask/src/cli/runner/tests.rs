@@ -67,7 +67,7 @@ impl Seat for Flaky {
 fn fenced(seat: &Flaky, run: Duration) -> bool {
     let tmp = tempfile::tempdir().unwrap();
     let queue = crate::queue::dir::DirQueue::open(tmp.path()).unwrap();
-    let lab = Lab {
+    let post = Post {
         queue: &queue,
         runner: seat,
         metrics: None,
@@ -78,7 +78,7 @@ fn fenced(seat: &Flaky, run: Duration) -> bool {
     let shutdown = Shutdown::new();
     let (_tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
-        s.spawn(|| heartbeat(&lab, &task, rx, &hold, &done, &lost, &shutdown));
+        s.spawn(|| heartbeat(&post, &task, rx, &hold, &done, &lost, &shutdown));
         s.spawn(|| watchdog(seat, &task, &hold, &done, &lost, &shutdown));
         std::thread::sleep(run);
         done.store(true, Ordering::SeqCst);

@@ -27,11 +27,11 @@ use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use bench_core::workload::WorkloadSpec;
 
+use crate::case::preload::Preload;
+use crate::case::{CaseContext, Server};
 use crate::error::UsageError;
 use crate::instances;
 use crate::process::{self, Guarded};
-use crate::run::preload::Preload;
-use crate::run::{CaseContext, Server};
 use crate::rundir::write_atomically;
 use crate::valkey::Binaries;
 
@@ -134,7 +134,7 @@ pub fn record(
             "--dump-instr=no".into(),
             format!("--vgdb-prefix={}", vgdb_prefix.display()),
         ];
-        options.ready_timeout = crate::suites::instructions::READY_UNDER_VALGRIND;
+        options.ready_timeout = crate::counts::instructions::READY_UNDER_VALGRIND;
     }
     let mut server = ctx.deploy(options)?;
     server.preload(&setup.preload)?;
@@ -176,14 +176,14 @@ pub fn record(
             // the calls themselves (from --zero's return to --dump's start), and the load
             // runs past both (it is stopped once the dump is taken).
             let pid = server.pid();
-            crate::suites::callgrind::monitor(&["zero"], pid, &vgdb_prefix, shutdown)?;
+            crate::counts::callgrind::monitor(&["zero"], pid, &vgdb_prefix, shutdown)?;
             let window = Instant::now();
             sleep(setup.duration, shutdown)?;
             load.check_running()?;
             let window = window.elapsed();
-            crate::suites::callgrind::monitor(&["dump"], pid, &vgdb_prefix, shutdown)?;
+            crate::counts::callgrind::monitor(&["dump"], pid, &vgdb_prefix, shutdown)?;
             load.stop.trigger();
-            let dump = crate::suites::callgrind::dump_file(scratch.path())?;
+            let dump = crate::counts::callgrind::dump_file(scratch.path())?;
             let text = std::fs::read_to_string(&dump)
                 .with_context(|| format!("reading {}", dump.display()))?;
             let folded = profile::fold_callgrind(&text, CALLGRIND_MIN_SHARE)

@@ -17,9 +17,9 @@ use bench_core::client::Client;
 use bench_core::cluster::ClusterClient;
 use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::info::Info;
-use bench_core::net::TlsMode;
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
+use bench_core::transport::TlsMode;
 
 use crate::host::Host;
 use crate::host::local::Local;

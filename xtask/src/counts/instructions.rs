@@ -24,15 +24,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bench_core::loadgen::{engine, stream};
-use bench_core::suite::PerfCase;
+use bench_core::perf::PerfCase;
 use bench_core::workload::WorkloadSpec;
 use serde::Serialize;
 
+use crate::case::CaseContext;
+use crate::case::preload::Reads;
+use crate::counts::callgrind;
+use crate::counts::syscalls::{Calls, LostEvents, Tracer};
 use crate::instances;
-use crate::run::CaseContext;
-use crate::run::preload::Reads;
-use crate::suites::syscalls::{Calls, LostEvents, Tracer};
-use crate::suites::{callgrind, perf};
+use crate::suites::perf;
 
 /// Requests counted per run.
 pub const REQUESTS: u64 = 10_000;
@@ -62,7 +63,7 @@ pub struct InstructionsRecord {
     pub hash_seed_pinned: bool,
     /// System calls the server made in each process's counted window, by kind (one map
     /// per entry of `instructions`); empty where they were not counted
-    /// (`suites::syscalls::available`).
+    /// (`counts::syscalls::available`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub syscalls: Vec<Calls>,
 }
@@ -229,7 +230,7 @@ fn server_config(case: &PerfCase) -> std::collections::BTreeMap<String, String> 
 /// order, so what an earlier case left behind (allocator state, table sizes) is the same
 /// on both; starting a server under valgrind costs seconds, a case's count less.
 struct Counter {
-    server: Box<dyn crate::run::Server>,
+    server: Box<dyn crate::case::Server>,
     scratch: tempfile::TempDir,
     vgdb_prefix: std::path::PathBuf,
     /// The string keyspace the last case left written, which the next case on the same
@@ -321,7 +322,7 @@ impl Counter {
 
     /// Empties the keyspace, preloads, zeroes the counters, sends [`REQUESTS`], dumps,
     /// and returns the dump's instruction total; with `syscalls`, also the system calls
-    /// the server made while the requests ran (`suites::syscalls`).
+    /// the server made while the requests ran (`counts::syscalls`).
     fn count(
         &mut self,
         case: &PerfCase,
@@ -446,7 +447,7 @@ mod tests {
     /// preload each), the rest in the suite's order.
     #[test]
     fn cases_on_one_dataset_are_counted_in_a_row() {
-        let cases = bench_core::suite::PerfSpec::from_toml(bench_core::suite::DEFAULT_PERF)
+        let cases = bench_core::perf::PerfSpec::from_toml(bench_core::perf::DEFAULT_PERF)
             .unwrap()
             .expand();
         let order = count_order(&cases);

@@ -22,10 +22,10 @@ use bench_core::shutdown::Shutdown;
 use bench_core::stats::median;
 use serde::Serialize;
 
+use crate::case::CaseContext;
+use crate::case::preload::Preload;
 use crate::instances;
 use crate::process::reaped_children_cpu;
-use crate::run::CaseContext;
-use crate::run::preload::Preload;
 
 const KEYSPACE: u64 = 100_000;
 const VALUE_SIZE: u64 = 32;

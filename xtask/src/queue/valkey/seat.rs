@@ -9,7 +9,7 @@ use bench_core::client::Value;
 
 use super::scripts::{CLAIM, FINISH, POISON, RECLAIM, RENEW, REPORT};
 use super::{
-    ENTRY_FIELD_BYTES, ENTRY_FIELDS, GROUP, MAX_SUMMARY_BYTES, StreamQueue, items, scripts, text,
+    ENTRY_FIELD_BYTES, ENTRY_FIELDS, GROUP, MAX_SUMMARY_BYTES, ValkeyQueue, items, scripts, text,
 };
 use crate::queue::{Claimed, Outcome, Seat, Status, Task, check_id, now_ms};
 
@@ -21,14 +21,14 @@ struct Held {
 
 /// A runner on a Valkey queue: a consumer of the group.
 pub struct StreamSeat<'q> {
-    queue: &'q StreamQueue,
+    queue: &'q ValkeyQueue,
     id: String,
     lease: Duration,
     held: Mutex<Option<Held>>,
 }
 
 impl<'q> StreamSeat<'q> {
-    pub fn new(queue: &'q StreamQueue, id: String, lease: Duration) -> StreamSeat<'q> {
+    pub fn new(queue: &'q ValkeyQueue, id: String, lease: Duration) -> StreamSeat<'q> {
         StreamSeat {
             queue,
             id,

@@ -1,8 +1,8 @@
-//! Views of a run: sinks of its events.
+//! Views of a run: sinks of its events (the terminal's progress, JSON lines, a runner's
+//! live status, the TUI, the Prometheus endpoint).
 
-pub mod http;
 pub mod json_lines;
-pub mod metrics;
+pub mod prometheus;
 pub mod status;
 pub mod terminal;
 pub mod tui;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bench_core::client::Client;
 use bench_core::info::Info;
-use bench_core::net::Tls;
 use bench_core::result::{CommandStat, HostSample, MonitorSample, ServerSample};
+use bench_core::transport::Tls;
 
 const PERIOD: Duration = Duration::from_secs(1);
 

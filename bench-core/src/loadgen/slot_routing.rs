@@ -29,7 +29,7 @@ impl Wiring {
     /// can be routed.
     pub fn discover(
         seeds: &[SocketAddr],
-        tls: Option<&crate::net::Tls>,
+        tls: Option<&crate::transport::Tls>,
         templates: &[Template],
         options: ClusterOptions,
     ) -> Result<Wiring, LoadgenError> {
@@ -100,14 +100,14 @@ impl Wiring {
 }
 
 /// Sends `READONLY` on a new replica connection and checks its `+OK`.
-pub(super) async fn readonly_mode(stream: &mut crate::net::Wire) -> std::io::Result<()> {
+pub(super) async fn readonly_mode(stream: &mut crate::transport::Wire) -> std::io::Result<()> {
     exchange(stream, b"*1\r\n$8\r\nREADONLY\r\n", b"+OK\r\n", "READONLY").await
 }
 
 /// Sends `PING` on a new connection, before the clock starts, and checks its `+PONG`: a
 /// server that does not speak RESP on it (a TLS port reached in plaintext closes it, one
 /// that wants AUTH says `-NOAUTH`) fails the run with why, instead of every request.
-pub(super) async fn ping(stream: &mut crate::net::Wire) -> std::io::Result<()> {
+pub(super) async fn ping(stream: &mut crate::transport::Wire) -> std::io::Result<()> {
     exchange(stream, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n", "PING").await
 }
 
@@ -117,7 +117,7 @@ const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Sends `request` and reads a reply of exactly `expected`'s length, which must be it,
 /// within [`SETUP_TIMEOUT`].
 async fn exchange(
-    stream: &mut crate::net::Wire,
+    stream: &mut crate::transport::Wire,
     request: &[u8],
     expected: &[u8],
     name: &str,
@@ -132,7 +132,7 @@ pub(super) async fn within_setup<T>(
     setup: impl std::future::Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
     match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
-        Ok(done) => done.map_err(crate::net::explain),
+        Ok(done) => done.map_err(crate::transport::explain),
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("no reply to {what} within {SETUP_TIMEOUT:?}"),
@@ -141,7 +141,7 @@ pub(super) async fn within_setup<T>(
 }
 
 async fn exchange_now(
-    stream: &mut crate::net::Wire,
+    stream: &mut crate::transport::Wire,
     request: &[u8],
     expected: &[u8],
     name: &str,

@@ -14,7 +14,9 @@ use bench_core::metrics::{Buckets, Exposition};
 
 use crate::error::UsageError;
 use crate::events::{Event, Sink};
-use crate::ui::http::{Endpoint, Pages};
+use http::{Endpoint, Pages};
+
+mod http;
 
 /// What the endpoint shows, updated by sinks and the runner.
 #[derive(Default)]
@@ -167,7 +169,7 @@ fn render(s: &State) -> String {
     page.finish()
 }
 
-/// The endpoint: a listening socket and the thread that answers it (`ui::http`: GET only,
+/// The endpoint: a listening socket and the thread that answers it (`prometheus/http.rs`: GET only,
 /// bounded, never waited on); both go when this is dropped.
 pub struct Metrics {
     state: Arc<Mutex<State>>,

@@ -74,7 +74,7 @@ pub struct Row {
     pub summary: Option<String>,
 }
 
-/// Text from the queue is shown, never obeyed (`ui::printable`); a summary keeps its line
+/// Text from the queue is shown, never obeyed (`views::printable`); a summary keeps its line
 /// breaks.
 fn clean(text: String) -> String {
     super::printable(&text, true)

@@ -242,17 +242,17 @@ const LISTED: [&str; 20] = [
 ];
 
 /// A Valkey queue: the server's address and the queue's name.
-pub struct StreamQueue {
+pub struct ValkeyQueue {
     conn: Conn,
     name: String,
 }
 
-impl StreamQueue {
+impl ValkeyQueue {
     /// Parses the URL; the server is reached at the first command (a bad URL is the
     /// user's error, exit 2; a server out of reach is [`Unreachable`]).
-    pub fn open(url: &str) -> anyhow::Result<StreamQueue> {
+    pub fn open(url: &str) -> anyhow::Result<ValkeyQueue> {
         let (hostport, name) = parse_url(url).map_err(UsageError)?;
-        Ok(StreamQueue {
+        Ok(ValkeyQueue {
             conn: Conn {
                 location: format!("valkey://{hostport}/{name}"),
                 hostport,
@@ -392,7 +392,7 @@ impl StreamQueue {
     }
 }
 
-impl Queue for StreamQueue {
+impl Queue for ValkeyQueue {
     fn location(&self) -> String {
         self.conn.location.clone()
     }

@@ -1,4 +1,4 @@
-//! The runner: executes a suite's cases on a build, appends each record to the run
+//! `bench`: executes a suite's cases on a build, appends each record to the run
 //! directory as it is measured, emits the run's events (`events`), and writes the summary,
 //! the report and the table (or JSON) at the end. `bench` hands it checked cases; it
 //! prints no progress itself (the sinks do).
@@ -9,19 +9,19 @@ use std::path::PathBuf;
 use bench_core::engine::Engine;
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::mem::MemCase;
-use bench_core::net::TlsMode;
+use bench_core::perf::{EngineKind, PerfSpec};
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
-use bench_core::suite::{EngineKind, PerfSpec};
 use bench_core::sync::SyncCase;
 use bench_core::tables::{self, SummaryHeader};
 use bench_core::topology::{ReadFrom, TopologySpec};
+use bench_core::transport::TlsMode;
 use serde_json::json;
 
+use crate::case::{CaseContext, Deploy};
 use crate::events::{Event, Sinks};
 use crate::host::local::Local;
 use crate::plan::suite_file::Plan;
-use crate::run::{CaseContext, Deploy};
 use crate::rundir::{RunDir, run_id};
 use crate::suites::perf;
 use crate::topology;
@@ -30,7 +30,7 @@ use crate::valkey_benchmark::ValkeyBenchmark;
 use crate::{host, project};
 
 /// A run of one suite: which build, where results go, where ports start, the output form.
-pub struct Run {
+pub struct Bench {
     pub build: BuildRequest,
     /// Results directory (default: results/<run-id>).
     pub out: Option<PathBuf>,
@@ -59,7 +59,7 @@ impl<P, M> HasCase for bench_core::result::Record<P, M> {
     }
 }
 
-impl Run {
+impl Bench {
     /// Runs a plan: its suite's cases, records as they are measured, the ending.
     pub fn execute(
         &self,
@@ -101,7 +101,7 @@ impl Run {
         let out = self
             .out
             .clone()
-            .unwrap_or_else(|| project::root().join("results").join(&run_id));
+            .unwrap_or_else(|| project::results_dir().join(&run_id));
         let run_dir = RunDir::create(&out)?;
         crate::rundir::write_manifest(&out)?;
         let host = host::info();
@@ -310,7 +310,7 @@ impl Run {
         let out = self
             .out
             .clone()
-            .unwrap_or_else(|| project::root().join("results").join(&run_id));
+            .unwrap_or_else(|| project::results_dir().join(&run_id));
         let run_dir = RunDir::create(&out)?;
         crate::rundir::write_manifest(&out)?;
         let host = host::info();

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::net::TlsMode;
 use crate::placement::{CpuList, Placement};
 use crate::topology::TopologySpec;
+use crate::transport::TlsMode;
 use serde::{Deserialize, Serialize};
 
 use crate::command::Command;
