@@ -21,6 +21,7 @@ pub mod project;
 pub mod publish;
 pub mod queue;
 pub mod rundir;
+pub mod runner;
 pub mod selfbench;
 pub mod suites;
 pub mod tls;

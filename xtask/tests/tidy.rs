@@ -225,7 +225,7 @@ fn layers_point_down_to_the_cli_never_up() {
 /// beside or above it (ARCHITECTURE.md draws the same table).
 const LAYERS: [&[&str]; 14] = [
     &["cli"],
-    &["bench", "compare"],
+    &["runner", "bench", "compare"],
     &["plan", "views", "publish"],
     &["queue"],
     &["events"],
