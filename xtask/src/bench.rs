@@ -20,14 +20,14 @@ use serde_json::json;
 
 use crate::case::{CaseContext, Deploy};
 use crate::events::{Event, Sinks};
+use crate::host;
 use crate::host::local::Local;
 use crate::plan::suite_file::Plan;
-use crate::rundir::{RunDir, run_id};
+use crate::rundir::{RunDir, new_run, run_id};
 use crate::suites::perf;
 use crate::topology;
 use crate::valkey::{Binaries, BuildRequest};
 use crate::valkey_benchmark::ValkeyBenchmark;
-use crate::{host, project};
 
 /// A run of one suite: which build, where results go, where ports start, the output form.
 pub struct Bench {
@@ -98,12 +98,7 @@ impl Bench {
             }
         };
         let run_id = run_id("perf");
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| project::results_dir().join(&run_id));
-        let run_dir = RunDir::create(&out)?;
-        crate::rundir::write_manifest(&out)?;
+        let run_dir = RunDir::create(&new_run(&run_id, self.out.as_deref())?)?;
         let host = host::info();
         let topology = topology::from_spec(spec.topology, self.read_from);
         let servers = Deploy {
@@ -307,12 +302,7 @@ impl Bench {
     {
         let binaries = self.build.binaries(shutdown)?;
         let run_id = run_id(suite);
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| project::results_dir().join(&run_id));
-        let run_dir = RunDir::create(&out)?;
-        crate::rundir::write_manifest(&out)?;
+        let run_dir = RunDir::create(&new_run(&run_id, self.out.as_deref())?)?;
         let host = host::info();
         let topology = topology::from_spec(topology, ReadFrom::Primaries);
         let servers = Deploy {

@@ -219,6 +219,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A new run's directory: `out`, else `results/<run_id>` at the project root, created
+/// with its `run.json`. The one place a run's directory is chosen; the records go in
+/// through [`RunDir::create`] (here, or in a compare's side directories).
+pub fn new_run(run_id: &str, out: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = out
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| crate::project::results_dir().join(run_id));
+    // Before run.json is written: an earlier run's directory keeps its own.
+    check_unused(&dir).map_err(anyhow::Error::msg)?;
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the results directory {}", dir.display()))?;
+    write_manifest(&dir)?;
+    Ok(dir)
+}
+
 /// `20261122T223000Z-perf-1a2b`: sorts by time; the suffix separates runs started in the
 /// same second.
 pub fn run_id(suite: &str) -> String {
@@ -240,6 +255,22 @@ mod tests {
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("$(x)"), "'$(x)'");
+    }
+
+    #[test]
+    fn a_new_run_in_an_earlier_runs_directory_is_refused_and_keeps_its_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        assert_eq!(new_run("x", Some(&dir)).unwrap(), dir);
+        let first = fs::read_to_string(dir.join("run.json")).unwrap();
+        RunDir::create(&dir)
+            .unwrap()
+            .append_serialized(&serde_json::json!({"case": "a"}))
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let refused = new_run("y", Some(&dir)).unwrap_err().to_string();
+        assert!(refused.contains("already holds 1 record(s)"), "{refused}");
+        assert_eq!(fs::read_to_string(dir.join("run.json")).unwrap(), first);
     }
 
     #[test]

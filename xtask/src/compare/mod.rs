@@ -30,6 +30,7 @@ mod trials;
 use crate::case::{CaseContext, Deploy};
 use crate::error::{CouldNotRun, Inconclusive, RegressionFound, UsageError};
 use crate::events::{Event, Sinks};
+use crate::host;
 use crate::host::local::Local;
 use crate::plan::Side;
 use crate::plan::cases::Selection;
@@ -38,7 +39,6 @@ use crate::rundir::RunDir;
 use crate::suites::SuiteKind;
 use crate::topology;
 use crate::valkey::{Binaries, BuildRequest};
-use crate::{host, project};
 use bench_core::topology::{ReadFrom, TopologySpec};
 use sides::{MEM_METRICS, PERF_CONFIRM, PERF_METRICS, SYNC_METRICS, Sides};
 
@@ -337,17 +337,13 @@ impl Request {
             .with_context(|| format!("building the candidate {}", self.candidate.spec))?;
         let suite_name = self.suite.name();
         let run_id = format!("{}-compare", crate::rundir::run_id(suite_name));
-        let out = self
-            .out
-            .clone()
-            .unwrap_or_else(|| project::results_dir().join(&run_id));
+        let out = crate::rundir::new_run(&run_id, self.out.as_deref())?;
         let sides = Sides {
             baseline_dir: RunDir::create(&out.join("baseline"))?,
             candidate_dir: RunDir::create(&out.join("candidate"))?,
             baseline,
             candidate,
         };
-        crate::rundir::write_manifest(&out)?;
         let side_info = |spec: &str, b: &Binaries| SideInfo {
             spec: spec.to_string(),
             version: b.version.clone(),
