@@ -358,3 +358,101 @@ fn suites_and_modes_that_cannot_speak_tls_refuse_it_before_starting_anything() {
     );
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+/// The Valkey queue on a server that requires TLS and AUTH: `valkeys://` with the user's
+/// CA and an ACL user's password from a file adds and lists tasks; every missing or wrong
+/// piece is refused with the variable to set (exit 2), and the password is never printed.
+#[test]
+fn a_valkey_queue_behind_tls_and_auth_takes_tasks_only_with_both() {
+    tls_build();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = ports(2).to_string();
+    let (mut server, started) = start_with(&["--tls", "--base-port", &base], tmp.path());
+    let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
+    let ca = started["tls"]["ca"].as_str().unwrap().to_string();
+    let mut admin =
+        Client::connect(addr(port), Some(&tls_of(&started)), Duration::from_secs(10)).unwrap();
+    admin
+        .call(&[
+            "ACL",
+            "SETUSER",
+            "queue",
+            "on",
+            ">s3cret-pw",
+            "~*",
+            "&*",
+            "+@all",
+        ])
+        .unwrap();
+    admin.call(&["ACL", "SETUSER", "default", "off"]).unwrap();
+    let (good, bad) = (tmp.path().join("pw"), tmp.path().join("wrong"));
+    std::fs::write(&good, "s3cret-pw\n").unwrap();
+    std::fs::write(&bad, "guess\n").unwrap();
+    let url = format!("valkeys://127.0.0.1:{port}/lab");
+    let plain = format!("valkey://127.0.0.1:{port}/lab");
+    let queue = |url: &str, env: &[(&str, &str)], args: &[&str]| {
+        let mut all = vec!["queue", "--queue", url, "--json"];
+        all.extend_from_slice(args);
+        let mut cmd = xtask(&all, Some(tmp.path()));
+        for var in [
+            "VALKEY_BENCH_QUEUE_CA",
+            "VALKEY_BENCH_QUEUE_USER",
+            "VALKEY_BENCH_QUEUE_PASSWORD_FILE",
+            "VALKEY_BENCH_QUEUE_PASSWORD",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().copied());
+        cmd.output().unwrap()
+    };
+    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let refused: [(&str, Env, &str); 4] = [
+        (&url, vec![], "set VALKEY_BENCH_QUEUE_CA=FILE"),
+        (&url, vec![("VALKEY_BENCH_QUEUE_CA", &ca)], "requires AUTH"),
+        (
+            &url,
+            vec![
+                ("VALKEY_BENCH_QUEUE_CA", &ca),
+                ("VALKEY_BENCH_QUEUE_USER", "queue"),
+                ("VALKEY_BENCH_QUEUE_PASSWORD_FILE", bad),
+            ],
+            "refused AUTH as user \"queue\"",
+        ),
+        (
+            &plain,
+            vec![("VALKEY_BENCH_QUEUE_CA", &ca)],
+            "give valkeys://",
+        ),
+    ];
+    for (url, env, says) in refused {
+        let out = queue(url, &env, &["list"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{env:?}: {err}");
+        assert!(err.contains(says), "{env:?}: {err}");
+        assert!(
+            !err.contains("s3cret-pw") && !err.contains("guess"),
+            "{err}"
+        );
+    }
+    // Plain TCP to the TLS port: no answer it could take for the queue's.
+    let out = queue(&plain, &[], &["list"]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+
+    let both = [
+        ("VALKEY_BENCH_QUEUE_CA", ca.as_str()),
+        ("VALKEY_BENCH_QUEUE_USER", "queue"),
+        ("VALKEY_BENCH_QUEUE_PASSWORD_FILE", good),
+    ];
+    let out = queue(&url, &both, &["add", "bench", "--quick"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let added: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = added["added"][0].as_str().unwrap().to_string();
+    let out = queue(&url, &both, &["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    let out = queue(&url, &both, &["cancel", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    drop(admin);
+    server.stop(Duration::from_secs(20));
+}

@@ -15,7 +15,8 @@ use crate::runner::{Options, Prepared};
 #[derive(Args, Debug)]
 pub struct RunnerCmd {
     /// The queue: a directory (default: queue/ at the project root), or a Valkey server's
-    /// stream, valkey://HOST[:PORT]/NAME.
+    /// stream, valkey://HOST[:PORT]/NAME (valkeys:// for TLS; TLS and AUTH settings come
+    /// from VALKEY_BENCH_QUEUE_CA, _USER and _PASSWORD_FILE: docs/lab.md).
     #[arg(long, value_name = "DIR|URL")]
     pub queue: Option<String>,
     /// Stop when no task is pending, instead of waiting for more (on a Valkey queue, also

@@ -15,7 +15,8 @@ use crate::views::tui::{self, Actions};
 #[derive(Args, Debug)]
 pub struct TuiCmd {
     /// The queue: a directory (default: queue/ at the project root), or a Valkey server's
-    /// stream, valkey://HOST[:PORT]/NAME.
+    /// stream, valkey://HOST[:PORT]/NAME (valkeys:// for TLS; TLS and AUTH settings come
+    /// from VALKEY_BENCH_QUEUE_CA, _USER and _PASSWORD_FILE: docs/lab.md).
     #[arg(long, value_name = "DIR|URL")]
     pub queue: Option<String>,
 }

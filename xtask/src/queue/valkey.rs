@@ -36,9 +36,11 @@ use bench_core::client::{Client, ClientError, Value};
 
 use super::{Entry, Queue, Seat, State, Status, Task, Unreachable, check_id, now_ms};
 use crate::error::UsageError;
+use access::{Access, QueueUrl, parse_url};
 use scripts::{ADD, CANCEL, PAGE, REMOVE, RETRY};
 use seat::StreamSeat;
 
+pub mod access;
 mod scripts;
 mod seat;
 
@@ -71,44 +73,13 @@ fn check_name(name: &str) -> Result<(), String> {
     }
 }
 
-/// `valkey://HOST[:PORT]/NAME` → (host:port, name). Errors name the part and the fix.
-pub fn parse_url(url: &str) -> Result<(String, String), String> {
-    let form = "give valkey://HOST[:PORT]/NAME, e.g. valkey://127.0.0.1:6379/lab";
-    let Some(rest) = url.strip_prefix("valkey://") else {
-        let scheme = url.split("://").next().unwrap_or(url);
-        return Err(format!(
-            "--queue {url:?}: {scheme}:// is not a queue; {form}, or a directory"
-        ));
-    };
-    let Some((authority, name)) = rest.split_once('/') else {
-        return Err(format!("--queue {url:?}: no queue NAME; {form}"));
-    };
-    check_name(name).map_err(|e| format!("--queue {url:?}: {e}"))?;
-    if authority.is_empty() || authority.contains('@') {
-        return Err(format!(
-            "--queue {url:?}: {:?} is no HOST[:PORT] (credentials are not taken in the URL); \
-             {form}",
-            authority
-        ));
-    }
-    let hostport = match authority.rsplit_once(':') {
-        Some((_, port)) if !authority.ends_with(']') => {
-            port.parse::<u16>()
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| format!("--queue {url:?}: port {port:?} is not 1-65535"))?;
-            authority.to_string()
-        }
-        _ => format!("{authority}:6379"),
-    };
-    Ok((hostport, name.to_string()))
-}
-
 /// One connection to the queue server, made again after it broke (the name resolved
 /// again each time: a server that moved is found).
 struct Conn {
     location: String,
     hostport: String,
+    /// TLS and AUTH, from the environment (`access.rs`).
+    access: Access,
     /// For a connect, a read, a write; a runner sets it below its lease.
     timeout: Mutex<Duration>,
     client: Mutex<Option<Client>>,
@@ -145,12 +116,32 @@ impl Conn {
             .collect();
         let mut last = format!("{}: no address", self.hostport);
         for addr in addrs {
-            match Client::connect(addr, None, timeout) {
-                Ok(client) => return Ok(client),
+            match Client::connect(addr, self.access.tls.as_ref(), timeout) {
+                Ok(client) => return self.authenticate(client),
                 Err(e) => last = e.to_string(),
             }
         }
         Err(self.unreachable(last))
+    }
+
+    /// AUTH as the configured user, if any. A refusal is the user's error (exit 2), not an
+    /// outage a runner would wait out; the password is never part of a message.
+    fn authenticate(&self, mut client: Client) -> anyhow::Result<Client> {
+        let Some(auth) = &self.access.auth else {
+            return Ok(client);
+        };
+        match client.call(&["AUTH", &auth.user, auth.password()]) {
+            Ok(_) => Ok(client),
+            Err(ClientError::Server { message, .. }) => Err(UsageError(format!(
+                "{}: the queue server refused AUTH as user {:?} ({message}); check {} or {}",
+                self.location,
+                auth.user,
+                access::PASSWORD_FILE,
+                access::PASSWORD
+            ))
+            .into()),
+            Err(e) => Err(self.unreachable(e)),
+        }
     }
 
     /// Sends one command; a broken connection is dropped (the next call reconnects) and
@@ -167,6 +158,15 @@ impl Conn {
                 if TRANSIENT.iter().any(|t| message.starts_with(t)) =>
             {
                 Err(self.unreachable(format!("the server answers {message:?}")))
+            }
+            Err(ClientError::Server { message, .. }) if message.starts_with("NOAUTH") => {
+                Err(UsageError(format!(
+                    "{}: the queue server requires AUTH ({message}); set {} and {}=FILE",
+                    self.location,
+                    access::USER,
+                    access::PASSWORD_FILE
+                ))
+                .into())
             }
             Err(ClientError::Server { message, .. })
                 if message.starts_with("MOVED") || message.starts_with("ASK") =>
@@ -251,11 +251,20 @@ impl ValkeyQueue {
     /// Parses the URL; the server is reached at the first command (a bad URL is the
     /// user's error, exit 2; a server out of reach is [`Unreachable`]).
     pub fn open(url: &str) -> anyhow::Result<ValkeyQueue> {
-        let (hostport, name) = parse_url(url).map_err(UsageError)?;
+        let QueueUrl {
+            hostport,
+            host,
+            name,
+            tls,
+        } = parse_url(url).map_err(UsageError)?;
+        let access =
+            Access::from_env(tls, &host, &|k| std::env::var(k).ok()).map_err(UsageError)?;
+        let scheme = if tls { "valkeys" } else { "valkey" };
         Ok(ValkeyQueue {
             conn: Conn {
-                location: format!("valkey://{hostport}/{name}"),
+                location: format!("{scheme}://{hostport}/{name}"),
                 hostport,
+                access,
                 timeout: Mutex::new(TIMEOUT),
                 client: Mutex::new(None),
             },
@@ -496,36 +505,5 @@ impl Queue for ValkeyQueue {
         let seat = StreamSeat::new(self, id, lease);
         seat.renew()?;
         Ok(Box::new(seat))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_name_the_part_that_is_wrong() {
-        assert_eq!(
-            parse_url("valkey://127.0.0.1:6400/lab"),
-            Ok(("127.0.0.1:6400".into(), "lab".into()))
-        );
-        assert_eq!(
-            parse_url("valkey://queue.example/lab-1"),
-            Ok(("queue.example:6379".into(), "lab-1".into()))
-        );
-        for (url, says) in [
-            ("redis://h:1/x", "redis:// is not a queue"),
-            ("valkey://h:1", "no queue NAME"),
-            ("valkey://h:1/", "queue name \"\""),
-            ("valkey://h:1/a/b", "queue name \"a/b\""),
-            ("valkey://h:1/{x}", "queue name \"{x}\""),
-            ("valkey://h:0/x", "port \"0\""),
-            ("valkey://h:99999/x", "port \"99999\""),
-            ("valkey://user:pw@h:1/x", "credentials"),
-            ("valkey:///x", "no HOST"),
-        ] {
-            let err = parse_url(url).unwrap_err();
-            assert!(err.contains(says), "{url}: {err}");
-        }
     }
 }
