@@ -438,6 +438,23 @@ fn a_valkey_queue_behind_tls_and_auth_takes_tasks_only_with_both() {
     // Plain TCP to the TLS port: no answer it could take for the queue's.
     let out = queue(&plain, &[], &["list"]);
     assert!(!out.status.success(), "{}", stderr(&out));
+    // Another deployment's CA: the certificate does not verify, which no wait would fix.
+    let other_base = ports(2).to_string();
+    let (mut other, other_started) = start_with(&["--tls", "--base-port", &other_base], tmp.path());
+    let other_ca = other_started["tls"]["ca"].as_str().unwrap().to_string();
+    let out = queue(
+        &url,
+        &[
+            ("VALKEY_BENCH_QUEUE_CA", &other_ca),
+            ("VALKEY_BENCH_QUEUE_USER", "queue"),
+            ("VALKEY_BENCH_QUEUE_PASSWORD_FILE", good),
+        ],
+        &["list"],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("TLS with the queue server failed"), "{err}");
+    other.stop(Duration::from_secs(20));
 
     let both = [
         ("VALKEY_BENCH_QUEUE_CA", ca.as_str()),

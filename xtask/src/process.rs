@@ -36,6 +36,9 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
     #[allow(clippy::disallowed_methods)] // this module is where children are made
     let mut cmd = Command::new(program);
     cmd.stdin(Stdio::null());
+    // The Valkey queue's password, when it came from the environment, is ours alone: no
+    // server, tool or build a runner starts inherits it.
+    cmd.env_remove(crate::queue::valkey::access::PASSWORD);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (setpgid, prctl, getppid).
     unsafe {

@@ -22,8 +22,8 @@ use crate::views::status::StatusSink;
 
 /// How a runner works: `cargo xtask runner`'s flags, checked.
 pub struct Options {
-    /// The queue: a directory, or `valkey://HOST[:PORT]/NAME`; `None` is `queue/` at the
-    /// project root.
+    /// The queue: a directory, or `valkey://HOST[:PORT]/NAME` (`valkeys://` for TLS);
+    /// `None` is `queue/` at the project root.
     pub queue: Option<String>,
     /// Stop when no task is pending (and, on a Valkey queue, none is held elsewhere).
     pub once: bool,

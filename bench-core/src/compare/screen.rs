@@ -442,10 +442,15 @@ pub fn findings(cases: &[CaseResult], blind_guards: &[String]) -> Vec<String> {
         .count();
     if unmoved > 0 && guards < GUARDS.min(unmoved) {
         out.push(format!(
-            "{guards} of {} guard(s) timed (the changed cases took the time first): the {unmoved} unchanged \
+            "{guards} of {} guard(s) timed ({}): the {unmoved} unchanged \
              case(s) rest on their exact counts, and what counts cannot see (memory stalls, contention) \
              was {}checked by time; a longer --max-time times the guards too",
             GUARDS.min(unmoved),
+            if changed.is_empty() {
+                "--max-time ran out"
+            } else {
+                "the changed cases took the time first"
+            },
             if guards == 0 { "not " } else { "only partly " },
         ));
     }

@@ -118,6 +118,20 @@ impl Conn {
         for addr in addrs {
             match Client::connect(addr, self.access.tls.as_ref(), timeout) {
                 Ok(client) => return self.authenticate(client),
+                // A certificate that does not verify, or a TLS client on a plain port,
+                // stays so however long a runner waits: the user's to fix (exit 2).
+                Err(ClientError::Io { why, .. })
+                    if self.access.tls.is_some()
+                        && why.kind() == std::io::ErrorKind::InvalidData =>
+                {
+                    return Err(UsageError(format!(
+                        "{}: TLS with the queue server failed ({why}); check {} and the server's \
+                         certificate and TLS port",
+                        self.location,
+                        access::CA
+                    ))
+                    .into());
+                }
                 Err(e) => last = e.to_string(),
             }
         }
@@ -132,6 +146,13 @@ impl Conn {
         };
         match client.call(&["AUTH", &auth.user, auth.password()]) {
             Ok(_) => Ok(client),
+            // A full or loading server answers the first command so: not a refusal.
+            Err(ClientError::Server { message, .. })
+                if TRANSIENT.iter().any(|t| message.starts_with(t))
+                    || message.contains("max number of clients") =>
+            {
+                Err(self.unreachable(format!("the server answers {message:?}")))
+            }
             Err(ClientError::Server { message, .. }) => Err(UsageError(format!(
                 "{}: the queue server refused AUTH as user {:?} ({message}); check {} or {}",
                 self.location,

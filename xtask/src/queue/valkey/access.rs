@@ -122,6 +122,12 @@ impl Access {
             }
             (None, None) => None,
         };
+        if auth.is_some() && tls.is_none() && !loopback(host) {
+            return Err(format!(
+                "a password for a queue on {host} would cross the network in the clear: give \
+                 valkeys:// (with {CA}), or keep the plain queue on a loopback address"
+            ));
+        }
         Ok(Access { tls, auth })
     }
 }
@@ -139,6 +145,16 @@ pub struct QueueUrl {
 
 /// `valkey://HOST[:PORT]/NAME`, or `valkeys://` for TLS. Errors name the part and the fix.
 pub fn parse_url(url: &str) -> Result<QueueUrl, String> {
+    // Credentials typed into the URL are refused below, and never echoed.
+    let shown = match url.split_once('@') {
+        Some((before, after)) => match before.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://***@{after}"),
+            None => format!("***@{after}"),
+        },
+        None => url.to_string(),
+    };
+    // Parsed redacted: a URL with an `@` is refused either way (no '@' in a name).
+    let url = shown.as_str();
     let form =
         "give valkey://HOST[:PORT]/NAME (valkeys:// for TLS), e.g. valkey://127.0.0.1:6379/lab";
     let (rest, tls) = match (
@@ -178,12 +194,27 @@ pub fn parse_url(url: &str) -> Result<QueueUrl, String> {
     if host.is_empty() {
         return Err(format!("--queue {url:?}: no HOST; {form}"));
     }
+    if host.contains(':') && !host.starts_with('[') {
+        return Err(format!(
+            "--queue {url:?}: an IPv6 address goes in brackets, e.g. valkey://[::1]:6379/lab"
+        ));
+    }
     Ok(QueueUrl {
         hostport,
         host,
         name: name.to_string(),
         tls,
     })
+}
+
+/// Whether `host` is this machine's loopback (`localhost`, 127.0.0.0/8, `[::1]`).
+fn loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A small file's bytes: a regular file of at most [`MAX_FILE`].
@@ -241,10 +272,17 @@ mod tests {
             ("valkey://user:pw@h:1/x", "credentials"),
             ("valkey:///x", "no HOST"),
             ("valkeys://:6379/x", "no HOST"),
+            ("valkey://::1/x", "IPv6 address goes in brackets"),
         ] {
             let err = parse_url(url).unwrap_err();
             assert!(err.contains(says), "{url}: {err}");
         }
+        // Credentials typed into the URL are refused and never echoed.
+        let err = parse_url("valkeys://queue:hunter2@h:1/x").unwrap_err();
+        assert!(
+            err.contains("credentials") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -253,12 +291,16 @@ mod tests {
         let file = tmp.path().join("pw");
         std::fs::write(&file, "s3cret\nignored\n").unwrap();
         let path = file.to_str().unwrap();
-        let access =
-            Access::from_env(false, "h", &env(&[(PASSWORD_FILE, path), (USER, "queue")])).unwrap();
+        let access = Access::from_env(
+            false,
+            "localhost",
+            &env(&[(PASSWORD_FILE, path), (USER, "queue")]),
+        )
+        .unwrap();
         let auth = access.auth.unwrap();
         assert_eq!((auth.user.as_str(), auth.password()), ("queue", "s3cret"));
         assert!(!format!("{auth:?}").contains("s3cret"));
-        let access = Access::from_env(false, "h", &env(&[(PASSWORD, "p")])).unwrap();
+        let access = Access::from_env(false, "127.0.0.1", &env(&[(PASSWORD, "p")])).unwrap();
         assert_eq!(access.auth.unwrap().user, "default");
         assert!(
             Access::from_env(false, "h", &env(&[]))
@@ -299,6 +341,11 @@ mod tests {
                 "first line is empty",
             ),
             (false, vec![(PASSWORD_FILE, "/")], "not a regular file"),
+            (
+                false,
+                vec![(PASSWORD, "p")],
+                "cross the network in the clear",
+            ),
         ];
         for (tls, pairs, says) in cases {
             let e = Access::from_env(tls, "h", &env(&pairs))
