@@ -30,6 +30,10 @@ const SIGNAL_GRACE: Duration = Duration::from_secs(5);
 /// Process ids (= process group ids) of the children alive right now.
 static LIVE: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
+/// The environment variable that may hold the Valkey queue's password
+/// (`queue/valkey/access.rs`); no child inherits it.
+pub const QUEUE_PASSWORD: &str = "VALKEY_BENCH_QUEUE_PASSWORD";
+
 /// A command whose child will be torn down with xtask. The only way in this crate to make
 /// a `std::process::Command`.
 pub fn command(program: impl AsRef<OsStr>) -> Command {
@@ -38,7 +42,7 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
     cmd.stdin(Stdio::null());
     // The Valkey queue's password, when it came from the environment, is ours alone: no
     // server, tool or build a runner starts inherits it.
-    cmd.env_remove(crate::queue::valkey::access::PASSWORD);
+    cmd.env_remove(QUEUE_PASSWORD);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe system calls (setpgid, prctl, getppid).
     unsafe {

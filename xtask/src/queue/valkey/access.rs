@@ -20,7 +20,7 @@ use super::check_name;
 pub const CA: &str = "VALKEY_BENCH_QUEUE_CA";
 pub const USER: &str = "VALKEY_BENCH_QUEUE_USER";
 pub const PASSWORD_FILE: &str = "VALKEY_BENCH_QUEUE_PASSWORD_FILE";
-pub const PASSWORD: &str = "VALKEY_BENCH_QUEUE_PASSWORD";
+pub const PASSWORD: &str = crate::process::QUEUE_PASSWORD;
 
 /// The most a CA file or a password file may hold: a bound on what a mistaken path
 /// (a log, a device) makes us read.
