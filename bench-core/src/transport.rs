@@ -1,6 +1,7 @@
-//! Connections to a server, plain TCP or TLS: [`Tls`] (a client configuration built from
-//! PEM), the blocking [`Stream`] the control plane uses and the async [`Wire`] the
-//! generator uses.
+//! The load generator's connections to a server, plain TCP or TLS: [`Tls`] (a client
+//! configuration built from PEM, which the control plane's `redis` client is given too),
+//! the blocking [`Stream`] (the slot map's read, the counted request stream) and the
+//! async [`Wire`] its connections use.
 //!
 //! TLS is rustls (ring). Every handshake has a deadline, so a plain server on the port (it
 //! reads the ClientHello as an unfinished inline command and waits) is a clear error, not
@@ -18,6 +19,11 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub use failure::explain;
+pub(crate) use failure::{handshake_error, tls_hint_in_text};
+
+mod failure;
 
 /// How long a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +61,15 @@ pub struct Tls {
     config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
     files: Option<TlsFiles>,
+    /// The PEM it was built from, for the control plane's `redis` client, which builds
+    /// its own rustls configuration from PEM.
+    pem: Arc<Pem>,
+}
+
+/// A [`Tls`]'s PEM: the CA, and the client's certificate chain and key.
+struct Pem {
+    ca: Vec<u8>,
+    identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The same configuration object (not merely an equal one), name and files.
@@ -147,6 +162,10 @@ impl Tls {
             config: Arc::new(config),
             server_name,
             files: None,
+            pem: Arc::new(Pem {
+                ca: ca_pem.to_vec(),
+                identity: identity.map(|(cert, key)| (cert.to_vec(), key.to_vec())),
+            }),
         })
     }
 
@@ -160,6 +179,26 @@ impl Tls {
         self.files.as_ref()
     }
 
+    /// The name verified instead of the address's IP, when one was given.
+    pub fn server_name(&self) -> Option<&ServerName<'static>> {
+        self.server_name.as_ref()
+    }
+
+    /// The same trust and identity for the `redis` client.
+    pub fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .pem
+                .identity
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: Some(self.pem.ca.clone()),
+        }
+    }
+
     /// Whether this client presents a certificate.
     pub fn presents_certificate(&self) -> bool {
         self.config.client_auth_cert_resolver.has_certs()
@@ -169,73 +208,17 @@ impl Tls {
         let name = self
             .server_name
             .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(ip(addr).into()));
+            .unwrap_or_else(|| ServerName::IpAddress(verified_ip(addr).into()));
         ClientConnection::new(Arc::clone(&self.config), name).map_err(io::Error::other)
     }
 }
 
 /// The address TLS verifies: an IPv4-mapped IPv6 address is its IPv4 one.
-fn ip(addr: SocketAddr) -> IpAddr {
+pub(crate) fn verified_ip(addr: SocketAddr) -> IpAddr {
     match addr.ip() {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
-}
-
-/// What most likely caused a TLS error rustls reports (in an `io::Error`), if it is one.
-fn tls_hint(e: &io::Error) -> Option<&'static str> {
-    use rustls::{AlertDescription as Alert, Error as E};
-    let inner = e.get_ref()?.downcast_ref::<E>()?;
-    Some(match inner {
-        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
-            " (the server did not answer in TLS: is this a plain-TCP port?)"
-        }
-        E::InvalidCertificate(_) => {
-            " (the server's certificate does not chain to the CA given, or names another host)"
-        }
-        E::AlertReceived(
-            Alert::CertificateRequired
-            | Alert::BadCertificate
-            | Alert::UnknownCA
-            | Alert::CertificateUnknown
-            | Alert::HandshakeFailure,
-        ) => {
-            " (the server refused our client certificate, or wanted one: with tls-auth-clients \
-             it needs one signed by its CA)"
-        }
-        _ => return None,
-    })
-}
-
-/// A TLS error after the handshake, with its likely cause (a TLS 1.3 server checks a
-/// client certificate after the client's side of the handshake is done, so a refused one
-/// shows at the first read); other errors as they are.
-pub fn explain(e: io::Error) -> io::Error {
-    match tls_hint(&e) {
-        Some(hint) => io::Error::new(e.kind(), format!("TLS: {e}{hint}")),
-        None => e,
-    }
-}
-
-/// A handshake's failure, with what most likely caused it.
-fn handshake_error(e: io::Error) -> io::Error {
-    let hint = if matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    ) {
-        " (no TLS answer within the deadline: is this a plain-TCP port, or the server stalled?)"
-    } else if let Some(hint) = tls_hint(&e) {
-        hint
-    } else if e.kind() == io::ErrorKind::UnexpectedEof {
-        " (the server closed the connection during the handshake)"
-    } else {
-        ""
-    };
-    let kind = match e.kind() {
-        io::ErrorKind::WouldBlock => io::ErrorKind::TimedOut,
-        kind => kind,
-    };
-    io::Error::new(kind, format!("TLS handshake failed: {e}{hint}"))
 }
 
 /// A blocking connection: plain, or TLS with its handshake done.
@@ -340,7 +323,7 @@ impl Wire {
         let name = tls
             .server_name
             .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(ip(addr).into()));
+            .unwrap_or_else(|| ServerName::IpAddress(verified_ip(addr).into()));
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
             Ok(Ok(stream)) => Ok(Wire::Tls(Box::new(stream))),
             Ok(Err(e)) => Err(handshake_error(e)),
@@ -490,36 +473,8 @@ mod tests {
     }
 
     #[test]
-    fn handshake_errors_name_the_likely_cause() {
-        let timeout = handshake_error(io::ErrorKind::WouldBlock.into());
-        assert_eq!(timeout.kind(), io::ErrorKind::TimedOut);
-        assert!(timeout.to_string().contains("plain-TCP port"), "{timeout}");
-        let issuer = handshake_error(io::Error::new(
-            io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        ));
-        assert!(
-            issuer.to_string().contains("does not chain to the CA"),
-            "{issuer}"
-        );
-        // The same text from elsewhere is no rustls error: no hint.
-        let text = handshake_error(io::Error::other("invalid peer certificate"));
-        assert!(!text.to_string().contains("chain"), "{text}");
-        let refused = explain(io::Error::new(
-            io::ErrorKind::InvalidData,
-            rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired),
-        ));
-        assert!(
-            refused.to_string().contains("client certificate"),
-            "{refused}"
-        );
-        let plain = explain(io::ErrorKind::ConnectionReset.into());
-        assert_eq!(plain.kind(), io::ErrorKind::ConnectionReset);
-    }
-
-    #[test]
     fn verifies_an_ipv4_mapped_address_as_ipv4() {
         let addr: SocketAddr = "[::ffff:127.0.0.1]:6379".parse().unwrap();
-        assert_eq!(ip(addr), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(verified_ip(addr), IpAddr::from([127, 0, 0, 1]));
     }
 }

@@ -119,21 +119,38 @@ fn only_the_process_module_creates_commands() {
 
 #[test]
 fn connections_to_servers_are_opened_where_they_can_speak_tls() {
-    // bench-core/src/transport.rs opens every connection (plain or TLS); the selfbench floor
-    // client is plain TCP by design (the kernel's cost, nothing more).
-    let allowed = [
+    // bench-core/src/transport.rs opens the generator's connections (plain or TLS), and
+    // bench-core/src/client.rs the control plane's through the `redis` crate (given the
+    // same TLS material by transport.rs); the selfbench floor client is plain TCP by design
+    // (the kernel's cost, nothing more).
+    let tcp = [
         Path::new("bench-core/src/transport.rs"),
         Path::new("bench-core/src/loadgen/floor.rs"),
     ];
-    let violations = rust_files("xtask/src")
+    let redis = [
+        Path::new("bench-core/src/client.rs"),
+        Path::new("bench-core/src/transport.rs"),
+    ];
+    let files: Vec<PathBuf> = rust_files("xtask/src")
         .into_iter()
         .chain(rust_files("bench-core/src"))
-        .filter(|p| !allowed.contains(&p.as_path()))
+        .collect();
+    let mut violations: Vec<String> = files
+        .iter()
+        .filter(|p| !tcp.contains(&p.as_path()))
         .filter(|p| shipped(&read(p)).contains("TcpStream::connect"))
         .map(|p| format!("{}: TcpStream::connect", p.display()))
         .collect();
+    violations.extend(
+        files
+            .iter()
+            .filter(|p| !redis.contains(&p.as_path()))
+            .filter(|p| shipped(&read(p)).contains("redis::"))
+            .map(|p| format!("{}: the redis crate", p.display())),
+    );
     report(
-        "connections open through bench_core::transport (Stream, Wire), which speak TLS when asked",
+        "connections open through bench_core::transport (Stream, Wire) or bench_core::client \
+         (the redis crate), which speak TLS when asked",
         violations,
     );
 }

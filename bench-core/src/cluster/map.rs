@@ -86,11 +86,21 @@ impl SlotMap {
 
     /// Reads the map from one node: `CLUSTER SHARDS` (Valkey 7+), else `CLUSTER SLOTS`.
     pub fn discover(client: &mut Client) -> Result<SlotMap, ClusterError> {
-        let addr = client.addr();
-        let map = match client.call(&["CLUSTER", "SHARDS"]) {
-            Ok(reply) => from_shards(&reply, addr, client.is_tls()),
+        let (addr, tls) = (client.addr(), client.is_tls());
+        SlotMap::read(addr, tls, |args| client.call(args))
+    }
+
+    /// Reads the map from the node at `addr` through `ask` (one command, its reply): the
+    /// control plane asks with its [`Client`], the load generator over its own transport.
+    pub fn read(
+        addr: SocketAddr,
+        tls: bool,
+        mut ask: impl FnMut(&[&str]) -> Result<Value, ClientError>,
+    ) -> Result<SlotMap, ClusterError> {
+        let map = match ask(&["CLUSTER", "SHARDS"]) {
+            Ok(reply) => from_shards(&reply, addr, tls),
             Err(ClientError::Server { message, .. }) if message.contains("unknown") => {
-                from_slots(&client.call(&["CLUSTER", "SLOTS"])?, addr)
+                from_slots(&ask(&["CLUSTER", "SLOTS"])?, addr)
             }
             Err(e) => return Err(e.into()),
         };

@@ -3,13 +3,17 @@
 //! thread's connections share, and how each template is routed.
 
 use std::cell::{Cell, RefCell};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use super::{ClusterOptions, LoadgenError};
+use crate::client::{ClientError, Value};
 use crate::cluster::{DigitSlots, SLOTS, SlotMap, SlotPrefix, key_slot};
+use crate::resp;
 use crate::topology::ReadFrom;
+use crate::transport::{Stream, Tls};
 use crate::workload::{KeyRoute, Prepared, Template};
 
 /// Cluster mode's links: every connection opens one to each of them, in this order.
@@ -49,9 +53,7 @@ impl Wiring {
         let mut last = String::new();
         let mut map = None;
         for &seed in seeds {
-            let found = crate::client::Client::connect(seed, tls, Duration::from_secs(5))
-                .map_err(|e| e.to_string())
-                .and_then(|mut c| SlotMap::discover(&mut c).map_err(|e| e.to_string()));
+            let found = read_map(seed, tls);
             match found {
                 Ok(m) => {
                     map = Some(m);
@@ -195,6 +197,71 @@ async fn exchange_now(
         )));
     }
     Ok(())
+}
+
+/// The most of a reply the slot map is read from: a large cluster's CLUSTER SHARDS is
+/// a few hundred KiB.
+const MAX_MAP_REPLY: usize = 16 << 20;
+
+/// Reads the slot map over the generator's own transport, so that its TLS settings (a
+/// server name among them) are the ones its connections use.
+fn read_map(seed: SocketAddr, tls: Option<&Tls>) -> Result<SlotMap, String> {
+    let mut stream =
+        Stream::connect(seed, tls, Duration::from_secs(5)).map_err(|e| format!("{seed}: {e}"))?;
+    let is_tls = stream.is_tls();
+    SlotMap::read(seed, is_tls, |args| ask(&mut stream, seed, args)).map_err(|e| e.to_string())
+}
+
+/// One command and its reply, over a blocking connection.
+fn ask(stream: &mut Stream, addr: SocketAddr, args: &[&str]) -> Result<Value, ClientError> {
+    let mut request = Vec::new();
+    resp::encode_command(&mut request, args);
+    let io = |why| ClientError::Io {
+        addr,
+        why: crate::transport::explain(why),
+    };
+    stream.write_all(&request).map_err(io)?;
+    let mut reply = Vec::new();
+    loop {
+        match resp::parse(&reply) {
+            Ok((frame, _)) => {
+                return match Value::from_frame(&frame) {
+                    Value::Error(message) => Err(ClientError::Server {
+                        addr,
+                        command: args.join(" "),
+                        message,
+                    }),
+                    value => Ok(value),
+                };
+            }
+            Err(resp::ParseError::Incomplete) if reply.len() < MAX_MAP_REPLY => {}
+            Err(resp::ParseError::Incomplete) => {
+                return Err(ClientError::Protocol {
+                    addr,
+                    why: format!("a reply to {} over {MAX_MAP_REPLY} bytes", args.join(" ")),
+                });
+            }
+            Err(why) => {
+                return Err(ClientError::Protocol {
+                    addr,
+                    why: why.to_string(),
+                });
+            }
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        let n = match stream.read(&mut chunk) {
+            // A server closing with our request unread resets the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && reply.is_empty() => 0,
+            read => read.map_err(io)?,
+        };
+        if n == 0 {
+            return Err(ClientError::Closed {
+                addr,
+                first_reply: reply.is_empty() && !stream.is_tls(),
+            });
+        }
+        reply.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// The slot map one worker thread's connections share: one table per thread, not per

@@ -120,10 +120,7 @@ impl Conn {
                 Ok(client) => return self.authenticate(client),
                 // A certificate that does not verify, or a TLS client on a plain port,
                 // stays so however long a runner waits: the user's to fix (exit 2).
-                Err(ClientError::Io { why, .. })
-                    if self.access.tls.is_some()
-                        && why.kind() == std::io::ErrorKind::InvalidData =>
-                {
+                Err(ClientError::Tls { why, .. }) => {
                     return Err(UsageError(format!(
                         "{}: TLS with the queue server failed ({why}); check {} and the server's \
                          certificate and TLS port",
@@ -168,12 +165,25 @@ impl Conn {
     /// Sends one command; a broken connection is dropped (the next call reconnects) and
     /// reported as [`Unreachable`], as are the server's "not now" errors.
     fn call<A: AsRef<[u8]>>(&self, args: &[A]) -> anyhow::Result<Value> {
+        self.with_client(|client| client.call(args))
+    }
+
+    /// Runs one of the scripts of `scripts.rs` (by its digest, loaded when the server
+    /// lacks it), as [`Conn::call`] runs a command.
+    fn script(&self, script: &str, keys: &[&str], args: &[&str]) -> anyhow::Result<Value> {
+        self.with_client(|client| client.script(script, keys, args))
+    }
+
+    fn with_client(
+        &self,
+        request: impl FnOnce(&mut Client) -> Result<Value, ClientError>,
+    ) -> anyhow::Result<Value> {
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if slot.is_none() {
             *slot = Some(self.connect()?);
         }
         let client = slot.as_mut().expect("connected above");
-        match client.call(args) {
+        match request(client) {
             Ok(value) => Ok(value),
             Err(ClientError::Server { message, .. })
                 if TRANSIENT.iter().any(|t| message.starts_with(t)) =>
@@ -210,15 +220,6 @@ impl Conn {
     fn set_timeout(&self, timeout: Duration) {
         *self.timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
         *self.client.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-
-    /// Runs one of the scripts of `scripts.rs`.
-    fn script(&self, script: &str, keys: &[&str], args: &[&str]) -> anyhow::Result<Value> {
-        let numkeys = keys.len().to_string();
-        let mut all = vec!["EVAL", script, &numkeys];
-        all.extend_from_slice(keys);
-        all.extend_from_slice(args);
-        self.call(&all)
     }
 }
 
