@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Two xtask binaries' control planes side by side, in alternation, on this machine:
-#   - the mem suite's preload: items per second the populator wrote (strings, hashes and
-#     lists of 16- and 512-byte values, 200,000 items a case), from the run's records;
+#   - the mem suite's preload: items per second the populator wrote (strings and hashes
+#     of 16- and 512-byte values, 1,000,000 items a case), from the run's records, as
+#     the ratio B/A of each case to the same case of the same round;
 #   - `queue list --json` of a Valkey queue holding 1000 tasks (the whole process).
-# Prints each binary's median and the ratio B/A. Build each binary from its commit first
+# Prints the medians and ratios. Build each binary from its commit first
 # (`cargo build --release -p xtask`, then copy target/release/xtask aside).
 # Usage: scripts/control-plane-bench.sh A_BIN B_BIN [ROUNDS]   (default 3 rounds)
 set -euo pipefail
@@ -22,11 +23,11 @@ kill -0 "$pid" 2>/dev/null || { echo "error: valkey-server did not start on port
 
 cat >"$tmp/preload.toml" <<'EOF'
 suite = "mem"
-data_types = ["string", "hash", "list"]
+data_types = ["string", "hash"]
 value_sizes = [16, 512]
 key_size = 16
 field_size = 8
-items = 200000
+items = 1000000
 elements_per_key = 100
 expiry = [false]
 EOF
@@ -39,8 +40,9 @@ for round in $(seq "$rounds"); do
     out="$tmp/run-$side-$round"
     "$bin" bench --suite-file "$tmp/preload.toml" --out "$out" --json >/dev/null 2>"$tmp/err" ||
       { cat "$tmp/err" >&2; exit 1; }
-    # Each case's items per second, as a line; the median over cases and rounds is taken.
-    grep -ho '"populate_items_per_sec":[0-9.e+]*' "$out"/*.jsonl | cut -d: -f2 >>"$tmp/$side.preload"
+    # Each case's items per second, one line per round in case order: B's case against
+    # A's same case of the same round gives one ratio.
+    grep -ho '"populate_items_per_sec":[0-9.e+]*' "$out"/*.jsonl | cut -d: -f2 | paste -sd' ' >>"$tmp/$side.preload"
     for _ in $(seq 11); do
       start=$(date +%s%N)
       "$bin" queue --queue "$queue" list --json >/dev/null
@@ -49,9 +51,11 @@ for round in $(seq "$rounds"); do
   done
   echo "round $round of $rounds done" >&2
 done
-pa=$(median <"$tmp/a.preload"); pb=$(median <"$tmp/b.preload")
+ratios=$(paste -d'\n' "$tmp/a.preload" "$tmp/b.preload" | awk 'NR % 2 { n = split($0, a, " "); next }
+  { split($0, b, " "); for (i = 1; i <= n; i++) print b[i] / a[i] }')
+pr=$(echo "$ratios" | median); pmin=$(echo "$ratios" | sort -g | head -1); pmax=$(echo "$ratios" | sort -g | tail -1)
 la=$(median <"$tmp/a.list"); lb=$(median <"$tmp/b.list")
-awk -v pa="$pa" -v pb="$pb" -v la="$la" -v lb="$lb" -v n="$(wc -l <"$tmp/a.preload")" -v m="$(wc -l <"$tmp/a.list")" 'BEGIN {
-  printf "mem preload, items/s (median of %d cases): A %.0f  B %.0f  B/A %.3f\n", n, pa, pb, pb / pa
+awk -v pr="$pr" -v lo="$pmin" -v hi="$pmax" -v n="$(echo "$ratios" | wc -l)" -v la="$la" -v lb="$lb" -v m="$(wc -l <"$tmp/a.list")" 'BEGIN {
+  printf "mem preload, items/s, B/A of the same case in the same round: median %.3f (min %.3f, max %.3f, %d pairs)\n", pr, lo, hi, n
   printf "queue list --json, 1000 tasks (median of %d runs): A %.1f ms  B %.1f ms  B/A %.3f\n", m, la / 1000, lb / 1000, lb / la
 }'

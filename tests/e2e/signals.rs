@@ -1,5 +1,5 @@
 //! Teardown: ports in use are skipped, and SIGTERM, SIGINT, SIGKILL of xtask and a panic
-//! all leave no server behind.
+//! all leave no server behind; a reader that closes the pipe early ends a listing quietly.
 
 use std::fs;
 use std::net::TcpListener;
@@ -146,5 +146,45 @@ fn a_panic_tears_down_the_instances_it_unwinds_through() {
     assert!(
         pids.iter().all(|&p| !pid_alive(p)),
         "a server outlived the panic"
+    );
+}
+
+/// `queue list --json | head -c 100`: the reader leaves early, the listing stops quietly
+/// with exit 0 and no panic (Rust ignores SIGPIPE, so the next write fails).
+#[test]
+fn a_listing_whose_reader_leaves_early_ends_quietly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let queue = tmp.path().join("q");
+    // 1000 tasks list to about 330 KB: more than a pipe holds, so a write must fail.
+    crate::queue::queue_add(
+        &queue,
+        "bench",
+        &["--quick", "--commands", "GET", "--value-sizes", "1..1000"],
+    );
+    let mut child = xtask(
+        &[
+            "queue",
+            "--queue",
+            queue.to_str().unwrap(),
+            "list",
+            "--json",
+        ],
+        None,
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        first.starts_with(b"{"),
+        "{}",
+        String::from_utf8_lossy(&first)
     );
 }

@@ -133,7 +133,8 @@ fn main() -> ExitCode {
     }
     // Leftovers of runs that were killed outright (their destructors never ran).
     xtask::instances::sweep_stale(&xtask::instances::scratch_root());
-    let result = match cli.command {
+    quiet_when_the_reader_leaves();
+    let run = std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Bench(cmd) => cmd.run(&shutdown),
         Command::Build(cmd) => cmd.run(&shutdown),
         Command::Fetch(cmd) => cmd.run(),
@@ -147,12 +148,44 @@ fn main() -> ExitCode {
         Command::Report(cmd) => cmd.run(),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
         Command::Man { out } => write_man_pages(&out),
+    });
+    let result = match std::panic::catch_unwind(run) {
+        Ok(result) => result,
+        // The guards have stopped what the command started while the panic unwound.
+        Err(payload) if stdout_closed(payload_text(&*payload)) => return ExitCode::SUCCESS,
+        Err(payload) => std::panic::resume_unwind(payload),
     };
     let (code, message) = xtask::error::outcome(&result, shutdown.is_triggered());
     if let Some(message) = message {
         eprintln!("{message}");
     }
     ExitCode::from(code)
+}
+
+/// `cargo xtask queue list --json | head`: a reader that stops reading is not an error.
+/// Rust ignores SIGPIPE, so the next write fails and `println!` panics; that panic is
+/// not reported, it unwinds (the guards stop any server the command started), and the
+/// process exits 0, having written what its reader wanted.
+fn quiet_when_the_reader_leaves() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !stdout_closed(payload_text(info.payload())) {
+            report(info);
+        }
+    }));
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default()
+}
+
+/// Whether a panic is `println!`'s on a closed pipe.
+fn stdout_closed(message: &str) -> bool {
+    message.starts_with("failed printing to stdout") && message.contains("Broken pipe")
 }
 
 /// `cargo-xtask.1` and `cargo-xtask-<command>.1` into `out`, each with its examples.

@@ -202,9 +202,10 @@ return r
     )
 }
 
-/// A page of the queued ids, ranks `ARGV[1]`..`ARGV[2]`, each with its task's fields: the
-/// named ones (`ARGV[5]` of them from `ARGV[6]`), or every field when none is named (the
-/// first 64). A `doc` is cut at `ARGV[3]` bytes (one byte over the task limit, so an
+/// A page of the queued ids, ranks `ARGV[1]`..`ARGV[2]`, each with its task's fields as
+/// name, value pairs: the named ones that are set (`ARGV[5]` of them from `ARGV[6]`; a
+/// pending task has 4 of the 20 `list` names, and a nil costs the client a parse), or
+/// every field when none is named (the first 64). A `doc` is cut at `ARGV[3]` bytes (one byte over the task limit, so an
 /// oversized one still fails as such), any other field at `ARGV[4]`. An id longer than any
 /// of ours, or whose task hash is gone, leaves the ids (`{NAME}:ids` stays trimmed) and
 /// is answered as false. Paged from the top by the caller, so removing a member never
@@ -228,8 +229,10 @@ for i, id in ipairs(redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])) do
     else
       local values = redis.call('HMGET', key, unpack(fields))
       for j = 1, n do
-        row[2 * j - 1] = fields[j]
-        row[2 * j] = values[j]
+        if values[j] then
+          row[#row + 1] = fields[j]
+          row[#row + 1] = values[j]
+        end
       end
     end
     for j = 2, #row, 2 do
