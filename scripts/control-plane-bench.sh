@@ -6,12 +6,16 @@
 #   - `queue list --json` of a Valkey queue holding 1000 tasks (the whole process).
 # Prints the medians and ratios. Build each binary from its commit first
 # (`cargo build --release -p xtask`, then copy target/release/xtask aside).
-# Usage: scripts/control-plane-bench.sh A_BIN B_BIN [ROUNDS]   (default 3 rounds)
+# Usage: [PORT=N] scripts/control-plane-bench.sh A_BIN B_BIN [ROUNDS]   (default 3 rounds, port 6491)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-3}
 tmp=$(mktemp -d)
-port=6491
+port=${PORT:-6491}
+# A server already on the port would be measured instead of ours: refuse.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "error: port $port is in use; choose another with PORT=N" >&2; exit 2
+fi
 server=$("$a" build --json | sed -n 's/.*"server":"\([^"]*\)".*/\1/p')
 "$server" --port "$port" --bind 127.0.0.1 --save "" --dir "$tmp" >/dev/null 2>&1 &
 pid=$!

@@ -10,6 +10,10 @@ port=${1:-6490}
 cargo build --release -q -p xtask
 x=target/release/xtask
 server=$($x build --json | sed -n 's/.*"server":"\([^"]*\)".*/\1/p')
+# A server already on the port would be measured instead of ours: refuse.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  echo "error: port $port is in use; give another as the first argument" >&2; exit 2
+fi
 tmp=$(mktemp -d)
 "$server" --port "$port" --bind 127.0.0.1 --save "" --dir "$tmp" >/dev/null 2>&1 &
 pid=$!

@@ -11,8 +11,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use redis::ConnectionLike;
-
 use crate::resp;
 use crate::transport::Tls;
 
@@ -125,34 +123,30 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects, over TLS when `tls` says how, with `timeout` applied to the connect, the
-    /// handshake and every later read and write. The connection sends nothing of its own
-    /// (no AUTH, no CLIENT SETINFO) but, over TLS, one PING that completes the handshake.
+    /// Connects, over TLS when `tls` says how, with `timeout` applied to the connect and
+    /// every later read and write (the handshake within [`HANDSHAKE_TIMEOUT`] at most).
+    /// The connection sends nothing of its own (no AUTH, no CLIENT SETINFO) but, over TLS,
+    /// one PING that completes the handshake.
+    ///
+    /// TLS verifies the address's IP, or the server name `tls` gives: a DNS name (the
+    /// Valkey queue's URL host) must resolve to `addr`, and the crate connects by it.
+    ///
+    /// [`HANDSHAKE_TIMEOUT`]: crate::transport::HANDSHAKE_TIMEOUT
     pub fn connect(
         addr: SocketAddr,
         tls: Option<&Tls>,
         timeout: Duration,
     ) -> Result<Client, ClientError> {
         let io = |why| ClientError::Io { addr, why };
-        let host = crate::transport::verified_ip(addr).to_string();
+        let ip = crate::transport::verified_ip(addr);
         let target = match tls {
-            None => redis::ConnectionAddr::Tcp(host, addr.port()),
-            Some(tls) => {
-                if tls.server_name().is_some() {
-                    // The crate verifies the name it connects to; a name other than the
-                    // address is the load generator's (`--tls-server-name`), not ours.
-                    return Err(io(io::Error::other(
-                        "a TLS server name other than the address is for the load generator's \
-                         connections; the control plane verifies the server's IP",
-                    )));
-                }
-                redis::ConnectionAddr::TcpTls {
-                    host,
-                    port: addr.port(),
-                    insecure: false,
-                    tls_params: None,
-                }
-            }
+            None => redis::ConnectionAddr::Tcp(ip.to_string(), addr.port()),
+            Some(tls) => redis::ConnectionAddr::TcpTls {
+                host: verified_name(addr, tls).map_err(|e| io(io::Error::other(e)))?,
+                port: addr.port(),
+                insecure: false,
+                tls_params: None,
+            },
         };
         let info = redis::IntoConnectionInfo::into_connection_info(target)
             .map_err(|e| io(io::Error::other(e.to_string())))?
@@ -166,11 +160,6 @@ impl Client {
         let conn = client
             .get_connection_with_timeout(timeout)
             .map_err(|e| io(io_error(&e)))?;
-        // The crate clears its timeouts once connected: ours hold for every call.
-        let timeouts = conn
-            .set_read_timeout(Some(timeout))
-            .and_then(|()| conn.set_write_timeout(Some(timeout)));
-        timeouts.map_err(|e| io(io_error(&e)))?;
         let mut client = Client {
             addr,
             conn,
@@ -180,14 +169,32 @@ impl Client {
         };
         if client.tls {
             // The crate shakes hands at the first exchange; a PING makes that exchange
-            // this one, so a wrong CA, a plain port or a missing client certificate fails
-            // the connect, named. Any reply will do (before AUTH it is NOAUTH).
+            // this one, under the handshake's deadline, so a wrong CA, a plain port or a
+            // missing client certificate fails the connect, named. Before AUTH the reply
+            // is NOAUTH, and a loading server's LOADING: the handshake is done either way.
+            client.set_timeout(timeout.min(crate::transport::HANDSHAKE_TIMEOUT))?;
             match client.call(&["PING"]) {
-                Ok(_) | Err(ClientError::Server { .. }) => {}
+                Ok(_) => {}
+                Err(ClientError::Server { message, .. })
+                    if message.starts_with("NOAUTH") || message.starts_with("LOADING") => {}
                 Err(e) => return Err(e),
             }
         }
+        // The crate clears its timeouts once connected: ours hold for every call.
+        client.set_timeout(timeout)?;
         Ok(client)
+    }
+
+    /// Every later read and write takes at most `timeout`.
+    fn set_timeout(&self, timeout: Duration) -> Result<(), ClientError> {
+        let timeouts = self
+            .conn
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| self.conn.set_write_timeout(Some(timeout)));
+        timeouts.map_err(|e| ClientError::Io {
+            addr: self.addr,
+            why: io_error(&e),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -261,6 +268,7 @@ impl Client {
                         command: "EVALSHA".into(),
                         message: match (e.code(), e.detail()) {
                             (Some(code), Some(detail)) => format!("{code} {detail}"),
+                            (Some(code), None) => code.to_string(),
                             _ => e.to_string(),
                         },
                     }
@@ -275,24 +283,24 @@ impl Client {
         resp::encode_command(&mut self.write_buf, args);
     }
 
-    /// Sends every queued command and reads exactly `count` replies, in order.
+    /// Sends every queued command and reads exactly `count` replies, in order. The first
+    /// failure ends it (a stalled server costs one timeout, not one per reply); the
+    /// connection is then of no further use.
     pub fn flush_and_read(&mut self, count: usize) -> Result<Vec<Value>, ClientError> {
         if self.write_buf.is_empty() && count == 0 {
             // A shard of a cluster that this batch sends nothing to.
             return Ok(Vec::new());
         }
-        let sent = std::mem::take(&mut self.write_buf);
-        let replies = if count == 1 {
-            self.conn.req_packed_command(&sent).map(|r| vec![r])
-        } else {
-            self.conn.req_packed_commands(&sent, 0, count)
-        };
-        // The buffer keeps its capacity for the next batch.
-        self.write_buf = sent;
+        let sent = self.conn.send_packed_command(&self.write_buf);
         self.write_buf.clear();
-        let replies = replies.map_err(|e| self.failure(&e))?;
-        self.answered = true;
-        Ok(replies.into_iter().map(Value::from_redis).collect())
+        sent.map_err(|e| self.failure(&e))?;
+        let mut replies = Vec::with_capacity(count);
+        for _ in 0..count {
+            let reply = self.conn.recv_response().map_err(|e| self.failure(&e))?;
+            self.answered = true;
+            replies.push(Value::from_redis(reply));
+        }
+        Ok(replies)
     }
 
     /// A failure of the connection (not a reply), said as our own transport says it: a
@@ -319,6 +327,14 @@ impl Client {
         if e.is_connection_dropped() {
             return ClientError::Closed { addr, first_reply };
         }
+        if self.tls && !self.answered && e.kind() == redis::ErrorKind::Io {
+            // Neither a timeout nor a close, before any reply over TLS: rustls refused
+            // the handshake (a protocol version, an alert), which no wait mends.
+            return ClientError::Tls {
+                addr,
+                why: format!("TLS handshake failed: {text}"),
+            };
+        }
         if e.kind() == redis::ErrorKind::Io {
             return ClientError::Io {
                 addr,
@@ -340,6 +356,37 @@ impl Client {
             got,
             expected,
         }
+    }
+}
+
+/// The name TLS verifies and the crate connects to: the address's IP, or the server name
+/// `tls` gives (an IP equal to the address's, or a DNS name that resolves to it).
+fn verified_name(addr: SocketAddr, tls: &Tls) -> Result<String, String> {
+    use rustls::pki_types::ServerName;
+    let ip = crate::transport::verified_ip(addr);
+    match tls.server_name() {
+        None => Ok(ip.to_string()),
+        Some(ServerName::IpAddress(named)) if std::net::IpAddr::from(*named) == ip => {
+            Ok(ip.to_string())
+        }
+        Some(ServerName::DnsName(name)) => {
+            let name = name.as_ref();
+            let resolved = std::net::ToSocketAddrs::to_socket_addrs(&(name, addr.port()))
+                .map_err(|e| format!("TLS server name {name:?}: {e}"))?;
+            let ours = resolved.map(crate::transport::verified_ip).any(|r| r == ip);
+            if ours {
+                Ok(name.to_string())
+            } else {
+                Err(format!(
+                    "TLS server name {name:?} does not resolve to {ip}; the control plane \
+                     connects by the name it verifies"
+                ))
+            }
+        }
+        Some(other) => Err(format!(
+            "TLS server name {other:?} is not the address {ip}; the control plane verifies \
+             the name it connects to"
+        )),
     }
 }
 

@@ -149,8 +149,9 @@ fn a_panic_tears_down_the_instances_it_unwinds_through() {
     );
 }
 
-/// `queue list --json | head -c 100`: the reader leaves early, the listing stops quietly
-/// with exit 0 and no panic (Rust ignores SIGPIPE, so the next write fails).
+/// `queue list --json | head -c 100`: the reader leaves early, the listing stops quietly,
+/// no panic, with exit 141 as a tool SIGPIPE killed (Rust ignores SIGPIPE, so the next
+/// write fails): not 0, which would pass a `pipefail` job whose outcome was never reached.
 #[test]
 fn a_listing_whose_reader_leaves_early_ends_quietly() {
     let tmp = tempfile::tempdir().unwrap();
@@ -180,7 +181,7 @@ fn a_listing_whose_reader_leaves_early_ends_quietly() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(out.status.code(), Some(141), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(
         first.starts_with(b"{"),

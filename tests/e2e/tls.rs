@@ -468,6 +468,11 @@ fn a_valkey_queue_behind_tls_and_auth_takes_tasks_only_with_both() {
     let out = queue(&url, &both, &["list"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    // By host name: the certificate is checked against the name (it names localhost).
+    let by_name = format!("valkeys://localhost:{port}/lab");
+    let out = queue(&by_name, &both, &["list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
     let out = queue(&url, &both, &["cancel", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     drop(admin);

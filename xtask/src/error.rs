@@ -1,8 +1,9 @@
 //! The errors that decide an exit code, and the mapping, the same for every command:
 //! 0 success, 1 a regression found (compare), 2 could not run (bad input, a failed build,
 //! a server that died: the message says which), 3 inconclusive (compare: no regression
-//! found, but not every case decided), 130 interrupted. A CI gate fails on 1 and asks a
-//! human on 2 and 3.
+//! found, but not every case decided), 130 interrupted, 141 the output's reader left
+//! before the end (as a tool killed by SIGPIPE). A CI gate fails on 1 and asks a human on
+//! 2 and 3.
 //!
 //! Any layer may return these; only `main` turns them into a process exit code.
 
@@ -29,6 +30,11 @@ pub struct CouldNotRun(pub anyhow::Error);
 
 /// A command ended early because the user interrupted it (SIGINT/SIGTERM).
 pub const INTERRUPTED: u8 = 130;
+
+/// A command ended early because its standard output's reader closed the pipe
+/// (`... | head`): 128 + SIGPIPE, what a shell reports for a tool SIGPIPE killed, so a
+/// `pipefail` job never reads it as a pass (the command's own outcome was not reached).
+pub const OUTPUT_CLOSED: u8 = 141;
 
 /// How a command's outcome is reported: the exit code, and what to print on stderr.
 pub fn outcome(result: &anyhow::Result<()>, interrupted: bool) -> (u8, Option<String>) {

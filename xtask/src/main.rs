@@ -123,7 +123,8 @@ const EXAMPLES_TUI: &str = "Examples:
   cargo xtask tui --queue valkey://127.0.0.1:6400/lab";
 
 /// Exit codes, the same for every command: 0 success, 1 a regression found (compare), 2
-/// could not run (bad input or a failure), 3 compare inconclusive, 130 interrupted.
+/// could not run (bad input or a failure), 3 compare inconclusive, 130 interrupted, 141
+/// the output's reader left early.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let shutdown = Shutdown::new();
@@ -152,7 +153,9 @@ fn main() -> ExitCode {
     let result = match std::panic::catch_unwind(run) {
         Ok(result) => result,
         // The guards have stopped what the command started while the panic unwound.
-        Err(payload) if stdout_closed(payload_text(&*payload)) => return ExitCode::SUCCESS,
+        Err(payload) if stdout_closed(payload_text(&*payload)) => {
+            return ExitCode::from(xtask::error::OUTPUT_CLOSED);
+        }
         Err(payload) => std::panic::resume_unwind(payload),
     };
     let (code, message) = xtask::error::outcome(&result, shutdown.is_triggered());
@@ -162,10 +165,11 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// `cargo xtask queue list --json | head`: a reader that stops reading is not an error.
+/// `cargo xtask queue list --json | head`: a reader that stops reading is no crash.
 /// Rust ignores SIGPIPE, so the next write fails and `println!` panics; that panic is
 /// not reported, it unwinds (the guards stop any server the command started), and the
-/// process exits 0, having written what its reader wanted.
+/// process exits 141, as a tool killed by SIGPIPE: not 0, since the command's own
+/// outcome (compare's verdict, say) was never reached.
 fn quiet_when_the_reader_leaves() {
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

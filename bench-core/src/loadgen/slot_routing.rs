@@ -212,7 +212,7 @@ fn read_map(seed: SocketAddr, tls: Option<&Tls>) -> Result<SlotMap, String> {
     SlotMap::read(seed, is_tls, |args| ask(&mut stream, seed, args)).map_err(|e| e.to_string())
 }
 
-/// One command and its reply, over a blocking connection.
+/// One command and its reply, over a blocking connection, whole within [`SETUP_TIMEOUT`].
 fn ask(stream: &mut Stream, addr: SocketAddr, args: &[&str]) -> Result<Value, ClientError> {
     let mut request = Vec::new();
     resp::encode_command(&mut request, args);
@@ -221,34 +221,14 @@ fn ask(stream: &mut Stream, addr: SocketAddr, args: &[&str]) -> Result<Value, Cl
         why: crate::transport::explain(why),
     };
     stream.write_all(&request).map_err(io)?;
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
     let mut reply = Vec::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    // The length at the last parse that found the reply unfinished: parsed again once it
+    // doubles or the socket is drained, so a large reply is parsed a few times, not once
+    // per read.
+    let mut tried = 0;
     loop {
-        match resp::parse(&reply) {
-            Ok((frame, _)) => {
-                return match Value::from_frame(&frame) {
-                    Value::Error(message) => Err(ClientError::Server {
-                        addr,
-                        command: args.join(" "),
-                        message,
-                    }),
-                    value => Ok(value),
-                };
-            }
-            Err(resp::ParseError::Incomplete) if reply.len() < MAX_MAP_REPLY => {}
-            Err(resp::ParseError::Incomplete) => {
-                return Err(ClientError::Protocol {
-                    addr,
-                    why: format!("a reply to {} over {MAX_MAP_REPLY} bytes", args.join(" ")),
-                });
-            }
-            Err(why) => {
-                return Err(ClientError::Protocol {
-                    addr,
-                    why: why.to_string(),
-                });
-            }
-        }
-        let mut chunk = [0u8; 16 * 1024];
         let n = match stream.read(&mut chunk) {
             // A server closing with our request unread resets the connection.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset && reply.is_empty() => 0,
@@ -261,6 +241,45 @@ fn ask(stream: &mut Stream, addr: SocketAddr, args: &[&str]) -> Result<Value, Cl
             });
         }
         reply.extend_from_slice(&chunk[..n]);
+        let drained = n < chunk.len();
+        if n == chunk.len() && chunk.len() < 1 << 20 {
+            chunk.resize(chunk.len() * 2, 0);
+        }
+        if !drained && reply.len() < 2 * tried {
+            continue;
+        }
+        match resp::parse(&reply) {
+            Ok((frame, _)) => {
+                return match Value::from_frame(&frame) {
+                    Value::Error(message) => Err(ClientError::Server {
+                        addr,
+                        command: args.join(" "),
+                        message,
+                    }),
+                    value => Ok(value),
+                };
+            }
+            Err(resp::ParseError::Incomplete)
+                if reply.len() < MAX_MAP_REPLY && std::time::Instant::now() < deadline =>
+            {
+                tried = reply.len();
+            }
+            Err(resp::ParseError::Incomplete) => {
+                return Err(ClientError::Protocol {
+                    addr,
+                    why: format!(
+                        "no whole reply to {} within {SETUP_TIMEOUT:?} and {MAX_MAP_REPLY} bytes",
+                        args.join(" ")
+                    ),
+                });
+            }
+            Err(why) => {
+                return Err(ClientError::Protocol {
+                    addr,
+                    why: why.to_string(),
+                });
+            }
+        }
     }
 }
 
