@@ -84,8 +84,8 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
     let syncs: Vec<_> = replicas
         .iter()
         .map(|r| {
-            let (addr, port, shutdown) = (r.addr, primary.port(), ctx.shutdown.clone());
-            thread::spawn(move || full_sync(addr, port, timeout, &shutdown))
+            let (addr, source, shutdown) = (r.addr, primary.addr, ctx.shutdown.clone());
+            thread::spawn(move || full_sync(addr, source, timeout, &shutdown))
         })
         .collect();
     let mut sync_secs = Vec::new();
@@ -176,7 +176,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
                 version: env!("CARGO_PKG_VERSION").into(),
                 argv: vec![
                     "REPLICAOF".into(),
-                    "127.0.0.1".into(),
+                    primary.addr.ip().to_string(),
                     primary.port().to_string(),
                 ],
             },
@@ -190,17 +190,18 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// Sends REPLICAOF and polls until the full sync is done; returns its duration.
+/// Sends REPLICAOF (the primary's own address, as the replica reaches it) and polls until
+/// the full sync is done; returns its duration.
 fn full_sync(
     replica: SocketAddr,
-    primary_port: u16,
+    primary: SocketAddr,
     timeout: Duration,
     shutdown: &Shutdown,
 ) -> anyhow::Result<f64> {
     let mut client = Client::connect(replica, None, Duration::from_secs(10))?;
-    let port = primary_port.to_string();
+    let (ip, port) = (primary.ip().to_string(), primary.port().to_string());
     let sent = Instant::now();
-    client.call(&["REPLICAOF", "127.0.0.1", port.as_str()])?;
+    client.call(&["REPLICAOF", ip.as_str(), port.as_str()])?;
     loop {
         let info = Info::parse(&client.call_text(&["INFO", "replication"])?);
         if sync_done(&info) {

@@ -132,9 +132,12 @@ impl Cluster {
                 last.as_str(),
             ])?;
         }
-        let ip = nodes[0].instance.addr.ip().to_string();
+        // Each node by its own address (on one machine they share an IP; on several, not).
         for node in &nodes[1..] {
-            let port = node.instance.port().to_string();
+            let (ip, port) = (
+                node.instance.addr.ip().to_string(),
+                node.instance.port().to_string(),
+            );
             clients[0].call(&["CLUSTER", "MEET", ip.as_str(), port.as_str()])?;
         }
         let began = Instant::now();
