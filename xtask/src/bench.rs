@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::case::{CaseContext, Deploy};
 use crate::events::{Event, Sinks};
 use crate::host;
-use crate::host::local::Local;
+use crate::host::choice::HostsChoice;
 use crate::plan::suite_file::Plan;
 use crate::rundir::{RunDir, new_run, run_id};
 use crate::suites::perf;
@@ -41,6 +41,8 @@ pub struct Bench {
     pub read_from: ReadFrom,
     /// The servers speak TLS only (`--tls`).
     pub tls: Option<TlsMode>,
+    /// Where the servers run (`--hosts`, `--server-hosts`).
+    pub hosts: HostsChoice,
 }
 
 /// Records know their case name and repetition (for progress events).
@@ -90,6 +92,8 @@ impl Bench {
         shutdown: &Shutdown,
     ) -> anyhow::Result<()> {
         let cases = spec.expand();
+        // The hosts first: a refused host key stops the run before a build.
+        let hosts = self.hosts.connect(shutdown)?;
         let binaries = self.build.binaries(shutdown)?;
         let engine: Box<dyn Engine> = match spec.engine {
             EngineKind::Native => Box::new(NativeEngine),
@@ -103,12 +107,13 @@ impl Bench {
         let topology = topology::from_spec(spec.topology, self.read_from);
         let servers = Deploy {
             topology: topology.as_ref(),
-            host: &Local,
+            hosts: &hosts,
         };
         let ctx = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
+            hosts: &hosts,
             engine: engine.as_ref(),
             base_port: self.base_port,
             shutdown,
@@ -300,6 +305,7 @@ impl Bench {
     where
         R: serde::Serialize + serde::de::DeserializeOwned + HasCase,
     {
+        let hosts = self.hosts.connect(shutdown)?;
         let binaries = self.build.binaries(shutdown)?;
         let run_id = run_id(suite);
         let run_dir = RunDir::create(&new_run(&run_id, self.out.as_deref())?)?;
@@ -307,12 +313,13 @@ impl Bench {
         let topology = topology::from_spec(topology, ReadFrom::Primaries);
         let servers = Deploy {
             topology: topology.as_ref(),
-            host: &Local,
+            hosts: &hosts,
         };
         let info = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
+            hosts: &hosts,
             engine: &NativeEngine,
             base_port: self.base_port,
             shutdown,

@@ -75,6 +75,15 @@ enum Command {
         #[arg(long, default_value = "target/man", value_name = "DIR")]
         out: std::path::PathBuf,
     },
+    /// The agent on a remote host (started by xtask over ssh; not for people): runs that
+    /// host's servers, stops them when its stdin closes or its lease runs out.
+    #[command(hide = true)]
+    Agent {
+        #[arg(long, value_name = "DIR")]
+        work_dir: std::path::PathBuf,
+        #[arg(long, value_name = "MS")]
+        lease_ms: u64,
+    },
 }
 
 const EXAMPLES_BENCH: &str = "Examples:
@@ -149,6 +158,11 @@ fn main() -> ExitCode {
         Command::Report(cmd) => cmd.run(),
         Command::Selfbench(cmd) => cmd.run(&shutdown),
         Command::Man { out } => write_man_pages(&out),
+        Command::Agent { work_dir, lease_ms } => xtask::host::agent::serve(
+            &work_dir,
+            std::time::Duration::from_millis(lease_ms.clamp(500, 600_000)),
+            &shutdown,
+        ),
     });
     let result = match std::panic::catch_unwind(run) {
         Ok(result) => result,

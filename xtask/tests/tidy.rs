@@ -160,6 +160,8 @@ fn servers_start_through_a_host() {
     let violations = rust_files("xtask/src")
         .into_iter()
         .filter(|p| p != Path::new("xtask/src/host/local.rs"))
+        // The agent is this machine's side of another host: it starts them there.
+        .filter(|p| p != Path::new("xtask/src/host/agent.rs"))
         .filter(|p| squeezed(shipped(&read(p))).contains("instances::start("))
         .map(|p| format!("{}: instances::start", p.display()))
         .collect();

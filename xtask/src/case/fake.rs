@@ -195,6 +195,7 @@ pub fn context<'a>(
         run_id: "fake",
         binaries,
         host,
+        hosts: crate::host::local_hosts(),
         engine,
         base_port: 1,
         shutdown,

@@ -21,8 +21,7 @@ use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 use bench_core::transport::TlsMode;
 
-use crate::host::Host;
-use crate::host::local::Local;
+use crate::host::ServerHosts;
 use crate::instances;
 use crate::instances::Instance;
 use crate::topology::{Deployment, Role, Standalone, Topology, cluster};
@@ -34,7 +33,10 @@ use preload::Preload;
 pub struct CaseContext<'a> {
     pub run_id: &'a str,
     pub binaries: &'a Binaries,
+    /// The facts of the machine the load runs on (this one).
     pub host: &'a HostInfo,
+    /// Where servers run (the sync suite deploys its own arrangement on them).
+    pub hosts: &'a ServerHosts,
     /// What drives the load (the perf suite's; mem and sync write their own traffic).
     pub engine: &'a dyn Engine,
     pub base_port: u16,
@@ -69,18 +71,18 @@ pub trait Servers: Sync {
     ) -> anyhow::Result<Box<dyn Server>>;
 }
 
-/// Servers deployed by a topology on a host: what every run uses.
+/// Servers deployed by a topology on the run's hosts: what every run uses.
 pub struct Deploy<'a> {
     pub topology: &'a dyn Topology,
-    pub host: &'a dyn Host,
+    pub hosts: &'a ServerHosts,
 }
 
-/// One standalone server on this machine per case (the topology issue makes the case's
-/// topology a choice).
-pub const LOCAL_STANDALONE: Deploy<'static> = Deploy {
-    topology: &Standalone,
-    host: &Local,
-};
+/// One standalone server on this machine per case.
+pub static LOCAL_STANDALONE: std::sync::LazyLock<Deploy<'static>> =
+    std::sync::LazyLock::new(|| Deploy {
+        topology: &Standalone,
+        hosts: crate::host::local_hosts(),
+    });
 
 impl Servers for Deploy<'_> {
     fn start(
@@ -91,7 +93,7 @@ impl Servers for Deploy<'_> {
     ) -> anyhow::Result<Box<dyn Server>> {
         let deployment = self
             .topology
-            .deploy(self.host, &binaries.server, options, shutdown)?;
+            .deploy(self.hosts, &binaries.server, options, shutdown)?;
         Ok(Box::new(Deployed {
             deployment,
             control: None,

@@ -166,6 +166,33 @@ impl TopologyArgs {
     }
 }
 
+/// Which hosts the servers run on. Shared by the commands that start servers.
+#[derive(Args, Clone, Debug, Default)]
+pub struct HostsArgs {
+    /// The hosts file (TOML: each host's name, address, ssh user, port, identity, work
+    /// directory, roles); default $VALKEY_BENCH_HOSTS. See docs/hosts.md.
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<std::path::PathBuf>,
+    /// Run the servers on these hosts of the hosts file (`local` is this machine); a
+    /// topology spreads over them, e.g. cluster:3x1 over three hosts puts each replica on
+    /// another host than its primary. Default: this machine.
+    #[arg(long, value_name = "A[,B,...]")]
+    pub server_hosts: Option<String>,
+}
+
+impl HostsArgs {
+    /// The choice, with the environment's hosts file when no flag names one; checked.
+    pub fn choice(&self) -> Result<crate::host::choice::HostsChoice, UsageError> {
+        let choice = crate::host::choice::HostsChoice {
+            file: self.hosts.clone(),
+            server_hosts: self.server_hosts.clone(),
+        }
+        .with_env();
+        choice.check()?;
+        Ok(choice)
+    }
+}
+
 /// Which CPUs the server and the load generator run on. Shared by bench and compare.
 #[derive(Args, Clone, Debug, Default)]
 pub struct PlacementArgs {

@@ -7,7 +7,7 @@ use bench_core::shutdown::Shutdown;
 use bench_core::topology::ReadFrom;
 use clap::Args;
 
-use super::{MatrixArgs, PlacementArgs, SuiteArg, TopologyArgs, ValkeyArgs};
+use super::{HostsArgs, MatrixArgs, PlacementArgs, SuiteArg, TopologyArgs, ValkeyArgs};
 use crate::error::UsageError;
 use crate::events::{Sink, Sinks};
 use crate::instances;
@@ -23,6 +23,8 @@ pub struct BenchCmd {
     pub topology: TopologyArgs,
     #[command(flatten)]
     pub placement: PlacementArgs,
+    #[command(flatten)]
+    pub hosts: HostsArgs,
     #[command(flatten)]
     pub matrix: MatrixArgs,
     /// The suite to run (default perf, or what the suite file says).
@@ -68,11 +70,13 @@ impl BenchCmd {
         }
         // Every flag and the suite file are checked before the progress file is created.
         let (plan, read_from) = self.plan()?;
+        let hosts = self.hosts.choice()?;
         let mut sinks = self.sinks()?;
         for sink in extra {
             sinks.push(sink);
         }
-        self.bench(read_from).execute(plan, &mut sinks, shutdown)
+        self.bench(read_from, hosts)
+            .execute(plan, &mut sinks, shutdown)
     }
 
     /// The flags and the suite file checked and turned into the plan, starting nothing:
@@ -94,7 +98,11 @@ impl BenchCmd {
         Ok((plan, read_from))
     }
 
-    fn bench(&self, read_from: ReadFrom) -> crate::bench::Bench {
+    fn bench(
+        &self,
+        read_from: ReadFrom,
+        hosts: crate::host::choice::HostsChoice,
+    ) -> crate::bench::Bench {
         crate::bench::Bench {
             build: self.valkey.request(),
             out: self.out.clone(),
@@ -102,6 +110,7 @@ impl BenchCmd {
             json: self.json,
             read_from,
             tls: self.topology.tls(self.valkey.tls),
+            hosts,
         }
     }
 

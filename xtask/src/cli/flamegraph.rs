@@ -13,7 +13,6 @@ use super::{TopologyArgs, WorkloadArgs};
 use crate::case::{CaseContext, Deploy, preload::Preload};
 use crate::error::UsageError;
 use crate::flamegraph::{self, Method, Profiler, Setup};
-use crate::host::local::Local;
 use crate::project;
 use crate::topology;
 use crate::valkey::{BuildRequest, Manifest};
@@ -250,12 +249,13 @@ impl FlamegraphCmd {
         let topology = topology::from_spec(topology, read_from);
         let servers = Deploy {
             topology: topology.as_ref(),
-            host: &Local,
+            hosts: crate::host::local_hosts(),
         };
         let ctx = |binaries| CaseContext {
             run_id: "flamegraph",
             binaries,
             host: &host,
+            hosts: crate::host::local_hosts(),
             engine: &bench_core::loadgen::engine::NativeEngine,
             base_port: self.base_port,
             shutdown,

@@ -9,7 +9,6 @@ use serde_json::json;
 
 use super::ValkeyArgs;
 use crate::case::{CaseContext, Deploy, LOCAL_STANDALONE};
-use crate::host::local::Local;
 use crate::selfbench;
 use crate::topology::Cluster;
 use crate::valkey_benchmark::ValkeyBenchmark;
@@ -48,10 +47,11 @@ impl SelfbenchCmd {
             run_id: "selfbench",
             binaries: &binaries,
             host: &host,
+            hosts: crate::host::local_hosts(),
             engine: &vb,
             base_port: self.base_port,
             shutdown,
-            servers: &LOCAL_STANDALONE,
+            servers: &*LOCAL_STANDALONE,
             tls: None,
         };
         if self.cluster {
@@ -109,11 +109,11 @@ impl SelfbenchCmd {
         );
         let one_servers = Deploy {
             topology: &one,
-            host: &Local,
+            hosts: crate::host::local_hosts(),
         };
         let three_servers = Deploy {
             topology: &three,
-            host: &Local,
+            hosts: crate::host::local_hosts(),
         };
         let one_ctx = CaseContext {
             servers: &one_servers,

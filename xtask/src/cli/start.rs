@@ -79,7 +79,7 @@ impl StartCmd {
                 .collect(),
             Some(spec) => {
                 let deployment = topology::from_spec(spec, read_from).deploy(
-                    &Local,
+                    crate::host::local_hosts(),
                     &binaries.server,
                     &options,
                     shutdown,
@@ -106,7 +106,7 @@ impl StartCmd {
             let list: Vec<_> = running
                 .iter()
                 .map(|(role, i)| {
-                    json!({"role": role, "port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log})
+                    json!({"role": role, "port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log_path()})
                 })
                 .collect();
             let tls = material.as_ref().map(|m| {
@@ -130,7 +130,7 @@ impl StartCmd {
                     binaries.version,
                     i.port(),
                     i.pid(),
-                    i.log.display()
+                    i.log_path().display()
                 );
             }
             let tls_flags = material.as_ref().map_or_else(String::new, |m| {

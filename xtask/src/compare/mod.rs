@@ -31,7 +31,6 @@ use crate::case::{CaseContext, Deploy};
 use crate::error::{CouldNotRun, Inconclusive, RegressionFound, UsageError};
 use crate::events::{Event, Sinks};
 use crate::host;
-use crate::host::local::Local;
 use crate::plan::Side;
 use crate::plan::cases::Selection;
 use crate::plan::interleave::Schedule;
@@ -373,12 +372,13 @@ impl Request {
         let topology = topology::from_spec(self.selection.topology, self.read_from);
         let servers = Deploy {
             topology: topology.as_ref(),
-            host: &Local,
+            hosts: crate::host::local_hosts(),
         };
         let ctxs = [Side::Baseline, Side::Candidate].map(|side| CaseContext {
             run_id: &run_id,
             binaries: sides.binaries(side),
             host: &host,
+            hosts: crate::host::local_hosts(),
             engine: &engine,
             base_port: self.base_port,
             shutdown,

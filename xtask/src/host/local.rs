@@ -21,6 +21,18 @@ impl Host for Local {
         super::info()
     }
 
+    fn machine(&self) -> bench_core::placement::Machine {
+        super::machine()
+    }
+
+    fn address(&self) -> std::net::IpAddr {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    }
+
+    fn is_local(&self) -> bool {
+        true
+    }
+
     fn start_servers(
         &self,
         server: &Path,

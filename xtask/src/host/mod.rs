@@ -1,9 +1,18 @@
-//! Where servers run: the [`Host`] seam (start servers, the machine's facts), with one
-//! implementation today, [`local::Local`]; a remote host over ssh is the next.
+//! Where servers run: the [`Host`] seam (its facts, its CPUs, its address, starting
+//! servers), with [`local::Local`] (this machine) and [`remote::Remote`] (another machine
+//! over ssh, its servers under our agent there). A run chooses its [`ServerHosts`] once
+//! ([`choice::HostsChoice`]) and every case deploys on them.
 
+pub mod agent;
+pub mod choice;
+pub mod file;
+pub mod link;
 pub mod local;
+pub mod remote;
+pub mod ssh;
 
 use std::fs;
+use std::net::IpAddr;
 use std::path::Path;
 
 use bench_core::result::HostInfo;
@@ -12,13 +21,20 @@ use bench_core::shutdown::Shutdown;
 use crate::instances::{self, Instance};
 
 /// A machine servers run on.
-pub trait Host: Sync {
-    /// How records and messages name it (`local`, later `ssh:HOST`).
+pub trait Host: Sync + Send + std::fmt::Debug {
+    /// How records and messages name it: `local`, or its name in the hosts file.
     fn name(&self) -> String;
     /// Its facts, for records.
     fn info(&self) -> HostInfo;
-    /// Starts `count` servers of `server` with `options`, each on a free port with its own
-    /// directory, guarded: they stop when their `Instance` is dropped.
+    /// Its CPUs (and their cores), for pinning servers there.
+    fn machine(&self) -> bench_core::placement::Machine;
+    /// The address its servers listen on and clients connect to.
+    fn address(&self) -> IpAddr;
+    /// This machine: profilers and counters attach to its servers only.
+    fn is_local(&self) -> bool;
+    /// Starts `count` servers of `server` with `options` (listening on [`Host::address`]),
+    /// each on a free port with its own directory, guarded: they stop when their
+    /// `Instance` is dropped.
     fn start_servers(
         &self,
         server: &Path,
@@ -26,6 +42,82 @@ pub trait Host: Sync {
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Vec<Instance>>;
+}
+
+/// This machine alone, for the commands that run their servers here.
+pub fn local_hosts() -> &'static ServerHosts {
+    static LOCAL: std::sync::LazyLock<ServerHosts> = std::sync::LazyLock::new(ServerHosts::local);
+    &LOCAL
+}
+
+/// The hosts a run's servers are spread over, in the order `--server-hosts` names them.
+#[derive(Debug)]
+pub struct ServerHosts {
+    hosts: Vec<Box<dyn Host>>,
+}
+
+impl ServerHosts {
+    /// This machine alone: the default.
+    pub fn local() -> ServerHosts {
+        ServerHosts {
+            hosts: vec![Box::new(local::Local)],
+        }
+    }
+
+    pub fn new(hosts: Vec<Box<dyn Host>>) -> ServerHosts {
+        assert!(!hosts.is_empty(), "a run has at least one server host");
+        ServerHosts { hosts }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// The first host: where a single server goes.
+    pub fn first(&self) -> &dyn Host {
+        self.hosts[0].as_ref()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &dyn Host> {
+        self.hosts.iter().map(|h| h.as_ref())
+    }
+
+    /// Whether every server runs on this machine.
+    pub fn all_local(&self) -> bool {
+        self.hosts.iter().all(|h| h.is_local())
+    }
+
+    /// Starts one server per entry of `placement` (the index of its host), returned in
+    /// that order. On any failure the ones started are stopped.
+    pub fn start(
+        &self,
+        server: &Path,
+        placement: &[usize],
+        options: &instances::Options,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<Vec<Instance>> {
+        let mut slots: Vec<Option<Instance>> = placement.iter().map(|_| None).collect();
+        for (h, host) in self.hosts.iter().enumerate() {
+            let here: Vec<usize> = (0..placement.len())
+                .filter(|&i| placement[i] % self.hosts.len() == h)
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            let started = host.start_servers(server, here.len(), options, shutdown)?;
+            for (i, instance) in here.into_iter().zip(started) {
+                slots[i] = Some(instance);
+            }
+        }
+        Ok(slots
+            .into_iter()
+            .map(|s| s.expect("every position was started"))
+            .collect())
+    }
 }
 
 /// This machine's facts.

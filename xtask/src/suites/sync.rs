@@ -23,7 +23,6 @@ use bench_core::workload::WorkloadSpec;
 
 pub use crate::case::CaseContext;
 use crate::case::monitor::Monitor;
-use crate::host::local::Local;
 use crate::instances;
 use crate::topology::{ReplicationGroup, Topology};
 
@@ -53,7 +52,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
     };
     // Detached: the suite sends REPLICAOF itself, because the sync is what it times.
     let deployment = ReplicationGroup::detached(case.replicas).deploy(
-        &Local,
+        ctx.hosts,
         &ctx.binaries.server,
         &options,
         ctx.shutdown,
@@ -123,7 +122,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
     let rdb_bytes = if case.diskless_sync {
         0
     } else {
-        std::fs::metadata(primary.dir().join("dump.rdb")).map_or(0, |m| m.len())
+        primary.file_len("dump.rdb").unwrap_or(0)
     };
     let keys_primary = control.call_int(&["DBSIZE"])? as u64;
     let offset = after.get_u64("master_repl_offset").unwrap_or(0);
@@ -160,7 +159,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
                 diskless_load: case.diskless_load.clone(),
                 write_load: case.write_load,
                 server_config: case.server_config.clone(),
-                dir_fs: instances::fs_type(primary.dir()),
+                dir_fs: primary.dir_fs(),
             },
             metrics: SyncMetrics {
                 sync_secs: *secs,

@@ -18,7 +18,7 @@ use bench_core::shutdown::Shutdown;
 use bench_core::topology::ReadFrom;
 
 use super::{Deployment, Node, Role, Topology};
-use crate::host::Host;
+use crate::host::ServerHosts;
 use crate::instances::{self, Instance};
 
 #[derive(Clone, Copy, Debug)]
@@ -61,7 +61,7 @@ impl Topology for Cluster {
 
     fn deploy(
         &self,
-        host: &dyn Host,
+        hosts: &ServerHosts,
         server: &Path,
         options: &instances::Options,
         shutdown: &Shutdown,
@@ -71,8 +71,9 @@ impl Topology for Cluster {
             ..options.clone()
         };
         super::sync_at_once(&mut options);
-        let count = (self.shards * (self.replicas + 1)) as usize;
-        let started = host.start_servers(server, count, &options, shutdown)?;
+        let placement =
+            super::spread_cluster(self.shards as usize, self.replicas as usize, hosts.len());
+        let started = hosts.start(server, &placement, &options, shutdown)?;
         // Primaries first (shard order), then each shard's replicas.
         let nodes: Vec<Node> = started
             .into_iter()

@@ -1,5 +1,6 @@
 //! How servers are arranged for a case: the [`Topology`] seam. A topology deploys servers
-//! on a [`Host`] and returns a [`Deployment`]: its nodes (with their roles) and the
+//! on the run's [`ServerHosts`] (spread over them: [`spread_group`], [`spread_cluster`])
+//! and returns a [`Deployment`]: its nodes (with their roles) and the
 //! [`Target`] engines drive: [`Standalone`], [`ReplicationGroup`] and [`Cluster`];
 //! [`from_spec`] makes one from a `--topology` value.
 //!
@@ -14,7 +15,7 @@ use std::path::Path;
 use bench_core::engine::Target;
 use bench_core::shutdown::Shutdown;
 
-use crate::host::Host;
+use crate::host::ServerHosts;
 use crate::instances::{self, Instance};
 use bench_core::topology::{ReadFrom, TopologySpec};
 pub use cluster::Cluster;
@@ -77,11 +78,11 @@ impl Deployment {
 pub trait Topology: Sync {
     /// How records and messages name it, e.g. `standalone`, `primary+2`.
     fn name(&self) -> String;
-    /// Starts the servers on `host` (every one gets `options`: config, ports, scratch) and
+    /// Starts the servers on `hosts` (every one gets `options`: config, ports, scratch) and
     /// returns them running and ready.
     fn deploy(
         &self,
-        host: &dyn Host,
+        hosts: &ServerHosts,
         server: &Path,
         options: &instances::Options,
         shutdown: &Shutdown,
@@ -98,6 +99,34 @@ fn sync_at_once(options: &mut instances::Options) {
         .or_insert_with(|| "0".into());
 }
 
+/// The host of each server of a primary with `replicas` replicas over `hosts` hosts (an
+/// index into them, in node order): the primary on the first, each replica on another
+/// host than the primary where there is one.
+pub fn spread_group(replicas: usize, hosts: usize) -> Vec<usize> {
+    let others = hosts.saturating_sub(1).max(1);
+    std::iter::once(0)
+        .chain((0..replicas).map(|j| if hosts > 1 { 1 + j % others } else { 0 }))
+        .collect()
+}
+
+/// The host of each node of a cluster (primaries in shard order, then each shard's
+/// replicas): primary `s` on host `s mod hosts`, its replicas on the hosts after it, so
+/// with more than one host no replica shares its primary's host.
+pub fn spread_cluster(shards: usize, replicas: usize, hosts: usize) -> Vec<usize> {
+    let hosts = hosts.max(1);
+    let primaries = (0..shards).map(|s| s % hosts);
+    let replicas = (0..shards).flat_map(move |s| {
+        (0..replicas).map(move |r| {
+            if hosts == 1 {
+                0
+            } else {
+                (s + 1 + r % (hosts - 1)) % hosts
+            }
+        })
+    });
+    primaries.chain(replicas).collect()
+}
+
 /// The topology a `--topology` value names; `read_from` matters to clusters only.
 pub fn from_spec(spec: TopologySpec, read_from: ReadFrom) -> Box<dyn Topology> {
     match spec {
@@ -106,5 +135,35 @@ pub fn from_spec(spec: TopologySpec, read_from: ReadFrom) -> Box<dyn Topology> {
         TopologySpec::Cluster { shards, replicas } => {
             Box::new(Cluster::new(shards, replicas, read_from))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_go_to_other_hosts_than_their_primary() {
+        assert_eq!(spread_group(2, 1), [0, 0, 0]);
+        assert_eq!(spread_group(2, 2), [0, 1, 1]);
+        assert_eq!(spread_group(3, 3), [0, 1, 2, 1]);
+        // cluster:3x1 over three hosts: a primary on each, each replica on the next one.
+        let spread = spread_cluster(3, 1, 3);
+        assert_eq!(spread, [0, 1, 2, 1, 2, 0]);
+        for shards in 1..6 {
+            for replicas in 0..3 {
+                for hosts in 2..5 {
+                    let spread = spread_cluster(shards, replicas, hosts);
+                    assert_eq!(spread.len(), shards * (replicas + 1));
+                    for s in 0..shards {
+                        for r in 0..replicas {
+                            let replica = spread[shards + s * replicas + r];
+                            assert_ne!(replica, spread[s], "{shards}x{replicas} on {hosts}");
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(spread_cluster(3, 1, 1), [0; 6]);
     }
 }

@@ -9,7 +9,7 @@ use bench_core::info::Info;
 use bench_core::shutdown::Shutdown;
 
 use super::{Deployment, Node, Role, Topology};
-use crate::host::Host;
+use crate::host::ServerHosts;
 use crate::instances;
 
 /// A primary and `replicas` replicas. With `attach`, every replica is made a replica of
@@ -51,7 +51,7 @@ impl Topology for ReplicationGroup {
 
     fn deploy(
         &self,
-        host: &dyn Host,
+        hosts: &ServerHosts,
         server: &Path,
         options: &instances::Options,
         shutdown: &Shutdown,
@@ -60,7 +60,8 @@ impl Topology for ReplicationGroup {
         if self.attach {
             super::sync_at_once(&mut options);
         }
-        let started = host.start_servers(server, self.replicas as usize + 1, &options, shutdown)?;
+        let placement = super::spread_group(self.replicas as usize, hosts.len());
+        let started = hosts.start(server, &placement, &options, shutdown)?;
         let mut nodes = started.into_iter().enumerate().map(|(i, instance)| Node {
             role: if i == 0 { Role::Primary } else { Role::Replica },
             shard: 0,

@@ -6,7 +6,7 @@ use bench_core::engine::Target;
 use bench_core::shutdown::Shutdown;
 
 use super::{Deployment, Node, Role, Topology};
-use crate::host::Host;
+use crate::host::ServerHosts;
 use crate::instances;
 
 /// One primary, no replicas.
@@ -20,12 +20,12 @@ impl Topology for Standalone {
 
     fn deploy(
         &self,
-        host: &dyn Host,
+        hosts: &ServerHosts,
         server: &Path,
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment> {
-        let instance = host.start_servers(server, 1, options, shutdown)?.remove(0);
+        let instance = hosts.start(server, &[0], options, shutdown)?.remove(0);
         Ok(Deployment {
             target: Target::standalone(instance.addr).with_tls(instance.tls.clone()),
             nodes: vec![Node {

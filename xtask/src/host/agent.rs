@@ -1,0 +1,376 @@
+//! The agent: a small process of ours on another host that runs that host's servers as its
+//! children, so nothing outlives a run there. It is this same binary (`xtask agent`),
+//! shipped to the host's work directory and started over the host's ssh connection; its
+//! stdin and stdout are the control channel, one JSON object per line each way.
+//!
+//! The agent stops every server it started and exits when its stdin closes (the
+//! coordinator ended, however it ended: ssh closes the channel), when nothing arrives for
+//! its lease (the network dropped: the coordinator pings every second), or on SIGTERM,
+//! SIGHUP or SIGINT. Its servers are started with `PR_SET_PDEATHSIG` like every child of
+//! ours, so a `kill -9` of the agent takes them too. It signals no process but its own
+//! children.
+//!
+//! This file is the protocol and the agent's side ([`serve`]); the coordinator's side is
+//! [`super::link`].
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bench_core::result::HostInfo;
+use bench_core::shutdown::Shutdown;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::instances::{self, Instance};
+
+/// How long an agent waits for a line before it stops its servers and exits.
+pub const LEASE: Duration = Duration::from_secs(5);
+
+/// The longest line either side accepts.
+const MAX_LINE: usize = 1 << 20;
+
+/// What the coordinator asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Keeps the lease; answers `null`.
+    Ping,
+    /// The host's [`Facts`].
+    Facts,
+    /// Starts `count` servers of the build `key` (under the work directory's `bin/`), on
+    /// free ports from `base_port`, listening on `bind`; answers a list of [`Started`].
+    Start {
+        key: String,
+        count: usize,
+        base_port: u16,
+        bind: IpAddr,
+        cluster: bool,
+        ready_timeout_ms: u64,
+        config: BTreeMap<String, String>,
+    },
+    /// Whether server `id` still runs.
+    Running { id: u64 },
+    /// The last `lines` lines of server `id`'s log.
+    LogTail { id: u64, lines: usize },
+    /// The size of a file in server `id`'s directory, or `null`.
+    FileLen { id: u64, name: String },
+    /// The file system of server `id`'s directory.
+    DirFs { id: u64 },
+    /// Stops server `id` and removes its directory.
+    Stop { id: u64 },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A server the agent started.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Started {
+    pub id: u64,
+    pub port: u16,
+    pub pid: u32,
+    pub dir: PathBuf,
+}
+
+/// A host's facts, as its agent reads them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Facts {
+    pub info: HostInfo,
+    /// The CPUs the agent may run on, each with its core's CPUs.
+    pub cpus: Vec<(usize, Vec<usize>)>,
+}
+
+impl Facts {
+    /// This machine's.
+    pub fn here() -> Facts {
+        let machine = super::machine();
+        Facts {
+            info: super::info(),
+            cpus: machine
+                .core_of
+                .into_iter()
+                .map(|(cpu, core)| (cpu, core.into_iter().collect()))
+                .collect(),
+        }
+    }
+
+    /// As a placement check sees a machine.
+    pub fn machine(&self) -> bench_core::placement::Machine {
+        bench_core::placement::Machine {
+            allowed: self.cpus.iter().map(|(cpu, _)| *cpu).collect(),
+            core_of: self
+                .cpus
+                .iter()
+                .map(|(cpu, core)| (*cpu, core.iter().copied().collect()))
+                .collect(),
+        }
+    }
+}
+
+/// Where an agent keeps a build's binaries: `<work dir>/bin/<key>/`.
+pub fn bin_dir(work_dir: &Path, key: &str) -> PathBuf {
+    work_dir.join("bin").join(key)
+}
+
+/// Where an agent's servers keep their directories.
+pub fn scratch(work_dir: &Path) -> PathBuf {
+    work_dir.join("scratch")
+}
+
+/// A key names a build: lowercase hex, as [`super::remote`] makes them.
+pub fn valid_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The agent's side: answers requests from stdin on stdout until stdin closes, the lease
+/// runs out or `shutdown` triggers; then its servers are stopped (dropped) and it returns.
+pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::Result<()> {
+    if !work_dir.is_absolute() {
+        bail!(
+            "agent --work-dir {}: give an absolute path",
+            work_dir.display()
+        );
+    }
+    let scratch = scratch(work_dir);
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    instances::sweep_stale(&scratch);
+    let lines = read_lines(std::io::stdin());
+    let mut agent = Agent {
+        work_dir: work_dir.to_path_buf(),
+        servers: BTreeMap::new(),
+        next_id: 1,
+        shutdown: shutdown.clone(),
+    };
+    let mut out = std::io::stdout().lock();
+    loop {
+        if shutdown.is_triggered() {
+            break;
+        }
+        let line = match lines.recv_timeout(lease) {
+            Ok(Ok(line)) => line,
+            Ok(Err(why)) => {
+                eprintln!("agent: {why}; stopping");
+                break;
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                eprintln!("agent: nothing heard for {lease:?}; stopping its servers");
+                break;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let reply = match serde_json::from_str::<Envelope>(&line) {
+            Ok(envelope) => {
+                let seq = envelope.seq;
+                match agent.handle(envelope.request) {
+                    Ok(ok) => Reply {
+                        seq,
+                        ok: Some(ok),
+                        error: None,
+                    },
+                    Err(e) => Reply {
+                        seq,
+                        ok: None,
+                        error: Some(format!("{e:#}")),
+                    },
+                }
+            }
+            Err(e) => Reply {
+                seq: 0,
+                ok: None,
+                error: Some(format!("unreadable request: {e}")),
+            },
+        };
+        let mut text = serde_json::to_string(&reply)?;
+        text.push('\n');
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            break; // the coordinator is gone
+        }
+    }
+    drop(agent); // stops every server
+    Ok(())
+}
+
+/// Lines from `input` on a channel (a reader thread); an over-long line is an error and
+/// ends it.
+pub fn read_lines(input: impl std::io::Read + Send + 'static) -> Receiver<Result<String, String>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut input = BufReader::new(input);
+        loop {
+            let mut line = Vec::new();
+            match (&mut input)
+                .take(MAX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+            {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line.len() > MAX_LINE => {
+                    let _ = tx.send(Err(format!("a line over {MAX_LINE} bytes")));
+                    return;
+                }
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                    if tx.send(Ok(text)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+/// The agent's state: the servers it runs.
+struct Agent {
+    work_dir: PathBuf,
+    servers: BTreeMap<u64, Instance>,
+    next_id: u64,
+    shutdown: Shutdown,
+}
+
+impl Agent {
+    fn handle(&mut self, request: Request) -> anyhow::Result<Value> {
+        Ok(match request {
+            Request::Ping => Value::Null,
+            Request::Facts => serde_json::to_value(Facts::here())?,
+            Request::Start {
+                key,
+                count,
+                base_port,
+                bind,
+                cluster,
+                ready_timeout_ms,
+                config,
+            } => {
+                if !valid_key(&key) {
+                    bail!("build key {key:?}: expected hex digits");
+                }
+                if count == 0 || count > 64 {
+                    bail!("count {count}: expected 1 to 64 servers");
+                }
+                if let Err(e) = TcpListener::bind(SocketAddr::new(bind, 0)) {
+                    bail!("cannot listen on {bind} here ({e}): is it this host's address?");
+                }
+                let server = bin_dir(&self.work_dir, &key).join("valkey-server");
+                if !server.is_file() {
+                    bail!("no build {key} here ({} is missing)", server.display());
+                }
+                let options = instances::Options {
+                    base_port,
+                    config,
+                    ready_timeout: Duration::from_millis(ready_timeout_ms.min(600_000)),
+                    scratch: scratch(&self.work_dir),
+                    cluster,
+                    bind,
+                    ..Default::default()
+                };
+                let started = instances::start(&server, count, &options, &self.shutdown)?;
+                let mut out = Vec::new();
+                for instance in started {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    out.push(Started {
+                        id,
+                        port: instance.port(),
+                        pid: instance.pid(),
+                        dir: instance.dir().to_path_buf(),
+                    });
+                    self.servers.insert(id, instance);
+                }
+                serde_json::to_value(out)?
+            }
+            Request::Running { id } => Value::Bool(self.server(id)?.is_running()),
+            Request::LogTail { id, lines } => {
+                Value::String(self.server(id)?.log_tail(lines.min(1000)))
+            }
+            Request::FileLen { id, name } => {
+                if name.is_empty()
+                    || name.starts_with('.')
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                {
+                    bail!("file name {name:?}: expected a plain name such as dump.rdb");
+                }
+                serde_json::to_value(self.server(id)?.file_len(&name))?
+            }
+            Request::DirFs { id } => Value::String(self.server(id)?.dir_fs()),
+            Request::Stop { id } => {
+                self.servers.remove(&id);
+                Value::Null
+            }
+        })
+    }
+
+    fn server(&mut self, id: u64) -> anyhow::Result<&mut Instance> {
+        self.servers
+            .get_mut(&id)
+            .with_context(|| format!("no server {id} here"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_one_line_each() {
+        let envelope = Envelope {
+            seq: 7,
+            request: Request::FileLen {
+                id: 3,
+                name: "dump.rdb".into(),
+            },
+        };
+        let text = serde_json::to_string(&envelope).unwrap();
+        assert_eq!(
+            text,
+            r#"{"seq":7,"op":"file_len","id":3,"name":"dump.rdb"}"#
+        );
+        let back: Envelope = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.seq, 7);
+        assert!(matches!(back.request, Request::FileLen { id: 3, .. }));
+        assert!(serde_json::from_str::<Envelope>(r#"{"seq":1,"op":"shell","cmd":"rm"}"#).is_err());
+    }
+
+    #[test]
+    fn keys_are_hex_only() {
+        assert!(valid_key("06aeb930ac1cb66c"));
+        assert!(!valid_key(""));
+        assert!(!valid_key("../x"));
+        assert!(!valid_key(&"a".repeat(65)));
+    }
+
+    #[test]
+    fn facts_say_which_cpus_share_a_core() {
+        let facts = Facts {
+            info: super::super::info(),
+            cpus: vec![(0, vec![0, 2]), (2, vec![0, 2])],
+        };
+        let machine = facts.machine();
+        assert_eq!(machine.allowed.iter().copied().collect::<Vec<_>>(), [0, 2]);
+        assert_eq!(machine.core_of.len(), 2);
+    }
+}

@@ -1,0 +1,311 @@
+//! The coordinator's side of an agent ([`super::agent`]): [`AgentLink`] sends requests
+//! down the ssh channel and keeps the agent's lease; [`RemoteServer`] is what an
+//! [`Instance`] keeps for a server the agent runs.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, Weak};
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bench_core::shutdown::Shutdown;
+use serde_json::Value;
+
+use super::agent::{Envelope, Facts, Reply, Request, Started, read_lines};
+use crate::instances::{self, Instance, RemoteProcess};
+use crate::process::Guarded;
+
+/// How often the coordinator pings an idle agent.
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the coordinator waits for a reply, past the request's own time (a start's
+/// readiness timeout).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The coordinator's end of one agent: requests go to its stdin, replies come from its
+/// stdout. Dropping it closes the channel, which stops the agent's servers.
+#[derive(Debug)]
+pub struct AgentLink {
+    host: String,
+    channel: Mutex<Channel>,
+    /// The last lines the agent (and ssh) wrote on stderr, for messages.
+    stderr: Arc<Mutex<VecDeque<String>>>,
+    process: Mutex<Guarded>,
+}
+
+#[derive(Debug)]
+struct Channel {
+    stdin: Option<ChildStdin>,
+    replies: Receiver<Result<String, String>>,
+    seq: u64,
+    /// Set once the channel failed: every later call fails at once.
+    broken: Option<String>,
+}
+
+impl AgentLink {
+    /// Starts the agent with `cmd` (ssh running it on `host`) and keeps its lease.
+    pub fn start(mut cmd: Command, host: &str) -> anyhow::Result<Arc<AgentLink>> {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut process = Guarded::spawn(cmd, format!("the agent on {host}"))?;
+        let stdin = process.take_stdin().context("the agent's stdin")?;
+        let stdout = process.take_stdout().context("the agent's stdout")?;
+        let stderr = process.take_stderr().context("the agent's stderr")?;
+        let kept = Arc::new(Mutex::new(VecDeque::new()));
+        let sink = kept.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                let mut lines = sink.lock().unwrap_or_else(|e| e.into_inner());
+                if lines.len() == 20 {
+                    lines.pop_front();
+                }
+                lines.push_back(line);
+            }
+        });
+        let link = Arc::new(AgentLink {
+            host: host.to_string(),
+            channel: Mutex::new(Channel {
+                stdin: Some(stdin),
+                replies: read_lines(stdout),
+                seq: 0,
+                broken: None,
+            }),
+            stderr: kept,
+            process: Mutex::new(process),
+        });
+        let weak = Arc::downgrade(&link);
+        thread::spawn(move || keep_lease(weak));
+        Ok(link)
+    }
+
+    /// The host's name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// One request and its reply, within `extra` plus [`REPLY_TIMEOUT`].
+    pub fn call(&self, request: &Request, extra: Duration) -> anyhow::Result<Value> {
+        let mut channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = &channel.broken {
+            bail!("the agent on {} is gone ({why})", self.host);
+        }
+        match self.exchange(&mut channel, request, extra) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(refused)) => bail!("on {}: {refused}", self.host),
+            Err(why) => {
+                channel.broken = Some(why.clone());
+                channel.stdin = None;
+                bail!(
+                    "the agent on {} is gone ({why}){}",
+                    self.host,
+                    self.stderr_tail()
+                )
+            }
+        }
+    }
+
+    /// `Err` when the channel failed, `Ok(Err)` when the agent refused the request.
+    fn exchange(
+        &self,
+        channel: &mut Channel,
+        request: &Request,
+        extra: Duration,
+    ) -> Result<Result<Value, String>, String> {
+        channel.seq += 1;
+        let seq = channel.seq;
+        let mut line = serde_json::to_string(&Envelope {
+            seq,
+            request: request.clone(),
+        })
+        .map_err(|e| e.to_string())?;
+        line.push('\n');
+        let stdin = channel.stdin.as_mut().ok_or("its channel is closed")?;
+        stdin
+            .write_all(line.as_bytes())
+            .and_then(|()| stdin.flush())
+            .map_err(|e| format!("writing to it: {e}"))?;
+        loop {
+            let text = match channel.replies.recv_timeout(REPLY_TIMEOUT + extra) {
+                Ok(Ok(text)) => text,
+                Ok(Err(why)) => return Err(why),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!("no reply within {:?}", REPLY_TIMEOUT + extra));
+                }
+                Err(RecvTimeoutError::Disconnected) => return Err("its channel closed".into()),
+            };
+            let reply: Reply = serde_json::from_str(&text)
+                .map_err(|e| format!("an unreadable reply ({e}): {text:.200}"))?;
+            if reply.seq != seq {
+                continue; // a reply to an abandoned request
+            }
+            return Ok(match (reply.ok, reply.error) {
+                (_, Some(error)) => Err(error),
+                (Some(value), None) => Ok(value),
+                (None, None) => Ok(Value::Null),
+            });
+        }
+    }
+
+    fn stderr_tail(&self) -> String {
+        let lines = self.stderr.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.is_empty() {
+            String::new()
+        } else {
+            let text: Vec<&str> = lines.iter().map(String::as_str).collect();
+            format!("; it said:\n{}", text.join("\n"))
+        }
+    }
+
+    /// Starts `count` servers there; each stops when its [`Instance`] is dropped.
+    pub fn start_servers(
+        self: &Arc<AgentLink>,
+        key: &str,
+        count: usize,
+        options: &instances::Options,
+    ) -> anyhow::Result<Vec<Instance>> {
+        let reply = self.call(
+            &Request::Start {
+                key: key.to_string(),
+                count,
+                base_port: options.base_port,
+                bind: options.bind,
+                cluster: options.cluster,
+                ready_timeout_ms: options.ready_timeout.as_millis() as u64,
+                config: options.config.clone(),
+            },
+            options.ready_timeout * count as u32,
+        )?;
+        let started: Vec<Started> =
+            serde_json::from_value(reply).context("the agent's list of servers")?;
+        Ok(started
+            .into_iter()
+            .map(|s| {
+                Instance::remote(
+                    SocketAddr::new(options.bind, s.port),
+                    Box::new(RemoteServer {
+                        link: self.clone(),
+                        id: s.id,
+                        pid: s.pid,
+                        dir: s.dir,
+                    }),
+                )
+            })
+            .collect())
+    }
+
+    /// The host's facts.
+    pub fn facts(&self) -> anyhow::Result<Facts> {
+        Ok(serde_json::from_value(
+            self.call(&Request::Facts, Duration::ZERO)?,
+        )?)
+    }
+}
+
+/// Pings the agent while the link lives and is idle.
+fn keep_lease(link: Weak<AgentLink>) {
+    loop {
+        thread::sleep(PING_EVERY);
+        let Some(link) = link.upgrade() else { return };
+        // Busy with a request: that keeps the lease itself.
+        let Ok(mut channel) = link.channel.try_lock() else {
+            continue;
+        };
+        if channel.broken.is_some() {
+            return;
+        }
+        if let Err(why) = link.exchange(&mut channel, &Request::Ping, Duration::ZERO) {
+            channel.broken = Some(why);
+            channel.stdin = None;
+            return;
+        }
+    }
+}
+
+impl Drop for AgentLink {
+    /// Closes the channel: the agent stops its servers and exits; after a grace period
+    /// the ssh process is killed (the agent's lease then ends it).
+    fn drop(&mut self) {
+        let channel = self.channel.get_mut().unwrap_or_else(|e| e.into_inner());
+        channel.stdin = None;
+        let process = self.process.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = process.wait(&Shutdown::new(), Some(Duration::from_secs(10)));
+    }
+}
+
+/// A server an agent runs: asked through the link; stopped when dropped.
+#[derive(Debug)]
+pub struct RemoteServer {
+    link: Arc<AgentLink>,
+    id: u64,
+    pid: u32,
+    dir: PathBuf,
+}
+
+impl RemoteProcess for RemoteServer {
+    fn host(&self) -> &str {
+        self.link.host()
+    }
+
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn is_running(&self) -> bool {
+        self.link
+            .call(&Request::Running { id: self.id }, Duration::ZERO)
+            .is_ok_and(|v| v == Value::Bool(true))
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        match self
+            .link
+            .call(&Request::LogTail { id: self.id, lines }, Duration::ZERO)
+        {
+            Ok(Value::String(text)) => text,
+            Ok(other) => format!("(an unexpected reply: {other})"),
+            Err(e) => format!("(the log on {} could not be read: {e:#})", self.host()),
+        }
+    }
+
+    fn file_len(&self, name: &str) -> Option<u64> {
+        self.link
+            .call(
+                &Request::FileLen {
+                    id: self.id,
+                    name: name.to_string(),
+                },
+                Duration::ZERO,
+            )
+            .ok()
+            .and_then(|v| v.as_u64())
+    }
+
+    fn dir_fs(&self) -> String {
+        match self
+            .link
+            .call(&Request::DirFs { id: self.id }, Duration::ZERO)
+        {
+            Ok(Value::String(fs)) => fs,
+            _ => "unknown".into(),
+        }
+    }
+}
+
+impl Drop for RemoteServer {
+    fn drop(&mut self) {
+        let _ = self
+            .link
+            .call(&Request::Stop { id: self.id }, Duration::ZERO);
+    }
+}
