@@ -64,6 +64,28 @@ pub struct Record<P, M> {
     /// measured run; mem: populate and settle; sync: the sync). Absent in older records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub monitor: Vec<MonitorSample>,
+    /// The hosts the servers ran on, when they were not this machine (`--server-hosts`):
+    /// each with its facts, its servers and the round trip to it. Absent when every
+    /// server ran on `host`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_hosts: Vec<ServerHostRecord>,
+}
+
+/// A host servers ran on, other than the machine the load ran on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ServerHostRecord {
+    /// Its name in the hosts file (`local` for this machine).
+    pub name: String,
+    /// The address its servers listened on.
+    pub address: String,
+    pub facts: HostInfo,
+    /// Each server there, as `<role> :<port>` (`primary :9000`, `replica :9001`).
+    pub servers: Vec<String>,
+    /// Median of 21 PINGs, one at a time, from the load's machine to its first server, in
+    /// microseconds: the network's share of every request's latency. Absent for this
+    /// machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_us: Option<f64>,
 }
 
 /// One monitor sample.
@@ -535,6 +557,7 @@ pub(crate) mod tests {
                 argv: vec!["valkey-benchmark".into()],
             },
             monitor: Vec::new(),
+            server_hosts: Vec::new(),
         }
     }
 

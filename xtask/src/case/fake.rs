@@ -146,6 +146,13 @@ impl Server for FakeServer {
         self.log.push(format!("monitor#{}", self.n));
         Monitor::start(Vec::new(), None)
     }
+
+    fn hosts(
+        &self,
+        _hosts: &crate::host::ServerHosts,
+    ) -> Vec<bench_core::result::ServerHostRecord> {
+        Vec::new()
+    }
 }
 
 /// An engine that logs `run#N REQUESTS` and reports 100,000 ops/s.

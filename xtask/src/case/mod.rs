@@ -17,14 +17,14 @@ use bench_core::client::Client;
 use bench_core::cluster::ClusterClient;
 use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::info::Info;
-use bench_core::result::HostInfo;
+use bench_core::result::{HostInfo, ServerHostRecord};
 use bench_core::shutdown::Shutdown;
 use bench_core::transport::TlsMode;
 
 use crate::host::ServerHosts;
 use crate::instances;
 use crate::instances::Instance;
-use crate::topology::{Deployment, Role, Standalone, Topology, cluster};
+use crate::topology::{Deployment, Node, Role, Standalone, Topology, cluster};
 use crate::valkey::Binaries;
 use monitor::Monitor;
 use preload::Preload;
@@ -124,6 +124,53 @@ pub trait Server {
     fn exited(&mut self) -> Option<String>;
     /// Starts the 1 Hz sampler on every node.
     fn monitor(&self) -> Monitor;
+    /// The hosts other than this machine that its servers run on, for records (empty
+    /// when they all run here).
+    fn hosts(&self, hosts: &ServerHosts) -> Vec<ServerHostRecord>;
+}
+
+/// The hosts other than this machine that `nodes` run on: each with its facts, its
+/// servers and the round trip to its first server (median of 21 PINGs).
+pub fn server_hosts(nodes: &[Node], hosts: &ServerHosts) -> Vec<ServerHostRecord> {
+    let mut out: Vec<ServerHostRecord> = Vec::new();
+    for node in nodes.iter().filter(|n| !n.instance.is_local()) {
+        let role = match node.role {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        };
+        let name = node.instance.host();
+        let server = format!("{role} :{}", node.instance.port());
+        if let Some(host) = out.iter_mut().find(|h| h.name == name) {
+            host.servers.push(server);
+            continue;
+        }
+        let Some(host) = hosts.iter().find(|h| h.name() == name) else {
+            continue;
+        };
+        out.push(ServerHostRecord {
+            name: name.to_string(),
+            address: node.instance.addr.ip().to_string(),
+            facts: host.info(),
+            servers: vec![server],
+            rtt_us: round_trip_us(&node.instance),
+        });
+    }
+    out
+}
+
+/// The median of 21 PINGs to `instance`, one at a time over one connection, in µs.
+fn round_trip_us(instance: &Instance) -> Option<f64> {
+    let mut client = instance.client().ok()?;
+    client.call(&["PING"]).ok()?;
+    let mut times: Vec<f64> = (0..21)
+        .filter_map(|_| {
+            let start = std::time::Instant::now();
+            client.call(&["PING"]).ok()?;
+            Some(start.elapsed().as_secs_f64() * 1e6)
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied()
 }
 
 /// A [`Deployment`] with the case's control connection.
@@ -261,6 +308,10 @@ impl Server for Deployed {
                 .collect(),
             self.deployment.target.tls.as_ref(),
         )
+    }
+
+    fn hosts(&self, hosts: &ServerHosts) -> Vec<ServerHostRecord> {
+        server_hosts(&self.deployment.nodes, hosts)
     }
 }
 

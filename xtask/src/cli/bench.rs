@@ -71,6 +71,13 @@ impl BenchCmd {
         // Every flag and the suite file are checked before the progress file is created.
         let (plan, read_from) = self.plan()?;
         let hosts = self.hosts.choice()?;
+        if self.valkey.tls && !hosts.is_local() {
+            return Err(UsageError(
+                "--tls with --server-hosts: TLS on other hosts is not supported yet; drop one"
+                    .into(),
+            )
+            .into());
+        }
         let mut sinks = self.sinks()?;
         for sink in extra {
             sinks.push(sink);

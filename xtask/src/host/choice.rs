@@ -69,6 +69,13 @@ impl HostsChoice {
         })
     }
 
+    /// Whether every server runs on this machine.
+    pub fn is_local(&self) -> bool {
+        self.server_hosts
+            .as_deref()
+            .is_none_or(|names| names.split(',').all(|n| n.trim() == super::file::LOCAL))
+    }
+
     /// Connects to every server host (host keys checked, agents started), in order. When
     /// one fails, the ones already reached are closed (their agents stop) before the error
     /// returns.
@@ -78,11 +85,20 @@ impl HostsChoice {
         for spec in &checked.servers {
             match spec {
                 None => hosts.push(Box::new(Local)),
-                Some(spec) => hosts.push(Box::new(Remote::open(
-                    spec,
-                    &checked.known_hosts,
-                    shutdown,
-                )?)),
+                Some(spec) => {
+                    let remote = Remote::open(spec, &checked.known_hosts, shutdown)?;
+                    let facts = remote.info();
+                    eprintln!(
+                        "host {} ({}): {}, {} CPUs, {:.1} GiB, kernel {}; its servers run under our agent there",
+                        spec.name,
+                        spec.address,
+                        facts.model,
+                        facts.cpus,
+                        facts.memory_bytes as f64 / (1u64 << 30) as f64,
+                        facts.kernel
+                    );
+                    hosts.push(Box::new(remote));
+                }
             }
         }
         Ok(ServerHosts::new(hosts))

@@ -154,10 +154,19 @@ fn ship(
         Duration::from_secs(30),
     )?;
     if present.trim() == "present" {
+        eprintln!(
+            "host {}: {name} {key} is there already (0 bytes copied)",
+            ssh.name()
+        );
         traffic.files_present += 1;
         return Ok(());
     }
     let size = std::fs::metadata(local)?.len();
+    eprintln!(
+        "host {}: copying {name} ({:.1} MB, content {key})",
+        ssh.name(),
+        size as f64 / 1e6
+    );
     let temp = format!("{dir}/.{name}.{}.tmp", std::process::id());
     ssh.run(
         &format!("mkdir -p {dir} && cat > {temp} && chmod 755 {temp} && mv -f {temp} {dir}/{name}"),

@@ -280,7 +280,7 @@ pub struct Task {
 
 /// Flags a task may not carry: where results go (the runner decides), paths on the
 /// machine that queued it, and compiler flags.
-const REFUSED_FLAGS: [(&str, &str); 7] = [
+const REFUSED_FLAGS: [(&str, &str); 9] = [
     (
         "--out",
         "the runner writes each task's results under its results directory",
@@ -308,6 +308,14 @@ const REFUSED_FLAGS: [(&str, &str); 7] = [
     (
         "--cflags",
         "compiler flags can run programs (-wrapper) and write files (-MF) on the runner",
+    ),
+    (
+        "--hosts",
+        "a hosts file names addresses, users and keys: the runner's own, never a task's",
+    ),
+    (
+        "--server-hosts",
+        "which hosts a task's servers use is the runner's choice (tasks run their servers on the runner's machine)",
     ),
 ];
 

@@ -278,6 +278,7 @@ pub fn run_case(case: &MemCase, ctx: &CaseContext<'_>) -> anyhow::Result<MemReco
             argv: Vec::new(),
         },
         monitor: samples,
+        server_hosts: server.hosts(ctx.hosts),
     })
 }
 

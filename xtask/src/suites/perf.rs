@@ -278,6 +278,7 @@ pub fn measured_run(
             argv: ctx.engine.describe(&server.target(), &measured_load),
         },
         monitor: samples,
+        server_hosts: server.hosts(ctx.hosts),
     })
 }
 

@@ -57,6 +57,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
         &options,
         ctx.shutdown,
     )?;
+    let server_hosts = crate::case::server_hosts(&deployment.nodes, ctx.hosts);
     let primary = deployment.primary();
     let replicas: Vec<&instances::Instance> = deployment.replicas().collect();
     let mut control = primary.client()?;
@@ -180,6 +181,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
                 ],
             },
             monitor: samples.clone(),
+            server_hosts: server_hosts.clone(),
         });
     }
     Ok(records)

@@ -1,0 +1,291 @@
+//! Servers on other hosts, over real ssh to real sshds in network namespaces
+//! (`testnet.rs`): a perf run with its server on another host (and a second run that
+//! copies nothing), a cluster spread over three hosts, host keys unknown or changed
+//! refused before anything starts, `kill -9` of xtask leaving no server on any host, and a
+//! link constraint that shows in the figures (so the traffic really crosses the link).
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::testnet::TestNet;
+use crate::util::*;
+
+fn records(dir: &std::path::Path) -> Vec<Value> {
+    fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_perf_run_with_its_server_on_another_host_names_it_and_leaves_nothing_there() {
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[("commands", "[\"GET\"]"), ("pipelines", "[1]")],
+    );
+    let hosts = net.hosts_file.to_str().unwrap();
+    let args = [
+        "--suite-file",
+        suite.to_str().unwrap(),
+        "--hosts",
+        hosts,
+        "--server-hosts",
+        "h1",
+    ];
+    let (out, dir) = bench_in(tmp.path(), &args);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}\nsshd: {}", net.sshd_log("h1"));
+    assert!(
+        said.contains("host h1: copying valkey-bench-agent"),
+        "{said}"
+    );
+    assert!(said.contains("host h1: copying valkey-server"), "{said}");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 2, "{said}");
+    for r in &recs {
+        let hosts = r["server_hosts"]
+            .as_array()
+            .expect("server_hosts in the record");
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(hosts[0]["name"], "h1");
+        assert_eq!(hosts[0]["address"], net.hosts[0].addr.to_string());
+        assert!(
+            hosts[0]["servers"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("primary :")
+        );
+        assert!(hosts[0]["rtt_us"].as_f64().unwrap() > 0.0);
+        assert!(r["metrics"]["ops_per_sec"].as_f64().unwrap() > 0.0);
+    }
+    assert!(net.servers().is_empty(), "a server outlived the run");
+    // The second run finds everything there: nothing is copied.
+    let again = tempfile::tempdir().unwrap();
+    let (out, _) = bench_in(again.path(), &args);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains("copying"), "{said}");
+    assert!(said.contains("is there already (0 bytes copied)"), "{said}");
+    assert!(net.servers().is_empty(), "a server outlived the run");
+}
+
+#[test]
+fn unknown_and_changed_host_keys_are_refused_with_exit_2_and_nothing_started() {
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    let args = ["--quick", "--hosts", hosts, "--server-hosts", "h1"];
+    // Unknown: the host is not in known_hosts.
+    fs::write(&net.known_hosts, "").unwrap();
+    let (out, _) = bench_in(tmp.path(), &args);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("host \"h1\"") && said.contains("not in"),
+        "{said}"
+    );
+    let fingerprint = fs::read_to_string(net.dir.path().join("h1-hostkey.pub")).unwrap();
+    assert!(
+        said.contains("SHA256:"),
+        "the message names the fingerprint: {said}"
+    );
+    assert!(!fingerprint.is_empty());
+    assert!(
+        !net.hosts[0].work_dir.exists(),
+        "something was made on the host"
+    );
+    // Changed: known_hosts has another key for the address.
+    let other = net.dir.path().join("other");
+    crate::testnet::must(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            other.to_str().unwrap(),
+        ],
+    );
+    let other_key = fs::read_to_string(net.dir.path().join("other.pub")).unwrap();
+    let other_key: Vec<&str> = other_key.split_whitespace().take(2).collect();
+    fs::write(
+        &net.known_hosts,
+        format!("{} {}\n", net.hosts[0].addr, other_key.join(" ")),
+    )
+    .unwrap();
+    let (out, _) = bench_in(tmp.path(), &args);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("CHANGED") && said.contains("SHA256:"),
+        "{said}"
+    );
+    assert!(
+        !net.hosts[0].work_dir.exists(),
+        "something was made on the host"
+    );
+    assert!(net.servers().is_empty());
+}
+
+#[test]
+fn kill_9_of_xtask_mid_run_leaves_no_server_on_any_host() {
+    let _machine = heavy();
+    let net = TestNet::new(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("measure_seconds", "30"),
+        ],
+    );
+    let base = ports(8).to_string();
+    let mut child = xtask(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--topology",
+            "replicas:1",
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h1,h2",
+            "--base-port",
+            &base,
+            "--out",
+            tmp.path().join("run").to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || net.servers().len() == 2),
+        "the two servers never ran"
+    );
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
+    assert!(
+        wait_until(Duration::from_secs(10), || net.servers().is_empty()),
+        "servers outlived a SIGKILLed xtask: {:?}",
+        net.servers()
+    );
+}
+
+#[test]
+fn a_cluster_spreads_over_three_hosts_with_no_replica_beside_its_primary() {
+    let _machine = heavy();
+    let net = TestNet::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"SET\"]"),
+            ("pipelines", "[1]"),
+            ("repetitions", "1"),
+        ],
+    );
+    let (out, dir) = bench_in(
+        tmp.path(),
+        &[
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--topology",
+            "cluster:3x1",
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h1,h2,h3",
+        ],
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "{said}");
+    let hosts = recs[0]["server_hosts"].as_array().unwrap();
+    let names: Vec<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["h1", "h2", "h3"]);
+    for h in hosts {
+        let servers: Vec<&str> = h["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert_eq!(servers.len(), 2, "{h}");
+        assert!(
+            servers[0].starts_with("primary") && servers[1].starts_with("replica"),
+            "{h}"
+        );
+    }
+    assert!(net.servers().is_empty());
+}
+
+#[test]
+fn a_constrained_link_shows_in_the_figures() {
+    let _machine = heavy();
+    let net = TestNet::new(2);
+    // An 8 Mbit/s cap on h2's replies: GET of 1 KiB values can make at most ~1,000 ops/s.
+    net.shape(1, "8mbit");
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("value_sizes", "[1024]"),
+            ("pipelines", "[1]"),
+            ("repetitions", "1"),
+            ("measure_seconds", "1"),
+        ],
+    );
+    let ops = |host: &str| {
+        let run = tmp.path().join(host);
+        fs::create_dir_all(&run).unwrap();
+        let (out, dir) = bench_in(
+            &run,
+            &[
+                "--suite-file",
+                suite.to_str().unwrap(),
+                "--hosts",
+                net.hosts_file.to_str().unwrap(),
+                "--server-hosts",
+                host,
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let r = &records(&dir)[0];
+        (
+            r["metrics"]["ops_per_sec"].as_f64().unwrap(),
+            r["metrics"]["p50_us"].as_f64().unwrap(),
+        )
+    };
+    let (free, free_p50) = ops("h1");
+    let (capped, capped_p50) = ops("h2");
+    eprintln!(
+        "free link: {free:.0} ops/s, p50 {free_p50} µs; 8 Mbit/s: {capped:.0} ops/s, p50 {capped_p50} µs"
+    );
+    assert!(
+        capped < 1_300.0,
+        "8 Mbit/s carried {capped} GETs of 1 KiB per second"
+    );
+    assert!(
+        free > 5.0 * capped,
+        "unconstrained {free} ops/s against {capped}"
+    );
+    assert!(
+        capped_p50 > 3.0 * free_p50,
+        "p50 {capped_p50} µs capped, {free_p50} µs free"
+    );
+    assert!(net.servers().is_empty());
+}

@@ -1,0 +1,296 @@
+//! A test network of real hosts on this machine: each host is a network namespace of its
+//! own, joined to a bridge the test creates (addresses from 198.18.0.0/15, the range set
+//! aside for benchmark networks), with its own `sshd` (Debian's openssh-server), host key
+//! and work directory. Dropping the network stops the sshds and removes the namespaces
+//! and the bridge. Creating one needs root, `ip` and `sshd`: without them the test fails
+//! saying why (no silent skip).
+
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::util::*;
+
+/// One host of the network.
+pub struct TestHost {
+    pub name: String,
+    pub ns: String,
+    pub addr: Ipv4Addr,
+    /// The interface inside the namespace (where a `tc` constraint goes).
+    pub link: String,
+    pub work_dir: PathBuf,
+    /// `ssh-ed25519 AAAA...`: its host key, as a known_hosts line wants it.
+    pub host_key: String,
+    sshd: Child,
+}
+
+/// Hosts `h1`..`hN`, a hosts file naming them and a known_hosts file with their keys.
+pub struct TestNet {
+    pub dir: tempfile::TempDir,
+    pub hosts: Vec<TestHost>,
+    pub hosts_file: PathBuf,
+    pub known_hosts: PathBuf,
+    bridge: String,
+}
+
+/// Runs a command that must succeed (the network's plumbing), naming it if it does not.
+pub fn must(program: &str, args: &[&str]) -> String {
+    #[allow(clippy::disallowed_methods)] // the test harness's own plumbing
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}): the remote-host tests need it installed (.ci/run installs it)"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Why this machine cannot host a test network, if it cannot.
+fn cannot() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("network namespaces need root (CI runs the tests as root)".into());
+    }
+    for tool in [
+        "/usr/sbin/sshd",
+        "/usr/bin/ssh",
+        "/usr/bin/ssh-keygen",
+        "/usr/bin/ssh-keyscan",
+    ] {
+        if !Path::new(tool).exists() {
+            return Some(format!(
+                "{tool} is missing: install openssh-server and openssh-client"
+            ));
+        }
+    }
+    None
+}
+
+impl TestNet {
+    /// A network of `n` hosts, each a server and a client.
+    pub fn new(n: usize) -> TestNet {
+        if let Some(why) = cannot() {
+            panic!("cannot create a test network of hosts: {why}");
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let tag = format!("{}{serial}", pid % 100_000);
+        // A /24 of 198.18.0.0/15 per network: 198.18.x.0 and 198.19.x.0.
+        let net = (pid.wrapping_mul(31).wrapping_add(serial)) % 500;
+        let (second, third) = (18 + net / 250, 1 + net % 250);
+        let bridge = format!("vbr{tag}");
+        let dir = tempfile::Builder::new()
+            .prefix("vb-net-")
+            .tempdir()
+            .unwrap();
+        let mut testnet = TestNet {
+            hosts: Vec::new(),
+            hosts_file: dir.path().join("hosts.toml"),
+            known_hosts: dir.path().join("known_hosts"),
+            dir,
+            bridge: bridge.clone(),
+        };
+        must("ip", &["link", "add", &bridge, "type", "bridge"]);
+        // Bridged frames bypass the host's iptables (docker's FORWARD policy, say).
+        #[allow(clippy::disallowed_methods)] // the test's own plumbing
+        let _ = Command::new("ip")
+            .args([
+                "link",
+                "set",
+                &bridge,
+                "type",
+                "bridge",
+                "nf_call_iptables",
+                "0",
+            ])
+            .output();
+        must(
+            "ip",
+            &[
+                "addr",
+                "add",
+                &format!("198.{second}.{third}.1/24"),
+                "dev",
+                &bridge,
+            ],
+        );
+        must("ip", &["link", "set", &bridge, "up"]);
+        let client_key = testnet.dir.path().join("id");
+        must(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-f",
+                client_key.to_str().unwrap(),
+            ],
+        );
+        fs::copy(
+            testnet.dir.path().join("id.pub"),
+            testnet.dir.path().join("authorized_keys"),
+        )
+        .unwrap();
+        fs::create_dir_all("/run/sshd").unwrap();
+        for i in 0..n {
+            let host = testnet.add_host(
+                &tag,
+                i,
+                Ipv4Addr::new(198, second as u8, third as u8, 10 + i as u8),
+            );
+            testnet.hosts.push(host);
+        }
+        let mut known = String::new();
+        for h in &testnet.hosts {
+            writeln!(known, "{} {}", h.addr, h.host_key).unwrap();
+        }
+        fs::write(&testnet.known_hosts, known).unwrap();
+        let mut file = String::from("known_hosts = \"known_hosts\"\n");
+        for h in &testnet.hosts {
+            write!(
+                file,
+                "\n[[host]]\nname = \"{}\"\naddress = \"{}\"\nuser = \"root\"\nidentity = \"id\"\nwork_dir = \"{}\"\n",
+                h.name,
+                h.addr,
+                h.work_dir.display()
+            )
+            .unwrap();
+        }
+        fs::write(&testnet.hosts_file, file).unwrap();
+        testnet
+    }
+
+    fn add_host(&self, tag: &str, i: usize, addr: Ipv4Addr) -> TestHost {
+        let name = format!("h{}", i + 1);
+        let ns = format!("vbtest-{tag}-{name}");
+        let (outside, inside) = (format!("vb{tag}o{i}"), format!("vb{tag}i{i}"));
+        must("ip", &["netns", "add", &ns]);
+        must(
+            "ip",
+            &[
+                "link", "add", &outside, "type", "veth", "peer", "name", &inside, "netns", &ns,
+            ],
+        );
+        must("ip", &["link", "set", &outside, "master", &self.bridge]);
+        must("ip", &["link", "set", &outside, "up"]);
+        must(
+            "ip",
+            &[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &inside,
+            ],
+        );
+        must("ip", &["-n", &ns, "link", "set", &inside, "up"]);
+        must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        let dir = self.dir.path();
+        let key = dir.join(format!("{name}-hostkey"));
+        must(
+            "ssh-keygen",
+            &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()],
+        );
+        let public = fs::read_to_string(dir.join(format!("{name}-hostkey.pub"))).unwrap();
+        let host_key = public
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let config = dir.join(format!("{name}-sshd_config"));
+        fs::write(
+            &config,
+            format!(
+                "Port 22\nListenAddress {addr}\nHostKey {}\nAuthorizedKeysFile {}\n\
+                 PidFile {}\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+                key.display(),
+                dir.join("authorized_keys").display(),
+                dir.join(format!("{name}-sshd.pid")).display(),
+            ),
+        )
+        .unwrap();
+        let log = fs::File::create(dir.join(format!("{name}-sshd.log"))).unwrap();
+        #[allow(clippy::disallowed_methods)] // the test's own sshd
+        let sshd = Command::new("ip")
+            .args(["netns", "exec", &ns, "/usr/sbin/sshd", "-D", "-e", "-f"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting sshd");
+        let up = wait_until(Duration::from_secs(10), || {
+            TcpStream::connect_timeout(&SocketAddr::from((addr, 22)), Duration::from_millis(200))
+                .is_ok()
+        });
+        let host = TestHost {
+            work_dir: dir.join(format!("work-{name}")),
+            name,
+            ns,
+            addr,
+            link: inside,
+            host_key,
+            sshd,
+        };
+        assert!(
+            up,
+            "sshd on {} did not listen: {}",
+            host.addr,
+            self.sshd_log(&host.name)
+        );
+        host
+    }
+
+    pub fn sshd_log(&self, name: &str) -> String {
+        fs::read_to_string(self.dir.path().join(format!("{name}-sshd.log"))).unwrap_or_default()
+    }
+
+    /// Caps the host's outgoing traffic (its servers' replies) with a token bucket.
+    pub fn shape(&self, host: usize, rate: &str) {
+        let h = &self.hosts[host];
+        must(
+            "ip",
+            &[
+                "netns", "exec", &h.ns, "tc", "qdisc", "add", "dev", &h.link, "root", "tbf",
+                "rate", rate, "burst", "32kbit", "latency", "400ms",
+            ],
+        );
+    }
+
+    /// Live valkey-server processes in this network's work directories.
+    pub fn servers(&self) -> Vec<u32> {
+        servers_under(self.dir.path())
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for h in &mut self.hosts {
+            let _ = h.sshd.kill();
+            let _ = h.sshd.wait();
+        }
+        for h in &self.hosts {
+            #[allow(clippy::disallowed_methods)] // the test's own plumbing
+            let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
+        }
+        #[allow(clippy::disallowed_methods)]
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}
