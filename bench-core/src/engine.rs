@@ -44,6 +44,9 @@ pub struct Measurement {
     pub nodes: Vec<crate::loadgen::stats::NodeReport>,
     /// A cluster: MOVED / ASK redirects followed.
     pub redirects: std::collections::BTreeMap<String, u64>,
+    /// Load from several client hosts: each one's part (the figures above are all of
+    /// them merged). Empty when the load ran from this machine alone.
+    pub client_hosts: Vec<crate::loadgen::merge::ClientHostReport>,
 }
 
 /// Request latency in microseconds, from send to reply.

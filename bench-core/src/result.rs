@@ -314,6 +314,11 @@ pub struct Metrics {
     /// its redirects. Empty when there were none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub redirects: BTreeMap<String, u64>,
+    /// Load from several client hosts (`--client-hosts`): each one's part, its histogram
+    /// among them; the figures above are all of them merged (`histogram` is their sum).
+    /// Absent when the load ran from this machine alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_hosts: Vec<crate::loadgen::merge::ClientHostReport>,
 }
 
 /// The knobs of a mem case.
@@ -550,6 +555,7 @@ pub(crate) mod tests {
                 usec_per_call: Some(0.8),
                 nodes: Vec::new(),
                 redirects: BTreeMap::new(),
+                client_hosts: Vec::new(),
             },
             engine: EngineInfo {
                 name: "valkey-benchmark".into(),

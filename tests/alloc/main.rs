@@ -167,6 +167,8 @@ fn the_engine_allocates_nothing_per_request() {
         cluster: None,
         cpus: Vec::new(),
         tls: None,
+        share: None,
+        start_at: None,
     };
     let (short, long) = (Stop::Requests(20_000), Stop::Requests(120_000));
     let mut pubsub = mix("pubsub:", ValueSize::Fixed { bytes: 64 });

@@ -44,6 +44,8 @@ fn pinned_servers_and_generator_threads_run_on_their_cpus() {
         cluster: None,
         cpus: vec![0],
         tls: None,
+        share: None,
+        start_at: None,
     };
     let mut seen = Vec::new();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

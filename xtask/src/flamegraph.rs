@@ -330,6 +330,8 @@ impl Load {
             }),
             cpus: Vec::new(),
             tls: target.tls.clone(),
+            share: None,
+            start_at: None,
         };
         // Its own stop handle, tripped by ours: the load ends with the run either way.
         let stop = Shutdown::new();

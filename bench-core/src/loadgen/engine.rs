@@ -123,22 +123,7 @@ impl Engine for NativeEngine {
             engine: "native",
             message,
         };
-        let options = RunOptions {
-            connections: load.clients,
-            pipeline: load.pipeline,
-            threads: load.threads,
-            rate: None,
-            stop: Stop::Requests(load.requests),
-            warmup: Duration::ZERO,
-            // The perf suite's MSET keys are tagged per connection on a cluster.
-            cluster: target.cluster.map(|read_from| ClusterOptions {
-                read_from,
-                tag_multi_key: true,
-                nodes: target.nodes.clone(),
-            }),
-            cpus: load.client_cpus.clone(),
-            tls: target.tls.clone(),
-        };
+        let options = options(target, load);
         let started = Instant::now();
         // A cluster is discovered from its first primary, as `describe`'s command does.
         let report = super::run(
@@ -153,35 +138,68 @@ impl Engine for NativeEngine {
         if shutdown.is_triggered() {
             return Err(EngineError::Interrupted);
         }
-        if let Some(why) = report.partial {
-            return Err(failed(why));
-        }
-        let errors: u64 = report.errors.values().sum();
-        // Redirects are followed, not errors; outside a migration they mean a stale map.
-        if errors > 0 {
-            return Err(failed(format!("{errors} errors: {:?}", report.errors)));
-        }
-        let l = &report.all.latency;
-        let us = |v: u64| Some(v as f64);
-        Ok(Measurement {
-            requests: report.requests,
-            ops_per_sec: report.ops_per_sec,
-            wall_secs,
-            latency: Latency {
-                avg_us: Some(l.avg_us),
-                min_us: us(l.min_us),
-                p50_us: us(l.p50_us),
-                p90_us: us(l.p90_us),
-                p95_us: None,
-                p99_us: us(l.p99_us),
-                p99_9_us: us(l.p99_9_us),
-                max_us: us(l.max_us),
-            },
-            histogram: Some(report.all.histogram),
-            series: report.series,
-            client_cpu_us_per_request: Some(report.client_cpu_us_per_request),
-            nodes: report.nodes,
-            redirects: report.redirects,
-        })
+        measurement(report, wall_secs)
     }
+}
+
+/// The generator's options for a perf load on `target` (the whole run's).
+pub fn options(target: &Target, load: &Load) -> RunOptions {
+    RunOptions {
+        connections: load.clients,
+        pipeline: load.pipeline,
+        threads: load.threads,
+        rate: None,
+        stop: Stop::Requests(load.requests),
+        warmup: Duration::ZERO,
+        // The perf suite's MSET keys are tagged per connection on a cluster.
+        cluster: target.cluster.map(|read_from| ClusterOptions {
+            read_from,
+            tag_multi_key: true,
+            nodes: target.nodes.clone(),
+        }),
+        cpus: load.client_cpus.clone(),
+        tls: target.tls.clone(),
+        share: None,
+        start_at: None,
+    }
+}
+
+/// What a perf case keeps of a generator's report: a run that ended early, or with
+/// errors, is a failure.
+pub fn measurement(report: super::Report, wall_secs: f64) -> Result<Measurement, EngineError> {
+    let failed = |message: String| EngineError::Failed {
+        engine: "native",
+        message,
+    };
+    if let Some(why) = report.partial {
+        return Err(failed(why));
+    }
+    let errors: u64 = report.errors.values().sum();
+    // Redirects are followed, not errors; outside a migration they mean a stale map.
+    if errors > 0 {
+        return Err(failed(format!("{errors} errors: {:?}", report.errors)));
+    }
+    let l = &report.all.latency;
+    let us = |v: u64| Some(v as f64);
+    Ok(Measurement {
+        requests: report.requests,
+        ops_per_sec: report.ops_per_sec,
+        wall_secs,
+        latency: Latency {
+            avg_us: Some(l.avg_us),
+            min_us: us(l.min_us),
+            p50_us: us(l.p50_us),
+            p90_us: us(l.p90_us),
+            p95_us: None,
+            p99_us: us(l.p99_us),
+            p99_9_us: us(l.p99_9_us),
+            max_us: us(l.max_us),
+        },
+        histogram: Some(report.all.histogram),
+        series: report.series,
+        client_cpu_us_per_request: Some(report.client_cpu_us_per_request),
+        nodes: report.nodes,
+        redirects: report.redirects,
+        client_hosts: Vec::new(),
+    })
 }

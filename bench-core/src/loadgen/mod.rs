@@ -13,6 +13,7 @@
 mod conn;
 pub mod engine;
 pub mod floor;
+pub mod merge;
 mod report;
 pub mod schedule;
 mod slot_routing;
@@ -72,6 +73,24 @@ pub struct RunOptions {
     pub cpus: Vec<usize>,
     /// Speak TLS to every server (handshakes before the clock starts).
     pub tls: Option<crate::transport::Tls>,
+    /// This run is one host's part of a run driven from several: its connections are
+    /// `first ..` of the whole run's `total` (their key draws and open-loop send times are
+    /// those connections' in the whole run), and `rate` is the whole run's. `None`: the
+    /// whole run.
+    pub share: Option<Share>,
+    /// Start the clock (warmup, then the measured window) at this wall-clock instant, so
+    /// several hosts start together; if the connections are up only later, the run starts
+    /// then and `Report::late_start_us` says by how much. `None`: as soon as they are up.
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+/// One host's part of a run driven from several hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Share {
+    /// Its first connection's index in the whole run.
+    pub first: u32,
+    /// The whole run's connections.
+    pub total: u32,
 }
 
 /// How the generator drives a cluster.
@@ -148,6 +167,10 @@ pub struct Report {
     /// Cluster mode: each node's measured replies, in address order.
     #[serde(default)]
     pub nodes: Vec<NodeReport>,
+    /// With `RunOptions::start_at`: how long after that instant the clock started (the
+    /// connections were up late), µs; 0 on time.
+    #[serde(default)]
+    pub late_start_us: u64,
 }
 
 /// What the workers share.
@@ -330,9 +353,13 @@ pub fn run(
     let gate = Arc::new(Gate::default());
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), LoadgenError>>();
     let mut handles = Vec::new();
+    let (first, total) = options
+        .share
+        .map_or((0, options.connections), |s| (s.first, s.total));
     for worker in 0..threads {
         let mine: Vec<(u32, SocketAddr)> = (0..options.connections)
             .filter(|c| c % threads == worker)
+            .map(|c| first + c)
             .map(|c| (c, addrs[c as usize % addrs.len()]))
             .collect();
         let subscribers: Vec<SocketAddr> = (0..spec.subscribers)
@@ -375,7 +402,16 @@ pub fn run(
             Err(_) => {}
         }
     }
-    let origin = Instant::now() + Duration::from_millis(2);
+    let (origin, late_start_us) = match options.start_at {
+        None => (Instant::now() + Duration::from_millis(2), 0),
+        Some(at) => match at.duration_since(std::time::SystemTime::now()) {
+            Ok(ahead) => (Instant::now() + ahead, 0),
+            Err(behind) => (
+                Instant::now() + Duration::from_millis(2),
+                behind.duration().as_micros() as u64,
+            ),
+        },
+    };
     let measure_from = origin + options.warmup;
     let end = match options.stop {
         Stop::Duration(d) => Some(measure_from + d),
@@ -424,7 +460,7 @@ pub fn run(
             value,
             seed: spec.seed,
             pipeline: options.pipeline as usize,
-            connections: options.connections,
+            connections: total,
             rate: options.rate,
             origin,
             measure_from,
@@ -489,7 +525,7 @@ pub fn run(
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     let cpu = cpu_end - cpu_start.unwrap_or(cpu_end);
-    Ok(report::build(
+    let mut report = report::build(
         spec,
         options,
         threads,
@@ -498,7 +534,9 @@ pub fn run(
         measured_secs,
         cpu,
         partial,
-    ))
+    );
+    report.late_start_us = late_start_us;
+    Ok(report)
 }
 
 fn validate(addrs: &[SocketAddr], spec: &WorkloadSpec, o: &RunOptions) -> Result<(), LoadgenError> {
@@ -511,6 +549,16 @@ fn validate(addrs: &[SocketAddr], spec: &WorkloadSpec, o: &RunOptions) -> Result
     }
     if !(1..=100_000).contains(&o.pipeline) {
         return bad(format!("pipeline {}: use 1 to 100000", o.pipeline));
+    }
+    if let Some(share) = o.share
+        && u64::from(share.first) + u64::from(o.connections) > u64::from(share.total)
+    {
+        return bad(format!(
+            "share: connections {}..{} of {}: past the whole run's",
+            share.first,
+            u64::from(share.first) + u64::from(o.connections),
+            share.total
+        ));
     }
     if let Some(rate) = o.rate
         && !(rate.is_finite() && rate > 0.0)

@@ -122,7 +122,7 @@ pub(super) fn build(
         ops_per_sec: requests as f64 / secs,
         all,
         commands,
-        series: stats::merge_series(&workers),
+        series: stats::merge_series(&workers, options.share.is_some()),
         errors,
         reconnects,
         late_sends: late,
@@ -148,7 +148,9 @@ pub(super) fn build(
                 requests: h.len(),
                 ops_per_sec: h.len() as f64 / secs,
                 latency: LatencySummary::of(h),
+                histogram: options.share.is_some().then(|| encode_histogram(h)),
             })
             .collect(),
+        late_start_us: 0,
     }
 }

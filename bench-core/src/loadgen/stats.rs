@@ -175,6 +175,10 @@ pub struct NodeReport {
     pub requests: u64,
     pub ops_per_sec: f64,
     pub latency: LatencySummary,
+    /// Its latency histogram (HDR V2 + base64), kept when the run is one host's share of
+    /// a larger one, so the nodes' figures merge losslessly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 /// One second of the time series (all commands).
@@ -186,6 +190,10 @@ pub struct SecondReport {
     pub p50_us: u64,
     pub p99_us: u64,
     pub errors: u64,
+    /// The second's latency histogram (HDR V2 + base64, 2 significant figures), kept when
+    /// the run is one host's share of a larger one, so the seconds merge losslessly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<String>,
 }
 
 /// HDR V2 + base64.
@@ -207,8 +215,9 @@ pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
         .map_err(|e| format!("histogram is not HDR V2: {e:?}"))
 }
 
-/// Merges per-worker second counters into the series.
-pub fn merge_series(workers: &[WorkerStats]) -> Vec<SecondReport> {
+/// Merges per-worker second counters into the series; with `keep`, each second keeps its
+/// histogram.
+pub fn merge_series(workers: &[WorkerStats], keep: bool) -> Vec<SecondReport> {
     let seconds = workers.iter().map(|w| w.seconds.len()).max().unwrap_or(0);
     (0..seconds)
         .map(|i| {
@@ -234,6 +243,7 @@ pub fn merge_series(workers: &[WorkerStats]) -> Vec<SecondReport> {
                 p50_us: q(0.5),
                 p99_us: q(0.99),
                 errors,
+                histogram: keep.then(|| encode_histogram(&latency)),
             }
         })
         .collect()
@@ -280,7 +290,7 @@ mod tests {
         b.second(1).ops = 7;
         b.second(1).errors = 1;
         b.second(1).latency.record(300).unwrap();
-        let s = merge_series(&[a, b]);
+        let s = merge_series(&[a, b], false);
         assert_eq!(s.len(), 2);
         assert_eq!((s[0].ops, s[1].ops, s[1].errors), (5, 7, 1));
         assert!((99..=101).contains(&s[0].p50_us));

@@ -166,6 +166,8 @@ impl LoadgenCmd {
             },
             cpus: Vec::new(),
             tls: self.tls()?,
+            share: None,
+            start_at: None,
         };
         eprintln!(
             "{} → {addr}{}{}: {} connections, pipeline {}, {}",

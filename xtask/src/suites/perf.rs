@@ -271,6 +271,7 @@ pub fn measured_run(
             usec_per_call: costs.usec_per_call,
             nodes: m.nodes,
             redirects: m.redirects,
+            client_hosts: m.client_hosts,
         },
         engine: EngineInfo {
             name: ctx.engine.name().into(),

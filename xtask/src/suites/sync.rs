@@ -259,6 +259,8 @@ fn write_load(primary: SocketAddr, stop: &Shutdown) {
         cluster: None,
         cpus: Vec::new(),
         tls: None,
+        share: None,
+        start_at: None,
     };
     let _ = loadgen::run(&[primary], &spec, &options, stop, |_| {});
 }
