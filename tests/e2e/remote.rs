@@ -64,7 +64,7 @@ fn a_perf_run_with_its_server_on_another_host_names_it_and_leaves_nothing_there(
         assert!(hosts[0]["rtt_us"].as_f64().unwrap() > 0.0);
         assert!(r["metrics"]["ops_per_sec"].as_f64().unwrap() > 0.0);
     }
-    assert!(net.servers().is_empty(), "a server outlived the run");
+    assert!(net.ours().is_empty(), "outlived the run: {:?}", net.ours());
     // The second run finds everything there: nothing is copied.
     let again = tempfile::tempdir().unwrap();
     let (out, _) = bench_in(again.path(), &args);
@@ -177,10 +177,98 @@ fn kill_9_of_xtask_mid_run_leaves_no_server_on_any_host() {
     signal(&child, libc::SIGKILL);
     let _ = child.wait();
     assert!(
-        wait_until(Duration::from_secs(10), || net.servers().is_empty()),
-        "servers outlived a SIGKILLed xtask: {:?}",
-        net.servers()
+        wait_until(Duration::from_secs(10), || net.ours().is_empty()),
+        "servers or agents outlived a SIGKILLed xtask: {:?}",
+        net.ours()
     );
+}
+
+#[test]
+fn a_second_host_refused_stops_the_agent_on_the_first() {
+    let net = TestNet::new(2);
+    // h2's key is unknown; h1 is reached first and its agent started.
+    fs::write(
+        &net.known_hosts,
+        format!("{} {}\n", net.hosts[0].addr, net.hosts[0].host_key),
+    )
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, _) = bench_in(
+        tmp.path(),
+        &[
+            "--quick",
+            "--topology",
+            "replicas:1",
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h1,h2",
+        ],
+    );
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("host \"h2\"") && said.contains("not in"),
+        "{said}"
+    );
+    assert!(
+        said.contains("host h1: copying valkey-bench-agent"),
+        "h1 was reached: {said}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "left running: {:?}",
+        net.ours()
+    );
+    assert!(!net.hosts[1].work_dir.exists(), "something was made on h2");
+}
+
+#[test]
+fn a_dropped_network_stops_the_servers_within_the_lease() {
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("measure_seconds", "30"),
+        ],
+    );
+    let base = ports(8).to_string();
+    let mut child = xtask(
+        &[
+            "bench",
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h1",
+            "--base-port",
+            &base,
+            "--out",
+            tmp.path().join("run").to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    )
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(120), || net.servers().len() == 1),
+        "the server never ran"
+    );
+    // Nothing is closed: the agent hears nothing more, and its lease (5 s) runs out.
+    net.cut(0);
+    assert!(
+        wait_until(Duration::from_secs(20), || net.ours().is_empty()),
+        "left running after the network dropped: {:?}",
+        net.ours()
+    );
+    signal(&child, libc::SIGKILL);
+    let _ = child.wait();
 }
 
 #[test]
@@ -246,7 +334,7 @@ fn a_constrained_link_shows_in_the_figures() {
             ("value_sizes", "[1024]"),
             ("pipelines", "[1]"),
             ("repetitions", "1"),
-            ("measure_seconds", "1"),
+            ("measure_seconds", "3"),
         ],
     );
     let ops = |host: &str| {

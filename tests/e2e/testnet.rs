@@ -35,6 +35,8 @@ pub struct TestNet {
     pub hosts_file: PathBuf,
     pub known_hosts: PathBuf,
     bridge: String,
+    /// Every namespace made, removed on drop.
+    namespaces: Vec<String>,
 }
 
 /// Runs a command that must succeed (the network's plumbing), naming it if it does not.
@@ -84,10 +86,27 @@ impl TestNet {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let serial = NEXT.fetch_add(1, Ordering::Relaxed);
         let pid = std::process::id();
-        let tag = format!("{}{serial}", pid % 100_000);
-        // A /24 of 198.18.0.0/15 per network: 198.18.x.0 and 198.19.x.0.
-        let net = (pid.wrapping_mul(31).wrapping_add(serial)) % 500;
-        let (second, third) = (18 + net / 250, 1 + net % 250);
+        let tag = format!("{}-{serial}", pid % 100_000);
+        // A /24 of 198.18.0.0/15 per network (198.18.x.0 and 198.19.x.0), one no other
+        // network here uses.
+        let (second, third) = (0..500)
+            .map(|i| (pid.wrapping_mul(31).wrapping_add(serial * 7 + i)) % 500)
+            .map(|net| (18 + net / 250, 1 + net % 250))
+            .find(|(second, third)| {
+                must(
+                    "ip",
+                    &[
+                        "-o",
+                        "addr",
+                        "show",
+                        "to",
+                        &format!("198.{second}.{third}.0/24"),
+                    ],
+                )
+                .trim()
+                .is_empty()
+            })
+            .expect("a free /24 in 198.18.0.0/15");
         let bridge = format!("vbr{tag}");
         let dir = tempfile::Builder::new()
             .prefix("vb-net-")
@@ -99,6 +118,7 @@ impl TestNet {
             known_hosts: dir.path().join("known_hosts"),
             dir,
             bridge: bridge.clone(),
+            namespaces: Vec::new(),
         };
         must("ip", &["link", "add", &bridge, "type", "bridge"]);
         // Bridged frames bypass the host's iptables (docker's FORWARD policy, say).
@@ -145,12 +165,11 @@ impl TestNet {
         .unwrap();
         fs::create_dir_all("/run/sshd").unwrap();
         for i in 0..n {
-            let host = testnet.add_host(
+            testnet.add_host(
                 &tag,
                 i,
                 Ipv4Addr::new(198, second as u8, third as u8, 10 + i as u8),
             );
-            testnet.hosts.push(host);
         }
         let mut known = String::new();
         for h in &testnet.hosts {
@@ -172,11 +191,14 @@ impl TestNet {
         testnet
     }
 
-    fn add_host(&self, tag: &str, i: usize, addr: Ipv4Addr) -> TestHost {
+    /// Adds host `i` (its namespace and sshd are removed with the network, even when
+    /// adding it fails half-way).
+    fn add_host(&mut self, tag: &str, i: usize, addr: Ipv4Addr) {
         let name = format!("h{}", i + 1);
         let ns = format!("vbtest-{tag}-{name}");
         let (outside, inside) = (format!("vb{tag}o{i}"), format!("vb{tag}i{i}"));
         must("ip", &["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
         must(
             "ip",
             &[
@@ -238,22 +260,20 @@ impl TestNet {
             TcpStream::connect_timeout(&SocketAddr::from((addr, 22)), Duration::from_millis(200))
                 .is_ok()
         });
-        let host = TestHost {
+        self.hosts.push(TestHost {
             work_dir: dir.join(format!("work-{name}")),
-            name,
+            name: name.clone(),
             ns,
             addr,
             link: inside,
             host_key,
             sshd,
-        };
+        });
         assert!(
             up,
-            "sshd on {} did not listen: {}",
-            host.addr,
-            self.sshd_log(&host.name)
+            "sshd on {addr} did not listen: {}",
+            self.sshd_log(&name)
         );
-        host
     }
 
     pub fn sshd_log(&self, name: &str) -> String {
@@ -276,17 +296,55 @@ impl TestNet {
     pub fn servers(&self) -> Vec<u32> {
         servers_under(self.dir.path())
     }
+
+    /// Live processes whose program is in this network's work directories: the agents
+    /// and the servers (an agent's comm is `valkey-bench-ag`).
+    pub fn ours(&self) -> Vec<(u32, String)> {
+        let dir = self.dir.path();
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(exe) = fs::read_link(entry.path().join("exe")) else {
+                continue;
+            };
+            if exe.starts_with(dir) && pid_alive(pid) {
+                found.push((pid, exe.display().to_string()));
+            }
+        }
+        found
+    }
+
+    /// Takes host `i`'s link down (its traffic stops; nothing is closed).
+    pub fn cut(&self, i: usize) {
+        must(
+            "ip",
+            &[
+                "-n",
+                &self.hosts[i].ns,
+                "link",
+                "set",
+                &self.hosts[i].link,
+                "down",
+            ],
+        );
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        let _ = self.sshd.kill();
+        let _ = self.sshd.wait();
+    }
 }
 
 impl Drop for TestNet {
     fn drop(&mut self) {
-        for h in &mut self.hosts {
-            let _ = h.sshd.kill();
-            let _ = h.sshd.wait();
-        }
-        for h in &self.hosts {
+        self.hosts.clear(); // their sshds stop
+        for ns in &self.namespaces {
             #[allow(clippy::disallowed_methods)] // the test's own plumbing
-            let _ = Command::new("ip").args(["netns", "del", &h.ns]).output();
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
         }
         #[allow(clippy::disallowed_methods)]
         let _ = Command::new("ip")

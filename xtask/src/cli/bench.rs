@@ -71,6 +71,14 @@ impl BenchCmd {
         // Every flag and the suite file are checked before the progress file is created.
         let (plan, read_from) = self.plan()?;
         let hosts = self.hosts.choice()?;
+        if !hosts.is_local() && self.placement.server_cpus.is_some() {
+            return Err(UsageError(
+                "--server-cpus with --server-hosts: those are this machine's CPUs; pin the \
+                 servers on each host with `server_cpus` in its hosts-file entry"
+                    .into(),
+            )
+            .into());
+        }
         if self.valkey.tls && !hosts.is_local() {
             return Err(UsageError(
                 "--tls with --server-hosts: TLS on other hosts is not supported yet; drop one"

@@ -153,16 +153,18 @@ pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::R
     let scratch = scratch(work_dir);
     std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
     instances::sweep_stale(&scratch);
-    let lines = read_lines(std::io::stdin());
+    // Triggered when stdin ends, so a start in progress stops too.
+    let closed = Shutdown::new();
+    let lines = read_lines_until(std::io::stdin(), Some(closed.clone()));
     let mut agent = Agent {
         work_dir: work_dir.to_path_buf(),
         servers: BTreeMap::new(),
         next_id: 1,
-        shutdown: shutdown.clone(),
+        shutdown: closed.clone(),
     };
     let mut out = std::io::stdout().lock();
     loop {
-        if shutdown.is_triggered() {
+        if shutdown.is_triggered() || closed.is_triggered() {
             break;
         }
         let line = match lines.recv_timeout(lease) {
@@ -215,8 +217,17 @@ pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::R
 
 /// Lines from `input` on a channel (a reader thread); an over-long line is an error and
 /// ends it.
-pub fn read_lines(input: impl std::io::Read + Send + 'static) -> Receiver<Result<String, String>> {
-    let (tx, rx) = mpsc::channel();
+pub fn read_lines(input: impl Read + Send + 'static) -> Receiver<Result<String, String>> {
+    read_lines_until(input, None)
+}
+
+/// [`read_lines`], triggering `closed` (if any) when the input ends.
+fn read_lines_until(
+    input: impl Read + Send + 'static,
+    closed: Option<Shutdown>,
+) -> Receiver<Result<String, String>> {
+    // Bounded: a peer that writes faster than we read waits, it cannot fill our memory.
+    let (tx, rx) = mpsc::sync_channel(64);
     thread::spawn(move || {
         let mut input = BufReader::new(input);
         loop {
@@ -225,7 +236,12 @@ pub fn read_lines(input: impl std::io::Read + Send + 'static) -> Receiver<Result
                 .take(MAX_LINE as u64 + 1)
                 .read_until(b'\n', &mut line)
             {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => {
+                    if let Some(closed) = &closed {
+                        closed.trigger();
+                    }
+                    return;
+                }
                 Ok(_) if line.len() > MAX_LINE => {
                     let _ = tx.send(Err(format!("a line over {MAX_LINE} bytes")));
                     return;

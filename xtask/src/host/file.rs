@@ -11,7 +11,8 @@
 //! user = "bench"                       # default: the user running xtask
 //! port = 22
 //! identity = "~/.ssh/bench_ed25519"    # default: ssh's own choice (agent, config)
-//! work_dir = "/var/tmp/valkey-bench"   # binaries and server directories; the default
+//! work_dir = "/var/tmp/valkey-bench-bench"   # binaries and servers' directories; the
+//!                                            # default is /var/tmp/valkey-bench-<user>
 //! roles = ["server", "client"]         # the default: both
 //! server_cpus = "0-3"                  # pin servers here on that host
 //! client_cpus = "4-7"
@@ -36,7 +37,7 @@ pub const HOSTS_ENV: &str = "VALKEY_BENCH_HOSTS";
 /// The name that always means this machine (`--server-hosts local`).
 pub const LOCAL: &str = "local";
 
-/// The default work directory on a host.
+/// The default work directory on a host: this, then `-<user>`.
 pub const DEFAULT_WORK_DIR: &str = "/var/tmp/valkey-bench";
 
 /// A checked hosts file.
@@ -88,27 +89,45 @@ struct RawHost {
 }
 
 impl HostsFile {
-    /// Reads and checks `path`.
+    /// Reads and checks `path`. A host without `user` is the user running xtask (`USER`).
     pub fn read(path: &Path) -> Result<HostsFile, UsageError> {
         let text = crate::untrusted::read_small_text(path)
             .map_err(|e| UsageError(format!("--hosts {}: {e:#}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        HostsFile::parse(&text, base, &home(), &current_user())
-            .map_err(|why| UsageError(format!("hosts file {}: {why}", path.display())))
+        HostsFile::parse(
+            &text,
+            base,
+            &home(),
+            &std::env::var("USER").unwrap_or_default(),
+        )
+        .map_err(|why| UsageError(format!("hosts file {}: {why}", path.display())))
     }
 
     /// Checks `text`; relative paths are under `base`, `~/` under `home`, and a host
     /// without `user` gets `user`.
     pub fn parse(text: &str, base: &Path, home: &Path, user: &str) -> Result<HostsFile, String> {
         let raw: RawFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        // ssh expands `%x` and `${X}` in these paths and splits them at spaces and commas:
+        // none of those may be in them.
         let path = |field: &str, value: &str| -> Result<PathBuf, String> {
             if value.is_empty() {
                 return Err(format!("{field} is empty: give a path"));
             }
-            Ok(match value.strip_prefix("~/") {
+            let path = match value.strip_prefix("~/") {
                 Some(rest) => home.join(rest),
                 None => base.join(value),
-            })
+            };
+            let text = path.to_str().unwrap_or("\u{0}");
+            if text
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "%$\"'\\,=#".contains(c))
+            {
+                return Err(format!(
+                    "{field} {value:?} (as {text:?}): a path without spaces, quotes, '%', '$', \
+                     ',', '=' or '#' (ssh would read them)"
+                ));
+            }
+            Ok(path)
         };
         let known_hosts = match &raw.known_hosts {
             Some(v) => path("known_hosts", v)?,
@@ -140,7 +159,16 @@ impl HostsFile {
                     "{at}: address {address}: give the host's own address"
                 ));
             }
-            let user = h.user.unwrap_or_else(|| user.to_string());
+            let user = match h.user {
+                Some(user) => user,
+                None if valid_user(user) => user.to_string(),
+                None => {
+                    return Err(format!(
+                        "{at}: no `user`, and the USER environment variable gives none ({user:?}): \
+                         name the ssh user"
+                    ));
+                }
+            };
             if !valid_user(&user) {
                 return Err(format!(
                     "{at}: user {user:?}: use letters, digits, '.', '-' and '_', not starting with '-'"
@@ -149,7 +177,10 @@ impl HostsFile {
             if h.port == Some(0) {
                 return Err(format!("{at}: port 0: give the ssh port, e.g. 22"));
             }
-            let work_dir = PathBuf::from(h.work_dir.as_deref().unwrap_or(DEFAULT_WORK_DIR));
+            let work_dir = match &h.work_dir {
+                Some(dir) => PathBuf::from(dir),
+                None => PathBuf::from(format!("{DEFAULT_WORK_DIR}-{user}")),
+            };
             if let Err(why) = check_work_dir(&work_dir) {
                 return Err(format!("{at}: work_dir {:?}: {why}", work_dir.display()));
             }
@@ -249,6 +280,13 @@ impl HostsFile {
             }
             picked.push(Some(host.clone()));
         }
+        if picked.len() > 1 && picked.contains(&None) {
+            return Err(UsageError(format!(
+                "{flag} {names}: `local` and other hosts together: servers here listen on \
+                 127.0.0.1, which the other hosts cannot reach; give this machine an entry with \
+                 its address on their network"
+            )));
+        }
         Ok(picked)
     }
 }
@@ -320,14 +358,6 @@ fn home() -> PathBuf {
         .map_or_else(|| PathBuf::from("/"), PathBuf::from)
 }
 
-/// The user running xtask (its effective uid's name), for hosts without `user`.
-fn current_user() -> String {
-    std::env::var("USER")
-        .ok()
-        .filter(|u| valid_user(u))
-        .unwrap_or_else(|| "root".into())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,7 +392,7 @@ mod tests {
         assert_eq!(a.user, "me");
         assert_eq!(a.port, 22);
         assert_eq!(a.identity.as_deref(), Some(Path::new("/etc/bench/keys/id")));
-        assert_eq!(a.work_dir, Path::new(DEFAULT_WORK_DIR));
+        assert_eq!(a.work_dir, Path::new("/var/tmp/valkey-bench-me"));
         assert!(a.server && a.client);
         assert_eq!(a.server_cpus.as_ref().unwrap().0.len(), 2);
         let b = &file.hosts[1];
@@ -384,6 +414,8 @@ mod tests {
             (host("port = 0"), "port 0"),
             (host("server_cpus = \"x\""), "server_cpus"),
             (host("colour = 1"), "colour"),
+            (host("identity = \"keys/a b\""), "identity \"keys/a b\""),
+            (host("identity = \"%d/key\""), "'%'"),
             (
                 "[[host]]\nname = \"a\"\naddress = \"server.example\"\n".into(),
                 "address \"server.example\"",
@@ -416,16 +448,15 @@ mod tests {
              [[host]]\nname = \"c\"\naddress = \"198.18.0.4\"\n",
         )
         .unwrap();
-        let picked = file
-            .pick("c,local", "--server-hosts", Role::Server)
-            .unwrap();
+        let picked = file.pick("c", "--server-hosts", Role::Server).unwrap();
         assert_eq!(picked[0].as_ref().unwrap().name, "c");
-        assert!(picked[1].is_none());
+        assert!(file.pick("local", "--server-hosts", Role::Server).unwrap()[0].is_none());
         for (names, why) in [
             ("a", "does not have the role \"server\""),
             ("b", "disabled"),
             ("z", "no host \"z\" in the hosts file (it has: a, b, c"),
             ("c,c", "named twice"),
+            ("c,local", "`local` and other hosts together"),
         ] {
             let err = file
                 .pick(names, "--server-hosts", Role::Server)

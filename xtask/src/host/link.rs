@@ -3,7 +3,7 @@
 //! [`Instance`] keeps for a server the agent runs.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
@@ -60,8 +60,15 @@ impl AgentLink {
         let kept = Arc::new(Mutex::new(VecDeque::new()));
         let sink = kept.clone();
         thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
+            let mut stderr = BufReader::new(stderr);
+            loop {
+                let mut bytes = Vec::new();
+                // At most 4 KiB kept of a line; the rest is read and dropped.
+                match (&mut stderr).take(4096).read_until(b'\n', &mut bytes) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let line = String::from_utf8_lossy(&bytes).trim_end().to_string();
                 let mut lines = sink.lock().unwrap_or_else(|e| e.into_inner());
                 if lines.len() == 20 {
                     lines.pop_front();
@@ -131,8 +138,10 @@ impl AgentLink {
             .write_all(line.as_bytes())
             .and_then(|()| stdin.flush())
             .map_err(|e| format!("writing to it: {e}"))?;
+        let deadline = std::time::Instant::now() + REPLY_TIMEOUT + extra;
         loop {
-            let text = match channel.replies.recv_timeout(REPLY_TIMEOUT + extra) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let text = match channel.replies.recv_timeout(left) {
                 Ok(Ok(text)) => text,
                 Ok(Err(why)) => return Err(why),
                 Err(RecvTimeoutError::Timeout) => {
@@ -142,8 +151,11 @@ impl AgentLink {
             };
             let reply: Reply = serde_json::from_str(&text)
                 .map_err(|e| format!("an unreadable reply ({e}): {text:.200}"))?;
-            if reply.seq != seq {
-                continue; // a reply to an abandoned request
+            if reply.seq > seq || reply.seq == 0 {
+                return Err(format!("a reply to no request ({text:.200})"));
+            }
+            if reply.seq < seq {
+                continue; // a reply to an abandoned request (a timed-out one)
             }
             return Ok(match (reply.ok, reply.error) {
                 (_, Some(error)) => Err(error),
@@ -184,6 +196,13 @@ impl AgentLink {
         )?;
         let started: Vec<Started> =
             serde_json::from_value(reply).context("the agent's list of servers")?;
+        if started.len() != count {
+            bail!(
+                "the agent on {} started {} servers, not {count}",
+                self.host,
+                started.len()
+            );
+        }
         Ok(started
             .into_iter()
             .map(|s| {
@@ -228,14 +247,24 @@ fn keep_lease(link: Weak<AgentLink>) {
     }
 }
 
-impl Drop for AgentLink {
+impl AgentLink {
     /// Closes the channel: the agent stops its servers and exits; after a grace period
-    /// the ssh process is killed (the agent's lease then ends it).
-    fn drop(&mut self) {
-        let channel = self.channel.get_mut().unwrap_or_else(|e| e.into_inner());
-        channel.stdin = None;
-        let process = self.process.get_mut().unwrap_or_else(|e| e.into_inner());
+    /// the ssh process is killed (the agent's lease then ends it). Later calls fail at
+    /// once. Idempotent.
+    pub fn close(&self) {
+        {
+            let mut channel = self.channel.lock().unwrap_or_else(|e| e.into_inner());
+            channel.stdin = None;
+            channel.broken.get_or_insert_with(|| "closed".into());
+        }
+        let mut process = self.process.lock().unwrap_or_else(|e| e.into_inner());
         let _ = process.wait(&Shutdown::new(), Some(Duration::from_secs(10)));
+    }
+}
+
+impl Drop for AgentLink {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -36,7 +36,7 @@ const AGENT: &str = "valkey-bench-agent";
 /// A host reached over ssh with its agent running.
 #[derive(Debug)]
 pub struct Remote {
-    /// Dropped first: closing it stops the host's servers.
+    /// Closed first (`Drop`): that stops the host's servers and the agent.
     agent: Arc<AgentLink>,
     ssh: Ssh,
     facts: Facts,
@@ -76,23 +76,32 @@ impl Remote {
             .into());
         }
         let work = spec.work_dir.display().to_string();
-        ssh.run(
-            &format!(
-                "mkdir -p {work}/bin {work}/scratch && test -w {work}/bin && test -w {work}/scratch"
-            ),
-            None,
-            Duration::from_secs(30),
-        )
-        .map_err(|e| {
-            UsageError(format!(
-                "host {name:?}: its work_dir {work} cannot be made or written ({e:#}): give a \
-                 directory its user may write in the hosts file"
+        let listed = ssh
+            .run(
+                &format!(
+                    "umask 077 && mkdir -p {work}/bin {work}/scratch && test -w {work}/bin && \
+                     test -w {work}/scratch && id -u && stat -c '%u %a %n' {work} {work}/bin {work}/scratch"
+                ),
+                None,
+                Duration::from_secs(30),
+            )
+            .map_err(|e| {
+                UsageError(format!(
+                    "host {name:?}: its work_dir {work} cannot be made or written ({e:#}): give a \
+                     directory its user may write in the hosts file"
+                ))
+            })?;
+        if let Err(why) = private(&listed) {
+            return Err(UsageError(format!(
+                "host {name:?}: {why}: another user could replace the programs we run there; \
+                 give a work_dir of the user's own in the hosts file"
             ))
-        })?;
+            .into());
+        }
         let mut traffic = Traffic::default();
         let exe = std::env::current_exe().context("finding this program to ship as the agent")?;
         let key = content_key(&exe)?;
-        ship(&ssh, &exe, &key, AGENT, &mut traffic)?;
+        ship(&ssh, &exe, &key, AGENT, &key, &mut traffic)?;
         let mut cmd = ssh.command(&format!(
             "exec {work}/bin/{key}/{AGENT} agent --work-dir {work} --lease-ms {}",
             agent::LEASE.as_millis()
@@ -102,6 +111,26 @@ impl Remote {
         let facts = agent
             .facts()
             .with_context(|| format!("starting the agent on {name:?}"))?;
+        let machine = facts.machine();
+        for (field, list) in [
+            ("server_cpus", &spec.server_cpus),
+            ("client_cpus", &spec.client_cpus),
+        ] {
+            let Some(list) = list else { continue };
+            let absent: Vec<String> = list
+                .ids()
+                .filter(|c| !machine.allowed.contains(c))
+                .map(|c| c.to_string())
+                .collect();
+            if !absent.is_empty() || list.0.is_empty() {
+                return Err(UsageError(format!(
+                    "host {name:?}: {field} {list}: CPU {} is not there (it has {}); pick from those",
+                    absent.join(", "),
+                    bench_core::placement::CpuList(machine.allowed.clone())
+                ))
+                .into());
+            }
+        }
         Ok(Remote {
             agent,
             ssh,
@@ -125,11 +154,12 @@ impl Remote {
         }
         let key = content_key(server)?;
         let mut traffic = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        ship(&self.ssh, server, &key, "valkey-server", &mut traffic)?;
+        ship(&self.ssh, server, &key, "valkey-server", &key, &mut traffic)?;
         for tool in ["valkey-cli", "valkey-benchmark"] {
             let path = server.with_file_name(tool);
             if path.is_file() {
-                ship(&self.ssh, &path, &key, tool, &mut traffic)?;
+                let own = content_key(&path)?;
+                ship(&self.ssh, &path, &key, tool, &own, &mut traffic)?;
             }
         }
         shipped.insert(server.to_path_buf(), key.clone());
@@ -137,25 +167,60 @@ impl Remote {
     }
 }
 
-/// Copies `local` to `<work>/bin/<key>/<name>` on the host unless it is there (written
-/// under a temporary name and renamed, so a file there is whole).
+/// Whether `id -u` then `stat -c '%u %a %n'` lines say every directory is the user's
+/// and written by no one else.
+fn private(listed: &str) -> Result<(), String> {
+    let mut lines = listed.lines();
+    let uid = lines.next().unwrap_or("").trim();
+    for line in lines {
+        let mut words = line.splitn(3, ' ');
+        let (owner, mode, path) = (
+            words.next().unwrap_or(""),
+            words.next().unwrap_or(""),
+            words.next().unwrap_or("?"),
+        );
+        if owner != uid {
+            return Err(format!(
+                "{path} belongs to uid {owner}, not to the login's uid {uid}"
+            ));
+        }
+        let bits = u32::from_str_radix(mode, 8).map_err(|_| format!("{path}: mode {mode:?}"))?;
+        if bits & 0o022 != 0 {
+            return Err(format!("{path} is writable by others (mode {mode})"));
+        }
+    }
+    Ok(())
+}
+
+/// The SHA-256 `sha256sum` printed, if it names `key` (its first 16 hex digits).
+fn hash_matches(printed: &str, key: &str) -> bool {
+    printed
+        .split_whitespace()
+        .next()
+        .is_some_and(|hex| hex.len() == 64 && hex.starts_with(key))
+}
+
+/// Copies `local` to `<work>/bin/<key>/<name>` on the host unless it is there with its
+/// content (`own`, its [`content_key`]: a file there is what it should be, or it is
+/// replaced). A copy goes to a new temporary file (`mktemp`), is checked, then renamed.
 fn ship(
     ssh: &Ssh,
     local: &Path,
     key: &str,
     name: &str,
+    own: &str,
     traffic: &mut Traffic,
 ) -> anyhow::Result<()> {
-    debug_assert!(agent::valid_key(key));
+    debug_assert!(agent::valid_key(key) && agent::valid_key(own));
     let dir = format!("{}/bin/{key}", ssh.spec().work_dir.display());
     let present = ssh.run(
-        &format!("if [ -x {dir}/{name} ]; then echo present; fi"),
+        &format!("if [ -f {dir}/{name} ] && [ -x {dir}/{name} ]; then sha256sum {dir}/{name}; fi"),
         None,
-        Duration::from_secs(30),
+        Duration::from_secs(120),
     )?;
-    if present.trim() == "present" {
+    if hash_matches(&present, own) {
         eprintln!(
-            "host {}: {name} {key} is there already (0 bytes copied)",
+            "host {}: {name} {own} is there already (0 bytes copied)",
             ssh.name()
         );
         traffic.files_present += 1;
@@ -163,17 +228,40 @@ fn ship(
     }
     let size = std::fs::metadata(local)?.len();
     eprintln!(
-        "host {}: copying {name} ({:.1} MB, content {key})",
+        "host {}: copying {name} ({:.1} MB, content {own})",
         ssh.name(),
         size as f64 / 1e6
     );
-    let temp = format!("{dir}/.{name}.{}.tmp", std::process::id());
+    let copied = ssh
+        .run(
+            &format!(
+                "umask 077 && mkdir -p {dir} && t=$(mktemp {dir}/.{name}.XXXXXX) && cat > \"$t\" && \
+                 chmod 700 \"$t\" && echo \"$t\" && sha256sum \"$t\""
+            ),
+            Some(local),
+            COMMAND_TIMEOUT,
+        )
+        .with_context(|| format!("copying {} to host {:?}", local.display(), ssh.name()))?;
+    let mut lines = copied.lines();
+    let temp = lines.next().unwrap_or("").trim();
+    let temp_ok = temp.starts_with(&format!("{dir}/.{name}."))
+        && temp
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-".contains(&b));
+    if !temp_ok || !hash_matches(lines.next().unwrap_or(""), own) {
+        if temp_ok {
+            let _ = ssh.run(&format!("rm -f {temp}"), None, Duration::from_secs(30));
+        }
+        bail!(
+            "copying {name} to host {:?}: what arrived is not what was sent ({copied:?})",
+            ssh.name()
+        );
+    }
     ssh.run(
-        &format!("mkdir -p {dir} && cat > {temp} && chmod 755 {temp} && mv -f {temp} {dir}/{name}"),
-        Some(local),
-        COMMAND_TIMEOUT,
-    )
-    .with_context(|| format!("copying {} to host {:?}", local.display(), ssh.name()))?;
+        &format!("mv -f {temp} {dir}/{name}"),
+        None,
+        Duration::from_secs(30),
+    )?;
     traffic.files_copied += 1;
     traffic.bytes_copied += size;
     Ok(())
@@ -194,6 +282,14 @@ pub fn content_key(path: &Path) -> anyhow::Result<String> {
     }
     let digest = hasher.finalize();
     Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Drop for Remote {
+    /// The agent's channel closes before the ssh master goes: the agent stops its servers
+    /// and exits on its own (the master's end would do it too, less politely).
+    fn drop(&mut self) {
+        self.agent.close();
+    }
 }
 
 impl Host for Remote {
@@ -241,11 +337,28 @@ impl Host for Remote {
         if shutdown.is_triggered() {
             bail!("interrupted");
         }
+        let pinned = bench_core::placement::SERVER_SETTINGS
+            .iter()
+            .find(|k| options.config.contains_key(**k));
+        if let Some(setting) = pinned {
+            return Err(UsageError(format!(
+                "{setting} (from --server-cpus or a suite file's server_cpus) with servers on host \
+                 {:?}: those CPUs are this machine's; pin servers on a host with `server_cpus` \
+                 in its hosts-file entry",
+                self.ssh.name()
+            ))
+            .into());
+        }
         let key = self.server_key(server)?;
-        let options = instances::Options {
+        let mut options = instances::Options {
             bind: self.address(),
             ..options.clone()
         };
+        if let Some(cpus) = &self.ssh.spec().server_cpus {
+            for setting in bench_core::placement::SERVER_SETTINGS {
+                options.config.insert(setting.into(), cpus.to_string());
+            }
+        }
         self.agent.start_servers(&key, count, &options)
     }
 }
@@ -253,6 +366,38 @@ impl Host for Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_work_dir_must_be_the_users_own_and_closed_to_others() {
+        assert_eq!(private("1000\n1000 700 /w\n1000 755 /w/bin\n"), Ok(()));
+        assert!(
+            private("1000\n0 700 /w\n")
+                .unwrap_err()
+                .contains("/w belongs to uid 0")
+        );
+        assert!(
+            private("1000\n1000 777 /w\n")
+                .unwrap_err()
+                .contains("writable by others")
+        );
+        assert!(
+            private("1000\n1000 1775 /w\n")
+                .unwrap_err()
+                .contains("(mode 1775)")
+        );
+    }
+
+    #[test]
+    fn a_copy_is_trusted_only_with_its_hash() {
+        let hex = "59c9bb220119d0b4".to_string() + &"a".repeat(48);
+        assert!(hash_matches(
+            &format!("{hex}  /w/bin/x/valkey-server\n"),
+            "59c9bb220119d0b4"
+        ));
+        assert!(!hash_matches(&format!("{hex}  f"), "59c9bb220119d0b5"));
+        assert!(!hash_matches("", "59c9bb220119d0b4"));
+        assert!(!hash_matches("59c9bb220119d0b4  f", "59c9bb220119d0b4"));
+    }
 
     #[test]
     fn a_files_key_is_its_contents_hash() {

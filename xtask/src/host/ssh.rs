@@ -98,9 +98,9 @@ impl Ssh {
             }
             if started.elapsed() > CONNECT_TIMEOUT {
                 return Err(UsageError(format!(
-                    "host {name:?} ({}:{}) did not answer ssh within {CONNECT_TIMEOUT:?}: is it \
+                    "host {name:?} ({}) did not answer ssh within {CONNECT_TIMEOUT:?}: is it \
                      up and reachable?",
-                    spec.address, spec.port
+                    std::net::SocketAddr::new(spec.address, spec.port)
                 ))
                 .into());
             }
@@ -190,7 +190,7 @@ impl Ssh {
     fn refused(&self, said: &str, shutdown: &Shutdown) -> UsageError {
         let s = &self.spec;
         let name = &s.name;
-        let at = format!("{}:{}", s.address, s.port);
+        let at = std::net::SocketAddr::new(s.address, s.port).to_string();
         let known = self.known_hosts.display();
         let said_tail = process::tail(said.trim(), 4);
         UsageError(match classify(said) {
