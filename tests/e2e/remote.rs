@@ -377,3 +377,76 @@ fn a_constrained_link_shows_in_the_figures() {
     );
     assert!(net.servers().is_empty());
 }
+
+#[test]
+fn two_client_hosts_merge_into_the_histogram_of_all_their_requests() {
+    let _machine = heavy();
+    let net = TestNet::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("repetitions", "1"),
+        ],
+    );
+    let (out, dir) = bench_in(
+        tmp.path(),
+        &[
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h3",
+            "--client-hosts",
+            "h1,h2",
+        ],
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "{said}");
+    let m = &recs[0]["metrics"];
+    let hosts = m["client_hosts"]
+        .as_array()
+        .expect("client_hosts in the record");
+    let names: Vec<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["h1", "h2"]);
+    // The suite's 10 connections, divided.
+    let connections: Vec<u64> = hosts
+        .iter()
+        .map(|h| h["connections"].as_u64().unwrap())
+        .collect();
+    assert_eq!(connections, [5, 5]);
+    let decode =
+        |v: &Value| bench_core::loadgen::stats::decode_histogram(v.as_str().unwrap()).unwrap();
+    let mut union = decode(&hosts[0]["histogram"]);
+    union.add(decode(&hosts[1]["histogram"])).unwrap();
+    let merged = decode(&m["histogram"]);
+    assert!(!merged.is_empty());
+    assert_eq!(merged.len(), union.len());
+    assert_eq!(merged.len(), m["requests"].as_u64().unwrap());
+    let buckets = |h: &hdrhistogram::Histogram<u64>| -> Vec<(u64, u64)> {
+        h.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    };
+    assert_eq!(buckets(&merged), buckets(&union), "every bucket's count");
+    assert_eq!(
+        m["p99_us"].as_f64().unwrap(),
+        union.value_at_quantile(0.99) as f64
+    );
+    for h in hosts {
+        assert!(h["requests"].as_u64().unwrap() > 0, "{h}");
+        assert!(h["clock_offset_us"].as_f64().unwrap().abs() < 1e6, "{h}");
+    }
+    // The server ran on h3, the load on h1 and h2: none of it here.
+    assert_eq!(recs[0]["server_hosts"][0]["name"], "h3");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}

@@ -95,10 +95,13 @@ impl Bench {
         // The hosts first: a refused host key stops the run before a build.
         let hosts = self.hosts.connect(shutdown)?;
         let binaries = self.build.binaries(shutdown)?;
-        let engine: Box<dyn Engine> = match spec.engine {
-            EngineKind::Native => Box::new(NativeEngine),
-            EngineKind::ValkeyBenchmark => {
-                Box::new(ValkeyBenchmark::new(&binaries.benchmark, shutdown)?)
+        let valkey_benchmark;
+        let engine: &dyn Engine = match (&hosts.clients, spec.engine) {
+            (Some(clients), _) => clients,
+            (None, EngineKind::Native) => &NativeEngine,
+            (None, EngineKind::ValkeyBenchmark) => {
+                valkey_benchmark = ValkeyBenchmark::new(&binaries.benchmark, shutdown)?;
+                &valkey_benchmark
             }
         };
         let run_id = run_id("perf");
@@ -107,14 +110,14 @@ impl Bench {
         let topology = topology::from_spec(spec.topology, self.read_from);
         let servers = Deploy {
             topology: topology.as_ref(),
-            hosts: &hosts,
+            hosts: &hosts.servers,
         };
         let ctx = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
-            hosts: &hosts,
-            engine: engine.as_ref(),
+            hosts: &hosts.servers,
+            engine,
             base_port: self.base_port,
             shutdown,
             servers: &servers,
@@ -313,13 +316,13 @@ impl Bench {
         let topology = topology::from_spec(topology, ReadFrom::Primaries);
         let servers = Deploy {
             topology: topology.as_ref(),
-            hosts: &hosts,
+            hosts: &hosts.servers,
         };
         let info = CaseContext {
             run_id: &run_id,
             binaries: &binaries,
             host: &host,
-            hosts: &hosts,
+            hosts: &hosts.servers,
             engine: &NativeEngine,
             base_port: self.base_port,
             shutdown,

@@ -178,6 +178,11 @@ pub struct HostsArgs {
     /// another host than its primary. Default: this machine.
     #[arg(long, value_name = "A[,B,...]")]
     pub server_hosts: Option<String>,
+    /// Run the native load generator on these hosts of the hosts file (`local` is this
+    /// machine), the connections divided among them and their measurements merged into
+    /// one (every percentile of all their requests). Needs --server-hosts. Perf suite only.
+    #[arg(long, value_name = "X[,Y,...]", requires = "server_hosts")]
+    pub client_hosts: Option<String>,
 }
 
 impl HostsArgs {
@@ -186,6 +191,7 @@ impl HostsArgs {
         let choice = crate::host::choice::HostsChoice {
             file: self.hosts.clone(),
             server_hosts: self.server_hosts.clone(),
+            client_hosts: self.client_hosts.clone(),
         }
         .with_env();
         choice.check()?;

@@ -71,6 +71,28 @@ impl BenchCmd {
         // Every flag and the suite file are checked before the progress file is created.
         let (plan, read_from) = self.plan()?;
         let hosts = self.hosts.choice()?;
+        if let Some(clients) = &self.hosts.client_hosts {
+            let why = match &plan {
+                crate::plan::suite_file::Plan::Perf(spec)
+                    if spec.engine == bench_core::perf::EngineKind::ValkeyBenchmark =>
+                {
+                    Some("valkey-benchmark runs on this machine; use the native engine")
+                }
+                crate::plan::suite_file::Plan::Perf(_) => None,
+                _ => Some("the mem and sync suites write their own traffic from this machine"),
+            };
+            if let Some(why) = why {
+                return Err(UsageError(format!("--client-hosts {clients}: {why}")).into());
+            }
+            if self.placement.client_cpus.is_some() {
+                return Err(UsageError(
+                    "--client-cpus with --client-hosts: pin each host's generator with \
+                     `client_cpus` in its hosts-file entry"
+                        .into(),
+                )
+                .into());
+            }
+        }
         if !hosts.is_local() && self.placement.server_cpus.is_some() {
             return Err(UsageError(
                 "--server-cpus with --server-hosts: those are this machine's CPUs; pin the \

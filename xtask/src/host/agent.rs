@@ -64,6 +64,73 @@ pub enum Request {
     DirFs { id: u64 },
     /// Stops server `id` and removes its directory.
     Stop { id: u64 },
+    /// This host's wall clock, ns since the Unix epoch (the coordinator estimates the
+    /// offset between the clocks from it).
+    Clock,
+    /// Starts the load generator on this host, in the background; answers `null`.
+    Load(Box<LoadShare>),
+    /// The load's report once it has finished (`null` while it runs).
+    LoadResult,
+    /// Stops the load (interrupted) and forgets it.
+    LoadStop,
+}
+
+/// One host's share of a run of the load generator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoadShare {
+    pub addrs: Vec<SocketAddr>,
+    pub workload: bench_core::workload::WorkloadSpec,
+    pub connections: u32,
+    pub pipeline: u32,
+    pub threads: u32,
+    pub rate: Option<f64>,
+    /// Stop after this many requests, or after `duration_ms`.
+    pub requests: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub warmup_ms: u64,
+    /// Cluster mode: where reads go, multi-key tagging, the deployment's nodes.
+    pub cluster: Option<(bench_core::topology::ReadFrom, bool, Vec<SocketAddr>)>,
+    pub cpus: Vec<usize>,
+    pub share: bench_core::loadgen::Share,
+    /// When to start, in this host's clock: ns since the Unix epoch.
+    pub start_at_unix_ns: u64,
+}
+
+impl LoadShare {
+    /// The generator's options for it.
+    pub fn options(&self) -> bench_core::loadgen::RunOptions {
+        use bench_core::loadgen::{ClusterOptions, RunOptions, Stop};
+        RunOptions {
+            connections: self.connections,
+            pipeline: self.pipeline,
+            threads: self.threads,
+            rate: self.rate,
+            stop: match (self.requests, self.duration_ms) {
+                (Some(n), _) => Stop::Requests(n),
+                (None, ms) => Stop::Duration(Duration::from_millis(ms.unwrap_or(0))),
+            },
+            warmup: Duration::from_millis(self.warmup_ms),
+            cluster: self
+                .cluster
+                .clone()
+                .map(|(read_from, tag_multi_key, nodes)| ClusterOptions {
+                    read_from,
+                    tag_multi_key,
+                    nodes,
+                }),
+            cpus: self.cpus.clone(),
+            tls: None,
+            share: Some(self.share),
+            start_at: Some(std::time::UNIX_EPOCH + Duration::from_nanos(self.start_at_unix_ns)),
+        }
+    }
+}
+
+/// Now, ns since the Unix epoch.
+pub fn unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -161,6 +228,7 @@ pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::R
         servers: BTreeMap::new(),
         next_id: 1,
         shutdown: closed.clone(),
+        load: None,
     };
     let mut out = std::io::stdout().lock();
     loop {
@@ -264,6 +332,21 @@ struct Agent {
     servers: BTreeMap<u64, Instance>,
     next_id: u64,
     shutdown: Shutdown,
+    /// The load running in the background, and how to stop it.
+    load: Option<(
+        thread::JoinHandle<Result<bench_core::loadgen::Report, String>>,
+        Shutdown,
+    )>,
+}
+
+impl Drop for Agent {
+    /// The load stops before the servers.
+    fn drop(&mut self) {
+        if let Some((handle, stop)) = self.load.take() {
+            stop.trigger();
+            let _ = handle.join();
+        }
+    }
 }
 
 impl Agent {
@@ -335,6 +418,47 @@ impl Agent {
             Request::DirFs { id } => Value::String(self.server(id)?.dir_fs()),
             Request::Stop { id } => {
                 self.servers.remove(&id);
+                Value::Null
+            }
+            Request::Clock => Value::from(unix_ns()),
+            Request::Load(share) => {
+                if self.load.is_some() {
+                    bail!("a load is running here already");
+                }
+                let stop = Shutdown::new();
+                let (options, given) = (share.options(), stop.clone());
+                let handle = thread::Builder::new()
+                    .name("agent-load".into())
+                    .spawn(move || {
+                        bench_core::loadgen::run(
+                            &share.addrs,
+                            &share.workload,
+                            &options,
+                            &given,
+                            |_| {},
+                        )
+                        .map_err(|e| e.to_string())
+                    })?;
+                self.load = Some((handle, stop));
+                Value::Null
+            }
+            Request::LoadResult => match self.load.take() {
+                None => bail!("no load here"),
+                Some((handle, stop)) if !handle.is_finished() => {
+                    self.load = Some((handle, stop));
+                    Value::Null
+                }
+                Some((handle, _)) => match handle.join() {
+                    Ok(Ok(report)) => serde_json::to_value(report)?,
+                    Ok(Err(why)) => bail!("the load failed: {why}"),
+                    Err(_) => bail!("the load generator panicked"),
+                },
+            },
+            Request::LoadStop => {
+                if let Some((handle, stop)) = self.load.take() {
+                    stop.trigger();
+                    let _ = handle.join();
+                }
                 Value::Null
             }
         })

@@ -1,17 +1,20 @@
-//! Which hosts a run's servers go on: `--hosts FILE` (or `VALKEY_BENCH_HOSTS`) and
-//! `--server-hosts A,B`, checked before anything starts ([`HostsChoice::check`]), then
-//! connected once for the run ([`HostsChoice::connect`]).
+//! Which hosts a run uses: `--hosts FILE` (or `VALKEY_BENCH_HOSTS`), `--server-hosts A,B`
+//! and `--client-hosts X,Y`, checked before anything starts ([`HostsChoice::check`]), then
+//! connected once for the run ([`HostsChoice::connect`]): one connection and one agent per
+//! host, whatever roles it plays.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bench_core::shutdown::Shutdown;
 
-use super::file::{HOSTS_ENV, HostSpec, HostsFile, Role};
+use super::clients::{ClientHost, ClientHosts};
+use super::file::{HOSTS_ENV, HostSpec, HostsFile, LOCAL, Role};
 use super::remote::Remote;
 use super::{Host, ServerHosts, local::Local};
 use crate::error::UsageError;
 
-/// The flags (or suite-file fields) that place servers.
+/// The flags that place servers and load.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HostsChoice {
     /// The hosts file: `--hosts`, else `VALKEY_BENCH_HOSTS`.
@@ -19,13 +22,27 @@ pub struct HostsChoice {
     /// `--server-hosts`: names from the file, `local` for this machine. Default: this
     /// machine alone.
     pub server_hosts: Option<String>,
+    /// `--client-hosts`: where the load generator runs. Default: this machine, in process.
+    pub client_hosts: Option<String>,
 }
 
-/// A checked choice: the hosts file and the server hosts it names (`None`: this machine).
+/// A checked choice: the hosts file and the hosts it names (`None`: this machine).
 #[derive(Clone, Debug)]
 pub struct Checked {
     pub known_hosts: PathBuf,
     pub servers: Vec<Option<HostSpec>>,
+    /// `None`: the load runs in this process, as without hosts.
+    pub clients: Option<Vec<Option<HostSpec>>>,
+}
+
+/// A run's connected hosts.
+#[derive(Debug)]
+pub struct Hosts {
+    pub servers: ServerHosts,
+    pub clients: Option<ClientHosts>,
+    /// Every host reached, kept connected for the run (a client host's agent lives as
+    /// long as its connection); closed last.
+    _remotes: Vec<Arc<Remote>>,
 }
 
 impl HostsChoice {
@@ -41,31 +58,40 @@ impl HostsChoice {
 
     /// Reads the file and picks the hosts, connecting to nothing.
     pub fn check(&self) -> Result<Checked, UsageError> {
-        let Some(names) = &self.server_hosts else {
-            if let Some(file) = &self.file {
-                HostsFile::read(file)?;
-            }
-            return Ok(Checked {
-                known_hosts: PathBuf::new(),
-                servers: vec![None],
-            });
+        let file = match &self.file {
+            Some(path) => Some(HostsFile::read(path)?),
+            None => None,
         };
-        let Some(path) = &self.file else {
-            if names.split(',').all(|n| n.trim() == super::file::LOCAL) {
-                return Ok(Checked {
-                    known_hosts: PathBuf::new(),
-                    servers: vec![None],
-                });
-            }
-            return Err(UsageError(format!(
-                "--server-hosts {names}: no hosts file; name one with --hosts FILE or \
-                 {HOSTS_ENV} (docs/hosts.md shows one)"
-            )));
+        let pick = |names: &str, flag: &str, role: Role| match &file {
+            Some(file) => file.pick(names, flag, role),
+            None if names.split(',').all(|n| n.trim() == LOCAL) => Ok(vec![None]),
+            None => Err(UsageError(format!(
+                "{flag} {names}: no hosts file; name one with --hosts FILE or {HOSTS_ENV} \
+                 (docs/hosts.md shows one)"
+            ))),
         };
-        let file = HostsFile::read(path)?;
+        let servers = match &self.server_hosts {
+            Some(names) => pick(names, "--server-hosts", Role::Server)?,
+            None => vec![None],
+        };
+        let clients = match &self.client_hosts {
+            Some(names) => Some(pick(names, "--client-hosts", Role::Client)?),
+            None => None,
+        };
+        if let Some(clients) = &clients
+            && clients.iter().any(Option::is_some)
+            && servers.contains(&None)
+        {
+            return Err(UsageError(
+                "--client-hosts with servers on this machine: they listen on 127.0.0.1, which \
+                 other hosts cannot reach; put the servers on a host too (--server-hosts)"
+                    .into(),
+            ));
+        }
         Ok(Checked {
-            servers: file.pick(names, "--server-hosts", Role::Server)?,
-            known_hosts: file.known_hosts,
+            known_hosts: file.map(|f| f.known_hosts).unwrap_or_default(),
+            servers,
+            clients,
         })
     }
 
@@ -73,34 +99,57 @@ impl HostsChoice {
     pub fn is_local(&self) -> bool {
         self.server_hosts
             .as_deref()
-            .is_none_or(|names| names.split(',').all(|n| n.trim() == super::file::LOCAL))
+            .is_none_or(|names| names.split(',').all(|n| n.trim() == LOCAL))
     }
 
-    /// Connects to every server host (host keys checked, agents started), in order. When
-    /// one fails, the ones already reached are closed (their agents stop) before the error
-    /// returns.
-    pub fn connect(&self, shutdown: &Shutdown) -> anyhow::Result<ServerHosts> {
+    /// Connects to every host named (host keys checked, agents started), each once, in
+    /// order. When one fails, the ones already reached are closed (their agents stop)
+    /// before the error returns.
+    pub fn connect(&self, shutdown: &Shutdown) -> anyhow::Result<Hosts> {
         let checked = self.check()?;
-        let mut hosts: Vec<Box<dyn Host>> = Vec::new();
+        let mut opened: Vec<Arc<Remote>> = Vec::new();
+        let mut open = |spec: &HostSpec| -> anyhow::Result<Arc<Remote>> {
+            if let Some(remote) = opened.iter().find(|r| r.name() == spec.name) {
+                return Ok(remote.clone());
+            }
+            let remote = Arc::new(Remote::open(spec, &checked.known_hosts, shutdown)?);
+            let facts = remote.info();
+            eprintln!(
+                "host {} ({}): {}, {} CPUs, {:.1} GiB, kernel {}; our agent runs there",
+                spec.name,
+                spec.address,
+                facts.model,
+                facts.cpus,
+                facts.memory_bytes as f64 / (1u64 << 30) as f64,
+                facts.kernel
+            );
+            opened.push(remote.clone());
+            Ok(remote)
+        };
+        let mut servers: Vec<Arc<dyn Host>> = Vec::new();
         for spec in &checked.servers {
             match spec {
-                None => hosts.push(Box::new(Local)),
-                Some(spec) => {
-                    let remote = Remote::open(spec, &checked.known_hosts, shutdown)?;
-                    let facts = remote.info();
-                    eprintln!(
-                        "host {} ({}): {}, {} CPUs, {:.1} GiB, kernel {}; its servers run under our agent there",
-                        spec.name,
-                        spec.address,
-                        facts.model,
-                        facts.cpus,
-                        facts.memory_bytes as f64 / (1u64 << 30) as f64,
-                        facts.kernel
-                    );
-                    hosts.push(Box::new(remote));
-                }
+                None => servers.push(Arc::new(Local)),
+                Some(spec) => servers.push(open(spec)?),
             }
         }
-        Ok(ServerHosts::new(hosts))
+        let clients = match &checked.clients {
+            None => None,
+            Some(specs) => {
+                let mut hosts = Vec::new();
+                for spec in specs {
+                    hosts.push(match spec {
+                        None => ClientHost::Local,
+                        Some(spec) => open(spec)?.client_host(),
+                    });
+                }
+                Some(ClientHosts { hosts })
+            }
+        };
+        Ok(Hosts {
+            servers: ServerHosts::new(servers),
+            clients,
+            _remotes: opened,
+        })
     }
 }

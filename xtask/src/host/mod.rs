@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod choice;
+pub mod clients;
 pub mod file;
 pub mod link;
 pub mod local;
@@ -53,18 +54,18 @@ pub fn local_hosts() -> &'static ServerHosts {
 /// The hosts a run's servers are spread over, in the order `--server-hosts` names them.
 #[derive(Debug)]
 pub struct ServerHosts {
-    hosts: Vec<Box<dyn Host>>,
+    hosts: Vec<std::sync::Arc<dyn Host>>,
 }
 
 impl ServerHosts {
     /// This machine alone: the default.
     pub fn local() -> ServerHosts {
         ServerHosts {
-            hosts: vec![Box::new(local::Local)],
+            hosts: vec![std::sync::Arc::new(local::Local)],
         }
     }
 
-    pub fn new(hosts: Vec<Box<dyn Host>>) -> ServerHosts {
+    pub fn new(hosts: Vec<std::sync::Arc<dyn Host>>) -> ServerHosts {
         assert!(!hosts.is_empty(), "a run has at least one server host");
         ServerHosts { hosts }
     }

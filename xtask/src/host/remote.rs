@@ -140,6 +140,26 @@ impl Remote {
         })
     }
 
+    /// The name in the hosts file.
+    pub fn name(&self) -> &str {
+        self.ssh.name()
+    }
+
+    /// This host as a client host: its agent runs load there, on its `client_cpus`.
+    pub fn client_host(&self) -> super::clients::ClientHost {
+        super::clients::ClientHost::Remote {
+            name: self.ssh.name().to_string(),
+            link: self.agent.clone(),
+            cpus: self
+                .ssh
+                .spec()
+                .client_cpus
+                .as_ref()
+                .map(|l| l.ids().collect())
+                .unwrap_or_default(),
+        }
+    }
+
     /// What shipping cost so far.
     pub fn traffic(&self) -> Traffic {
         *self.traffic.lock().unwrap_or_else(|e| e.into_inner())

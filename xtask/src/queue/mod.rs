@@ -280,7 +280,7 @@ pub struct Task {
 
 /// Flags a task may not carry: where results go (the runner decides), paths on the
 /// machine that queued it, and compiler flags.
-const REFUSED_FLAGS: [(&str, &str); 9] = [
+const REFUSED_FLAGS: [(&str, &str); 10] = [
     (
         "--out",
         "the runner writes each task's results under its results directory",
@@ -312,6 +312,10 @@ const REFUSED_FLAGS: [(&str, &str); 9] = [
     (
         "--hosts",
         "a hosts file names addresses, users and keys: the runner's own, never a task's",
+    ),
+    (
+        "--client-hosts",
+        "which hosts run a task's load is the runner's choice (tasks run it on the runner's machine)",
     ),
     (
         "--server-hosts",
