@@ -10,6 +10,8 @@ pub const SHORT_REPETITION_SECS: f64 = 3.0;
 pub const WIDE_RANGE_PCT: f64 = 15.0;
 /// The client thread is near saturation above this share of a core.
 pub const CLIENT_BUSY: f64 = 0.8;
+/// A client host that started this late after the agreed instant (µs) is named.
+pub const LATE_START_US: u64 = 10_000;
 
 /// The warnings for a perf run, each saying what to do instead; empty for a sound run.
 pub fn weak_run(records: &[ResultRecord], summaries: &[CaseSummary]) -> Vec<String> {
@@ -69,8 +71,49 @@ pub fn weak_run(records: &[ResultRecord], summaries: &[CaseSummary]) -> Vec<Stri
             r.host.cpus
         ));
     }
+    // Load from several hosts: each host's own generator, and whether they started
+    // together.
+    let mut host_busy: Vec<(String, String, f64)> = Vec::new();
+    let mut late_start: Option<(String, u64)> = None;
+    for r in records {
+        for h in &r.metrics.client_hosts {
+            if h.client_busy >= CLIENT_BUSY {
+                host_busy.push((r.case.clone(), h.name.clone(), h.client_busy));
+            }
+            if h.late_start_us > LATE_START_US
+                && late_start
+                    .as_ref()
+                    .is_none_or(|(_, us)| h.late_start_us > *us)
+            {
+                late_start = Some((h.name.clone(), h.late_start_us));
+            }
+        }
+    }
+    if let Some((case, host, busy)) = host_busy.iter().max_by(|a, b| a.2.total_cmp(&b.2)) {
+        out.push(format!(
+            "**A client host is near saturation** in {} measured run(s) (client host {host} used {:.0}% of its \
+             generator threads in {case}): there the figures may be that host's limit, not the server's. Add \
+             client threads, or another client host.",
+            host_busy.len(),
+            busy * 100.0
+        ));
+    }
+    if let Some((host, us)) = late_start {
+        out.push(format!(
+            "**Client hosts started apart**: client host {host} started {:.1} ms after the agreed instant (its \
+             connections were up late), so the first second's figures mix hosts that had started and hosts that \
+             had not.",
+            us as f64 / 1e3
+        ));
+    }
     let busy: Vec<(String, f64)> = summaries
         .iter()
+        .filter(|s| {
+            // Several client hosts: judged per host above.
+            !records
+                .iter()
+                .any(|r| r.case == s.case && !r.metrics.client_hosts.is_empty())
+        })
         .filter_map(|s| {
             let threads = records
                 .iter()
@@ -128,7 +171,7 @@ pub fn human_date(timestamp: &str) -> String {
 pub fn environment(first: &ResultRecord, engine: &str) -> Vec<String> {
     let v = &first.valkey;
     let h = &first.host;
-    vec![
+    let mut lines = vec![
         format!(
             "Valkey {} ({}), built with {} by {}",
             v.version,
@@ -141,7 +184,12 @@ pub fn environment(first: &ResultRecord, engine: &str) -> Vec<String> {
             }
         ),
         format!(
-            "host {}: {} CPUs, {}; {:.1} GiB of memory; kernel {}",
+            "{} {}: {} CPUs, {}; {:.1} GiB of memory; kernel {}",
+            if first.server_hosts.is_empty() {
+                "host"
+            } else {
+                "xtask ran on host"
+            },
             h.hostname,
             h.cpus,
             h.model,
@@ -150,7 +198,33 @@ pub fn environment(first: &ResultRecord, engine: &str) -> Vec<String> {
         ),
         format!("load generator: {engine} {}", first.engine.version),
         format!("started {}", human_date(&first.timestamp)),
-    ]
+    ];
+    for s in &first.server_hosts {
+        lines.push(format!(
+            "servers on host {} ({}): {}; {} CPUs, {}; kernel {}; round trip from the load's machine {}",
+            s.name,
+            s.address,
+            s.servers.join(", "),
+            s.facts.cpus,
+            s.facts.model,
+            s.facts.kernel,
+            s.rtt_us
+                .map_or("not measured".to_string(), |us| format!("{us:.0} µs (median of 21 PINGs)"))
+        ));
+    }
+    if !first.metrics.client_hosts.is_empty() {
+        let names: Vec<String> = first
+            .metrics
+            .client_hosts
+            .iter()
+            .map(|h| format!("{} ({} connections)", h.name, h.connections))
+            .collect();
+        lines.push(format!(
+            "load from client hosts {}, merged: every percentile is of all their requests",
+            names.join(", ")
+        ));
+    }
+    lines
 }
 
 /// What a perf case name says.
@@ -275,6 +349,50 @@ mod tests {
             r.engine.argv = vec!["--host".into(), "10.0.0.2".into()];
         }
         assert!(weak_run(&sound, &tables::summarize(&sound)).is_empty());
+    }
+
+    #[test]
+    fn several_client_hosts_are_judged_each_on_its_own() {
+        use crate::loadgen::merge::ClientHostReport;
+        let host = |name: &str, busy: f64, late_start_us: u64| ClientHostReport {
+            name: name.into(),
+            connections: 25,
+            threads: 1,
+            requests: 500_000,
+            ops_per_sec: 100_000.0,
+            latency: Default::default(),
+            client_cpu_us_per_request: busy * 10.0,
+            client_busy: busy,
+            offered_rate: None,
+            late_sends: 0,
+            send_lag_p99_us: 0,
+            late_start_us,
+            clock_offset_us: 3.0,
+            histogram: String::new(),
+        };
+        let rep = |hosts: Vec<ClientHostReport>| {
+            let mut r = sample();
+            r.case = "GET/32B/P1/c50/io1".into();
+            r.metrics.wall_secs = 5.0;
+            r.metrics.ops_per_sec = 200_000.0;
+            // Over both hosts: 1.2 cores of CPU a second, per one thread's worth of
+            // `client_threads`; judged per host, neither is this busy.
+            r.metrics.client_cpu_us_per_request = Some(6.0);
+            r.params.client_threads = 1;
+            r.engine.argv = vec!["--host".into(), "198.18.0.12".into()];
+            r.metrics.client_hosts = hosts;
+            r
+        };
+        let calm = [rep(vec![host("a", 0.6, 0), host("b", 0.6, 200)])];
+        assert_eq!(
+            weak_run(&calm, &tables::summarize(&calm)),
+            Vec::<String>::new()
+        );
+        let busy = [rep(vec![host("a", 0.5, 0), host("b", 0.95, 25_000)])];
+        let w = weak_run(&busy, &tables::summarize(&busy));
+        assert_eq!(w.len(), 2, "{w:#?}");
+        assert!(w[0].contains("client host b used 95%"), "{}", w[0]);
+        assert!(w[1].contains("client host b started 25.0 ms"), "{}", w[1]);
     }
 
     #[test]
