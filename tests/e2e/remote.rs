@@ -450,3 +450,75 @@ fn two_client_hosts_merge_into_the_histogram_of_all_their_requests() {
         net.ours()
     );
 }
+
+#[test]
+fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_may_not_name_hosts() {
+    use crate::queue::{queue_add, queue_list, state_of};
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, results) = (tmp.path().join("queue"), tmp.path().join("results"));
+    let q = queue.to_str().unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    // A task document never names hosts: refused before it is queued.
+    for flag in [
+        ["--hosts", hosts],
+        ["--server-hosts", "h1"],
+        ["--client-hosts", "h1"],
+    ] {
+        let out = run(
+            &["queue", "--queue", q, "add", "bench", flag[0], flag[1]],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is not taken in a task"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let port = ports(8).to_string();
+    let ids = queue_add(
+        &queue,
+        "bench",
+        &[
+            "--quick",
+            "--commands",
+            "GET",
+            "--pipelines",
+            "1",
+            "--base-port",
+            &port,
+        ],
+    );
+    let out = run(
+        &[
+            "runner",
+            "--queue",
+            q,
+            "--once",
+            "--results",
+            results.to_str().unwrap(),
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tasks = queue_list(&queue);
+    let done = state_of(&tasks, &ids[0]);
+    assert_eq!(done["state"], "done", "{done:#}");
+    let dir = std::path::Path::new(done["task"]["results"].as_str().unwrap());
+    let recs = records(dir);
+    assert!(!recs.is_empty());
+    for r in &recs {
+        assert_eq!(r["server_hosts"][0]["name"], "h1", "{r}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}

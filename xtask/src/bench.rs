@@ -134,6 +134,7 @@ impl Bench {
             source_id: binaries.source_id.clone(),
             engine: format!("{} {}", engine.name(), engine.version()),
             results: run_dir.results_file(),
+            hosts: hosts.describe(),
         });
         let mut done = 0u64;
         let mut outcome = Ok(());
@@ -339,6 +340,7 @@ impl Bench {
             source_id: binaries.source_id.clone(),
             engine: engine.into(),
             results: run_dir.results_file(),
+            hosts: hosts.describe(),
         });
         let mut done = 0u64;
         let mut outcome = Ok(());

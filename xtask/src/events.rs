@@ -28,6 +28,9 @@ pub enum Event {
         source_id: String,
         engine: String,
         results: PathBuf,
+        /// Where the servers and the load run, when not all on this machine
+        /// (`servers on h3; load from h1, h2`); empty otherwise.
+        hosts: String,
     },
     /// A comparison has both builds and its directory, and is about to run trials.
     CompareStarted {

@@ -42,6 +42,11 @@ pub struct RunnerCmd {
     /// state, the heartbeat.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
+    /// Where bench tasks run their servers and load: the runner's hosts file and
+    /// placement, the same for every task (a task may not name hosts). Compare and flame
+    /// graph tasks run on this machine.
+    #[command(flatten)]
+    pub hosts: super::HostsArgs,
 }
 
 impl RunnerCmd {
@@ -60,6 +65,9 @@ impl RunnerCmd {
         if self.max_deliveries == 0 {
             return Err(UsageError("--max-deliveries 0: give 1 or more".into()).into());
         }
+        // Checked now: a bad hosts file stops the runner before it takes a task.
+        self.hosts.choice()?;
+        let hosts = self.hosts.clone();
         let options = Options {
             queue: self.queue,
             once: self.once,
@@ -70,7 +78,10 @@ impl RunnerCmd {
             metrics_addr: self.metrics_addr,
         };
         let prepare = |task: &crate::queue::Task| -> anyhow::Result<Prepared> {
-            let parsed = validate_task(task.kind, &task.args)?;
+            let mut parsed = validate_task(task.kind, &task.args)?;
+            if let super::TaskCmd::Bench(cmd) = &mut parsed {
+                cmd.hosts = hosts.clone();
+            }
             Ok(Box::new(move |dir, stop, sinks| {
                 parsed.run_in(dir, stop, sinks)
             }))

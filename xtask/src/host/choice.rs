@@ -45,6 +45,22 @@ pub struct Hosts {
     _remotes: Vec<Arc<Remote>>,
 }
 
+impl Hosts {
+    /// Where the servers and the load run, for messages and the lab's status: empty when
+    /// all on this machine.
+    pub fn describe(&self) -> String {
+        let servers: Vec<String> = self.servers.iter().map(|h| h.name()).collect();
+        let mut parts = Vec::new();
+        if !self.servers.all_local() {
+            parts.push(format!("servers on {}", servers.join(", ")));
+        }
+        if let Some(clients) = &self.clients {
+            parts.push(format!("load from {}", clients.names().join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
 impl HostsChoice {
     /// The file from the environment when no flag named one.
     pub fn with_env(mut self) -> HostsChoice {

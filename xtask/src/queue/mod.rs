@@ -191,6 +191,9 @@ pub struct Status {
     pub figures: std::collections::BTreeMap<String, f64>,
     /// The run's warnings so far (the last few), each as the run said it.
     pub warnings: Vec<String>,
+    /// Where the task's servers and load run, when not all on the runner's machine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hosts: String,
     /// The run's last measured seconds (perf; at most [`MAX_STATUS_SECONDS`]):
     /// `[replies, p50 µs, p99 µs]` each, and how many it has measured in all, so a reader
     /// adds only the seconds it has not seen (a per-second chart growing a record at a

@@ -240,7 +240,7 @@ fn items(value: &Value) -> &[Value] {
 }
 
 /// The fields of a task's hash `list` reads: all but the summary.
-const LISTED: [&str; 20] = [
+const LISTED: [&str; 21] = [
     "doc",
     "state",
     "deliveries",
@@ -260,6 +260,7 @@ const LISTED: [&str; 20] = [
     "unit",
     "seconds",
     "seconds_total",
+    "hosts",
     "entry",
 ];
 
@@ -412,6 +413,7 @@ impl ValkeyQueue {
             warnings: get("warnings")
                 .and_then(|f| serde_json::from_str(&f).ok())
                 .unwrap_or_default(),
+            hosts: get("hosts").unwrap_or_default(),
         });
         Some(Entry {
             runner: get("runner"),

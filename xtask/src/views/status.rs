@@ -33,9 +33,11 @@ impl Sink for StatusSink {
                 suite,
                 cases,
                 expected_records,
+                hosts,
                 ..
             } => {
                 s.step = format!("{suite}: {cases} case(s)");
+                s.hosts = hosts.clone();
                 // Perf counts records; mem and sync count cases (sync writes a record
                 // per replica).
                 (s.total, s.unit) = if *expected_records > 0 {
@@ -153,6 +155,7 @@ mod tests {
             source_id: "s".into(),
             engine: "native".into(),
             results: "/tmp/r".into(),
+            hosts: "servers on h3; load from h1, h2".into(),
         });
         sink.event(&Event::CaseStarted {
             case: "GET-64B-p1".into(),
@@ -169,6 +172,7 @@ mod tests {
             figures: [("ops_per_sec".to_string(), 1e5)].into(),
         });
         let last = rx.try_iter().last().unwrap();
+        assert_eq!(last.hosts, "servers on h3; load from h1, h2");
         assert_eq!(
             (
                 last.step.as_str(),

@@ -69,6 +69,7 @@ impl Sink for Terminal {
                 source_id,
                 engine,
                 results,
+                hosts,
             } => {
                 let (total, unit) = match repetitions {
                     Some(r) => {
@@ -87,6 +88,9 @@ impl Sink for Terminal {
                     }
                 };
                 eprintln!("results: {}", results.display());
+                if !hosts.is_empty() {
+                    eprintln!("hosts: {hosts}");
+                }
                 self.per_record = repetitions.is_some();
                 let bar = if self.interactive {
                     progress_bar(total, unit)

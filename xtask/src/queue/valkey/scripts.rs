@@ -30,7 +30,7 @@ if not state then return 'missing' end
 if state ~= 'failed' then return state end
 local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
 redis.call('HSET', KEYS[1], 'state', 'pending', 'deliveries', 0, 'entry', entry)
-redis.call('HDEL', KEYS[1], 'error', 'results', 'verdict', 'summary', 'finished_ms', 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total')
+redis.call('HDEL', KEYS[1], 'error', 'results', 'verdict', 'summary', 'finished_ms', 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total', 'hosts')
 return 'ok'
 ";
 
@@ -74,7 +74,7 @@ if why then
   return {'dead', why}
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'runner', ARGV[2], 'deliveries', d + 1, 'heartbeat_ms', ARGV[4])
-redis.call('HDEL', KEYS[1], 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total')
+redis.call('HDEL', KEYS[1], 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total', 'hosts')
 return {'run', redis.call('HGET', KEYS[1], 'doc'), tostring(d + 1)}
 ";
 
@@ -104,7 +104,7 @@ return 1
 /// The held task's live status.
 pub const REPORT: &str = r"
 if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'step', ARGV[2], 'done', ARGV[3], 'total', ARGV[4], 'last', ARGV[5], 'status_ms', ARGV[6], 'figures', ARGV[7], 'warnings', ARGV[8], 'unit', ARGV[9], 'seconds', ARGV[10], 'seconds_total', ARGV[11])
+redis.call('HSET', KEYS[1], 'step', ARGV[2], 'done', ARGV[3], 'total', ARGV[4], 'last', ARGV[5], 'status_ms', ARGV[6], 'figures', ARGV[7], 'warnings', ARGV[8], 'unit', ARGV[9], 'seconds', ARGV[10], 'seconds_total', ARGV[11], 'hosts', ARGV[12])
 return 1
 ";
 
@@ -116,7 +116,7 @@ if redis.call('HGET', KEYS[1], 'runner') ~= ARGV[2] or redis.call('HGET', KEYS[1
    or redis.call('HGET', KEYS[1], 'entry') ~= ARGV[1] then return 0 end
 redis.call('XACK', KEYS[2], 'runners', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[1], 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total')
+redis.call('HDEL', KEYS[1], 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total', 'hosts')
 if ARGV[3] == 'pending' or ARGV[3] == 'given_back' then
   local d = tonumber(redis.call('HGET', KEYS[1], 'deliveries')) or 1
   if ARGV[3] == 'pending' then d = math.max(d - 1, 0) end
@@ -151,7 +151,7 @@ redis.call('XACK', KEYS[2], 'runners', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
 local entry = redis.call('XADD', KEYS[2], '*', 'id', ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'pending', 'entry', entry)
-redis.call('HDEL', KEYS[1], 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total', 'results')
+redis.call('HDEL', KEYS[1], 'runner', 'heartbeat_ms', 'step', 'done', 'total', 'last', 'status_ms', 'figures', 'warnings', 'unit', 'seconds', 'seconds_total', 'hosts', 'results')
 return 'requeued'
 ";
 

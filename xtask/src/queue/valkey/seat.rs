@@ -241,6 +241,7 @@ impl Seat for StreamSeat<'_> {
                 &status.unit,
                 &serde_json::to_string(&status.seconds).expect("seconds serialize"),
                 &status.seconds_total.to_string(),
+                &status.hosts,
             ],
         )?;
         Ok(())

@@ -109,6 +109,7 @@ impl From<Entry> for Row {
             status: e.status.map(|s| Status {
                 step: one_line(s.step),
                 last: one_line(s.last),
+                hosts: one_line(s.hosts),
                 warnings: s.warnings.into_iter().map(one_line).collect(),
                 unit: one_line(s.unit),
                 ..s

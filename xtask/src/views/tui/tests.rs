@@ -246,6 +246,7 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
             seconds: tail.clone(),
             seconds_total: 2 * done,
             updated_ms: now_ms(),
+            hosts: "servers on h3; load from h1, h2".into(),
         };
         Seat::report(&runner, &running, &status).unwrap();
         if done != 3 {
@@ -265,6 +266,7 @@ fn the_status_tab_shows_a_running_task_live_and_results_mark_two_for_a_report() 
         "heartbeat",
         "server CPU: 1.25 µs per request",
         "warning: the client is saturated",
+        "hosts: servers on h3; load from h1, h2",
     ] {
         assert!(shown.contains(expected), "{expected:?} in\n{shown}");
     }

@@ -169,6 +169,9 @@ fn status(frame: &mut Frame, app: &App, area: Rect) {
             Line::from(format!("step: {}", s.step)),
             Line::from(format!("last: {}", s.last)),
         ];
+        if !s.hosts.is_empty() {
+            lines.push(Line::from(format!("hosts: {}", s.hosts)));
+        }
         if let Some(cpu) = s.figures.get("server_cpu_us_per_request") {
             lines.push(Line::from(format!(
                 "server CPU: {cpu:.2} µs per request (the last record's, user + system)"
