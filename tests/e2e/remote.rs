@@ -522,3 +522,110 @@ fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_may_not_name_hosts
         net.ours()
     );
 }
+
+#[test]
+fn start_puts_a_replica_on_another_host_and_compare_times_both_sides_there() {
+    let _machine = heavy();
+    let net = TestNet::new(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    let base = ports(8).to_string();
+    // start: a primary on h1, its replica on h2, each named with its host and address.
+    let (mut started, listed) = start_with(
+        &[
+            "--topology",
+            "replicas:1",
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1,h2",
+            "--base-port",
+            &base,
+        ],
+        tmp.path(),
+    );
+    let nodes = listed["instances"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{listed}");
+    for (node, (host, role)) in nodes.iter().zip([("h1", "primary"), ("h2", "replica")]) {
+        assert_eq!(node["host"], host, "{listed}");
+        assert_eq!(node["role"], role, "{listed}");
+    }
+    assert_eq!(
+        nodes[0]["addr"].as_str().unwrap(),
+        format!("{}:{}", net.hosts[0].addr, nodes[0]["port"])
+    );
+    assert_eq!(net.servers().len(), 2);
+    // SIGTERM: an interruption, which `start` answers by stopping its servers (exit 0, as
+    // on this machine).
+    let status = started.stop(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+    // compare: both sides' servers on h1, load from h2; counting modes are refused there.
+    let refused = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("use --mode time"),
+        "{}",
+        stderr(&refused)
+    );
+    let out_dir = tmp.path().join("compare");
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--quick",
+            "--cases",
+            "GET/32B/P16",
+            "--mode",
+            "time",
+            "--slice-seconds",
+            "0.05",
+            "--max-time",
+            "20s",
+            "--threshold",
+            "5",
+            "--json",
+            "--base-port",
+            &base,
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+            "--client-hosts",
+            "h2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let side = fs::read_to_string(out_dir.join("baseline").join("results.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(side.lines().next().unwrap()).unwrap();
+    assert_eq!(first["server_hosts"][0]["name"], "h1", "{first}");
+    assert_eq!(first["metrics"]["client_hosts"][0]["name"], "h2", "{first}");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}

@@ -39,6 +39,8 @@ pub struct CompareCmd {
     #[command(flatten)]
     pub placement: PlacementArgs,
     #[command(flatten)]
+    pub hosts: super::HostsArgs,
+    #[command(flatten)]
     pub matrix: MatrixArgs,
     #[arg(long, value_enum, default_value_t = SuiteArg::Perf)]
     pub suite: SuiteArg,
@@ -152,6 +154,32 @@ impl CompareCmd {
         for w in warnings {
             eprintln!("warning: {w}");
         }
+        let hosts = self.hosts.choice().map_err(|e| CouldNotRun(e.into()))?;
+        if !hosts.is_local() || self.hosts.client_hosts.is_some() {
+            let refused = if self.mode != Mode::Time {
+                Some(
+                    "counts instructions and system calls under valgrind and perf on this machine; use --mode time",
+                )
+            } else if self.flamegraph.is_some() {
+                Some("--flamegraph profiles servers on this machine only")
+            } else if self.tls {
+                Some("TLS on other hosts is not supported yet")
+            } else if self.placement.server_cpus.is_some() || self.placement.client_cpus.is_some() {
+                Some(
+                    "--server-cpus/--client-cpus are this machine's CPUs; pin on each host with `server_cpus`/`client_cpus` in the hosts file",
+                )
+            } else if self.suite != SuiteArg::Perf && self.hosts.client_hosts.is_some() {
+                Some("--client-hosts drives the perf suite only")
+            } else {
+                None
+            };
+            if let Some(why) = refused {
+                return Err(CouldNotRun(
+                    crate::error::UsageError(format!("compare on other hosts: {why}")).into(),
+                )
+                .into());
+            }
+        }
         let request = Request {
             sinks: RefCell::new(Sinks::new(vec![Box::new(Terminal::new())])),
             baseline,
@@ -182,6 +210,7 @@ impl CompareCmd {
                 FlameCases::Regressions => compare::FlameCases::Regressions,
                 FlameCases::All => compare::FlameCases::All,
             }),
+            hosts,
         };
         // Every flag is checked before the progress file is created.
         request.check().map_err(CouldNotRun)?;

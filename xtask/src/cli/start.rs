@@ -10,8 +10,6 @@ use clap::Args;
 use serde_json::json;
 
 use super::{TopologyArgs, ValkeyArgs};
-use crate::host::Host;
-use crate::host::local::Local;
 use crate::instances::{self, Instance};
 use crate::topology::{self, Role, cluster};
 use bench_core::topology::TopologySpec;
@@ -37,6 +35,8 @@ pub struct StartCmd {
     /// Print the instances as one JSON line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub hosts: super::HostsArgs,
 }
 
 impl StartCmd {
@@ -45,6 +45,22 @@ impl StartCmd {
             return Err(
                 crate::error::UsageError("--count 0: start at least one instance".into()).into(),
             );
+        }
+        let choice = self.hosts.choice()?;
+        if self.hosts.client_hosts.is_some() {
+            return Err(crate::error::UsageError(
+                "--client-hosts: start runs no load; name the servers' hosts with --server-hosts"
+                    .into(),
+            )
+            .into());
+        }
+        if !choice.is_local() && (self.valkey.tls || self.server_cpus.is_some()) {
+            return Err(crate::error::UsageError(
+                "--tls or --server-cpus with --server-hosts: not on other hosts (pin there with \
+                 `server_cpus` in the hosts file)"
+                    .into(),
+            )
+            .into());
         }
         let spec = self.topology.spec()?;
         let read_from = self.topology.read_from(spec.unwrap_or_default())?;
@@ -62,6 +78,8 @@ impl StartCmd {
             .check(&crate::host::machine())
             .map_err(crate::error::UsageError)?;
         config.extend(placement.server_config());
+        // The hosts first: a refused host key stops before a build.
+        let hosts = choice.connect(shutdown)?;
         let binaries = self.valkey.binaries(shutdown)?;
         let material = instances::tls_material(self.topology.tls(self.valkey.tls))?;
         let options = instances::Options {
@@ -72,14 +90,16 @@ impl StartCmd {
         };
         // (role, instance) per node: independent instances are each a primary.
         let mut running: Vec<(String, Instance)> = match spec {
-            None => Local
+            None => hosts
+                .servers
+                .first()
                 .start_servers(&binaries.server, self.count, &options, shutdown)?
                 .into_iter()
                 .map(|i| ("primary".to_string(), i))
                 .collect(),
             Some(spec) => {
                 let deployment = topology::from_spec(spec, read_from).deploy(
-                    crate::host::local_hosts(),
+                    &hosts.servers,
                     &binaries.server,
                     &options,
                     shutdown,
@@ -106,7 +126,7 @@ impl StartCmd {
             let list: Vec<_> = running
                 .iter()
                 .map(|(role, i)| {
-                    json!({"role": role, "port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log_path()})
+                    json!({"role": role, "host": i.host(), "addr": i.addr, "port": i.port(), "pid": i.pid(), "dir": i.dir(), "log": i.log_path()})
                 })
                 .collect();
             let tls = material.as_ref().map(|m| {
@@ -125,10 +145,15 @@ impl StartCmd {
         } else {
             println!("{topology}:");
             for (role, i) in &running {
+                let on = if i.is_local() {
+                    String::new()
+                } else {
+                    format!(" on host {}", i.host())
+                };
                 println!(
-                    "valkey-server {} {role} on 127.0.0.1:{} (pid {}, log {})",
+                    "valkey-server {} {role} at {}{on} (pid {}, log {})",
                     binaries.version,
-                    i.port(),
+                    i.addr,
                     i.pid(),
                     i.log_path().display()
                 );
@@ -162,7 +187,9 @@ impl StartCmd {
         }
         while !shutdown.is_triggered() {
             for (_, i) in running.iter_mut() {
-                if !i.is_running() {
+                // A signal's handler stops every server (and on other hosts their
+                // connection) at once: then a stopped server is the signal's doing.
+                if !i.is_running() && !shutdown.is_triggered() {
                     bail!(
                         "valkey-server on port {} exited; last log lines:\n{}",
                         i.port(),
@@ -173,6 +200,7 @@ impl StartCmd {
             thread::sleep(Duration::from_millis(100));
         }
         drop(running);
+        drop(hosts);
         eprintln!("stopped");
         Ok(())
     }

@@ -87,6 +87,8 @@ pub struct Request {
     /// flame graphs (and the functions whose share moved) in the report: the
     /// `regressions` (the default) or `all` cases. Perf suite only.
     pub flamegraph: Option<FlameCases>,
+    /// Where both sides' servers (and the load) run: the same hosts, interleaved.
+    pub hosts: crate::host::choice::HostsChoice,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -324,6 +326,8 @@ impl Request {
             SuiteKind::Mem => self.selection.mem()?.into_iter().map(|c| c.name).collect(),
             SuiteKind::Sync => self.selection.sync()?.into_iter().map(|c| c.name).collect(),
         };
+        // The hosts first: a refused host key stops the comparison before a build.
+        let hosts = self.hosts.connect(shutdown)?;
         let baseline = self
             .baseline
             .build
@@ -368,18 +372,21 @@ impl Request {
             dir: out.clone(),
         });
         let host = host::info();
-        let engine = NativeEngine;
+        let engine: &dyn bench_core::engine::Engine = match &hosts.clients {
+            Some(clients) => clients,
+            None => &NativeEngine,
+        };
         let topology = topology::from_spec(self.selection.topology, self.read_from);
         let servers = Deploy {
             topology: topology.as_ref(),
-            hosts: crate::host::local_hosts(),
+            hosts: &hosts.servers,
         };
         let ctxs = [Side::Baseline, Side::Candidate].map(|side| CaseContext {
             run_id: &run_id,
             binaries: sides.binaries(side),
             host: &host,
-            hosts: crate::host::local_hosts(),
-            engine: &engine,
+            hosts: &hosts.servers,
+            engine,
             base_port: self.base_port,
             shutdown,
             servers: &servers,

@@ -123,12 +123,18 @@ impl Ssh {
         Ok(master.try_wait()?.is_some())
     }
 
+    /// The options of a command riding on the master: never a master itself (a user's
+    /// `ControlMaster auto` with `ControlPersist` would leave one running in the
+    /// background, outside our process group).
     fn options(&self) -> Vec<OsString> {
-        options(
+        let mut o = options(
             &self.spec,
             &self.known_hosts,
             &self.dir.path().join(CONTROL),
-        )
+        );
+        o.extend(["-o".into(), "ControlMaster=no".into()]);
+        o.extend(["-o".into(), "ControlPersist=no".into()]);
+        o
     }
 
     fn destination(&self) -> String {
