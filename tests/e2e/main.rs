@@ -15,6 +15,7 @@ mod placement;
 mod profile;
 mod queue;
 mod remote;
+mod remote_commands;
 mod report;
 mod signals;
 mod source;

@@ -1,0 +1,265 @@
+//! The other commands on hosts of a test network (`testnet.rs`): two client hosts whose
+//! merged histogram is the sum of theirs, a runner with a hosts file (and tasks that may
+//! not name hosts), `start` over two hosts, `compare` with its servers on one host and its
+//! load on another.
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::remote::records;
+use crate::testnet::TestNet;
+use crate::util::*;
+
+#[test]
+fn two_client_hosts_merge_into_the_histogram_of_all_their_requests() {
+    let _machine = heavy();
+    let net = TestNet::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("repetitions", "1"),
+        ],
+    );
+    let (out, dir) = bench_in(
+        tmp.path(),
+        &[
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h3",
+            "--client-hosts",
+            "h1,h2",
+        ],
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "{said}");
+    let m = &recs[0]["metrics"];
+    let hosts = m["client_hosts"]
+        .as_array()
+        .expect("client_hosts in the record");
+    let names: Vec<&str> = hosts.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["h1", "h2"]);
+    // The suite's 10 connections, divided.
+    let connections: Vec<u64> = hosts
+        .iter()
+        .map(|h| h["connections"].as_u64().unwrap())
+        .collect();
+    assert_eq!(connections, [5, 5]);
+    let decode =
+        |v: &Value| bench_core::loadgen::stats::decode_histogram(v.as_str().unwrap()).unwrap();
+    let mut union = decode(&hosts[0]["histogram"]);
+    union.add(decode(&hosts[1]["histogram"])).unwrap();
+    let merged = decode(&m["histogram"]);
+    assert!(!merged.is_empty());
+    assert_eq!(merged.len(), union.len());
+    assert_eq!(merged.len(), m["requests"].as_u64().unwrap());
+    let buckets = |h: &hdrhistogram::Histogram<u64>| -> Vec<(u64, u64)> {
+        h.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    };
+    assert_eq!(buckets(&merged), buckets(&union), "every bucket's count");
+    assert_eq!(
+        m["p99_us"].as_f64().unwrap(),
+        union.value_at_quantile(0.99) as f64
+    );
+    for h in hosts {
+        assert!(h["requests"].as_u64().unwrap() > 0, "{h}");
+        assert!(h["clock_offset_us"].as_f64().unwrap().abs() < 1e6, "{h}");
+    }
+    // The server ran on h3, the load on h1 and h2: none of it here.
+    assert_eq!(recs[0]["server_hosts"][0]["name"], "h3");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}
+
+#[test]
+fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_may_not_name_hosts() {
+    use crate::queue::{queue_add, queue_list, state_of};
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let (queue, results) = (tmp.path().join("queue"), tmp.path().join("results"));
+    let q = queue.to_str().unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    // A task document never names hosts: refused before it is queued.
+    for flag in [
+        ["--hosts", hosts],
+        ["--server-hosts", "h1"],
+        ["--client-hosts", "h1"],
+    ] {
+        let out = run(
+            &["queue", "--queue", q, "add", "bench", flag[0], flag[1]],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{flag:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is not taken in a task"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let port = ports(8).to_string();
+    let ids = queue_add(
+        &queue,
+        "bench",
+        &[
+            "--quick",
+            "--commands",
+            "GET",
+            "--pipelines",
+            "1",
+            "--base-port",
+            &port,
+        ],
+    );
+    let out = run(
+        &[
+            "runner",
+            "--queue",
+            q,
+            "--once",
+            "--results",
+            results.to_str().unwrap(),
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tasks = queue_list(&queue);
+    let done = state_of(&tasks, &ids[0]);
+    assert_eq!(done["state"], "done", "{done:#}");
+    let dir = std::path::Path::new(done["task"]["results"].as_str().unwrap());
+    let recs = records(dir);
+    assert!(!recs.is_empty());
+    for r in &recs {
+        assert_eq!(r["server_hosts"][0]["name"], "h1", "{r}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}
+
+#[test]
+fn start_puts_a_replica_on_another_host_and_compare_times_both_sides_there() {
+    let _machine = heavy();
+    let net = TestNet::new(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    let base = ports(8).to_string();
+    // start: a primary on h1, its replica on h2, each named with its host and address.
+    let (mut started, listed) = start_with(
+        &[
+            "--topology",
+            "replicas:1",
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1,h2",
+            "--base-port",
+            &base,
+        ],
+        tmp.path(),
+    );
+    let nodes = listed["instances"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{listed}");
+    for (node, (host, role)) in nodes.iter().zip([("h1", "primary"), ("h2", "replica")]) {
+        assert_eq!(node["host"], host, "{listed}");
+        assert_eq!(node["role"], role, "{listed}");
+    }
+    assert_eq!(
+        nodes[0]["addr"].as_str().unwrap(),
+        format!("{}:{}", net.hosts[0].addr, nodes[0]["port"])
+    );
+    assert_eq!(net.servers().len(), 2);
+    // SIGTERM: an interruption, which `start` answers by stopping its servers (exit 0, as
+    // on this machine).
+    let status = started.stop(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+    // compare: both sides' servers on h1, load from h2; counting modes are refused there.
+    let refused = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("use --mode time"),
+        "{}",
+        stderr(&refused)
+    );
+    let out_dir = tmp.path().join("compare");
+    let out = run(
+        &[
+            "compare",
+            "--baseline",
+            "8.1.1",
+            "--candidate",
+            "8.1.1",
+            "--quick",
+            "--cases",
+            "GET/32B/P16",
+            "--mode",
+            "time",
+            "--slice-seconds",
+            "0.05",
+            "--max-time",
+            "20s",
+            "--threshold",
+            "5",
+            "--json",
+            "--base-port",
+            &base,
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+            "--client-hosts",
+            "h2",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    assert!(matches!(out.status.code(), Some(0 | 3)), "{}", stderr(&out));
+    let side = fs::read_to_string(out_dir.join("baseline").join("results.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(side.lines().next().unwrap()).unwrap();
+    assert_eq!(first["server_hosts"][0]["name"], "h1", "{first}");
+    assert_eq!(first["metrics"]["client_hosts"][0]["name"], "h2", "{first}");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}
