@@ -35,8 +35,9 @@ pub struct TestNet {
     pub hosts_file: PathBuf,
     pub known_hosts: PathBuf,
     bridge: String,
-    /// Every namespace made, removed on drop.
+    /// Every namespace made, and the outer end of each veth, removed on drop.
     namespaces: Vec<String>,
+    links: Vec<String>,
 }
 
 /// Runs a command that must succeed (the network's plumbing), naming it if it does not.
@@ -119,6 +120,7 @@ impl TestNet {
             dir,
             bridge: bridge.clone(),
             namespaces: Vec::new(),
+            links: Vec::new(),
         };
         must("ip", &["link", "add", &bridge, "type", "bridge"]);
         // Bridged frames bypass the host's iptables (docker's FORWARD policy, say).
@@ -199,6 +201,7 @@ impl TestNet {
         let (outside, inside) = (format!("vb{tag}o{i}"), format!("vb{tag}i{i}"));
         must("ip", &["netns", "add", &ns]);
         self.namespaces.push(ns.clone());
+        self.links.push(outside.clone());
         must(
             "ip",
             &[
@@ -342,9 +345,29 @@ impl Drop for TestHost {
 impl Drop for TestNet {
     fn drop(&mut self) {
         self.hosts.clear(); // their sshds stop
+        // Whatever the test's sshds left inside (a session whose client's goodbye was
+        // still on its way) goes with its namespace: only processes in a namespace this
+        // test made, all descendants of its own sshds.
+        for ns in &self.namespaces {
+            #[allow(clippy::disallowed_methods)] // the test's own plumbing
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    if let Ok(pid) = pid.parse::<i32>() {
+                        // SAFETY: kill(2) on a process inside our own namespace.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+        }
         for ns in &self.namespaces {
             #[allow(clippy::disallowed_methods)] // the test's own plumbing
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        // A namespace lives on while anything holds it, and its veth with it: the outer
+        // ends go now.
+        for link in &self.links {
+            #[allow(clippy::disallowed_methods)]
+            let _ = Command::new("ip").args(["link", "del", link]).output();
         }
         #[allow(clippy::disallowed_methods)]
         let _ = Command::new("ip")
