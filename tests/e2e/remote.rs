@@ -5,6 +5,7 @@
 //! link constraint that shows in the figures (so the traffic really crosses the link).
 
 use std::fs;
+use std::process::Child;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -19,6 +20,38 @@ pub fn records(dir: &std::path::Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// `bench` of one GET case measured for 30 s with its servers on `servers`, running.
+fn long_run(net: &TestNet, tmp: &std::path::Path, extra: &[&str], servers: &str) -> Child {
+    let suite = suite_file(
+        tmp,
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("measure_seconds", "30"),
+        ],
+    );
+    let base = ports(8).to_string();
+    let out = tmp.join("run");
+    let mut args = vec![
+        "bench",
+        "--suite-file",
+        suite.to_str().unwrap(),
+        "--hosts",
+        net.hosts_file.to_str().unwrap(),
+        "--server-hosts",
+        servers,
+        "--base-port",
+        &base,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    xtask(&args, Some(tmp))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 #[test]
@@ -141,36 +174,7 @@ fn kill_9_of_xtask_mid_run_leaves_no_server_on_any_host() {
     let _machine = heavy();
     let net = TestNet::new(2);
     let tmp = tempfile::tempdir().unwrap();
-    let suite = suite_file(
-        tmp.path(),
-        &[
-            ("commands", "[\"GET\"]"),
-            ("pipelines", "[1]"),
-            ("measure_seconds", "30"),
-        ],
-    );
-    let base = ports(8).to_string();
-    let mut child = xtask(
-        &[
-            "bench",
-            "--suite-file",
-            suite.to_str().unwrap(),
-            "--topology",
-            "replicas:1",
-            "--hosts",
-            net.hosts_file.to_str().unwrap(),
-            "--server-hosts",
-            "h1,h2",
-            "--base-port",
-            &base,
-            "--out",
-            tmp.path().join("run").to_str().unwrap(),
-        ],
-        Some(tmp.path()),
-    )
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = long_run(&net, tmp.path(), &["--topology", "replicas:1"], "h1,h2");
     assert!(
         wait_until(Duration::from_secs(120), || net.servers().len() == 2),
         "the two servers never ran"
@@ -229,34 +233,7 @@ fn a_dropped_network_stops_the_servers_within_the_lease() {
     let _machine = heavy();
     let net = TestNet::new(1);
     let tmp = tempfile::tempdir().unwrap();
-    let suite = suite_file(
-        tmp.path(),
-        &[
-            ("commands", "[\"GET\"]"),
-            ("pipelines", "[1]"),
-            ("measure_seconds", "30"),
-        ],
-    );
-    let base = ports(8).to_string();
-    let mut child = xtask(
-        &[
-            "bench",
-            "--suite-file",
-            suite.to_str().unwrap(),
-            "--hosts",
-            net.hosts_file.to_str().unwrap(),
-            "--server-hosts",
-            "h1",
-            "--base-port",
-            &base,
-            "--out",
-            tmp.path().join("run").to_str().unwrap(),
-        ],
-        Some(tmp.path()),
-    )
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .unwrap();
+    let mut child = long_run(&net, tmp.path(), &[], "h1");
     assert!(
         wait_until(Duration::from_secs(120), || net.servers().len() == 1),
         "the server never ran"
