@@ -136,18 +136,7 @@ fn unknown_and_changed_host_keys_are_refused_with_exit_2_and_nothing_started() {
     );
     // Changed: known_hosts has another key for the address.
     let other = net.dir.path().join("other");
-    crate::testnet::must(
-        "ssh-keygen",
-        &[
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "",
-            "-f",
-            other.to_str().unwrap(),
-        ],
-    );
+    crate::testnet::keygen(&other);
     let other_key = fs::read_to_string(net.dir.path().join("other.pub")).unwrap();
     let other_key: Vec<&str> = other_key.split_whitespace().take(2).collect();
     fs::write(

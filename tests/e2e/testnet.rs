@@ -57,6 +57,22 @@ pub fn must(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A new ed25519 key pair at `path` and `path.pub`, without a passphrase.
+pub fn keygen(path: &Path) {
+    must(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Why this machine cannot host a test network, if it cannot.
 fn cannot() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
@@ -148,18 +164,7 @@ impl TestNet {
         );
         must("ip", &["link", "set", &bridge, "up"]);
         let client_key = testnet.dir.path().join("id");
-        must(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-f",
-                client_key.to_str().unwrap(),
-            ],
-        );
+        keygen(&client_key);
         fs::copy(
             testnet.dir.path().join("id.pub"),
             testnet.dir.path().join("authorized_keys"),
@@ -226,10 +231,7 @@ impl TestNet {
         must("ip", &["-n", &ns, "link", "set", "lo", "up"]);
         let dir = self.dir.path();
         let key = dir.join(format!("{name}-hostkey"));
-        must(
-            "ssh-keygen",
-            &["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()],
-        );
+        keygen(&key);
         let public = fs::read_to_string(dir.join(format!("{name}-hostkey.pub"))).unwrap();
         let host_key = public
             .split_whitespace()
