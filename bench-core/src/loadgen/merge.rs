@@ -2,7 +2,8 @@
 //! percentile of the merged report is a percentile of all the hosts' requests, read from
 //! the sum of their HDR histograms (never an average of their percentiles, which is what
 //! mutilate and Lancet report). Each host's own figures are kept beside it
-//! ([`ClientHostReport`]), so a reader can see which host was the bottleneck.
+//! ([`ClientHostReport`]), so a reader can see which host was the bottleneck (the
+//! report names it: `report_page/context.rs`).
 //!
 //! The hosts' runs are shares of one run ([`super::Share`]) that started at one agreed
 //! instant, so their seconds line up: second `i` of the merged series is second `i` of
@@ -260,35 +261,6 @@ fn total_connections(parts: &[Part]) -> u32 {
     parts.iter().map(|p| p.report.connections).sum()
 }
 
-/// The host that limited the run, if one did: the busiest generator (over 90% of its
-/// threads' time in closed loop), or in open loop the one with the most late sends (over
-/// 1% of its requests).
-pub fn bottleneck(hosts: &[ClientHostReport], open_loop: bool) -> Option<String> {
-    if open_loop {
-        let worst = hosts
-            .iter()
-            .filter(|h| h.late_sends > h.requests / 100)
-            .max_by_key(|h| h.late_sends)?;
-        return Some(format!(
-            "client host {} sent {} requests over 1 ms late ({:.0} of {:.0} requests/s offered): it could not keep its share of the rate",
-            worst.name,
-            worst.late_sends,
-            worst.ops_per_sec,
-            worst.offered_rate.unwrap_or(0.0)
-        ));
-    }
-    let worst = hosts
-        .iter()
-        .filter(|h| h.client_busy > 0.9)
-        .max_by(|a, b| a.client_busy.total_cmp(&b.client_busy))?;
-    Some(format!(
-        "client host {} used {:.0}% of its {} generator thread(s): it may be the limit, not the server",
-        worst.name,
-        worst.client_busy * 100.0,
-        worst.threads
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::stats::new_histogram;
@@ -425,37 +397,5 @@ mod tests {
         }])
         .unwrap_err();
         assert!(err.contains("host a's second"), "{err}");
-    }
-
-    #[test]
-    fn the_bottleneck_is_the_busy_or_late_host() {
-        let host = |name: &str, busy: f64, late: u64| ClientHostReport {
-            name: name.into(),
-            connections: 1,
-            threads: 1,
-            requests: 10_000,
-            ops_per_sec: 10_000.0,
-            latency: LatencySummary::default(),
-            client_cpu_us_per_request: 1.0,
-            client_busy: busy,
-            offered_rate: Some(12_000.0),
-            late_sends: late,
-            send_lag_p99_us: 0,
-            late_start_us: 0,
-            clock_offset_us: 0.0,
-            histogram: String::new(),
-        };
-        let hosts = [host("a", 0.5, 0), host("b", 0.97, 500)];
-        assert!(
-            bottleneck(&hosts, false)
-                .unwrap()
-                .contains("client host b used 97%")
-        );
-        assert!(
-            bottleneck(&hosts, true)
-                .unwrap()
-                .contains("client host b sent 500")
-        );
-        assert_eq!(bottleneck(&hosts[..1], false), None);
     }
 }

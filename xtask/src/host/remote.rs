@@ -42,16 +42,6 @@ pub struct Remote {
     facts: Facts,
     /// The build key of each server binary shipped, by its local path.
     shipped: Mutex<HashMap<PathBuf, String>>,
-    /// What shipping cost so far: bytes copied and files found already there.
-    traffic: Mutex<Traffic>,
-}
-
-/// What shipping binaries to a host cost.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Traffic {
-    pub files_copied: u32,
-    pub bytes_copied: u64,
-    pub files_present: u32,
 }
 
 impl Remote {
@@ -98,10 +88,9 @@ impl Remote {
             ))
             .into());
         }
-        let mut traffic = Traffic::default();
         let exe = std::env::current_exe().context("finding this program to ship as the agent")?;
         let key = content_key(&exe)?;
-        ship(&ssh, &exe, &key, AGENT, &key, &mut traffic)?;
+        ship(&ssh, &exe, &key, AGENT, &key)?;
         let mut cmd = ssh.command(&format!(
             "exec {work}/bin/{key}/{AGENT} agent --work-dir {work} --lease-ms {}",
             agent::LEASE.as_millis()
@@ -136,7 +125,6 @@ impl Remote {
             ssh,
             facts,
             shipped: Mutex::new(HashMap::new()),
-            traffic: Mutex::new(traffic),
         })
     }
 
@@ -160,11 +148,6 @@ impl Remote {
         }
     }
 
-    /// What shipping cost so far.
-    pub fn traffic(&self) -> Traffic {
-        *self.traffic.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The key `server` is shipped under, shipping it (and the tools beside it) first if
     /// this run has not.
     fn server_key(&self, server: &Path) -> anyhow::Result<String> {
@@ -173,13 +156,12 @@ impl Remote {
             return Ok(key.clone());
         }
         let key = content_key(server)?;
-        let mut traffic = self.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        ship(&self.ssh, server, &key, "valkey-server", &key, &mut traffic)?;
+        ship(&self.ssh, server, &key, "valkey-server", &key)?;
         for tool in ["valkey-cli", "valkey-benchmark"] {
             let path = server.with_file_name(tool);
             if path.is_file() {
                 let own = content_key(&path)?;
-                ship(&self.ssh, &path, &key, tool, &own, &mut traffic)?;
+                ship(&self.ssh, &path, &key, tool, &own)?;
             }
         }
         shipped.insert(server.to_path_buf(), key.clone());
@@ -223,14 +205,7 @@ fn hash_matches(printed: &str, key: &str) -> bool {
 /// Copies `local` to `<work>/bin/<key>/<name>` on the host unless it is there with its
 /// content (`own`, its [`content_key`]: a file there is what it should be, or it is
 /// replaced). A copy goes to a new temporary file (`mktemp`), is checked, then renamed.
-fn ship(
-    ssh: &Ssh,
-    local: &Path,
-    key: &str,
-    name: &str,
-    own: &str,
-    traffic: &mut Traffic,
-) -> anyhow::Result<()> {
+fn ship(ssh: &Ssh, local: &Path, key: &str, name: &str, own: &str) -> anyhow::Result<()> {
     debug_assert!(agent::valid_key(key) && agent::valid_key(own));
     let dir = format!("{}/bin/{key}", ssh.spec().work_dir.display());
     let present = ssh.run(
@@ -243,7 +218,6 @@ fn ship(
             "host {}: {name} {own} is there already (0 bytes copied)",
             ssh.name()
         );
-        traffic.files_present += 1;
         return Ok(());
     }
     let size = std::fs::metadata(local)?.len();
@@ -282,8 +256,6 @@ fn ship(
         None,
         Duration::from_secs(30),
     )?;
-    traffic.files_copied += 1;
-    traffic.bytes_copied += size;
     Ok(())
 }
 
