@@ -263,3 +263,75 @@ fn start_puts_a_replica_on_another_host_and_compare_times_both_sides_there() {
         net.ours()
     );
 }
+
+#[test]
+fn a_flamegraph_of_a_server_on_another_host_is_recorded_there_and_brought_back() {
+    if let Some(why) = perf_unusable() {
+        cannot_run("perf", &format!("flamegraph on a host: {why}"));
+        return;
+    }
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    // callgrind runs the server under valgrind here: refused with hosts, nothing reached.
+    let refused = run(
+        &[
+            "flamegraph",
+            "--profiler",
+            "callgrind",
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("--profiler perf"),
+        "{}",
+        stderr(&refused)
+    );
+    let svg = tmp.path().join("fg.svg");
+    let out = run(
+        &[
+            "flamegraph",
+            "--command",
+            "GET",
+            "--keyspace",
+            "1000",
+            "--warmup",
+            "0.3",
+            "--duration",
+            "1",
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+            "--base-port",
+            &ports(8).to_string(),
+            "--json",
+            "--out",
+            svg.to_str().unwrap(),
+        ],
+        Some(tmp.path()),
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["host"], "h1", "{report}");
+    assert!(
+        report["method"].as_str().unwrap().ends_with("on host h1"),
+        "{report}"
+    );
+    // perf ran there, against the server there: its stacks came back folded.
+    let folded = fs::read_to_string(tmp.path().join("fg.folded")).unwrap();
+    assert!(folded.contains("processCommand"), "{folded:.2000}");
+    assert!(fs::read_to_string(&svg).unwrap().contains("on host h1"));
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "outlived the run: {:?}",
+        net.ours()
+    );
+}

@@ -14,9 +14,7 @@
 //! Folding and rendering are in `bench_core::profile`.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::Path;
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -27,11 +25,11 @@ use bench_core::profile;
 use bench_core::shutdown::Shutdown;
 use bench_core::workload::WorkloadSpec;
 
+use crate::case::CaseContext;
 use crate::case::preload::Preload;
-use crate::case::{CaseContext, Server};
 use crate::error::UsageError;
+use crate::host::ServerHosts;
 use crate::instances;
-use crate::process::{self, Guarded};
 use crate::rundir::write_atomically;
 use crate::valkey::Binaries;
 
@@ -78,35 +76,23 @@ pub struct Profile {
     pub ops_per_sec: f64,
 }
 
-/// The perf event to sample, after checking perf can run here. Errors say how to fix it.
-pub fn perf_event(shutdown: &Shutdown) -> anyhow::Result<&'static str> {
-    if !process::runs("perf") {
-        bail!(UsageError(
-            "perf is not installed (or not on PATH). Install it: `apt-get install linux-perf` on \
-             Debian, `apt-get install linux-tools-common linux-tools-$(uname -r)` on Ubuntu. \
-             Or profile without it: --profiler callgrind"
-                .into()
-        ));
+/// The perf event to sample on the host of the first primary (the one profiled: the
+/// first of `hosts`); where perf cannot run, the error says how to fix it, and on this
+/// machine also offers callgrind.
+pub fn perf_event(hosts: &ServerHosts, shutdown: &Shutdown) -> anyhow::Result<&'static str> {
+    let host = hosts.first();
+    if !host.is_local() {
+        return host.perf_event(shutdown);
     }
-    let paranoid = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
-        .ok()
-        .and_then(|t| t.trim().parse::<i32>().ok());
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if let Some(level) = paranoid.filter(|&l| l > 1 && !root) {
-        bail!(UsageError(format!(
-            "kernel.perf_event_paranoid is {level}: perf may not profile another process as \
-             this user. Allow it with `sudo sysctl kernel.perf_event_paranoid=1` (until reboot), \
-             run as root, or profile without perf: --profiler callgrind"
-        )));
-    }
-    let mut cmd = process::command("perf");
-    cmd.args(["stat", "-x,", "-e", "cycles", "--", "true"]);
-    let out = process::output(cmd, "perf stat", shutdown, Some(Duration::from_secs(30)))?;
-    let hardware = out.status.success()
-        && !out.stderr.contains("<not supported>")
-        && !out.stderr.contains("<not counted>");
-    Ok(if hardware { "cycles" } else { "cpu-clock" })
+    host.perf_event(shutdown)
+        .map_err(|e| match e.downcast_ref::<UsageError>() {
+            Some(why) => UsageError(format!(
+                "{}. Or profile without perf: --profiler callgrind",
+                why.0
+            ))
+            .into(),
+            None => e,
+        })
 }
 
 /// Starts a server, runs the workload, and profiles the server over `setup.duration`.
@@ -117,6 +103,13 @@ pub fn record(
     perf_event: &'static str,
 ) -> anyhow::Result<Profile> {
     let shutdown = ctx.shutdown;
+    if profiler == Profiler::Callgrind && !ctx.hosts.all_local() {
+        bail!(UsageError(
+            "--profiler callgrind runs the server under valgrind on this machine only; with \
+             servers on other hosts use --profiler perf"
+                .into()
+        ));
+    }
     let scratch = instances::scratch_dir("profile")?;
     let mut options = instances::Options {
         config: setup.config.clone(),
@@ -144,30 +137,29 @@ pub fn record(
     let window = Instant::now();
     let (folded, count_name, method) = match profiler {
         Profiler::Perf => {
-            let data = scratch.path().join("perf.data");
-            let perf = start_perf(
-                server.as_ref(),
-                &data,
-                perf_event,
-                setup.frequency,
-                scratch.path(),
-            )?;
+            let recording = server.perf_record(perf_event, setup.frequency)?;
             let waited = sleep(setup.duration, shutdown);
             let window = window.elapsed();
             let running = load.check_running();
-            stop_perf(perf, scratch.path(), shutdown)?;
+            // On an early return the recording is dropped, which stops perf.
             waited?;
             running?;
-            let folded = fold_perf(&data, shutdown)?;
+            let folded = recording.finish(shutdown)?;
             let unit = if perf_event == "cpu-clock" {
                 "ns"
             } else {
                 "cycles"
             };
+            let host = ctx.hosts.first();
             let method = format!(
-                "perf record -e {perf_event} -F {} -g over {:.1} s",
+                "perf record -e {perf_event} -F {} -g over {:.1} s{}",
                 setup.frequency,
-                window.as_secs_f64()
+                window.as_secs_f64(),
+                if host.is_local() {
+                    String::new()
+                } else {
+                    format!(" on host {}", host.name())
+                }
             );
             (folded, unit, method)
         }
@@ -264,6 +256,8 @@ impl Written {
             "svg": out,
             "folded": out.with_extension("folded"),
             "count_name": after.count_name,
+            "method": after.method,
+            "host": candidate.hosts.first().name(),
             "ops_per_sec": after.ops_per_sec,
             "threads": threads,
             "top": top,
@@ -387,61 +381,6 @@ impl Drop for Load {
             let _ = handle.join();
         }
     }
-}
-
-fn start_perf(
-    server: &dyn Server,
-    data: &Path,
-    event: &str,
-    frequency: u32,
-    scratch: &Path,
-) -> anyhow::Result<Guarded> {
-    let mut cmd = process::command("perf");
-    cmd.args(["record", "-e", event, "-F"])
-        .arg(frequency.to_string())
-        .args(["-g", "--no-buildid-cache", "-p"])
-        .arg(server.pid().to_string())
-        .arg("-o")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(File::create(scratch.join("perf-record.log"))?);
-    let perf = Guarded::spawn(cmd, "perf record")?;
-    // perf attaches within milliseconds; give it that before the window counts.
-    thread::sleep(Duration::from_millis(50));
-    Ok(perf)
-}
-
-fn stop_perf(mut perf: Guarded, scratch: &Path, shutdown: &Shutdown) -> anyhow::Result<()> {
-    perf.interrupt();
-    let status = perf.wait(shutdown, Some(Duration::from_secs(60)))?;
-    let log = std::fs::read_to_string(scratch.join("perf-record.log")).unwrap_or_default();
-    // perf exits 0 (or as interrupted) after writing its data.
-    use std::os::unix::process::ExitStatusExt;
-    let interrupted = status.code() == Some(130) || status.signal() == Some(libc::SIGINT);
-    if !status.success() && !interrupted {
-        bail!(
-            "perf record failed ({status}):\n{}",
-            process::tail(&log, 15)
-        );
-    }
-    Ok(())
-}
-
-fn fold_perf(data: &Path, shutdown: &Shutdown) -> anyhow::Result<String> {
-    if !data.exists() {
-        bail!("perf record wrote no data file");
-    }
-    let mut cmd = process::command("perf");
-    cmd.args(["script", "-i"]).arg(data);
-    let out = process::output(cmd, "perf script", shutdown, Some(Duration::from_secs(600)))?;
-    if !out.status.success() {
-        bail!(
-            "perf script failed ({}):\n{}",
-            out.status,
-            process::tail(&out.stderr, 15)
-        );
-    }
-    Ok(profile::fold_perf_script(out.stdout.as_bytes())?)
 }
 
 /// Sleeps `d`, returning early with an error if the run is interrupted.

@@ -102,6 +102,14 @@ impl Server for FakeServer {
         0
     }
 
+    fn perf_record(
+        &self,
+        _event: &str,
+        _frequency: u32,
+    ) -> anyhow::Result<crate::instances::perf_record::PerfRecording<'_>> {
+        anyhow::bail!("a fake server has no process to profile")
+    }
+
     fn client(&self) -> anyhow::Result<bench_core::client::Client> {
         anyhow::bail!("a fake server has no connection")
     }

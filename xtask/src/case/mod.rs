@@ -110,6 +110,12 @@ pub trait Server {
     fn port(&self) -> u16;
     /// The primary's process id, for profilers.
     fn pid(&self) -> u32;
+    /// Starts `perf record` on the primary, on its host.
+    fn perf_record(
+        &self,
+        event: &str,
+        frequency: u32,
+    ) -> anyhow::Result<crate::instances::perf_record::PerfRecording<'_>>;
     /// A new control connection to the primary (the mem suite's traffic).
     fn client(&self) -> anyhow::Result<Client>;
     /// `INFO everything` from the primary, over one control connection kept for the case.
@@ -215,6 +221,14 @@ impl Server for Deployed {
 
     fn pid(&self) -> u32 {
         self.deployment.primary().pid()
+    }
+
+    fn perf_record(
+        &self,
+        event: &str,
+        frequency: u32,
+    ) -> anyhow::Result<crate::instances::perf_record::PerfRecording<'_>> {
+        self.deployment.primary().perf_record(event, frequency)
     }
 
     fn client(&self) -> anyhow::Result<Client> {

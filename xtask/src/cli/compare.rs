@@ -160,8 +160,6 @@ impl CompareCmd {
                 Some(
                     "counts instructions and system calls under valgrind and perf on this machine; use --mode time",
                 )
-            } else if self.flamegraph.is_some() {
-                Some("--flamegraph profiles servers on this machine only")
             } else if self.tls {
                 Some("TLS on other hosts is not supported yet")
             } else if self.placement.server_cpus.is_some() || self.placement.client_cpus.is_some() {

@@ -60,6 +60,9 @@ pub struct FlamegraphCmd {
     pub base_port: u16,
     #[command(flatten)]
     pub topology: TopologyArgs,
+    /// Where the servers run (`--client-hosts` is refused: the profile's load runs here).
+    #[command(flatten)]
+    pub hosts: super::args::HostsArgs,
     /// Build with TLS and profile a server with a TLS port only (the TLS library's frames
     /// in the graph; perf profiler).
     #[arg(long)]
@@ -129,6 +132,21 @@ impl FlamegraphCmd {
             )
             .into());
         }
+        let hosts = self.hosts.choice()?;
+        if let Some(why) = if self.hosts.client_hosts.is_some() {
+            Some("--client-hosts: the profile's load runs from this machine; drop it")
+        } else if !hosts.is_local() && self.profiler == Profiler::Callgrind {
+            Some(
+                "--profiler callgrind runs the server under valgrind on this machine only; with \
+                 --server-hosts use --profiler perf (perf records on the server's host)",
+            )
+        } else if !hosts.is_local() && self.tls {
+            Some("--tls with --server-hosts: TLS on other hosts is not supported yet")
+        } else {
+            None
+        } {
+            return Err(UsageError(why.into()).into());
+        }
         if topology != TopologySpec::Standalone && self.profiler == Profiler::Callgrind {
             return Err(UsageError(format!(
                 "--profiler callgrind runs one standalone server under valgrind, not a {topology} \
@@ -189,9 +207,10 @@ impl FlamegraphCmd {
             read_from,
             builds,
         } = self.check()?;
-        // Check the profiler before building anything.
+        // The hosts (their keys checked), then the profiler there, before building anything.
+        let hosts = self.hosts.choice()?.connect(shutdown)?;
         let event = match self.profiler {
-            Profiler::Perf => flamegraph::perf_event(shutdown)?,
+            Profiler::Perf => flamegraph::perf_event(&hosts.servers, shutdown)?,
             Profiler::Callgrind => {
                 crate::counts::instructions::check_valgrind(
                     "--profiler callgrind",
@@ -249,13 +268,13 @@ impl FlamegraphCmd {
         let topology = topology::from_spec(topology, read_from);
         let servers = Deploy {
             topology: topology.as_ref(),
-            hosts: crate::host::local_hosts(),
+            hosts: &hosts.servers,
         };
         let ctx = |binaries| CaseContext {
             run_id: "flamegraph",
             binaries,
             host: &host,
-            hosts: crate::host::local_hosts(),
+            hosts: &hosts.servers,
             engine: &bench_core::loadgen::engine::NativeEngine,
             base_port: self.base_port,
             shutdown,

@@ -313,11 +313,6 @@ impl Request {
             Mode::Time | Mode::Auto => 2.0,
             Mode::Instructions => instructions_threshold_pct,
         });
-        // Before building anything: fail now, saying how to fix it, if perf cannot run.
-        let perf_event = match self.flamegraph {
-            Some(_) => Some(crate::flamegraph::perf_event(shutdown)?),
-            None => None,
-        };
         let started = Instant::now();
         // The cases `--cases` selects, before anything is built: a filter that matches
         // nothing is bad input, not minutes of building first.
@@ -328,6 +323,12 @@ impl Request {
         };
         // The hosts first: a refused host key stops the comparison before a build.
         let hosts = self.hosts.connect(shutdown)?;
+        // Before building anything: fail now, saying how to fix it, if perf cannot run
+        // where the profiled server will.
+        let perf_event = match self.flamegraph {
+            Some(_) => Some(crate::flamegraph::perf_event(&hosts.servers, shutdown)?),
+            None => None,
+        };
         let baseline = self
             .baseline
             .build

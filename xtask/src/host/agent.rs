@@ -27,13 +27,17 @@ use bench_core::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::instances::perf_record::{self, Recording};
 use crate::instances::{self, Instance};
 
 /// How long an agent waits for a line before it stops its servers and exits.
 pub const LEASE: Duration = Duration::from_secs(5);
 
-/// The longest line either side accepts.
-const MAX_LINE: usize = 1 << 20;
+/// The longest request the agent accepts.
+const MAX_REQUEST: usize = 1 << 20;
+
+/// The longest reply the coordinator accepts (folded stacks are the largest).
+pub const MAX_REPLY: usize = 64 << 20;
 
 /// What the coordinator asks.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -73,6 +77,16 @@ pub enum Request {
     LoadResult,
     /// Stops the load (interrupted) and forgets it.
     LoadStop,
+    /// Which perf event this host can sample: `{"event": ...}`, or `{"unusable": why}`.
+    PerfEvent,
+    /// Starts `perf record` on server `id` (one recording at a time).
+    PerfStart {
+        id: u64,
+        event: String,
+        frequency: u32,
+    },
+    /// Stops the recording and answers its folded stacks.
+    PerfFinish { id: u64 },
 }
 
 /// One host's share of a run of the load generator.
@@ -222,13 +236,14 @@ pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::R
     instances::sweep_stale(&scratch);
     // Triggered when stdin ends, so a start in progress stops too.
     let closed = Shutdown::new();
-    let lines = read_lines_until(std::io::stdin(), Some(closed.clone()));
+    let lines = read_lines_until(std::io::stdin(), MAX_REQUEST, Some(closed.clone()));
     let mut agent = Agent {
         work_dir: work_dir.to_path_buf(),
         servers: BTreeMap::new(),
         next_id: 1,
         shutdown: closed.clone(),
         load: None,
+        perf: None,
     };
     let mut out = std::io::stdout().lock();
     loop {
@@ -283,15 +298,19 @@ pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::R
     Ok(())
 }
 
-/// Lines from `input` on a channel (a reader thread); an over-long line is an error and
-/// ends it.
-pub fn read_lines(input: impl Read + Send + 'static) -> Receiver<Result<String, String>> {
-    read_lines_until(input, None)
+/// Lines from `input` on a channel (a reader thread); a line over `max` bytes is an error
+/// and ends it.
+pub fn read_lines(
+    input: impl Read + Send + 'static,
+    max: usize,
+) -> Receiver<Result<String, String>> {
+    read_lines_until(input, max, None)
 }
 
 /// [`read_lines`], triggering `closed` (if any) when the input ends.
 fn read_lines_until(
     input: impl Read + Send + 'static,
+    max: usize,
     closed: Option<Shutdown>,
 ) -> Receiver<Result<String, String>> {
     // Bounded: a peer that writes faster than we read waits, it cannot fill our memory.
@@ -301,7 +320,7 @@ fn read_lines_until(
         loop {
             let mut line = Vec::new();
             match (&mut input)
-                .take(MAX_LINE as u64 + 1)
+                .take(max as u64 + 1)
                 .read_until(b'\n', &mut line)
             {
                 Ok(0) | Err(_) => {
@@ -310,8 +329,8 @@ fn read_lines_until(
                     }
                     return;
                 }
-                Ok(_) if line.len() > MAX_LINE => {
-                    let _ = tx.send(Err(format!("a line over {MAX_LINE} bytes")));
+                Ok(_) if line.len() > max => {
+                    let _ = tx.send(Err(format!("a line over {max} bytes")));
                     return;
                 }
                 Ok(_) => {
@@ -337,11 +356,14 @@ struct Agent {
         thread::JoinHandle<Result<bench_core::loadgen::Report, String>>,
         Shutdown,
     )>,
+    /// `perf record` on one of its servers, by the server's id.
+    perf: Option<(u64, Recording)>,
 }
 
 impl Drop for Agent {
-    /// The load stops before the servers.
+    /// The load and perf stop before the servers.
     fn drop(&mut self) {
+        self.perf = None;
         if let Some((handle, stop)) = self.load.take() {
             stop.trigger();
             let _ = handle.join();
@@ -417,6 +439,9 @@ impl Agent {
             }
             Request::DirFs { id } => Value::String(self.server(id)?.dir_fs()),
             Request::Stop { id } => {
+                if self.perf.as_ref().is_some_and(|(of, _)| *of == id) {
+                    self.perf = None; // perf first
+                }
                 self.servers.remove(&id);
                 Value::Null
             }
@@ -453,6 +478,27 @@ impl Agent {
                     Ok(Err(why)) => bail!("the load failed: {why}"),
                     Err(_) => bail!("the load generator panicked"),
                 },
+            },
+            Request::PerfEvent => match perf_record::perf_event(&self.shutdown) {
+                Ok(event) => serde_json::json!({ "event": event }),
+                Err(why) => serde_json::json!({ "unusable": format!("{why:#}") }),
+            },
+            Request::PerfStart {
+                id,
+                event,
+                frequency,
+            } => {
+                self.perf = None;
+                let pid = self.server(id)?.pid();
+                let dir = instances::scratch_dir_in(&scratch(&self.work_dir), "profile")?;
+                self.perf = Some((id, Recording::start(pid, &event, frequency, dir)?));
+                Value::Null
+            }
+            Request::PerfFinish { id } => match self.perf.take() {
+                Some((of, recording)) if of == id => {
+                    Value::String(recording.finish(&self.shutdown)?)
+                }
+                _ => bail!("no recording of server {id} here"),
             },
             Request::LoadStop => {
                 if let Some((handle, stop)) = self.load.take() {

@@ -80,7 +80,7 @@ impl AgentLink {
             host: host.to_string(),
             channel: Mutex::new(Channel {
                 stdin: Some(stdin),
-                replies: read_lines(stdout),
+                replies: read_lines(stdout, super::agent::MAX_REPLY),
                 seq: 0,
                 broken: None,
             }),
@@ -219,6 +219,23 @@ impl AgentLink {
             .collect())
     }
 
+    /// The perf event that host can sample; a host where perf cannot run is a usage
+    /// error naming it, with the fix.
+    pub fn perf_event(&self) -> anyhow::Result<&'static str> {
+        let reply = self.call(&Request::PerfEvent, Duration::from_secs(30))?;
+        if let Some(why) = reply.get("unusable").and_then(Value::as_str) {
+            bail!(crate::error::UsageError(format!(
+                "host {:?}: {why}",
+                self.host
+            )));
+        }
+        let event = reply.get("event").and_then(Value::as_str).unwrap_or("");
+        crate::instances::perf_record::EVENTS
+            .into_iter()
+            .find(|e| *e == event)
+            .with_context(|| format!("the agent on {} answered {reply:.200}", self.host))
+    }
+
     /// The host's facts.
     pub fn facts(&self) -> anyhow::Result<Facts> {
         Ok(serde_json::from_value(
@@ -320,6 +337,28 @@ impl RemoteProcess for RemoteServer {
             .and_then(|v| v.as_u64())
     }
 
+    fn perf_start(&self, event: &str, frequency: u32) -> anyhow::Result<()> {
+        self.link.call(
+            &Request::PerfStart {
+                id: self.id,
+                event: event.to_string(),
+                frequency,
+            },
+            Duration::ZERO,
+        )?;
+        Ok(())
+    }
+
+    fn perf_finish(&self) -> anyhow::Result<String> {
+        match self
+            .link
+            .call(&Request::PerfFinish { id: self.id }, Self::PERF_FINISH)?
+        {
+            Value::String(folded) => Ok(folded),
+            other => bail!("the agent on {} answered {other:.200}", self.host()),
+        }
+    }
+
     fn dir_fs(&self) -> String {
         match self
             .link
@@ -329,6 +368,11 @@ impl RemoteProcess for RemoteServer {
             _ => "unknown".into(),
         }
     }
+}
+
+impl RemoteServer {
+    /// How long stopping perf and folding its samples may take there.
+    const PERF_FINISH: Duration = Duration::from_secs(660);
 }
 
 impl Drop for RemoteServer {

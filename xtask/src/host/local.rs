@@ -33,6 +33,10 @@ impl Host for Local {
         true
     }
 
+    fn perf_event(&self, shutdown: &Shutdown) -> anyhow::Result<&'static str> {
+        instances::perf_record::perf_event(shutdown)
+    }
+
     fn start_servers(
         &self,
         server: &Path,

@@ -31,8 +31,11 @@ pub trait Host: Sync + Send + std::fmt::Debug {
     fn machine(&self) -> bench_core::placement::Machine;
     /// The address its servers listen on and clients connect to.
     fn address(&self) -> IpAddr;
-    /// This machine: profilers and counters attach to its servers only.
+    /// This machine: valgrind and the counters attach to its servers only (perf to any).
     fn is_local(&self) -> bool;
+    /// The perf event `perf record` can sample there (`cycles` or `cpu-clock`); a usage
+    /// error saying how to fix it where perf cannot run.
+    fn perf_event(&self, shutdown: &Shutdown) -> anyhow::Result<&'static str>;
     /// Starts `count` servers of `server` with `options` (listening on [`Host::address`]),
     /// each on a free port with its own directory, guarded: they stop when their
     /// `Instance` is dropped.

@@ -305,6 +305,10 @@ impl Host for Remote {
         false
     }
 
+    fn perf_event(&self, _shutdown: &Shutdown) -> anyhow::Result<&'static str> {
+        self.agent.perf_event()
+    }
+
     fn start_servers(
         &self,
         server: &Path,
@@ -321,8 +325,8 @@ impl Host for Remote {
         }
         if !options.wrapper.is_empty() || options.fixed_urandom.is_some() {
             bail!(
-                "a profiler or counter around servers on host {:?}: only servers on this machine \
-                 can be profiled or counted",
+                "valgrind or a counter around servers on host {:?}: only servers on this machine \
+                 can run under them (perf records anywhere)",
                 self.ssh.name()
             );
         }

@@ -5,7 +5,7 @@
 //! there does (a [`RemoteProcess`], which the host module provides); either way dropping
 //! it stops the server and removes its directory. [`start`] starts servers on this
 //! machine (the agent calls it on its own). Where their directories live, and the sweep of
-//! those a killed xtask left, is `scratch.rs`.
+//! those a killed xtask left, is `scratch.rs`; `perf record` on one, `perf_record.rs`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,9 +23,10 @@ use bench_core::transport::Tls;
 
 use crate::process::{self, Guarded};
 
+pub mod perf_record;
 mod scratch;
 use scratch::{DIR_PREFIX, owner};
-pub use scratch::{fs_type, scratch_dir, scratch_root, sweep_stale};
+pub use scratch::{fs_type, scratch_dir, scratch_dir_in, scratch_root, sweep_stale};
 
 /// How long a server may take to answer PING after it starts.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -117,6 +118,10 @@ pub trait RemoteProcess: Send + Sync + std::fmt::Debug {
     fn log_tail(&self, lines: usize) -> String;
     fn file_len(&self, name: &str) -> Option<u64>;
     fn dir_fs(&self) -> String;
+    /// Starts `perf record` on the server there ([`perf_record::Recording::start`]).
+    fn perf_start(&self, event: &str, frequency: u32) -> anyhow::Result<()>;
+    /// Stops it and brings back the folded stacks.
+    fn perf_finish(&self) -> anyhow::Result<String>;
 }
 
 /// A server that is our child. Field order matters: the process is dropped (killed)
@@ -215,6 +220,27 @@ impl Instance {
             Process::Local(l) => fs::metadata(l.dir.path().join(name)).ok().map(|m| m.len()),
             Process::Remote(r) => r.file_len(name),
         }
+    }
+
+    /// Starts `perf record` on it, on its host (see [`perf_record`]); `finish` brings the
+    /// folded stacks here.
+    pub fn perf_record(
+        &self,
+        event: &str,
+        frequency: u32,
+    ) -> anyhow::Result<perf_record::PerfRecording<'_>> {
+        Ok(match &self.process {
+            Process::Local(l) => perf_record::PerfRecording::Here(perf_record::Recording::start(
+                l.process.pid(),
+                event,
+                frequency,
+                scratch_dir("profile")?,
+            )?),
+            Process::Remote(r) => {
+                r.perf_start(event, frequency)?;
+                perf_record::PerfRecording::There(r.as_ref())
+            }
+        })
     }
 
     /// The file system its directory is on (`ext4`, `tmpfs`, ...).

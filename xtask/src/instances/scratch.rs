@@ -26,12 +26,16 @@ pub(super) const DIR_PREFIX: &str = "valkey-bench-";
 /// ...), under [`scratch_root`] and named for this process, so [`sweep_stale`] finds it if
 /// we are killed before it is removed.
 pub fn scratch_dir(kind: &str) -> anyhow::Result<tempfile::TempDir> {
-    let root = scratch_root();
-    fs::create_dir_all(&root)
+    scratch_dir_in(&scratch_root(), kind)
+}
+
+/// [`scratch_dir`] under `root` (an agent's, in its host's work directory).
+pub fn scratch_dir_in(root: &Path, kind: &str) -> anyhow::Result<tempfile::TempDir> {
+    fs::create_dir_all(root)
         .with_context(|| format!("creating the scratch directory {}", root.display()))?;
     tempfile::Builder::new()
-        .prefix(&format!("{DIR_PREFIX}{}-{kind}-", owner(&root)?))
-        .tempdir_in(&root)
+        .prefix(&format!("{DIR_PREFIX}{}-{kind}-", owner(root)?))
+        .tempdir_in(root)
         .with_context(|| format!("creating a {kind} directory under {}", root.display()))
 }
 
