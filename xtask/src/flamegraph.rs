@@ -237,10 +237,16 @@ impl Written {
     ) -> anyhow::Result<Written> {
         let mut profile_side = |ctx: &CaseContext<'_>| -> anyhow::Result<Profile> {
             let binaries = ctx.binaries;
+            let host = ctx.hosts.first();
             progress(format!(
-                "profiling valkey-server {} ({}) with {} for {:.1} s under {what}",
+                "profiling valkey-server {} ({}){} with {} for {:.1} s under {what}",
                 binaries.version,
                 short_source(&binaries.source_id),
+                if host.is_local() {
+                    String::new()
+                } else {
+                    format!(" on host {}", host.name())
+                },
                 match method.profiler {
                     Profiler::Perf => format!("perf ({})", method.event),
                     Profiler::Callgrind => "callgrind".into(),
