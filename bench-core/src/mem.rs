@@ -81,6 +81,9 @@ pub struct MemSpecFile {
     /// Extra server configuration for every case (e.g. `"list-max-listpack-size" = "-2"`).
     #[serde(default)]
     pub server_config: BTreeMap<String, String>,
+    /// Where the servers run: `[hosts]` (see `SuiteHosts`).
+    #[serde(default)]
+    pub hosts: Option<crate::placement::SuiteHosts>,
 }
 
 fn default_field_size() -> u64 {

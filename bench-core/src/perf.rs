@@ -82,6 +82,9 @@ pub struct PerfSpecFile {
     /// CPUs the load generator's threads run on; `--client-cpus` replaces it.
     #[serde(default)]
     pub client_cpus: Option<String>,
+    /// Where the servers and the load run: `[hosts]` (see `SuiteHosts`).
+    #[serde(default)]
+    pub hosts: Option<crate::placement::SuiteHosts>,
 }
 
 fn default_engine() -> String {

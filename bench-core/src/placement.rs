@@ -256,3 +256,20 @@ mod tests {
         assert!(Placement::default().server_config().is_empty());
     }
 }
+
+/// A suite file's `[hosts]` table: the hosts file and the hosts its servers and load run
+/// on (`--hosts`, `--server-hosts` and `--client-hosts` each replace theirs). Names only:
+/// the hosts file says where each host is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteHosts {
+    /// The hosts file, relative to the suite file's directory.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Where the servers run, as `--server-hosts` names them.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Where the load runs, as `--client-hosts` names them.
+    #[serde(default)]
+    pub clients: Vec<String>,
+}

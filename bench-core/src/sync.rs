@@ -35,6 +35,9 @@ pub struct SyncSpecFile {
     /// Extra configuration for every instance.
     #[serde(default)]
     pub server_config: BTreeMap<String, String>,
+    /// Where the servers run: `[hosts]` (see `SuiteHosts`).
+    #[serde(default)]
+    pub hosts: Option<crate::placement::SuiteHosts>,
 }
 
 fn default_load() -> Vec<String> {

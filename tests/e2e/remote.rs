@@ -1,6 +1,6 @@
 //! Servers on other hosts, over real ssh to real sshds in network namespaces
-//! (`testnet.rs`): a perf run with its server on another host (and a second run that
-//! copies nothing), a cluster spread over three hosts, host keys unknown or changed
+//! (`testnet.rs`): a perf run with its server on another host (and a second run, placed
+//! by its suite file, that copies nothing), a cluster spread over three hosts, host keys unknown or changed
 //! refused before anything starts, `kill -9` of xtask leaving no server on any host, and a
 //! link constraint that shows in the figures (so the traffic really crosses the link).
 
@@ -99,13 +99,23 @@ fn a_perf_run_with_its_server_on_another_host_names_it_and_leaves_nothing_there(
         assert!(r["metrics"]["ops_per_sec"].as_f64().unwrap() > 0.0);
     }
     assert!(net.ours().is_empty(), "outlived the run: {:?}", net.ours());
-    // The second run finds everything there: nothing is copied.
+    // The second run, its hosts from the suite file (beside the hosts file), finds
+    // everything there: nothing is copied.
+    let beside = suite_file(
+        net.dir.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("hosts", "{ file = \"hosts.toml\", servers = [\"h1\"] }"),
+        ],
+    );
     let again = tempfile::tempdir().unwrap();
-    let (out, _) = bench_in(again.path(), &args);
+    let (out, dir) = bench_in(again.path(), &["--suite-file", beside.to_str().unwrap()]);
     let said = stderr(&out);
     assert!(out.status.success(), "{said}");
     assert!(!said.contains("copying"), "{said}");
     assert!(said.contains("is there already (0 bytes copied)"), "{said}");
+    assert_eq!(records(&dir)[0]["server_hosts"][0]["name"], "h1");
     assert!(net.servers().is_empty(), "a server outlived the run");
 }
 

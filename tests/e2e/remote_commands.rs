@@ -1,7 +1,7 @@
 //! The other commands on hosts of a test network (`testnet.rs`): two client hosts whose
 //! merged histogram is the sum of theirs, a runner with a hosts file (and tasks that may
 //! not name hosts), `start` over two hosts, `compare` with its servers on one host and its
-//! load on another.
+//! load on another (its counts made here), a flame graph of a server on a host.
 
 use std::fs;
 use std::time::Duration;
@@ -86,7 +86,7 @@ fn two_client_hosts_merge_into_the_histogram_of_all_their_requests() {
 }
 
 #[test]
-fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_may_not_name_hosts() {
+fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_asks_for_counts_not_names() {
     use crate::queue::{queue_add, queue_list, state_of};
     let _machine = heavy();
     let net = TestNet::new(1);
@@ -94,37 +94,41 @@ fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_may_not_name_hosts
     let (queue, results) = (tmp.path().join("queue"), tmp.path().join("results"));
     let q = queue.to_str().unwrap();
     let hosts = net.hosts_file.to_str().unwrap();
-    // A task document never names hosts: refused before it is queued.
-    for flag in [
-        ["--hosts", hosts],
-        ["--server-hosts", "h1"],
-        ["--client-hosts", "h1"],
+    // A task document never names hosts (nor a hosts file): refused before it is queued.
+    for (flag, why) in [
+        (["--hosts", hosts], "is not taken in a task"),
+        (["--server-hosts", "h1"], "never names"),
+        (["--client-hosts", "h1"], "never names"),
     ] {
         let out = run(
             &["queue", "--queue", q, "add", "bench", flag[0], flag[1]],
             None,
         );
         assert_eq!(out.status.code(), Some(2), "{flag:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("is not taken in a task"),
-            "{}",
-            stderr(&out)
-        );
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
     }
+    // It may ask for a count, which the runner takes from its own hosts: one server host
+    // is there, two are not.
     let port = ports(8).to_string();
-    let ids = queue_add(
-        &queue,
-        "bench",
-        &[
-            "--quick",
-            "--commands",
-            "GET",
-            "--pipelines",
-            "1",
-            "--base-port",
-            &port,
-        ],
-    );
+    let task = |count: &str| {
+        queue_add(
+            &queue,
+            "bench",
+            &[
+                "--quick",
+                "--commands",
+                "GET",
+                "--pipelines",
+                "1",
+                "--base-port",
+                &port,
+                "--server-hosts",
+                count,
+            ],
+        )
+        .remove(0)
+    };
+    let ids = [task("1"), task("2")];
     let out = run(
         &[
             "runner",
@@ -144,6 +148,13 @@ fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_may_not_name_hosts
     let tasks = queue_list(&queue);
     let done = state_of(&tasks, &ids[0]);
     assert_eq!(done["state"], "done", "{done:#}");
+    let failed = state_of(&tasks, &ids[1]);
+    assert_eq!(failed["state"], "failed", "{failed:#}");
+    let why = failed["task"]["error"].as_str().unwrap();
+    assert!(
+        why.contains("--server-hosts 2: this runner has 1 such host(s) (h1)"),
+        "{why}"
+    );
     let dir = std::path::Path::new(done["task"]["results"].as_str().unwrap());
     let recs = records(dir);
     assert!(!recs.is_empty());
@@ -198,27 +209,42 @@ fn start_puts_a_replica_on_another_host_and_compare_times_both_sides_there() {
         "{:?}",
         net.ours()
     );
-    // compare: both sides' servers on h1, load from h2; counting modes are refused there.
-    let refused = run(
+    // compare, counting: the exact counts are made here (valgrind runs here), and the
+    // report says so; nothing is started on the host.
+    let counted_dir = tmp.path().join("counted");
+    let counted = run(
         &[
             "compare",
             "--baseline",
             "8.1.1",
             "--candidate",
             "8.1.1",
+            "--quick",
+            "--cases",
+            "GET/32B/P16",
+            "--mode",
+            "instructions",
+            "--json",
             "--hosts",
             hosts,
             "--server-hosts",
             "h1",
+            "--out",
+            counted_dir.to_str().unwrap(),
         ],
-        None,
+        Some(tmp.path()),
     );
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert_eq!(counted.status.code(), Some(0), "{}", stderr(&counted));
+    let report: Value = serde_json::from_slice(&counted.stdout).unwrap();
     assert!(
-        stderr(&refused).contains("use --mode time"),
-        "{}",
-        stderr(&refused)
+        report["findings"].as_array().unwrap().iter().any(|f| f
+            .as_str()
+            .unwrap()
+            .contains("exact counts were made on this machine")),
+        "{report}"
     );
+    assert_eq!(report["cases"][0]["verdict"], "no_change", "{report}");
+    // compare, timed: both sides' servers on h1, load from h2.
     let out_dir = tmp.path().join("compare");
     let out = run(
         &[
@@ -334,4 +360,85 @@ fn a_flamegraph_of_a_server_on_another_host_is_recorded_there_and_brought_back()
         "outlived the run: {:?}",
         net.ours()
     );
+}
+
+#[test]
+fn tls_crosses_hosts_with_client_certificates_shipped_to_the_agents() {
+    let _machine = heavy();
+    crate::tls::tls_build();
+    let net = TestNet::new(3);
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[8]"),
+            ("repetitions", "1"),
+        ],
+    );
+    // A primary on h1, its replica on h2 (replication over TLS between the hosts), the
+    // load from h3 presenting a client certificate.
+    let (out, dir) = bench_in(
+        tmp.path(),
+        &[
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--tls",
+            "--tls-auth-clients",
+            "--topology",
+            "replicas:1",
+            "--hosts",
+            net.hosts_file.to_str().unwrap(),
+            "--server-hosts",
+            "h1,h2",
+            "--client-hosts",
+            "h3",
+        ],
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "{said}");
+    let r = &recs[0];
+    assert_eq!(r["params"]["tls"]["auth_clients"], true, "{r}");
+    let on: Vec<&str> = r["server_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(on, ["h1", "h2"], "{r}");
+    assert_eq!(r["metrics"]["client_hosts"][0]["name"], "h3", "{r}");
+    assert!(
+        r["metrics"]["client_hosts"][0]["requests"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    // The replica synced over TLS before the load (its role is in the monitor's samples).
+    let roles: Vec<&str> = r["monitor"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["servers"].as_array().unwrap())
+        .map(|s| s["role"].as_str().unwrap())
+        .collect();
+    assert!(roles.iter().any(|r| r.starts_with("replica")), "{roles:?}");
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+    // The keys went with the servers: no TLS directory is left on any host.
+    for host in &net.hosts {
+        let left: Vec<String> = fs::read_dir(host.work_dir.join("scratch"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.contains("-tls-"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{}: {left:?}", host.name);
+    }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::util::*;
 
 /// `xtask build --tls --json` (cached after the first build).
-fn tls_build() -> &'static Value {
+pub fn tls_build() -> &'static Value {
     static BUILD: OnceLock<Value> = OnceLock::new();
     BUILD.get_or_init(|| {
         let out = run(&["build", "--tls", "--json"], None);
@@ -104,7 +104,8 @@ fn a_tls_server_refuses_plaintext_and_wrong_certificates_clearly() {
 
     // Another run's CA: the handshake fails, naming the cause.
     let other =
-        xtask::tls::Material::generate(TlsMode::default(), tempfile::tempdir().unwrap()).unwrap();
+        xtask::tls::Material::generate(TlsMode::default(), tempfile::tempdir().unwrap(), &[])
+            .unwrap();
     let wrong_ca = other.client().clone();
     let err = within(
         Duration::from_secs(8),
@@ -182,7 +183,8 @@ fn tls_to_a_plain_port_is_a_clear_error() {
     let (mut server, started) = start_instances(1, ports(1), tmp.path());
     let port = started["instances"][0]["port"].as_u64().unwrap() as u16;
     let material =
-        xtask::tls::Material::generate(TlsMode::default(), tempfile::tempdir().unwrap()).unwrap();
+        xtask::tls::Material::generate(TlsMode::default(), tempfile::tempdir().unwrap(), &[])
+            .unwrap();
     let tls = material.client().clone();
     // Valkey reads the ClientHello as an inline command: it answers an error or waits for
     // the line's end; either way the handshake fails within its deadline.

@@ -1,9 +1,11 @@
 //! TLS material for one deployment: a CA made for it, a server certificate every node
-//! presents (for 127.0.0.1, ::1 and localhost; also its client certificate on the cluster
-//! bus and to its primary), and a client certificate ours present when the servers
-//! authenticate clients. Generated with rcgen (ECDSA P-256) into a scratch directory that
-//! lives as long as the servers, never committed, and swept like every scratch directory
-//! if we are killed.
+//! presents (for 127.0.0.1, ::1, localhost and the addresses of the deployment's other
+//! hosts; also its client certificate on the cluster bus and to its primary), and a
+//! client certificate ours present when the servers authenticate clients. Generated with
+//! rcgen (ECDSA P-256) into a scratch directory that lives as long as the servers, never
+//! committed, and swept like every scratch directory if we are killed. An agent gets the
+//! CA and the server's certificate and key as PEM over its channel ([`ServerPem`]) and
+//! writes them into a scratch directory of its own there ([`Material::from_pem`]).
 
 use std::fs;
 use std::io::Write;
@@ -29,11 +31,79 @@ pub struct Material {
     _dir: tempfile::TempDir,
 }
 
+/// What a server on another host needs of a deployment's material, sent to its agent:
+/// the mode, the CA, and the server's certificate and key (secret: it goes over the ssh
+/// channel only, and is written there with mode 0600).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct ServerPem {
+    pub auth_clients: bool,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// Never the key.
+impl std::fmt::Debug for ServerPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerPem")
+            .field("auth_clients", &self.auth_clients)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a load generator on another host needs to connect: the CA, and with client
+/// authentication a certificate and key (secret, as above).
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct ClientPem {
+    pub ca: String,
+    pub identity: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ClientPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientPem")
+            .field("identity", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientPem {
+    /// `tls`'s trust and identity.
+    pub fn of(tls: &Tls) -> anyhow::Result<ClientPem> {
+        let certificates = tls.certificates();
+        let text = |b: Vec<u8>| String::from_utf8(b).context("a PEM that is not text");
+        Ok(ClientPem {
+            ca: text(certificates.root_cert.unwrap_or_default())?,
+            identity: certificates
+                .client_tls
+                .map(|c| Ok::<_, anyhow::Error>((text(c.client_cert)?, text(c.client_key)?)))
+                .transpose()?,
+        })
+    }
+
+    /// The client configuration it describes.
+    pub fn client(&self) -> anyhow::Result<Tls> {
+        Ok(Tls::new(
+            self.ca.as_bytes(),
+            self.identity
+                .as_ref()
+                .map(|(c, k)| (c.as_bytes(), k.as_bytes())),
+            None,
+        )?)
+    }
+}
+
 impl Material {
     /// A new CA and its certificates, in `dir` (a scratch directory of their own, removed
-    /// with the material: `instances::scratch_dir("tls")`).
-    pub fn generate(mode: TlsMode, dir: tempfile::TempDir) -> anyhow::Result<Material> {
-        let generated = generate(dir.path()).context("generating the run's TLS certificates")?;
+    /// with the material: `instances::scratch_dir("tls")`); the server certificate also
+    /// names `addresses` (the hosts the deployment's servers listen on).
+    pub fn generate(
+        mode: TlsMode,
+        dir: tempfile::TempDir,
+        addresses: &[std::net::IpAddr],
+    ) -> anyhow::Result<Material> {
+        let generated =
+            generate(dir.path(), addresses).context("generating the run's TLS certificates")?;
         let ca_pem = fs::read(&generated.ca)?;
         let identity = if mode.auth_clients {
             Some((
@@ -61,6 +131,56 @@ impl Material {
             key: generated.key,
             client,
             _dir: dir,
+        })
+    }
+
+    /// On another host: the material an agent was sent, written into `dir` there. Our
+    /// clients there (the readiness check) present the server's certificate, which is
+    /// also a client certificate.
+    pub fn from_pem(pem: &ServerPem, dir: tempfile::TempDir) -> anyhow::Result<Material> {
+        let files = (
+            dir.path().join("ca.crt"),
+            dir.path().join("server.crt"),
+            dir.path().join("server.key"),
+        );
+        write(&files.0, &pem.ca, 0o644)?;
+        write(&files.1, &pem.cert, 0o644)?;
+        write(&files.2, &pem.key, 0o600)?;
+        let mode = TlsMode {
+            auth_clients: pem.auth_clients,
+        };
+        let identity = (pem.cert.as_bytes(), pem.key.as_bytes());
+        let client = Tls::new(
+            pem.ca.as_bytes(),
+            mode.auth_clients.then_some(identity),
+            None,
+        )
+        .context("the TLS material sent to this host")?
+        .with_files(TlsFiles {
+            ca: files.0.clone(),
+            identity: mode
+                .auth_clients
+                .then(|| (files.1.clone(), files.2.clone())),
+        });
+        Ok(Material {
+            mode,
+            ca: files.0,
+            cert: files.1,
+            key: files.2,
+            client,
+            _dir: dir,
+        })
+    }
+
+    /// What an agent needs to run servers with this material.
+    pub fn server_pem(&self) -> anyhow::Result<ServerPem> {
+        let read =
+            |p: &Path| fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
+        Ok(ServerPem {
+            auth_clients: self.mode.auth_clients,
+            ca: read(&self.ca)?,
+            cert: read(&self.cert)?,
+            key: read(&self.key)?,
         })
     }
 
@@ -95,7 +215,7 @@ struct Generated {
     client_key: PathBuf,
 }
 
-fn generate(dir: &Path) -> anyhow::Result<Generated> {
+fn generate(dir: &Path, addresses: &[std::net::IpAddr]) -> anyhow::Result<Generated> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name
         .push(DnType::CommonName, "valkey-bench run CA");
@@ -112,6 +232,9 @@ fn generate(dir: &Path) -> anyhow::Result<Generated> {
         SanType::IpAddress([127, 0, 0, 1].into()),
         SanType::IpAddress(std::net::Ipv6Addr::LOCALHOST.into()),
     ]);
+    for address in addresses.iter().filter(|a| !a.is_loopback()) {
+        server.subject_alt_names.push(SanType::IpAddress(*address));
+    }
     server.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -162,7 +285,7 @@ mod tests {
     #[test]
     fn generates_a_ca_and_certificates_that_load() {
         let dir = tempfile::tempdir().unwrap();
-        let files = generate(dir.path()).unwrap();
+        let files = generate(dir.path(), &[]).unwrap();
         for key in [&files.key, &files.client_key] {
             let mode = fs::metadata(key).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", key.display());
@@ -176,7 +299,7 @@ mod tests {
                 .presents_certificate()
         );
         // A second generation is another CA: its files are new, not overwritten.
-        assert!(generate(dir.path()).is_err());
+        assert!(generate(dir.path(), &[]).is_err());
     }
 
     #[test]
@@ -187,9 +310,10 @@ mod tests {
                 auth_clients: false,
             },
             dir(),
+            &[],
         )
         .unwrap();
-        let auth = Material::generate(TlsMode { auth_clients: true }, dir()).unwrap();
+        let auth = Material::generate(TlsMode { auth_clients: true }, dir(), &[]).unwrap();
         let setting = |m: &Material| {
             m.server_args()
                 .into_iter()

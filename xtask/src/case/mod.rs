@@ -53,7 +53,7 @@ impl CaseContext<'_> {
     pub fn deploy(&self, options: instances::Options) -> anyhow::Result<Box<dyn Server>> {
         let options = instances::Options {
             base_port: self.base_port,
-            tls: instances::tls_material(self.tls)?,
+            tls: instances::tls_material(self.tls, &self.hosts.addresses())?,
             ..options
         };
         self.servers.start(self.binaries, &options, self.shutdown)

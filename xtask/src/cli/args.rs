@@ -188,12 +188,69 @@ pub struct HostsArgs {
 impl HostsArgs {
     /// The choice, with the environment's hosts file when no flag names one; checked.
     pub fn choice(&self) -> Result<crate::host::choice::HostsChoice, UsageError> {
-        let choice = crate::host::choice::HostsChoice {
+        self.choice_with(None)
+    }
+
+    /// What a queued task runs with under these, a runner's flags: the runner's hosts
+    /// file and placement, where the task's counts (`--server-hosts 2`: tasks ask for
+    /// counts, never names) take the first hosts of the runner's lists, or any hosts of
+    /// its file when the runner named none. `clients: false` for a command whose load runs
+    /// on the runner's machine (flamegraph): the runner's client hosts are not given it.
+    pub fn for_task(&self, task: &HostsArgs, clients: bool) -> Result<HostsArgs, UsageError> {
+        let take = |asked: &Option<String>,
+                    runner: &Option<String>,
+                    flag: &str|
+         -> Result<Option<String>, UsageError> {
+            let Some(asked) = asked else {
+                return Ok(runner.clone());
+            };
+            let count: usize = asked.trim().parse().map_err(|_| {
+                UsageError(format!(
+                    "{flag} {asked}: a task asks for a count of hosts, e.g. {flag} 2"
+                ))
+            })?;
+            match runner.as_deref() {
+                // A runner's count, or none: the task's count picks from the file.
+                None => Ok(Some(count.to_string())),
+                Some(list) if list.trim().parse::<usize>().is_ok() => Ok(Some(count.to_string())),
+                Some(list) => {
+                    let names: Vec<&str> = list.split(',').map(str::trim).collect();
+                    if names.len() < count {
+                        return Err(UsageError(format!(
+                            "{flag} {count}: this runner has {} such host(s) ({list})",
+                            names.len()
+                        )));
+                    }
+                    Ok(Some(names[..count].join(",")))
+                }
+            }
+        };
+        Ok(HostsArgs {
+            hosts: self.hosts.clone(),
+            server_hosts: take(&task.server_hosts, &self.server_hosts, "--server-hosts")?,
+            client_hosts: if clients {
+                take(&task.client_hosts, &self.client_hosts, "--client-hosts")?
+            } else {
+                task.client_hosts.clone()
+            },
+        })
+    }
+
+    /// [`HostsArgs::choice`] over a suite file's `[hosts]` (the flags win, then the suite
+    /// file, then the environment).
+    pub fn choice_with(
+        &self,
+        suite: Option<&(bench_core::placement::SuiteHosts, std::path::PathBuf)>,
+    ) -> Result<crate::host::choice::HostsChoice, UsageError> {
+        let mut choice = crate::host::choice::HostsChoice {
             file: self.hosts.clone(),
             server_hosts: self.server_hosts.clone(),
             client_hosts: self.client_hosts.clone(),
+        };
+        if let Some((hosts, path)) = suite {
+            choice = choice.with_suite(hosts, path)?;
         }
-        .with_env();
+        let choice = choice.with_env();
         choice.check()?;
         Ok(choice)
     }
@@ -418,6 +475,49 @@ pub fn resolve_workload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tasks_counts_take_the_first_of_the_runners_hosts() {
+        let hosts = |file: bool, servers: Option<&str>, clients: Option<&str>| HostsArgs {
+            hosts: file.then(|| "/lab/hosts.toml".into()),
+            server_hosts: servers.map(String::from),
+            client_hosts: clients.map(String::from),
+        };
+        let runner = hosts(true, Some("a, b,c"), Some("x"));
+        // Nothing asked: the runner's own choice.
+        let given = runner.for_task(&HostsArgs::default(), true).unwrap();
+        assert_eq!(given.hosts, runner.hosts);
+        assert_eq!(given.server_hosts.as_deref(), Some("a, b,c"));
+        assert_eq!(given.client_hosts.as_deref(), Some("x"));
+        // Counts: the first of the runner's lists.
+        let given = runner
+            .for_task(&hosts(false, Some("2"), Some("1")), true)
+            .unwrap();
+        assert_eq!(given.server_hosts.as_deref(), Some("a,b"));
+        assert_eq!(given.client_hosts.as_deref(), Some("x"));
+        let err = runner
+            .for_task(&hosts(false, Some("4"), None), true)
+            .unwrap_err();
+        assert!(
+            err.0
+                .contains("--server-hosts 4: this runner has 3 such host(s) (a, b,c)"),
+            "{err}"
+        );
+        // A runner that named none: the count picks from its file.
+        let given = hosts(true, None, None)
+            .for_task(&hosts(false, Some("2"), Some("1")), true)
+            .unwrap();
+        assert_eq!(given.server_hosts.as_deref(), Some("2"));
+        assert_eq!(given.client_hosts.as_deref(), Some("1"));
+        // A command whose load runs here gets no client hosts from the runner.
+        let given = runner.for_task(&HostsArgs::default(), false).unwrap();
+        assert_eq!(given.client_hosts, None);
+        // Names never reach a runner (the queue refuses them); if they did, refused.
+        let err = runner
+            .for_task(&hosts(false, Some("h9"), None), true)
+            .unwrap_err();
+        assert!(err.0.contains("a count of hosts"), "{err}");
+    }
 
     #[test]
     fn server_config_pairs() {

@@ -70,8 +70,10 @@ impl BenchCmd {
         }
         // Every flag and the suite file are checked before the progress file is created.
         let (plan, read_from) = self.plan()?;
-        let hosts = self.hosts.choice()?;
-        if let Some(clients) = &self.hosts.client_hosts {
+        let hosts = self
+            .hosts
+            .choice_with(self.suite_choice()?.hosts()?.as_ref())?;
+        if let Some(clients) = &hosts.client_hosts {
             let why = match &plan {
                 crate::plan::suite_file::Plan::Perf(spec)
                     if spec.engine == bench_core::perf::EngineKind::ValkeyBenchmark =>
@@ -101,13 +103,6 @@ impl BenchCmd {
             )
             .into());
         }
-        if self.valkey.tls && !hosts.is_local() {
-            return Err(UsageError(
-                "--tls with --server-hosts: TLS on other hosts is not supported yet; drop one"
-                    .into(),
-            )
-            .into());
-        }
         let mut sinks = self.sinks()?;
         for sink in extra {
             sinks.push(sink);
@@ -119,7 +114,14 @@ impl BenchCmd {
     /// The flags and the suite file checked and turned into the plan, starting nothing:
     /// what `run` executes and what `queue add` validates a task with.
     pub fn plan(&self) -> anyhow::Result<(crate::plan::suite_file::Plan, ReadFrom)> {
-        let plan = SuiteChoice {
+        let plan = self.suite_choice()?.plan()?;
+        let read_from = self.topology.read_from(plan.topology())?;
+        Ok((plan, read_from))
+    }
+
+    /// Where the cases come from, as the flags say.
+    fn suite_choice(&self) -> anyhow::Result<SuiteChoice> {
+        Ok(SuiteChoice {
             suite: self.suite.map(Into::into),
             file: self.suite_file.clone(),
             quick: self.quick,
@@ -129,10 +131,7 @@ impl BenchCmd {
             placement: self.placement.parse()?,
             tls: self.topology.tls(self.valkey.tls),
             matrix: self.matrix.matrix(),
-        }
-        .plan()?;
-        let read_from = self.topology.read_from(plan.topology())?;
-        Ok((plan, read_from))
+        })
     }
 
     fn bench(

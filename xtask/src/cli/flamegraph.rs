@@ -140,8 +140,6 @@ impl FlamegraphCmd {
                 "--profiler callgrind runs the server under valgrind on this machine only; with \
                  --server-hosts use --profiler perf (perf records on the server's host)",
             )
-        } else if !hosts.is_local() && self.tls {
-            Some("--tls with --server-hosts: TLS on other hosts is not supported yet")
         } else {
             None
         } {

@@ -102,9 +102,24 @@ impl TaskCmd {
 
 /// A task's flags parsed and checked as its command checks them, starting nothing:
 /// `queue add` before queueing, the runner before running. Errors name the flag and
-/// exit 2.
-pub fn validate_task(kind: TaskKind, args: &[String]) -> anyhow::Result<TaskCmd> {
+/// exit 2. `runner` is the runner's hosts (its file and placement), which the task's
+/// counts of hosts pick from; without it (`queue add`: the runner is not known yet) the
+/// checks that depend on where the servers run wait for the runner.
+pub fn validate_task(
+    kind: TaskKind,
+    args: &[String],
+    runner: Option<&HostsArgs>,
+) -> anyhow::Result<TaskCmd> {
     check_args(args).map_err(UsageError)?;
+    // The hosts a task runs on: the runner's, with the task's counts; at `queue add`,
+    // this machine for the checks.
+    let place = |asked: &mut HostsArgs, clients: bool| -> Result<(), UsageError> {
+        *asked = match runner {
+            Some(runner) => runner.for_task(asked, clients)?,
+            None => HostsArgs::default(),
+        };
+        Ok(())
+    };
     fn parse<T: Parser>(kind: TaskKind, args: &[String]) -> anyhow::Result<T> {
         T::try_parse_from(args).map_err(|e| {
             let rendered = e.render().to_string();
@@ -118,24 +133,39 @@ pub fn validate_task(kind: TaskKind, args: &[String]) -> anyhow::Result<TaskCmd>
     }
     match kind {
         TaskKind::Bench => {
-            let BenchTask { cmd } = parse(kind, args)?;
+            let BenchTask { mut cmd } = parse(kind, args)?;
+            let asked = cmd.hosts.clone();
+            place(&mut cmd.hosts, true)?;
             if let Some(rev) = &cmd.valkey.git_ref {
                 crate::valkey::check_revision("--ref", rev)?;
             }
             cmd.valkey.request().check()?;
             cmd.plan()?;
+            if runner.is_none() {
+                cmd.hosts = asked; // kept in the task for its runner
+            }
             Ok(TaskCmd::Bench(Box::new(cmd)))
         }
         TaskKind::Compare => {
             let CompareTask { mut cmd } = parse(kind, args)?;
             cmd.task = true;
+            let asked = cmd.hosts.clone();
+            place(&mut cmd.hosts, true)?;
             cmd.request()?;
+            if runner.is_none() {
+                cmd.hosts = asked;
+            }
             Ok(TaskCmd::Compare(Box::new(cmd)))
         }
         TaskKind::Flamegraph => {
             let FlamegraphTask { mut cmd } = parse(kind, args)?;
             cmd.task = true;
+            let asked = cmd.hosts.clone();
+            place(&mut cmd.hosts, false)?;
             cmd.check()?;
+            if runner.is_none() {
+                cmd.hosts = asked;
+            }
             Ok(TaskCmd::Flamegraph(Box::new(cmd)))
         }
     }
@@ -166,7 +196,7 @@ pub fn campaign(kind: TaskKind, args: &[String]) -> anyhow::Result<(Vec<Vec<Stri
             axes.push(Axis { flag, values });
         }
     }
-    let parsed = validate_task(kind, &first)?;
+    let parsed = validate_task(kind, &first, None)?;
     if let Some(matrix) = parsed.matrix() {
         for flag in MATRIX_FLAGS {
             if let Some(values) = matrix.values_of(flag).filter(|v| v.len() > 1) {
@@ -177,7 +207,7 @@ pub fn campaign(kind: TaskKind, args: &[String]) -> anyhow::Result<(Vec<Vec<Stri
     let list = expand::product(args, &axes).map_err(UsageError)?;
     let n = list.len();
     for (i, args) in list.iter().enumerate().filter(|_| n > 1) {
-        validate_task(kind, args).map_err(|e| {
+        validate_task(kind, args, None).map_err(|e| {
             UsageError(format!(
                 "task {} of {n} ({} {}): {e:#}",
                 i + 1,

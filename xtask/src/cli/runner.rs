@@ -42,9 +42,9 @@ pub struct RunnerCmd {
     /// state, the heartbeat.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<String>,
-    /// Where bench tasks run their servers and load: the runner's hosts file and
-    /// placement, the same for every task (a task may not name hosts). Compare and flame
-    /// graph tasks run on this machine.
+    /// Where tasks run their servers and load: the runner's hosts file and placement. A
+    /// task may ask for a count of hosts (`--server-hosts 2`), taken from these (the
+    /// first of the runner's lists, or any of its file's); never for names.
     #[command(flatten)]
     pub hosts: super::HostsArgs,
 }
@@ -78,10 +78,7 @@ impl RunnerCmd {
             metrics_addr: self.metrics_addr,
         };
         let prepare = |task: &crate::queue::Task| -> anyhow::Result<Prepared> {
-            let mut parsed = validate_task(task.kind, &task.args)?;
-            if let super::TaskCmd::Bench(cmd) = &mut parsed {
-                cmd.hosts = hosts.clone();
-            }
+            let parsed = validate_task(task.kind, &task.args, Some(&hosts))?;
             Ok(Box::new(move |dir, stop, sinks| {
                 parsed.run_in(dir, stop, sinks)
             }))

@@ -54,10 +54,10 @@ impl StartCmd {
             )
             .into());
         }
-        if !choice.is_local() && (self.valkey.tls || self.server_cpus.is_some()) {
+        if !choice.is_local() && self.server_cpus.is_some() {
             return Err(crate::error::UsageError(
-                "--tls or --server-cpus with --server-hosts: not on other hosts (pin there with \
-                 `server_cpus` in the hosts file)"
+                "--server-cpus with --server-hosts: those are this machine's CPUs (pin there \
+                 with `server_cpus` in the hosts file)"
                     .into(),
             )
             .into());
@@ -81,7 +81,10 @@ impl StartCmd {
         // The hosts first: a refused host key stops before a build.
         let hosts = choice.connect(shutdown)?;
         let binaries = self.valkey.binaries(shutdown)?;
-        let material = instances::tls_material(self.topology.tls(self.valkey.tls))?;
+        let material = instances::tls_material(
+            self.topology.tls(self.valkey.tls),
+            &hosts.servers.addresses(),
+        )?;
         let options = instances::Options {
             base_port: self.base_port,
             config,

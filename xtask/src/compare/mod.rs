@@ -393,6 +393,25 @@ impl Request {
             servers: &servers,
             tls: self.selection.tls,
         });
+        // Counting runs servers under valgrind and perf here: the same binaries, and an
+        // instruction count does not depend on the host or the network.
+        let here = Deploy {
+            topology: topology.as_ref(),
+            hosts: host::local_hosts(),
+        };
+        let count_ctxs = [Side::Baseline, Side::Candidate].map(|side| CaseContext {
+            hosts: host::local_hosts(),
+            engine: &NativeEngine,
+            servers: &here,
+            ..ctxs[side.index()]
+        });
+        if !hosts.servers.all_local() && mode != Mode::Time {
+            findings.push(format!(
+                "the exact counts were made on this machine ({}), the timed trials on {}",
+                host.hostname,
+                hosts.describe()
+            ));
+        }
         let schedule = |metrics, confirm| Schedule {
             names: &names,
             metrics,
@@ -412,7 +431,7 @@ impl Request {
                 let results = instructions::compare_cases(
                     &cases,
                     &sides,
-                    &ctxs,
+                    &count_ctxs,
                     threshold,
                     instructions::Counting {
                         seed: seed.as_ref(),
@@ -433,6 +452,7 @@ impl Request {
                 let (cases, stopped, found) = screen::compare_cases(
                     self.perf_cases()?,
                     &sides,
+                    &count_ctxs,
                     &ctxs,
                     seed.as_ref(),
                     syscalls,

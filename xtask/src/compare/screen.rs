@@ -41,12 +41,14 @@ pub struct Budget {
     pub slice_seconds: f64,
 }
 
-/// Screens, times, merges; returns the cases, why the trials stopped, and the findings
+/// Screens (counting on `count_ctxs`' servers: this machine's), times (on `ctxs`':
+/// the run's hosts), merges; returns the cases, why the trials stopped, and the findings
 /// across cases.
 #[allow(clippy::too_many_arguments)]
 pub fn compare_cases(
     cases: Vec<PerfCase>,
     sides: &Sides,
+    count_ctxs: &[CaseContext<'_>; 2],
     ctxs: &[CaseContext<'_>; 2],
     seed: Option<&SeedFile>,
     syscalls: bool,
@@ -65,7 +67,7 @@ pub fn compare_cases(
         runs,
         syscalls,
     };
-    let mut counted = instructions::count_sides(&cases, ctxs, counting, emit)?;
+    let mut counted = instructions::count_sides(&cases, count_ctxs, counting, emit)?;
     let mut screened = instructions::results(&counted, budget.instructions_threshold);
     // A count that moved by as little as processes of one build can differ is counted
     // again on two more fresh servers per side: a case whose count varies between
@@ -109,7 +111,7 @@ pub fn compare_cases(
         let again: Vec<PerfCase> = moved_first.iter().map(|&i| cases[i].clone()).collect();
         let recount = instructions::count_sides(
             &again,
-            ctxs,
+            count_ctxs,
             instructions::Counting {
                 runs: RECOUNTS,
                 ..counting

@@ -57,6 +57,9 @@ pub enum Request {
         cluster: bool,
         ready_timeout_ms: u64,
         config: BTreeMap<String, String>,
+        /// TLS only, with this material (written into a directory of its own here).
+        #[serde(default)]
+        tls: Option<crate::tls::ServerPem>,
     },
     /// Whether server `id` still runs.
     Running { id: u64 },
@@ -108,13 +111,16 @@ pub struct LoadShare {
     pub share: bench_core::loadgen::Share,
     /// When to start, in this host's clock: ns since the Unix epoch.
     pub start_at_unix_ns: u64,
+    /// The servers speak TLS only: trust and identity.
+    #[serde(default)]
+    pub tls: Option<crate::tls::ClientPem>,
 }
 
 impl LoadShare {
-    /// The generator's options for it.
-    pub fn options(&self) -> bench_core::loadgen::RunOptions {
+    /// The generator's options for it (unusable TLS material is an error).
+    pub fn options(&self) -> anyhow::Result<bench_core::loadgen::RunOptions> {
         use bench_core::loadgen::{ClusterOptions, RunOptions, Stop};
-        RunOptions {
+        Ok(RunOptions {
             connections: self.connections,
             pipeline: self.pipeline,
             threads: self.threads,
@@ -133,10 +139,10 @@ impl LoadShare {
                     nodes,
                 }),
             cpus: self.cpus.clone(),
-            tls: None,
+            tls: self.tls.as_ref().map(|pem| pem.client()).transpose()?,
             share: Some(self.share),
             start_at: Some(std::time::UNIX_EPOCH + Duration::from_nanos(self.start_at_unix_ns)),
-        }
+        })
     }
 }
 
@@ -384,6 +390,7 @@ impl Agent {
                 cluster,
                 ready_timeout_ms,
                 config,
+                tls,
             } => {
                 if !valid_key(&key) {
                     bail!("build key {key:?}: expected hex digits");
@@ -398,9 +405,19 @@ impl Agent {
                 if !server.is_file() {
                     bail!("no build {key} here ({} is missing)", server.display());
                 }
+                let tls = match tls {
+                    None => None,
+                    Some(pem) => {
+                        let dir = instances::scratch_dir_in(&scratch(&self.work_dir), "tls")?;
+                        Some(std::sync::Arc::new(crate::tls::Material::from_pem(
+                            &pem, dir,
+                        )?))
+                    }
+                };
                 let options = instances::Options {
                     base_port,
                     config,
+                    tls,
                     ready_timeout: Duration::from_millis(ready_timeout_ms.min(600_000)),
                     scratch: scratch(&self.work_dir),
                     cluster,
@@ -451,7 +468,7 @@ impl Agent {
                     bail!("a load is running here already");
                 }
                 let stop = Shutdown::new();
-                let (options, given) = (share.options(), stop.clone());
+                let (options, given) = (share.options()?, stop.clone());
                 let handle = thread::Builder::new()
                     .name("agent-load".into())
                     .spawn(move || {

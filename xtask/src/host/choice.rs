@@ -3,9 +3,10 @@
 //! connected once for the run ([`HostsChoice::connect`]): one connection and one agent per
 //! host, whatever roles it plays.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bench_core::placement::SuiteHosts;
 use bench_core::shutdown::Shutdown;
 
 use super::clients::{ClientHost, ClientHosts};
@@ -72,14 +73,64 @@ impl HostsChoice {
         self
     }
 
+    /// A suite file's `[hosts]` under the flags: each flag given replaces its field. The
+    /// hosts file is named relative to the suite file's directory, and stays inside it.
+    pub fn with_suite(
+        mut self,
+        suite: &SuiteHosts,
+        suite_file: &Path,
+    ) -> Result<HostsChoice, UsageError> {
+        if self.file.is_none()
+            && let Some(file) = &suite.file
+        {
+            let relative = Path::new(file);
+            let inside = !file.is_empty()
+                && relative
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !inside {
+                return Err(UsageError(format!(
+                    "{}: [hosts] file {file:?}: give a path inside the suite file's directory \
+                     (relative, no `..`), or use --hosts FILE",
+                    suite_file.display()
+                )));
+            }
+            let dir = suite_file.parent().unwrap_or(Path::new(""));
+            self.file = Some(dir.join(relative));
+        }
+        let names = |list: &[String], field: &str| -> Result<Option<String>, UsageError> {
+            if list.iter().any(|n| n.is_empty() || n.contains(',')) {
+                return Err(UsageError(format!(
+                    "{}: [hosts] {field} {list:?}: give each host's name from the hosts file",
+                    suite_file.display()
+                )));
+            }
+            Ok((!list.is_empty()).then(|| list.join(",")))
+        };
+        if self.server_hosts.is_none() {
+            self.server_hosts = names(&suite.servers, "servers")?;
+        }
+        if self.client_hosts.is_none() {
+            self.client_hosts = names(&suite.clients, "clients")?;
+        }
+        if self.client_hosts.is_some() && self.server_hosts.is_none() {
+            return Err(UsageError(format!(
+                "{}: [hosts] clients without servers: the load runs on other hosts only with \
+                 the servers on hosts too; add `servers`",
+                suite_file.display()
+            )));
+        }
+        Ok(self)
+    }
+
     /// Reads the file and picks the hosts, connecting to nothing.
     pub fn check(&self) -> Result<Checked, UsageError> {
         let file = match &self.file {
             Some(path) => Some(HostsFile::read(path)?),
             None => None,
         };
-        let pick = |names: &str, flag: &str, role: Role| match &file {
-            Some(file) => file.pick(names, flag, role),
+        let pick = |names: &str, flag: &str, role: Role, taken: &[HostSpec]| match &file {
+            Some(file) => file.pick(names, flag, role, taken),
             None if names.split(',').all(|n| n.trim() == LOCAL) => Ok(vec![None]),
             None => Err(UsageError(format!(
                 "{flag} {names}: no hosts file; name one with --hosts FILE or {HOSTS_ENV} \
@@ -87,11 +138,13 @@ impl HostsChoice {
             ))),
         };
         let servers = match &self.server_hosts {
-            Some(names) => pick(names, "--server-hosts", Role::Server)?,
+            Some(names) => pick(names, "--server-hosts", Role::Server, &[])?,
             None => vec![None],
         };
+        // A count of client hosts never takes a server's host.
+        let taken: Vec<HostSpec> = servers.iter().flatten().cloned().collect();
         let clients = match &self.client_hosts {
-            Some(names) => Some(pick(names, "--client-hosts", Role::Client)?),
+            Some(names) => Some(pick(names, "--client-hosts", Role::Client, &taken)?),
             None => None,
         };
         if let Some(clients) = &clients
@@ -167,5 +220,70 @@ impl HostsChoice {
             clients,
             _remotes: opened,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suite(file: Option<&str>, servers: &[&str], clients: &[&str]) -> SuiteHosts {
+        SuiteHosts {
+            file: file.map(String::from),
+            servers: servers.iter().map(|s| s.to_string()).collect(),
+            clients: clients.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_suite_files_hosts_fill_what_the_flags_left_out() {
+        let at = Path::new("/lab/suites/perf.toml");
+        let chosen = HostsChoice::default()
+            .with_suite(&suite(Some("net/hosts.toml"), &["a", "b"], &["c"]), at)
+            .unwrap();
+        assert_eq!(
+            chosen.file,
+            Some(PathBuf::from("/lab/suites/net/hosts.toml"))
+        );
+        assert_eq!(chosen.server_hosts.as_deref(), Some("a,b"));
+        assert_eq!(chosen.client_hosts.as_deref(), Some("c"));
+        // Each flag replaces its field.
+        let flags = HostsChoice {
+            file: Some("/etc/mine.toml".into()),
+            server_hosts: Some("z".into()),
+            client_hosts: None,
+        };
+        let chosen = flags
+            .with_suite(&suite(Some("hosts.toml"), &["a"], &["c"]), at)
+            .unwrap();
+        assert_eq!(chosen.file, Some(PathBuf::from("/etc/mine.toml")));
+        assert_eq!(chosen.server_hosts.as_deref(), Some("z"));
+        assert_eq!(chosen.client_hosts.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_suite_files_hosts_stay_inside_its_directory_and_name_hosts() {
+        let at = Path::new("/lab/perf.toml");
+        for (bad, why) in [
+            (
+                suite(Some("../hosts.toml"), &[], &[]),
+                "inside the suite file's directory",
+            ),
+            (
+                suite(Some("/etc/hosts.toml"), &[], &[]),
+                "inside the suite file's directory",
+            ),
+            (
+                suite(Some(""), &[], &[]),
+                "inside the suite file's directory",
+            ),
+            (suite(None, &["a,b"], &[]), "[hosts] servers"),
+            (suite(None, &[""], &[]), "[hosts] servers"),
+            (suite(None, &[], &["c"]), "clients without servers"),
+        ] {
+            let err = HostsChoice::default().with_suite(&bad, at).unwrap_err();
+            assert!(err.0.contains(why), "{bad:?}: {err}");
+            assert!(err.0.contains("/lab/perf.toml"), "{err}");
+        }
     }
 }

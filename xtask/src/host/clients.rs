@@ -143,6 +143,12 @@ impl Engine for ClientHosts {
         }
         let offsets = self.clock_offsets()?;
         let whole = options(target, load);
+        let tls = target
+            .tls
+            .as_ref()
+            .map(crate::tls::ClientPem::of)
+            .transpose()
+            .map_err(|e| failed(format!("the TLS material for the client hosts: {e:#}")))?;
         let start = SystemTime::now() + START_AHEAD;
         let start_ns = start
             .duration_since(std::time::UNIX_EPOCH)
@@ -163,7 +169,7 @@ impl Engine for ClientHosts {
                     let connections = connections as u32;
                     let threads = load.threads.clamp(1, connections);
                     let offset_ns = (offsets[i] * 1e3) as i64;
-                    let whole = &whole;
+                    let (whole, tls) = (&whole, &tls);
                     scope.spawn(move || match host {
                         ClientHost::Local => {
                             let options = bench_core::loadgen::RunOptions {
@@ -201,6 +207,7 @@ impl Engine for ClientHosts {
                                 cpus: cpus.clone(),
                                 share,
                                 start_at_unix_ns: start_ns.saturating_add_signed(offset_ns),
+                                tls: tls.clone(),
                             };
                             remote_share(link, name, share, shutdown)
                         }

@@ -138,7 +138,8 @@ impl HostsFile {
             let at = format!("host {} ({:?})", i + 1, h.name);
             if !valid_name(&h.name) {
                 return Err(format!(
-                    "host {}: name {:?}: use letters, digits, '-' and '_' (up to 32), not {LOCAL:?}",
+                    "host {}: name {:?}: use letters, digits, '-' and '_' (up to 32), not {LOCAL:?} \
+                     and not a number alone (a number asks for a count of hosts)",
                     i + 1,
                     h.name
                 ));
@@ -232,13 +233,44 @@ impl HostsFile {
     }
 
     /// The hosts `names` (a `--server-hosts` value, `flag` names it) names, each able to
-    /// take `role`; `local` is this machine (`None`).
+    /// take `role`; `local` is this machine (`None`). A number `N` instead of names asks
+    /// for any N hosts: the first N in the file that may take `role`, are not disabled and
+    /// are not in `taken` (the servers' hosts, when picking clients).
     pub fn pick(
         &self,
         names: &str,
         flag: &str,
         role: Role,
+        taken: &[HostSpec],
     ) -> Result<Vec<Option<HostSpec>>, UsageError> {
+        if let Some(count) = parse_count(names) {
+            let count = count.map_err(|why| UsageError(format!("{flag} {names}: {why}")))?;
+            let able: Vec<&HostSpec> = self
+                .hosts
+                .iter()
+                .filter(|h| !h.disabled && h.able(role) && !taken.contains(h))
+                .collect();
+            if able.len() < count {
+                let listed: Vec<&str> = able.iter().map(|h| h.name.as_str()).collect();
+                return Err(UsageError(format!(
+                    "{flag} {count}: the hosts file has {} host(s) with the role {:?}{} ({}); \
+                     ask for fewer, or add hosts",
+                    able.len(),
+                    role.name(),
+                    if taken.is_empty() {
+                        ""
+                    } else {
+                        " besides the servers' hosts"
+                    },
+                    if listed.is_empty() {
+                        "none".to_string()
+                    } else {
+                        listed.join(", ")
+                    }
+                )));
+            }
+            return Ok(able.into_iter().take(count).cloned().map(Some).collect());
+        }
         let mut picked = Vec::new();
         let mut seen = Vec::new();
         for name in names.split(',').map(str::trim) {
@@ -268,11 +300,7 @@ impl HostsFile {
                     "{flag}: host {name:?} is disabled in the hosts file"
                 )));
             }
-            let able = match role {
-                Role::Server => host.server,
-                Role::Client => host.client,
-            };
-            if !able {
+            if !host.able(role) {
                 return Err(UsageError(format!(
                     "{flag}: host {name:?} does not have the role {:?} in the hosts file",
                     role.name()
@@ -288,6 +316,16 @@ impl HostsFile {
             )));
         }
         Ok(picked)
+    }
+}
+
+impl HostSpec {
+    /// Whether its roles include `role`.
+    pub fn able(&self, role: Role) -> bool {
+        match role {
+            Role::Server => self.server,
+            Role::Client => self.client,
+        }
     }
 }
 
@@ -307,10 +345,24 @@ impl Role {
     }
 }
 
+/// `Some` when `names` is a number (a count of hosts): `Ok(n)` for 1 to 64.
+fn parse_count(names: &str) -> Option<Result<usize, String>> {
+    let text = names.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match text.parse::<usize>() {
+        Ok(n @ 1..=64) => Ok(n),
+        _ => Err("give a count of hosts from 1 to 64, or their names".into()),
+    })
+}
+
+/// A name is not a number: a number asks for a count of hosts.
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 32
         && name != LOCAL
+        && !name.bytes().all(|b| b.is_ascii_digit())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
@@ -430,6 +482,10 @@ mod tests {
             ),
             (host("") + &host(""), "used twice"),
             (
+                "[[host]]\nname = \"2\"\naddress = \"198.18.0.2\"\n".into(),
+                "not a number alone",
+            ),
+            (
                 "[[host]]\nname = \"a\"\naddress = \"0.0.0.0\"\n".into(),
                 "own address",
             ),
@@ -448,9 +504,13 @@ mod tests {
              [[host]]\nname = \"c\"\naddress = \"198.18.0.4\"\n",
         )
         .unwrap();
-        let picked = file.pick("c", "--server-hosts", Role::Server).unwrap();
+        let picked = file.pick("c", "--server-hosts", Role::Server, &[]).unwrap();
         assert_eq!(picked[0].as_ref().unwrap().name, "c");
-        assert!(file.pick("local", "--server-hosts", Role::Server).unwrap()[0].is_none());
+        assert!(
+            file.pick("local", "--server-hosts", Role::Server, &[])
+                .unwrap()[0]
+                .is_none()
+        );
         for (names, why) in [
             ("a", "does not have the role \"server\""),
             ("b", "disabled"),
@@ -459,9 +519,51 @@ mod tests {
             ("c,local", "`local` and other hosts together"),
         ] {
             let err = file
-                .pick(names, "--server-hosts", Role::Server)
+                .pick(names, "--server-hosts", Role::Server, &[])
                 .unwrap_err();
             assert!(err.0.contains(why), "{names}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_count_picks_the_first_able_hosts_and_clients_never_take_a_server_host() {
+        let file = parse(
+            "[[host]]\nname = \"a\"\naddress = \"198.18.0.2\"\n\
+             [[host]]\nname = \"b\"\naddress = \"198.18.0.3\"\ndisabled = true\n\
+             [[host]]\nname = \"c\"\naddress = \"198.18.0.4\"\nroles = [\"client\"]\n\
+             [[host]]\nname = \"d\"\naddress = \"198.18.0.5\"\n",
+        )
+        .unwrap();
+        let names = |picked: Vec<Option<HostSpec>>| -> Vec<String> {
+            picked.into_iter().map(|h| h.unwrap().name).collect()
+        };
+        let servers = file.pick("2", "--server-hosts", Role::Server, &[]).unwrap();
+        assert_eq!(names(servers.clone()), ["a", "d"]);
+        let taken: Vec<HostSpec> = servers.into_iter().flatten().collect();
+        let clients = file
+            .pick("1", "--client-hosts", Role::Client, &taken)
+            .unwrap();
+        assert_eq!(names(clients), ["c"]);
+        let err = file
+            .pick("2", "--client-hosts", Role::Client, &taken)
+            .unwrap_err();
+        assert!(
+            err.0
+                .contains("1 host(s) with the role \"client\" besides the servers' hosts (c)"),
+            "{err}"
+        );
+        let err = file
+            .pick("3", "--server-hosts", Role::Server, &[])
+            .unwrap_err();
+        assert!(
+            err.0.contains("2 host(s) with the role \"server\" (a, d)"),
+            "{err}"
+        );
+        for bad in ["0", "65", "99999999999999999999999"] {
+            let err = file
+                .pick(bad, "--server-hosts", Role::Server, &[])
+                .unwrap_err();
+            assert!(err.0.contains("from 1 to 64"), "{bad}: {err}");
         }
     }
 }

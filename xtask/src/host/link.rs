@@ -191,6 +191,7 @@ impl AgentLink {
                 cluster: options.cluster,
                 ready_timeout_ms: options.ready_timeout.as_millis() as u64,
                 config: options.config.clone(),
+                tls: options.tls.as_ref().map(|m| m.server_pem()).transpose()?,
             },
             options.ready_timeout * count as u32,
         )?;
@@ -206,7 +207,7 @@ impl AgentLink {
         Ok(started
             .into_iter()
             .map(|s| {
-                Instance::remote(
+                let mut instance = Instance::remote(
                     SocketAddr::new(options.bind, s.port),
                     Box::new(RemoteServer {
                         link: self.clone(),
@@ -214,7 +215,9 @@ impl AgentLink {
                         pid: s.pid,
                         dir: s.dir,
                     }),
-                )
+                );
+                instance.tls = options.tls.as_ref().map(|m| m.client().clone());
+                instance
             })
             .collect())
     }

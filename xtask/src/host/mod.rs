@@ -90,6 +90,11 @@ impl ServerHosts {
         self.hosts.iter().map(|h| h.as_ref())
     }
 
+    /// The addresses servers listen on, one per host (TLS certificates name them).
+    pub fn addresses(&self) -> Vec<IpAddr> {
+        self.hosts.iter().map(|h| h.address()).collect()
+    }
+
     /// Whether every server runs on this machine.
     pub fn all_local(&self) -> bool {
         self.hosts.iter().all(|h| h.is_local())

@@ -316,13 +316,6 @@ impl Host for Remote {
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Vec<Instance>> {
-        if options.tls.is_some() {
-            return Err(UsageError(format!(
-                "--tls with servers on host {:?}: TLS on remote hosts is not supported yet",
-                self.ssh.name()
-            ))
-            .into());
-        }
         if !options.wrapper.is_empty() || options.fixed_urandom.is_some() {
             bail!(
                 "valgrind or a counter around servers on host {:?}: only servers on this machine \

@@ -63,11 +63,13 @@ pub struct Options {
     pub bind: IpAddr,
 }
 
-/// TLS material for a deployment that asks for it (`mode`), in a scratch directory.
+/// TLS material for a deployment that asks for it (`mode`), in a scratch directory; its
+/// server certificate names `addresses` too (the hosts its servers listen on).
 pub fn tls_material(
     mode: Option<bench_core::transport::TlsMode>,
+    addresses: &[IpAddr],
 ) -> anyhow::Result<Option<Arc<crate::tls::Material>>> {
-    mode.map(|m| crate::tls::Material::generate(m, scratch_dir("tls")?).map(Arc::new))
+    mode.map(|m| crate::tls::Material::generate(m, scratch_dir("tls")?, addresses).map(Arc::new))
         .transpose()
 }
 

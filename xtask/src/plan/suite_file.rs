@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bench_core::mem::{self, MemCase};
 use bench_core::perf::{self, EngineKind, Matrix, PerfSpec};
-use bench_core::placement::Placement;
+use bench_core::placement::{Placement, SuiteHosts};
 use bench_core::sync::{self, SyncCase};
 use bench_core::topology::TopologySpec;
 use bench_core::transport::TlsMode;
+use serde::Deserialize;
 
 use crate::error::UsageError;
 use crate::suites::SuiteKind;
@@ -166,6 +167,25 @@ impl SuiteChoice {
             .into()),
             _ => Ok(from_file),
         }
+    }
+
+    /// The suite file's `[hosts]` table, if it has one, with the file's path (its `file`
+    /// is relative to the suite file's directory). The table's shape was checked by the
+    /// suite's own parser; this reads it for the hosts choice.
+    pub fn hosts(&self) -> anyhow::Result<Option<(SuiteHosts, PathBuf)>> {
+        let Some(path) = &self.file else {
+            return Ok(None);
+        };
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("reading suite file {}", path.display()))?;
+        let table = toml::from_str::<toml::Table>(&text)
+            .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+        let Some(hosts) = table.get("hosts") else {
+            return Ok(None);
+        };
+        let hosts = SuiteHosts::deserialize(hosts.clone())
+            .map_err(|e| UsageError(format!("{}: [hosts]: {e}", path.display())))?;
+        Ok(Some((hosts, path.clone())))
     }
 
     /// The given suite file's text or the built-in one's, and how errors name it.

@@ -283,7 +283,7 @@ pub struct Task {
 
 /// Flags a task may not carry: where results go (the runner decides), paths on the
 /// machine that queued it, and compiler flags.
-const REFUSED_FLAGS: [(&str, &str); 10] = [
+const REFUSED_FLAGS: [(&str, &str); 8] = [
     (
         "--out",
         "the runner writes each task's results under its results directory",
@@ -316,15 +316,10 @@ const REFUSED_FLAGS: [(&str, &str); 10] = [
         "--hosts",
         "a hosts file names addresses, users and keys: the runner's own, never a task's",
     ),
-    (
-        "--client-hosts",
-        "which hosts run a task's load is the runner's choice (tasks run it on the runner's machine)",
-    ),
-    (
-        "--server-hosts",
-        "which hosts a task's servers use is the runner's choice (tasks run their servers on the runner's machine)",
-    ),
 ];
+
+/// Flags a task gives a count with, never names: which hosts is the runner's choice.
+const COUNT_FLAGS: [&str; 2] = ["--server-hosts", "--client-hosts"];
 
 /// The largest task document read (a runner reads no more of a file than this).
 pub const MAX_TASK_BYTES: usize = 1 << 20;
@@ -459,6 +454,22 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
             return Err(format!("args: {flag} is not taken in a task: {why}"));
         }
     }
+    for (i, arg) in args.iter().enumerate() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value)),
+            None => (arg.as_str(), None),
+        };
+        if !COUNT_FLAGS.contains(&name) {
+            continue;
+        }
+        let value = inline.or(args.get(i + 1).map(String::as_str)).unwrap_or("");
+        if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "args: {name} {value}: a task asks for a count of hosts (e.g. {name} 2), never \
+                 names: which hosts is its runner's choice (runner --hosts FILE)"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -522,5 +533,26 @@ mod tests {
         assert!(check_args(&["--quick".into(), "--topology".into(), "cluster:3x0".into()]).is_ok());
         assert!(check_args(&["a\0b".into()]).is_err());
         assert!(check_args(&vec!["--quick".into(); MAX_ARGS + 1]).is_err());
+    }
+
+    #[test]
+    fn a_task_asks_for_counts_of_hosts_never_names() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for ok in [
+            &["--server-hosts", "2"][..],
+            &["--server-hosts=1", "--client-hosts", "2"],
+        ] {
+            assert!(check_args(&args(ok)).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            &["--server-hosts", "h1"][..],
+            &["--client-hosts=h1,h2"],
+            &["--server-hosts"],
+            &["--server-hosts", "1,2"],
+            &["--server-hosts", "-1"],
+        ] {
+            let err = check_args(&args(bad)).unwrap_err();
+            assert!(err.contains("never names"), "{bad:?}: {err}");
+        }
     }
 }
