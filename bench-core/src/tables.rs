@@ -369,6 +369,71 @@ pub fn nodes_table(nodes: &[crate::loadgen::stats::NodeReport]) -> String {
 }
 
 /// A Markdown table with the first column left-aligned and the rest right-aligned.
+/// Each client host's part of a run driven from several: its connections, throughput,
+/// latency, generator cost and lateness; then the host that was nearest its limit when
+/// one was (its generator threads busy over `report_page::CLIENT_BUSY`).
+pub fn client_hosts_table(hosts: &[crate::loadgen::merge::ClientHostReport]) -> String {
+    let open_loop = hosts.iter().any(|h| h.offered_rate.is_some());
+    let mut header = vec![
+        "client host",
+        "connections",
+        "ops/s",
+        "p50 µs",
+        "p99 µs",
+        "CPU µs/req",
+        "busy %",
+        "late start ms",
+        "clock offset µs",
+    ];
+    if open_loop {
+        header.extend(["offered/s", "late sends"]);
+    }
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let mut row = vec![
+                h.name.clone(),
+                h.connections.to_string(),
+                group_thousands(h.ops_per_sec),
+                h.latency.p50_us.to_string(),
+                h.latency.p99_us.to_string(),
+                format!("{:.2}", h.client_cpu_us_per_request),
+                format!("{:.0}", 100.0 * h.client_busy),
+                format!("{:.1}", h.late_start_us as f64 / 1e3),
+                format!("{:.0}", h.clock_offset_us),
+            ];
+            if open_loop {
+                row.push(h.offered_rate.map_or("-".into(), group_thousands));
+                row.push(h.late_sends.to_string());
+            }
+            row
+        })
+        .collect();
+    let mut out = aligned(&header, &rows);
+    let busiest = hosts
+        .iter()
+        .max_by(|a, b| a.client_busy.total_cmp(&b.client_busy));
+    match busiest {
+        Some(h) if h.client_busy >= crate::report_page::CLIENT_BUSY => {
+            let _ = writeln!(
+                out,
+                "\nclient host {} used {:.0}% of its generator threads: it may be the limit, not \
+                 the server (add threads or another client host)",
+                h.name,
+                100.0 * h.client_busy
+            );
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "\nmerged: every percentile above is of all the hosts' requests; no client host \
+                 was near its limit"
+            );
+        }
+    }
+    out
+}
+
 pub(crate) fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
@@ -424,6 +489,38 @@ pub(crate) fn group_thousands(value: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn client_hosts_are_listed_and_the_busiest_named_when_near_its_limit() {
+        use crate::loadgen::merge::ClientHostReport;
+        let host = |name: &str, busy: f64, offered: Option<f64>| ClientHostReport {
+            name: name.into(),
+            connections: 25,
+            threads: 1,
+            requests: 500_000,
+            ops_per_sec: 100_000.0,
+            latency: Default::default(),
+            client_cpu_us_per_request: 1.5,
+            client_busy: busy,
+            offered_rate: offered,
+            late_sends: 7,
+            send_lag_p99_us: 0,
+            late_start_us: 2_500,
+            clock_offset_us: -3.0,
+            histogram: String::new(),
+        };
+        let table = client_hosts_table(&[host("c1", 0.4, None), host("c2", 0.93, None)]);
+        assert!(table.contains("c1") && table.contains("100,000"), "{table}");
+        assert!(table.contains("2.5"), "late start in ms: {table}");
+        assert!(!table.contains("offered/s"), "closed loop: {table}");
+        assert!(table.contains("client host c2 used 93%"), "{table}");
+        let calm = client_hosts_table(&[host("c1", 0.2, Some(5e4)), host("c2", 0.3, Some(5e4))]);
+        assert!(
+            calm.contains("offered/s") && calm.contains("50,000"),
+            "{calm}"
+        );
+        assert!(calm.contains("no client host was near its limit"), "{calm}");
+    }
+
     use super::*;
     use crate::result::tests::sample;
 

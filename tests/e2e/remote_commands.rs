@@ -1,7 +1,8 @@
 //! The other commands on hosts of a test network (`testnet.rs`): two client hosts whose
 //! merged histogram is the sum of theirs, a runner with a hosts file (and tasks that may
-//! not name hosts), `start` over two hosts, `compare` with its servers on one host and its
-//! load on another (its counts made here), a flame graph of a server on a host.
+//! not name hosts), `start` over two hosts and `loadgen` from two client hosts against it,
+//! `compare` with its servers on one host and its load on another (its counts made here),
+//! a flame graph of a server on a host, TLS across hosts.
 
 use std::fs;
 use std::time::Duration;
@@ -169,7 +170,7 @@ fn a_runner_with_a_hosts_file_runs_its_tasks_there_and_a_task_asks_for_counts_no
 }
 
 #[test]
-fn start_puts_a_replica_on_another_host_and_compare_times_both_sides_there() {
+fn start_puts_a_replica_on_another_host_loadgen_drives_it_from_two_and_compare_runs_there() {
     let _machine = heavy();
     let net = TestNet::new(2);
     let tmp = tempfile::tempdir().unwrap();
@@ -200,6 +201,64 @@ fn start_puts_a_replica_on_another_host_and_compare_times_both_sides_there() {
         format!("{}:{}", net.hosts[0].addr, nodes[0]["port"])
     );
     assert_eq!(net.servers().len(), 2);
+    // loadgen drives the primary from h2 and from here at once: one open-loop schedule
+    // partitioned between them, their measurements merged.
+    let primary = nodes[0]["addr"].as_str().unwrap().to_string();
+    let (ip, port) = primary.rsplit_once(':').unwrap();
+    let loadgen = |host: &str, clients: &str| {
+        run(
+            &[
+                "loadgen",
+                "--host",
+                host,
+                "--port",
+                port,
+                "--command",
+                "GET",
+                "--keyspace",
+                "100",
+                "--clients",
+                "10",
+                "--rate",
+                "2000",
+                "--duration",
+                "2",
+                "--warmup",
+                "0.2",
+                "--hosts",
+                hosts,
+                "--client-hosts",
+                clients,
+                "--json",
+            ],
+            None,
+        )
+    };
+    // The loopback is each host's own: refused with other hosts, nothing started.
+    let refused = loadgen("127.0.0.1", "h2,local");
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("its own loopback"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = loadgen(ip, "h2,local");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let parts = report["client_hosts"].as_array().unwrap();
+    let names: Vec<&str> = parts.iter().map(|h| h["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["h2", "local"], "{report}");
+    let sent: u64 = parts.iter().map(|h| h["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sent, report["requests"].as_u64().unwrap(), "{report}");
+    for h in parts {
+        // Each host's half of the one schedule, not a copy of it.
+        assert_eq!(h["offered_rate"].as_f64(), Some(1000.0), "{h}");
+        assert_eq!(h["connections"], 5, "{h}");
+    }
+    // 2000/s for 2 s: the aggregate is the requested rate (a send's slot is in the
+    // window or not: a few either way).
+    assert!((3900..=4100).contains(&sent), "{sent} requests: {report}");
+    assert_eq!(report["all"]["errors"], 0, "{report}");
     // SIGTERM: an interruption, which `start` answers by stopping its servers (exit 0, as
     // on this machine).
     let status = started.stop(Duration::from_secs(30));

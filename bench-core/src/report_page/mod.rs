@@ -17,7 +17,7 @@ mod context;
 mod page;
 mod sections;
 
-pub use context::weak_run;
+pub use context::{CLIENT_BUSY, weak_run};
 use page::*;
 pub use page::{escape_html, html_structure};
 use sections::*;

@@ -246,6 +246,7 @@ impl HostsArgs {
             file: self.hosts.clone(),
             server_hosts: self.server_hosts.clone(),
             client_hosts: self.client_hosts.clone(),
+            load_only: false,
         };
         if let Some((hosts, path)) = suite {
             choice = choice.with_suite(hosts, path)?;

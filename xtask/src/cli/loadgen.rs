@@ -52,6 +52,14 @@ pub struct LoadgenCmd {
     pub tls_server_name: Option<String>,
     #[command(flatten)]
     pub load: WorkloadArgs,
+    /// The hosts file for --client-hosts (default $VALKEY_BENCH_HOSTS; docs/hosts.md).
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<PathBuf>,
+    /// Run the generator on these hosts of the hosts file (`local` is this machine), the
+    /// connections (and an open loop's schedule) divided among them, their measurements
+    /// merged into one: every percentile is of all their requests.
+    #[arg(long, value_name = "X[,Y,...]")]
+    pub client_hosts: Option<String>,
     /// Open loop at this many requests per second in total (default: closed loop).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -169,6 +177,15 @@ impl LoadgenCmd {
             share: None,
             start_at: None,
         };
+        let hosts = match &self.client_hosts {
+            None => None,
+            Some(names) => Some(crate::host::loadgen::connect(
+                self.hosts.clone(),
+                names,
+                addr,
+                shutdown,
+            )?),
+        };
         eprintln!(
             "{} → {addr}{}{}: {} connections, pipeline {}, {}",
             spec.name,
@@ -199,7 +216,7 @@ impl LoadgenCmd {
         if let Some(m) = &metrics {
             eprintln!("metrics at http://{}/metrics", m.addr);
         }
-        let report = loadgen::run(&[addr], &spec, &options, shutdown, |p| {
+        let mut second = |p: loadgen::Progress| {
             eprintln!(
                 "{:>5.1}s {:>10} ops/s {:>12} total",
                 p.elapsed.as_secs_f64(),
@@ -210,13 +227,22 @@ impl LoadgenCmd {
                 completed: p.completed,
                 ops_last_second: p.ops_last_second,
             });
-        })
-        .map_err(|e| match e {
-            loadgen::LoadgenError::Workload(_) | loadgen::LoadgenError::Options(_) => {
-                UsageError(e.to_string()).into()
+        };
+        let (report, hosts) = match hosts {
+            None => (
+                loadgen::run(&[addr], &spec, &options, shutdown, second).map_err(|e| match e {
+                    loadgen::LoadgenError::Workload(_) | loadgen::LoadgenError::Options(_) => {
+                        UsageError(e.to_string()).into()
+                    }
+                    other => anyhow::Error::from(other),
+                })?,
+                Vec::new(),
+            ),
+            Some(hosts) => {
+                let clients = hosts.clients.as_ref().expect("client hosts were chosen");
+                crate::host::loadgen::run(clients, addr, &spec, &options, shutdown, &mut second)?
             }
-            other => anyhow::Error::from(other),
-        })?;
+        };
         for c in &report.commands {
             sinks.emit(Event::Requests {
                 command: c.command.clone(),
@@ -229,7 +255,13 @@ impl LoadgenCmd {
         sinks.emit(Event::Errors {
             by_kind: report.errors.clone(),
         });
-        let json = serde_json::to_string(&report)?;
+        let json = if hosts.is_empty() {
+            serde_json::to_string(&report)?
+        } else {
+            let mut value = serde_json::to_value(&report)?;
+            value["client_hosts"] = serde_json::to_value(&hosts)?;
+            value.to_string()
+        };
         if let Some(out) = &self.out {
             if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -241,6 +273,9 @@ impl LoadgenCmd {
             println!("{json}");
         } else {
             print!("{}", tables::loadgen_table(&report));
+            if !hosts.is_empty() {
+                print!("\n{}", tables::client_hosts_table(&hosts));
+            }
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }

@@ -75,11 +75,14 @@ pub enum Request {
     /// offset between the clocks from it).
     Clock,
     /// Starts the load generator on this host, in the background; answers `null`.
-    Load(Box<LoadShare>),
+    Load(Box<super::share::LoadShare>),
     /// The load's report once it has finished (`null` while it runs).
     LoadResult,
     /// Stops the load (interrupted) and forgets it.
     LoadStop,
+    /// The load's last progress line ([`super::share::SeenProgress`]), `null` before the
+    /// first.
+    LoadProgress,
     /// Which perf event this host can sample: `{"event": ...}`, or `{"unusable": why}`.
     PerfEvent,
     /// Starts `perf record` on server `id` (one recording at a time).
@@ -90,60 +93,6 @@ pub enum Request {
     },
     /// Stops the recording and answers its folded stacks.
     PerfFinish { id: u64 },
-}
-
-/// One host's share of a run of the load generator.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LoadShare {
-    pub addrs: Vec<SocketAddr>,
-    pub workload: bench_core::workload::WorkloadSpec,
-    pub connections: u32,
-    pub pipeline: u32,
-    pub threads: u32,
-    pub rate: Option<f64>,
-    /// Stop after this many requests, or after `duration_ms`.
-    pub requests: Option<u64>,
-    pub duration_ms: Option<u64>,
-    pub warmup_ms: u64,
-    /// Cluster mode: where reads go, multi-key tagging, the deployment's nodes.
-    pub cluster: Option<(bench_core::topology::ReadFrom, bool, Vec<SocketAddr>)>,
-    pub cpus: Vec<usize>,
-    pub share: bench_core::loadgen::Share,
-    /// When to start, in this host's clock: ns since the Unix epoch.
-    pub start_at_unix_ns: u64,
-    /// The servers speak TLS only: trust and identity.
-    #[serde(default)]
-    pub tls: Option<crate::tls::ClientPem>,
-}
-
-impl LoadShare {
-    /// The generator's options for it (unusable TLS material is an error).
-    pub fn options(&self) -> anyhow::Result<bench_core::loadgen::RunOptions> {
-        use bench_core::loadgen::{ClusterOptions, RunOptions, Stop};
-        Ok(RunOptions {
-            connections: self.connections,
-            pipeline: self.pipeline,
-            threads: self.threads,
-            rate: self.rate,
-            stop: match (self.requests, self.duration_ms) {
-                (Some(n), _) => Stop::Requests(n),
-                (None, ms) => Stop::Duration(Duration::from_millis(ms.unwrap_or(0))),
-            },
-            warmup: Duration::from_millis(self.warmup_ms),
-            cluster: self
-                .cluster
-                .clone()
-                .map(|(read_from, tag_multi_key, nodes)| ClusterOptions {
-                    read_from,
-                    tag_multi_key,
-                    nodes,
-                }),
-            cpus: self.cpus.clone(),
-            tls: self.tls.as_ref().map(|pem| pem.client()).transpose()?,
-            share: Some(self.share),
-            start_at: Some(std::time::UNIX_EPOCH + Duration::from_nanos(self.start_at_unix_ns)),
-        })
-    }
 }
 
 /// Now, ns since the Unix epoch.
@@ -250,6 +199,7 @@ pub fn serve(work_dir: &Path, lease: Duration, shutdown: &Shutdown) -> anyhow::R
         shutdown: closed.clone(),
         load: None,
         perf: None,
+        progress: Default::default(),
     };
     let mut out = std::io::stdout().lock();
     loop {
@@ -364,6 +314,8 @@ struct Agent {
     )>,
     /// `perf record` on one of its servers, by the server's id.
     perf: Option<(u64, Recording)>,
+    /// The running load's last progress.
+    progress: std::sync::Arc<std::sync::Mutex<Option<super::share::SeenProgress>>>,
 }
 
 impl Drop for Agent {
@@ -469,6 +421,8 @@ impl Agent {
                 }
                 let stop = Shutdown::new();
                 let (options, given) = (share.options()?, stop.clone());
+                let seen = self.progress.clone();
+                *seen.lock().unwrap_or_else(|e| e.into_inner()) = None;
                 let handle = thread::Builder::new()
                     .name("agent-load".into())
                     .spawn(move || {
@@ -477,7 +431,7 @@ impl Agent {
                             &share.workload,
                             &options,
                             &given,
-                            |_| {},
+                            |p| *seen.lock().unwrap_or_else(|e| e.into_inner()) = Some(p.into()),
                         )
                         .map_err(|e| e.to_string())
                     })?;
@@ -517,6 +471,9 @@ impl Agent {
                 }
                 _ => bail!("no recording of server {id} here"),
             },
+            Request::LoadProgress => {
+                serde_json::to_value(*self.progress.lock().unwrap_or_else(|e| e.into_inner()))?
+            }
             Request::LoadStop => {
                 if let Some((handle, stop)) = self.load.take() {
                     stop.trigger();

@@ -25,6 +25,9 @@ pub struct HostsChoice {
     pub server_hosts: Option<String>,
     /// `--client-hosts`: where the load generator runs. Default: this machine, in process.
     pub client_hosts: Option<String>,
+    /// The load goes to a server that is not ours (`loadgen`): no servers are placed, so
+    /// client hosts need no server host.
+    pub load_only: bool,
 }
 
 /// A checked choice: the hosts file and the hosts it names (`None`: this machine).
@@ -150,6 +153,7 @@ impl HostsChoice {
         if let Some(clients) = &clients
             && clients.iter().any(Option::is_some)
             && servers.contains(&None)
+            && !self.load_only
         {
             return Err(UsageError(
                 "--client-hosts with servers on this machine: they listen on 127.0.0.1, which \
@@ -251,7 +255,7 @@ mod tests {
         let flags = HostsChoice {
             file: Some("/etc/mine.toml".into()),
             server_hosts: Some("z".into()),
-            client_hosts: None,
+            ..Default::default()
         };
         let chosen = flags
             .with_suite(&suite(Some("hosts.toml"), &["a"], &["c"]), at)

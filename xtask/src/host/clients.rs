@@ -18,20 +18,27 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::net::SocketAddr;
+
 use bench_core::engine::{Engine, EngineError, Load, Measurement, Target};
 use bench_core::loadgen::engine::{NativeEngine, measurement, options, workload};
 use bench_core::loadgen::merge::{self, Part};
-use bench_core::loadgen::{Report, Share};
+use bench_core::loadgen::{Progress, Report, RunOptions, Share, Stop};
 use bench_core::shutdown::Shutdown;
+use bench_core::workload::WorkloadSpec;
 
-use super::agent::{LoadShare, Request, unix_ns};
+use super::agent::{Request, unix_ns};
 use super::link::AgentLink;
+use super::share::{LoadShare, SeenProgress};
 
 /// How far ahead of now the hosts are told to start.
 const START_AHEAD: Duration = Duration::from_secs(1);
 
 /// How often a remote share is asked for its report.
 const POLL: Duration = Duration::from_millis(100);
+
+/// How often a remote share is asked for its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// One client host.
 #[derive(Debug)]
@@ -134,21 +141,73 @@ impl Engine for ClientHosts {
         load: &Load,
         shutdown: &Shutdown,
     ) -> Result<Measurement, EngineError> {
+        let (parts, wall_secs) = self
+            .run_parts(
+                &[target.primary()],
+                &workload(load),
+                &options(target, load),
+                shutdown,
+                &|_, _| {},
+            )
+            .map_err(|e| match e {
+                PartsError::Interrupted => EngineError::Interrupted,
+                PartsError::Failed(why) => failed(why),
+            })?;
+        let (report, hosts) = merge::merge(&parts).map_err(failed)?;
+        let mut m = measurement(report, wall_secs)?;
+        m.client_hosts = hosts;
+        Ok(m)
+    }
+}
+
+/// Why the hosts' run gave no parts.
+#[derive(Debug)]
+pub enum PartsError {
+    Interrupted,
+    Failed(String),
+}
+
+impl std::fmt::Display for PartsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartsError::Interrupted => f.write_str("interrupted"),
+            PartsError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+impl ClientHosts {
+    /// Runs `whole` (the whole run's options: its connections, threads, rate, and a
+    /// request count or a duration) against `addrs` from every host, each its share,
+    /// started together; returns each host's report (to merge) and the wall time.
+    /// `progress(host, p)` gets each host's progress about once a second (a remote one's
+    /// as its agent last saw it).
+    pub fn run_parts(
+        &self,
+        addrs: &[SocketAddr],
+        spec: &WorkloadSpec,
+        whole: &RunOptions,
+        shutdown: &Shutdown,
+        progress: &(dyn Fn(usize, Progress) + Sync),
+    ) -> Result<(Vec<Part>, f64), PartsError> {
         let n = self.hosts.len();
-        if (load.clients as usize) < n {
-            return Err(failed(format!(
+        if (whole.connections as usize) < n {
+            return Err(PartsError::Failed(format!(
                 "{} connections over {n} client hosts: give each host at least one",
-                load.clients
+                whole.connections
             )));
         }
-        let offsets = self.clock_offsets()?;
-        let whole = options(target, load);
-        let tls = target
+        let offsets = self
+            .clock_offsets()
+            .map_err(|e| PartsError::Failed(e.to_string()))?;
+        let tls = whole
             .tls
             .as_ref()
             .map(crate::tls::ClientPem::of)
             .transpose()
-            .map_err(|e| failed(format!("the TLS material for the client hosts: {e:#}")))?;
+            .map_err(|e| {
+                PartsError::Failed(format!("the TLS material for the client hosts: {e:#}"))
+            })?;
         let start = SystemTime::now() + START_AHEAD;
         let start_ns = start
             .duration_since(std::time::UNIX_EPOCH)
@@ -160,46 +219,49 @@ impl Engine for ClientHosts {
                 .iter()
                 .enumerate()
                 .map(|(i, host)| {
-                    let (first, connections) = divide(u64::from(load.clients), n, i);
-                    let (_, requests) = divide(load.requests, n, i);
+                    let (first, connections) = divide(u64::from(whole.connections), n, i);
+                    let stop = match whole.stop {
+                        Stop::Requests(total) => Stop::Requests(divide(total, n, i).1),
+                        duration => duration,
+                    };
                     let share = Share {
                         first: first as u32,
-                        total: load.clients,
+                        total: whole.connections,
                     };
                     let connections = connections as u32;
-                    let threads = load.threads.clamp(1, connections);
+                    let threads = whole.threads.clamp(1, connections);
                     let offset_ns = (offsets[i] * 1e3) as i64;
-                    let (whole, tls) = (&whole, &tls);
+                    let tls = &tls;
                     scope.spawn(move || match host {
                         ClientHost::Local => {
-                            let options = bench_core::loadgen::RunOptions {
+                            let options = RunOptions {
                                 connections,
                                 threads,
-                                stop: bench_core::loadgen::Stop::Requests(requests),
+                                stop,
                                 share: Some(share),
                                 start_at: Some(start),
                                 ..whole.clone()
                             };
-                            bench_core::loadgen::run(
-                                &[target.primary()],
-                                &workload(load),
-                                &options,
-                                shutdown,
-                                |_| {},
-                            )
+                            bench_core::loadgen::run(addrs, spec, &options, shutdown, |p| {
+                                progress(i, p)
+                            })
                             .map_err(|e| e.to_string())
                         }
                         ClientHost::Remote { link, cpus, name } => {
+                            let (requests, duration_ms) = match stop {
+                                Stop::Requests(n) => (Some(n), None),
+                                Stop::Duration(d) => (None, Some(d.as_millis() as u64)),
+                            };
                             let share = LoadShare {
-                                addrs: vec![target.primary()],
-                                workload: workload(load),
+                                addrs: addrs.to_vec(),
+                                workload: spec.clone(),
                                 connections,
-                                pipeline: load.pipeline,
+                                pipeline: whole.pipeline,
                                 threads,
-                                rate: None,
-                                requests: Some(requests),
-                                duration_ms: None,
-                                warmup_ms: 0,
+                                rate: whole.rate,
+                                requests,
+                                duration_ms,
+                                warmup_ms: whole.warmup.as_millis() as u64,
                                 cluster: whole
                                     .cluster
                                     .as_ref()
@@ -209,7 +271,7 @@ impl Engine for ClientHosts {
                                 start_at_unix_ns: start_ns.saturating_add_signed(offset_ns),
                                 tls: tls.clone(),
                             };
-                            remote_share(link, name, share, shutdown)
+                            remote_share(link, name, share, shutdown, &|p| progress(i, p))
                         }
                     })
                 })
@@ -221,35 +283,34 @@ impl Engine for ClientHosts {
         });
         let wall_secs = began.elapsed().as_secs_f64();
         if shutdown.is_triggered() {
-            return Err(EngineError::Interrupted);
+            return Err(PartsError::Interrupted);
         }
         let mut parts = Vec::new();
         for ((host, result), offset) in self.hosts.iter().zip(results).zip(offsets) {
-            let report =
-                result.map_err(|why| failed(format!("client host {}: {why}", host.name())))?;
+            let report = result
+                .map_err(|why| PartsError::Failed(format!("client host {}: {why}", host.name())))?;
             parts.push(Part {
                 name: host.name().to_string(),
                 report,
                 clock_offset_us: offset,
             });
         }
-        let (report, hosts) = merge::merge(&parts).map_err(failed)?;
-        let mut m = measurement(report, wall_secs)?;
-        m.client_hosts = hosts;
-        Ok(m)
+        Ok((parts, wall_secs))
     }
 }
 
-/// Runs a share on a remote host's agent: starts it, polls for its report, stops it on
-/// shutdown.
+/// Runs a share on a remote host's agent: starts it, polls for its report (and about
+/// once a second for its progress), stops it on shutdown.
 fn remote_share(
     link: &AgentLink,
     name: &str,
     share: LoadShare,
     shutdown: &Shutdown,
+    progress: &dyn Fn(Progress),
 ) -> Result<Report, String> {
     link.call(&Request::Load(Box::new(share)), Duration::ZERO)
         .map_err(|e| format!("starting the load on {name}: {e:#}"))?;
+    let mut asked = Instant::now();
     loop {
         if shutdown.is_triggered() {
             let _ = link.call(&Request::LoadStop, Duration::ZERO);
@@ -260,6 +321,15 @@ fn remote_share(
             .map_err(|e| format!("{e:#}"))?;
         if !reply.is_null() {
             return serde_json::from_value(reply).map_err(|e| format!("its report: {e}"));
+        }
+        if asked.elapsed() >= PROGRESS_EVERY {
+            asked = Instant::now();
+            let seen = link
+                .call(&Request::LoadProgress, Duration::ZERO)
+                .map_err(|e| format!("{e:#}"))?;
+            if let Ok(Some(p)) = serde_json::from_value::<Option<SeenProgress>>(seen) {
+                progress(p.into());
+            }
         }
         thread::sleep(POLL);
     }

@@ -308,7 +308,9 @@ impl HostsFile {
             }
             picked.push(Some(host.clone()));
         }
-        if picked.len() > 1 && picked.contains(&None) {
+        // Load from here and from other hosts together is fine: it goes to the servers'
+        // addresses, which every client host reaches.
+        if role == Role::Server && picked.len() > 1 && picked.contains(&None) {
             return Err(UsageError(format!(
                 "{flag} {names}: `local` and other hosts together: servers here listen on \
                  127.0.0.1, which the other hosts cannot reach; give this machine an entry with \

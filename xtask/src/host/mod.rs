@@ -8,8 +8,10 @@ pub mod choice;
 pub mod clients;
 pub mod file;
 pub mod link;
+pub mod loadgen;
 pub mod local;
 pub mod remote;
+pub mod share;
 pub mod ssh;
 
 use std::fs;
