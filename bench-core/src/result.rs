@@ -86,6 +86,10 @@ pub struct ServerHostRecord {
     /// machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_us: Option<f64>,
+    /// Where its Valkey binaries came from: `shipped` (the build made here, copied), or
+    /// `built on the host (<its compiler>)` from the same source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
 
 /// One monitor sample.

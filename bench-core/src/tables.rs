@@ -368,7 +368,6 @@ pub fn nodes_table(nodes: &[crate::loadgen::stats::NodeReport]) -> String {
     aligned(&header, &rows)
 }
 
-/// A Markdown table with the first column left-aligned and the rest right-aligned.
 /// Each client host's part of a run driven from several: its connections, throughput,
 /// latency, generator cost and lateness; then the host that was nearest its limit when
 /// one was (its generator threads busy over `report_page::CLIENT_BUSY`).
@@ -434,6 +433,7 @@ pub fn client_hosts_table(hosts: &[crate::loadgen::merge::ClientHostReport]) -> 
     out
 }
 
+/// A Markdown table with the first column left-aligned and the rest right-aligned.
 pub(crate) fn aligned(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {

@@ -184,6 +184,16 @@ impl Tls {
         self.server_name.as_ref()
     }
 
+    /// [`Tls::server_name`] as [`Tls::new`] takes it (a DNS name or an IP address), to
+    /// give another process the same configuration.
+    pub fn server_name_text(&self) -> Option<String> {
+        self.server_name.as_ref().map(|name| match name {
+            ServerName::DnsName(dns) => dns.as_ref().to_string(),
+            ServerName::IpAddress(ip) => std::net::IpAddr::from(*ip).to_string(),
+            other => format!("{other:?}"),
+        })
+    }
+
     /// The same trust and identity for the `redis` client.
     pub fn certificates(&self) -> redis::TlsCertificates {
         redis::TlsCertificates {
@@ -470,6 +480,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("\"a b\""), "{err}");
+    }
+
+    #[test]
+    fn a_server_name_reads_back_as_it_was_given() {
+        let ca = ca();
+        for name in ["db.internal", "198.18.0.2", "::1"] {
+            let tls = Tls::new(ca.pem().as_bytes(), None, Some(name)).unwrap();
+            assert_eq!(tls.server_name_text().as_deref(), Some(name));
+        }
+        let tls = Tls::new(ca.pem().as_bytes(), None, None).unwrap();
+        assert_eq!(tls.server_name_text(), None);
     }
 
     #[test]

@@ -354,3 +354,56 @@ fn a_constrained_link_shows_in_the_figures() {
     );
     assert!(net.servers().is_empty());
 }
+
+#[test]
+fn a_host_can_build_its_own_valkey_from_the_source_built_here() {
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    // h1 builds its own (as it would where our binaries cannot run: other libraries).
+    let mut file = fs::read_to_string(&net.hosts_file).unwrap();
+    file.push_str("build = \"host\"\n");
+    fs::write(&net.hosts_file, file).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("repetitions", "1"),
+        ],
+    );
+    let args = [
+        "--suite-file",
+        suite.to_str().unwrap(),
+        "--hosts",
+        net.hosts_file.to_str().unwrap(),
+        "--server-hosts",
+        "h1",
+    ];
+    let (out, dir) = bench_in(tmp.path(), &args);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("copying valkey-src.tar.gz"), "{said}");
+    assert!(!said.contains("copying valkey-server"), "{said}");
+    assert!(said.contains("host h1: built there ("), "{said}");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "{said}");
+    let build = recs[0]["server_hosts"][0]["build"].as_str().unwrap();
+    assert!(build.starts_with("built on the host ("), "{build}");
+    assert!(recs[0]["metrics"]["requests"].as_u64().unwrap() > 0);
+    assert!(net.servers().is_empty(), "a server outlived the run");
+    // The next run finds it built there.
+    let again = tempfile::tempdir().unwrap();
+    let (out, _) = bench_in(again.path(), &args);
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("built there before (0 bytes copied)"),
+        "{said}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || net.ours().is_empty()),
+        "{:?}",
+        net.ours()
+    );
+}

@@ -299,8 +299,13 @@ fn start_puts_a_replica_on_another_host_loadgen_drives_it_from_two_and_compare_r
         report["findings"].as_array().unwrap().iter().any(|f| f
             .as_str()
             .unwrap()
-            .contains("exact counts were made on this machine")),
+            .contains("the hosts given were not used")),
         "{report}"
+    );
+    assert!(
+        !stderr(&counted).contains("host h1"),
+        "{}",
+        stderr(&counted)
     );
     assert_eq!(report["cases"][0]["verdict"], "no_change", "{report}");
     // compare, timed: both sides' servers on h1, load from h2.

@@ -22,7 +22,7 @@ fn options() -> xtask::instances::Options {
 fn a_standalone_deployment_targets_its_one_server() {
     let shutdown = Shutdown::new();
     let deployment = Standalone
-        .deploy(local_hosts(), &server_path(), &options(), &shutdown)
+        .deploy(local_hosts(), &binaries(), &options(), &shutdown)
         .unwrap();
     assert_eq!(deployment.nodes.len(), 1);
     assert_eq!(deployment.nodes[0].role, Role::Primary);
@@ -42,7 +42,7 @@ fn a_replication_group_is_synced_when_deploy_returns() {
     let group = ReplicationGroup::attached(2);
     assert_eq!(group.name(), "primary+2");
     let deployment = group
-        .deploy(local_hosts(), &server_path(), &options(), &shutdown)
+        .deploy(local_hosts(), &binaries(), &options(), &shutdown)
         .unwrap();
     let roles: Vec<Role> = deployment.nodes.iter().map(|n| n.role).collect();
     assert_eq!(roles, [Role::Primary, Role::Replica, Role::Replica]);

@@ -56,6 +56,17 @@ pub fn server_path() -> PathBuf {
     PathBuf::from(build_json()["server"].as_str().unwrap())
 }
 
+/// The default build, as its cache entry describes it (`build.json` beside `bin/`).
+pub fn binaries() -> xtask::valkey::Binaries {
+    let entry = server_path()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    serde_json::from_slice(&std::fs::read(entry.join("build.json")).unwrap()).unwrap()
+}
+
 /// An xtask command. With `tmp`, servers' directories go there (VALKEY_BENCH_SCRATCH, and
 /// TMPDIR for everything else), which is how [`servers_under`] recognizes this test's
 /// servers.

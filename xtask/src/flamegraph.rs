@@ -141,7 +141,8 @@ pub fn record(
             let waited = sleep(setup.duration, shutdown);
             let window = window.elapsed();
             let running = load.check_running();
-            // On an early return the recording is dropped, which stops perf.
+            // On an early return the recording is dropped: that kills perf here; on
+            // another host perf stops when the server is stopped (dropped below).
             waited?;
             running?;
             let folded = recording.finish(shutdown)?;

@@ -57,6 +57,9 @@ impl std::fmt::Debug for ServerPem {
 pub struct ClientPem {
     pub ca: String,
     pub identity: Option<(String, String)>,
+    /// The name the server's certificate must carry, when not the address's IP.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 impl std::fmt::Debug for ClientPem {
@@ -78,6 +81,7 @@ impl ClientPem {
                 .client_tls
                 .map(|c| Ok::<_, anyhow::Error>((text(c.client_cert)?, text(c.client_key)?)))
                 .transpose()?,
+            server_name: tls.server_name_text(),
         })
     }
 
@@ -88,7 +92,7 @@ impl ClientPem {
             self.identity
                 .as_ref()
                 .map(|(c, k)| (c.as_bytes(), k.as_bytes())),
-            None,
+            self.server_name.as_deref(),
         )?)
     }
 }

@@ -201,7 +201,7 @@ pub fn environment(first: &ResultRecord, engine: &str) -> Vec<String> {
     ];
     for s in &first.server_hosts {
         lines.push(format!(
-            "servers on host {} ({}): {}; {} CPUs, {}; kernel {}; round trip from the load's machine {}",
+            "servers on host {} ({}): {}; {} CPUs, {}; kernel {}; round trip from the load's machine {}{}",
             s.name,
             s.address,
             s.servers.join(", "),
@@ -209,7 +209,11 @@ pub fn environment(first: &ResultRecord, engine: &str) -> Vec<String> {
             s.facts.model,
             s.facts.kernel,
             s.rtt_us
-                .map_or("not measured".to_string(), |us| format!("{us:.0} µs (median of 21 PINGs)"))
+                .map_or("not measured".to_string(), |us| format!("{us:.0} µs (median of 21 PINGs)")),
+            s.build
+                .as_deref()
+                .filter(|b| *b != "shipped")
+                .map_or(String::new(), |b| format!("; Valkey {b}"))
         ));
     }
     if !first.metrics.client_hosts.is_empty() {

@@ -43,6 +43,7 @@ pub fn binaries(version: &str) -> Binaries {
         build: Default::default(),
         compiler: "none".into(),
         cached: true,
+        source_archive: None,
     }
 }
 

@@ -93,7 +93,7 @@ impl Servers for Deploy<'_> {
     ) -> anyhow::Result<Box<dyn Server>> {
         let deployment = self
             .topology
-            .deploy(self.hosts, &binaries.server, options, shutdown)?;
+            .deploy(self.hosts, binaries, options, shutdown)?;
         Ok(Box::new(Deployed {
             deployment,
             control: None,
@@ -159,6 +159,7 @@ pub fn server_hosts(nodes: &[Node], hosts: &ServerHosts) -> Vec<ServerHostRecord
             facts: host.info(),
             servers: vec![server],
             rtt_us: round_trip_us(&node.instance),
+            build: node.instance.build_note().map(str::to_string),
         });
     }
     out

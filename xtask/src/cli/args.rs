@@ -210,9 +210,18 @@ impl HostsArgs {
                 ))
             })?;
             match runner.as_deref() {
-                // A runner's count, or none: the task's count picks from the file.
+                // No runner's placement: the task's count picks from the file.
                 None => Ok(Some(count.to_string())),
-                Some(list) if list.trim().parse::<usize>().is_ok() => Ok(Some(count.to_string())),
+                // A runner's count: at most that many.
+                Some(list) if list.trim().parse::<usize>().is_ok() => {
+                    let most: usize = list.trim().parse().unwrap_or(0);
+                    if count > most {
+                        return Err(UsageError(format!(
+                            "{flag} {count}: this runner has {most} such host(s) ({flag} {most})"
+                        )));
+                    }
+                    Ok(Some(count.to_string()))
+                }
                 Some(list) => {
                     let names: Vec<&str> = list.split(',').map(str::trim).collect();
                     if names.len() < count {
@@ -518,6 +527,20 @@ mod tests {
             .for_task(&hosts(false, Some("h9"), None), true)
             .unwrap_err();
         assert!(err.0.contains("a count of hosts"), "{err}");
+        // A runner's count caps the task's.
+        let counted = hosts(true, Some("2"), None);
+        assert_eq!(
+            counted
+                .for_task(&hosts(false, Some("2"), None), true)
+                .unwrap()
+                .server_hosts
+                .as_deref(),
+            Some("2")
+        );
+        let err = counted
+            .for_task(&hosts(false, Some("3"), None), true)
+            .unwrap_err();
+        assert!(err.0.contains("this runner has 2 such host(s)"), "{err}");
     }
 
     #[test]

@@ -96,14 +96,14 @@ impl StartCmd {
             None => hosts
                 .servers
                 .first()
-                .start_servers(&binaries.server, self.count, &options, shutdown)?
+                .start_servers(&binaries, self.count, &options, shutdown)?
                 .into_iter()
                 .map(|i| ("primary".to_string(), i))
                 .collect(),
             Some(spec) => {
                 let deployment = topology::from_spec(spec, read_from).deploy(
                     &hosts.servers,
-                    &binaries.server,
+                    &binaries,
                     &options,
                     shutdown,
                 )?;

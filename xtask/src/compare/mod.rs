@@ -322,7 +322,18 @@ impl Request {
             SuiteKind::Sync => self.selection.sync()?.into_iter().map(|c| c.name).collect(),
         };
         // The hosts first: a refused host key stops the comparison before a build.
-        let hosts = self.hosts.connect(shutdown)?;
+        // Counting alone runs nothing on other hosts: they are not reached.
+        let hosts = if mode == Mode::Instructions {
+            if !self.hosts.is_local() || self.hosts.client_hosts.is_some() {
+                findings.push(
+                    "--mode instructions counts on this machine only: the hosts given were not used"
+                        .into(),
+                );
+            }
+            crate::host::choice::HostsChoice::default().connect(shutdown)?
+        } else {
+            self.hosts.connect(shutdown)?
+        };
         // Before building anything: fail now, saying how to fix it, if perf cannot run
         // where the profiled server will.
         let perf_event = match self.flamegraph {
@@ -405,9 +416,9 @@ impl Request {
             servers: &here,
             ..ctxs[side.index()]
         });
-        if !hosts.servers.all_local() && mode != Mode::Time {
+        if !hosts.servers.all_local() && mode == Mode::Auto {
             findings.push(format!(
-                "the exact counts were made on this machine ({}), the timed trials on {}",
+                "the exact counts were made on this machine ({}); any timed trial ran with {}",
                 host.hostname,
                 hosts.describe()
             ));

@@ -93,7 +93,16 @@ pub enum Request {
     },
     /// Stops the recording and answers its folded stacks.
     PerfFinish { id: u64 },
+    /// Builds the source shipped under `key` into `into` ([`super::build`]), or finds it
+    /// built there; answers a [`Built`].
+    Build {
+        key: String,
+        into: String,
+        options: bench_core::result::BuildOptions,
+    },
 }
+
+pub use super::build::{Built, SOURCE, built_key};
 
 /// Now, ns since the Unix epoch.
 pub fn unix_ns() -> u64 {
@@ -452,7 +461,12 @@ impl Agent {
             },
             Request::PerfEvent => match perf_record::perf_event(&self.shutdown) {
                 Ok(event) => serde_json::json!({ "event": event }),
-                Err(why) => serde_json::json!({ "unusable": format!("{why:#}") }),
+                // What the user fixes (perf missing, forbidden) is a usage error there;
+                // anything else (perf stat timing out) an error of the run.
+                Err(why) if why.is::<crate::error::UsageError>() => {
+                    serde_json::json!({ "unusable": format!("{why:#}") })
+                }
+                Err(why) => return Err(why),
             },
             Request::PerfStart {
                 id,
@@ -465,12 +479,17 @@ impl Agent {
                 self.perf = Some((id, Recording::start(pid, &event, frequency, dir)?));
                 Value::Null
             }
-            Request::PerfFinish { id } => match self.perf.take() {
-                Some((of, recording)) if of == id => {
-                    Value::String(recording.finish(&self.shutdown)?)
-                }
-                _ => bail!("no recording of server {id} here"),
+            Request::PerfFinish { id } => match self.perf.take_if(|(of, _)| *of == id) {
+                Some((_, recording)) => Value::String(recording.finish(&self.shutdown)?),
+                None => bail!("no recording of server {id} here"),
             },
+            Request::Build { key, into, options } => serde_json::to_value(super::build::build(
+                &self.work_dir,
+                &key,
+                &into,
+                &options,
+                &self.shutdown,
+            )?)?,
             Request::LoadProgress => {
                 serde_json::to_value(*self.progress.lock().unwrap_or_else(|e| e.into_inner()))?
             }

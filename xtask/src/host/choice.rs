@@ -140,15 +140,40 @@ impl HostsChoice {
                  (docs/hosts.md shows one)"
             ))),
         };
+        // A count of hosts never takes a host the other role named: servers and load
+        // apart. Named hosts are picked first.
+        let is_count = |v: &Option<String>| {
+            v.as_deref().is_some_and(|t| {
+                !t.trim().is_empty() && t.trim().bytes().all(|b| b.is_ascii_digit())
+            })
+        };
+        let specs = |picked: &[Option<HostSpec>]| -> Vec<HostSpec> {
+            picked.iter().flatten().cloned().collect()
+        };
+        let named_clients = match &self.client_hosts {
+            Some(names) if !is_count(&self.client_hosts) => {
+                Some(pick(names, "--client-hosts", Role::Client, &[])?)
+            }
+            _ => None,
+        };
         let servers = match &self.server_hosts {
-            Some(names) => pick(names, "--server-hosts", Role::Server, &[])?,
+            Some(names) => pick(
+                names,
+                "--server-hosts",
+                Role::Server,
+                &specs(named_clients.as_deref().unwrap_or_default()),
+            )?,
             None => vec![None],
         };
-        // A count of client hosts never takes a server's host.
-        let taken: Vec<HostSpec> = servers.iter().flatten().cloned().collect();
-        let clients = match &self.client_hosts {
-            Some(names) => Some(pick(names, "--client-hosts", Role::Client, &taken)?),
-            None => None,
+        let clients = match (&self.client_hosts, named_clients) {
+            (_, Some(named)) => Some(named),
+            (Some(count), None) => Some(pick(
+                count,
+                "--client-hosts",
+                Role::Client,
+                &specs(&servers),
+            )?),
+            (None, None) => None,
         };
         if let Some(clients) = &clients
             && clients.iter().any(Option::is_some)
@@ -289,5 +314,51 @@ mod tests {
             assert!(err.0.contains(why), "{bad:?}: {err}");
             assert!(err.0.contains("/lab/perf.toml"), "{err}");
         }
+    }
+
+    #[test]
+    fn counts_keep_servers_and_load_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("hosts.toml");
+        let mut text = String::new();
+        for (i, name) in ["a", "b", "c"].iter().enumerate() {
+            text.push_str(&format!(
+                "[[host]]\nname = \"{name}\"\naddress = \"198.18.0.{}\"\nuser = \"u\"\n",
+                i + 2
+            ));
+        }
+        std::fs::write(&file, text).unwrap();
+        let choose = |servers: &str, clients: &str| {
+            let checked = HostsChoice {
+                file: Some(file.clone()),
+                server_hosts: Some(servers.into()),
+                client_hosts: Some(clients.into()),
+                load_only: false,
+            }
+            .check()
+            .unwrap();
+            let names = |v: &[Option<HostSpec>]| -> Vec<String> {
+                v.iter().flatten().map(|h| h.name.clone()).collect()
+            };
+            (
+                names(&checked.servers),
+                names(checked.clients.as_deref().unwrap()),
+            )
+        };
+        // A count of servers skips the named client host; a count of clients skips the
+        // servers; names are taken as given.
+        assert_eq!(
+            choose("2", "a"),
+            (vec!["b".into(), "c".into()], vec!["a".into()])
+        );
+        assert_eq!(
+            choose("a,b", "1"),
+            (vec!["a".into(), "b".into()], vec!["c".into()])
+        );
+        assert_eq!(
+            choose("2", "1"),
+            (vec!["a".into(), "b".into()], vec!["c".into()])
+        );
+        assert_eq!(choose("a", "a"), (vec!["a".into()], vec!["a".into()]));
     }
 }

@@ -213,77 +213,118 @@ impl ClientHosts {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         let began = Instant::now();
+        // This run's stop: the caller's shutdown, or the first host that fails (the
+        // others would otherwise run on to their end for nothing).
+        let stop_all = Shutdown::new();
+        let over = Shutdown::new();
+        let first_failure: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        let fail = |name: &str, why: &str| {
+            let mut first = first_failure.lock().unwrap_or_else(|e| e.into_inner());
+            if first.is_none() && !shutdown.is_triggered() {
+                *first = Some(format!("client host {name}: {why}"));
+            }
+            stop_all.trigger();
+        };
         let results: Vec<Result<Report, String>> = thread::scope(|scope| {
-            let handles: Vec<_> = self
-                .hosts
-                .iter()
-                .enumerate()
-                .map(|(i, host)| {
-                    let (first, connections) = divide(u64::from(whole.connections), n, i);
-                    let stop = match whole.stop {
-                        Stop::Requests(total) => Stop::Requests(divide(total, n, i).1),
-                        duration => duration,
-                    };
-                    let share = Share {
-                        first: first as u32,
-                        total: whole.connections,
-                    };
-                    let connections = connections as u32;
-                    let threads = whole.threads.clamp(1, connections);
-                    let offset_ns = (offsets[i] * 1e3) as i64;
-                    let tls = &tls;
-                    scope.spawn(move || match host {
-                        ClientHost::Local => {
-                            let options = RunOptions {
-                                connections,
-                                threads,
-                                stop,
-                                share: Some(share),
-                                start_at: Some(start),
-                                ..whole.clone()
+            scope.spawn(|| {
+                while !over.is_triggered() {
+                    if shutdown.is_triggered() {
+                        stop_all.trigger();
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+            });
+            let (stop_all, fail) = (&stop_all, &fail);
+            let handles: Vec<_> =
+                self.hosts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, host)| {
+                        let (first, connections) = divide(u64::from(whole.connections), n, i);
+                        let stop = match whole.stop {
+                            Stop::Requests(total) => Stop::Requests(divide(total, n, i).1),
+                            duration => duration,
+                        };
+                        let share = Share {
+                            first: first as u32,
+                            total: whole.connections,
+                        };
+                        let connections = connections as u32;
+                        let threads = whole.threads.clamp(1, connections);
+                        let offset_ns = (offsets[i] * 1e3) as i64;
+                        let tls = &tls;
+                        scope.spawn(move || {
+                            let result = match host {
+                                ClientHost::Local => {
+                                    let options = RunOptions {
+                                        connections,
+                                        threads,
+                                        stop,
+                                        share: Some(share),
+                                        start_at: Some(start),
+                                        ..whole.clone()
+                                    };
+                                    bench_core::loadgen::run(addrs, spec, &options, stop_all, |p| {
+                                        progress(i, p)
+                                    })
+                                    .map_err(|e| e.to_string())
+                                }
+                                ClientHost::Remote { link, cpus, name } => {
+                                    let (requests, duration_ms) = match stop {
+                                        Stop::Requests(n) => (Some(n), None),
+                                        Stop::Duration(d) => (None, Some(d.as_millis() as u64)),
+                                    };
+                                    let share = LoadShare {
+                                        addrs: addrs.to_vec(),
+                                        workload: spec.clone(),
+                                        connections,
+                                        pipeline: whole.pipeline,
+                                        threads,
+                                        rate: whole.rate,
+                                        requests,
+                                        duration_ms,
+                                        warmup_ms: whole.warmup.as_millis() as u64,
+                                        cluster: whole.cluster.as_ref().map(|c| {
+                                            (c.read_from, c.tag_multi_key, c.nodes.clone())
+                                        }),
+                                        cpus: cpus.clone(),
+                                        share,
+                                        start_at_unix_ns: start_ns.saturating_add_signed(offset_ns),
+                                        tls: tls.clone(),
+                                    };
+                                    remote_share(link, name, share, stop_all, &|p| progress(i, p))
+                                }
                             };
-                            bench_core::loadgen::run(addrs, spec, &options, shutdown, |p| {
-                                progress(i, p)
-                            })
-                            .map_err(|e| e.to_string())
-                        }
-                        ClientHost::Remote { link, cpus, name } => {
-                            let (requests, duration_ms) = match stop {
-                                Stop::Requests(n) => (Some(n), None),
-                                Stop::Duration(d) => (None, Some(d.as_millis() as u64)),
-                            };
-                            let share = LoadShare {
-                                addrs: addrs.to_vec(),
-                                workload: spec.clone(),
-                                connections,
-                                pipeline: whole.pipeline,
-                                threads,
-                                rate: whole.rate,
-                                requests,
-                                duration_ms,
-                                warmup_ms: whole.warmup.as_millis() as u64,
-                                cluster: whole
-                                    .cluster
-                                    .as_ref()
-                                    .map(|c| (c.read_from, c.tag_multi_key, c.nodes.clone())),
-                                cpus: cpus.clone(),
-                                share,
-                                start_at_unix_ns: start_ns.saturating_add_signed(offset_ns),
-                                tls: tls.clone(),
-                            };
-                            remote_share(link, name, share, shutdown, &|p| progress(i, p))
-                        }
+                            match &result {
+                                Err(why) => fail(host.name(), why),
+                                Ok(report) => {
+                                    if let Some(why) = &report.partial {
+                                        fail(host.name(), &format!("it ended early: {why}"));
+                                    }
+                                }
+                            }
+                            result
+                        })
                     })
-                })
-                .collect();
-            handles
+                    .collect();
+            let results = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|_| Err("a share panicked".into())))
-                .collect()
+                .collect();
+            over.trigger();
+            results
         });
         let wall_secs = began.elapsed().as_secs_f64();
         if shutdown.is_triggered() {
             return Err(PartsError::Interrupted);
+        }
+        if let Some(why) = first_failure
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            return Err(PartsError::Failed(format!(
+                "{why}; the other hosts were stopped"
+            )));
         }
         let mut parts = Vec::new();
         for ((host, result), offset) in self.hosts.iter().zip(results).zip(offsets) {

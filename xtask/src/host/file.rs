@@ -16,6 +16,8 @@
 //! roles = ["server", "client"]         # the default: both
 //! server_cpus = "0-3"                  # pin servers here on that host
 //! client_cpus = "4-7"
+//! build = "auto"                       # ship our build, or build from its source there
+//!                                      # when it cannot run there; "ship"; "host"
 //! disabled = false
 //! ```
 //!
@@ -61,7 +63,19 @@ pub struct HostSpec {
     pub client: bool,
     pub server_cpus: Option<CpuList>,
     pub client_cpus: Option<CpuList>,
+    pub build: BuildOn,
     pub disabled: bool,
+}
+
+/// Where a host's Valkey binaries come from: ours, copied there, and built there from the
+/// same source when ours cannot run there (`Auto`); ours or nothing (`Ship`); built
+/// there (`Host`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BuildOn {
+    #[default]
+    Auto,
+    Ship,
+    Host,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +98,7 @@ struct RawHost {
     roles: Option<Vec<String>>,
     server_cpus: Option<String>,
     client_cpus: Option<String>,
+    build: Option<String>,
     #[serde(default)]
     disabled: bool,
 }
@@ -210,7 +225,18 @@ impl HostsFile {
                     .map(|t| CpuList::parse(t, field).map_err(|why| format!("{at}: {why}")))
                     .transpose()
             };
+            let build = match h.build.as_deref() {
+                None | Some("auto") => BuildOn::Auto,
+                Some("ship") => BuildOn::Ship,
+                Some("host") => BuildOn::Host,
+                Some(other) => {
+                    return Err(format!(
+                        "{at}: build {other:?}: expected \"auto\" (the default), \"ship\" or \"host\""
+                    ));
+                }
+            };
             hosts.push(HostSpec {
+                build,
                 server_cpus: cpus("server_cpus", &h.server_cpus)?,
                 client_cpus: cpus("client_cpus", &h.client_cpus)?,
                 identity: h
@@ -260,7 +286,7 @@ impl HostsFile {
                     if taken.is_empty() {
                         ""
                     } else {
-                        " besides the servers' hosts"
+                        " besides the hosts of the other role"
                     },
                     if listed.is_empty() {
                         "none".to_string()
@@ -483,6 +509,7 @@ mod tests {
                 "name \"local\"",
             ),
             (host("") + &host(""), "used twice"),
+            (host("build = \"there\""), "build \"there\""),
             (
                 "[[host]]\nname = \"2\"\naddress = \"198.18.0.2\"\n".into(),
                 "not a number alone",
@@ -550,8 +577,9 @@ mod tests {
             .pick("2", "--client-hosts", Role::Client, &taken)
             .unwrap_err();
         assert!(
-            err.0
-                .contains("1 host(s) with the role \"client\" besides the servers' hosts (c)"),
+            err.0.contains(
+                "1 host(s) with the role \"client\" besides the hosts of the other role (c)"
+            ),
             "{err}"
         );
         let err = file

@@ -179,6 +179,7 @@ impl AgentLink {
     pub fn start_servers(
         self: &Arc<AgentLink>,
         key: &str,
+        build_note: &str,
         count: usize,
         options: &instances::Options,
     ) -> anyhow::Result<Vec<Instance>> {
@@ -214,6 +215,7 @@ impl AgentLink {
                         id: s.id,
                         pid: s.pid,
                         dir: s.dir,
+                        build_note: build_note.to_string(),
                     }),
                 );
                 instance.tls = options.tls.as_ref().map(|m| m.client().clone());
@@ -295,6 +297,7 @@ pub struct RemoteServer {
     id: u64,
     pid: u32,
     dir: PathBuf,
+    build_note: String,
 }
 
 impl RemoteProcess for RemoteServer {
@@ -338,6 +341,10 @@ impl RemoteProcess for RemoteServer {
             )
             .ok()
             .and_then(|v| v.as_u64())
+    }
+
+    fn build_note(&self) -> &str {
+        &self.build_note
     }
 
     fn perf_start(&self, event: &str, frequency: u32) -> anyhow::Result<()> {

@@ -67,11 +67,17 @@ pub fn run(
     );
     let parts = std::thread::scope(|scope| {
         let running = scope.spawn(|| {
-            let parts = clients.run_parts(&[addr], spec, options, shutdown, &|i, p| {
+            // Triggered however this ends, a panic included, so the loop below ends too.
+            struct Done<'a>(&'a Shutdown);
+            impl Drop for Done<'_> {
+                fn drop(&mut self) {
+                    self.0.trigger();
+                }
+            }
+            let _done = Done(&done);
+            clients.run_parts(&[addr], spec, options, shutdown, &|i, p| {
                 latest.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(p);
-            });
-            done.trigger();
-            parts
+            })
         });
         // A line once every host has reported a later second: what each saw last, summed.
         let mut printed = Duration::ZERO;

@@ -1,12 +1,11 @@
 //! This machine: servers are local child processes (`instances`), owned by `process`.
 
-use std::path::Path;
-
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 
 use super::Host;
 use crate::instances::{self, Instance};
+use crate::valkey::Binaries;
 
 /// The machine xtask runs on.
 #[derive(Clone, Copy, Debug, Default)]
@@ -39,11 +38,11 @@ impl Host for Local {
 
     fn start_servers(
         &self,
-        server: &Path,
+        binaries: &Binaries,
         count: usize,
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Vec<Instance>> {
-        instances::start(server, count, options, shutdown)
+        instances::start(&binaries.server, count, options, shutdown)
     }
 }

@@ -4,6 +4,7 @@
 //! ([`choice::HostsChoice`]) and every case deploys on them.
 
 pub mod agent;
+pub mod build;
 pub mod choice;
 pub mod clients;
 pub mod file;
@@ -16,12 +17,12 @@ pub mod ssh;
 
 use std::fs;
 use std::net::IpAddr;
-use std::path::Path;
 
 use bench_core::result::HostInfo;
 use bench_core::shutdown::Shutdown;
 
 use crate::instances::{self, Instance};
+use crate::valkey::Binaries;
 
 /// A machine servers run on.
 pub trait Host: Sync + Send + std::fmt::Debug {
@@ -43,7 +44,7 @@ pub trait Host: Sync + Send + std::fmt::Debug {
     /// `Instance` is dropped.
     fn start_servers(
         &self,
-        server: &Path,
+        binaries: &Binaries,
         count: usize,
         options: &instances::Options,
         shutdown: &Shutdown,
@@ -106,7 +107,7 @@ impl ServerHosts {
     /// that order. On any failure the ones started are stopped.
     pub fn start(
         &self,
-        server: &Path,
+        binaries: &Binaries,
         placement: &[usize],
         options: &instances::Options,
         shutdown: &Shutdown,
@@ -119,7 +120,7 @@ impl ServerHosts {
             if here.is_empty() {
                 continue;
             }
-            let started = host.start_servers(server, here.len(), options, shutdown)?;
+            let started = host.start_servers(binaries, here.len(), options, shutdown)?;
             for (i, instance) in here.into_iter().zip(started) {
                 slots[i] = Some(instance);
             }

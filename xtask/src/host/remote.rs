@@ -5,8 +5,9 @@
 //!
 //! Layout on the host, under its `work_dir`:
 //! `bin/<hash>/valkey-bench-agent`, `bin/<hash>/valkey-server` (with `valkey-cli` and
-//! `valkey-benchmark` beside it), `scratch/` (the servers' directories, swept by the next
-//! agent when one was killed outright).
+//! `valkey-benchmark` beside it, and `valkey-src.tar.gz` when the host builds its own,
+//! into `bin/<its own key>/`: `build.rs`), `scratch/` (the servers' directories, swept by
+//! the next agent when one was killed outright).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -20,15 +21,19 @@ use bench_core::shutdown::Shutdown;
 use sha2::{Digest, Sha256};
 
 use super::Host;
-use super::agent::{self, Facts};
-use super::file::HostSpec;
+use super::agent::{self, Facts, Request};
+use super::file::{BuildOn, HostSpec};
 use super::link::AgentLink;
 use super::ssh::Ssh;
 use crate::error::UsageError;
 use crate::instances::{self, Instance};
+use crate::valkey::Binaries;
 
 /// How long one remote command (a copy included) may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a build on a host may take.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The agent's file name on the host.
 const AGENT: &str = "valkey-bench-agent";
@@ -40,8 +45,9 @@ pub struct Remote {
     agent: Arc<AgentLink>,
     ssh: Ssh,
     facts: Facts,
-    /// The build key of each server binary shipped, by its local path.
-    shipped: Mutex<HashMap<PathBuf, String>>,
+    /// The key each build's binaries are under there, and how they got there, by the
+    /// local server binary's path.
+    shipped: Mutex<HashMap<PathBuf, (String, String)>>,
 }
 
 impl Remote {
@@ -59,8 +65,8 @@ impl Remote {
         let here = std::env::consts::ARCH;
         if arch.trim() != here {
             return Err(UsageError(format!(
-                "host {name:?} is {} and this machine {here}: shipping a source tarball to build \
-                 there is not supported yet; run xtask on a machine of the same architecture",
+                "host {name:?} is {} and this machine {here}: our agent there is this program, \
+                 built for {here}; run xtask from a machine of the host's architecture",
                 arch.trim()
             ))
             .into());
@@ -148,24 +154,134 @@ impl Remote {
         }
     }
 
-    /// The key `server` is shipped under, shipping it (and the tools beside it) first if
-    /// this run has not.
-    fn server_key(&self, server: &Path) -> anyhow::Result<String> {
+    /// The key `binaries` are under on the host, and how they got there (`shipped`,
+    /// `built on the host (...)`), shipping or building them first if this run has not
+    /// (the hosts file's `build`: [`BuildOn`]).
+    fn binaries_there(
+        &self,
+        binaries: &Binaries,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<(String, String)> {
         let mut shipped = self.shipped.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(key) = shipped.get(server) {
-            return Ok(key.clone());
+        if let Some(there) = shipped.get(&binaries.server) {
+            return Ok(there.clone());
         }
-        let key = content_key(server)?;
-        ship(&self.ssh, server, &key, "valkey-server", &key)?;
+        let key = content_key(&binaries.server)?;
+        let name = self.ssh.name();
+        let there = match self.ssh.spec().build {
+            BuildOn::Host => self.build_there(binaries, &key, shutdown)?,
+            mode => {
+                self.ship_binaries(binaries, &key)?;
+                match self.runs_there(&key) {
+                    Ok(()) => (key.clone(), "shipped".to_string()),
+                    Err(why) if mode == BuildOn::Ship => {
+                        return Err(UsageError(format!(
+                            "host {name:?} cannot run the Valkey build shipped there ({why}); \
+                             install what it lacks there, or let it build its own from the \
+                             same source: build = \"auto\" in its hosts-file entry"
+                        ))
+                        .into());
+                    }
+                    Err(why) => {
+                        eprintln!(
+                            "host {name}: the Valkey build shipped there cannot run there \
+                             ({why}); building it there from the same source"
+                        );
+                        self.build_there(binaries, &key, shutdown)?
+                    }
+                }
+            }
+        };
+        shipped.insert(binaries.server.clone(), there.clone());
+        Ok(there)
+    }
+
+    /// Copies the server (and the tools beside it) under `key`.
+    fn ship_binaries(&self, binaries: &Binaries, key: &str) -> anyhow::Result<()> {
+        ship(&self.ssh, &binaries.server, key, "valkey-server", key)?;
         for tool in ["valkey-cli", "valkey-benchmark"] {
-            let path = server.with_file_name(tool);
+            let path = binaries.server.with_file_name(tool);
             if path.is_file() {
                 let own = content_key(&path)?;
-                ship(&self.ssh, &path, &key, tool, &own)?;
+                ship(&self.ssh, &path, key, tool, &own)?;
             }
         }
-        shipped.insert(server.to_path_buf(), key.clone());
-        Ok(key)
+        Ok(())
+    }
+
+    /// Whether the server under `key` runs there (`--version`): `Err` has what the host
+    /// said (a missing library, a C library too old).
+    fn runs_there(&self, key: &str) -> Result<(), String> {
+        let dir = agent::bin_dir(&self.ssh.spec().work_dir, key);
+        self.ssh
+            .run(
+                &format!("{}/valkey-server --version", dir.display()),
+                None,
+                Duration::from_secs(60),
+            )
+            .map(|_| ())
+            .map_err(|e| {
+                let text = format!("{e:#}");
+                // The loader's own words are the last line.
+                text.lines().last().unwrap_or(&text).trim().to_string()
+            })
+    }
+
+    /// Has the agent build `binaries`' source there (once: a build already there is
+    /// reused), under a key of its own; returns it and how it was built.
+    fn build_there(
+        &self,
+        binaries: &Binaries,
+        key: &str,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<(String, String)> {
+        let name = self.ssh.name();
+        let archive = binaries
+            .source_archive
+            .as_deref()
+            .filter(|a| a.is_file())
+            .with_context(|| {
+                format!(
+                    "building Valkey on host {name:?}: the source of {} was not kept",
+                    binaries.server.display()
+                )
+            })?;
+        if shutdown.is_triggered() {
+            bail!("interrupted");
+        }
+        ship(
+            &self.ssh,
+            archive,
+            key,
+            agent::SOURCE,
+            &content_key(archive)?,
+        )?;
+        let into = agent::built_key(key);
+        eprintln!(
+            "host {name}: building Valkey {} there from its source, unless built there before \
+             (a build takes minutes)",
+            binaries.version
+        );
+        let reply = self.agent.call(
+            &Request::Build {
+                key: key.to_string(),
+                into: into.clone(),
+                options: binaries.build.clone(),
+            },
+            BUILD_TIMEOUT,
+        )?;
+        let built: agent::Built =
+            serde_json::from_value(reply).context("the agent's account of its build")?;
+        eprintln!(
+            "host {name}: {} ({})",
+            if built.reused {
+                "built there before (0 bytes copied)"
+            } else {
+                "built there"
+            },
+            built.compiler
+        );
+        Ok((into, format!("built on the host ({})", built.compiler)))
     }
 }
 
@@ -311,7 +427,7 @@ impl Host for Remote {
 
     fn start_servers(
         &self,
-        server: &Path,
+        binaries: &Binaries,
         count: usize,
         options: &instances::Options,
         shutdown: &Shutdown,
@@ -338,7 +454,7 @@ impl Host for Remote {
             ))
             .into());
         }
-        let key = self.server_key(server)?;
+        let (key, how) = self.binaries_there(binaries, shutdown)?;
         let mut options = instances::Options {
             bind: self.address(),
             ..options.clone()
@@ -348,7 +464,7 @@ impl Host for Remote {
                 options.config.insert(setting.into(), cpus.to_string());
             }
         }
-        self.agent.start_servers(&key, count, &options)
+        self.agent.start_servers(&key, &how, count, &options)
     }
 }
 

@@ -124,6 +124,8 @@ pub trait RemoteProcess: Send + Sync + std::fmt::Debug {
     fn perf_start(&self, event: &str, frequency: u32) -> anyhow::Result<()>;
     /// Stops it and brings back the folded stacks.
     fn perf_finish(&self) -> anyhow::Result<String>;
+    /// Where its binaries came from (`shipped`, `built on the host (...)`).
+    fn build_note(&self) -> &str;
 }
 
 /// A server that is our child. Field order matters: the process is dropped (killed)
@@ -180,6 +182,14 @@ impl Instance {
         match &self.process {
             Process::Local(_) => "local",
             Process::Remote(r) => r.host(),
+        }
+    }
+
+    /// Where a server on another host got its binaries; `None` on this machine.
+    pub fn build_note(&self) -> Option<&str> {
+        match &self.process {
+            Process::Local(_) => None,
+            Process::Remote(r) => Some(r.build_note()),
         }
     }
 

@@ -469,6 +469,11 @@ pub fn check_args(args: &[String]) -> Result<(), String> {
                  names: which hosts is its runner's choice (runner --hosts FILE)"
             ));
         }
+        if !matches!(value.parse::<usize>(), Ok(1..=64)) {
+            return Err(format!(
+                "args: {name} {value}: give a count of hosts from 1 to 64"
+            ));
+        }
     }
     Ok(())
 }
@@ -553,6 +558,10 @@ mod tests {
         ] {
             let err = check_args(&args(bad)).unwrap_err();
             assert!(err.contains("never names"), "{bad:?}: {err}");
+        }
+        for bad in ["0", "65", "99999999999999999999"] {
+            let err = check_args(&args(&["--server-hosts", bad])).unwrap_err();
+            assert!(err.contains("from 1 to 64"), "{bad}: {err}");
         }
     }
 }

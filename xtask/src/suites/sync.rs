@@ -53,7 +53,7 @@ pub fn run_case(case: &SyncCase, ctx: &CaseContext<'_>) -> anyhow::Result<Vec<Sy
     // Detached: the suite sends REPLICAOF itself, because the sync is what it times.
     let deployment = ReplicationGroup::detached(case.replicas).deploy(
         ctx.hosts,
-        &ctx.binaries.server,
+        ctx.binaries,
         &options,
         ctx.shutdown,
     )?;

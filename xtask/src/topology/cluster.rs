@@ -6,7 +6,6 @@
 //! sync. Only then is anything measured.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,6 +19,7 @@ use bench_core::topology::ReadFrom;
 use super::{Deployment, Node, Role, Topology};
 use crate::host::ServerHosts;
 use crate::instances::{self, Instance};
+use crate::valkey::Binaries;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Cluster {
@@ -62,7 +62,7 @@ impl Topology for Cluster {
     fn deploy(
         &self,
         hosts: &ServerHosts,
-        server: &Path,
+        binaries: &Binaries,
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment> {
@@ -73,7 +73,7 @@ impl Topology for Cluster {
         super::sync_at_once(&mut options);
         let placement =
             super::spread_cluster(self.shards as usize, self.replicas as usize, hosts.len());
-        let started = hosts.start(server, &placement, &options, shutdown)?;
+        let started = hosts.start(binaries, &placement, &options, shutdown)?;
         // Primaries first (shard order), then each shard's replicas.
         let nodes: Vec<Node> = started
             .into_iter()

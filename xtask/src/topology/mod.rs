@@ -10,13 +10,12 @@ pub mod cluster;
 mod replication;
 mod standalone;
 
-use std::path::Path;
-
 use bench_core::engine::Target;
 use bench_core::shutdown::Shutdown;
 
 use crate::host::ServerHosts;
 use crate::instances::{self, Instance};
+use crate::valkey::Binaries;
 use bench_core::topology::{ReadFrom, TopologySpec};
 pub use cluster::Cluster;
 pub use replication::ReplicationGroup;
@@ -83,7 +82,7 @@ pub trait Topology: Sync {
     fn deploy(
         &self,
         hosts: &ServerHosts,
-        server: &Path,
+        binaries: &Binaries,
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment>;

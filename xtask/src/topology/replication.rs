@@ -1,6 +1,5 @@
 //! A primary and its replicas.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -11,6 +10,7 @@ use bench_core::shutdown::Shutdown;
 use super::{Deployment, Node, Role, Topology};
 use crate::host::ServerHosts;
 use crate::instances;
+use crate::valkey::Binaries;
 
 /// A primary and `replicas` replicas. With `attach`, every replica is made a replica of
 /// the primary (REPLICAOF) and `deploy` returns once each has finished its full sync;
@@ -52,7 +52,7 @@ impl Topology for ReplicationGroup {
     fn deploy(
         &self,
         hosts: &ServerHosts,
-        server: &Path,
+        binaries: &Binaries,
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment> {
@@ -61,7 +61,7 @@ impl Topology for ReplicationGroup {
             super::sync_at_once(&mut options);
         }
         let placement = super::spread_group(self.replicas as usize, hosts.len());
-        let started = hosts.start(server, &placement, &options, shutdown)?;
+        let started = hosts.start(binaries, &placement, &options, shutdown)?;
         let mut nodes = started.into_iter().enumerate().map(|(i, instance)| Node {
             role: if i == 0 { Role::Primary } else { Role::Replica },
             shard: 0,

@@ -1,13 +1,12 @@
 //! One server, alone.
 
-use std::path::Path;
-
 use bench_core::engine::Target;
 use bench_core::shutdown::Shutdown;
 
 use super::{Deployment, Node, Role, Topology};
 use crate::host::ServerHosts;
 use crate::instances;
+use crate::valkey::Binaries;
 
 /// One primary, no replicas.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,11 +20,11 @@ impl Topology for Standalone {
     fn deploy(
         &self,
         hosts: &ServerHosts,
-        server: &Path,
+        binaries: &Binaries,
         options: &instances::Options,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Deployment> {
-        let instance = hosts.start(server, &[0], options, shutdown)?.remove(0);
+        let instance = hosts.start(binaries, &[0], options, shutdown)?.remove(0);
         Ok(Deployment {
             target: Target::standalone(instance.addr).with_tls(instance.tls.clone()),
             nodes: vec![Node {

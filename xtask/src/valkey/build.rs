@@ -17,6 +17,7 @@ use bench_core::shutdown::Shutdown;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::archive::SOURCE_ARCHIVE;
 use super::manifest::Manifest;
 use super::source::Source;
 use crate::process::{self, Guarded};
@@ -58,6 +59,11 @@ pub struct Binaries {
     pub compiler: String,
     /// Whether this came from the cache.
     pub cached: bool,
+    /// The prepared source it was built from (`src.tar.gz` in the cache entry), for a
+    /// host that cannot run these binaries to build its own; `None` in entries made
+    /// before sources were kept.
+    #[serde(default)]
+    pub source_archive: Option<PathBuf>,
 }
 
 impl Binaries {
@@ -99,7 +105,7 @@ pub fn build(
     let key = cache_key(&source_id, options, &compiler);
     let builds = cache.join("builds");
     let entry = builds.join(&key);
-    if let Some(hit) = read_entry(&entry)? {
+    if let Some(hit) = read_entry(&entry)?.filter(|b| b.source_archive.is_some()) {
         return Ok(hit);
     }
     fs::create_dir_all(&builds)?;
@@ -107,7 +113,12 @@ pub fn build(
     lock.lock().context("locking the build cache entry")?;
     // Another process may have built it while we waited.
     if let Some(hit) = read_entry(&entry)? {
-        return Ok(hit);
+        if hit.source_archive.is_some() {
+            return Ok(hit);
+        }
+        // An entry from before sources were kept: keep its source now (the same source
+        // id, so the same source).
+        return super::archive::keep_source(hit, source, manifest, cache, &entry, shutdown);
     }
     remove_stale_attempts(&builds, &key);
     let attempt = tempfile::Builder::new()
@@ -131,6 +142,9 @@ pub fn build(
             ignored.join(", ")
         );
     }
+    // The prepared source, kept beside the binaries: a host whose libraries cannot run
+    // them builds its own from it.
+    super::archive::archive_source(&tree, &attempt.path().join(SOURCE_ARCHIVE), shutdown)?;
     let made = make(&tree, options, &cc, &log_path, shutdown);
     bar.finish_and_clear();
     if let Err(e) = made {
@@ -172,6 +186,7 @@ pub fn build(
         build: options.clone(),
         compiler,
         cached: false,
+        source_archive: Some(entry.join(SOURCE_ARCHIVE)),
     };
     fs::write(
         attempt.path().join("build.json"),
@@ -240,7 +255,7 @@ pub fn check_cflags(cflags: &str) -> anyhow::Result<()> {
 }
 
 /// The C compiler, found the way Rust build scripts find it (`CC`, then `cc`).
-fn c_compiler() -> PathBuf {
+pub(crate) fn c_compiler() -> PathBuf {
     cc::Build::new()
         .cargo_metadata(false)
         .target(env!("XTASK_TARGET"))
@@ -256,7 +271,10 @@ fn c_compiler() -> PathBuf {
 /// line of its `--version`, so `CC=clang` or an upgraded gcc is another cache entry.
 /// Returns the path make is given (found on `PATH`, not canonicalized: a ccache symlink
 /// must keep its name) and the identity.
-fn compiler_identity(cc: &Path, shutdown: &Shutdown) -> anyhow::Result<(PathBuf, String)> {
+pub(crate) fn compiler_identity(
+    cc: &Path,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(PathBuf, String)> {
     let found = if cc.components().count() > 1 {
         Some(cc.to_path_buf())
     } else {
@@ -291,7 +309,7 @@ fn compiler_identity(cc: &Path, shutdown: &Shutdown) -> anyhow::Result<(PathBuf,
 /// failures (`-(cd ../deps && make ...)`), and jemalloc's configure can race under a
 /// parallel top-level make; so the dependencies are built first on their own and checked,
 /// once more serially if anything is missing, then the binaries in parallel.
-fn make(
+pub(crate) fn make(
     tree: &Path,
     options: &BuildOptions,
     cc: &Path,

@@ -1,6 +1,7 @@
 //! Valkey sources and builds: which tree, fetched how, built with which options, cached
 //! where.
 
+mod archive;
 pub mod build;
 pub mod fetch;
 pub mod manifest;
