@@ -95,8 +95,16 @@ impl Remote {
             .into());
         }
         let exe = std::env::current_exe().context("finding this program to ship as the agent")?;
-        let key = content_key(&exe)?;
-        ship(&ssh, &exe, &key, AGENT, &key)?;
+        let key = local_key(&exe)?;
+        ship_all(
+            &ssh,
+            &[Wanted {
+                local: &exe,
+                key: &key,
+                name: AGENT,
+                own: key.clone(),
+            }],
+        )?;
         let mut cmd = ssh.command(&format!(
             "exec {work}/bin/{key}/{AGENT} agent --work-dir {work} --lease-ms {}",
             agent::LEASE.as_millis()
@@ -166,7 +174,7 @@ impl Remote {
         if let Some(there) = shipped.get(&binaries.server) {
             return Ok(there.clone());
         }
-        let key = content_key(&binaries.server)?;
+        let key = local_key(&binaries.server)?;
         let name = self.ssh.name();
         let there = match self.ssh.spec().build {
             BuildOn::Host => self.build_there(binaries, &key, shutdown)?,
@@ -198,15 +206,26 @@ impl Remote {
 
     /// Copies the server (and the tools beside it) under `key`.
     fn ship_binaries(&self, binaries: &Binaries, key: &str) -> anyhow::Result<()> {
-        ship(&self.ssh, &binaries.server, key, "valkey-server", key)?;
-        for tool in ["valkey-cli", "valkey-benchmark"] {
-            let path = binaries.server.with_file_name(tool);
-            if path.is_file() {
-                let own = content_key(&path)?;
-                ship(&self.ssh, &path, key, tool, &own)?;
-            }
+        let tools: Vec<(std::path::PathBuf, &str)> = ["valkey-cli", "valkey-benchmark"]
+            .into_iter()
+            .map(|tool| (binaries.server.with_file_name(tool), tool))
+            .filter(|(path, _)| path.is_file())
+            .collect();
+        let mut wanted = vec![Wanted {
+            local: &binaries.server,
+            key,
+            name: "valkey-server",
+            own: key.to_string(),
+        }];
+        for (path, tool) in &tools {
+            wanted.push(Wanted {
+                local: path,
+                key,
+                name: tool,
+                own: local_key(path)?,
+            });
         }
-        Ok(())
+        ship_all(&self.ssh, &wanted)
     }
 
     /// Whether the server under `key` runs there (`--version`): `Err` has what the host
@@ -249,12 +268,14 @@ impl Remote {
         if shutdown.is_triggered() {
             bail!("interrupted");
         }
-        ship(
+        ship_all(
             &self.ssh,
-            archive,
-            key,
-            agent::SOURCE,
-            &content_key(archive)?,
+            &[Wanted {
+                local: archive,
+                key,
+                name: agent::SOURCE,
+                own: local_key(archive)?,
+            }],
         )?;
         let into = agent::built_key(key);
         eprintln!(
@@ -318,24 +339,56 @@ fn hash_matches(printed: &str, key: &str) -> bool {
         .is_some_and(|hex| hex.len() == 64 && hex.starts_with(key))
 }
 
-/// Copies `local` to `<work>/bin/<key>/<name>` on the host unless it is there with its
-/// content (`own`, its [`content_key`]: a file there is what it should be, or it is
-/// replaced). A copy goes to a new temporary file (`mktemp`), is checked, then renamed.
-fn ship(ssh: &Ssh, local: &Path, key: &str, name: &str, own: &str) -> anyhow::Result<()> {
-    debug_assert!(agent::valid_key(key) && agent::valid_key(own));
-    let dir = format!("{}/bin/{key}", ssh.spec().work_dir.display());
+/// A file to have on the host: `local`, as `<work>/bin/<key>/<name>`, whose content key
+/// is `own`.
+struct Wanted<'a> {
+    local: &'a Path,
+    key: &'a str,
+    name: &'a str,
+    own: String,
+}
+
+/// Copies each file to the host unless it is there with its content (its
+/// [`content_key`]: a file there is what it should be, or it is replaced). One command
+/// looks at them all; each copy goes to a new temporary file (`mktemp`), is checked, then
+/// renamed.
+fn ship_all(ssh: &Ssh, files: &[Wanted<'_>]) -> anyhow::Result<()> {
+    let work = ssh.spec().work_dir.display().to_string();
+    let paths: Vec<String> = files
+        .iter()
+        .map(|f| {
+            debug_assert!(agent::valid_key(f.key) && agent::valid_key(&f.own));
+            format!("{work}/bin/{}/{}", f.key, f.name)
+        })
+        .collect();
+    // One line per file: its hash, or `-` when it is not there.
     let present = ssh.run(
-        &format!("if [ -f {dir}/{name} ] && [ -x {dir}/{name} ]; then sha256sum {dir}/{name}; fi"),
+        &format!(
+            "for f in {}; do if [ -f \"$f\" ] && [ -x \"$f\" ]; then sha256sum \"$f\"; else echo -; fi; done",
+            paths.join(" ")
+        ),
         None,
         Duration::from_secs(120),
     )?;
-    if hash_matches(&present, own) {
-        eprintln!(
-            "host {}: {name} {own} is there already (0 bytes copied)",
-            ssh.name()
-        );
-        return Ok(());
+    let lines: Vec<&str> = present.lines().collect();
+    for (i, f) in files.iter().enumerate() {
+        if lines.get(i).is_some_and(|l| hash_matches(l, &f.own)) {
+            eprintln!(
+                "host {}: {} {} is there already (0 bytes copied)",
+                ssh.name(),
+                f.name,
+                f.own
+            );
+        } else {
+            copy(ssh, f.local, f.key, f.name, &f.own)?;
+        }
     }
+    Ok(())
+}
+
+/// Copies `local` to `<work>/bin/<key>/<name>` through a checked temporary file.
+fn copy(ssh: &Ssh, local: &Path, key: &str, name: &str, own: &str) -> anyhow::Result<()> {
+    let dir = format!("{}/bin/{key}", ssh.spec().work_dir.display());
     let size = std::fs::metadata(local)?.len();
     eprintln!(
         "host {}: copying {name} ({:.1} MB, content {own})",
@@ -373,6 +426,37 @@ fn ship(ssh: &Ssh, local: &Path, key: &str, name: &str, own: &str) -> anyhow::Re
         Duration::from_secs(30),
     )?;
     Ok(())
+}
+
+/// [`content_key`] of a file here, remembered under the cache's `content-keys/` by the
+/// file's identity (device, inode, size, modification time), so a run does not hash the
+/// same 90 MB agent again. A wrong memory cannot pass: what is copied is checked against
+/// the key on the host.
+fn local_key(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let id = format!(
+        "{}-{}-{}-{}.{}",
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let memo = crate::project::cache_dir().join("content-keys").join(id);
+    if let Ok(known) = std::fs::read_to_string(&memo)
+        && known.len() == 16
+        && agent::valid_key(&known)
+    {
+        return Ok(known);
+    }
+    let key = content_key(path)?;
+    if let Some(dir) = memo.parent() {
+        let _ = std::fs::create_dir_all(dir)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| crate::rundir::write_atomically(&memo, key.as_bytes()));
+    }
+    Ok(key)
 }
 
 /// The first 16 hex digits of the SHA-256 of a file's content: what names it on a host.
