@@ -98,7 +98,7 @@ pub fn build(
         fs::copy(tree.join("src").join(name), staged.join(name))
             .with_context(|| format!("the build produced no src/{name}"))?;
     }
-    let server_key = super::remote::content_key(&staged.join("valkey-server"))?;
+    let server_key = super::ship::content_key(&staged.join("valkey-server"))?;
     fs::write(staged.join(BUILT_MARK), &server_key)?;
     fs::write(staged.join(COMPILER), &compiler)?;
     if dir.exists() {
@@ -124,7 +124,7 @@ fn built_before(dir: &Path) -> anyhow::Result<Option<String>> {
     if !server.is_file() {
         return Ok(None);
     }
-    Ok((super::remote::content_key(&server)? == mark.trim()).then_some(compiler))
+    Ok((super::ship::content_key(&server)? == mark.trim()).then_some(compiler))
 }
 
 #[cfg(test)]
@@ -144,7 +144,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(built_before(dir.path()).unwrap(), None);
         fs::write(dir.path().join("valkey-server"), b"a server").unwrap();
-        let key = super::super::remote::content_key(&dir.path().join("valkey-server")).unwrap();
+        let key = super::super::ship::content_key(&dir.path().join("valkey-server")).unwrap();
         fs::write(dir.path().join(BUILT_MARK), &key).unwrap();
         fs::write(dir.path().join(COMPILER), "/usr/bin/cc: gcc 12").unwrap();
         assert_eq!(

@@ -13,6 +13,7 @@ pub mod loadgen;
 pub mod local;
 pub mod remote;
 pub mod share;
+pub mod ship;
 pub mod ssh;
 
 use std::fs;
