@@ -1,8 +1,10 @@
 //! Building Valkey on a host whose libraries cannot run the build made here (or whose
 //! hosts-file entry says `build = "host"`): the agent there unpacks the prepared source
 //! that was built here (shipped as `bin/<key>/valkey-src.tar.gz`) and runs the same
-//! `make` with the same options and its own compiler, into `bin/<built key>/`. A build
-//! there is kept and reused while its server's content is what the agent recorded.
+//! `make` with the same options and its own compiler, into `bin/<built key>/`, one build
+//! of a key at a time (a lock there). A build there is kept and reused while its server's
+//! content is what the agent recorded. Its git SHA is `00000000` (the archive holds no
+//! repository).
 
 use std::fs;
 use std::path::Path;
@@ -57,6 +59,17 @@ pub fn build(
     }
     valkey_build::check_cflags(&options.cflags)?;
     let dir = bin_dir(work_dir, into);
+    if let Some(compiler) = built_before(&dir)? {
+        return Ok(Built {
+            compiler,
+            reused: true,
+        });
+    }
+    // One build of a key at a time on this host (two runs may share it): the second
+    // waits, then finds the first's.
+    fs::create_dir_all(work_dir.join("bin"))?;
+    let lock = fs::File::create(work_dir.join("bin").join(format!("{into}.lock")))?;
+    lock.lock().context("locking the build")?;
     if let Some(compiler) = built_before(&dir)? {
         return Ok(Built {
             compiler,
@@ -167,7 +180,8 @@ mod tests {
             cflags: "-O2; reboot".into(),
             ..Default::default()
         };
-        assert!(build(dir.path(), key, &built_key(key), &bad, &shutdown).is_err());
+        let err = build(dir.path(), key, &built_key(key), &bad, &shutdown).unwrap_err();
+        assert!(err.to_string().contains("--cflags"), "{err}");
         let err = build(dir.path(), key, &built_key(key), &options, &shutdown).unwrap_err();
         assert!(err.to_string().contains("no source here"), "{err}");
     }

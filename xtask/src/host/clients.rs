@@ -322,9 +322,12 @@ impl ClientHosts {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
         {
-            return Err(PartsError::Failed(format!(
-                "{why}; the other hosts were stopped"
-            )));
+            let others = if n > 1 {
+                "; the other hosts' shares were stopped"
+            } else {
+                ""
+            };
+            return Err(PartsError::Failed(format!("{why}{others}")));
         }
         let mut parts = Vec::new();
         for ((host, result), offset) in self.hosts.iter().zip(results).zip(offsets) {

@@ -176,7 +176,7 @@ impl Remote {
             BuildOn::Host => self.build_there(binaries, &key, shutdown)?,
             mode => {
                 self.ship_binaries(binaries, &key)?;
-                match self.runs_there(&key) {
+                match self.runs_there(&key)? {
                     Ok(()) => (key.clone(), "shipped".to_string()),
                     Err(why) if mode == BuildOn::Ship => {
                         return Err(UsageError(format!(
@@ -224,22 +224,26 @@ impl Remote {
         ship_all(&self.ssh, &wanted)
     }
 
-    /// Whether the server under `key` runs there (`--version`): `Err` has what the host
-    /// said (a missing library, a C library too old).
-    fn runs_there(&self, key: &str) -> Result<(), String> {
+    /// Whether the server under `key` runs there (`--version`): `Ok(Err)` has what the
+    /// dynamic loader said there (a missing library, a C library too old); anything else
+    /// that fails (the connection, a timeout) is an error, not a reason to build.
+    fn runs_there(&self, key: &str) -> anyhow::Result<Result<(), String>> {
         let dir = agent::bin_dir(&self.ssh.spec().work_dir, key);
-        self.ssh
-            .run(
-                &format!("{}/valkey-server --version", dir.display()),
-                None,
-                Duration::from_secs(60),
-            )
-            .map(|_| ())
-            .map_err(|e| {
-                let text = format!("{e:#}");
-                // The loader's own words are the last line.
-                text.lines().last().unwrap_or(&text).trim().to_string()
-            })
+        let Err(e) = self.ssh.run(
+            &format!("{}/valkey-server --version", dir.display()),
+            None,
+            Duration::from_secs(60),
+        ) else {
+            return Ok(Ok(()));
+        };
+        let text = format!("{e:#}");
+        match loader_error(&text) {
+            Some(said) => Ok(Err(said)),
+            None => Err(e.context(format!(
+                "running valkey-server --version on host {:?}",
+                self.ssh.name()
+            ))),
+        }
     }
 
     /// Has the agent build `binaries`' source there (once: a build already there is
@@ -292,7 +296,7 @@ impl Remote {
         eprintln!(
             "host {name}: {} ({})",
             if built.reused {
-                "built there before (0 bytes copied)"
+                "built there before"
             } else {
                 "built there"
             },
@@ -325,6 +329,19 @@ fn private(listed: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The dynamic loader's complaint in what a failed run printed, if that is why it failed.
+fn loader_error(said: &str) -> Option<String> {
+    const SIGNS: [&str; 4] = [
+        "error while loading shared libraries",
+        "cannot open shared object file",
+        "version `GLIBC",
+        "not found (required by",
+    ];
+    said.lines()
+        .find(|l| SIGNS.iter().any(|s| l.contains(s)))
+        .map(|l| l.trim().to_string())
 }
 
 impl Drop for Remote {
@@ -406,6 +423,24 @@ impl Host for Remote {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_loaders_complaints_make_a_host_build_its_own() {
+        let said = "on host \"h1\": `/w/bin/k/valkey-server --version` failed (exit status: 127): \
+                    /w/bin/k/valkey-server: error while loading shared libraries: libssl.so.3: \
+                    cannot open shared object file: No such file or directory";
+        assert!(loader_error(said).unwrap().contains("libssl.so.3"));
+        let old_libc = "valkey-server: /lib/x86_64-linux-gnu/libc.so.6: version `GLIBC_2.38' \
+                        not found (required by valkey-server)";
+        assert!(loader_error(old_libc).is_some());
+        for other in [
+            "ssh: connect to host 198.18.0.2 port 22: Connection refused",
+            "`valkey-server --version` timed out after 60s",
+            "",
+        ] {
+            assert_eq!(loader_error(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn a_work_dir_must_be_the_users_own_and_closed_to_others() {

@@ -114,19 +114,23 @@ fn copy(ssh: &Ssh, local: &Path, key: &str, name: &str, own: &str) -> anyhow::Re
 }
 
 /// [`content_key`] of a file here, remembered under the cache's `content-keys/` by the
-/// file's identity (device, inode, size, modification time), so a run does not hash the
-/// same 90 MB agent again. A wrong memory cannot pass: what is copied is checked against
-/// the key on the host.
+/// file's identity (device, inode, size, modification and change times), so a run does
+/// not hash the same 90 MB agent again. Any change to the file changes its ctime, which
+/// nothing can set back, so a changed file is hashed again.
 pub fn local_key(path: &Path) -> anyhow::Result<String> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    // ctime too: nothing can set it back, so a changed file is never taken for the one
+    // remembered (an inode is reused, an mtime copied with `cp -p`).
     let id = format!(
-        "{}-{}-{}-{}.{}",
+        "{}-{}-{}-{}.{}-{}.{}",
         meta.dev(),
         meta.ino(),
         meta.len(),
         meta.mtime(),
-        meta.mtime_nsec()
+        meta.mtime_nsec(),
+        meta.ctime(),
+        meta.ctime_nsec()
     );
     let memo = crate::project::cache_dir().join("content-keys").join(id);
     if let Ok(known) = std::fs::read_to_string(&memo)

@@ -118,7 +118,26 @@ pub fn build(
         }
         // An entry from before sources were kept: keep its source now (the same source
         // id, so the same source).
-        return super::archive::keep_source(hit, source, manifest, cache, &entry, shutdown);
+        // Best effort: a local run does not need it, and must not fail for it.
+        return Ok(
+            match super::archive::keep_source(
+                hit.clone(),
+                source,
+                manifest,
+                cache,
+                &entry,
+                shutdown,
+            ) {
+                Ok(kept) => kept,
+                Err(e) => {
+                    eprintln!(
+                        "note: the source of build {key} could not be kept beside it ({e:#}); \
+                         a host that cannot run it will not be able to build its own"
+                    );
+                    hit
+                }
+            },
+        );
     }
     remove_stale_attempts(&builds, &key);
     let attempt = tempfile::Builder::new()
@@ -339,6 +358,12 @@ pub(crate) fn make(
                     .filter_map(|k| Some((k, std::env::var_os(k)?))),
             )
             .env("LC_ALL", "C")
+            // The release header's git SHA comes from the tree's own repository (a git
+            // worktree) or none: never from a repository the tree happens to sit in.
+            .env(
+                "GIT_CEILING_DIRECTORIES",
+                tree.parent().unwrap_or(tree).as_os_str(),
+            )
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log.try_clone()?));
         let mut child = Guarded::spawn(cmd, "make")?;
