@@ -179,6 +179,46 @@ pub const SERVER_SETTINGS: [&str; 4] = [
     "bgsave-cpulist",
 ];
 
+/// Restricts the calling thread to `cpus` (nothing when empty).
+pub fn pin_thread(cpus: &[usize]) -> std::io::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it for ids below
+    // CPU_SETSIZE (checked); sched_setaffinity reads `size_of` bytes of it.
+    let result = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::other(format!(
+                    "CPU {cpu} is beyond CPU_SETSIZE"
+                )));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if result != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The CPUs the calling thread may run on (to put back after [`pin_thread`]).
+pub fn thread_cpus() -> std::io::Result<Vec<usize>> {
+    // SAFETY: a zeroed cpu_set_t is a valid set; sched_getaffinity writes at most
+    // `size_of` bytes into it; CPU_ISSET reads inside it for ids below CPU_SETSIZE.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok((0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

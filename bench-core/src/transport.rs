@@ -20,6 +20,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::loadgen::runtime::{self, Socket};
+
 pub use failure::explain;
 pub(crate) use failure::{handshake_error, tls_hint_in_text};
 
@@ -316,15 +318,15 @@ impl Write for Stream {
 
 /// An async connection (the generator's): plain, or TLS with its handshake done.
 pub enum Wire {
-    Tcp(tokio::net::TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
+    Tcp(Socket),
+    Tls(Box<tokio_rustls::client::TlsStream<Socket>>),
 }
 
 impl Wire {
     /// Connects (no Nagle delay) and, with `tls`, completes the handshake within
     /// [`HANDSHAKE_TIMEOUT`].
     pub async fn connect(addr: SocketAddr, tls: Option<&Tls>) -> io::Result<Wire> {
-        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let tcp = Socket::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let Some(tls) = tls else {
             return Ok(Wire::Tcp(tcp));
@@ -334,7 +336,7 @@ impl Wire {
             .server_name
             .clone()
             .unwrap_or_else(|| ServerName::IpAddress(verified_ip(addr).into()));
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
+        match runtime::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, tcp)).await {
             Ok(Ok(stream)) => Ok(Wire::Tls(Box::new(stream))),
             Ok(Err(e)) => Err(handshake_error(e)),
             Err(_) => Err(handshake_error(io::ErrorKind::TimedOut.into())),
@@ -350,7 +352,16 @@ impl Wire {
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
         use tokio::io::AsyncWriteExt;
         match self {
-            Wire::Tcp(s) => s.write_all(bytes).await,
+            Wire::Tcp(s) => {
+                let mut sent = 0;
+                while sent < bytes.len() {
+                    match std::future::poll_fn(|cx| s.poll_send(cx, &bytes[sent..])).await? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => sent += n,
+                    }
+                }
+                Ok(())
+            }
             Wire::Tls(s) => {
                 s.write_all(bytes).await?;
                 s.flush().await
@@ -367,6 +378,16 @@ impl Wire {
     ) -> Poll<io::Result<usize>> {
         if buf.capacity() == buf.len() {
             buf.reserve(16 * 1024);
+        }
+        if let Wire::Tcp(socket) = self {
+            return match socket.poll_recv(cx, buf.spare_capacity_mut()) {
+                Poll::Ready(Ok(n)) => {
+                    // SAFETY: recv initialized the first `n` bytes of the spare capacity.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    Poll::Ready(Ok(n))
+                }
+                other => other,
+            };
         }
         let spare = buf.spare_capacity_mut();
         let start = spare.as_ptr();

@@ -122,10 +122,12 @@ fn connections_to_servers_are_opened_where_they_can_speak_tls() {
     // bench-core/src/transport.rs opens the generator's connections (plain or TLS), and
     // bench-core/src/client.rs the control plane's through the `redis` crate (given the
     // same TLS material by transport.rs); the selfbench floor client is plain TCP by design
-    // (the kernel's cost, nothing more).
+    // (the kernel's cost, nothing more); the generator's runtime makes the socket that
+    // transport.rs's `Wire` speaks TLS over.
     let tcp = [
         Path::new("bench-core/src/transport.rs"),
         Path::new("bench-core/src/loadgen/floor.rs"),
+        Path::new("bench-core/src/loadgen/runtime/socket.rs"),
     ];
     let redis = [
         Path::new("bench-core/src/client.rs"),

@@ -16,8 +16,8 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use tokio::io::AsyncReadExt;
 
+use super::runtime;
 use super::schedule::Schedule;
 use super::slot_routing::{Route, Routing, Tagged};
 use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
@@ -31,9 +31,11 @@ use crate::workload::Fill;
 
 /// How often a waiting connection looks at the clock and the stop flags.
 const TICK: Duration = Duration::from_millis(50);
-/// tokio's timer fires on millisecond ticks, so an open-loop send due within this window is
-/// awaited by yielding (a busy poll that still serves the socket) instead of a timer:
-/// sub-millisecond send precision at the cost of CPU while the schedule is dense.
+/// The runtime's timers fire on millisecond ticks (epoll's timeout), so an open-loop send
+/// due within this window is awaited by yielding (a busy poll that still serves the
+/// socket) instead of a timer: sub-millisecond send precision at the cost of CPU while the
+/// schedule is dense. (A timer re-armed earlier leaves its old deadline in the heap, which
+/// wakes the connection once for nothing: cheap beside the spin.)
 const SPIN_WINDOW: Duration = Duration::from_millis(2);
 /// How long in-flight replies may take after sending stops.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -136,6 +138,8 @@ pub(super) struct Connection {
     inflight: usize,
     /// Where the last multi-link read looked first (so no link starves the others).
     read_from: usize,
+    /// Requests taken from the budget and not sent yet.
+    claimed: i64,
 }
 
 impl Connection {
@@ -158,6 +162,7 @@ impl Connection {
             stats,
             inflight: 0,
             read_from: 0,
+            claimed: 0,
         }
     }
 
@@ -241,10 +246,9 @@ impl Connection {
         let mut sent_k: u64 = 0;
         let mut sending = true;
         let mut stopped_at: Option<Instant> = None;
-        let tick = tokio::time::sleep(TICK);
-        tokio::pin!(tick);
+        let mut tick = runtime::sleep(TICK);
         // Every connection starts at the same instant; nothing before it is measured.
-        tokio::time::sleep_until(start.into()).await;
+        runtime::sleep_until(start).await;
 
         loop {
             let now = Instant::now();
@@ -289,7 +293,13 @@ impl Connection {
                         break;
                     }
                     let t = plan.pick(&mut rng);
-                    let route = match &self.tagged[t] {
+                    // Only a cluster connection has its own templates: a standalone one
+                    // does not look (the lookup missed the cache twice per request).
+                    let tagged = match self.routing {
+                        Some(_) => self.tagged[t].as_ref(),
+                        None => None,
+                    };
+                    let route = match tagged {
                         Some(tagged) => &tagged.route,
                         None => &plan.routes[t],
                     };
@@ -301,7 +311,7 @@ impl Connection {
                         &mut || keys.sample(&mut key_rng),
                     );
                     let mut key = || first.take().unwrap_or_else(|| keys.sample(&mut key_rng));
-                    let (template, prepared) = match &self.tagged[t] {
+                    let (template, prepared) = match tagged {
                         Some(tagged) => (&tagged.template, tagged.prepared.as_ref()),
                         None => (&plan.templates[t], plan.prepared[t].as_ref()),
                     };
@@ -364,13 +374,13 @@ impl Connection {
             let spin = next_due.is_some_and(|due| due.saturating_duration_since(now) < SPIN_WINDOW);
             if spin {
                 if self.inflight == 0 {
-                    tokio::task::yield_now().await;
+                    runtime::yield_now().await;
                     continue;
                 }
                 let (link, read) = tokio::select! {
                     biased;
                     r = self.read_any() => r,
-                    () = tokio::task::yield_now() => continue,
+                    () = runtime::yield_now() => continue,
                 };
                 if !self.after_read(link, read).await {
                     return;
@@ -379,14 +389,14 @@ impl Connection {
             }
             // Re-arm the timer only when a send is due sooner than it fires, or when it has
             // fired: re-arming it on every pass cost ~2% of the generator's CPU.
-            let armed = tick.deadline().into_std();
+            let armed = tick.deadline();
             let deadline = match next_due {
                 Some(due) if due < now + TICK + SPIN_WINDOW => Some(due - SPIN_WINDOW),
                 _ if armed <= now => Some(now + TICK),
                 _ => None,
             };
             if let Some(deadline) = deadline.filter(|&d| d != armed) {
-                tick.as_mut().reset(deadline.into());
+                tick.reset(deadline);
             }
             if self.inflight == 0 {
                 (&mut tick).await;
@@ -411,7 +421,7 @@ impl Connection {
             let link = &mut self.links[i];
             if link.out.len() > link.written {
                 if let Err(e) = link.stream.send(&link.out[link.written..]).await {
-                    if !self.reconnect(i, e).await {
+                    if !Box::pin(self.reconnect(i, e)).await {
                         return Flushed::GaveUp;
                     }
                     outcome = Flushed::Reconnected;
@@ -436,7 +446,8 @@ impl Connection {
         }
         if self.links.len() == 1 {
             let link = &mut self.links[0];
-            return (0, link.stream.read_buf(&mut link.rbuf).await);
+            let read = std::future::poll_fn(|cx| link.stream.poll_read_into(cx, &mut link.rbuf));
+            return (0, read.await);
         }
         {
             let first = self.read_from;
@@ -472,7 +483,7 @@ impl Connection {
             Err(e) => Err(e),
         };
         if let Err(e) = got {
-            return self.reconnect(link, e).await;
+            return Box::pin(self.reconnect(link, e)).await;
         }
         let received = Instant::now();
         let mut redirects = Vec::new();
@@ -487,10 +498,10 @@ impl Connection {
                 io::ErrorKind::InvalidData,
                 format!("invalid RESP from the server at byte {offset}"),
             );
-            return self.reconnect(link, e).await;
+            return Box::pin(self.reconnect(link, e)).await;
         }
         for (pending, redirect, bytes) in redirects {
-            if !self.follow(pending, redirect, &bytes).await {
+            if !Box::pin(self.follow(pending, redirect, &bytes)).await {
                 return false;
             }
         }
@@ -503,9 +514,23 @@ impl Connection {
             || self.plan.end.is_some_and(|end| now >= end)
     }
 
-    /// Takes one request from the request budget (request-count runs).
-    fn claim(&self) -> bool {
-        self.shared.budget.fetch_sub(1, Ordering::Relaxed) > 0
+    /// Takes one request from the request budget (request-count runs). A connection takes
+    /// what its window has room for at once: one atomic operation per window, not per
+    /// request (it was 5% of the generator's user time at pipeline 16), and no more than
+    /// it can send now (so at the end of a run no connection holds requests the others
+    /// could have sent).
+    fn claim(&mut self) -> bool {
+        if self.claimed == 0 {
+            let room = self.plan.pipeline.saturating_sub(self.inflight);
+            let want = (room as i64).clamp(1, 64);
+            let left = self.shared.budget.fetch_sub(want, Ordering::Relaxed);
+            if left <= 0 {
+                return false;
+            }
+            self.claimed = left.min(want);
+        }
+        self.claimed -= 1;
+        true
     }
 
     /// Scans every whole reply in link `l`'s buffer, records it, and keeps the unread
@@ -746,7 +771,7 @@ impl Connection {
                     return false;
                 }
                 Err(_) => {
-                    tokio::time::sleep(delay).await;
+                    runtime::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(500));
                 }
             }

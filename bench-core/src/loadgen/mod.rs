@@ -1,8 +1,8 @@
 //! The native load generator.
 //!
-//! Shape: worker threads, each with a current-thread tokio runtime, each running one task
-//! per connection; per-worker statistics (no locks, no atomics on the per-reply path but
-//! one relaxed counter per read), merged when the run ends. One RNG stream per connection
+//! Shape: worker threads, each with its own single-threaded runtime ([`runtime`]), each
+//! running one task per connection; per-worker statistics (no locks, no atomics on the
+//! per-reply path but one relaxed counter per read), merged when the run ends. One RNG stream per connection
 //! derives from the master seed, so a run can be replayed.
 //!
 //! Closed loop keeps `pipeline` requests in flight per connection. Open loop (`rate`)
@@ -15,6 +15,7 @@ pub mod engine;
 pub mod floor;
 pub mod merge;
 mod report;
+pub mod runtime;
 pub mod schedule;
 mod slot_routing;
 pub mod stats;
@@ -375,7 +376,7 @@ pub fn run(
         let handle = thread::Builder::new()
             .name(format!("loadgen-{worker}"))
             .spawn(move || {
-                if let Err(e) = pin_thread(&cpus) {
+                if let Err(e) = crate::placement::pin_thread(&cpus) {
                     let _ = ready_tx.send(Err(LoadgenError::Runtime(e)));
                     return WorkerStats::new(slots);
                 }
@@ -601,10 +602,7 @@ fn worker_main(
     shared: Arc<Shared>,
 ) -> WorkerStats {
     let stats = Rc::new(RefCell::new(WorkerStats::new(templates)));
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(LoadgenError::Runtime(e)));
@@ -669,7 +667,6 @@ fn worker_main(
     let Some(plan) = gate.wait() else {
         return unwrap_stats(stats); // another worker failed to connect
     };
-    let local = tokio::task::LocalSet::new();
     let owners = wiring
         .as_ref()
         .map(|w| Rc::new(slot_routing::Owners::new(&w.owner, &w.links)));
@@ -700,7 +697,7 @@ fn worker_main(
             Arc::clone(&shared),
             Rc::clone(&stats),
         );
-        local.spawn_local(connection.run(plan.origin));
+        runtime.spawn(connection.run(plan.origin));
     }
     for stream in subscribed {
         let subscriber = subscriber::Subscriber {
@@ -710,40 +707,15 @@ fn worker_main(
             stats: Rc::clone(&stats),
             slot: templates - 1,
         };
-        local.spawn_local(subscriber.run());
+        runtime.spawn(subscriber.run());
     }
-    runtime.block_on(local);
+    runtime.run();
     unwrap_stats(stats)
 }
 
 fn unwrap_stats(stats: Rc<RefCell<WorkerStats>>) -> WorkerStats {
     // Every connection task has ended, so this is the last reference; clone if not.
     Rc::try_unwrap(stats).map_or_else(|rc| rc.borrow().clone(), RefCell::into_inner)
-}
-
-/// Restricts the calling thread to `cpus` (nothing when empty).
-fn pin_thread(cpus: &[usize]) -> std::io::Result<()> {
-    if cpus.is_empty() {
-        return Ok(());
-    }
-    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it for ids below
-    // CPU_SETSIZE (checked); sched_setaffinity reads `size_of` bytes of it.
-    let result = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for &cpu in cpus {
-            if cpu >= libc::CPU_SETSIZE as usize {
-                return Err(std::io::Error::other(format!(
-                    "CPU {cpu} is beyond CPU_SETSIZE"
-                )));
-            }
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if result != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// This process's CPU time, user + system, in seconds.

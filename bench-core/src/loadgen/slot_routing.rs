@@ -133,7 +133,7 @@ pub(super) async fn within_setup<T>(
     what: &str,
     setup: impl std::future::Future<Output = std::io::Result<T>>,
 ) -> std::io::Result<T> {
-    match tokio::time::timeout(SETUP_TIMEOUT, setup).await {
+    match super::runtime::timeout(SETUP_TIMEOUT, setup).await {
         Ok(done) => done.map_err(crate::transport::explain),
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,

@@ -98,7 +98,7 @@ impl Subscriber {
             let read = tokio::select! {
                 biased;
                 r = self.stream.read_buf(&mut buf) => r,
-                () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                () = super::runtime::sleep(Duration::from_millis(50)) => continue,
             };
             match read {
                 Ok(0) | Err(_) => {
