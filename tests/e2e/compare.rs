@@ -401,9 +401,10 @@ fn compare_instructions_mode_counts_the_same_build_alike() {
     // With the hash seed pinned (root) the counts repeat to a few hundredths of a percent
     // side by side; without, the seed moves them by tenths. Across rounds on a loaded
     // machine one round can count more: clock-driven event-loop work grows when the stream
-    // runs slower (one round of six read +1.4% with a core busy, the others within 0.01%),
-    // which is why a count is the median of its rounds. So the sides' medians must agree
-    // far under the 0.5% threshold, and every round stay within 2%.
+    // runs slower (one round of six read +1.4% with a core busy, and +5.4% with two
+    // compilers running beside it, the others within 0.01%), which is why a count is the
+    // median of its rounds. So the sides' medians must agree far under the 0.5% threshold,
+    // and every round stay within 10% (a GET counted twice over would still fail).
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
@@ -412,7 +413,7 @@ fn compare_instructions_mode_counts_the_same_build_alike() {
     let (a, b) = (median(&all[..3]), median(&all[3..]));
     let tolerance = if pinned { 1.002 } else { 1.01 };
     assert!(a.max(b) / a.min(b) < tolerance, "pinned {pinned}: {all:?}");
-    assert!(max / min < 1.02, "pinned {pinned}: {all:?}");
+    assert!(max / min < 1.10, "pinned {pinned}: {all:?}");
     assert!(servers_under(tmp.path()).is_empty(), "no server survives");
 }
 

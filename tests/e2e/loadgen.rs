@@ -274,5 +274,19 @@ fn selfbench_measures_both_engines_and_the_floor() {
         let cpu = t["cpu_us_per_request"].as_f64().unwrap();
         assert!(cpu > 0.0 && cpu < 1000.0, "{t}");
     }
+    // The native generator over the floor, paired within the round.
+    for s in json["summary"].as_array().unwrap() {
+        let ratios = s["native_floor_ratios"].as_array().unwrap();
+        assert_eq!(ratios.len(), 1, "{s}");
+        let ratio = s["native_floor_ratio"].as_f64().unwrap();
+        assert!(ratio > 0.2 && ratio < 20.0, "{s}");
+    }
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        assert!(
+            stderr(&out).contains("the server on CPU"),
+            "pinned apart: {}",
+            stderr(&out)
+        );
+    }
     assert!(servers_under(tmp.path()).is_empty());
 }

@@ -8,7 +8,10 @@
 //! work and a minimum of user work cost, so each engine's overhead over it is visible.
 //! Client CPU is user + system time: for the native engine this process's
 //! (`RUSAGE_SELF`), for valkey-benchmark the reaped child's (`RUSAGE_CHILDREN`), each over
-//! the whole run, setup included.
+//! the whole run, setup included. Where the machine has two CPUs or more, the server runs
+//! on one and every client on another (the trials run on a thread pinned there, which the
+//! generator's threads and valkey-benchmark inherit): unpinned, the scheduler moved the
+//! clients' kernel cost from trial to trial by more than the differences measured.
 
 use std::time::{Duration, Instant};
 
@@ -22,8 +25,8 @@ use bench_core::shutdown::Shutdown;
 use bench_core::stats::median;
 use serde::Serialize;
 
-use crate::case::CaseContext;
 use crate::case::preload::Preload;
+use crate::case::{CaseContext, Server};
 use crate::instances;
 use crate::process::reaped_children_cpu;
 
@@ -51,13 +54,36 @@ pub struct Trial {
 /// it ran and the medians. Each step's one-line summary goes to `progress` as it happens.
 pub fn run(
     ctx: &CaseContext<'_>,
+    placement: &Placement,
     rounds: u32,
     requests: u64,
     progress: &mut dyn FnMut(String),
 ) -> anyhow::Result<(Vec<Trial>, Vec<Summary>)> {
+    let mut server = ctx.deploy(instances::Options {
+        config: placement.server_config().into_iter().collect(),
+        ..Default::default()
+    })?;
+    let before = bench_core::placement::thread_cpus()?;
+    if let Some(client) = &placement.client_cpus {
+        bench_core::placement::pin_thread(&client.ids().collect::<Vec<_>>())?;
+    }
+    let trials = trials(ctx, &mut *server, rounds, requests, progress);
+    bench_core::placement::pin_thread(&before)?;
+    drop(server);
+    let trials = trials?;
+    let summary = summarize(&trials, rounds);
+    Ok((trials, summary))
+}
+
+fn trials(
+    ctx: &CaseContext<'_>,
+    server: &mut dyn Server,
+    rounds: u32,
+    requests: u64,
+    progress: &mut dyn FnMut(String),
+) -> anyhow::Result<Vec<Trial>> {
     let shutdown = ctx.shutdown;
     let (native, floor, vb) = (NativeEngine, FloorEngine, ctx.engine);
-    let mut server = ctx.deploy(instances::Options::default())?;
     let started = Instant::now();
     let preloaded = server.preload(&Preload::strings(engine::workload(&load(1, 0))))?;
     progress(format!(
@@ -88,9 +114,7 @@ pub fn run(
             }
         }
     }
-    drop(server);
-    let summary = summarize(&trials);
-    Ok((trials, summary))
+    Ok(trials)
 }
 
 fn load(pipeline: u32, requests: u64) -> Load {
@@ -152,9 +176,13 @@ pub struct Summary {
     pub floor_cpu: f64,
     pub floor_user: f64,
     pub floor_system: f64,
+    /// Native CPU over the floor's within each round (they run back to back), and their
+    /// median: the generator's overhead over the least a client costs.
+    pub native_floor_ratios: Vec<f64>,
+    pub native_floor_ratio: f64,
 }
 
-pub fn summarize(trials: &[Trial]) -> Vec<Summary> {
+pub fn summarize(trials: &[Trial], rounds: u32) -> Vec<Summary> {
     let mut out = Vec::new();
     for pipeline in [1, 16] {
         let of = |engine: &str, f: fn(&Trial) -> f64| {
@@ -173,7 +201,20 @@ pub fn summarize(trials: &[Trial]) -> Vec<Summary> {
             of("native", |t| t.cpu_us_per_request),
             of("valkey-benchmark", |t| t.cpu_us_per_request),
         );
+        let native_floor_ratios: Vec<f64> = (1..=rounds)
+            .filter_map(|round| {
+                let at = |engine: &str| {
+                    trials
+                        .iter()
+                        .find(|t| t.pipeline == pipeline && t.round == round && t.engine == engine)
+                        .map(|t| t.cpu_us_per_request)
+                };
+                Some(at("native")? / at("floor")?)
+            })
+            .collect();
         out.push(Summary {
+            native_floor_ratio: median(&native_floor_ratios).unwrap_or(f64::NAN),
+            native_floor_ratios,
             native_user: of("native", |t| t.user_us_per_request),
             native_system: of("native", |t| t.system_us_per_request),
             vb_user: of("valkey-benchmark", |t| t.user_us_per_request),

@@ -61,21 +61,30 @@ impl SelfbenchCmd {
         if self.valkey.tls {
             return self.tls_cost(&ctx);
         }
-        let (trials, summary) = selfbench::run(&ctx, self.rounds, self.requests, &mut |line| {
-            eprintln!("{line}")
-        })?;
+        let placement = apart(&crate::host::machine());
+        if let (Some(server), Some(client)) = (&placement.server_cpus, &placement.client_cpus) {
+            eprintln!("the server on CPU {server}, every client on CPU {client}");
+        }
+        let (trials, summary) =
+            selfbench::run(&ctx, &placement, self.rounds, self.requests, &mut |line| {
+                eprintln!("{line}")
+            })?;
         if self.json {
             println!("{}", json!({"trials": trials, "summary": summary}));
         } else {
             println!(
-                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio | floor CPU µs/req (user + sys) | floor / valkey-benchmark |"
+                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio | floor CPU µs/req (user + sys) | floor / valkey-benchmark | native / floor | rounds' native / floor |"
             );
             println!(
-                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: | ----------------------------: | -----------------------: |"
+                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: | ----------------------------: | -----------------------: | -------------: | :--------------------- |"
             );
             for s in &summary {
+                let (low, high) = s
+                    .native_floor_ratios
+                    .iter()
+                    .fold((f64::NAN, f64::NAN), |(l, h), &r| (l.min(r), h.max(r)));
                 println!(
-                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} | {:.3} ({:.3} + {:.3}) | {:.2} |",
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} | {:.3} ({:.3} + {:.3}) | {:.2} | {:.2} | {low:.2}–{high:.2} |",
                     s.pipeline,
                     s.native_ops,
                     s.vb_ops,
@@ -90,11 +99,12 @@ impl SelfbenchCmd {
                     s.floor_cpu,
                     s.floor_user,
                     s.floor_system,
-                    s.floor_cpu / s.vb_cpu
+                    s.floor_cpu / s.vb_cpu,
+                    s.native_floor_ratio
                 );
             }
             println!(
-                "\nmedians over {} rounds; ratio = native / valkey-benchmark; floor = a bare epoll client that only sends and counts replies",
+                "\nmedians over {} rounds; ratio = native / valkey-benchmark; floor = a bare epoll client that only sends and counts replies; native / floor = the ratio within each round (they run back to back), its median over the rounds, and the lowest and highest round's",
                 self.rounds
             );
         }
