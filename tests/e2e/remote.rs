@@ -405,3 +405,95 @@ fn a_host_can_build_its_own_valkey_from_the_source_built_here() {
         net.ours()
     );
 }
+
+#[test]
+fn a_host_runs_the_agent_its_entry_names_and_one_built_for_another_architecture_is_refused() {
+    let _machine = heavy();
+    let net = TestNet::new(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let original = fs::read_to_string(&net.hosts_file).unwrap();
+    let hosts = net.hosts_file.to_str().unwrap();
+    let with_agent = |agent: &std::path::Path| {
+        fs::write(
+            &net.hosts_file,
+            format!("{original}agent = \"{}\"\n", agent.display()),
+        )
+        .unwrap();
+    };
+    let quick = ["--quick", "--hosts", hosts, "--server-hosts", "h1"];
+    // Not a program: refused when the hosts file is read, before anything starts.
+    let script = tmp.path().join("agent.sh");
+    fs::write(&script, "#!/bin/sh\nexec true\n").unwrap();
+    with_agent(&script);
+    let (out, _) = bench_in(tmp.path(), &quick);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("agent") && said.contains("not an ELF"),
+        "{said}"
+    );
+    assert!(!net.hosts[0].work_dir.exists(), "something was made on h1");
+    // Built for another architecture (this program with its ELF machine set to aarch64's,
+    // or x86_64's on an aarch64 machine): refused once the host says what it is.
+    let mut elf = fs::read(xtask_bin()).unwrap();
+    let other = if std::env::consts::ARCH == "aarch64" {
+        (62u16, "x86_64")
+    } else {
+        (183, "aarch64")
+    };
+    elf[18..20].copy_from_slice(&other.0.to_le_bytes());
+    let foreign = tmp.path().join("xtask-foreign");
+    fs::write(&foreign, &elf).unwrap();
+    with_agent(&foreign);
+    let (out, _) = bench_in(tmp.path(), &quick);
+    let said = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("host \"h1\"") && said.contains(&format!("is built for {}", other.1)),
+        "{said}"
+    );
+    assert!(!net.hosts[0].work_dir.exists(), "something was made on h1");
+    // This program under another name and content (bytes after its end change nothing
+    // it runs): shipped under its own key and run as the agent.
+    let mut copy = fs::read(xtask_bin()).unwrap();
+    copy.extend_from_slice(b"another build of the same commit");
+    let named = tmp.path().join("xtask-for-h1");
+    fs::write(&named, &copy).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&named, fs::Permissions::from_mode(0o755)).unwrap();
+    with_agent(&named);
+    let suite = suite_file(
+        tmp.path(),
+        &[
+            ("commands", "[\"GET\"]"),
+            ("pipelines", "[1]"),
+            ("measure_seconds", "1"),
+        ],
+    );
+    let (out, dir) = bench_in(
+        tmp.path(),
+        &[
+            "--suite-file",
+            suite.to_str().unwrap(),
+            "--hosts",
+            hosts,
+            "--server-hosts",
+            "h1",
+        ],
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert_eq!(records(&dir)[0]["server_hosts"][0]["name"], "h1");
+    let digest = crate::testnet::must("sha256sum", &[named.to_str().unwrap()]);
+    let key = &digest[..16];
+    let shipped = net.hosts[0]
+        .work_dir
+        .join("bin")
+        .join(key)
+        .join("valkey-bench-agent");
+    assert!(
+        shipped.exists(),
+        "the named agent is under its own key there: {said}"
+    );
+    assert!(net.ours().is_empty(), "outlived the run: {:?}", net.ours());
+}

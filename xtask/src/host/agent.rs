@@ -139,6 +139,10 @@ pub struct Started {
 /// A host's facts, as its agent reads them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Facts {
+    /// The agent protocol it speaks ([`super::agent_binary::PROTOCOL`]; 0: one from before
+    /// there was a number).
+    #[serde(default)]
+    pub protocol: u32,
     pub info: HostInfo,
     /// The CPUs the agent may run on, each with its core's CPUs.
     pub cpus: Vec<(usize, Vec<usize>)>,
@@ -149,6 +153,7 @@ impl Facts {
     pub fn here() -> Facts {
         let machine = super::machine();
         Facts {
+            protocol: super::agent_binary::PROTOCOL,
             info: super::info(),
             cpus: machine
                 .core_of
@@ -545,6 +550,7 @@ mod tests {
     #[test]
     fn facts_say_which_cpus_share_a_core() {
         let facts = Facts {
+            protocol: super::super::agent_binary::PROTOCOL,
             info: super::super::info(),
             cpus: vec![(0, vec![0, 2]), (2, vec![0, 2])],
         };

@@ -10,7 +10,8 @@ use bench_core::placement::SuiteHosts;
 use bench_core::shutdown::Shutdown;
 
 use super::clients::{ClientHost, ClientHosts};
-use super::file::{HOSTS_ENV, HostSpec, HostsFile, LOCAL, Role};
+use super::file::{HOSTS_ENV, HostSpec, HostsFile, LOCAL};
+use super::pick::Role;
 use super::remote::Remote;
 use super::{Host, ServerHosts, local::Local};
 use crate::error::UsageError;

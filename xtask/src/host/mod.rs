@@ -4,6 +4,7 @@
 //! ([`choice::HostsChoice`]) and every case deploys on them.
 
 pub mod agent;
+pub mod agent_binary;
 pub mod build;
 pub mod choice;
 pub mod clients;
@@ -11,6 +12,7 @@ pub mod file;
 pub mod link;
 pub mod loadgen;
 pub mod local;
+pub mod pick;
 pub mod remote;
 pub mod share;
 pub mod ship;

@@ -20,6 +20,7 @@ use bench_core::shutdown::Shutdown;
 
 use super::Host;
 use super::agent::{self, Facts, Request};
+use super::agent_binary::{AgentBinary, PROTOCOL};
 use super::file::{BuildOn, HostSpec};
 use super::link::AgentLink;
 use super::ship::{Wanted, local_key, ship_all};
@@ -41,6 +42,8 @@ pub struct Remote {
     agent: Arc<AgentLink>,
     ssh: Ssh,
     facts: Facts,
+    /// Its `uname -m`: another than this machine's builds Valkey there.
+    arch: String,
     /// The key each build's binaries are under there, and how they got there, by the
     /// local server binary's path.
     shipped: Mutex<HashMap<PathBuf, (String, String)>>,
@@ -58,15 +61,15 @@ impl Remote {
         let ssh = Ssh::connect(spec, known_hosts, shutdown)?;
         let name = &spec.name;
         let arch = ssh.run("uname -m", None, Duration::from_secs(30))?;
-        let here = std::env::consts::ARCH;
-        if arch.trim() != here {
-            return Err(UsageError(format!(
-                "host {name:?} is {} and this machine {here}: our agent there is this program, \
-                 built for {here}; run xtask from a machine of the host's architecture",
-                arch.trim()
-            ))
-            .into());
-        }
+        let program = match &spec.agent {
+            Some(path) => AgentBinary::named(path).map_err(|why| {
+                UsageError(format!(
+                    "host {name:?}: agent {why}: fix `agent` in the hosts file"
+                ))
+            })?,
+            None => AgentBinary::this()?,
+        };
+        program.check(name, arch.trim()).map_err(UsageError)?;
         let work = spec.work_dir.display().to_string();
         let listed = ssh
             .run(
@@ -90,7 +93,7 @@ impl Remote {
             ))
             .into());
         }
-        let exe = std::env::current_exe().context("finding this program to ship as the agent")?;
+        let exe = program.path;
         let key = local_key(&exe)?;
         ship_all(
             &ssh,
@@ -107,9 +110,27 @@ impl Remote {
         ));
         cmd.env_remove("RUST_BACKTRACE");
         let agent = AgentLink::start(cmd, name)?;
-        let facts = agent
-            .facts()
-            .with_context(|| format!("starting the agent on {name:?}"))?;
+        let facts = agent.facts().with_context(|| {
+            format!(
+                "starting the agent on {name:?}{}",
+                match &spec.agent {
+                    Some(path) => format!(
+                        " ({} may be another version of valkey-bench: build it from this commit)",
+                        path.display()
+                    ),
+                    None => String::new(),
+                }
+            )
+        })?;
+        if facts.protocol != PROTOCOL {
+            return Err(UsageError(format!(
+                "host {name:?}: its agent {} speaks agent protocol {} and this program {PROTOCOL}: \
+                 build it from this commit",
+                exe.display(),
+                facts.protocol
+            ))
+            .into());
+        }
         let machine = facts.machine();
         for (field, list) in [
             ("server_cpus", &spec.server_cpus),
@@ -134,6 +155,7 @@ impl Remote {
             agent,
             ssh,
             facts,
+            arch: arch.trim().to_string(),
             shipped: Mutex::new(HashMap::new()),
         })
     }
@@ -172,8 +194,25 @@ impl Remote {
         }
         let key = local_key(&binaries.server)?;
         let name = self.ssh.name();
+        let foreign = self.arch != std::env::consts::ARCH;
         let there = match self.ssh.spec().build {
             BuildOn::Host => self.build_there(binaries, &key, shutdown)?,
+            BuildOn::Ship if foreign => {
+                return Err(UsageError(format!(
+                    "host {name:?} is {} and the Valkey built here is {}: let it build its own \
+                     from the same source, build = \"auto\" or \"host\" in its hosts-file entry",
+                    self.arch,
+                    std::env::consts::ARCH
+                ))
+                .into());
+            }
+            BuildOn::Auto if foreign => {
+                eprintln!(
+                    "host {name}: it is {}, so it builds Valkey from the same source",
+                    self.arch
+                );
+                self.build_there(binaries, &key, shutdown)?
+            }
             mode => {
                 self.ship_binaries(binaries, &key)?;
                 match self.runs_there(&key)? {
