@@ -495,5 +495,10 @@ fn a_host_runs_the_agent_its_entry_names_and_one_built_for_another_architecture_
         shipped.exists(),
         "the named agent is under its own key there: {said}"
     );
+    let ours = crate::testnet::must("sha256sum", &[xtask_bin().to_str().unwrap()]);
+    assert!(
+        !net.hosts[0].work_dir.join("bin").join(&ours[..16]).exists(),
+        "this program was not copied as well"
+    );
     assert!(net.ours().is_empty(), "outlived the run: {:?}", net.ours());
 }

@@ -548,6 +548,21 @@ mod tests {
     }
 
     #[test]
+    fn an_agent_from_before_the_protocol_number_reads_as_protocol_0() {
+        let facts: Facts = serde_json::from_value(serde_json::json!({
+            "info": super::super::info(),
+            "cpus": [[0, [0]]],
+        }))
+        .unwrap();
+        assert_eq!(facts.protocol, 0);
+        assert_ne!(
+            facts.protocol,
+            super::super::agent_binary::PROTOCOL,
+            "so it is refused"
+        );
+    }
+
+    #[test]
     fn facts_say_which_cpus_share_a_core() {
         let facts = Facts {
             protocol: super::super::agent_binary::PROTOCOL,

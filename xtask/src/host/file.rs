@@ -122,7 +122,7 @@ impl HostsFile {
         )
         .and_then(|file| {
             // An agent that cannot run anywhere is a mistake in the file: say so now.
-            for h in &file.hosts {
+            for h in file.hosts.iter().filter(|h| !h.disabled) {
                 if let Some(agent) = &h.agent {
                     crate::host::agent_binary::AgentBinary::named(agent)
                         .map_err(|why| format!("host {:?}: agent {why}", h.name))?;

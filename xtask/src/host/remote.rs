@@ -194,7 +194,7 @@ impl Remote {
         }
         let key = local_key(&binaries.server)?;
         let name = self.ssh.name();
-        let foreign = self.arch != std::env::consts::ARCH;
+        let foreign = self.arch != super::agent_binary::this_arch();
         let there = match self.ssh.spec().build {
             BuildOn::Host => self.build_there(binaries, &key, shutdown)?,
             BuildOn::Ship if foreign => {
@@ -202,7 +202,7 @@ impl Remote {
                     "host {name:?} is {} and the Valkey built here is {}: let it build its own \
                      from the same source, build = \"auto\" or \"host\" in its hosts-file entry",
                     self.arch,
-                    std::env::consts::ARCH
+                    super::agent_binary::this_arch()
                 ))
                 .into());
             }
