@@ -20,7 +20,7 @@ use rand::Rng;
 use super::runtime;
 use super::schedule::Schedule;
 use super::slot_routing::{Route, Routing, Tagged};
-use super::stats::{HIGHEST_US, LATE_US, WorkerStats};
+use super::stats::{HIGHEST_US, LATE_US, Run, WorkerStats};
 use super::{Plan, Shared};
 use crate::cluster::{Redirect, RedirectKind};
 use crate::distribution::{KeySampler, SizeSampler, worker_rng};
@@ -776,32 +776,6 @@ impl Connection {
                 }
             }
         }
-    }
-}
-
-/// Consecutive measured replies of one template with one latency, recorded together.
-#[derive(Default)]
-struct Run {
-    template: usize,
-    us: u64,
-    count: u64,
-}
-
-impl Run {
-    fn flush(&mut self, stats: &mut WorkerStats, node: Option<usize>, second: usize) {
-        if self.count == 0 {
-            return;
-        }
-        if let Some(node) = node {
-            stats.nodes[node].1.saturating_record_n(self.us, self.count);
-        }
-        stats.commands[self.template]
-            .latency
-            .saturating_record_n(self.us, self.count);
-        let s = stats.second(second);
-        s.ops += self.count;
-        s.latency.saturating_record_n(self.us, self.count);
-        self.count = 0;
     }
 }
 

@@ -249,6 +249,34 @@ pub fn merge_series(workers: &[WorkerStats], keep: bool) -> Vec<SecondReport> {
         .collect()
 }
 
+/// Consecutive measured replies of one template with one latency, recorded together
+/// (requests sent in one pass mostly share a start, so their replies share a latency):
+/// one histogram update for the run, not one per reply.
+#[derive(Default)]
+pub(super) struct Run {
+    pub template: usize,
+    pub us: u64,
+    pub count: u64,
+}
+
+impl Run {
+    pub fn flush(&mut self, stats: &mut WorkerStats, node: Option<usize>, second: usize) {
+        if self.count == 0 {
+            return;
+        }
+        if let Some(node) = node {
+            stats.nodes[node].1.saturating_record_n(self.us, self.count);
+        }
+        stats.commands[self.template]
+            .latency
+            .saturating_record_n(self.us, self.count);
+        let s = stats.second(second);
+        s.ops += self.count;
+        s.latency.saturating_record_n(self.us, self.count);
+        self.count = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
