@@ -14,6 +14,7 @@ mod conn;
 pub mod engine;
 pub mod floor;
 pub mod merge;
+mod replies;
 mod report;
 pub mod runtime;
 pub mod schedule;
@@ -181,8 +182,6 @@ pub(crate) struct Shared {
     /// Requests left to send (request-count runs).
     budget: AtomicI64,
     completed: AtomicU64,
-    /// Latest reply, ns after `Plan::origin`.
-    last_reply_ns: AtomicU64,
     /// Request connections still running (subscribers stop after the last one).
     publishers_left: AtomicU32,
     shutdown: Shutdown,
@@ -211,8 +210,8 @@ pub(crate) struct Plan {
     value: Vec<u8>,
     /// Per template, its pre-encoded form when every length is fixed (the fast path).
     prepared: Vec<Option<Prepared>>,
-    /// GET/HGET replies must have this length when values have a fixed size.
-    expected_len: Vec<Option<usize>>,
+    /// Per template, how its replies count.
+    rules: Vec<replies::Rule>,
     /// Per template, how cluster mode routes it, and whether it only reads.
     routes: Vec<slot_routing::Route>,
     read_only: Vec<bool>,
@@ -222,6 +221,8 @@ pub(crate) struct Plan {
     rate: Option<f64>,
     origin: Instant,
     measure_from: Instant,
+    /// `measure_from`, ns after `origin`.
+    measure_from_ns: u64,
     end: Option<Instant>,
     /// The workload, for templates a connection compiles with its own hash tag.
     spec: WorkloadSpec,
@@ -335,7 +336,6 @@ pub fn run(
             Stop::Duration(_) => i64::MAX,
         }),
         completed: AtomicU64::new(0),
-        last_reply_ns: AtomicU64::new(0),
         publishers_left: AtomicU32::new(options.connections),
         shutdown: shutdown.clone(),
         tls: options.tls.clone(),
@@ -433,14 +433,12 @@ pub fn run(
                     Some(*acc)
                 })
                 .collect(),
-            expected_len: templates
+            rules: templates
                 .iter()
-                .map(|t| {
-                    if matches!(t.name.as_str(), "GET" | "HGET") {
-                        fixed
-                    } else {
-                        None
-                    }
+                .map(|t| replies::Rule {
+                    read: t.read,
+                    // GET/HGET replies must have this length when values have a fixed size.
+                    value_len: fixed.filter(|_| matches!(t.name.as_str(), "GET" | "HGET")),
                 })
                 .collect(),
             prepared: templates.iter().map(|t| t.prepare(&value, fixed)).collect(),
@@ -465,6 +463,7 @@ pub fn run(
             rate: options.rate,
             origin,
             measure_from,
+            measure_from_ns: options.warmup.as_nanos() as u64,
             end,
         })
     });
@@ -508,7 +507,8 @@ pub fn run(
                 .abort("a generator thread panicked; its connections' counts are missing".into()),
         }
     }
-    let last_reply = origin + Duration::from_nanos(shared.last_reply_ns.load(Ordering::Relaxed));
+    let last_reply_ns = workers.iter().map(|w| w.last_reply_ns).max().unwrap_or(0);
+    let last_reply = origin + Duration::from_nanos(last_reply_ns);
     let window_end = match plan.end {
         Some(end)
             if !shutdown.is_triggered() && shared.reason.lock().is_ok_and(|r| r.is_none()) =>

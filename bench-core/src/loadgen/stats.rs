@@ -68,6 +68,9 @@ pub struct WorkerStats {
     /// per node and thread, not per connection, so 50 connections do not spread their
     /// recording over 50 histograms' cache lines.
     pub nodes: Vec<(std::net::SocketAddr, Histogram<u64>)>,
+    /// The latest measured reply, ns after the plan's origin (per thread, not shared:
+    /// a shared maximum cost an atomic compare-and-swap loop per read).
+    pub last_reply_ns: u64,
 }
 
 /// A send this far behind its intended time counts as late.
@@ -84,6 +87,7 @@ impl WorkerStats {
             reconnects: 0,
             redirects: BTreeMap::new(),
             nodes: Vec::new(),
+            last_reply_ns: 0,
         }
     }
 

@@ -2,7 +2,7 @@
 //! remembering whether it was last found readable and writable.
 
 use std::future::poll_fn;
-use std::io::{self, Write};
+use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -147,16 +147,30 @@ impl Socket {
             if self.poll_ready(cx, Direction::Write).is_pending() {
                 return Poll::Pending;
             }
-            match (&self.stream).write(buf) {
-                Ok(n) => {
-                    if n < buf.len() {
-                        self.clear(Direction::Write);
-                    }
-                    return Poll::Ready(Ok(n));
+            // What `write` on the stream does (MSG_NOSIGNAL: a closed peer is an error,
+            // not SIGPIPE), without the two wrappers around it (~150 instructions a send).
+            // SAFETY: send reads at most `buf.len()` bytes at `buf`, which is valid for
+            // reads of that many.
+            let n = unsafe {
+                libc::send(
+                    self.stream.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
+            if n >= 0 {
+                let n = n as usize;
+                if n < buf.len() {
+                    self.clear(Direction::Write);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.clear(Direction::Write),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Poll::Ready(Err(e)),
+                return Poll::Ready(Ok(n));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => self.clear(Direction::Write),
+                io::ErrorKind::Interrupted => {}
+                _ => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -217,7 +231,7 @@ mod tests {
     use super::super::{Runtime, sleep, timeout};
     use super::*;
     use std::cell::Cell;
-    use std::io::Read;
+    use std::io::{Read, Write};
     use std::net::TcpListener;
     use std::time::Duration;
 
