@@ -290,3 +290,46 @@ fn selfbench_measures_both_engines_and_the_floor() {
     }
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+#[test]
+fn selfbench_counts_each_clients_instructions_per_request() {
+    let _machine = heavy();
+    build_json();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "selfbench",
+            "--instructions",
+            "--requests",
+            "500",
+            "--base-port",
+            &ports(1).to_string(),
+            "--json",
+        ],
+        Some(tmp.path()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["counts"].as_array().unwrap().len(), 4, "{json}");
+    for s in json["summary"].as_array().unwrap() {
+        let (floor, native) = (s["floor"].as_f64().unwrap(), s["native"].as_f64().unwrap());
+        // The floor encodes and scans with the generator's own code, so the generator
+        // (which also times and records every reply) runs strictly more; both run
+        // hundreds of instructions a request, not tens or tens of thousands.
+        assert!(floor > 100.0 && floor < 5_000.0, "{s}");
+        assert!(native > floor && native < 20.0 * floor, "{s}");
+    }
+    // Pipelining shares each batch's cost out: fewer instructions per request at 16.
+    let per = |p: u64, e: &str| {
+        json["summary"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["pipeline"] == p)
+            .unwrap()[e]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(per(16, "native") < per(1, "native"), "{json}");
+    assert!(servers_under(tmp.path()).is_empty());
+}

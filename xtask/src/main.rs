@@ -113,7 +113,8 @@ const EXAMPLES_LOADGEN: &str = "Examples:
   cargo xtask loadgen --port 7000 --cluster --workload basic_rw --rate 50000 --json";
 const EXAMPLES_SELFBENCH: &str = "Examples:
   cargo xtask selfbench                # the native generator beside valkey-benchmark
-  cargo xtask selfbench --cluster      # what cluster routing costs it";
+  cargo xtask selfbench --cluster      # what cluster routing costs it
+  cargo xtask selfbench --instructions # each client's instructions per request, exactly";
 const EXAMPLES_START: &str = "Examples:
   cargo xtask start --count 2 --json
   cargo xtask start --topology cluster:3x1 --tls";

@@ -9,7 +9,9 @@ use serde_json::json;
 
 use super::ValkeyArgs;
 use crate::case::{CaseContext, Deploy, LOCAL_STANDALONE};
-use crate::selfbench;
+use crate::selfbench::{self, instructions};
+
+const DEFAULT_REQUESTS: u64 = 300_000;
 use crate::topology::Cluster;
 use crate::valkey_benchmark::ValkeyBenchmark;
 use bench_core::topology::ReadFrom;
@@ -22,7 +24,7 @@ pub struct SelfbenchCmd {
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
     /// Requests per trial at pipeline 1 (ten times as many at pipeline 16).
-    #[arg(long, default_value_t = 300_000)]
+    #[arg(long, default_value_t = DEFAULT_REQUESTS)]
     pub requests: u64,
     #[arg(long, default_value_t = 9000)]
     pub base_port: u16,
@@ -36,10 +38,30 @@ pub struct SelfbenchCmd {
     /// With --tls (which builds with TLS): require client certificates on the TLS side.
     #[arg(long, requires = "tls")]
     pub tls_auth_clients: bool,
+    /// Count each client's user-space instructions per request instead (the floor and the
+    /// native generator, each alone under valgrind's callgrind, exact where CPU time is
+    /// noisy); --requests is the shorter run's count (default here 20,000 at pipeline 1).
+    #[arg(long, conflicts_with_all = ["cluster", "tls", "rounds"])]
+    pub instructions: bool,
+    /// (Internal, for --instructions) run this one client and nothing else.
+    #[arg(long, hide = true, value_parser = ["floor", "native"])]
+    pub client: Option<String>,
+    /// (Internal, with --client) the server's port on 127.0.0.1.
+    #[arg(long, hide = true, requires = "client")]
+    pub port: Option<u16>,
+    /// (Internal, with --client) requests in flight per connection.
+    #[arg(long, hide = true, requires = "client")]
+    pub pipeline: Option<u32>,
 }
 
 impl SelfbenchCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        if let Some(engine) = &self.client {
+            let (Some(port), Some(pipeline)) = (self.port, self.pipeline) else {
+                anyhow::bail!("--client needs --port and --pipeline");
+            };
+            return instructions::client(engine, port, pipeline, self.requests, shutdown);
+        }
         let binaries = self.valkey.binaries(shutdown)?;
         let vb = ValkeyBenchmark::new(&binaries.benchmark, shutdown)?;
         let host = crate::host::info();
@@ -56,6 +78,9 @@ impl SelfbenchCmd {
         };
         if self.cluster {
             return self.cluster_cost(&ctx);
+        }
+        if self.instructions {
+            return self.instructions(&ctx);
         }
         // `--tls` (a TLS build): what TLS costs client and server, against plain TCP.
         if self.valkey.tls {
@@ -108,6 +133,46 @@ impl SelfbenchCmd {
                 self.rounds
             );
         }
+        Ok(())
+    }
+
+    /// Each client's instructions per request, floor and native side by side.
+    fn instructions(&self, ctx: &CaseContext<'_>) -> anyhow::Result<()> {
+        // The default trial is sized for timing; under callgrind (~50× slower) a shorter
+        // one counts the same.
+        let requests = match self.requests {
+            DEFAULT_REQUESTS => 20_000,
+            n => n,
+        };
+        let placement = apart(&crate::host::machine());
+        let counts = instructions::run(ctx, &placement, requests, &mut |line| eprintln!("{line}"))?;
+        let pairs = instructions::pairs(&counts);
+        if self.json {
+            let summary: Vec<_> = pairs
+                .iter()
+                .map(|&(pipeline, floor, native)| {
+                    json!({"pipeline": pipeline, "floor": floor, "native": native, "native_floor_ratio": native / floor})
+                })
+                .collect();
+            println!("{}", json!({"counts": counts, "summary": summary}));
+            return Ok(());
+        }
+        println!(
+            "| pipeline | floor instructions/req | native instructions/req | native / floor |"
+        );
+        println!(
+            "| -------: | ---------------------: | ----------------------: | -------------: |"
+        );
+        for (pipeline, floor, native) in pairs {
+            println!(
+                "| {pipeline} | {floor:.0} | {native:.0} | {:.2} |",
+                native / floor
+            );
+        }
+        println!(
+            "\nuser-space instructions per request, each client alone under callgrind, the difference between runs of {requests} and {} requests at pipeline 1 (ten times as many at 16); the kernel's work (the same system calls for both, most of their CPU) is not counted",
+            3 * requests
+        );
         Ok(())
     }
 

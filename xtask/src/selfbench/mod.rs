@@ -30,6 +30,8 @@ use crate::case::{CaseContext, Server};
 use crate::instances;
 use crate::process::reaped_children_cpu;
 
+pub mod instructions;
+
 const KEYSPACE: u64 = 100_000;
 const VALUE_SIZE: u64 = 32;
 const CLIENTS: u32 = 50;
