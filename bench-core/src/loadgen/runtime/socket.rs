@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Core, Readiness, current};
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Direction {
     Read,
     Write,
@@ -125,19 +125,32 @@ impl Socket {
                     0,
                 )
             };
-            if n >= 0 {
-                let n = n as usize;
-                if n > 0 && n < buf.len() {
-                    self.clear(Direction::Read);
-                }
-                return Poll::Ready(Ok(n));
+            if let Some(done) = self.settle(n, buf.len(), Direction::Read) {
+                return Poll::Ready(done);
             }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => self.clear(Direction::Read),
-                io::ErrorKind::Interrupted => {}
-                _ => return Poll::Ready(Err(e)),
+        }
+    }
+
+    /// What a `recv` or `send` of `len` bytes that returned `n` comes to; `None`: try
+    /// again (interrupted, or it would block and the socket now waits for epoll). One that
+    /// moved fewer bytes than asked marks the socket not ready that way, except a read of
+    /// none, which is the end of the stream.
+    fn settle(&self, n: isize, len: usize, direction: Direction) -> Option<io::Result<usize>> {
+        if n >= 0 {
+            let n = n as usize;
+            if n < len && (n > 0 || direction == Direction::Write) {
+                self.clear(direction);
             }
+            return Some(Ok(n));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock => {
+                self.clear(direction);
+                None
+            }
+            io::ErrorKind::Interrupted => None,
+            _ => Some(Err(e)),
         }
     }
 
@@ -159,18 +172,8 @@ impl Socket {
                     libc::MSG_NOSIGNAL,
                 )
             };
-            if n >= 0 {
-                let n = n as usize;
-                if n < buf.len() {
-                    self.clear(Direction::Write);
-                }
-                return Poll::Ready(Ok(n));
-            }
-            let e = io::Error::last_os_error();
-            match e.kind() {
-                io::ErrorKind::WouldBlock => self.clear(Direction::Write),
-                io::ErrorKind::Interrupted => {}
-                _ => return Poll::Ready(Err(e)),
+            if let Some(done) = self.settle(n, buf.len(), Direction::Write) {
+                return Poll::Ready(done);
             }
         }
     }
