@@ -334,7 +334,15 @@ impl Core {
                 }
                 (reader, writer)
             };
-            reader.into_iter().chain(writer).for_each(Waker::wake);
+            for w in reader.into_iter().chain(writer) {
+                // One of ours (a task's index): queue it here, without the thread-local
+                // lookup `wake` makes.
+                if std::ptr::eq(w.vtable(), &VTABLE) {
+                    self.schedule(w.data() as usize);
+                } else {
+                    w.wake();
+                }
+            }
         }
         drop(events);
         let now = Instant::now();
@@ -368,6 +376,9 @@ pub struct Sleep {
     deadline: Instant,
     /// The deadline a timer is in the heap for.
     armed: Option<Instant>,
+    /// The runtime it was first polled in: later polls (one per read for a connection's
+    /// tick) skip the thread-local lookup.
+    core: Option<Rc<Core>>,
 }
 
 /// Ready `duration` from now.
@@ -380,6 +391,7 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline,
         armed: None,
+        core: None,
     }
 }
 
@@ -399,22 +411,21 @@ impl Future for Sleep {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let deadline = self.deadline;
         let arm = self.armed != Some(deadline);
-        let pending = CURRENT.with(|current| match &*current.borrow() {
-            Some(core) => {
-                if core.now.get() >= deadline {
-                    return false;
-                }
-                if arm {
-                    core.add_timer(deadline, cx.waker().clone());
-                }
-                true
-            }
+        let core = match &self.core {
+            Some(core) => core,
             // No runtime on this thread: nothing would wake a sleeper, so a sleep outside
             // one is a bug; say so rather than hang.
-            None => panic!("runtime::Sleep polled outside a generator runtime"),
-        });
-        if !pending {
+            None => self.core.insert(
+                CURRENT
+                    .with(|current| current.borrow().clone())
+                    .expect("runtime::Sleep polled outside a generator runtime"),
+            ),
+        };
+        if core.now.get() >= deadline {
             return Poll::Ready(());
+        }
+        if arm {
+            core.add_timer(deadline, cx.waker().clone());
         }
         self.armed = Some(deadline);
         Poll::Pending
