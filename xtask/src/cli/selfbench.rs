@@ -23,9 +23,10 @@ pub struct SelfbenchCmd {
     /// Trials per engine and pipeline depth.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
-    /// Requests per trial at pipeline 1 (ten times as many at pipeline 16).
-    #[arg(long, default_value_t = DEFAULT_REQUESTS)]
-    pub requests: u64,
+    /// Requests per trial at pipeline 1, ten times as many at pipeline 16 (default 300,000;
+    /// with --instructions, the shorter run's, default 20,000).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub requests: Option<u64>,
     #[arg(long, default_value_t = 9000)]
     pub base_port: u16,
     /// Print the figures as JSON.
@@ -44,7 +45,7 @@ pub struct SelfbenchCmd {
     #[arg(long, conflicts_with_all = ["cluster", "tls", "rounds"])]
     pub instructions: bool,
     /// (Internal, for --instructions) run this one client and nothing else.
-    #[arg(long, hide = true, value_parser = ["floor", "native"])]
+    #[arg(long, hide = true, value_parser = ["floor", "native"], conflicts_with_all = ["cluster", "tls", "instructions", "json"])]
     pub client: Option<String>,
     /// (Internal, with --client) the server's port on 127.0.0.1.
     #[arg(long, hide = true, requires = "client")]
@@ -60,7 +61,8 @@ impl SelfbenchCmd {
             let (Some(port), Some(pipeline)) = (self.port, self.pipeline) else {
                 anyhow::bail!("--client needs --port and --pipeline");
             };
-            return instructions::client(engine, port, pipeline, self.requests, shutdown);
+            let requests = self.requests.unwrap_or(DEFAULT_REQUESTS);
+            return instructions::client(engine, port, pipeline, requests, shutdown);
         }
         let binaries = self.valkey.binaries(shutdown)?;
         let vb = ValkeyBenchmark::new(&binaries.benchmark, shutdown)?;
@@ -90,10 +92,13 @@ impl SelfbenchCmd {
         if let (Some(server), Some(client)) = (&placement.server_cpus, &placement.client_cpus) {
             eprintln!("the server on CPU {server}, every client on CPU {client}");
         }
-        let (trials, summary) =
-            selfbench::run(&ctx, &placement, self.rounds, self.requests, &mut |line| {
-                eprintln!("{line}")
-            })?;
+        let (trials, summary) = selfbench::run(
+            &ctx,
+            &placement,
+            self.rounds,
+            self.requests(),
+            &mut |line| eprintln!("{line}"),
+        )?;
         if self.json {
             println!("{}", json!({"trials": trials, "summary": summary}));
         } else {
@@ -136,14 +141,16 @@ impl SelfbenchCmd {
         Ok(())
     }
 
+    /// Requests per timed trial at pipeline 1.
+    fn requests(&self) -> u64 {
+        self.requests.unwrap_or(DEFAULT_REQUESTS)
+    }
+
     /// Each client's instructions per request, floor and native side by side.
     fn instructions(&self, ctx: &CaseContext<'_>) -> anyhow::Result<()> {
         // The default trial is sized for timing; under callgrind (~50× slower) a shorter
         // one counts the same.
-        let requests = match self.requests {
-            DEFAULT_REQUESTS => 20_000,
-            n => n,
-        };
+        let requests = self.requests.unwrap_or(20_000);
         let placement = apart(&crate::host::machine());
         let counts = instructions::run(ctx, &placement, requests, &mut |line| eprintln!("{line}"))?;
         let pairs = instructions::pairs(&counts);
@@ -170,7 +177,7 @@ impl SelfbenchCmd {
             );
         }
         println!(
-            "\nuser-space instructions per request, each client alone under callgrind, the difference between runs of {requests} and {} requests at pipeline 1 (ten times as many at 16); the kernel's work (the same system calls for both, most of their CPU) is not counted",
+            "\nuser-space instructions per request, each client alone under callgrind, the difference between runs of {requests} and {} requests at pipeline 1 (ten times as many at 16); the kernel's work (the same system calls for both, most of their CPU) is not counted; the native count includes a few percent of clock-driven work (its connections' 50 ms ticks), more on a busy machine",
             3 * requests
         );
         Ok(())
@@ -232,10 +239,13 @@ impl SelfbenchCmd {
         if let (Some(server), Some(client)) = (&placement.server_cpus, &placement.client_cpus) {
             eprintln!("servers on CPU {server}, the generator on CPU {client}");
         }
-        let (trials, summary) =
-            selfbench::side_by_side(modes, &placement, self.rounds, self.requests, &mut |line| {
-                eprintln!("{line}")
-            })?;
+        let (trials, summary) = selfbench::side_by_side(
+            modes,
+            &placement,
+            self.rounds,
+            self.requests(),
+            &mut |line| eprintln!("{line}"),
+        )?;
         if self.json {
             println!("{}", json!({"trials": trials, "summary": summary}));
             return Ok(());

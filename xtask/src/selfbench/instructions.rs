@@ -1,15 +1,19 @@
-//! `selfbench --instructions`: each client's user-space instructions per request, counted
-//! exactly, where the CPU-time figures of one run move by more than the differences
-//! between the clients.
+//! `selfbench --instructions`: each client's user-space instructions per request, counted,
+//! where the CPU-time figures of one run move by more than the differences between the
+//! clients.
 //!
 //! Each client (the floor and the native generator) runs alone in a child of this
 //! program (`selfbench --client ENGINE`, nothing else in it) under
 //! `valgrind --tool=callgrind`, twice: with `n` and with `3n` requests. What a request
 //! costs is the difference over the `2n` more requests, so start-up, connecting and the
-//! report cancel out. Server and clients are pinned apart as in the timed mode: how many
-//! connections one `epoll_wait` finds ready moves the per-request share of the loop
-//! around it, so counts taken on a busy machine come out a few percent higher. A count
-//! cannot see the kernel: the system calls (the same for both
+//! report cancel out. What follows the clock instead of the requests does not: the native
+//! client's connections look at the clock and the stop flags every 50 ms and its run is
+//! watched every 5 ms (about 1.3 million instructions a second under callgrind, measured
+//! on an idle run), and the longer run lasts longer, which adds about 15 instructions a
+//! request at pipeline 16 and 110 at pipeline 1 on the 2-core VM, more on a slower or
+//! busier machine. Server and clients are pinned apart as in the timed mode: how many
+//! connections one `epoll_wait` finds ready also moves the per-request share of the loop
+//! around it. So compare counts taken side by side. A count cannot see the kernel: the system calls (the same for both
 //! clients, one `sendto` and one `recvfrom` per batch) and the TCP work they do, most of
 //! each client's CPU on loopback, nor what a cache miss costs.
 
@@ -75,9 +79,11 @@ pub fn run(
         bench_core::placement::pin_thread(&client.ids().collect::<Vec<_>>())?;
     }
     let counts = count_all(ctx, port, requests, progress);
-    bench_core::placement::pin_thread(&before)?;
+    let restored = bench_core::placement::pin_thread(&before);
     drop(server);
-    counts
+    let counts = counts?;
+    restored?;
+    Ok(counts)
 }
 
 fn count_all(
@@ -128,7 +134,7 @@ fn counted(
     shutdown: &Shutdown,
 ) -> anyhow::Result<u64> {
     let mut cmd = crate::process::command("valgrind");
-    cmd.arg("--tool=callgrind")
+    cmd.args(["--tool=callgrind", "-q"])
         .arg(format!("--callgrind-out-file={}", out.display()))
         .arg(exe)
         .args(["selfbench", "--client", engine, "--port"])
@@ -143,12 +149,7 @@ fn counted(
         bail!(
             "the {name} failed ({}): {}",
             done.status,
-            done.stderr
-                .lines()
-                .rev()
-                .take(5)
-                .collect::<Vec<_>>()
-                .join(" | ")
+            crate::process::tail(&done.stderr, 5)
         );
     }
     callgrind::total_instructions(out)
