@@ -270,6 +270,15 @@ impl Plan {
     }
 }
 
+/// Sent when dropped: a worker thread has ended, by returning or by a panic.
+struct Ended(mpsc::Sender<()>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        let _ = self.0.send(());
+    }
+}
+
 /// Where connected workers wait for the run to start: opened with the plan, or with `None`
 /// when some connection failed and the run is off.
 #[derive(Default)]
@@ -353,6 +362,9 @@ pub fn run(
     // Workers connect first; the clock starts when every connection is up.
     let gate = Arc::new(Gate::default());
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), LoadgenError>>();
+    // Each worker says here that it has ended (returned or panicked), so the watch
+    // below sleeps until something is due instead of polling the threads.
+    let (ended_tx, ended_rx) = mpsc::channel::<()>();
     let mut handles = Vec::new();
     let (first, total) = options
         .share
@@ -368,6 +380,7 @@ pub fn run(
             .map(|s| addrs[s as usize % addrs.len()])
             .collect();
         let (gate, ready_tx, shared) = (Arc::clone(&gate), ready_tx.clone(), Arc::clone(&shared));
+        let ended = Ended(ended_tx.clone());
         let subscribe = subscribe.clone();
         // Pub/sub deliveries are counted in one more slot after the templates.
         let slots = templates.len() + usize::from(spec.subscribers > 0);
@@ -376,6 +389,7 @@ pub fn run(
         let handle = thread::Builder::new()
             .name(format!("loadgen-{worker}"))
             .spawn(move || {
+                let _ended = ended;
                 if let Err(e) = crate::placement::pin_thread(&cpus) {
                     let _ = ready_tx.send(Err(LoadgenError::Runtime(e)));
                     return WorkerStats::new(slots);
@@ -476,11 +490,15 @@ pub fn run(
     }
     let plan = plan.expect("set when every connection is up");
     // Watch the run: progress once a second, CPU at the start of the measured window.
+    // The watch sleeps until one of those is due or a worker ends: it shares the
+    // generator's CPUs, and waking every few milliseconds cost it context switches.
+    drop(ended_tx);
     let cpu_at = |_: ()| cpu_seconds();
     let mut cpu_start = None;
     let mut last_completed = 0;
     let mut next_report = origin + Duration::from_secs(1);
-    while handles.iter().any(|h| !h.is_finished()) {
+    let mut running = handles.len();
+    while running > 0 {
         let now = Instant::now();
         if cpu_start.is_none() && now >= measure_from {
             cpu_start = Some(cpu_at(()));
@@ -495,7 +513,15 @@ pub fn run(
             last_completed = completed;
             next_report += Duration::from_secs(1);
         }
-        thread::sleep(Duration::from_millis(5));
+        let due = match cpu_start {
+            None => next_report.min(measure_from),
+            Some(_) => next_report,
+        };
+        match ended_rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            Ok(()) => running -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => running = 0,
+        }
     }
     let cpu_end = cpu_at(());
     let mut workers = Vec::with_capacity(handles.len());

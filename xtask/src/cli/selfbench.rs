@@ -103,18 +103,22 @@ impl SelfbenchCmd {
             println!("{}", json!({"trials": trials, "summary": summary}));
         } else {
             println!(
-                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio | floor CPU µs/req (user + sys) | floor / valkey-benchmark | native / floor | rounds' native / floor |"
+                "| pipeline | native ops/s | valkey-benchmark ops/s | ratio | native CPU µs/req (user + sys) | valkey-benchmark CPU µs/req (user + sys) | ratio | floor CPU µs/req (user + sys) | floor / valkey-benchmark | native / floor | rounds' native / floor | its 95% interval |"
             );
             println!(
-                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: | ----------------------------: | -----------------------: | -------------: | :--------------------- |"
+                "| -------: | -----------: | ---------------------: | ----: | -----------------------------: | ---------------------------------------: | ----: | ----------------------------: | -----------------------: | -------------: | :--------------------- | :--------------- |"
             );
             for s in &summary {
                 let (low, high) = s
                     .native_floor_ratios
                     .iter()
                     .fold((f64::NAN, f64::NAN), |(l, h), &r| (l.min(r), h.max(r)));
+                let interval = match s.native_floor_interval {
+                    Some((low, high, _)) => format!("{low:.2}–{high:.2}"),
+                    None => "needs 6 rounds".into(),
+                };
                 println!(
-                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} | {:.3} ({:.3} + {:.3}) | {:.2} | {:.2} | {low:.2}–{high:.2} |",
+                    "| {} | {:.0} | {:.0} | {:.2} | {:.3} ({:.3} + {:.3}) | {:.3} ({:.3} + {:.3}) | {:.2} | {:.3} ({:.3} + {:.3}) | {:.2} | {:.2} | {low:.2}–{high:.2} | {interval} |",
                     s.pipeline,
                     s.native_ops,
                     s.vb_ops,
@@ -134,7 +138,7 @@ impl SelfbenchCmd {
                 );
             }
             println!(
-                "\nmedians over {} rounds; ratio = native / valkey-benchmark; floor = a bare epoll client that only sends and counts replies; native / floor = the ratio within each round (they run back to back), its median over the rounds, and the lowest and highest round's",
+                "\nmedians over {} rounds; ratio = native / valkey-benchmark; floor = a bare epoll client that only sends and counts replies; native / floor = the ratio within each round (they run back to back), its median over the rounds, the lowest and highest round's, and the distribution-free 95% interval of the median (order statistics of the rounds' ratios, as `compare` uses)",
                 self.rounds
             );
         }
@@ -273,7 +277,7 @@ impl SelfbenchCmd {
             );
         }
         println!(
-            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio} within each round (the modes run back to back), its median over the rounds, and the lowest and highest round's",
+            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio} within each round (the modes run back to back), its median over the rounds, the lowest and highest round's, and the distribution-free 95% interval of the median (order statistics of the rounds' ratios, as `compare` uses)",
             self.rounds
         );
         Ok(())

@@ -7,9 +7,8 @@
 //! `valgrind --tool=callgrind`, twice: with `n` and with `3n` requests. What a request
 //! costs is the difference over the `2n` more requests, so start-up, connecting and the
 //! report cancel out. What follows the clock instead of the requests does not: the native
-//! client's connections look at the clock and the stop flags every 50 ms and its run is
-//! watched every 5 ms (about 1.3 million instructions a second under callgrind, measured
-//! on an idle run), and the longer run lasts longer, which adds about 15 instructions a
+//! client's 50 connections look at the clock and the stop flags every 50 ms (about 1.3
+//! million instructions a second under callgrind, measured on an idle run), and the longer run lasts longer, which adds about 15 instructions a
 //! request at pipeline 16 and 110 at pipeline 1 on the 2-core VM, more on a slower or
 //! busier machine. Server and clients are pinned apart as in the timed mode: how many
 //! connections one `epoll_wait` finds ready also moves the per-request share of the loop

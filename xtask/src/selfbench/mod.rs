@@ -16,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use bench_core::command::Command;
+use bench_core::compare::family::median_interval;
 use bench_core::engine::{Engine, Load, Target};
 use bench_core::loadgen::CpuTime;
 use bench_core::loadgen::engine::{self, NativeEngine};
@@ -182,6 +183,9 @@ pub struct Summary {
     /// median: the generator's overhead over the least a client costs.
     pub native_floor_ratios: Vec<f64>,
     pub native_floor_ratio: f64,
+    /// The distribution-free 95% interval of that median (low, high, its exact
+    /// coverage); none with fewer than 6 rounds.
+    pub native_floor_interval: Option<(f64, f64, f64)>,
 }
 
 pub fn summarize(trials: &[Trial], rounds: u32) -> Vec<Summary> {
@@ -216,6 +220,7 @@ pub fn summarize(trials: &[Trial], rounds: u32) -> Vec<Summary> {
             .collect();
         out.push(Summary {
             native_floor_ratio: median(&native_floor_ratios).unwrap_or(f64::NAN),
+            native_floor_interval: median_interval(&native_floor_ratios, 0.95),
             native_floor_ratios,
             native_user: of("native", |t| t.user_us_per_request),
             native_system: of("native", |t| t.system_us_per_request),
