@@ -7,8 +7,9 @@ use crate::loadgen::stats::SecondReport;
 use crate::shutdown::Shutdown;
 use crate::topology::ReadFrom;
 
-/// A closed-loop load: `clients` connections, each with `pipeline` requests in flight,
-/// until `requests` requests have completed.
+/// A load: `clients` connections, each with up to `pipeline` requests in flight, until
+/// `requests` requests have completed. Closed loop (each connection sends as its replies
+/// come) unless `rate` is set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Load {
     pub command: Command,
@@ -23,6 +24,23 @@ pub struct Load {
     pub threads: u32,
     /// CPUs the client's threads run on; empty: unpinned.
     pub client_cpus: Vec<usize>,
+    /// Requests per second in total, offered on a schedule (open loop), or `None` for a
+    /// closed loop. Engines that cannot offer a rate refuse such a load
+    /// ([`Engine::can_run`]).
+    pub rate: Option<f64>,
+}
+
+/// What an open-loop run's latency is measured from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LatencyFrom {
+    /// Each request's intended send time on the schedule: time a request waited to be
+    /// sent behind a slow server counts (no coordinated omission). The native engine.
+    Intended,
+    /// The moment it was sent: a client held back (valkey-benchmark's `--rps` token
+    /// bucket holds a client until a token is free) does not count its wait, so under
+    /// overload the latency looks better than what users would see.
+    Sent,
 }
 
 /// What one run of an engine measured. Latencies are microseconds; `None` where the
@@ -47,6 +65,13 @@ pub struct Measurement {
     /// Load from several client hosts: each one's part (the figures above are all of
     /// them merged). Empty when the load ran from this machine alone.
     pub client_hosts: Vec<crate::loadgen::merge::ClientHostReport>,
+    /// An open loop: the rate asked for, requests/s (`ops_per_sec` is what was achieved).
+    pub offered_rate: Option<f64>,
+    /// An open loop: what its latency is measured from.
+    pub latency_from: Option<LatencyFrom>,
+    /// An open loop, where the engine counts them: sends 1 ms or more behind their
+    /// intended time (the client could not keep the schedule).
+    pub late_sends: Option<u64>,
 }
 
 /// Request latency in microseconds, from send to reply.
@@ -134,6 +159,17 @@ pub trait Engine: Sync {
     fn version(&self) -> &str;
     /// The exact invocation `run` would use, recorded for reproduction.
     fn describe(&self, target: &Target, load: &Load) -> Vec<String>;
+    /// Why this engine cannot run `load`, checked before anything starts; `Ok` when it
+    /// can. By default an engine runs closed loops only.
+    fn can_run(&self, load: &Load) -> Result<(), String> {
+        match load.rate {
+            Some(_) => Err(format!(
+                "the {} engine runs closed loops only: it cannot offer a rate",
+                self.name()
+            )),
+            None => Ok(()),
+        }
+    }
     fn run(
         &self,
         target: &Target,

@@ -274,6 +274,7 @@ fn a_slot_migrated_mid_run_loses_no_request_and_its_redirects_are_counted() {
         requests: 1000,
         threads: 1,
         client_cpus: Vec::new(),
+        rate: None,
     };
     let target = bench_core::engine::Target::cluster(
         vec![ours[0]],

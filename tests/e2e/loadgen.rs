@@ -333,3 +333,79 @@ fn selfbench_counts_each_clients_instructions_per_request() {
     assert!(per(16, "native") < per(1, "native"), "{json}");
     assert!(servers_under(tmp.path()).is_empty());
 }
+
+/// The engine seam's rate: the native engine runs the load open loop (latency from the
+/// intended send times, late sends counted, the rate offered recorded beside the one
+/// achieved), the same through `describe`'s command; an engine that cannot offer a rate
+/// (this build's valkey-benchmark, which has no `--rps`; the floor client) says so before
+/// it starts anything.
+#[test]
+fn the_rate_reaches_each_engine() {
+    use bench_core::engine::{Engine, LatencyFrom, Load, Target};
+    use bench_core::loadgen::engine::NativeEngine;
+    use bench_core::loadgen::floor::FloorEngine;
+    use bench_core::shutdown::Shutdown;
+
+    let _machine = heavy();
+    let (_tmp, mut server, _, port) = one_server(ports(1));
+    let target = Target::standalone(([127, 0, 0, 1], port).into());
+    let load = Load {
+        command: bench_core::command::Command::Get,
+        value_size: 32,
+        pipeline: 1,
+        clients: 10,
+        keyspace: 1000,
+        requests: 6000,
+        threads: 1,
+        client_cpus: Vec::new(),
+        rate: Some(4000.0),
+    };
+    let shutdown = Shutdown::new();
+    assert_eq!(NativeEngine.can_run(&load), Ok(()));
+    let m = NativeEngine.run(&target, &load, &shutdown).unwrap();
+    assert_eq!(m.requests, 6000);
+    assert_eq!(m.offered_rate, Some(4000.0));
+    assert_eq!(m.latency_from, Some(LatencyFrom::Intended));
+    assert!(m.late_sends.is_some());
+    assert!(
+        (m.ops_per_sec - 4000.0).abs() < 0.05 * 4000.0,
+        "offered 4000/s, achieved {}",
+        m.ops_per_sec
+    );
+    let argv = NativeEngine.describe(&target, &load);
+    assert!(argv.windows(2).any(|w| w == ["--rate", "4000"]), "{argv:?}");
+
+    // A closed loop records no rate.
+    let closed = Load {
+        rate: None,
+        requests: 2000,
+        ..load.clone()
+    };
+    let m = NativeEngine.run(&target, &closed, &shutdown).unwrap();
+    assert_eq!(
+        (m.offered_rate, m.latency_from, m.late_sends),
+        (None, None, None)
+    );
+
+    // Refused before anything runs: a rate that is none, valkey-benchmark without --rps,
+    // the floor.
+    for bad in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+        let why = NativeEngine
+            .can_run(&Load {
+                rate: Some(bad),
+                ..load.clone()
+            })
+            .unwrap_err();
+        assert!(why.contains("requests per second"), "{why}");
+    }
+    let vb =
+        xtask::valkey_benchmark::ValkeyBenchmark::new(&binaries().benchmark, &shutdown).unwrap();
+    let why = vb.can_run(&load).unwrap_err();
+    assert!(why.contains("has no --rps"), "{why}");
+    assert!(vb.can_run(&closed).is_ok());
+    let err = vb.run(&target, &load, &shutdown).unwrap_err().to_string();
+    assert!(err.contains("has no --rps"), "{err}");
+    let why = FloorEngine.can_run(&load).unwrap_err();
+    assert!(why.contains("closed loops only"), "{why}");
+    server.stop(Duration::from_secs(20));
+}

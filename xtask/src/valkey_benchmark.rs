@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bench_core::benchmark_csv;
 use bench_core::command::Command;
-use bench_core::engine::{Engine, EngineError, Latency, Load, Measurement, Target};
+use bench_core::engine::{Engine, EngineError, Latency, LatencyFrom, Load, Measurement, Target};
 use bench_core::shutdown::Shutdown;
 
 use crate::process;
@@ -18,6 +18,8 @@ use crate::process;
 pub struct ValkeyBenchmark {
     path: PathBuf,
     version: String,
+    /// Its `--help` lists `--rps` (a total rate limit; Valkey 8.1's has none).
+    rps: bool,
 }
 
 impl ValkeyBenchmark {
@@ -37,9 +39,18 @@ impl ValkeyBenchmark {
             .nth(1)
             .unwrap_or("unknown")
             .to_string();
+        let mut cmd = process::command(path);
+        cmd.arg("--help");
+        let help = process::output(
+            cmd,
+            "valkey-benchmark --help",
+            shutdown,
+            Some(Duration::from_secs(10)),
+        )?;
         Ok(ValkeyBenchmark {
             path: path.to_path_buf(),
             version,
+            rps: lists_rps(&format!("{}{}", help.stdout, help.stderr)),
         })
     }
 
@@ -66,8 +77,21 @@ impl ValkeyBenchmark {
         if load.threads > 1 {
             args.extend(["--threads".into(), load.threads.to_string()]);
         }
+        if let Some(rate) = load.rate {
+            args.extend(["--rps".into(), rps(rate).to_string()]);
+        }
         args
     }
+}
+
+/// Whether a valkey-benchmark's `--help` text offers `--rps`.
+fn lists_rps(help: &str) -> bool {
+    help.lines().any(|l| l.trim_start().starts_with("--rps "))
+}
+
+/// The whole requests per second `--rps` is given for `rate` (it takes an integer).
+fn rps(rate: f64) -> u64 {
+    rate.round().max(1.0) as u64
 }
 
 /// valkey-benchmark's `-t` name for a command.
@@ -131,6 +155,24 @@ impl Engine for ValkeyBenchmark {
         argv
     }
 
+    /// A rate goes to `--rps`, where this build has it: a token bucket that holds a client
+    /// back until its batch may go, so latency counts from the send, not from when the
+    /// request was due (recorded as `latency_from: sent`).
+    fn can_run(&self, load: &Load) -> Result<(), String> {
+        match load.rate {
+            None => Ok(()),
+            Some(_) if !self.rps => Err(format!(
+                "valkey-benchmark {} has no --rps option, so it cannot offer a rate: run this load with the native engine, or build a Valkey whose valkey-benchmark has --rps (9.1.2 does)",
+                self.version
+            )),
+            Some(r) if !(r.is_finite() && (0.5..=u32::MAX as f64).contains(&r)) => Err(format!(
+                "rate {r}: valkey-benchmark --rps takes whole requests per second, 1 to {}",
+                u32::MAX
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     fn run(
         &self,
         target: &Target,
@@ -142,6 +184,7 @@ impl Engine for ValkeyBenchmark {
             engine: "valkey-benchmark",
             message,
         };
+        self.can_run(load).map_err(failed)?;
         if target.tls.as_ref().is_some_and(|t| t.files().is_none()) {
             return Err(failed(
                 "the servers speak TLS and valkey-benchmark reads its certificates from \
@@ -201,7 +244,73 @@ impl Engine for ValkeyBenchmark {
             histogram: None,
             series: Vec::new(),
             client_cpu_us_per_request: None,
+            offered_rate: load.rate.map(|r| rps(r) as f64),
+            latency_from: load.rate.map(|_| LatencyFrom::Sent),
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(rate: Option<f64>) -> Load {
+        Load {
+            command: Command::Get,
+            value_size: 32,
+            pipeline: 1,
+            clients: 10,
+            keyspace: 1000,
+            requests: 6000,
+            threads: 1,
+            client_cpus: Vec::new(),
+            rate,
+        }
+    }
+
+    fn engine(rps: bool) -> ValkeyBenchmark {
+        ValkeyBenchmark {
+            path: "valkey-benchmark".into(),
+            version: "9.1.2".into(),
+            rps,
+        }
+    }
+
+    #[test]
+    fn rps_is_found_in_the_help_of_builds_that_have_it() {
+        let with = " --threads <num>    Enable multi-thread mode.\n \
+                    --rps <requests>   Limit the total number of requests per second.\n";
+        assert!(lists_rps(with));
+        assert!(!lists_rps(
+            " --threads <num>    Enable multi-thread mode.\n"
+        ));
+        // Mentioned in prose is not an option.
+        assert!(!lists_rps(
+            " -n <requests>  Total number of requests (see --rps)\n"
+        ));
+    }
+
+    #[test]
+    fn a_rate_goes_to_rps_as_whole_requests_per_second() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 6379).into();
+        let args = engine(true).args(addr, &load(Some(2500.4)));
+        assert!(args.windows(2).any(|w| w == ["--rps", "2500"]), "{args:?}");
+        let args = engine(true).args(addr, &load(None));
+        assert!(!args.iter().any(|a| a == "--rps"), "{args:?}");
+        assert_eq!(rps(0.6), 1);
+    }
+
+    #[test]
+    fn a_rate_is_refused_where_it_cannot_be_offered() {
+        assert!(engine(true).can_run(&load(Some(2500.0))).is_ok());
+        assert!(engine(true).can_run(&load(None)).is_ok());
+        assert!(engine(false).can_run(&load(None)).is_ok());
+        let why = engine(false).can_run(&load(Some(2500.0))).unwrap_err();
+        assert!(why.contains("valkey-benchmark 9.1.2 has no --rps"), "{why}");
+        for bad in [0.0, 0.2, -1.0, f64::NAN, 1e12] {
+            let why = engine(true).can_run(&load(Some(bad))).unwrap_err();
+            assert!(why.contains("whole requests per second"), "{bad}: {why}");
+        }
     }
 }

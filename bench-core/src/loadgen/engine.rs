@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::{ClusterOptions, RunOptions, Stop};
 use crate::command::Command;
 use crate::distribution::{KeyDistribution, ValueSize};
-use crate::engine::{Engine, EngineError, Latency, Load, Measurement, Target};
+use crate::engine::{Engine, EngineError, Latency, LatencyFrom, Load, Measurement, Target};
 use crate::shutdown::Shutdown;
 use crate::workload::{WeightedCommand, WorkloadSpec};
 
@@ -102,6 +102,9 @@ impl Engine for NativeEngine {
         arg("--pipeline", load.pipeline.to_string());
         arg("--threads", load.threads.to_string());
         arg("--requests", load.requests.to_string());
+        if let Some(rate) = load.rate {
+            arg("--rate", rate.to_string());
+        }
         arg("--warmup", "0".into());
         arg("--seed", "1".into());
         if target.cluster.is_some() {
@@ -111,6 +114,10 @@ impl Engine for NativeEngine {
             argv.extend(tls_flags(tls));
         }
         argv
+    }
+
+    fn can_run(&self, load: &Load) -> Result<(), String> {
+        check_rate(load.rate)
     }
 
     fn run(
@@ -142,13 +149,27 @@ impl Engine for NativeEngine {
     }
 }
 
+/// The highest rate the generator is asked for: a billion requests a second is beyond
+/// any server; past it a schedule's interval rounds to nothing.
+pub const MAX_RATE: f64 = 1e9;
+
+/// Why the generator cannot offer `rate`, if it cannot.
+pub fn check_rate(rate: Option<f64>) -> Result<(), String> {
+    match rate {
+        Some(r) if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) => Err(format!(
+            "rate {r}: give requests per second above 0, at most {MAX_RATE:e}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// The generator's options for a perf load on `target` (the whole run's).
 pub fn options(target: &Target, load: &Load) -> RunOptions {
     RunOptions {
         connections: load.clients,
         pipeline: load.pipeline,
         threads: load.threads,
-        rate: None,
+        rate: load.rate,
         stop: Stop::Requests(load.requests),
         warmup: Duration::ZERO,
         // The perf suite's MSET keys are tagged per connection on a cluster.
@@ -181,7 +202,11 @@ pub fn measurement(report: super::Report, wall_secs: f64) -> Result<Measurement,
     }
     let l = &report.all.latency;
     let us = |v: u64| Some(v as f64);
+    let open = report.rate.is_some();
     Ok(Measurement {
+        offered_rate: report.rate,
+        latency_from: open.then_some(LatencyFrom::Intended),
+        late_sends: open.then_some(report.late_sends),
         requests: report.requests,
         ops_per_sec: report.ops_per_sec,
         wall_secs,

@@ -587,13 +587,7 @@ fn validate(addrs: &[SocketAddr], spec: &WorkloadSpec, o: &RunOptions) -> Result
             share.total
         ));
     }
-    if let Some(rate) = o.rate
-        && !(rate.is_finite() && rate > 0.0)
-    {
-        return bad(format!(
-            "rate {rate}: use a positive number of requests per second"
-        ));
-    }
+    engine::check_rate(o.rate).or_else(bad)?;
     match o.stop {
         Stop::Duration(d) if d.is_zero() => {
             return bad("duration 0: give a positive duration".into());

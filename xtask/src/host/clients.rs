@@ -135,6 +135,12 @@ impl Engine for ClientHosts {
         NativeEngine.describe(target, load)
     }
 
+    /// What one host's generator can run, all of them can (an open loop's schedule is
+    /// divided among them).
+    fn can_run(&self, load: &Load) -> Result<(), String> {
+        NativeEngine.can_run(load)
+    }
+
     fn run(
         &self,
         target: &Target,

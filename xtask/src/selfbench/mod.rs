@@ -130,6 +130,7 @@ fn load(pipeline: u32, requests: u64) -> Load {
         requests,
         threads: 1,
         client_cpus: Vec::new(),
+        rate: None,
     }
 }
 

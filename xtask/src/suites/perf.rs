@@ -60,6 +60,7 @@ pub fn load(case: &PerfCase, requests: u64) -> Load {
             .as_ref()
             .map(|c| c.ids().collect())
             .unwrap_or_default(),
+        rate: None,
     }
 }
 
@@ -272,6 +273,9 @@ pub fn measured_run(
             nodes: m.nodes,
             redirects: m.redirects,
             client_hosts: m.client_hosts,
+            offered_rate: m.offered_rate,
+            latency_from: m.latency_from,
+            late_sends: m.late_sends,
         },
         engine: EngineInfo {
             name: ctx.engine.name().into(),
