@@ -4,6 +4,7 @@
 //! git or make. It gets addresses and specs and returns measurements and records.
 
 pub mod benchmark_csv;
+pub mod capacity;
 pub mod charts;
 pub mod client;
 pub mod cluster;
