@@ -102,6 +102,23 @@ pub struct Machine {
 }
 
 impl Placement {
+    /// Servers on the last CPU this process may use, the generator on the first
+    /// (unpinned on one CPU): what a client measuring its own cost, or a server's latency,
+    /// needs on a small machine.
+    pub fn apart(machine: &Machine) -> Placement {
+        let (Some(&first), Some(&last)) = (machine.allowed.first(), machine.allowed.last()) else {
+            return Placement::default();
+        };
+        if first == last {
+            return Placement::default();
+        }
+        let one = |cpu| Some(CpuList([cpu].into_iter().collect()));
+        Placement {
+            server_cpus: one(last),
+            client_cpus: one(first),
+        }
+    }
+
     /// Whether either side is pinned.
     pub fn is_pinned(&self) -> bool {
         self.server_cpus.is_some() || self.client_cpus.is_some()

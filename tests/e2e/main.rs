@@ -5,6 +5,7 @@
 //! machine: the build is cached under $XDG_CACHE_HOME/valkey-bench).
 
 mod build;
+mod capacity;
 mod cluster;
 mod compare;
 mod controls;

@@ -1,7 +1,7 @@
 //! The errors that decide an exit code, and the mapping, the same for every command:
 //! 0 success, 1 a regression found (compare), 2 could not run (bad input, a failed build,
 //! a server that died: the message says which), 3 inconclusive (compare: no regression
-//! found, but not every case decided), 130 interrupted, 141 the output's reader left
+//! found, but not every case decided; capacity: an answer not verified, or none), 130 interrupted, 141 the output's reader left
 //! before the end (as a tool killed by SIGPIPE). A CI gate fails on 1 and asks a human on
 //! 2 and 3.
 //!
@@ -22,6 +22,12 @@ pub struct RegressionFound(pub usize);
 #[derive(Debug, thiserror::Error)]
 #[error("inconclusive: {0} case(s) undecided, no regression found")]
 pub struct Inconclusive(pub usize);
+
+/// A capacity search ran but its answer is not verified, or it found none in the rates it
+/// tried: exit code 3, as an inconclusive comparison.
+#[derive(Debug, thiserror::Error)]
+#[error("inconclusive: {0}")]
+pub struct Unverified(pub String);
 
 /// The comparison could not run (bad spec, failed build, server failure): exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +51,7 @@ pub fn outcome(result: &anyhow::Result<()>, interrupted: bool) -> (u8, Option<St
             Some("interrupted; every server was stopped".into()),
         ),
         Err(e) if e.is::<RegressionFound>() => (1, Some(e.to_string())),
-        Err(e) if e.is::<Inconclusive>() => (3, Some(e.to_string())),
+        Err(e) if e.is::<Inconclusive>() || e.is::<Unverified>() => (3, Some(e.to_string())),
         Err(e) => (2, Some(format!("error: {e:#}"))),
     }
 }
@@ -77,6 +83,11 @@ mod tests {
                 3,
                 Some("inconclusive: 4 case(s) undecided, no regression found".into())
             )
+        );
+        let unverified: anyhow::Result<()> = Err(Unverified("not verified".into()).into());
+        assert_eq!(
+            outcome(&unverified, false),
+            (3, Some("inconclusive: not verified".into()))
         );
         // Not a regression: whatever stopped the run, it could not run.
         let failed: anyhow::Result<()> = Err(anyhow::anyhow!("server died"));

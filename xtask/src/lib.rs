@@ -6,6 +6,7 @@
 //! end-to-end tests in `tests/` can drive instances directly.
 
 pub mod bench;
+pub mod capacity;
 pub mod case;
 pub mod cli;
 pub mod compare;

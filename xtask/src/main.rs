@@ -35,6 +35,11 @@ enum Command {
     /// run, 3 inconclusive (no regression, some cases undecided).
     #[command(after_help = EXAMPLES_COMPARE)]
     Compare(cli::compare::CompareCmd),
+    /// The highest rate one case sustains within a latency objective: bracket, bisect,
+    /// each rate decided by trials on fresh servers, then verified. Exit 0 verified, 2
+    /// could not run, 3 found but not verified (or none in the rates tried).
+    #[command(after_help = EXAMPLES_CAPACITY)]
+    Capacity(cli::capacity::CapacityCmd),
     /// Fetch and build Valkey (or find the build in the cache).
     #[command(after_help = EXAMPLES_BUILD)]
     Build(cli::build::BuildCmd),
@@ -95,6 +100,10 @@ const EXAMPLES_COMPARE: &str = "Examples:
   cargo xtask compare --baseline 8.1.1 --candidate ~/src/valkey
   cargo xtask compare --valkey-src ~/src/valkey --baseline unstable --candidate HEAD --quick
   cargo xtask compare --baseline 8.1.1 --candidate 9.1.2 --cases GET/32B/P16 --mode time";
+const EXAMPLES_CAPACITY: &str = "Examples:
+  cargo xtask capacity --slo 'p99<=1ms'                 # GET 32 B, pipeline 16, 50 connections
+  cargo xtask capacity --slo 'p99<=500us,p99.9<=2ms,errors<=0' --commands SET --value-sizes 1K
+  cargo xtask capacity --slo 'p99<=1ms' --start 50000 --resolution 1 --json";
 const EXAMPLES_BUILD: &str = "Examples:
   cargo xtask build --json                             # pinned 8.1.1: paths and source id
   cargo xtask build --valkey-src ~/src/valkey --ref HEAD~3";
@@ -148,6 +157,7 @@ fn main() -> ExitCode {
     let run = std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Bench(cmd) => cmd.run(&shutdown),
         Command::Build(cmd) => cmd.run(&shutdown),
+        Command::Capacity(cmd) => cmd.run(&shutdown),
         Command::Fetch(cmd) => cmd.run(),
         Command::Compare(cmd) => cmd.run(&shutdown),
         Command::Start(cmd) => cmd.run(&shutdown),

@@ -246,7 +246,7 @@ fn layers_point_down_to_the_cli_never_up() {
 /// beside or above it (ARCHITECTURE.md draws the same table).
 const LAYERS: [&[&str]; 15] = [
     &["cli"],
-    &["runner", "bench", "compare"],
+    &["runner", "bench", "compare", "capacity"],
     &["plan", "views", "publish"],
     &["queue"],
     &["events"],

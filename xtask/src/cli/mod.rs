@@ -4,6 +4,7 @@
 mod args;
 pub mod bench;
 pub mod build;
+pub mod capacity;
 pub mod compare;
 pub mod fetch;
 pub mod flamegraph;

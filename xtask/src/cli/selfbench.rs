@@ -3,6 +3,7 @@
 //! `--cluster` what cluster mode costs the generator, with `--tls` what TLS costs client
 //! and server, each side by side.
 
+use bench_core::placement::Placement;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
 use serde_json::json;
@@ -88,7 +89,7 @@ impl SelfbenchCmd {
         if self.valkey.tls {
             return self.tls_cost(&ctx);
         }
-        let placement = apart(&crate::host::machine());
+        let placement = Placement::apart(&crate::host::machine());
         if let (Some(server), Some(client)) = (&placement.server_cpus, &placement.client_cpus) {
             eprintln!("the server on CPU {server}, every client on CPU {client}");
         }
@@ -155,7 +156,7 @@ impl SelfbenchCmd {
         // The default trial is sized for timing; under callgrind (~50× slower) a shorter
         // one counts the same.
         let requests = self.requests.unwrap_or(20_000);
-        let placement = apart(&crate::host::machine());
+        let placement = Placement::apart(&crate::host::machine());
         let counts = instructions::run(ctx, &placement, requests, &mut |line| eprintln!("{line}"))?;
         let pairs = instructions::pairs(&counts);
         if self.json {
@@ -239,7 +240,7 @@ impl SelfbenchCmd {
         modes: &[(&'static str, &CaseContext<'_>)],
         ratio: &str,
     ) -> anyhow::Result<()> {
-        let placement = apart(&crate::host::machine());
+        let placement = Placement::apart(&crate::host::machine());
         if let (Some(server), Some(client)) = (&placement.server_cpus, &placement.client_cpus) {
             eprintln!("servers on CPU {server}, the generator on CPU {client}");
         }
@@ -281,22 +282,5 @@ impl SelfbenchCmd {
             self.rounds
         );
         Ok(())
-    }
-}
-
-/// Servers on the last CPU this process may use, the generator on the first (unpinned on
-/// one CPU).
-fn apart(machine: &bench_core::placement::Machine) -> bench_core::placement::Placement {
-    use bench_core::placement::{CpuList, Placement};
-    let (Some(&first), Some(&last)) = (machine.allowed.first(), machine.allowed.last()) else {
-        return Placement::default();
-    };
-    if first == last {
-        return Placement::default();
-    }
-    let one = |cpu| Some(CpuList([cpu].into_iter().collect()));
-    Placement {
-        server_cpus: one(last),
-        client_cpus: one(first),
     }
 }
