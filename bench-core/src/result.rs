@@ -23,8 +23,9 @@ use crate::loadgen::stats::SecondReport;
 /// the server's first-call allocations out. 7: perf `params.topology`, and on a cluster
 /// `metrics.nodes` and `metrics.redirects`, `params.placement`. 8: perf and mem
 /// `params.tls`. 9: perf `metrics.server_user_us_per_request` and
-/// `metrics.server_sys_us_per_request`.
-pub const SCHEMA_VERSION: u32 = 9;
+/// `metrics.server_sys_us_per_request`. 10: perf `metrics.offered_rate`,
+/// `metrics.latency_from` and `metrics.late_sends` (an open loop's).
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// A perf-suite record.
 pub type ResultRecord = Record<PerfParams, Metrics>;

@@ -144,11 +144,10 @@ pub fn run(
 
 pub fn verdict_text(v: &RateVerdict) -> String {
     match v {
-        RateVerdict::Pass => "pass".into(),
-        RateVerdict::Fail => "fail".into(),
-        RateVerdict::Undecided => "undecided".into(),
-        RateVerdict::GeneratorBound(why) => format!("generator-bound: {why}"),
-        RateVerdict::Invalid(why) => format!("invalid: {why}"),
+        RateVerdict::GeneratorBound(why) | RateVerdict::Invalid(why) => {
+            format!("{}: {why}", v.label())
+        }
+        _ => v.label().into(),
     }
 }
 
@@ -197,7 +196,9 @@ fn trial(ctx: &CaseContext<'_>, setup: &Setup, rate: f64) -> anyhow::Result<Tria
         errors: report.errors.values().sum(),
         late_sends: report.late_sends,
         // In open loop the generator busy-polls near due sends, so its CPU says nothing
-        // about saturation; late sends do (judged by the guards).
+        // about saturation. Its late sends are recorded with the trial (and named beside
+        // the answer): whether they were the generator's or a full window's is not told
+        // apart yet.
         client_busy: None,
         histogram,
     })

@@ -1,9 +1,9 @@
-//! The errors that decide an exit code, and the mapping, the same for every command:
-//! 0 success, 1 a regression found (compare), 2 could not run (bad input, a failed build,
-//! a server that died: the message says which), 3 inconclusive (compare: no regression
-//! found, but not every case decided; capacity: an answer not verified, or none), 130 interrupted, 141 the output's reader left
-//! before the end (as a tool killed by SIGPIPE). A CI gate fails on 1 and asks a human on
-//! 2 and 3.
+//! The errors that decide an exit code, and the mapping, the same for every command: 0
+//! success, 1 a regression found (compare), 2 could not run (bad input, a failed build, a
+//! server that died: the message says which), 3 inconclusive (compare: no regression found,
+//! but not every case decided; capacity: an answer not verified, or none), 130 interrupted,
+//! 141 the output's reader left before the end (as a tool killed by SIGPIPE). A CI gate
+//! fails on 1 and asks a human on 2 and 3.
 //!
 //! Any layer may return these; only `main` turns them into a process exit code.
 

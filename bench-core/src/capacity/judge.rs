@@ -1,27 +1,30 @@
 //! Whether one offered rate holds the objective.
 //!
-//! A trial is judged first by its guards: a trial the generator could not drive (its
-//! thread near saturation) or that had errors the objective does not allow is *invalid*,
-//! not failed, and says why. A trial that did not sustain its rate (completed under 0.99
-//! of it) fails: the requests never sent are not in its histogram. Late sends do not make a trial invalid: the
-//! latency counts from the intended send times, so lateness can only make a trial fail,
-//! never pass; whether a failing trial's lateness was the generator's or a full window's
-//! (the server's) is not told apart yet, so trials record their late sends. A trial
-//! whose latency clearly breaks a bound fails whatever its guards say: a server that
-//! cannot keep up makes the open loop fall behind, and its latency shows it. Otherwise each bound's percentile becomes an
-//! interval from the trial's HDR counts (the order statistics around rank n·q, a normal
-//! approximation of the binomial, z = 1.96), its ends taken at the histogram's bucket
-//! edges, outward.
+//! A trial is judged first by its guards. One the generator could not drive (its thread
+//! near saturation, where the engine measures it) or that had errors the objective does
+//! not allow is *invalid*, not failed, and says why. One that did not sustain its rate
+//! (completed under 0.99 of it) or had more errors than allowed is *broken*: it counts
+//! against the rate whatever its latency, since the requests never sent are not in its
+//! histogram. Late sends do not make a trial invalid: the latency counts from the
+//! intended send times, so lateness can only make a trial look worse, never better.
+//! Whether a trial's lateness, or its unsustained rate, was the generator's or a full
+//! window's (the server's) is not told apart yet; trials record their late sends.
+//! Each bound's percentile becomes an interval from the trial's HDR counts: the values
+//! at ranks n·q ∓ 1.96·√(n·q·(1−q)) (+1 at the top), the binomial's normal
+//! approximation of the order-statistic interval of a quantile (Conover 1999, *Practical
+//! Nonparametric Statistics*, §3.2), its ends taken at the buckets' outer edges.
 //!
 //! The rate is then decided by a sequential test over its trials, each on a fresh server:
 //! one trial never decides (trials seconds apart differ more than one trial's sampling
 //! error says: the machine's speed drifts). From two trials on, per bound, a one-sided t
 //! bound at α = 0.01 on the logarithms of the trials' interval ends: *pass* when the upper
-//! confidence bound of the trials' upper ends is under the objective for every bound,
-//! *fail* when the lower confidence bound of the lower ends is over it for some bound.
-//! Up to [`MAX_TRIALS`] trials, so at most five looks: the chance that a rate is called
-//! wrongly stays under 5% (Bonferroni over the looks). A rate still open after them is
-//! *undecided*: its latency sits at the objective within the machine's noise.
+//! confidence bound of the trials' upper ends is under the objective for every bound and
+//! no trial is broken, *fail* when the lower confidence bound of the lower ends is over it
+//! for some bound, or two trials are broken. Up to [`MAX_TRIALS`] trials, so at most five
+//! looks: for one bound the chance that a rate is called wrongly stays under 5%
+//! (Bonferroni over the looks); with k bounds a false fail is up to k times that. A rate
+//! still open after them is *undecided*: its latency sits at the objective within the
+//! machine's noise (or one trial of it was broken and the rest were not).
 
 use hdrhistogram::Histogram;
 
@@ -50,16 +53,16 @@ pub struct Trial {
     pub histogram: Histogram<u64>,
 }
 
-/// When a trial does not count.
+/// When a trial does not count, or counts against its rate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Guards {
-    /// Achieved over offered, at least. Below it the rate was not sustained and the trial
-    /// fails: the requests never sent are not in its histogram, so its latency cannot
-    /// pass it. (With a bounded window per connection, a server that falls behind fills
-    /// the windows and the sends wait; a generator that ran out of CPU would look the
-    /// same, and is not told apart yet.)
+    /// Achieved over offered, at least (default 0.99). Below it the rate was not sustained
+    /// and the trial is broken: the requests never sent are not in its histogram, so its
+    /// latency cannot pass it. (With a bounded window per connection, a server that falls
+    /// behind fills the windows and the sends wait; a generator that ran out of CPU would
+    /// look the same, and is not told apart yet.)
     pub min_achieved: f64,
-    /// A generator thread busier than this is the limit, not the server.
+    /// A generator thread busier than this (default 0.9) is the limit, not the server.
     pub max_client_busy: f64,
 }
 
@@ -187,7 +190,21 @@ pub enum RateVerdict {
     Invalid(String),
 }
 
-/// One-sided t quantiles at α = 0.01 for 1 to 9 degrees of freedom (any t table).
+impl RateVerdict {
+    /// One word for it, as reports print it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RateVerdict::Pass => "pass",
+            RateVerdict::Fail => "fail",
+            RateVerdict::Undecided => "undecided",
+            RateVerdict::GeneratorBound(_) => "generator-bound",
+            RateVerdict::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// One-sided t quantiles at α = 0.01 for 1 to 9 degrees of freedom (NIST/SEMATECH
+/// e-Handbook of Statistical Methods, table 1.3.6.7.2, column 0.99).
 const T_99: [f64; 9] = [
     31.821, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821,
 ];
@@ -382,10 +399,10 @@ mod tests {
             late_sends: 500,
             ..trial(1000.0, 5000..9000)
         };
-        assert!(matches!(
-            judge(&overloaded, &o, &Guards::default()),
-            Judged::Measured { .. }
-        ));
+        let Judged::Measured { broken, .. } = judge(&overloaded, &o, &Guards::default()) else {
+            panic!("an overloaded server is measured");
+        };
+        assert!(broken.is_some_and(|why| why.contains("not sustained")));
     }
 
     fn decide(o: &Objective, trials: &[Trial]) -> Option<RateVerdict> {

@@ -103,17 +103,20 @@ impl Search {
         }
     }
 
-    /// Records the verdict of the rate [`step`](Self::step) asked for.
+    /// Records the verdict of the rate [`step`](Self::step) asked for. While verifying,
+    /// every verdict (a generator-bound or invalid one too) is the verification's: the
+    /// answer stands, unverified, with what was seen.
     pub fn record(&mut self, rate: f64, verdict: RateVerdict) {
+        if let Some((_, seen)) = &mut self.verifying {
+            seen.push((rate, verdict));
+            return;
+        }
         match verdict {
             RateVerdict::GeneratorBound(why) => {
                 self.done = Some(Outcome::GeneratorBound { rate, why });
             }
             RateVerdict::Invalid(why) => self.done = Some(Outcome::Invalid { rate, why }),
-            verdict => match &mut self.verifying {
-                Some((_, seen)) => seen.push((rate, verdict)),
-                None => self.tried.push((rate, verdict)),
-            },
+            verdict => self.tried.push((rate, verdict)),
         }
     }
 
@@ -150,7 +153,17 @@ impl Search {
                 .zip(seen)
                 .filter(|((_, want), (_, got))| got != want)
                 .map(|((factor, want), (rate, got))| {
-                    format!("{factor} r* ({rate:.0}/s): {got:?}, not {want:?}")
+                    let why = match got {
+                        RateVerdict::GeneratorBound(why) | RateVerdict::Invalid(why) => {
+                            format!(" ({why})")
+                        }
+                        _ => String::new(),
+                    };
+                    format!(
+                        "{factor} r* ({rate:.0}/s): {}{why}, not {}",
+                        got.label(),
+                        want.label()
+                    )
                 })
                 .collect();
             answer.verified = Some(match wrong.is_empty() {
@@ -341,7 +354,34 @@ mod tests {
         let Some(Err(why)) = &answer.verified else {
             panic!("{answer:?}");
         };
-        assert!(why.contains("1.1 r*") && why.contains("Undecided"), "{why}");
+        assert!(
+            why.contains("1.1 r*") && why.contains("undecided, not fail"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_verification_that_cannot_run_leaves_the_answer_unverified() {
+        // 1.1 r* hits the generator's limit: the answer stands, unverified.
+        let (mut best, mut worst) = (0.0f64, f64::INFINITY);
+        let (outcome, _) = run(settings(), |r| {
+            if (r / (1.1 * best) - 1.0).abs() < 1e-9 {
+                return RateVerdict::GeneratorBound("busy".into());
+            }
+            let v = cliff(10_000.0)(r);
+            match v {
+                RateVerdict::Pass if r < worst => best = best.max(r),
+                _ => worst = worst.min(r),
+            }
+            v
+        });
+        let Outcome::Found(answer) = outcome else {
+            panic!("{outcome:?}");
+        };
+        let Some(Err(why)) = &answer.verified else {
+            panic!("{answer:?}");
+        };
+        assert!(why.contains("generator-bound (busy), not fail"), "{why}");
     }
 
     #[test]

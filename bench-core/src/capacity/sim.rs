@@ -62,8 +62,44 @@ fn normal(rng: &mut SmallRng) -> f64 {
     (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
 }
 
+/// How a rate is decided: by the sequential test, or (as the tools that search by one
+/// trial per rate do) by its first trial's percentile against the bound.
+#[derive(Clone, Copy, PartialEq)]
+enum Rule {
+    Sequential,
+    OneTrial,
+}
+
+/// A rate decided from one trial: its percentiles' midpoints against the bounds.
+fn one_trial(judged: &Judged, objective: &Objective) -> RateVerdict {
+    match judged {
+        Judged::Measured {
+            broken: Some(_), ..
+        } => RateVerdict::Fail,
+        Judged::Measured { percentiles, .. } => {
+            let over = objective
+                .bounds
+                .iter()
+                .zip(percentiles)
+                .any(|(b, (low, high))| (low + high) / 2.0 > b.max_us);
+            if over {
+                RateVerdict::Fail
+            } else {
+                RateVerdict::Pass
+            }
+        }
+        Judged::Invalid(why) => RateVerdict::Invalid(why.why().to_string()),
+    }
+}
+
 /// One whole search: its outcome and the trials it took.
-fn search(server: &Server, objective: &Objective, start: f64, seed: u64) -> (Outcome, usize) {
+fn search(
+    server: &Server,
+    objective: &Objective,
+    start: f64,
+    seed: u64,
+    rule: Rule,
+) -> (Outcome, usize) {
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut search = Search::new(Settings {
         start,
@@ -78,11 +114,12 @@ fn search(server: &Server, objective: &Objective, start: f64, seed: u64) -> (Out
                 let mut test = RateTest::default();
                 let verdict = loop {
                     trials += 1;
-                    test.add(judge(
-                        &server.trial(rate, &mut rng),
-                        objective,
-                        &Guards::default(),
-                    ));
+                    let judged =
+                        judge(&server.trial(rate, &mut rng), objective, &Guards::default());
+                    if rule == Rule::OneTrial {
+                        break one_trial(&judged, objective);
+                    }
+                    test.add(judged);
                     if let Some(v) = test.verdict(objective) {
                         break v;
                     }
@@ -96,7 +133,7 @@ fn search(server: &Server, objective: &Objective, start: f64, seed: u64) -> (Out
 
 /// Over `runs` seeded searches: how many intervals covered the capacity, how many
 /// answers were verified, the median interval width and the most trials one took.
-fn coverage(spread: f64, runs: u64) -> (u64, u64, f64, usize) {
+fn coverage(spread: f64, runs: u64, rule: Rule) -> (u64, u64, f64, usize) {
     let objective = Objective::parse("p99<=1ms").unwrap();
     let (mut covered, mut verified, mut widths, mut most) = (0, 0, Vec::new(), 0);
     for seed in 0..runs {
@@ -105,7 +142,7 @@ fn coverage(spread: f64, runs: u64) -> (u64, u64, f64, usize) {
         let capacity = 20_000.0 * 10f64.powf(rng.random::<f64>());
         let start = capacity * 0.1 * 30f64.powf(rng.random::<f64>());
         let server = Server::new(capacity, 1000.0, spread, 2000);
-        let (outcome, trials) = search(&server, &objective, start, seed);
+        let (outcome, trials) = search(&server, &objective, start, seed, rule);
         let Outcome::Found(answer) = outcome else {
             panic!("seed {seed}: {outcome:?}");
         };
@@ -123,7 +160,7 @@ fn coverage(spread: f64, runs: u64) -> (u64, u64, f64, usize) {
 fn the_interval_covers_the_capacity_in_at_least_95_percent_of_searches() {
     // Servers that differ by 1% from trial to trial, and by 3%.
     for spread in [0.01, 0.03] {
-        let (covered, verified, width, most) = coverage(spread, 100);
+        let (covered, verified, width, most) = coverage(spread, 100, Rule::Sequential);
         eprintln!(
             "spread {spread}: covered {covered}, verified {verified}, median width {width:.3}, at most {most} trials"
         );
@@ -137,20 +174,28 @@ fn the_interval_covers_the_capacity_in_at_least_95_percent_of_searches() {
                 "spread {spread}: verified {verified} of 100"
             );
         }
-        // The interval is as wide as the noise makes it, not wider.
-        assert!(
-            width < 8.0 * spread,
-            "spread {spread}: median width {width}"
-        );
-        assert!(most <= 150, "spread {spread}: {most} trials");
+        // The interval is as wide as the noise makes it, not wider (measured: a median
+        // of 6.7% at 1%, 11.4% at 3%; at most 69 and 77 trials).
+        let widest = if spread <= 0.01 { 0.09 } else { 0.16 };
+        assert!(width < widest, "spread {spread}: median width {width}");
+        assert!(most <= 100, "spread {spread}: {most} trials");
     }
+}
+
+#[test]
+fn one_trial_per_rate_misses_the_capacity_far_more_often() {
+    // As the tools that decide each rate by one trial do: at 1% noise between trials
+    // their interval covered the capacity in 39 of 100 searches.
+    let (covered, _, _, _) = coverage(0.01, 100, Rule::OneTrial);
+    eprintln!("one trial per rate: covered {covered} of 100");
+    assert!(covered < 85, "one trial per rate covered {covered} of 100");
 }
 
 #[test]
 fn without_noise_the_search_stops_at_the_resolution() {
     let objective = Objective::parse("p99<=1ms").unwrap();
     let server = Server::new(50_000.0, 1000.0, 0.0, 20_000);
-    let (outcome, _) = search(&server, &objective, 10_000.0, 7);
+    let (outcome, _) = search(&server, &objective, 10_000.0, 7, Rule::Sequential);
     let Outcome::Found(answer) = outcome else {
         panic!("{outcome:?}");
     };

@@ -57,6 +57,10 @@ impl Engine for FloorEngine {
         load: &Load,
         shutdown: &Shutdown,
     ) -> Result<Measurement, EngineError> {
+        self.can_run(load).map_err(|message| EngineError::Failed {
+            engine: "floor",
+            message,
+        })?;
         let addr = target.primary();
         let failed = |e: io::Error| EngineError::Failed {
             engine: "floor",

@@ -75,7 +75,13 @@ impl CapacityCmd {
         match &searched.outcome {
             Outcome::Found(answer) if answer.verified == Some(Ok(())) => Ok(()),
             Outcome::Found(_) => Err(Unverified("the answer was not verified".into()).into()),
-            _ => Err(Unverified("no capacity within the rates tried".into()).into()),
+            Outcome::NothingPasses { .. } | Outcome::EverythingPasses { .. } => {
+                Err(Unverified("no capacity within the rates tried".into()).into())
+            }
+            // Nothing was measured where it stopped: the search could not run.
+            Outcome::GeneratorBound { rate, why } | Outcome::Invalid { rate, why } => {
+                anyhow::bail!("the search stopped at {rate:.0}/s: {why}")
+            }
         }
     }
 
@@ -164,6 +170,12 @@ fn answer_text(s: &Searched, setup: &Setup) -> String {
                 Some(Err(why)) => text.push_str(&format!("\nnot verified: {why}")),
                 None => {}
             }
+            if let Some(late) = late_share(s, hi).filter(|&l| l > 0.01) {
+                text.push_str(&format!(
+                    "\nthe trials at {hi:.0}/s sent {:.1}% of their requests late: if the generator fell behind there rather than the server, the top of the interval is the generator's limit (docs/capacity.md)",
+                    late * 100.0
+                ));
+            }
             text.push_str(&format!(
                 "\n{} rates, {} trials",
                 s.rates.len(),
@@ -175,7 +187,7 @@ fn answer_text(s: &Searched, setup: &Setup) -> String {
             format!("no capacity: even {lowest_tried:.0}/s breaks {o}")
         }
         Outcome::EverythingPasses { highest_tried } => format!(
-            "capacity above {highest_tried:.0}/s: every rate tried holds {o} (give a higher --start)"
+            "capacity above {highest_tried:.0}/s: every rate tried, up to the highest the search may try, holds {o}"
         ),
         Outcome::GeneratorBound { rate, why } => {
             format!("stopped at {rate:.0}/s: {why}")
@@ -195,7 +207,16 @@ fn json_of(s: &Searched, setup: &Setup) -> serde_json::Value {
             "verified": a.verified.as_ref().map(|v| v.is_ok()),
             "not_verified_because": a.verified.as_ref().and_then(|v| v.clone().err()),
         }),
-        other => json!({ "none": format!("{other:?}") }),
+        Outcome::NothingPasses { lowest_tried } => {
+            json!({ "none": "nothing passes", "lowest_tried": lowest_tried })
+        }
+        Outcome::EverythingPasses { highest_tried } => {
+            json!({ "none": "everything passes", "highest_tried": highest_tried })
+        }
+        Outcome::GeneratorBound { rate, why } => {
+            json!({ "none": "generator-bound", "rate": rate, "why": why })
+        }
+        Outcome::Invalid { rate, why } => json!({ "none": "invalid", "rate": rate, "why": why }),
     };
     json!({
         "case": setup.case.name,
@@ -205,4 +226,11 @@ fn json_of(s: &Searched, setup: &Setup) -> serde_json::Value {
         "rates": s.rates,
         "trials": s.trials,
     })
+}
+
+/// The share of requests sent late in the trials at `rate`.
+fn late_share(s: &Searched, rate: f64) -> Option<f64> {
+    let at: Vec<_> = s.trials.iter().filter(|t| t.rate == rate).collect();
+    let requests: u64 = at.iter().map(|t| t.requests).sum();
+    (requests > 0).then(|| at.iter().map(|t| t.late_sends).sum::<u64>() as f64 / requests as f64)
 }

@@ -278,7 +278,7 @@ impl SelfbenchCmd {
             );
         }
         println!(
-            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio} within each round (the modes run back to back), its median over the rounds, the lowest and highest round's, and the distribution-free 95% interval of the median (order statistics of the rounds' ratios, as `compare` uses)",
+            "\nthe native generator's CPU (user + system) and the server's (INFO used_cpu_user + used_cpu_sys) per request, medians over {} rounds; ratio = {ratio} within each round (the modes run back to back), its median over the rounds, and the lowest and highest round's",
             self.rounds
         );
         Ok(())

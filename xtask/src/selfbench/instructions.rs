@@ -2,19 +2,20 @@
 //! where the CPU-time figures of one run move by more than the differences between the
 //! clients.
 //!
-//! Each client (the floor and the native generator) runs alone in a child of this
-//! program (`selfbench --client ENGINE`, nothing else in it) under
-//! `valgrind --tool=callgrind`, twice: with `n` and with `3n` requests. What a request
-//! costs is the difference over the `2n` more requests, so start-up, connecting and the
-//! report cancel out. What follows the clock instead of the requests does not: the native
-//! client's 50 connections look at the clock and the stop flags every 50 ms (about 1.3
-//! million instructions a second under callgrind, measured on an idle run), and the longer run lasts longer, which adds about 15 instructions a
-//! request at pipeline 16 and 110 at pipeline 1 on the 2-core VM, more on a slower or
-//! busier machine. Server and clients are pinned apart as in the timed mode: how many
-//! connections one `epoll_wait` finds ready also moves the per-request share of the loop
-//! around it. So compare counts taken side by side. A count cannot see the kernel: the system calls (the same for both
-//! clients, one `sendto` and one `recvfrom` per batch) and the TCP work they do, most of
-//! each client's CPU on loopback, nor what a cache miss costs.
+//! Each client (the floor and the native generator) runs alone in a child of this program
+//! (`selfbench --client ENGINE`, nothing else in it) under `valgrind --tool=callgrind`,
+//! twice: with `n` and with `3n` requests. What a request costs is the difference over the
+//! `2n` more requests, so start-up, connecting and the report cancel out. What follows the
+//! clock instead of the requests does not: the native client's 50 connections look at the
+//! clock and the stop flags every 50 ms (about 1.3 million instructions a second under
+//! callgrind, measured on an idle run), and the longer run lasts longer, which adds about
+//! 15 instructions a request at pipeline 16 and 110 at pipeline 1 on the 2-core VM, more on
+//! a slower or busier machine. Server and clients are pinned apart as in the timed mode:
+//! how many connections one `epoll_wait` finds ready also moves the per-request share of
+//! the loop around it. So compare counts taken side by side. A count cannot see the kernel:
+//! the system calls (the same for both clients, one `sendto` and one `recvfrom` per batch)
+//! and the TCP work they do, most of each client's CPU on loopback, nor what a cache miss
+//! costs.
 
 use std::path::Path;
 use std::time::Duration;

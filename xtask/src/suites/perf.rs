@@ -36,6 +36,10 @@ pub fn run_case(
     ctx: &CaseContext<'_>,
     sink: &mut dyn FnMut(ResultRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    // Before its first server starts: an engine that cannot run the case's load says so.
+    ctx.engine
+        .can_run(&load(case, 1))
+        .map_err(|why| crate::error::UsageError(format!("{}: {why}", case.name)))?;
     let counts = calibrate(case, ctx).with_context(|| format!("calibrating {}", case.name))?;
     for repetition in 1..=case.repetitions {
         let record = run_repetition(case, ctx, counts, repetition)
