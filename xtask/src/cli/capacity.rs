@@ -234,3 +234,93 @@ fn late_share(s: &Searched, rate: f64) -> Option<f64> {
     let requests: u64 = at.iter().map(|t| t.requests).sum();
     (requests > 0).then(|| at.iter().map(|t| t.late_sends).sum::<u64>() as f64 / requests as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capacity::{RateRecord, TrialRecord};
+    use bench_core::capacity::Answer;
+
+    fn setup() -> Setup {
+        let cmd = CapacityCmd {
+            valkey: ValkeyArgs::default(),
+            slo: "p99<=1ms".into(),
+            matrix: MatrixArgs::default(),
+            start: None,
+            resolution: 2.0,
+            trial_seconds: 1.0,
+            base_port: 9000,
+            json: false,
+        };
+        cmd.setup().unwrap()
+    }
+
+    fn trial(rate: f64, late_sends: u64) -> TrialRecord {
+        TrialRecord {
+            rate,
+            achieved: rate,
+            requests: 1000,
+            errors: 0,
+            late_sends,
+            percentiles: vec![("p99".into(), 500.0, 600.0)],
+            judged: "measured".into(),
+        }
+    }
+
+    fn searched(outcome: Outcome) -> Searched {
+        Searched {
+            peak: Some(20_000.0),
+            outcome,
+            rates: vec![RateRecord {
+                rate: 10_000.0,
+                verdict: "pass".into(),
+                trials: 2,
+            }],
+            trials: vec![trial(10_000.0, 0), trial(10_200.0, 30)],
+        }
+    }
+
+    #[test]
+    fn the_answer_reads_as_a_rate_its_interval_and_its_verification() {
+        let s = setup();
+        let answer = |verified, undecided: Vec<f64>| {
+            searched(Outcome::Found(Answer {
+                rate: 10_000.0,
+                interval: (10_000.0, 10_200.0),
+                undecided,
+                verified,
+            }))
+        };
+        assert_eq!(
+            answer_text(&answer(Some(Ok(())), Vec::new()), &s),
+            "capacity 10000/s within p99<=1ms (interval 10000–10200/s, 2.0% wide)\n\
+             verified: 9000/s (0.9×) passes, 11000/s (1.1×) fails\n\
+             the trials at 10200/s sent 3.0% of their requests late: if the generator fell behind there rather than the server, the top of the interval is the generator's limit (docs/capacity.md)\n\
+             1 rates, 2 trials"
+        );
+        let text = answer_text(
+            &answer(
+                Some(Err("1.1 r* (11000/s): undecided, not fail".into())),
+                vec![10_100.0],
+            ),
+            &s,
+        );
+        assert!(
+            text.contains("; 1 rate(s) inside it stayed undecided"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nnot verified: 1.1 r* (11000/s): undecided, not fail\n"),
+            "{text}"
+        );
+        let none = searched(Outcome::NothingPasses { lowest_tried: 20.0 });
+        assert_eq!(
+            answer_text(&none, &s),
+            "no capacity: even 20/s breaks p99<=1ms"
+        );
+        let json = json_of(&none, &s);
+        assert_eq!(json["answer"]["none"], "nothing passes");
+        assert_eq!(json["case"], "GET/32B/P16/c50/io1/100k-keys");
+        assert_eq!(json["objective"], "p99<=1ms");
+    }
+}
