@@ -24,33 +24,24 @@ pub struct ValkeyBenchmark {
 
 impl ValkeyBenchmark {
     pub fn new(path: &Path, shutdown: &Shutdown) -> anyhow::Result<ValkeyBenchmark> {
-        let mut cmd = process::command(path);
-        cmd.arg("--version");
-        let out = process::output(
-            cmd,
-            "valkey-benchmark --version",
-            shutdown,
-            Some(Duration::from_secs(10)),
-        )?;
+        // What it prints for one flag: stdout and stderr together.
+        let asked = |flag: &str| -> anyhow::Result<String> {
+            let mut cmd = process::command(path);
+            cmd.arg(flag);
+            let name = format!("valkey-benchmark {flag}");
+            let out = process::output(cmd, &name, shutdown, Some(Duration::from_secs(10)))?;
+            Ok(format!("{}{}", out.stdout, out.stderr))
+        };
         // "valkey-benchmark 8.1.1 (git:...)"
-        let version = out
-            .stdout
+        let version = asked("--version")?
             .split_whitespace()
             .nth(1)
             .unwrap_or("unknown")
             .to_string();
-        let mut cmd = process::command(path);
-        cmd.arg("--help");
-        let help = process::output(
-            cmd,
-            "valkey-benchmark --help",
-            shutdown,
-            Some(Duration::from_secs(10)),
-        )?;
         Ok(ValkeyBenchmark {
             path: path.to_path_buf(),
             version,
-            rps: lists_rps(&format!("{}{}", help.stdout, help.stderr)),
+            rps: lists_rps(&asked("--help")?),
         })
     }
 
