@@ -24,7 +24,7 @@ use crate::loadgen::stats::SecondReport;
 /// `metrics.nodes` and `metrics.redirects`, `params.placement`. 8: perf and mem
 /// `params.tls`. 9: perf `metrics.server_user_us_per_request` and
 /// `metrics.server_sys_us_per_request`. 10: perf `metrics.offered_rate`,
-/// `metrics.latency_from` and `metrics.late_sends` (an open loop's).
+/// `metrics.latency_from` and `metrics.late_sends` (an open loop's); capacity records.
 pub const SCHEMA_VERSION: u32 = 10;
 
 /// A perf-suite record.
@@ -33,6 +33,50 @@ pub type ResultRecord = Record<PerfParams, Metrics>;
 pub type MemRecord = Record<MemParams, MemMetrics>;
 /// A sync-suite record (one per replica of a case).
 pub type SyncRecord = Record<SyncParams, SyncMetrics>;
+
+/// One trial of a capacity search: a perf record (`suite` `capacity`, `repetition` the
+/// trial's 1-based index in the run) and what the search made of it. Perf readers skip
+/// it: its trials ran at different rates, so they are no repetitions of one measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacityRecord {
+    #[serde(flatten)]
+    pub record: ResultRecord,
+    pub capacity: CapacityTrial,
+}
+
+/// How a capacity search used one trial.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CapacityTrial {
+    /// `search` (deciding a rate of the bracket), `verify` (0.9 and 1.1 times the
+    /// answer) or `headroom` (the answer and fractions of it, once each, for the curve).
+    pub stage: String,
+    /// The objective, as `--slo` reads back (`p99<=1ms,errors<=0`).
+    pub objective: String,
+    /// The rate offered, requests/s.
+    pub rate: f64,
+    /// The trial's 1-based index among the trials at this rate in this stage.
+    pub trial: usize,
+    /// Error replies in the measured window (a perf record has none; here they count).
+    pub errors: u64,
+    /// Requests sent 1 ms or more behind their intended time.
+    pub late_sends: u64,
+    /// `measured`, `broken: ...` (counts against the rate) or `invalid: ...` (does not
+    /// count).
+    pub judged: String,
+    /// Per latency bound of the objective, the percentile's interval from the trial's
+    /// HDR counts (empty when invalid).
+    pub percentiles: Vec<PercentileInterval>,
+}
+
+/// A latency percentile's distribution-free interval, µs, and the objective's bound on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PercentileInterval {
+    /// `p99`, `p99.9`, ...
+    pub name: String,
+    pub bound_us: f64,
+    pub low_us: f64,
+    pub high_us: f64,
+}
 
 /// One measured repetition of one case. The envelope is the same for every suite;
 /// `params` and `metrics` are the suite's own (`suite` says which).

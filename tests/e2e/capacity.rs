@@ -48,6 +48,7 @@ fn a_search_brackets_bisects_and_verifies_on_fresh_servers() {
     build_json();
     let tmp = tempfile::tempdir().unwrap();
     let base = ports(4).to_string();
+    let dir = tmp.path().join("run");
     // One connection at pipeline 1: its window is the limit, a few thousand a second, so
     // the generator is never what runs out.
     let out = run(
@@ -65,6 +66,8 @@ fn a_search_brackets_bisects_and_verifies_on_fresh_servers() {
             "5",
             "--base-port",
             &base,
+            "--out",
+            dir.to_str().unwrap(),
             "--json",
         ],
         Some(tmp.path()),
@@ -116,9 +119,49 @@ fn a_search_brackets_bisects_and_verifies_on_fresh_servers() {
                 .contains("r*")
         );
     }
-    // Every trial is reported with how it was judged.
+    // Every trial is reported with how it was judged; after the search, one headroom
+    // trial at each of r*, 0.9, 0.75 and 0.5 r*.
     let trials = json["trials"].as_array().unwrap();
-    assert!(trials.len() >= 2 * n);
+    assert!(trials.len() >= 2 * n + 4);
     assert!(trials.iter().all(|t| t["judged"].is_string()));
+    let headroom: Vec<f64> = trials
+        .iter()
+        .filter(|t| t["stage"] == "headroom")
+        .map(|t| t["rate"].as_f64().unwrap() / rate)
+        .collect();
+    assert_eq!(headroom.len(), 4, "{json}");
+    for (got, want) in headroom.iter().zip([1.0, 0.9, 0.75, 0.5]) {
+        assert!((got - want).abs() < 1e-9, "{headroom:?}");
+    }
+    // Every trial is a record in the run's results, in order, with the server's CPU.
+    let records: Vec<Value> = std::fs::read_to_string(dir.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), trials.len());
+    for (i, (r, t)) in records.iter().zip(trials).enumerate() {
+        assert_eq!(r["suite"], "capacity");
+        assert_eq!(r["repetition"], i as u64 + 1);
+        assert_eq!(r["capacity"]["rate"], t["rate"]);
+        assert_eq!(r["capacity"]["stage"], t["stage"]);
+        assert_eq!(r["metrics"]["offered_rate"], t["rate"]);
+        assert_eq!(r["metrics"]["latency_from"], "intended");
+        assert!(r["metrics"]["histogram"].is_string());
+        assert!(r["metrics"]["server_cpu_us_per_request"].as_f64().unwrap() > 0.0);
+    }
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("capacity.json")).unwrap()).unwrap();
+    assert_eq!(saved, json);
+    let summary = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(summary.contains("headroom (one trial each"), "{summary}");
+    let svg = std::fs::read_to_string(dir.join("charts/knee.svg")).unwrap();
+    assert!(svg.contains("objective: p99 ≤ 50.0ms"), "{svg}");
+    assert!(
+        std::fs::metadata(dir.join("charts/knee.png"))
+            .unwrap()
+            .len()
+            > 1000
+    );
     assert!(servers_under(tmp.path()).is_empty(), "every server stopped");
 }

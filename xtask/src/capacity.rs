@@ -7,7 +7,7 @@
 //! `start`, a short closed-loop run on a fresh server gives the peak, and the search starts
 //! at half of it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bench_core::capacity::{
@@ -16,10 +16,11 @@ use bench_core::capacity::{
 use bench_core::loadgen::engine::{self, MAX_RATE};
 use bench_core::loadgen::{self, Stop, stats::decode_histogram};
 use bench_core::perf::PerfCase;
+use bench_core::result::{CapacityRecord, CapacityTrial, PercentileInterval};
 use serde::Serialize;
 
 use crate::case::CaseContext;
-use crate::suites::perf;
+use crate::suites::{perf, perf_record};
 
 /// What to search.
 #[derive(Clone, Debug)]
@@ -34,24 +35,34 @@ pub struct Setup {
     pub guards: Guards,
 }
 
-/// One trial as it is reported: what was offered and measured, and how it was judged.
+/// One trial as the answer reports it (its full record, histogram and monitor included,
+/// goes to the run's results).
 #[derive(Clone, Debug, Serialize)]
 pub struct TrialRecord {
-    pub rate: f64,
+    #[serde(flatten)]
+    pub capacity: CapacityTrial,
     pub achieved: f64,
     pub requests: u64,
-    pub errors: u64,
-    pub late_sends: u64,
-    /// Per bound of the objective: its name and the percentile's interval, µs.
-    pub percentiles: Vec<(String, f64, f64)>,
-    /// `measured`, or why the trial does not count.
-    pub judged: String,
+    /// The measured window's latency, µs: p50, p99, p99.9.
+    pub latency_us: [Option<f64>; 3],
+    /// The server's CPU (user + system) per request, µs.
+    pub server_cpu_us_per_request: Option<f64>,
+}
+
+impl TrialRecord {
+    /// The server's CPU in cores (its CPU per request times the rate achieved).
+    pub fn server_cores(&self) -> Option<f64> {
+        self.server_cpu_us_per_request
+            .map(|us| us * self.achieved / 1e6)
+    }
 }
 
 /// One decided rate.
 #[derive(Clone, Debug, Serialize)]
 pub struct RateRecord {
     pub rate: f64,
+    /// `search` or `verify`.
+    pub stage: &'static str,
     pub verdict: String,
     pub trials: usize,
 }
@@ -63,13 +74,19 @@ pub struct Searched {
     pub peak: Option<f64>,
     pub outcome: Outcome,
     pub rates: Vec<RateRecord>,
+    /// Every trial, in order: the search's, the verification's, then the headroom runs.
     pub trials: Vec<TrialRecord>,
 }
 
+/// The fractions of the answer the headroom runs offer, once each.
+pub const HEADROOM: [(f64, &str); 4] = [(1.0, "r*"), (0.9, "0.9×"), (0.75, "0.75×"), (0.5, "0.5×")];
+
+/// Searches `setup`'s case, handing every trial's record to `sink` as it is measured.
 pub fn run(
     ctx: &CaseContext<'_>,
     setup: &Setup,
     progress: &mut dyn FnMut(String),
+    sink: &mut dyn FnMut(CapacityRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<Searched> {
     let peak = match setup.start {
         Some(_) => None,
@@ -88,58 +105,118 @@ pub fn run(
         // Past four times the closed-loop peak nothing is left to learn.
         max_rate: peak.map_or(MAX_RATE, |p| (4.0 * p).min(MAX_RATE)),
     });
-    let (mut rates, mut trials) = (Vec::new(), Vec::new());
-    loop {
+    let mut trials = Trials {
+        ctx,
+        setup,
+        records: Vec::new(),
+        progress,
+        sink,
+    };
+    let mut rates = Vec::new();
+    let outcome = loop {
         let rate = match search.step() {
-            Step::Done(outcome) => {
-                return Ok(Searched {
-                    peak,
-                    outcome,
-                    rates,
-                    trials,
-                });
-            }
+            Step::Done(outcome) => break outcome,
             Step::Try(rate) => rate,
+        };
+        let stage = if search.verifying() {
+            "verify"
+        } else {
+            "search"
         };
         let mut test = RateTest::default();
         let verdict = loop {
-            if ctx.shutdown.is_triggered() {
-                bail!("interrupted");
-            }
-            let trial =
-                trial(ctx, setup, rate).with_context(|| format!("a trial at {rate:.0}/s"))?;
-            let judged = judge(&trial, &setup.objective, &setup.guards);
-            let record = record(&trial, &judged, &setup.objective);
-            progress(format!(
-                "{rate:>10.0}/s trial {}: achieved {:.0}/s, {}; {}",
-                test.trials.len() + 1,
-                record.achieved,
-                record
-                    .percentiles
-                    .iter()
-                    .map(|(name, low, high)| format!("{name} {low:.0}–{high:.0} µs"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                record.judged
-            ));
-            trials.push(record);
+            let judged = trials.run(stage, rate, test.trials.len() + 1)?;
             test.add(judged);
             if let Some(v) = test.verdict(&setup.objective) {
                 break v;
             }
         };
-        progress(format!(
+        (trials.progress)(format!(
             "{rate:>10.0}/s: {} after {} trials",
             verdict_text(&verdict),
             test.trials.len()
         ));
         rates.push(RateRecord {
             rate,
+            stage,
             verdict: verdict_text(&verdict),
             trials: test.trials.len(),
         });
         search.record(rate, verdict);
+    };
+    if let Outcome::Found(answer) = &outcome {
+        for (fraction, _) in HEADROOM {
+            trials.run("headroom", answer.rate * fraction, 1)?;
+        }
     }
+    Ok(Searched {
+        peak,
+        outcome,
+        rates,
+        trials: trials.records,
+    })
+}
+
+/// Runs trials, numbers them, and hands each one's record on.
+struct Trials<'a, 'c> {
+    ctx: &'a CaseContext<'c>,
+    setup: &'a Setup,
+    records: Vec<TrialRecord>,
+    progress: &'a mut dyn FnMut(String),
+    sink: &'a mut dyn FnMut(CapacityRecord) -> anyhow::Result<()>,
+}
+
+impl Trials<'_, '_> {
+    /// The `n`th trial at `rate` in `stage`, judged and recorded.
+    fn run(&mut self, stage: &str, rate: f64, n: usize) -> anyhow::Result<Judged> {
+        if self.ctx.shutdown.is_triggered() {
+            bail!("interrupted");
+        }
+        let index = self.records.len() as u32 + 1;
+        let (trial, record) = measure(self.ctx, self.setup, Some(rate), index)
+            .with_context(|| format!("a trial at {rate:.0}/s"))?;
+        let judged = judge(&trial, &self.setup.objective, &self.setup.guards);
+        let capacity = CapacityTrial {
+            stage: stage.into(),
+            objective: self.setup.objective.to_string(),
+            rate,
+            trial: n,
+            errors: trial.errors,
+            late_sends: trial.late_sends,
+            judged: judged_text(&judged),
+            percentiles: intervals(&judged, &self.setup.objective),
+        };
+        let m = &record.metrics;
+        let summary = TrialRecord {
+            capacity: capacity.clone(),
+            achieved: trial.achieved,
+            requests: trial.requests,
+            latency_us: [m.latency.p50_us, m.latency.p99_us, m.latency.p99_9_us],
+            server_cpu_us_per_request: m.server_cpu_us_per_request,
+        };
+        (self.progress)(progress_line(&summary));
+        (self.sink)(CapacityRecord { record, capacity })?;
+        self.records.push(summary);
+        Ok(judged)
+    }
+}
+
+fn progress_line(t: &TrialRecord) -> String {
+    let c = &t.capacity;
+    let percentiles = c
+        .percentiles
+        .iter()
+        .map(|p| format!("{} {:.0}–{:.0} µs", p.name, p.low_us, p.high_us))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let stage = match c.stage.as_str() {
+        "search" => String::new(),
+        other => format!("{other} "),
+    };
+    format!(
+        "{:>10.0}/s {stage}trial {}: achieved {:.0}/s, {percentiles}; {}",
+        c.rate, c.trial, t.achieved, c.judged
+    )
 }
 
 pub fn verdict_text(v: &RateVerdict) -> String {
@@ -151,46 +228,92 @@ pub fn verdict_text(v: &RateVerdict) -> String {
     }
 }
 
-fn record(trial: &Trial, judged: &Judged, objective: &Objective) -> TrialRecord {
-    let (percentiles, judged) = match judged {
-        Judged::Measured { percentiles, .. } => (
-            objective
-                .bounds
-                .iter()
-                .zip(percentiles)
-                .map(|(b, &(low, high))| (b.name(), low, high))
-                .collect(),
-            "measured".to_string(),
-        ),
-        Judged::Invalid(why) => (Vec::new(), format!("invalid: {}", why.why())),
-    };
-    TrialRecord {
-        rate: trial.offered,
-        achieved: trial.achieved,
-        requests: trial.requests,
-        errors: trial.errors,
-        late_sends: trial.late_sends,
-        percentiles,
-        judged,
+/// `measured`, `broken: why` or `invalid: why`.
+fn judged_text(judged: &Judged) -> String {
+    match judged {
+        Judged::Measured { broken: None, .. } => "measured".into(),
+        Judged::Measured {
+            broken: Some(why), ..
+        } => format!("broken: {why}"),
+        Judged::Invalid(why) => format!("invalid: {}", why.why()),
     }
+}
+
+fn intervals(judged: &Judged, objective: &Objective) -> Vec<PercentileInterval> {
+    let Judged::Measured { percentiles, .. } = judged else {
+        return Vec::new();
+    };
+    objective
+        .bounds
+        .iter()
+        .zip(percentiles)
+        .map(|(b, &(low_us, high_us))| PercentileInterval {
+            name: b.name(),
+            bound_us: b.max_us,
+            low_us,
+            high_us,
+        })
+        .collect()
 }
 
 /// The case's closed-loop throughput on a fresh server, over one trial's length.
 fn closed_loop_peak(ctx: &CaseContext<'_>, setup: &Setup) -> anyhow::Result<f64> {
-    let report = drive(ctx, setup, None, 1.0)?;
-    if report.ops_per_sec <= 0.0 {
+    let (trial, _) = measure(ctx, setup, None, 0)?;
+    if trial.achieved <= 0.0 {
         bail!("the closed-loop run completed no request");
     }
-    Ok(report.ops_per_sec)
+    Ok(trial.achieved)
 }
 
-/// One open-loop trial at `rate` on a fresh server.
-fn trial(ctx: &CaseContext<'_>, setup: &Setup, rate: f64) -> anyhow::Result<Trial> {
-    let report = drive(ctx, setup, Some(rate), rate)?;
+/// One trial on a fresh server: open loop at `rate` (or closed loop), a quarter of the
+/// trial's length as warmup, then the measured window with the server's INFO read before
+/// and after it and the 1 Hz monitor over it, as a perf repetition is measured. Returns the
+/// trial to judge and its record (`repetition` `index`).
+fn measure(
+    ctx: &CaseContext<'_>,
+    setup: &Setup,
+    rate: Option<f64>,
+    index: u32,
+) -> anyhow::Result<(Trial, bench_core::result::ResultRecord)> {
+    let warmup = setup.trial / 4;
+    let expected = rate.unwrap_or(1.0);
+    let requests = (expected * (setup.trial + warmup).as_secs_f64()).ceil() as u64;
+    let (mut server, preloaded_items) = perf::deploy(&setup.case, ctx, requests.max(1))?;
+    let target = server.target();
+    let load = bench_core::engine::Load {
+        rate,
+        ..perf::load(&setup.case, requests.max(1))
+    };
+    let run = |stop: Duration| -> anyhow::Result<loadgen::Report> {
+        let options = loadgen::RunOptions {
+            stop: Stop::Duration(stop),
+            ..engine::options(&target, &load)
+        };
+        let report = loadgen::run(
+            &[target.primary()],
+            &engine::workload(&load),
+            &options,
+            ctx.shutdown,
+            |_| {},
+        )?;
+        if let Some(why) = &report.partial {
+            bail!("the run ended early: {why}");
+        }
+        Ok(report)
+    };
+    let warmed = run(warmup).context("warmup")?;
+    let before = server.info()?;
+    let monitor = server.monitor();
+    let started = Instant::now();
+    let measured = run(setup.trial);
+    let wall_secs = started.elapsed().as_secs_f64();
+    let samples = monitor.stop();
+    let report = measured?;
+    let after = server.info()?;
     let histogram = decode_histogram(&report.all.histogram)
         .map_err(|e| anyhow::anyhow!("the run's histogram: {e}"))?;
-    Ok(Trial {
-        offered: rate,
+    let trial = Trial {
+        offered: rate.unwrap_or(report.ops_per_sec),
         achieved: report.ops_per_sec,
         requests: report.requests,
         errors: report.errors.values().sum(),
@@ -201,39 +324,33 @@ fn trial(ctx: &CaseContext<'_>, setup: &Setup, rate: f64) -> anyhow::Result<Tria
         // apart yet.
         client_busy: None,
         histogram,
-    })
-}
-
-/// Runs the case's load on a fresh server for a trial's length (a quarter more as
-/// warmup): open loop at `rate`, or closed loop; `expected` requests/s sizes the preload.
-fn drive(
-    ctx: &CaseContext<'_>,
-    setup: &Setup,
-    rate: Option<f64>,
-    expected: f64,
-) -> anyhow::Result<loadgen::Report> {
-    let warmup = setup.trial / 4;
-    let requests = (expected * (setup.trial + warmup).as_secs_f64()).ceil() as u64;
-    let (server, _) = perf::deploy(&setup.case, ctx, requests.max(1))?;
-    let target = server.target();
-    let load = bench_core::engine::Load {
-        rate,
-        ..perf::load(&setup.case, requests.max(1))
     };
-    let options = loadgen::RunOptions {
-        stop: Stop::Duration(setup.trial),
-        warmup,
-        ..engine::options(&target, &load)
+    let costs = perf_record::server_costs(&before, &after, setup.case.command, report.requests);
+    let counts = perf::Counts {
+        warmup: warmed.requests,
+        measured: report.requests,
     };
-    let report = loadgen::run(
-        &[target.primary()],
-        &engine::workload(&load),
-        &options,
-        ctx.shutdown,
-        |_| {},
-    )?;
-    if let Some(why) = report.partial {
-        bail!("the run ended early: {why}");
-    }
-    Ok(report)
+    let argv = ctx.engine.describe(
+        &target,
+        &bench_core::engine::Load {
+            requests: report.requests,
+            ..load.clone()
+        },
+    );
+    let mut record = perf_record::record(
+        &setup.case,
+        ctx,
+        &*server,
+        perf_record::Run {
+            measurement: engine::measured(report, wall_secs),
+            costs,
+            monitor: samples,
+            counts,
+            preloaded_items,
+            argv,
+        },
+        index,
+    );
+    record.suite = "capacity".into();
+    Ok((trial, record))
 }

@@ -39,11 +39,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> anyhow::Result<Written> {
         .with_context(|| format!("creating {}", chart_dir.display()))?;
     let mut charts = Vec::new();
     for chart in &rendered.charts {
-        for (ext, bytes) in [("svg", chart.svg.as_bytes()), ("png", &chart.png[..])] {
-            let path = chart_dir.join(format!("{}.{ext}", chart.name));
-            write_atomically(&path, bytes)?;
-            charts.push(path);
-        }
+        charts.extend(write_chart_files(&chart_dir, chart)?);
     }
     let html = out.join("report.html");
     let markdown = out.join("report.md");
@@ -193,6 +189,31 @@ fn read_records(dir: &Path, run_id: &str) -> anyhow::Result<Run> {
         }
     }
     Ok(run)
+}
+
+/// Renders `chart` and writes it as `dir/charts/<name>.svg` and `.png`; returns the paths.
+pub fn write_chart(
+    dir: &Path,
+    name: &str,
+    chart: &impl charts::Draw,
+) -> anyhow::Result<Vec<PathBuf>> {
+    load_font()?;
+    let rendered =
+        charts::render(name, chart).map_err(|e| anyhow::anyhow!("rendering {name}: {e}"))?;
+    let chart_dir = dir.join("charts");
+    std::fs::create_dir_all(&chart_dir)
+        .with_context(|| format!("creating {}", chart_dir.display()))?;
+    write_chart_files(&chart_dir, &rendered)
+}
+
+fn write_chart_files(chart_dir: &Path, chart: &charts::Chart) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for (ext, bytes) in [("svg", chart.svg.as_bytes()), ("png", &chart.png[..])] {
+        let path = chart_dir.join(format!("{}.{ext}", chart.name));
+        write_atomically(&path, bytes)?;
+        paths.push(path);
+    }
+    Ok(paths)
 }
 
 /// Registers a TrueType font for chart text, once per process.

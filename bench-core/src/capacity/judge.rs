@@ -139,9 +139,11 @@ pub fn judge(trial: &Trial, objective: &Objective, guards: &Guards) -> Judged {
     // a window's edge is no shortfall.
     let missing = trial.requests as f64 * (trial.offered / trial.achieved.max(1e-9) - 1.0);
     if broken.is_none() && achieved < guards.min_achieved && missing > 2.0 {
+        // Shown rounded down, so a share just under the guard never reads as equal to it.
+        let shown = (achieved * 1000.0).floor() / 1000.0;
         broken = Some(format!(
-            "completed {:.0}/s of {:.0}/s offered ({achieved:.3}): the rate was not sustained",
-            trial.achieved, trial.offered
+            "completed {:.0}/s of {:.0}/s offered ({shown:.3}, under {}): the rate was not sustained",
+            trial.achieved, trial.offered, guards.min_achieved
         ));
     }
     Judged::Measured {
@@ -366,6 +368,19 @@ mod tests {
             panic!("a rate not sustained fails the trial");
         };
         assert!(why.contains("completed 950/s of 1000/s"), "{why}");
+        // Just under the guard reads as under it, not as 0.990.
+        let just_under = Trial {
+            achieved: 989.72,
+            requests: 100_000,
+            ..short.clone()
+        };
+        let Judged::Measured {
+            broken: Some(why), ..
+        } = judge(&just_under, &o, &Guards::default())
+        else {
+            panic!("0.98972 of the rate is under 0.99");
+        };
+        assert!(why.contains("(0.989, under 0.99)"), "{why}");
         // Late sends are in the latency (counted from the intended send times): they can
         // only make a trial fail, so they do not make it invalid.
         let late = Trial {

@@ -42,7 +42,8 @@ pub enum Step {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Found(Answer),
-    /// Even the lowest rate tried fails.
+    /// No rate passed down to the lowest the search may try (which failed, or stayed
+    /// undecided).
     NothingPasses {
         lowest_tried: f64,
     },
@@ -101,6 +102,11 @@ impl Search {
             verifying: None,
             done: None,
         }
+    }
+
+    /// Whether the rates asked for now verify an answer (0.9 and 1.1 times it).
+    pub fn verifying(&self) -> bool {
+        self.verifying.is_some()
     }
 
     /// Records the verdict of the rate [`step`](Self::step) asked for. While verifying,

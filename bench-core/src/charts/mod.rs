@@ -17,6 +17,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 mod compare;
+mod knee;
 mod memory;
 mod panels;
 mod percentiles;
@@ -25,6 +26,7 @@ mod sync;
 mod throughput;
 
 pub use compare::*;
+pub use knee::*;
 pub use memory::*;
 use panels::{LinePoint, XAxis, two_panels};
 pub use percentiles::*;

@@ -200,10 +200,16 @@ pub fn measurement(report: super::Report, wall_secs: f64) -> Result<Measurement,
     if errors > 0 {
         return Err(failed(format!("{errors} errors: {:?}", report.errors)));
     }
+    Ok(measured(report, wall_secs))
+}
+
+/// A generator's report as a measurement, whatever its errors (a capacity trial judges
+/// them).
+pub fn measured(report: super::Report, wall_secs: f64) -> Measurement {
     let l = &report.all.latency;
     let us = |v: u64| Some(v as f64);
     let open = report.rate.is_some();
-    Ok(Measurement {
+    Measurement {
         offered_rate: report.rate,
         latency_from: open.then_some(LatencyFrom::Intended),
         late_sends: open.then_some(report.late_sends),
@@ -226,5 +232,5 @@ pub fn measurement(report: super::Report, wall_secs: f64) -> Result<Measurement,
         nodes: report.nodes,
         redirects: report.redirects,
         client_hosts: Vec::new(),
-    })
+    }
 }

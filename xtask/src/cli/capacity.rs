@@ -1,9 +1,11 @@
 //! `cargo xtask capacity`: the highest rate one perf case sustains within a latency
 //! objective (`capacity.rs` runs the trials, `bench_core::capacity` decides).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bench_core::capacity::{Guards, Objective, Outcome};
+use bench_core::charts::{Knee, KneeTrial};
 use bench_core::command::{Command, Preload as Reads};
 use bench_core::loadgen::engine::NativeEngine;
 use bench_core::perf::PerfSpec;
@@ -16,6 +18,7 @@ use super::args::MatrixArgs;
 use crate::capacity::{self, Searched, Setup};
 use crate::case::{CaseContext, LOCAL_STANDALONE};
 use crate::error::{Unverified, UsageError};
+use crate::rundir::{RunDir, new_run, run_id};
 
 #[derive(Args, Debug)]
 pub struct CapacityCmd {
@@ -41,6 +44,9 @@ pub struct CapacityCmd {
     pub trial_seconds: f64,
     #[arg(long, default_value_t = 9000)]
     pub base_port: u16,
+    /// Results directory (default: results/<run-id>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Print the answer, every rate and every trial as JSON.
     #[arg(long)]
     pub json: bool,
@@ -51,8 +57,10 @@ impl CapacityCmd {
         let setup = self.setup()?;
         let binaries = self.valkey.binaries(shutdown)?;
         let host = crate::host::info();
+        let run_id = run_id("capacity");
+        let run_dir = RunDir::create(&new_run(&run_id, self.out.as_deref())?)?;
         let ctx = CaseContext {
-            run_id: "capacity",
+            run_id: &run_id,
             binaries: &binaries,
             host: &host,
             hosts: crate::host::local_hosts(),
@@ -66,11 +74,45 @@ impl CapacityCmd {
             "capacity of {} on Valkey {} within {}",
             setup.case.name, binaries.version, setup.objective
         );
-        let searched = capacity::run(&ctx, &setup, &mut |line| eprintln!("{line}"))?;
+        let searched = capacity::run(
+            &ctx,
+            &setup,
+            &mut |line| eprintln!("{line}"),
+            &mut |record| run_dir.append_serialized(&record),
+        );
+        let header = format!(
+            "# Capacity run {run_id}\n\n- case: {}\n- objective: {}\n- Valkey: {} ({}; {})\n- host: {}, {} CPUs\n- command: `{}`\n",
+            setup.case.name,
+            setup.objective,
+            binaries.version,
+            binaries.source_id,
+            binaries.build,
+            host.hostname,
+            host.cpus,
+            crate::rundir::command_line()
+        );
+        let searched = match searched {
+            Ok(searched) => searched,
+            Err(e) => {
+                let summary = format!("{header}\n**incomplete**: {e:#}\n");
+                run_dir.write_file("summary.md", &summary)?;
+                return Err(e);
+            }
+        };
+        let (text, json) = (answer_text(&searched, &setup), json_of(&searched, &setup));
+        run_dir.write_file("summary.md", &format!("{header}\n```text\n{text}\n```\n"))?;
+        run_dir.write_file("capacity.json", &format!("{json:#}\n"))?;
+        // The chart illustrates; a machine without a font still has the answer.
+        if let Err(e) =
+            crate::publish::write_chart(run_dir.path(), "knee", &knee(&searched, &setup))
+        {
+            eprintln!("warning: the knee chart was not written: {e:#}");
+        }
+        eprintln!("results: {}", run_dir.path().display());
         if self.json {
-            println!("{}", json_of(&searched, &setup));
+            println!("{json}");
         } else {
-            println!("{}", answer_text(&searched, &setup));
+            println!("{text}");
         }
         match &searched.outcome {
             Outcome::Found(answer) if answer.verified == Some(Ok(())) => Ok(()),
@@ -176,6 +218,7 @@ fn answer_text(s: &Searched, setup: &Setup) -> String {
                     late * 100.0
                 ));
             }
+            text.push_str(&headroom_text(s));
             text.push_str(&format!(
                 "\n{} rates, {} trials",
                 s.rates.len(),
@@ -184,7 +227,17 @@ fn answer_text(s: &Searched, setup: &Setup) -> String {
             text
         }
         Outcome::NothingPasses { lowest_tried } => {
-            format!("no capacity: even {lowest_tried:.0}/s breaks {o}")
+            let verdict = s
+                .rates
+                .iter()
+                .rfind(|r| r.rate == *lowest_tried)
+                .map_or("fail", |r| r.verdict.as_str());
+            match verdict {
+                "fail" => format!("no capacity: even {lowest_tried:.0}/s breaks {o}"),
+                other => format!(
+                    "no capacity found: no rate tried passed {o}; the lowest, {lowest_tried:.0}/s, is {other} (met in some trials, not in others: this machine's noise is at the objective)"
+                ),
+            }
         }
         Outcome::EverythingPasses { highest_tried } => format!(
             "capacity above {highest_tried:.0}/s: every rate tried, up to the highest the search may try, holds {o}"
@@ -196,6 +249,69 @@ fn answer_text(s: &Searched, setup: &Setup) -> String {
             format!("stopped at {rate:.0}/s: its trials did not count ({why})")
         }
     }
+}
+
+/// Every trial against its offered rate, with the objective and the answer.
+fn knee(s: &Searched, setup: &Setup) -> Knee {
+    Knee {
+        title: format!("Capacity of {} within {}", setup.case.name, setup.objective),
+        trials: s
+            .trials
+            .iter()
+            .map(|t| KneeTrial {
+                offered: t.capacity.rate,
+                achieved: t.achieved,
+                latency_us: t.latency_us,
+                counted: !t.capacity.judged.starts_with("invalid"),
+            })
+            .collect(),
+        bounds: setup
+            .objective
+            .bounds
+            .iter()
+            .map(|b| (b.name(), b.max_us))
+            .collect(),
+        answer: match &s.outcome {
+            Outcome::Found(a) => Some(a.interval),
+            _ => None,
+        },
+    }
+}
+
+/// The headroom runs as a table: what the server gives and costs below its capacity.
+fn headroom_text(s: &Searched) -> String {
+    let runs: Vec<_> = s
+        .trials
+        .iter()
+        .filter(|t| t.capacity.stage == "headroom")
+        .collect();
+    if runs.is_empty() {
+        return String::new();
+    }
+    let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
+    let mut text = String::from(
+        "\nheadroom (one trial each: a curve to read, not a verdict):\n\
+         \x20        offered   achieved    p50 µs    p99 µs  p99.9 µs  server CPU",
+    );
+    for (t, (_, label)) in runs.iter().zip(capacity::HEADROOM) {
+        let cpu = match (t.server_cores(), t.server_cpu_us_per_request) {
+            (Some(cores), Some(per)) => {
+                format!("{:.0}% of a core ({per:.2} µs/req)", cores * 100.0)
+            }
+            _ => "-".into(),
+        };
+        let [p50, p99, p999] = t.latency_us;
+        text.push_str(&format!(
+            "\n{:>6} {:>8.0}/s {:>8.0}/s {:>9} {:>9} {:>9}  {cpu}",
+            label,
+            t.capacity.rate,
+            t.achieved,
+            us(p50),
+            us(p99),
+            us(p999)
+        ));
+    }
+    text
 }
 
 fn json_of(s: &Searched, setup: &Setup) -> serde_json::Value {
@@ -230,9 +346,14 @@ fn json_of(s: &Searched, setup: &Setup) -> serde_json::Value {
 
 /// The share of requests sent late in the trials at `rate`.
 fn late_share(s: &Searched, rate: f64) -> Option<f64> {
-    let at: Vec<_> = s.trials.iter().filter(|t| t.rate == rate).collect();
+    let at: Vec<_> = s
+        .trials
+        .iter()
+        .filter(|t| t.capacity.rate == rate)
+        .collect();
     let requests: u64 = at.iter().map(|t| t.requests).sum();
-    (requests > 0).then(|| at.iter().map(|t| t.late_sends).sum::<u64>() as f64 / requests as f64)
+    let late: u64 = at.iter().map(|t| t.capacity.late_sends).sum();
+    (requests > 0).then(|| late as f64 / requests as f64)
 }
 
 #[cfg(test)]
@@ -240,6 +361,7 @@ mod tests {
     use super::*;
     use crate::capacity::{RateRecord, TrialRecord};
     use bench_core::capacity::Answer;
+    use bench_core::result::{CapacityTrial, PercentileInterval};
 
     fn setup() -> Setup {
         let cmd = CapacityCmd {
@@ -250,20 +372,33 @@ mod tests {
             resolution: 2.0,
             trial_seconds: 1.0,
             base_port: 9000,
+            out: None,
             json: false,
         };
         cmd.setup().unwrap()
     }
 
-    fn trial(rate: f64, late_sends: u64) -> TrialRecord {
+    fn trial(stage: &str, rate: f64, late_sends: u64) -> TrialRecord {
         TrialRecord {
-            rate,
+            capacity: CapacityTrial {
+                stage: stage.into(),
+                objective: "p99<=1ms".into(),
+                rate,
+                trial: 1,
+                errors: 0,
+                late_sends,
+                judged: "measured".into(),
+                percentiles: vec![PercentileInterval {
+                    name: "p99".into(),
+                    bound_us: 1000.0,
+                    low_us: 500.0,
+                    high_us: 600.0,
+                }],
+            },
             achieved: rate,
             requests: 1000,
-            errors: 0,
-            late_sends,
-            percentiles: vec![("p99".into(), 500.0, 600.0)],
-            judged: "measured".into(),
+            latency_us: [Some(100.0), Some(550.0), None],
+            server_cpu_us_per_request: Some(20.0),
         }
     }
 
@@ -273,10 +408,11 @@ mod tests {
             outcome,
             rates: vec![RateRecord {
                 rate: 10_000.0,
+                stage: "search",
                 verdict: "pass".into(),
                 trials: 2,
             }],
-            trials: vec![trial(10_000.0, 0), trial(10_200.0, 30)],
+            trials: vec![trial("search", 10_000.0, 0), trial("search", 10_200.0, 30)],
         }
     }
 
@@ -313,10 +449,39 @@ mod tests {
             text.contains("\nnot verified: 1.1 r* (11000/s): undecided, not fail\n"),
             "{text}"
         );
+        // The headroom runs: a row per fraction of r*, with the server's CPU.
+        let mut found = answer(Some(Ok(())), Vec::new());
+        for (fraction, _) in crate::capacity::HEADROOM {
+            found.trials.push(trial("headroom", 10_000.0 * fraction, 0));
+        }
+        let text = answer_text(&found, &s);
+        assert!(
+            text.contains(
+                "\nheadroom (one trial each: a curve to read, not a verdict):\n\
+                 \x20        offered   achieved    p50 µs    p99 µs  p99.9 µs  server CPU\n\
+                 \x20   r*    10000/s    10000/s       100       550         -  20% of a core (20.00 µs/req)\n\
+                 \x20 0.9×     9000/s     9000/s       100       550         -  18% of a core (20.00 µs/req)\n\
+                 \x200.75×     7500/s     7500/s       100       550         -  15% of a core (20.00 µs/req)\n\
+                 \x20 0.5×     5000/s     5000/s       100       550         -  10% of a core (20.00 µs/req)\n\
+                 1 rates, 6 trials"
+            ),
+            "{text}"
+        );
+        let json = json_of(&found, &s);
+        assert_eq!(json["trials"][2]["stage"], "headroom");
+        assert_eq!(json["trials"][2]["percentiles"][0]["high_us"], 600.0);
         let none = searched(Outcome::NothingPasses { lowest_tried: 20.0 });
         assert_eq!(
             answer_text(&none, &s),
             "no capacity: even 20/s breaks p99<=1ms"
+        );
+        let mut noisy = searched(Outcome::NothingPasses {
+            lowest_tried: 10_000.0,
+        });
+        noisy.rates[0].verdict = "undecided".into();
+        assert_eq!(
+            answer_text(&noisy, &s),
+            "no capacity found: no rate tried passed p99<=1ms; the lowest, 10000/s, is undecided (met in some trials, not in others: this machine's noise is at the objective)"
         );
         let json = json_of(&none, &s);
         assert_eq!(json["answer"]["none"], "nothing passes");

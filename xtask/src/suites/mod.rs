@@ -5,6 +5,7 @@
 
 pub mod mem;
 pub mod perf;
+pub mod perf_record;
 pub mod sync;
 
 /// Which suite a run or a comparison measures.

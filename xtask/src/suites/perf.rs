@@ -10,11 +10,11 @@
 use anyhow::{Context, bail};
 use bench_core::command::{Command, Preload as Reads};
 use bench_core::engine::{Load, Measurement};
-use bench_core::info::Info;
 use bench_core::loadgen::engine;
 use bench_core::perf::PerfCase;
-use bench_core::result::{EngineInfo, Metrics, PerfParams, ResultRecord, SCHEMA_VERSION};
+use bench_core::result::ResultRecord;
 
+use super::perf_record::{Run, record, server_costs};
 pub use crate::case::CaseContext;
 use crate::case::preload::{self, Preload};
 use crate::case::{Server, drive};
@@ -235,99 +235,21 @@ pub fn measured_run(
     let after = server.info()?;
     let costs = server_costs(&before, &after, case.command, m.requests);
     check_after(case, server)?;
-    let b = ctx.binaries;
-    Ok(ResultRecord {
-        schema: SCHEMA_VERSION,
-        run_id: ctx.run_id.to_string(),
-        suite: "perf".into(),
-        case: case.name.clone(),
-        repetition,
-        timestamp: crate::rundir::timestamp(),
-        valkey: b.info(),
-        host: ctx.host.clone(),
-        params: PerfParams {
-            command: case.command.name().into(),
-            value_size: case.value_size,
-            pipeline: case.pipeline,
-            clients: case.clients,
-            client_threads: case.client_threads,
-            io_threads: case.io_threads,
-            keyspace: case.keyspace,
-            requests: counts.measured,
-            warmup_requests: counts.warmup,
+    let argv = ctx.engine.describe(&server.target(), &measured_load);
+    Ok(record(
+        case,
+        ctx,
+        &*server,
+        Run {
+            measurement: m,
+            costs,
+            monitor: samples,
+            counts,
             preloaded_items,
-            server_config: case.server_config.clone(),
-            topology: case.topology,
-            placement: case.placement.clone(),
-            tls: case.tls,
+            argv,
         },
-        metrics: Metrics {
-            ops_per_sec: m.ops_per_sec,
-            requests: m.requests,
-            wall_secs: m.wall_secs,
-            latency: m.latency,
-            histogram: m.histogram,
-            series: m.series,
-            warmup_series: Vec::new(),
-            client_cpu_us_per_request: m.client_cpu_us_per_request,
-            server_cpu_us_per_request: costs.cpu,
-            server_user_us_per_request: costs.user,
-            server_sys_us_per_request: costs.sys,
-            usec_per_call: costs.usec_per_call,
-            nodes: m.nodes,
-            redirects: m.redirects,
-            client_hosts: m.client_hosts,
-            offered_rate: m.offered_rate,
-            latency_from: m.latency_from,
-            late_sends: m.late_sends,
-        },
-        engine: EngineInfo {
-            name: ctx.engine.name().into(),
-            version: ctx.engine.version().into(),
-            argv: ctx.engine.describe(&server.target(), &measured_load),
-        },
-        monitor: samples,
-        server_hosts: server.hosts(ctx.hosts),
-    })
-}
-
-/// What a run cost the server, per request, from INFO read just before and just after
-/// it; `None` where INFO lacks the field.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ServerCosts {
-    /// CPU time, user + system, µs per request.
-    pub cpu: Option<f64>,
-    /// Its user-space part, µs per request.
-    pub user: Option<f64>,
-    /// Its kernel part, µs per request.
-    pub sys: Option<f64>,
-    /// The command's own `usec_per_call` over the run (commandstats).
-    pub usec_per_call: Option<f64>,
-}
-
-/// The server's CPU per request (µs; in all, user and system) and the command's
-/// usec_per_call over a run, from INFO read just before and just after it.
-pub fn server_costs(before: &Info, after: &Info, command: Command, requests: u64) -> ServerCosts {
-    let per_request = |b: Option<f64>, a: Option<f64>| match (b, a) {
-        (Some(b), Some(a)) if requests > 0 => Some((a - b) * 1e6 / requests as f64),
-        _ => None,
-    };
-    let field = |info: &Info, name: &str| info.get_f64(name);
-    let name = command.name().to_ascii_lowercase();
-    let (b, a) = (before.commandstats(), after.commandstats());
-    let usec_per_call = a.get(&name).and_then(|&(calls, usec)| {
-        let (calls0, usec0) = b.get(&name).copied().unwrap_or((0, 0));
-        (calls > calls0).then(|| (usec - usec0) as f64 / (calls - calls0) as f64)
-    });
-    ServerCosts {
-        cpu: per_request(before.cpu_seconds(), after.cpu_seconds()),
-        user: per_request(
-            field(before, "used_cpu_user"),
-            field(after, "used_cpu_user"),
-        ),
-        sys: per_request(field(before, "used_cpu_sys"), field(after, "used_cpu_sys")),
-        usec_per_call,
-    }
+        repetition,
+    ))
 }
 
 /// A fresh server for the case (its server config), preloaded for `requests` requests;
@@ -421,27 +343,6 @@ mod tests {
         let mut none = case(1);
         none.warmup_seconds = 0.0;
         assert_eq!(counts_for_rate(&none, 100_000.0).warmup, 0);
-    }
-
-    #[test]
-    fn server_costs_come_from_info_deltas() {
-        let info = |cpu: f64, calls: u64, usec: u64| {
-            Info::parse(&format!(
-                "# CPU\r\nused_cpu_sys:0\r\nused_cpu_user:{cpu}\r\n# Commandstats\r\ncmdstat_get:calls={calls},usec={usec},usec_per_call=1\r\n"
-            ))
-        };
-        let costs = server_costs(
-            &info(1.0, 100, 50),
-            &info(1.5, 1100, 1050),
-            Command::Get,
-            1000,
-        );
-        assert!((costs.cpu.unwrap() - 500.0).abs() < 1e-6);
-        assert!((costs.user.unwrap() - 500.0).abs() < 1e-6);
-        assert_eq!(costs.sys, Some(0.0));
-        assert_eq!(costs.usec_per_call, Some(1.0));
-        let none = server_costs(&info(1.0, 100, 50), &info(1.5, 100, 50), Command::Set, 1000);
-        assert_eq!(none.usec_per_call, None);
     }
 
     use crate::case::fake::{self, FakeEngine, FakeServers, Log};
