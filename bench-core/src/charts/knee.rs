@@ -13,6 +13,9 @@ pub struct KneeTrial {
     pub latency_us: [Option<f64>; 3],
     /// False for a trial that did not count (invalid): drawn hollow.
     pub counted: bool,
+    /// A trial that counts against its rate whatever its latency (the rate not sustained,
+    /// or errors over the allowance): drawn as a cross.
+    pub broken: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -23,6 +26,8 @@ pub struct Knee {
     pub bounds: Vec<(String, f64)>,
     /// The answer r* and the interval's top (the lowest rate that failed).
     pub answer: Option<(f64, f64)>,
+    /// Whether the answer was verified (0.9 r* passed and 1.1 r* failed).
+    pub verified: bool,
 }
 
 const PERCENTILES: [&str; 3] = ["p50", "p99", "p99.9"];
@@ -105,16 +110,12 @@ impl Draw for Knee {
         }
         for (n, name) in PERCENTILES.iter().enumerate() {
             let c = color(n);
-            let points: Vec<(f64, f64, bool)> = self
+            let points: Vec<((f64, f64), &KneeTrial)> = self
                 .trials
                 .iter()
-                .filter_map(|t| Some((t.offered, t.latency_us[n]?.max(1.0).log10(), t.counted)))
+                .filter_map(|t| Some(((t.offered, t.latency_us[n]?.max(1.0).log10()), t)))
                 .collect();
-            chart
-                .draw_series(points.iter().map(|&(x, y, counted)| {
-                    Circle::new((x, y), 4, c.stroke_width(2).filled_if(counted))
-                }))
-                .map_err(text)?
+            marks(&mut chart, &points, c)?
                 .label(*name)
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
         }
@@ -136,7 +137,7 @@ impl Draw for Knee {
             .configure_mesh()
             .x_label_formatter(&|v| si(*v))
             .y_label_formatter(&|v| si(*v))
-            .x_desc("offered, requests/s (hollow: a trial that did not count)")
+            .x_desc("offered, requests/s (hollow: a trial that did not count; ×: the rate not sustained, or errors over the allowance)")
             .y_desc("achieved, requests/s")
             .axis_desc_style(label_font())
             .label_style(label_font())
@@ -154,15 +155,12 @@ impl Draw for Knee {
             .label("achieved = offered")
             .legend(line_legend(RGBColor(128, 128, 128)));
         let c = color(0);
-        chart
-            .draw_series(self.trials.iter().map(|t| {
-                Circle::new(
-                    (t.offered, t.achieved),
-                    4,
-                    c.stroke_width(2).filled_if(t.counted),
-                )
-            }))
-            .map_err(text)?
+        let points: Vec<((f64, f64), &KneeTrial)> = self
+            .trials
+            .iter()
+            .map(|t| ((t.offered, t.achieved), t))
+            .collect();
+        marks(&mut chart, &points, c)?
             .label("trial")
             .legend(move |(x, y)| Circle::new((x + 9, y), 4, c.filled()));
         legend(&mut chart, SeriesLabelPosition::UpperLeft)
@@ -193,21 +191,40 @@ impl Knee {
                 green.stroke_width(2),
             )))
             .map_err(text)?
-            .label(format!("capacity {}/s (interval shaded)", si(rate)))
+            .label(format!(
+                "capacity {}/s (interval shaded){}",
+                si(rate),
+                if self.verified { "" } else { ", not verified" }
+            ))
             .legend(line_legend(green));
         Ok(())
     }
 }
 
-/// A style filled or not.
-trait FilledIf {
-    fn filled_if(self, filled: bool) -> ShapeStyle;
-}
-
-impl FilledIf for ShapeStyle {
-    fn filled_if(self, filled: bool) -> ShapeStyle {
-        ShapeStyle { filled, ..self }
-    }
+/// Draws each trial's mark: a dot, hollow when the trial did not count, a cross when it
+/// counts against its rate whatever its latency. Returns the dots' series, to label.
+fn marks<'a, 'b, DB: DrawingBackend + 'a>(
+    chart: &'b mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    points: &[((f64, f64), &KneeTrial)],
+    c: RGBColor,
+) -> Result<&'b mut plotters::chart::SeriesAnno<'a, DB>, String> {
+    chart
+        .draw_series(
+            points
+                .iter()
+                .filter(|(_, t)| t.broken)
+                .map(|&(at, _)| Cross::new(at, 5, c.stroke_width(2))),
+        )
+        .map_err(text)?;
+    chart
+        .draw_series(points.iter().filter(|(_, t)| !t.broken).map(|&(at, t)| {
+            let style = ShapeStyle {
+                filled: t.counted,
+                ..c.stroke_width(2)
+            };
+            Circle::new(at, 4, style)
+        }))
+        .map_err(text)
 }
 
 #[cfg(test)]
@@ -220,6 +237,7 @@ mod tests {
             achieved,
             latency_us: [Some(p99 / 4.0), Some(p99), None],
             counted,
+            broken: offered > 10_000.0 && counted,
         }
     }
 
@@ -236,6 +254,7 @@ mod tests {
             ],
             bounds: vec![("p99".into(), 1000.0), ("p95".into(), 700.0)],
             answer: Some((10_000.0, 10_500.0)),
+            verified: false,
         };
         let chart = render("knee", &knee).unwrap();
         assert_eq!((chart.width, chart.height), (1000, 720));
@@ -243,7 +262,7 @@ mod tests {
             "Capacity of GET/32B within p99&lt;=1ms",
             "objective: p99 ≤ 1.0ms",
             "objective: p95 ≤ 700µs",
-            "capacity 10k/s (interval shaded)",
+            "capacity 10k/s (interval shaded), not verified",
             "achieved = offered",
             "hollow: a trial that did not count",
         ] {

@@ -370,6 +370,22 @@ mod tests {
     }
 
     #[test]
+    fn the_scanner_answers_the_same_however_a_deep_reply_is_cut() {
+        let attribute = "|1\r\n+a\r\n+b\r\n";
+        for raw in [
+            "*1\r\n".repeat(MAX_DEPTH) + "*0\r\n",
+            attribute.repeat(70) + "+OK\r\n",
+            "*1\r\n".repeat(MAX_DEPTH - 1) + attribute + "*1\r\n:1\r\n",
+        ] {
+            let raw = raw.as_bytes();
+            let whole = Scanner::default().scan(raw);
+            let mut cut = Scanner::default();
+            assert_eq!(cut.scan(&raw[..raw.len() / 2]), Err(ParseError::Incomplete));
+            assert_eq!(cut.scan(raw), whole, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
     fn a_reset_scanner_forgets_the_cut_reply() {
         let mut scanner = Scanner::default();
         assert_eq!(

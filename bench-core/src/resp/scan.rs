@@ -88,15 +88,14 @@ impl Scanner {
     /// Like [`scan`], resuming a reply that was incomplete last time.
     #[inline]
     pub fn scan(&mut self, buf: &[u8]) -> Result<(Reply, usize), ParseError> {
-        // The common case, a whole reply and no resumption, is the plain scan (exactly
-        // what `resume` would find): the stack's bookkeeping cost ~60 instructions per
-        // reply on top of it. Only an aggregate cut short is worth resuming later; its
-        // bytes so far are scanned twice, once.
+        // The common case, a whole reply and no resumption, is the plain scan: the
+        // stack's bookkeeping cost ~60 instructions per reply on top of it. An aggregate
+        // it does not return whole goes to `resume`: cut short, it is resumed later (its
+        // bytes so far scanned twice, once); refused, `resume` decides, as it would for
+        // the same bytes cut anywhere (`scan_at` counts nesting more strictly).
         if self.pos == 0 && self.open.is_empty() {
             let found = scan_at(buf, 0, 0);
-            if !matches!(found, Err(ParseError::Incomplete))
-                || !matches!(buf.first(), Some(b'*' | b'%' | b'~' | b'|' | b'>'))
-            {
+            if found.is_ok() || !matches!(buf.first(), Some(b'*' | b'%' | b'~' | b'|' | b'>')) {
                 return found;
             }
         }

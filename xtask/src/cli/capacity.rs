@@ -1,20 +1,20 @@
 //! `cargo xtask capacity`: the highest rate one perf case sustains within a latency
-//! objective (`capacity.rs` runs the trials, `bench_core::capacity` decides).
+//! objective, or each of a parameter's values (`--over`): `capacity/` runs the trials and
+//! words the answer, `bench_core::capacity` decides.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bench_core::capacity::{Guards, Objective, Outcome};
-use bench_core::charts::{Knee, KneeTrial};
-use bench_core::command::{Command, Preload as Reads};
 use bench_core::loadgen::engine::NativeEngine;
-use bench_core::perf::PerfSpec;
 use bench_core::shutdown::Shutdown;
 use clap::Args;
 use serde_json::json;
 
 use super::ValkeyArgs;
 use super::args::MatrixArgs;
+use crate::capacity::answer::{answer_text, json_of, knee};
+use crate::capacity::over::{self, Over};
 use crate::capacity::{self, Searched, Setup};
 use crate::case::{CaseContext, LOCAL_STANDALONE};
 use crate::error::{Unverified, UsageError};
@@ -47,6 +47,11 @@ pub struct CapacityCmd {
     /// Results directory (default: results/<run-id>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Search once per value of one parameter (`clients`, `pipeline`, `value-size`,
+    /// `io-threads`, `keyspace`), its values as the matrix flag takes them:
+    /// `clients=10..200x2`. The answers' table and chart follow the searches.
+    #[arg(long, value_name = "PARAM=VALUES", value_parser = over::parse)]
+    pub over: Option<Over>,
     /// Print the answer, every rate and every trial as JSON.
     #[arg(long)]
     pub json: bool,
@@ -54,7 +59,7 @@ pub struct CapacityCmd {
 
 impl CapacityCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let setup = self.setup()?;
+        let setups = self.setups()?;
         let binaries = self.valkey.binaries(shutdown)?;
         let host = crate::host::info();
         let run_id = run_id("capacity");
@@ -70,20 +75,11 @@ impl CapacityCmd {
             servers: &*LOCAL_STANDALONE,
             tls: None,
         };
-        eprintln!(
-            "capacity of {} on Valkey {} within {}",
-            setup.case.name, binaries.version, setup.objective
-        );
-        let searched = capacity::run(
-            &ctx,
-            &setup,
-            &mut |line| eprintln!("{line}"),
-            &mut |record| run_dir.append_serialized(&record),
-        );
+        let cases: Vec<&str> = setups.iter().map(|(_, s)| s.case.name.as_str()).collect();
         let header = format!(
             "# Capacity run {run_id}\n\n- case: {}\n- objective: {}\n- Valkey: {} ({}; {})\n- host: {}, {} CPUs\n- command: `{}`\n",
-            setup.case.name,
-            setup.objective,
+            cases.join(", "),
+            self.slo,
             binaries.version,
             binaries.source_id,
             binaries.build,
@@ -91,44 +87,94 @@ impl CapacityCmd {
             host.cpus,
             crate::rundir::command_line()
         );
-        let searched = match searched {
-            Ok(searched) => searched,
-            Err(e) => {
-                let summary = format!("{header}\n**incomplete**: {e:#}\n");
-                run_dir.write_file("summary.md", &summary)?;
-                return Err(e);
+        let mut searches: Vec<(u64, Searched)> = Vec::new();
+        let mut texts = Vec::new();
+        for (value, setup) in &setups {
+            eprintln!(
+                "capacity of {} on Valkey {} within {}",
+                setup.case.name, binaries.version, setup.objective
+            );
+            let searched = capacity::run(
+                &ctx,
+                setup,
+                &mut |line| eprintln!("{line}"),
+                &mut |record| run_dir.append_serialized(&record),
+            );
+            let searched = match searched {
+                Ok(searched) => searched,
+                Err(e) => {
+                    let summary = format!(
+                        "{header}\n```text\n{}\n```\n\n**incomplete**: {e:#}\n",
+                        texts.join("\n\n")
+                    );
+                    // The search's own error is what the user needs; a summary that
+                    // cannot be written is a warning beside it.
+                    if let Err(w) = run_dir.write_file("summary.md", &summary) {
+                        eprintln!("warning: summary.md was not written: {w:#}");
+                    }
+                    return Err(e);
+                }
+            };
+            let text = format!("{}:\n{}", setup.case.name, answer_text(&searched, setup));
+            if self.over.is_some() {
+                // Each answer as it is found; the table of them all goes to stdout.
+                eprintln!("{text}");
+            }
+            texts.push(text);
+            // The chart illustrates; a machine without a font still has the answer.
+            let name = match &self.over {
+                Some(over) => format!("knee-{}-{value}", over.param),
+                None => "knee".into(),
+            };
+            if let Err(e) =
+                crate::publish::write_chart(run_dir.path(), &name, &knee(&searched, setup))
+            {
+                eprintln!("warning: the {name} chart was not written: {e:#}");
+            }
+            searches.push((*value, searched));
+        }
+        let (text, json) = match &self.over {
+            None => {
+                let (_, setup) = &setups[0];
+                let s = &searches[0].1;
+                (answer_text(s, setup), json_of(s, setup))
+            }
+            Some(over) => {
+                let table = over::table(over, &self.slo, &searches);
+                texts.push(table.clone());
+                let json = json!({
+                    "over": over.param,
+                    "objective": setups[0].1.objective.to_string(),
+                    "searches": searches
+                        .iter()
+                        .zip(&setups)
+                        .map(|((value, s), (_, setup))| {
+                            let mut j = json_of(s, setup);
+                            j["value"] = json!(value);
+                            j
+                        })
+                        .collect::<Vec<_>>(),
+                });
+                (table, json)
             }
         };
-        let (text, json) = (answer_text(&searched, &setup), json_of(&searched, &setup));
-        run_dir.write_file("summary.md", &format!("{header}\n```text\n{text}\n```\n"))?;
+        run_dir.write_file(
+            "summary.md",
+            &format!("{header}\n```text\n{}\n```\n", texts.join("\n\n")),
+        )?;
         run_dir.write_file("capacity.json", &format!("{json:#}\n"))?;
-        // The chart illustrates; a machine without a font still has the answer.
-        if let Err(e) =
-            crate::publish::write_chart(run_dir.path(), "knee", &knee(&searched, &setup))
-        {
-            eprintln!("warning: the knee chart was not written: {e:#}");
-        }
         eprintln!("results: {}", run_dir.path().display());
         if self.json {
             println!("{json}");
         } else {
             println!("{text}");
         }
-        match &searched.outcome {
-            Outcome::Found(answer) if answer.verified == Some(Ok(())) => Ok(()),
-            Outcome::Found(_) => Err(Unverified("the answer was not verified".into()).into()),
-            Outcome::NothingPasses { .. } | Outcome::EverythingPasses { .. } => {
-                Err(Unverified("no capacity within the rates tried".into()).into())
-            }
-            // Nothing was measured where it stopped: the search could not run.
-            Outcome::GeneratorBound { rate, why } | Outcome::Invalid { rate, why } => {
-                anyhow::bail!("the search stopped at {rate:.0}/s: {why}")
-            }
-        }
+        exit(searches.iter().map(|(_, s)| &s.outcome))
     }
 
-    /// Everything checked before anything is built or started.
-    fn setup(&self) -> Result<Setup, UsageError> {
+    /// Everything checked before anything is built or started: per value searched (0
+    /// without `--over`), its setup.
+    fn setups(&self) -> Result<Vec<(u64, Setup)>, UsageError> {
         if self.valkey.tls {
             return Err(UsageError(
                 "capacity --tls: searching over TLS is not there yet (docs/capacity.md, \"Not yet\"); leave --tls out".into(),
@@ -151,341 +197,58 @@ impl CapacityCmd {
             bench_core::loadgen::engine::check_rate(Some(start))
                 .map_err(|why| UsageError(format!("--start: {why}")))?;
         }
-        let mut spec = PerfSpec::from_toml(bench_core::perf::QUICK_PERF)
-            .map_err(|e| UsageError(format!("the built-in case: {e}")))?;
-        spec.commands = vec![Command::Get];
-        spec.pipelines = vec![16];
-        spec.keyspaces = vec![100_000];
-        self.matrix.matrix().apply(&mut spec);
-        let cases = spec.expand();
-        let [case] = cases.as_slice() else {
-            return Err(UsageError(format!(
-                "capacity searches one case; the flags make {} (give one value to each of --commands, --value-sizes, --pipelines, --clients, --io-threads, --keyspaces)",
-                cases.len()
-            )));
-        };
-        if case.command.preload() == Reads::List {
-            return Err(UsageError(format!(
-                "--commands {}: a capacity search needs a command that does not use up its data (a pop's list would need a length for every rate tried)",
-                case.command
-            )));
-        }
-        // Server and generator on CPUs of their own: sharing one moves the latency the
-        // objective is about by more than the rates differ.
-        let mut case = case.clone();
-        if !case.placement.is_pinned() {
-            case.placement = bench_core::placement::Placement::apart(&crate::host::machine());
-        }
-        Ok(Setup {
-            case,
-            objective,
-            trial: Duration::from_secs_f64(self.trial_seconds),
-            start: self.start,
-            resolution: self.resolution / 100.0,
-            guards: Guards::default(),
-        })
-    }
-}
-
-fn answer_text(s: &Searched, setup: &Setup) -> String {
-    let o = &setup.objective;
-    match &s.outcome {
-        Outcome::Found(a) => {
-            let (lo, hi) = a.interval;
-            let mut text = format!(
-                "capacity {lo:.0}/s within {o} (interval {lo:.0}–{hi:.0}/s, {:.1}% wide",
-                a.width() * 100.0
-            );
-            if !a.undecided.is_empty() {
-                text.push_str(&format!(
-                    "; {} rate(s) inside it stayed undecided: the objective is met there only some of the time",
-                    a.undecided.len()
-                ));
-            }
-            text.push(')');
-            match &a.verified {
-                Some(Ok(())) => text.push_str(&format!(
-                    "\nverified: {:.0}/s (0.9×) passes, {:.0}/s (1.1×) fails",
-                    lo * 0.9,
-                    lo * 1.1
-                )),
-                Some(Err(why)) => text.push_str(&format!("\nnot verified: {why}")),
-                None => {}
-            }
-            if let Some(late) = late_share(s, hi).filter(|&l| l > 0.01) {
-                text.push_str(&format!(
-                    "\nthe trials at {hi:.0}/s sent {:.1}% of their requests late: if the generator fell behind there rather than the server, the top of the interval is the generator's limit (docs/capacity.md)",
-                    late * 100.0
-                ));
-            }
-            text.push_str(&headroom_text(s));
-            text.push_str(&format!(
-                "\n{} rates, {} trials",
-                s.rates.len(),
-                s.trials.len()
-            ));
-            text
-        }
-        Outcome::NothingPasses { lowest_tried } => {
-            let verdict = s
-                .rates
+        let matrix = self.matrix.matrix();
+        let matrices = match &self.over {
+            None => vec![(0, matrix)],
+            Some(over) => over
+                .values
                 .iter()
-                .rfind(|r| r.rate == *lowest_tried)
-                .map_or("fail", |r| r.verdict.as_str());
-            match verdict {
-                "fail" => format!("no capacity: even {lowest_tried:.0}/s breaks {o}"),
-                other => format!(
-                    "no capacity found: no rate tried passed {o}; the lowest, {lowest_tried:.0}/s, is {other} (met in some trials, not in others: this machine's noise is at the objective)"
-                ),
-            }
-        }
-        Outcome::EverythingPasses { highest_tried } => format!(
-            "capacity above {highest_tried:.0}/s: every rate tried, up to the highest the search may try, holds {o}"
-        ),
-        Outcome::GeneratorBound { rate, why } => {
-            format!("stopped at {rate:.0}/s: {why}")
-        }
-        Outcome::Invalid { rate, why } => {
-            format!("stopped at {rate:.0}/s: its trials did not count ({why})")
-        }
-    }
-}
-
-/// Every trial against its offered rate, with the objective and the answer.
-fn knee(s: &Searched, setup: &Setup) -> Knee {
-    Knee {
-        title: format!("Capacity of {} within {}", setup.case.name, setup.objective),
-        trials: s
-            .trials
-            .iter()
-            .map(|t| KneeTrial {
-                offered: t.capacity.rate,
-                achieved: t.achieved,
-                latency_us: t.latency_us,
-                counted: !t.capacity.judged.starts_with("invalid"),
+                .map(|&v| Ok((v, over.apply(v, &matrix)?)))
+                .collect::<Result<_, String>>()
+                .map_err(UsageError)?,
+        };
+        let machine = crate::host::machine();
+        matrices
+            .into_iter()
+            .map(|(value, m)| {
+                let case = capacity::case(&m, &machine).map_err(UsageError)?;
+                Ok((
+                    value,
+                    Setup {
+                        case,
+                        objective: objective.clone(),
+                        trial: Duration::from_secs_f64(self.trial_seconds),
+                        start: self.start,
+                        resolution: self.resolution / 100.0,
+                        guards: Guards::default(),
+                    },
+                ))
             })
-            .collect(),
-        bounds: setup
-            .objective
-            .bounds
-            .iter()
-            .map(|b| (b.name(), b.max_us))
-            .collect(),
-        answer: match &s.outcome {
-            Outcome::Found(a) => Some(a.interval),
-            _ => None,
-        },
+            .collect()
     }
 }
 
-/// The headroom runs as a table: what the server gives and costs below its capacity.
-fn headroom_text(s: &Searched) -> String {
-    let runs: Vec<_> = s
-        .trials
-        .iter()
-        .filter(|t| t.capacity.stage == "headroom")
-        .collect();
-    if runs.is_empty() {
-        return String::new();
-    }
-    let us = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
-    let mut text = String::from(
-        "\nheadroom (one trial each: a curve to read, not a verdict):\n\
-         \x20        offered   achieved    p50 µs    p99 µs  p99.9 µs  server CPU",
-    );
-    for (t, (_, label)) in runs.iter().zip(capacity::HEADROOM) {
-        let cpu = match (t.server_cores(), t.server_cpu_us_per_request) {
-            (Some(cores), Some(per)) => {
-                format!("{:.0}% of a core ({per:.2} µs/req)", cores * 100.0)
+/// The exit of a run whose searches ended in `outcomes`: the worst of them. 0: every
+/// answer verified; 3: one not verified, or none found; 2 (an error): a search stopped.
+fn exit<'a>(outcomes: impl Iterator<Item = &'a Outcome>) -> anyhow::Result<()> {
+    let mut unverified = None;
+    for outcome in outcomes {
+        match outcome {
+            Outcome::Found(answer) if answer.verified == Some(Ok(())) => {}
+            Outcome::Found(_) => {
+                unverified.get_or_insert("the answer was not verified");
             }
-            _ => "-".into(),
-        };
-        let [p50, p99, p999] = t.latency_us;
-        text.push_str(&format!(
-            "\n{:>6} {:>8.0}/s {:>8.0}/s {:>9} {:>9} {:>9}  {cpu}",
-            label,
-            t.capacity.rate,
-            t.achieved,
-            us(p50),
-            us(p99),
-            us(p999)
-        ));
-    }
-    text
-}
-
-fn json_of(s: &Searched, setup: &Setup) -> serde_json::Value {
-    let answer = match &s.outcome {
-        Outcome::Found(a) => json!({
-            "rate": a.rate,
-            "interval": [a.interval.0, a.interval.1],
-            "undecided": a.undecided,
-            "verified": a.verified.as_ref().map(|v| v.is_ok()),
-            "not_verified_because": a.verified.as_ref().and_then(|v| v.clone().err()),
-        }),
-        Outcome::NothingPasses { lowest_tried } => {
-            json!({ "none": "nothing passes", "lowest_tried": lowest_tried })
-        }
-        Outcome::EverythingPasses { highest_tried } => {
-            json!({ "none": "everything passes", "highest_tried": highest_tried })
-        }
-        Outcome::GeneratorBound { rate, why } => {
-            json!({ "none": "generator-bound", "rate": rate, "why": why })
-        }
-        Outcome::Invalid { rate, why } => json!({ "none": "invalid", "rate": rate, "why": why }),
-    };
-    json!({
-        "case": setup.case.name,
-        "objective": setup.objective.to_string(),
-        "closed_loop_peak": s.peak,
-        "answer": answer,
-        "rates": s.rates,
-        "trials": s.trials,
-    })
-}
-
-/// The share of requests sent late in the trials at `rate`.
-fn late_share(s: &Searched, rate: f64) -> Option<f64> {
-    let at: Vec<_> = s
-        .trials
-        .iter()
-        .filter(|t| t.capacity.rate == rate)
-        .collect();
-    let requests: u64 = at.iter().map(|t| t.requests).sum();
-    let late: u64 = at.iter().map(|t| t.capacity.late_sends).sum();
-    (requests > 0).then(|| late as f64 / requests as f64)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::capacity::{RateRecord, TrialRecord};
-    use bench_core::capacity::Answer;
-    use bench_core::result::{CapacityTrial, PercentileInterval};
-
-    fn setup() -> Setup {
-        let cmd = CapacityCmd {
-            valkey: ValkeyArgs::default(),
-            slo: "p99<=1ms".into(),
-            matrix: MatrixArgs::default(),
-            start: None,
-            resolution: 2.0,
-            trial_seconds: 1.0,
-            base_port: 9000,
-            out: None,
-            json: false,
-        };
-        cmd.setup().unwrap()
-    }
-
-    fn trial(stage: &str, rate: f64, late_sends: u64) -> TrialRecord {
-        TrialRecord {
-            capacity: CapacityTrial {
-                stage: stage.into(),
-                objective: "p99<=1ms".into(),
-                rate,
-                trial: 1,
-                errors: 0,
-                late_sends,
-                judged: "measured".into(),
-                percentiles: vec![PercentileInterval {
-                    name: "p99".into(),
-                    bound_us: 1000.0,
-                    low_us: 500.0,
-                    high_us: 600.0,
-                }],
-            },
-            achieved: rate,
-            requests: 1000,
-            latency_us: [Some(100.0), Some(550.0), None],
-            server_cpu_us_per_request: Some(20.0),
+            Outcome::NothingPasses { .. } | Outcome::EverythingPasses { .. } => {
+                unverified.get_or_insert("no capacity within the rates tried");
+            }
+            // Nothing was measured where it stopped: the search could not run.
+            Outcome::GeneratorBound { rate, why } | Outcome::Invalid { rate, why } => {
+                anyhow::bail!("the search stopped at {rate:.0}/s: {why}")
+            }
         }
     }
-
-    fn searched(outcome: Outcome) -> Searched {
-        Searched {
-            peak: Some(20_000.0),
-            outcome,
-            rates: vec![RateRecord {
-                rate: 10_000.0,
-                stage: "search",
-                verdict: "pass".into(),
-                trials: 2,
-            }],
-            trials: vec![trial("search", 10_000.0, 0), trial("search", 10_200.0, 30)],
-        }
-    }
-
-    #[test]
-    fn the_answer_reads_as_a_rate_its_interval_and_its_verification() {
-        let s = setup();
-        let answer = |verified, undecided: Vec<f64>| {
-            searched(Outcome::Found(Answer {
-                rate: 10_000.0,
-                interval: (10_000.0, 10_200.0),
-                undecided,
-                verified,
-            }))
-        };
-        assert_eq!(
-            answer_text(&answer(Some(Ok(())), Vec::new()), &s),
-            "capacity 10000/s within p99<=1ms (interval 10000–10200/s, 2.0% wide)\n\
-             verified: 9000/s (0.9×) passes, 11000/s (1.1×) fails\n\
-             the trials at 10200/s sent 3.0% of their requests late: if the generator fell behind there rather than the server, the top of the interval is the generator's limit (docs/capacity.md)\n\
-             1 rates, 2 trials"
-        );
-        let text = answer_text(
-            &answer(
-                Some(Err("1.1 r* (11000/s): undecided, not fail".into())),
-                vec![10_100.0],
-            ),
-            &s,
-        );
-        assert!(
-            text.contains("; 1 rate(s) inside it stayed undecided"),
-            "{text}"
-        );
-        assert!(
-            text.contains("\nnot verified: 1.1 r* (11000/s): undecided, not fail\n"),
-            "{text}"
-        );
-        // The headroom runs: a row per fraction of r*, with the server's CPU.
-        let mut found = answer(Some(Ok(())), Vec::new());
-        for (fraction, _) in crate::capacity::HEADROOM {
-            found.trials.push(trial("headroom", 10_000.0 * fraction, 0));
-        }
-        let text = answer_text(&found, &s);
-        assert!(
-            text.contains(
-                "\nheadroom (one trial each: a curve to read, not a verdict):\n\
-                 \x20        offered   achieved    p50 µs    p99 µs  p99.9 µs  server CPU\n\
-                 \x20   r*    10000/s    10000/s       100       550         -  20% of a core (20.00 µs/req)\n\
-                 \x20 0.9×     9000/s     9000/s       100       550         -  18% of a core (20.00 µs/req)\n\
-                 \x200.75×     7500/s     7500/s       100       550         -  15% of a core (20.00 µs/req)\n\
-                 \x20 0.5×     5000/s     5000/s       100       550         -  10% of a core (20.00 µs/req)\n\
-                 1 rates, 6 trials"
-            ),
-            "{text}"
-        );
-        let json = json_of(&found, &s);
-        assert_eq!(json["trials"][2]["stage"], "headroom");
-        assert_eq!(json["trials"][2]["percentiles"][0]["high_us"], 600.0);
-        let none = searched(Outcome::NothingPasses { lowest_tried: 20.0 });
-        assert_eq!(
-            answer_text(&none, &s),
-            "no capacity: even 20/s breaks p99<=1ms"
-        );
-        let mut noisy = searched(Outcome::NothingPasses {
-            lowest_tried: 10_000.0,
-        });
-        noisy.rates[0].verdict = "undecided".into();
-        assert_eq!(
-            answer_text(&noisy, &s),
-            "no capacity found: no rate tried passed p99<=1ms; the lowest, 10000/s, is undecided (met in some trials, not in others: this machine's noise is at the objective)"
-        );
-        let json = json_of(&none, &s);
-        assert_eq!(json["answer"]["none"], "nothing passes");
-        assert_eq!(json["case"], "GET/32B/P16/c50/io1/100k-keys");
-        assert_eq!(json["objective"], "p99<=1ms");
+    match unverified {
+        Some(why) => Err(Unverified(why.into()).into()),
+        None => Ok(()),
     }
 }

@@ -13,14 +13,51 @@ use anyhow::{Context, bail};
 use bench_core::capacity::{
     Guards, Judged, Objective, Outcome, RateTest, RateVerdict, Search, Settings, Step, Trial, judge,
 };
+use bench_core::command::{Command, Preload as Reads};
 use bench_core::loadgen::engine::{self, MAX_RATE};
 use bench_core::loadgen::{self, Stop, stats::decode_histogram};
-use bench_core::perf::PerfCase;
+use bench_core::perf::{Matrix, PerfCase, PerfSpec};
+use bench_core::placement::{Machine, Placement};
 use bench_core::result::{CapacityRecord, CapacityTrial, PercentileInterval};
 use serde::Serialize;
 
 use crate::case::CaseContext;
 use crate::suites::{perf, perf_record};
+
+pub mod answer;
+pub mod over;
+
+/// The case a capacity search measures: GET of 32 B at pipeline 16 from 50 connections on
+/// 100,000 keys, `matrix` replacing any of them (one value each); server and generator
+/// pinned apart on `machine` unless the case pins them itself.
+pub fn case(matrix: &Matrix, machine: &Machine) -> Result<PerfCase, String> {
+    let mut spec = PerfSpec::from_toml(bench_core::perf::QUICK_PERF)
+        .map_err(|e| format!("the built-in case: {e}"))?;
+    spec.commands = vec![Command::Get];
+    spec.pipelines = vec![16];
+    spec.keyspaces = vec![100_000];
+    matrix.apply(&mut spec);
+    let cases = spec.expand();
+    let [case] = cases.as_slice() else {
+        return Err(format!(
+            "capacity searches one case; the flags make {} (give one value to each of --commands, --value-sizes, --pipelines, --clients, --io-threads, --keyspaces, or search over one of them with --over)",
+            cases.len()
+        ));
+    };
+    if case.command.preload() == Reads::List {
+        return Err(format!(
+            "--commands {}: a capacity search needs a command that does not use up its data (a pop's list would need a length for every rate tried)",
+            case.command
+        ));
+    }
+    // Server and generator on CPUs of their own: sharing one moves the latency the
+    // objective is about by more than the rates differ.
+    let mut case = case.clone();
+    if !case.placement.is_pinned() {
+        case.placement = Placement::apart(machine);
+    }
+    Ok(case)
+}
 
 /// What to search.
 #[derive(Clone, Debug)]
@@ -76,6 +113,8 @@ pub struct Searched {
     pub rates: Vec<RateRecord>,
     /// Every trial, in order: the search's, the verification's, then the headroom runs.
     pub trials: Vec<TrialRecord>,
+    /// Why the headroom trials stopped before all four ran, if they did.
+    pub headroom_stopped: Option<String>,
 }
 
 /// The fractions of the answer the headroom runs offer, once each.
@@ -144,9 +183,15 @@ pub fn run(
         });
         search.record(rate, verdict);
     };
+    // The headroom trials describe the answer; one that cannot run ends them, not it.
+    let mut headroom_stopped = None;
     if let Outcome::Found(answer) = &outcome {
         for (fraction, _) in HEADROOM {
-            trials.run("headroom", answer.rate * fraction, 1)?;
+            if let Err(e) = trials.run("headroom", answer.rate * fraction, 1) {
+                (trials.progress)(format!("headroom trials stopped: {e:#}"));
+                headroom_stopped = Some(format!("{e:#}"));
+                break;
+            }
         }
     }
     Ok(Searched {
@@ -154,6 +199,7 @@ pub fn run(
         outcome,
         rates,
         trials: trials.records,
+        headroom_stopped,
     })
 }
 
@@ -266,9 +312,9 @@ fn closed_loop_peak(ctx: &CaseContext<'_>, setup: &Setup) -> anyhow::Result<f64>
 }
 
 /// One trial on a fresh server: open loop at `rate` (or closed loop), a quarter of the
-/// trial's length as warmup, then the measured window with the server's INFO read before
-/// and after it and the 1 Hz monitor over it, as a perf repetition is measured. Returns the
-/// trial to judge and its record (`repetition` `index`).
+/// trial's length as warmup, then the measured window, in one run; the server's INFO read
+/// before and after the run and the 1 Hz monitor over it. Returns the trial to judge and
+/// its record (`repetition` `index`).
 fn measure(
     ctx: &CaseContext<'_>,
     setup: &Setup,
@@ -284,31 +330,29 @@ fn measure(
         rate,
         ..perf::load(&setup.case, requests.max(1))
     };
-    let run = |stop: Duration| -> anyhow::Result<loadgen::Report> {
-        let options = loadgen::RunOptions {
-            stop: Stop::Duration(stop),
-            ..engine::options(&target, &load)
-        };
-        let report = loadgen::run(
-            &[target.primary()],
-            &engine::workload(&load),
-            &options,
-            ctx.shutdown,
-            |_| {},
-        )?;
-        if let Some(why) = &report.partial {
-            bail!("the run ended early: {why}");
-        }
-        Ok(report)
+    let options = loadgen::RunOptions {
+        stop: Stop::Duration(setup.trial),
+        warmup,
+        ..engine::options(&target, &load)
     };
-    let warmed = run(warmup).context("warmup")?;
+    // One run, the warmup's queue carried into the measured window (a backlog built
+    // above the capacity must show in it). INFO and the monitor span the whole run.
     let before = server.info()?;
     let monitor = server.monitor();
     let started = Instant::now();
-    let measured = run(setup.trial);
+    let measured = loadgen::run(
+        &[target.primary()],
+        &engine::workload(&load),
+        &options,
+        ctx.shutdown,
+        |_| {},
+    );
     let wall_secs = started.elapsed().as_secs_f64();
     let samples = monitor.stop();
     let report = measured?;
+    if let Some(why) = &report.partial {
+        bail!("the run ended early: {why}");
+    }
     let after = server.info()?;
     let histogram = decode_histogram(&report.all.histogram)
         .map_err(|e| anyhow::anyhow!("the run's histogram: {e}"))?;
@@ -325,9 +369,15 @@ fn measure(
         client_busy: None,
         histogram,
     };
-    let costs = perf_record::server_costs(&before, &after, setup.case.command, report.requests);
+    // The server's costs over the whole run, per request it served (its commandstats).
+    let name = setup.case.command.name().to_ascii_lowercase();
+    let calls = |info: &bench_core::info::Info| info.commandstats().get(&name).map_or(0, |c| c.0);
+    let served = calls(&after).saturating_sub(calls(&before));
+    let costs = perf_record::server_costs(&before, &after, setup.case.command, served);
     let counts = perf::Counts {
-        warmup: warmed.requests,
+        // Answered outside the measured window: the warmup, and requests in flight at
+        // the window's ends.
+        warmup: served.saturating_sub(report.requests),
         measured: report.requests,
     };
     let argv = ctx.engine.describe(
