@@ -1,5 +1,5 @@
-//! `cargo xtask capacity` against real servers: a search ends with an interval and its
-//! verification (whether this VM's noise lets it verify is what the answer reports, not
+//! `cargo xtask capacity` against real servers (over TLS): a search ends with an interval
+//! and its verification (whether this VM's noise lets it verify is what the answer reports, not
 //! what the test decides), and bad input exits 2 before anything starts.
 
 use serde_json::Value;
@@ -29,7 +29,14 @@ fn bad_objectives_and_settings_exit_2_naming_them_before_anything_starts() {
             vec!["--slo", "p99<=1ms", "--commands", "LPOP"],
             "does not use up",
         ),
-        (vec!["--slo", "p99<=1ms", "--tls"], "not there yet"),
+        (
+            vec!["--slo", "p99<=1ms", "--topology", "cluster:0x1"],
+            "--topology",
+        ),
+        (
+            vec!["--slo", "p99<=1ms", "--read-from", "replicas"],
+            "needs a cluster with replicas",
+        ),
         (
             vec!["--slo", "p99<=1ms", "--over", "threads=1,2"],
             "no parameter",
@@ -79,6 +86,8 @@ fn searches_over_a_parameter_bracket_bisect_verify_and_record_every_trial() {
             "1",
             "--over",
             "pipeline=1,2",
+            // Over TLS: the servers speak only TLS, and so does every connection of ours.
+            "--tls",
             "--trial-seconds",
             "0.2",
             "--resolution",
@@ -112,6 +121,7 @@ fn searches_over_a_parameter_bracket_bisect_verify_and_record_every_trial() {
             case.starts_with(&format!("GET/32B/P{pipeline}/c1/")),
             "{case}"
         );
+        assert!(case.ends_with("/tls"), "{case}");
         all_verified &= check_search(search);
         // Every trial is a record in the run's results, in order, with the server's CPU.
         let trials = search["trials"].as_array().unwrap();
@@ -124,6 +134,7 @@ fn searches_over_a_parameter_bracket_bisect_verify_and_record_every_trial() {
             assert_eq!(r["capacity"]["stage"], t["stage"]);
             assert_eq!(r["metrics"]["offered_rate"], t["rate"]);
             assert_eq!(r["metrics"]["latency_from"], "intended");
+            assert_eq!(r["params"]["tls"]["auth_clients"], false);
             assert!(r["metrics"]["histogram"].is_string());
             assert!(r["metrics"]["server_cpu_us_per_request"].as_f64().unwrap() > 0.0);
         }

@@ -199,7 +199,7 @@ mod tests {
             core_of: Default::default(),
         };
         Setup {
-            case: super::super::case(&Default::default(), &machine).unwrap(),
+            case: super::super::case(&Default::default(), Default::default(), &machine).unwrap(),
             objective: Objective::parse("p99<=1ms").unwrap(),
             trial: std::time::Duration::from_secs(1),
             start: None,

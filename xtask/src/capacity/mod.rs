@@ -19,6 +19,8 @@ use bench_core::loadgen::{self, Stop, stats::decode_histogram};
 use bench_core::perf::{Matrix, PerfCase, PerfSpec};
 use bench_core::placement::{Machine, Placement};
 use bench_core::result::{CapacityRecord, CapacityTrial, PercentileInterval};
+use bench_core::topology::TopologySpec;
+use bench_core::transport::TlsMode;
 use serde::Serialize;
 
 use crate::case::CaseContext;
@@ -27,15 +29,28 @@ use crate::suites::{perf, perf_record};
 pub mod answer;
 pub mod over;
 
+/// Where a case's servers run and how they speak.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Deployment {
+    pub topology: TopologySpec,
+    pub tls: Option<TlsMode>,
+}
+
 /// The case a capacity search measures: GET of 32 B at pipeline 16 from 50 connections on
-/// 100,000 keys, `matrix` replacing any of them (one value each); server and generator
-/// pinned apart on `machine` unless the case pins them itself.
-pub fn case(matrix: &Matrix, machine: &Machine) -> Result<PerfCase, String> {
+/// 100,000 keys, `matrix` replacing any of them (one value each), on `deployment`; server
+/// and generator pinned apart on `machine` unless the case pins them itself.
+pub fn case(
+    matrix: &Matrix,
+    deployment: Deployment,
+    machine: &Machine,
+) -> Result<PerfCase, String> {
     let mut spec = PerfSpec::from_toml(bench_core::perf::QUICK_PERF)
         .map_err(|e| format!("the built-in case: {e}"))?;
     spec.commands = vec![Command::Get];
     spec.pipelines = vec![16];
     spec.keyspaces = vec![100_000];
+    spec.topology = deployment.topology;
+    spec.tls = deployment.tls;
     matrix.apply(&mut spec);
     let cases = spec.expand();
     let [case] = cases.as_slice() else {

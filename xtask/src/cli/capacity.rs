@@ -12,11 +12,11 @@ use clap::Args;
 use serde_json::json;
 
 use super::ValkeyArgs;
-use super::args::MatrixArgs;
+use super::args::{MatrixArgs, TopologyArgs};
 use crate::capacity::answer::{answer_text, json_of, knee};
 use crate::capacity::over::{self, Over};
-use crate::capacity::{self, Searched, Setup};
-use crate::case::{CaseContext, LOCAL_STANDALONE};
+use crate::capacity::{self, Deployment, Searched, Setup};
+use crate::case::{CaseContext, Deploy};
 use crate::error::{Unverified, UsageError};
 use crate::rundir::{RunDir, new_run, run_id};
 
@@ -32,6 +32,8 @@ pub struct CapacityCmd {
     /// one value each (default GET of 32 B, pipeline 16, 50 connections, 100,000 keys).
     #[command(flatten)]
     pub matrix: MatrixArgs,
+    #[command(flatten)]
+    pub topology: TopologyArgs,
     /// The first rate tried, requests/s (default: half the closed-loop peak, measured
     /// first).
     #[arg(long, value_name = "RATE")]
@@ -59,8 +61,14 @@ pub struct CapacityCmd {
 
 impl CapacityCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
-        let setups = self.setups()?;
+        let (deployment, setups) = self.setups()?;
+        let read_from = self.topology.read_from(deployment.topology)?;
         let binaries = self.valkey.binaries(shutdown)?;
+        let topology = crate::topology::from_spec(deployment.topology, read_from);
+        let servers = Deploy {
+            topology: topology.as_ref(),
+            hosts: crate::host::local_hosts(),
+        };
         let host = crate::host::info();
         let run_id = run_id("capacity");
         let run_dir = RunDir::create(&new_run(&run_id, self.out.as_deref())?)?;
@@ -72,8 +80,8 @@ impl CapacityCmd {
             engine: &NativeEngine,
             base_port: self.base_port,
             shutdown,
-            servers: &*LOCAL_STANDALONE,
-            tls: None,
+            servers: &servers,
+            tls: deployment.tls,
         };
         let cases: Vec<&str> = setups.iter().map(|(_, s)| s.case.name.as_str()).collect();
         let header = format!(
@@ -174,12 +182,11 @@ impl CapacityCmd {
 
     /// Everything checked before anything is built or started: per value searched (0
     /// without `--over`), its setup.
-    fn setups(&self) -> Result<Vec<(u64, Setup)>, UsageError> {
-        if self.valkey.tls {
-            return Err(UsageError(
-                "capacity --tls: searching over TLS is not there yet (docs/capacity.md, \"Not yet\"); leave --tls out".into(),
-            ));
-        }
+    fn setups(&self) -> Result<(Deployment, Vec<(u64, Setup)>), UsageError> {
+        let deployment = Deployment {
+            topology: self.topology.spec()?.unwrap_or_default(),
+            tls: self.topology.tls(self.valkey.tls),
+        };
         let objective = Objective::parse(&self.slo).map_err(|e| UsageError(e.to_string()))?;
         if !(self.resolution.is_finite() && (0.1..=50.0).contains(&self.resolution)) {
             return Err(UsageError(format!(
@@ -211,7 +218,7 @@ impl CapacityCmd {
         matrices
             .into_iter()
             .map(|(value, m)| {
-                let case = capacity::case(&m, &machine).map_err(UsageError)?;
+                let case = capacity::case(&m, deployment, &machine).map_err(UsageError)?;
                 Ok((
                     value,
                     Setup {
@@ -224,7 +231,8 @@ impl CapacityCmd {
                     },
                 ))
             })
-            .collect()
+            .collect::<Result<_, _>>()
+            .map(|setups| (deployment, setups))
     }
 }
 
