@@ -75,6 +75,7 @@ fn searches_over_a_parameter_bracket_bisect_verify_and_record_every_trial() {
     let tmp = tempfile::tempdir().unwrap();
     let base = ports(4).to_string();
     let dir = tmp.path().join("run");
+    let progress = tmp.path().join("progress.jsonl");
     // One connection at pipeline 1 and 2: its window is the limit, a few thousand a
     // second, so the generator is never what runs out.
     let out = run(
@@ -96,6 +97,8 @@ fn searches_over_a_parameter_bracket_bisect_verify_and_record_every_trial() {
             &base,
             "--out",
             dir.to_str().unwrap(),
+            "--progress-json",
+            progress.to_str().unwrap(),
             "--json",
         ],
         Some(tmp.path()),
@@ -143,6 +146,37 @@ fn searches_over_a_parameter_bracket_bisect_verify_and_record_every_trial() {
         assert!(svg.contains("objective: p99 ≤ 50.0ms"), "{svg}");
     }
     assert!(records.next().is_none(), "no record beyond the trials");
+    // The progress stream: a capacity_step per trial and per decided rate, each with the
+    // bracket so far, then `finished` counting the records.
+    let events: Vec<Value> = std::fs::read_to_string(&progress)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let steps = |trial: bool| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "capacity_step" && e["trial"].is_null() != trial)
+            .count()
+    };
+    let count = |key: &str| -> usize {
+        searches
+            .iter()
+            .map(|s| s[key].as_array().unwrap().len())
+            .sum()
+    };
+    assert_eq!(steps(true), count("trials"));
+    assert_eq!(steps(false), count("rates"));
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "capacity_step")
+            .all(|e| e.get("passed").is_some() && e.get("failed").is_some())
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "finished", "{last}");
+    assert_eq!(last["complete"], true);
+    assert_eq!(last["records"].as_u64().unwrap() as usize, count("trials"));
     assert_eq!(all_verified, out.status.code() == Some(0), "{json}");
     let saved: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("capacity.json")).unwrap()).unwrap();

@@ -115,6 +115,23 @@ pub enum Event {
         completed: u64,
         ops_last_second: u64,
     },
+    /// A capacity search judged a trial (`trial` its 1-based index at the rate) or decided
+    /// a rate (`trial` absent): where the search stands.
+    CapacityStep {
+        case: String,
+        /// `search`, `verify` or `headroom`.
+        stage: String,
+        rate: f64,
+        trial: Option<usize>,
+        /// The trial's judgment (`measured`, `broken: ...`, `invalid: ...`) or the rate's
+        /// verdict (`pass`, `fail`, `undecided`, ...).
+        outcome: String,
+        /// The bracket so far: the highest rate that passed below the lowest that failed.
+        passed: Option<f64>,
+        failed: Option<f64>,
+        /// What the terminal prints.
+        line: String,
+    },
     /// A step of a long phase worth a line (`profiling GET/32B on both sides`).
     Step { message: String },
     /// Something the user should know that does not stop the run (a fallback taken, an

@@ -127,7 +127,7 @@ impl Search {
     }
 
     /// The highest passing rate below the lowest failing one, and that failing rate.
-    fn bracket(&self) -> (Option<f64>, Option<f64>) {
+    pub fn bracket(&self) -> (Option<f64>, Option<f64>) {
         let hi = self
             .tried
             .iter()

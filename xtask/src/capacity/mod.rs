@@ -24,6 +24,7 @@ use bench_core::transport::TlsMode;
 use serde::Serialize;
 
 use crate::case::CaseContext;
+use crate::events::Event;
 use crate::suites::{perf, perf_record};
 
 pub mod answer;
@@ -139,14 +140,16 @@ pub const HEADROOM: [(f64, &str); 4] = [(1.0, "r*"), (0.9, "0.9×"), (0.75, "0.7
 pub fn run(
     ctx: &CaseContext<'_>,
     setup: &Setup,
-    progress: &mut dyn FnMut(String),
+    progress: &mut dyn FnMut(Event),
     sink: &mut dyn FnMut(CapacityRecord) -> anyhow::Result<()>,
 ) -> anyhow::Result<Searched> {
     let peak = match setup.start {
         Some(_) => None,
         None => {
             let peak = closed_loop_peak(ctx, setup)?;
-            progress(format!("closed-loop peak {peak:.0}/s"));
+            progress(Event::Step {
+                message: format!("closed-loop peak {peak:.0}/s"),
+            });
             Some(peak)
         }
     };
@@ -178,32 +181,46 @@ pub fn run(
             "search"
         };
         let mut test = RateTest::default();
+        let bracket = search.bracket();
         let verdict = loop {
-            let judged = trials.run(stage, rate, test.trials.len() + 1)?;
+            let judged = trials.run(stage, rate, test.trials.len() + 1, bracket)?;
             test.add(judged);
             if let Some(v) = test.verdict(&setup.objective) {
                 break v;
             }
         };
-        (trials.progress)(format!(
-            "{rate:>10.0}/s: {} after {} trials",
-            verdict_text(&verdict),
-            test.trials.len()
-        ));
+        search.record(rate, verdict.clone());
+        let (passed, failed) = search.bracket();
+        (trials.progress)(Event::CapacityStep {
+            case: setup.case.name.clone(),
+            stage: stage.into(),
+            rate,
+            trial: None,
+            outcome: verdict.label().into(),
+            passed,
+            failed,
+            line: format!(
+                "{rate:>10.0}/s: {} after {} trials",
+                verdict_text(&verdict),
+                test.trials.len()
+            ),
+        });
         rates.push(RateRecord {
             rate,
             stage,
             verdict: verdict_text(&verdict),
             trials: test.trials.len(),
         });
-        search.record(rate, verdict);
     };
     // The headroom trials describe the answer; one that cannot run ends them, not it.
     let mut headroom_stopped = None;
     if let Outcome::Found(answer) = &outcome {
         for (fraction, _) in HEADROOM {
-            if let Err(e) = trials.run("headroom", answer.rate * fraction, 1) {
-                (trials.progress)(format!("headroom trials stopped: {e:#}"));
+            let bracket = (Some(answer.interval.0), Some(answer.interval.1));
+            if let Err(e) = trials.run("headroom", answer.rate * fraction, 1, bracket) {
+                (trials.progress)(Event::Warning {
+                    message: format!("headroom trials stopped: {e:#}"),
+                });
                 headroom_stopped = Some(format!("{e:#}"));
                 break;
             }
@@ -223,13 +240,20 @@ struct Trials<'a, 'c> {
     ctx: &'a CaseContext<'c>,
     setup: &'a Setup,
     records: Vec<TrialRecord>,
-    progress: &'a mut dyn FnMut(String),
+    progress: &'a mut dyn FnMut(Event),
     sink: &'a mut dyn FnMut(CapacityRecord) -> anyhow::Result<()>,
 }
 
 impl Trials<'_, '_> {
-    /// The `n`th trial at `rate` in `stage`, judged and recorded.
-    fn run(&mut self, stage: &str, rate: f64, n: usize) -> anyhow::Result<Judged> {
+    /// The `n`th trial at `rate` in `stage`, judged and recorded; `bracket` is the search's
+    /// (highest passed, lowest failed) as it runs.
+    fn run(
+        &mut self,
+        stage: &str,
+        rate: f64,
+        n: usize,
+        (passed, failed): (Option<f64>, Option<f64>),
+    ) -> anyhow::Result<Judged> {
         if self.ctx.shutdown.is_triggered() {
             bail!("interrupted");
         }
@@ -255,7 +279,16 @@ impl Trials<'_, '_> {
             latency_us: [m.latency.p50_us, m.latency.p99_us, m.latency.p99_9_us],
             server_cpu_us_per_request: m.server_cpu_us_per_request,
         };
-        (self.progress)(progress_line(&summary));
+        (self.progress)(Event::CapacityStep {
+            case: self.setup.case.name.clone(),
+            stage: stage.into(),
+            rate,
+            trial: Some(n),
+            outcome: summary.capacity.judged.clone(),
+            passed,
+            failed,
+            line: progress_line(&summary),
+        });
         (self.sink)(CapacityRecord { record, capacity })?;
         self.records.push(summary);
         Ok(judged)

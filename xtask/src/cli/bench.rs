@@ -12,8 +12,6 @@ use crate::error::UsageError;
 use crate::events::{Sink, Sinks};
 use crate::instances;
 use crate::plan::suite_file::SuiteChoice;
-use crate::views::json_lines::JsonLines;
-use crate::views::terminal::Terminal;
 
 #[derive(Args, Debug)]
 pub struct BenchCmd {
@@ -152,24 +150,6 @@ impl BenchCmd {
 
     /// The terminal view, and the JSON-lines stream with `--progress-json`.
     fn sinks(&self) -> anyhow::Result<Sinks> {
-        let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new())];
-        if let Some(path) = &self.progress_json {
-            if let Some(out) = &self.out {
-                let results = out.join("results.jsonl");
-                // The same file, however it is spelled (the directory may not exist yet).
-                let dir = |p: &std::path::Path| p.parent().and_then(|d| d.canonicalize().ok());
-                let same_dir = dir(path).is_some() && dir(path) == dir(&results);
-                if path == &results || (same_dir && path.file_name() == results.file_name()) {
-                    return Err(UsageError(format!(
-                        "--progress-json {}: that is the run's results file; give another path",
-                        path.display()
-                    ))
-                    .into());
-                }
-            }
-            let stream = JsonLines::create(path).map_err(|e| UsageError(format!("{e:#}")))?;
-            sinks.push(Box::new(stream));
-        }
-        Ok(Sinks::new(sinks))
+        crate::views::terminal_and_json(self.progress_json.as_deref(), self.out.as_deref())
     }
 }

@@ -18,6 +18,7 @@ use crate::capacity::over::{self, Over};
 use crate::capacity::{self, Deployment, Searched, Setup};
 use crate::case::{CaseContext, Deploy};
 use crate::error::{Unverified, UsageError};
+use crate::events::Event;
 use crate::rundir::{RunDir, new_run, run_id};
 
 #[derive(Args, Debug)]
@@ -49,6 +50,11 @@ pub struct CapacityCmd {
     /// Results directory (default: results/<run-id>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Also write the search's progress events here, one JSON object per line, flushed as
+    /// they happen (step, capacity_step for every trial and decided rate with the bracket
+    /// so far, warning, finished).
+    #[arg(long, value_name = "FILE")]
+    pub progress_json: Option<PathBuf>,
     /// Search once per value of one parameter (`clients`, `pipeline`, `value-size`,
     /// `io-threads`, `keyspace`), its values as the matrix flag takes them:
     /// `clients=10..200x2`. The answers' table and chart follow the searches.
@@ -63,6 +69,8 @@ impl CapacityCmd {
     pub fn run(self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (deployment, setups) = self.setups()?;
         let read_from = self.topology.read_from(deployment.topology)?;
+        let mut sinks =
+            crate::views::terminal_and_json(self.progress_json.as_deref(), self.out.as_deref())?;
         let binaries = self.valkey.binaries(shutdown)?;
         let topology = crate::topology::from_spec(deployment.topology, read_from);
         let servers = Deploy {
@@ -96,18 +104,22 @@ impl CapacityCmd {
             crate::rundir::command_line()
         );
         let mut searches: Vec<(u64, Searched)> = Vec::new();
+        // Records appended, for the `finished` event (a failed search's too).
+        let appended = std::cell::Cell::new(0usize);
         let mut texts = Vec::new();
         for (value, setup) in &setups {
-            eprintln!(
-                "capacity of {} on Valkey {} within {}",
-                setup.case.name, binaries.version, setup.objective
-            );
-            let searched = capacity::run(
-                &ctx,
-                setup,
-                &mut |line| eprintln!("{line}"),
-                &mut |record| run_dir.append_serialized(&record),
-            );
+            sinks.emit(Event::Step {
+                message: format!(
+                    "capacity of {} on Valkey {} within {}",
+                    setup.case.name, binaries.version, setup.objective
+                ),
+            });
+            let searched =
+                capacity::run(&ctx, setup, &mut |event| sinks.emit(event), &mut |record| {
+                    run_dir.append_serialized(&record)?;
+                    appended.set(appended.get() + 1);
+                    Ok(())
+                });
             let searched = match searched {
                 Ok(searched) => searched,
                 Err(e) => {
@@ -118,15 +130,26 @@ impl CapacityCmd {
                     // The search's own error is what the user needs; a summary that
                     // cannot be written is a warning beside it.
                     if let Err(w) = run_dir.write_file("summary.md", &summary) {
-                        eprintln!("warning: summary.md was not written: {w:#}");
+                        sinks.emit(Event::Warning {
+                            message: format!("summary.md was not written: {w:#}"),
+                        });
                     }
+                    sinks.emit(Event::Finished {
+                        run_id: Some(run_id.clone()),
+                        records: appended.get(),
+                        dir: Some(run_dir.path().to_path_buf()),
+                        complete: false,
+                        error: Some(format!("{e:#}")),
+                    });
                     return Err(e);
                 }
             };
             let text = format!("{}:\n{}", setup.case.name, answer_text(&searched, setup));
             if self.over.is_some() {
                 // Each answer as it is found; the table of them all goes to stdout.
-                eprintln!("{text}");
+                sinks.emit(Event::Step {
+                    message: text.clone(),
+                });
             }
             texts.push(text);
             // The chart illustrates; a machine without a font still has the answer.
@@ -137,7 +160,9 @@ impl CapacityCmd {
             if let Err(e) =
                 crate::publish::write_chart(run_dir.path(), &name, &knee(&searched, setup))
             {
-                eprintln!("warning: the {name} chart was not written: {e:#}");
+                sinks.emit(Event::Warning {
+                    message: format!("the {name} chart was not written: {e:#}"),
+                });
             }
             searches.push((*value, searched));
         }
@@ -171,6 +196,13 @@ impl CapacityCmd {
             &format!("{header}\n```text\n{}\n```\n", texts.join("\n\n")),
         )?;
         run_dir.write_file("capacity.json", &format!("{json:#}\n"))?;
+        sinks.emit(Event::Finished {
+            run_id: Some(run_id.clone()),
+            records: appended.get(),
+            dir: Some(run_dir.path().to_path_buf()),
+            complete: true,
+            error: None,
+        });
         eprintln!("results: {}", run_dir.path().display());
         if self.json {
             println!("{json}");

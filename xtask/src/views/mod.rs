@@ -7,6 +7,13 @@ pub mod status;
 pub mod terminal;
 pub mod tui;
 
+use std::path::Path;
+
+use crate::error::UsageError;
+use crate::events::{Sink, Sinks};
+use json_lines::JsonLines;
+use terminal::Terminal;
+
 /// Text from outside (a queue's file names, task fields, runner names, refusal reasons)
 /// as a terminal may show it: every control character, escape sequences' ESC among them,
 /// becomes `?`, so such text is shown, never obeyed; line breaks too unless `lines`.
@@ -18,6 +25,33 @@ pub fn printable(text: &str, lines: bool) -> String {
             c => c,
         })
         .collect()
+}
+
+/// A run's sinks: the terminal view, and the JSON-lines stream at `progress_json` when
+/// given (refused when it is the run's own results file under `out`).
+pub fn terminal_and_json(
+    progress_json: Option<&Path>,
+    out: Option<&Path>,
+) -> anyhow::Result<Sinks> {
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new())];
+    if let Some(path) = progress_json {
+        if let Some(out) = out {
+            let results = out.join("results.jsonl");
+            // The same file, however it is spelled (the directory may not exist yet).
+            let dir = |p: &Path| p.parent().and_then(|d| d.canonicalize().ok());
+            let same_dir = dir(path).is_some() && dir(path) == dir(&results);
+            if path == results || (same_dir && path.file_name() == results.file_name()) {
+                return Err(UsageError(format!(
+                    "--progress-json {}: that is the run's results file; give another path",
+                    path.display()
+                ))
+                .into());
+            }
+        }
+        let stream = JsonLines::create(path).map_err(|e| UsageError(format!("{e:#}")))?;
+        sinks.push(Box::new(stream));
+    }
+    Ok(Sinks::new(sinks))
 }
 
 #[cfg(test)]

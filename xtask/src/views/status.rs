@@ -107,6 +107,21 @@ impl Sink for StatusSink {
                 )
             }
             Event::Step { message } => s.step = message.clone(),
+            Event::CapacityStep {
+                case,
+                passed,
+                failed,
+                line,
+                ..
+            } => {
+                let end = |r: &Option<f64>| r.map_or("?".into(), |r| format!("{r:.0}/s"));
+                s.step = format!(
+                    "capacity of {case}: passed {}, failed {}",
+                    end(passed),
+                    end(failed)
+                );
+                s.last = line.trim_start().to_string();
+            }
             Event::Warning { message } => {
                 s.warnings.push(message.clone());
                 if s.warnings.len() > MAX_WARNINGS {

@@ -196,6 +196,7 @@ impl Sink for Terminal {
                 }
             }
             Event::Step { message } => self.line(message),
+            Event::CapacityStep { line, .. } => self.line(line),
             Event::Warning { message } => self.line(&format!("warning: {message}")),
             Event::Verdicts { .. } => {
                 // The verdict table follows on stdout: the bar goes first.
