@@ -30,12 +30,23 @@ fn bad_objectives_and_settings_exit_2_naming_them_before_anything_starts() {
             "does not use up",
         ),
         (
+            vec![
+                "--slo",
+                "p99<=1ms",
+                "--commands",
+                "PING",
+                "--over",
+                "value-size=16,1K",
+            ],
+            "make the same case",
+        ),
+        (
             vec!["--slo", "p99<=1ms", "--topology", "cluster:0x1"],
             "--topology",
         ),
         (
             vec!["--slo", "p99<=1ms", "--read-from", "replicas"],
-            "needs a cluster with replicas",
+            "primaries only",
         ),
         (
             vec!["--slo", "p99<=1ms", "--over", "threads=1,2"],

@@ -3,6 +3,7 @@
 
 use bench_core::capacity::Outcome;
 use bench_core::charts::{Knee, KneeTrial};
+use bench_core::topology::TopologySpec;
 use serde_json::json;
 
 use super::{HEADROOM, Searched, Setup};
@@ -38,7 +39,7 @@ pub fn answer_text(s: &Searched, setup: &Setup) -> String {
                     late * 100.0
                 ));
             }
-            text.push_str(&headroom_text(s));
+            text.push_str(&headroom_text(s, setup));
             text.push_str(&format!(
                 "\n{} rates, {} trials",
                 s.rates.len(),
@@ -103,7 +104,7 @@ pub fn knee(s: &Searched, setup: &Setup) -> Knee {
 }
 
 /// The headroom runs as a table: what the server gives and costs below its capacity.
-pub fn headroom_text(s: &Searched) -> String {
+pub fn headroom_text(s: &Searched, setup: &Setup) -> String {
     let runs: Vec<_> = s
         .trials
         .iter()
@@ -122,6 +123,9 @@ pub fn headroom_text(s: &Searched) -> String {
         "\nheadroom (one trial each: a curve to read, not a verdict):\n\
          \x20        offered   achieved    p50 µs    p99 µs  p99.9 µs  server CPU",
     );
+    if setup.case.topology != TopologySpec::Standalone {
+        text.push_str(" (the primaries' summed; replicas' not counted)");
+    }
     for (t, (_, label)) in runs.iter().zip(HEADROOM) {
         let cpu = match (t.server_cores(), t.server_cpu_us_per_request) {
             (Some(cores), Some(per)) => {

@@ -165,6 +165,7 @@ pub fn run(
     let mut trials = Trials {
         ctx,
         setup,
+        sink_failed: false,
         records: Vec::new(),
         progress,
         sink,
@@ -218,6 +219,10 @@ pub fn run(
         for (fraction, _) in HEADROOM {
             let bracket = (Some(answer.interval.0), Some(answer.interval.1));
             if let Err(e) = trials.run("headroom", answer.rate * fraction, 1, bracket) {
+                // An interrupted run, or results that cannot be written, end everything.
+                if ctx.shutdown.is_triggered() || trials.sink_failed {
+                    return Err(e);
+                }
                 (trials.progress)(Event::Warning {
                     message: format!("headroom trials stopped: {e:#}"),
                 });
@@ -240,6 +245,8 @@ struct Trials<'a, 'c> {
     ctx: &'a CaseContext<'c>,
     setup: &'a Setup,
     records: Vec<TrialRecord>,
+    /// The sink refused a record (the results file cannot be written).
+    sink_failed: bool,
     progress: &'a mut dyn FnMut(Event),
     sink: &'a mut dyn FnMut(CapacityRecord) -> anyhow::Result<()>,
 }
@@ -289,7 +296,10 @@ impl Trials<'_, '_> {
             failed,
             line: progress_line(&summary),
         });
-        (self.sink)(CapacityRecord { record, capacity })?;
+        if let Err(e) = (self.sink)(CapacityRecord { record, capacity }) {
+            self.sink_failed = true;
+            return Err(e);
+        }
         self.records.push(summary);
         Ok(judged)
     }
@@ -398,6 +408,10 @@ fn measure(
     let wall_secs = started.elapsed().as_secs_f64();
     let samples = monitor.stop();
     let report = measured?;
+    // Stopped by an interrupt, the window was cut short: no trial to judge.
+    if ctx.shutdown.is_triggered() {
+        bail!("interrupted");
+    }
     if let Some(why) = &report.partial {
         bail!("the run ended early: {why}");
     }

@@ -129,9 +129,17 @@ impl CapacityCmd {
                     );
                     // The search's own error is what the user needs; a summary that
                     // cannot be written is a warning beside it.
-                    if let Err(w) = run_dir.write_file("summary.md", &summary) {
+                    let mut written = run_dir.write_file("summary.md", &summary);
+                    // The searches done keep their answers (`--over`).
+                    if let (Some(over), false) = (&self.over, searches.is_empty()) {
+                        let mut json = over_json(over, &searches, &setups);
+                        json["incomplete"] = json!(format!("{e:#}"));
+                        written = written
+                            .and(run_dir.write_file("capacity.json", &format!("{json:#}\n")));
+                    }
+                    if let Err(w) = written {
                         sinks.emit(Event::Warning {
-                            message: format!("summary.md was not written: {w:#}"),
+                            message: format!("the run's summary was not written: {w:#}"),
                         });
                     }
                     sinks.emit(Event::Finished {
@@ -175,20 +183,7 @@ impl CapacityCmd {
             Some(over) => {
                 let table = over::table(over, &self.slo, &searches);
                 texts.push(table.clone());
-                let json = json!({
-                    "over": over.param,
-                    "objective": setups[0].1.objective.to_string(),
-                    "searches": searches
-                        .iter()
-                        .zip(&setups)
-                        .map(|((value, s), (_, setup))| {
-                            let mut j = json_of(s, setup);
-                            j["value"] = json!(value);
-                            j
-                        })
-                        .collect::<Vec<_>>(),
-                });
-                (table, json)
+                (table, over_json(over, &searches, &setups))
             }
         };
         run_dir.write_file(
@@ -196,12 +191,16 @@ impl CapacityCmd {
             &format!("{header}\n```text\n{}\n```\n", texts.join("\n\n")),
         )?;
         run_dir.write_file("capacity.json", &format!("{json:#}\n"))?;
+        let exit = exit(searches.iter().map(|(_, s)| &s.outcome));
+        // A search stopped (generator-bound, or trials that did not count) is no complete
+        // run; an unverified answer is.
+        let stopped = exit.as_ref().err().filter(|e| !e.is::<Unverified>());
         sinks.emit(Event::Finished {
             run_id: Some(run_id.clone()),
             records: appended.get(),
             dir: Some(run_dir.path().to_path_buf()),
-            complete: true,
-            error: None,
+            complete: stopped.is_none(),
+            error: stopped.map(|e| format!("{e:#}")),
         });
         eprintln!("results: {}", run_dir.path().display());
         if self.json {
@@ -209,12 +208,20 @@ impl CapacityCmd {
         } else {
             println!("{text}");
         }
-        exit(searches.iter().map(|(_, s)| &s.outcome))
+        exit
     }
 
     /// Everything checked before anything is built or started: per value searched (0
     /// without `--over`), its setup.
     fn setups(&self) -> Result<(Deployment, Vec<(u64, Setup)>), UsageError> {
+        if let Some(out) = &self.out {
+            crate::rundir::check_unused(out).map_err(UsageError)?;
+        }
+        if self.topology.read_from.as_deref() == Some("replicas") {
+            return Err(UsageError(
+                "capacity --read-from replicas: the server costs would count the primaries only, which serve none of the reads; not there yet (docs/capacity.md, \"Not yet\")".into(),
+            ));
+        }
         let deployment = Deployment {
             topology: self.topology.spec()?.unwrap_or_default(),
             tls: self.topology.tls(self.valkey.tls),
@@ -263,9 +270,45 @@ impl CapacityCmd {
                     },
                 ))
             })
-            .collect::<Result<_, _>>()
-            .map(|setups| (deployment, setups))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|setups| {
+                // A parameter the command does not use (a value size for PING) makes the
+                // same case at every value: nothing would differ but the label.
+                for (i, (value, setup)) in setups.iter().enumerate() {
+                    if let Some((other, _)) =
+                        setups[..i].iter().find(|(_, s)| s.case.name == setup.case.name)
+                    {
+                        let param = self.over.as_ref().map_or("", |o| o.param);
+                        return Err(UsageError(format!(
+                            "--over {param}: {other} and {value} make the same case, {} (its command does not use {param}); search over another parameter",
+                            setup.case.name
+                        )));
+                    }
+                }
+                Ok((deployment, setups))
+            })
     }
+}
+
+/// `--over`'s JSON: each search done as a single search's JSON, with its value.
+fn over_json(
+    over: &Over,
+    searches: &[(u64, Searched)],
+    setups: &[(u64, Setup)],
+) -> serde_json::Value {
+    json!({
+        "over": over.param,
+        "objective": setups[0].1.objective.to_string(),
+        "searches": searches
+            .iter()
+            .zip(setups)
+            .map(|((value, s), (_, setup))| {
+                let mut j = json_of(s, setup);
+                j["value"] = json!(value);
+                j
+            })
+            .collect::<Vec<_>>(),
+    })
 }
 
 /// The exit of a run whose searches ended in `outcomes`: the worst of them. 0: every
