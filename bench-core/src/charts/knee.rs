@@ -73,22 +73,7 @@ impl Draw for Knee {
             .label_style(label_font())
             .draw()
             .map_err(text)?;
-        let style = label_font()
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Right, VPos::Center));
-        for tick in decade_ticks(ylo, yhi) {
-            let y = tick.log10();
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(0.0, y), (x_hi, y)],
-                    BLACK.mix(0.15).stroke_width(1),
-                )))
-                .map_err(text)?;
-            // In the backend's pixels: drawn on the whole area, not the panel.
-            let (px, py) = chart.backend_coord(&(0.0, y));
-            root.draw(&Text::new(micros(tick), (px - 6, py), style.clone()))
-                .map_err(text)?;
-        }
+        latency_ticks(root, &mut chart, (0.0, x_hi), (ylo, yhi))?;
         self.mark_answer(&mut chart, ylo, yhi)?;
         for (name, us) in &self.bounds {
             // In its percentile's colour where that is drawn.

@@ -89,21 +89,7 @@ impl Draw for Percentiles {
             .label_style(label_font())
             .draw()
             .map_err(text)?;
-        let style = label_font()
-            .color(&BLACK)
-            .pos(Pos::new(HPos::Right, VPos::Center));
-        for tick in decade_ticks(ylo, yhi) {
-            let y = tick.log10();
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(0.0, y), (x_max + 0.2, y)],
-                    BLACK.mix(0.25).stroke_width(1),
-                )))
-                .map_err(text)?;
-            let (px, py) = chart.backend_coord(&(0.0, y));
-            root.draw(&Text::new(micros(tick), (px - 6, py), style.clone()))
-                .map_err(text)?;
-        }
+        latency_ticks(root, &mut chart, (0.0, x_max + 0.2), (ylo, yhi))?;
         for (i, curve) in self.curves.iter().enumerate() {
             let c = color(i);
             chart
